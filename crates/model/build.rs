@@ -1,0 +1,1 @@
+fn main() { mlx_link_args::emit(); }
