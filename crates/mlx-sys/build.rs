@@ -166,7 +166,10 @@ fn build_linux(out_dir: &Path, upstream: &Path) {
     // loaded by the executable comes first in symbol lookup, so MLX's calls land there.
     println!("cargo::metadata=libdir={}", mlx_lib.display());
     println!("cargo::metadata=preload=libopenblas.so.0");
-    println!("cargo::metadata=include={}", mlx_dir.join("include").display());
+    println!(
+        "cargo::metadata=include={}",
+        mlx_dir.join("include").display()
+    );
     println!("cargo::metadata=version=0.32.2");
 
     let header_dir = mlx_c.join("mlx/c");
@@ -227,8 +230,11 @@ fn build_macos_with_upstream(out_dir: &Path, locator: &Path) {
                 .ok()
         })
         .unwrap_or_else(|| fail("the upstream mlx-sys build left no build-script output"));
-    fs::copy(upstream_out.join("out/bindings.rs"), out_dir.join("bindings.rs"))
-        .expect("copy the upstream bindings");
+    fs::copy(
+        upstream_out.join("out/bindings.rs"),
+        out_dir.join("bindings.rs"),
+    )
+    .expect("copy the upstream bindings");
     let output = fs::read_to_string(upstream_out.join("output")).expect("read upstream output");
     for line in output.lines() {
         let forwarded = ["rustc-link-search=", "rustc-link-lib=", "metadata="]

@@ -1,1 +1,3 @@
-fn main() { mlx_link_args::emit(); }
+fn main() {
+    mlx_link_args::emit();
+}

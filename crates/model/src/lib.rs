@@ -1,1 +1,99 @@
-//! tmp
+//! Llama-family language models for saeidx: find them, load them, check them.
+//!
+//! - [`hub`]: resolve a model from a local folder or a Hugging Face repo (hf-hub, with
+//!   `HF_HOME`, `HF_TOKEN`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`), recording the commit;
+//! - [`config`]: `config.json`, including MLX's `quantization` entry;
+//! - [`checkpoint`]: load the safetensors weights and check every parameter against the
+//!   layout the config implies.
+//!
+//! ```no_run
+//! use saeidx_model::{checkpoint::Checkpoint, hub};
+//!
+//! let source = hub::ModelSource::parse("saeidx-default/SmolLM2-135M-Instruct-mlx-4bit", None);
+//! let files = hub::resolve(&source, &hub::HubSettings::from_env())?;
+//! let checkpoint = Checkpoint::load(files)?;
+//! println!("{} parameters", checkpoint.summary().parameters);
+//! # Ok::<(), saeidx_model::ModelError>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+pub mod checkpoint;
+pub mod config;
+pub mod hub;
+
+/// Why a model could not be found or loaded; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is present but malformed.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A required file is absent.
+    #[error("model {model} has no {file}: {hint}")]
+    MissingFile {
+        /// The model asked for.
+        model: String,
+        /// The missing file.
+        file: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Offline, and the repo/revision is not in the cache.
+    #[error(
+        "{repo_id}@{revision} is not in the Hugging Face cache at {cache_dir} and \
+         HF_HUB_OFFLINE is set: unset it to download, or set HF_HOME to the cache that has it"
+    )]
+    NotCached {
+        /// The repo id.
+        repo_id: String,
+        /// The revision asked for.
+        revision: String,
+        /// The cache searched.
+        cache_dir: PathBuf,
+    },
+    /// The hub could not be reached or refused the request.
+    #[error(
+        "could not fetch {repo_id} from the Hugging Face Hub: {reason} (set HF_TOKEN for gated repos, HF_HUB_OFFLINE=1 to use the cache only)"
+    )]
+    Hub {
+        /// The repo id.
+        repo_id: String,
+        /// What hf-hub reported.
+        reason: String,
+    },
+    /// The weights do not match the config.
+    #[error("the weights of {model} do not match its config.json: {reason}")]
+    WeightsMismatch {
+        /// The model.
+        model: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// The model is valid but not of a supported kind.
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+}
+
+impl ModelError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! GGUF (llama.cpp) Llama checkpoints → MLX checkpoint folders that mlx-lm and saeidx load.
+//!
+//! MLX's GGUF reader returns Q4_0/Q4_1/Q8_0 tensors as MLX affine-quantized triples
+//! (`weight` packed in u32, `scales`, `biases`, groups of 32) in `[out, in]` order, so the
+//! conversion is lossless: it renames tensors to Hugging Face names, undoes llama.cpp's
+//! row permutation of the query/key projections, and records each module's bits and
+//! group size in `config.json`'s `quantization` entry (the shape of mlx-community
+//! checkpoints). Every tensor of the file must be accounted for; an unknown one is an
+//! error rather than silently dropped.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
+
+use mlx_rs::{Array, Dtype, io::GgufFile};
+use serde_json::{Value, json};
+
+use crate::{ImportError, tokenizer::GgufTokenizer};
+
+/// The Llama hyperparameters a GGUF file declares (`llama.*` metadata).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaHyperparameters {
+    /// Number of transformer blocks.
+    pub num_layers: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP's hidden layer.
+    pub intermediate_size: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (grouped-query attention when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Width of one attention head.
+    pub head_dim: usize,
+    /// Context length the model was trained for.
+    pub max_position_embeddings: usize,
+    /// RoPE base frequency.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f32,
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone)]
+pub struct ConversionSummary {
+    /// The model's hyperparameters.
+    pub hyperparameters: LlamaHyperparameters,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Number of tensors written to `model.safetensors`.
+    pub tensors: usize,
+    /// Bits per weight of each quantized module, by module path.
+    pub quantized_bits: BTreeMap<String, u32>,
+    /// Whether the output projection is tied to the token embedding.
+    pub tied_embeddings: bool,
+}
+
+/// Reads an integer metadata value.
+fn meta_int(file: &GgufFile, key: &str) -> Result<Option<i64>, ImportError> {
+    match file.get_metadata_array(key)? {
+        Some(value) => Ok(Some(value.try_item_cast::<i64>().map_err(|e| {
+            ImportError::Gguf(format!("metadata {key} is not an integer: {e}"))
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads a float metadata value.
+fn meta_f32(file: &GgufFile, key: &str) -> Result<Option<f32>, ImportError> {
+    match file.get_metadata_array(key)? {
+        Some(value) => Ok(Some(value.try_item_cast::<f32>().map_err(|e| {
+            ImportError::Gguf(format!("metadata {key} is not a number: {e}"))
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads a positive integer metadata value that must be present.
+fn required_usize(file: &GgufFile, key: &str) -> Result<usize, ImportError> {
+    match meta_int(file, key)? {
+        Some(value) if value > 0 => Ok(value as usize),
+        Some(value) => Err(ImportError::Gguf(format!(
+            "metadata {key} = {value} is not positive"
+        ))),
+        None => Err(ImportError::Gguf(format!("metadata {key} is missing"))),
+    }
+}
+
+/// Reads the `llama.*` hyperparameters, checking they are consistent.
+pub fn llama_hyperparameters(file: &GgufFile) -> Result<LlamaHyperparameters, ImportError> {
+    let architecture = file.get_metadata_string("general.architecture")?;
+    if architecture.as_deref() != Some("llama") {
+        return Err(ImportError::Unsupported(format!(
+            "GGUF architecture {architecture:?}: only Llama-family (\"llama\") models are supported"
+        )));
+    }
+    let hidden_size = required_usize(file, "llama.embedding_length")?;
+    let num_attention_heads = required_usize(file, "llama.attention.head_count")?;
+    let num_key_value_heads = match meta_int(file, "llama.attention.head_count_kv")? {
+        Some(heads) if heads > 0 => heads as usize,
+        _ => num_attention_heads,
+    };
+    let head_dim = match meta_int(file, "llama.rope.dimension_count")? {
+        Some(dim) if dim > 0 => dim as usize,
+        _ => hidden_size / num_attention_heads,
+    };
+    if num_attention_heads % num_key_value_heads != 0 || head_dim % 2 != 0 {
+        return Err(ImportError::Gguf(format!(
+            "inconsistent attention shape: {num_attention_heads} query heads, \
+             {num_key_value_heads} key/value heads, head dim {head_dim}"
+        )));
+    }
+    Ok(LlamaHyperparameters {
+        num_layers: required_usize(file, "llama.block_count")?,
+        hidden_size,
+        intermediate_size: required_usize(file, "llama.feed_forward_length")?,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        max_position_embeddings: required_usize(file, "llama.context_length")?,
+        rope_theta: meta_f32(file, "llama.rope.freq_base")?.unwrap_or(10_000.0),
+        rms_norm_eps: meta_f32(file, "llama.attention.layer_norm_rms_epsilon")?.ok_or_else(
+            || ImportError::Gguf("llama.attention.layer_norm_rms_epsilon is missing".into()),
+        )?,
+    })
+}
+
+/// Where a GGUF tensor goes in the Hugging Face Llama layout, and its input width.
+struct Destination {
+    /// Module path, e.g. `model.layers.3.self_attn.q_proj`.
+    module: String,
+    /// Input width of a linear/embedding module (to infer quantization bits).
+    input_width: usize,
+    /// Heads whose rows llama.cpp permuted (query and key projections).
+    permuted_heads: Option<usize>,
+}
+
+fn destination(name: &str, hp: &LlamaHyperparameters) -> Option<Destination> {
+    let module = |module: String, input_width: usize, permuted_heads: Option<usize>| {
+        Some(Destination {
+            module,
+            input_width,
+            permuted_heads,
+        })
+    };
+    match name {
+        "token_embd" => return module("model.embed_tokens".into(), hp.hidden_size, None),
+        "output_norm" => return module("model.norm".into(), 0, None),
+        "output" => return module("lm_head".into(), hp.hidden_size, None),
+        _ => {}
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    if layer >= hp.num_layers {
+        return None;
+    }
+    let attention_width = hp.num_attention_heads * hp.head_dim;
+    let (suffix, input_width, permuted_heads) = match part {
+        "attn_q" => (
+            "self_attn.q_proj",
+            hp.hidden_size,
+            Some(hp.num_attention_heads),
+        ),
+        "attn_k" => (
+            "self_attn.k_proj",
+            hp.hidden_size,
+            Some(hp.num_key_value_heads),
+        ),
+        "attn_v" => ("self_attn.v_proj", hp.hidden_size, None),
+        "attn_output" => ("self_attn.o_proj", attention_width, None),
+        "ffn_gate" => ("mlp.gate_proj", hp.hidden_size, None),
+        "ffn_up" => ("mlp.up_proj", hp.hidden_size, None),
+        "ffn_down" => ("mlp.down_proj", hp.intermediate_size, None),
+        "attn_norm" => ("input_layernorm", 0, None),
+        "ffn_norm" => ("post_attention_layernorm", 0, None),
+        _ => return None,
+    };
+    module(
+        format!("model.layers.{layer}.{suffix}"),
+        input_width,
+        permuted_heads,
+    )
+}
+
+/// Undoes llama.cpp's RoPE row permutation of a query/key projection tensor.
+///
+/// llama.cpp stores each head's rows as `[2, head_dim/2]` interleaved pairs; Hugging Face
+/// keeps `[head_dim/2, 2]`. Rows are the output dimension, so the same reshuffle applies to
+/// packed weights, scales and biases alike.
+fn unpermute_rows(tensor: &Array, heads: usize) -> Result<Array, ImportError> {
+    let shape = tensor.shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    let heads = heads as i32;
+    if rows % (2 * heads) != 0 {
+        return Err(ImportError::Gguf(format!(
+            "cannot un-permute a tensor with {rows} rows into {heads} heads"
+        )));
+    }
+    Ok(tensor
+        .reshape(&[heads, rows / heads / 2, 2, cols])?
+        .swap_axes(1, 2)?
+        .reshape(&[rows, cols])?)
+}
+
+/// A module's quantization, inferred from its packed weight and scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Quantization {
+    bits: u32,
+    group_size: u32,
+}
+
+fn infer_quantization(
+    module: &str,
+    weight: &Array,
+    scales: &Array,
+    input_width: usize,
+) -> Result<Quantization, ImportError> {
+    let packed = *weight.shape().last().unwrap_or(&0) as usize;
+    let groups = *scales.shape().last().unwrap_or(&0) as usize;
+    let valid = weight.dtype() == Dtype::Uint32
+        && input_width > 0
+        && groups > 0
+        && (packed * 32) % input_width == 0
+        && input_width % groups == 0;
+    let quantization = Quantization {
+        bits: if valid {
+            (packed * 32 / input_width) as u32
+        } else {
+            0
+        },
+        group_size: if valid {
+            (input_width / groups) as u32
+        } else {
+            0
+        },
+    };
+    if !valid || ![2, 3, 4, 5, 6, 8].contains(&quantization.bits) {
+        return Err(ImportError::Gguf(format!(
+            "{module}: packed weight {:?} ({:?}) and scales {:?} do not describe an MLX \
+             quantization of input width {input_width}",
+            weight.shape(),
+            weight.dtype(),
+            scales.shape()
+        )));
+    }
+    Ok(quantization)
+}
+
+/// Converts a Llama GGUF file into an MLX checkpoint in `out_dir`: `model.safetensors`,
+/// `config.json`, and the tokenizer files from [`crate::tokenizer`].
+pub fn convert(gguf_path: &Path, out_dir: &Path) -> Result<ConversionSummary, ImportError> {
+    let file = GgufFile::load(gguf_path)?;
+    let hp = llama_hyperparameters(&file)?;
+    let tokenizer = GgufTokenizer::from_gguf(&file)?;
+    let vocab_size = tokenizer.vocab_size();
+
+    let mut tensors: HashMap<String, Array> = HashMap::new();
+    let mut quantizations: BTreeMap<String, Quantization> = BTreeMap::new();
+    let mut triples: BTreeMap<String, HashMap<String, Array>> = BTreeMap::new();
+    for (name, array) in file.arrays()? {
+        let (base, part) = name
+            .rsplit_once('.')
+            .filter(|(_, part)| matches!(*part, "weight" | "scales" | "biases"))
+            .ok_or_else(|| ImportError::Gguf(format!("unexpected tensor name {name:?}")))?;
+        triples
+            .entry(base.to_string())
+            .or_default()
+            .insert(part.to_string(), array);
+    }
+    for (base, mut parts) in triples {
+        let target = destination(&base, &hp).ok_or_else(|| {
+            ImportError::Unsupported(format!(
+                "GGUF tensor {base:?} has no place in a {}-layer Llama model",
+                hp.num_layers
+            ))
+        })?;
+        let weight = parts
+            .remove("weight")
+            .ok_or_else(|| ImportError::Gguf(format!("{base}: scales/biases without weight")))?;
+        let quantized = match (parts.remove("scales"), parts.remove("biases")) {
+            (Some(scales), Some(biases)) => Some((scales, biases)),
+            (None, None) => None,
+            _ => {
+                return Err(ImportError::Gguf(format!(
+                    "{base}: a quantized tensor needs both scales and biases"
+                )));
+            }
+        };
+        let permute = |tensor: Array| match target.permuted_heads {
+            Some(heads) => unpermute_rows(&tensor, heads),
+            None => Ok(tensor),
+        };
+        let module = &target.module;
+        if let Some((scales, biases)) = quantized {
+            let quantization = infer_quantization(module, &weight, &scales, target.input_width)?;
+            quantizations.insert(module.clone(), quantization);
+            tensors.insert(format!("{module}.scales"), permute(scales)?);
+            tensors.insert(format!("{module}.biases"), permute(biases)?);
+        }
+        tensors.insert(format!("{module}.weight"), permute(weight)?);
+    }
+    let tied_embeddings = !tensors.keys().any(|key| key.starts_with("lm_head."));
+
+    // The most common quantization is the default; modules that differ are listed by
+    // path, which is how mlx-lm reads per-module settings.
+    let mut counts: BTreeMap<Quantization, usize> = BTreeMap::new();
+    for quantization in quantizations.values() {
+        *counts.entry(*quantization).or_default() += 1;
+    }
+    let default = counts
+        .iter()
+        .max_by_key(|(quantization, count)| (**count, std::cmp::Reverse(**quantization)))
+        .map(|(quantization, _)| *quantization);
+
+    let mut config = json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hp.hidden_size,
+        "intermediate_size": hp.intermediate_size,
+        "num_hidden_layers": hp.num_layers,
+        "num_attention_heads": hp.num_attention_heads,
+        "num_key_value_heads": hp.num_key_value_heads,
+        "head_dim": hp.head_dim,
+        "max_position_embeddings": hp.max_position_embeddings,
+        "rms_norm_eps": hp.rms_norm_eps,
+        "rope_theta": hp.rope_theta,
+        "rope_scaling": null,
+        "vocab_size": vocab_size,
+        "tie_word_embeddings": tied_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "bos_token_id": tokenizer.bos_token_id(),
+        "eos_token_id": tokenizer.eos_token_id(),
+        "source": {
+            "format": "gguf",
+            "file": gguf_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "name": file.get_metadata_string("general.name")?,
+        },
+    });
+    if let Some(default) = default {
+        let mut quantization = serde_json::Map::new();
+        quantization.insert("group_size".into(), json!(default.group_size));
+        quantization.insert("bits".into(), json!(default.bits));
+        for (module, q) in &quantizations {
+            if *q != default {
+                quantization.insert(
+                    module.clone(),
+                    json!({"group_size": q.group_size, "bits": q.bits}),
+                );
+            }
+        }
+        config["quantization"] = Value::Object(quantization.clone());
+        // transformers reads the same entry under this name.
+        config["quantization_config"] = Value::Object(quantization);
+    }
+
+    let metadata = HashMap::from([("format".to_string(), "mlx".to_string())]);
+    let summary = ConversionSummary {
+        hyperparameters: hp,
+        vocab_size,
+        tensors: tensors.len(),
+        quantized_bits: quantizations
+            .iter()
+            .map(|(module, q)| (module.clone(), q.bits))
+            .collect(),
+        tied_embeddings,
+    };
+    Array::save_safetensors(tensors, &metadata, out_dir.join("model.safetensors"))?;
+    crate::write_json(&out_dir.join("config.json"), &config)?;
+    tokenizer.write(out_dir)?;
+    Ok(summary)
+}

@@ -1,0 +1,81 @@
+//! `saeidx`: index which SAE features fire on which tokens of a corpus, once, and answer
+//! questions about them in milliseconds.
+//!
+//! The binary is thin: it parses arguments, shows progress and prints; every behaviour
+//! is a library call. Exit status: 0 on success, 2 on error (with a message that says
+//! what to do).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+mod assets;
+mod model;
+
+/// Index SAE feature activations of a corpus once; query them in milliseconds.
+#[derive(Parser)]
+#[command(name = "saeidx", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download, verify and convert the embedded default model and corpus.
+    #[command(subcommand)]
+    Assets(assets::AssetsCommand),
+    /// Convert a llama.cpp GGUF Llama checkpoint into an MLX checkpoint folder.
+    #[command(
+        after_help = "Example:\n  saeidx convert-gguf SmolLM2-135M-Instruct.Q4_1.gguf ./smollm2-mlx"
+    )]
+    ConvertGguf(assets::ConvertArgs),
+    /// Inspect a model: resolve it, check its weights, tokenize text with it.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+}
+
+/// Output options shared by every command.
+#[derive(Args, Clone, Copy)]
+struct Output {
+    /// Print one JSON document instead of text (for scripts).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The repository-local asset folder (`--assets-dir`, `SAEIDX_ASSETS_DIR`, `.assets`).
+#[derive(Args, Clone)]
+struct AssetsDir {
+    /// Folder for downloaded and converted default assets.
+    #[arg(long, env = "SAEIDX_ASSETS_DIR", default_value = ".assets")]
+    assets_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Assets(command) => assets::run(command),
+        Command::ConvertGguf(args) => assets::convert(args),
+        Command::Model(command) => model::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

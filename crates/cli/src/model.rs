@@ -1,0 +1,128 @@
+//! `saeidx model ...`.
+
+use anyhow::Context;
+use clap::Subcommand;
+use saeidx_assets::defaults::DEFAULT_MODEL_REPO;
+use saeidx_corpus::tokenizer::TextTokenizer;
+use saeidx_model::{
+    checkpoint::Checkpoint,
+    hub::{self, HubSettings, ModelSource},
+};
+use serde_json::json;
+
+use crate::{Output, print_json};
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Resolve a model (local folder or HF repo id), check every weight against its
+    /// config, and show its shape and how it tokenizes text.
+    #[command(after_help = "Examples:\n  \
+        saeidx model inspect --text 'The capital of France is Paris.'\n  \
+        HF_HUB_OFFLINE=1 saeidx model inspect mlx-community/SmolLM2-135M-Instruct --json\n  \
+        saeidx model inspect ./my-model-folder")]
+    Inspect {
+        /// A local model folder or a Hugging Face repo id.
+        #[arg(default_value = DEFAULT_MODEL_REPO)]
+        model: String,
+        /// Branch, tag or commit of a hub repo.
+        #[arg(long)]
+        revision: Option<String>,
+        /// Text to tokenize (repeatable).
+        #[arg(long)]
+        text: Vec<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+pub fn run(command: ModelCommand) -> anyhow::Result<()> {
+    let ModelCommand::Inspect {
+        model,
+        revision,
+        text,
+        output,
+    } = command;
+    let source = ModelSource::parse(&model, revision);
+    let files = hub::resolve(&source, &HubSettings::from_env())
+        .with_context(|| format!("resolving model {source}"))?;
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
+    let checkpoint = Checkpoint::load(files)?;
+    let summary = checkpoint.summary();
+    let config = &checkpoint.config;
+    let files = &checkpoint.files;
+
+    let mut tokenized = Vec::new();
+    for text in &text {
+        let tokens = tokenizer.encode(text)?;
+        let pieces: Vec<&str> = tokens
+            .spans
+            .iter()
+            .map(|span| &text[span.clone()])
+            .collect();
+        tokenized.push((text, tokens, pieces));
+    }
+
+    if output.json {
+        return print_json(&json!({
+            "source": source.to_string(),
+            "commit": files.commit,
+            "dir": files.dir,
+            "config": config,
+            "head_dim": config.head_dim(),
+            "num_key_value_heads": config.num_key_value_heads(),
+            "checkpoint": summary,
+            "tokenizer": { "vocab_size": tokenizer.vocab_size() },
+            "texts": tokenized.iter().map(|(text, tokens, pieces)| json!({
+                "text": text,
+                "ids": tokens.ids,
+                "pieces": pieces,
+                "special": tokens.special,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!("model       {source}");
+    if let Some(commit) = &files.commit {
+        println!("commit      {commit}");
+    }
+    println!("folder      {}", files.dir.display());
+    println!(
+        "shape       {} layers, d_model {}, {} query / {} key-value heads of {}, MLP {}, vocab {}",
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.num_attention_heads,
+        config.num_key_value_heads(),
+        config.head_dim(),
+        config.intermediate_size,
+        config.vocab_size
+    );
+    println!(
+        "rope        theta {}, rms eps {}, tied embeddings {}",
+        config.rope_theta, config.rms_norm_eps, config.tie_word_embeddings
+    );
+    let quantized: Vec<String> = summary
+        .quantized_modules
+        .iter()
+        .map(|(kind, count)| format!("{count} × {kind}"))
+        .collect();
+    println!(
+        "weights     {} tensors, {:.1} M parameters, {:.1} MB stored; quantized: {}; float: {}",
+        summary.tensors,
+        summary.parameters as f64 / 1e6,
+        summary.stored_bytes as f64 / 1e6,
+        if quantized.is_empty() {
+            "none".to_string()
+        } else {
+            quantized.join(", ")
+        },
+        summary.float_modules
+    );
+    for (text, tokens, pieces) in &tokenized {
+        println!("\ntext        {text:?}");
+        println!("tokens      {}", tokens.ids.len());
+        for ((id, piece), special) in tokens.ids.iter().zip(pieces).zip(&tokens.special) {
+            let mark = if *special { " (special)" } else { "" };
+            println!("  {id:>6}  {piece:?}{mark}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Atomic publication of files and folders.
+//!
+//! A reader sees either the previous content or the complete new content under the
+//! final name, never a partial write: content goes to a temporary name in the same
+//! folder (same file system), is flushed with `fsync`, then renamed into place, and the
+//! parent folder is flushed so the rename itself survives a crash.
+
+use std::{
+    fs::{self, File, Permissions},
+    io::{self, Write},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+/// Published files are readable by everyone: an index is meant to be shared.
+const FILE_MODE: u32 = 0o644;
+/// Published folders, likewise.
+const DIR_MODE: u32 = 0o755;
+
+/// Failure to publish output, with the path involved.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write {path}: {source}")]
+pub struct AtomicWriteError {
+    /// The destination (or the temporary path) being written.
+    pub path: PathBuf,
+    /// The underlying I/O failure (a full disk shows up here).
+    #[source]
+    pub source: io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> AtomicWriteError + '_ {
+    move |source| AtomicWriteError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Flushes a folder's entries (new names, renames) to disk.
+pub fn sync_dir(dir: &Path) -> Result<(), AtomicWriteError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
+}
+
+/// Writes `path` atomically with whatever `fill` writes into the temporary file.
+///
+/// On any error the temporary file is removed and `path` is left untouched.
+pub fn write_file_with<F>(path: &Path, fill: F) -> Result<(), AtomicWriteError>
+where
+    F: FnOnce(&mut File) -> io::Result<()>,
+{
+    let parent = parent_of(path);
+    fs::create_dir_all(parent).map_err(at(parent))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(Permissions::from_mode(FILE_MODE))
+        .tempfile_in(parent)
+        .map_err(at(parent))?;
+    fill(temp.as_file_mut()).map_err(at(temp.path()))?;
+    temp.as_file_mut().flush().map_err(at(path))?;
+    temp.as_file().sync_all().map_err(at(path))?;
+    temp.persist(path).map_err(|e| AtomicWriteError {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    sync_dir(parent)
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    write_file_with(path, |file| file.write_all(bytes))
+}
+
+/// A folder being assembled under a temporary name beside its final location.
+///
+/// Fill [`StagedDir::path`], then call [`StagedDir::publish`]. Dropped without
+/// publishing (an error, a panic), the temporary folder is deleted.
+#[derive(Debug)]
+pub struct StagedDir {
+    temp: tempfile::TempDir,
+    destination: PathBuf,
+}
+
+impl StagedDir {
+    /// Starts a folder that will be published at `destination`.
+    pub fn new(destination: &Path) -> Result<Self, AtomicWriteError> {
+        let parent = parent_of(destination);
+        fs::create_dir_all(parent).map_err(at(parent))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .permissions(Permissions::from_mode(DIR_MODE))
+            .tempdir_in(parent)
+            .map_err(at(parent))?;
+        Ok(Self {
+            temp,
+            destination: destination.to_path_buf(),
+        })
+    }
+
+    /// Where to write the folder's content until it is published.
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Flushes every file in the folder, then renames it to its destination.
+    ///
+    /// An existing destination is replaced: it is first renamed aside, so at no moment
+    /// does the destination name hold a mix of old and new content.
+    pub fn publish(self) -> Result<PathBuf, AtomicWriteError> {
+        sync_tree(self.temp.path())?;
+        let staged = self.temp.keep();
+        let destination = self.destination;
+        let parent = parent_of(&destination).to_path_buf();
+        let displaced = if destination.exists() {
+            let aside = tempfile::Builder::new()
+                .prefix(".old-")
+                .tempdir_in(&parent)
+                .map_err(at(&parent))?
+                .keep();
+            fs::rename(&destination, &aside).map_err(at(&destination))?;
+            Some(aside)
+        } else {
+            None
+        };
+        if let Err(source) = fs::rename(&staged, &destination) {
+            // Put the previous content back before reporting the failure.
+            if let Some(aside) = &displaced {
+                let _ = fs::rename(aside, &destination);
+            }
+            let _ = fs::remove_dir_all(&staged);
+            return Err(AtomicWriteError {
+                path: destination,
+                source,
+            });
+        }
+        sync_dir(&parent)?;
+        if let Some(aside) = displaced {
+            fs::remove_dir_all(&aside).map_err(at(&aside))?;
+        }
+        Ok(destination)
+    }
+}
+
+/// `fsync`s every regular file and folder below `root` (symbolic links are skipped).
+fn sync_tree(root: &Path) -> Result<(), AtomicWriteError> {
+    for entry in fs::read_dir(root).map_err(at(root))? {
+        let entry = entry.map_err(at(root))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(at(&path))?;
+        if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(at(&path))?;
+        }
+    }
+    sync_dir(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b.txt");
+        write_file(&path, b"first").unwrap();
+        write_file(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn failed_fill_leaves_old_content_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.txt");
+        write_file(&path, b"old").unwrap();
+        let err = write_file_with(&path, |file| {
+            file.write_all(b"partial")?;
+            Err(io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("disk full"));
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn staged_dir_publishes_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let destination = dir.path().join("out");
+        for round in ["one", "two"] {
+            let staged = StagedDir::new(&destination).unwrap();
+            fs::create_dir(staged.path().join("sub")).unwrap();
+            fs::write(staged.path().join("sub/file"), round).unwrap();
+            staged.publish().unwrap();
+            assert_eq!(
+                fs::read_to_string(destination.join("sub/file")).unwrap(),
+                round
+            );
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dropped_staged_dir_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let staged = StagedDir::new(&dir.path().join("out")).unwrap();
+            fs::write(staged.path().join("file"), "x").unwrap();
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,324 @@
+//! Loading a checkpoint's tensors and checking them against the Llama layout.
+//!
+//! Every parameter the config implies must be present with the right shape and dtype
+//! (quantized triples included), and every tensor in the files must belong to one: a
+//! misnamed key is an error here, never a silently random weight later.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use mlx_rs::{Array, Dtype};
+
+use crate::{
+    ModelError,
+    config::{LlamaConfig, Quantization},
+    hub::ModelFiles,
+};
+
+/// What kind of parameters a module holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// `weight` `[out, in]` (or a quantized triple), optionally `bias` `[out]`.
+    Linear {
+        /// Input width.
+        inputs: usize,
+        /// Output width.
+        outputs: usize,
+        /// Whether a `bias` is expected.
+        bias: bool,
+    },
+    /// `weight` `[rows, width]` (or a quantized triple).
+    Embedding {
+        /// Number of rows (the vocabulary).
+        rows: usize,
+        /// Width of each row.
+        width: usize,
+    },
+    /// RMSNorm `weight` `[width]`.
+    Norm {
+        /// Width.
+        width: usize,
+    },
+}
+
+/// One module of the model, by its path in the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleSpec {
+    /// E.g. `model.layers.0.self_attn.q_proj`.
+    pub path: String,
+    /// Its parameters.
+    pub kind: ModuleKind,
+}
+
+/// The modules a Llama-family model with `config` has, in forward order.
+pub fn expected_modules(config: &LlamaConfig) -> Vec<ModuleSpec> {
+    let hidden = config.hidden_size;
+    let q_width = config.num_attention_heads * config.head_dim();
+    let kv_width = config.num_key_value_heads() * config.head_dim();
+    let linear = |inputs, outputs, bias| ModuleKind::Linear {
+        inputs,
+        outputs,
+        bias,
+    };
+    let mut modules = vec![ModuleSpec {
+        path: "model.embed_tokens".into(),
+        kind: ModuleKind::Embedding {
+            rows: config.vocab_size,
+            width: hidden,
+        },
+    }];
+    for layer in 0..config.num_hidden_layers {
+        let prefix = format!("model.layers.{layer}");
+        let attention_bias = config.attention_bias;
+        let mlp_bias = config.mlp_bias;
+        for (name, kind) in [
+            ("input_layernorm", ModuleKind::Norm { width: hidden }),
+            ("self_attn.q_proj", linear(hidden, q_width, attention_bias)),
+            ("self_attn.k_proj", linear(hidden, kv_width, attention_bias)),
+            ("self_attn.v_proj", linear(hidden, kv_width, attention_bias)),
+            ("self_attn.o_proj", linear(q_width, hidden, attention_bias)),
+            (
+                "post_attention_layernorm",
+                ModuleKind::Norm { width: hidden },
+            ),
+            (
+                "mlp.gate_proj",
+                linear(hidden, config.intermediate_size, mlp_bias),
+            ),
+            (
+                "mlp.up_proj",
+                linear(hidden, config.intermediate_size, mlp_bias),
+            ),
+            (
+                "mlp.down_proj",
+                linear(config.intermediate_size, hidden, mlp_bias),
+            ),
+        ] {
+            modules.push(ModuleSpec {
+                path: format!("{prefix}.{name}"),
+                kind,
+            });
+        }
+    }
+    modules.push(ModuleSpec {
+        path: "model.norm".into(),
+        kind: ModuleKind::Norm { width: hidden },
+    });
+    if !config.tie_word_embeddings {
+        modules.push(ModuleSpec {
+            path: "lm_head".into(),
+            kind: linear(hidden, config.vocab_size, false),
+        });
+    }
+    modules
+}
+
+/// A loaded checkpoint whose tensors match its config.
+pub struct Checkpoint {
+    /// Where the files came from.
+    pub files: ModelFiles,
+    /// The parsed `config.json`.
+    pub config: LlamaConfig,
+    /// Every tensor, by checkpoint key.
+    pub tensors: HashMap<String, Array>,
+    /// Quantization of each quantized module, by path.
+    pub quantized: BTreeMap<String, Quantization>,
+}
+
+/// Counts that describe a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckpointSummary {
+    /// Number of tensors.
+    pub tensors: usize,
+    /// Parameters of the model (a quantized weight counts its logical elements).
+    pub parameters: u64,
+    /// Bytes of tensor data as stored.
+    pub stored_bytes: u64,
+    /// Number of quantized modules for each `"{bits}-bit/g{group_size}"`.
+    pub quantized_modules: BTreeMap<String, usize>,
+    /// Number of modules stored in floating point.
+    pub float_modules: usize,
+}
+
+fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16)
+}
+
+impl Checkpoint {
+    /// Loads all weight files and checks them against the config.
+    pub fn load(files: ModelFiles) -> Result<Self, ModelError> {
+        let config = LlamaConfig::from_file(&files.config)?;
+        let mut tensors = HashMap::new();
+        for shard in &files.weights {
+            let loaded = Array::load_safetensors(shard).map_err(|e| ModelError::Invalid {
+                path: shard.clone(),
+                reason: format!("not a readable safetensors file: {e}"),
+            })?;
+            for (key, tensor) in loaded {
+                if tensors.insert(key.clone(), tensor).is_some() {
+                    return Err(ModelError::Invalid {
+                        path: shard.clone(),
+                        reason: format!("tensor {key} appears in more than one shard"),
+                    });
+                }
+            }
+        }
+        let quantized =
+            check_tensors(&config, &tensors).map_err(|reason| ModelError::WeightsMismatch {
+                model: files.source.to_string(),
+                reason,
+            })?;
+        Ok(Self {
+            files,
+            config,
+            tensors,
+            quantized,
+        })
+    }
+
+    /// Counts of tensors, parameters, bytes and quantized modules.
+    pub fn summary(&self) -> CheckpointSummary {
+        let mut quantized_modules = BTreeMap::new();
+        for q in self.quantized.values() {
+            *quantized_modules
+                .entry(format!("{}-bit/g{}", q.bits, q.group_size))
+                .or_default() += 1;
+        }
+        let mut parameters = 0u64;
+        for module in expected_modules(&self.config) {
+            let logical = match module.kind {
+                ModuleKind::Linear {
+                    inputs,
+                    outputs,
+                    bias,
+                } => inputs * outputs + if bias { outputs } else { 0 },
+                ModuleKind::Embedding { rows, width } => rows * width,
+                ModuleKind::Norm { width } => width,
+            };
+            parameters += logical as u64;
+        }
+        let module_count = expected_modules(&self.config)
+            .iter()
+            .filter(|m| !matches!(m.kind, ModuleKind::Norm { .. }))
+            .count();
+        CheckpointSummary {
+            tensors: self.tensors.len(),
+            parameters,
+            stored_bytes: self.tensors.values().map(|t| t.nbytes() as u64).sum(),
+            quantized_modules,
+            float_modules: module_count - self.quantized.len(),
+        }
+    }
+}
+
+/// Checks every expected parameter and flags unexpected tensors. Returns the quantized
+/// modules' settings.
+fn check_tensors(
+    config: &LlamaConfig,
+    tensors: &HashMap<String, Array>,
+) -> Result<BTreeMap<String, Quantization>, String> {
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    let mut quantized = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut expect =
+        |key: String, shape: &[usize], dtype_ok: &dyn Fn(Dtype) -> bool, what: &str| match tensors
+            .get_key_value(&key)
+        {
+            None => problems.push(format!("missing {key}")),
+            Some((name, tensor)) => {
+                used.insert(name.as_str());
+                let actual: Vec<usize> = tensor.shape().iter().map(|&d| d as usize).collect();
+                if actual != shape {
+                    problems.push(format!("{key} has shape {actual:?}, expected {shape:?}"));
+                } else if !dtype_ok(tensor.dtype()) {
+                    problems.push(format!(
+                        "{key} has dtype {:?}, expected {what}",
+                        tensor.dtype()
+                    ));
+                }
+            }
+        };
+    for module in expected_modules(config) {
+        let path = &module.path;
+        let (rows, inputs, bias) = match module.kind {
+            ModuleKind::Norm { width } => {
+                expect(format!("{path}.weight"), &[width], &is_float, "a float");
+                continue;
+            }
+            ModuleKind::Linear {
+                inputs,
+                outputs,
+                bias,
+            } => (outputs, inputs, bias),
+            ModuleKind::Embedding { rows, width } => (rows, width, false),
+        };
+        if tensors.contains_key(&format!("{path}.scales")) {
+            let settings = config
+                .quantization
+                .as_ref()
+                .ok_or_else(|| {
+                    format!("{path} is quantized but config.json has no quantization entry")
+                })?
+                .for_module(path)?
+                .ok_or_else(|| format!("{path} is quantized but config.json says it is not"))?;
+            if inputs % settings.group_size != 0 || (inputs * settings.bits) % 32 != 0 {
+                return Err(format!(
+                    "{path}: input width {inputs} does not fit {}-bit groups of {}",
+                    settings.bits, settings.group_size
+                ));
+            }
+            let groups = inputs / settings.group_size;
+            expect(
+                format!("{path}.weight"),
+                &[rows, inputs * settings.bits / 32],
+                &|d| d == Dtype::Uint32,
+                "uint32 (packed)",
+            );
+            expect(
+                format!("{path}.scales"),
+                &[rows, groups],
+                &is_float,
+                "a float",
+            );
+            expect(
+                format!("{path}.biases"),
+                &[rows, groups],
+                &is_float,
+                "a float",
+            );
+            quantized.insert(path.clone(), settings);
+        } else {
+            expect(
+                format!("{path}.weight"),
+                &[rows, inputs],
+                &is_float,
+                "a float",
+            );
+        }
+        if bias {
+            expect(format!("{path}.bias"), &[rows], &is_float, "a float");
+        }
+    }
+    // Precomputed RoPE frequencies are derived data that some exporters include.
+    let unexpected: Vec<&String> = tensors
+        .keys()
+        .filter(|key| !used.contains(key.as_str()) && !key.ends_with("rotary_emb.inv_freq"))
+        .collect();
+    if !unexpected.is_empty() {
+        let mut names: Vec<&String> = unexpected.clone();
+        names.sort();
+        problems.push(format!(
+            "{} tensors belong to no parameter of a {}-layer {} model, e.g. {:?}",
+            unexpected.len(),
+            config.num_hidden_layers,
+            config.model_type,
+            &names[..names.len().min(5)]
+        ));
+    }
+    if problems.is_empty() {
+        Ok(quantized)
+    } else {
+        let count = problems.len();
+        problems.truncate(8);
+        Err(format!("{count} problems: {}", problems.join("; ")))
+    }
+}

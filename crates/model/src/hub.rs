@@ -1,0 +1,277 @@
+//! Finding a model's files: a local folder, or a Hugging Face repo through hf-hub.
+//!
+//! Hub lookups follow the ecosystem's conventions: the cache lives under `HF_HOME`
+//! (`$HF_HOME/hub`, default `~/.cache/huggingface/hub`), `HF_ENDPOINT` names the server,
+//! `HF_TOKEN` (or `$HF_HOME/token`) authenticates, and `HF_HUB_OFFLINE=1` resolves from
+//! the cache alone. The resolved commit is recorded so an index can say exactly which
+//! weights produced it.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use hf_hub::{Repo, RepoType, api::sync::ApiBuilder};
+use serde::Deserialize;
+
+use crate::ModelError;
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A folder with `config.json`, safetensors weights and `tokenizer.json`.
+    Local(PathBuf),
+    /// A Hugging Face model repo, at a branch, tag or commit (default `main`).
+    Hub {
+        /// `org/name`.
+        repo_id: String,
+        /// Branch, tag or commit; `None` means `main`.
+        revision: Option<String>,
+    },
+}
+
+impl ModelSource {
+    /// An existing folder is local; anything else is a hub repo id.
+    pub fn parse(spec: &str, revision: Option<String>) -> Self {
+        let path = Path::new(spec);
+        if path.is_dir() {
+            Self::Local(path.to_path_buf())
+        } else {
+            Self::Hub {
+                repo_id: spec.to_string(),
+                revision,
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(path) => write!(f, "{}", path.display()),
+            Self::Hub {
+                repo_id,
+                revision: Some(revision),
+            } => write!(f, "{repo_id}@{revision}"),
+            Self::Hub { repo_id, .. } => write!(f, "{repo_id}"),
+        }
+    }
+}
+
+/// How to reach the hub, read from the standard environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSettings {
+    /// `$HF_HOME/hub`.
+    pub cache_dir: PathBuf,
+    /// `HF_HUB_OFFLINE`: resolve from the cache only.
+    pub offline: bool,
+    /// `HF_TOKEN`, else the token file in `HF_HOME`.
+    pub token: Option<String>,
+}
+
+impl HubSettings {
+    /// Reads `HF_HOME`, `HF_HUB_OFFLINE` and `HF_TOKEN` (`HF_ENDPOINT` is read by hf-hub).
+    pub fn from_env() -> Self {
+        let cache = hf_hub::Cache::from_env();
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let token = std::env::var("HF_TOKEN")
+            .ok()
+            .filter(|token| !token.trim().is_empty())
+            .or_else(|| cache.token());
+        Self {
+            cache_dir: cache.path().clone(),
+            offline,
+            token,
+        }
+    }
+}
+
+/// The files of a resolved model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    /// Where the model was asked for.
+    pub source: ModelSource,
+    /// The folder holding the files (a hub snapshot, or the local folder).
+    pub dir: PathBuf,
+    /// The hub commit the files belong to; `None` for a local folder.
+    pub commit: Option<String>,
+    /// `config.json`.
+    pub config: PathBuf,
+    /// The safetensors files, in shard order.
+    pub weights: Vec<PathBuf>,
+    /// `tokenizer.json`.
+    pub tokenizer: PathBuf,
+}
+
+/// The files a model folder needs besides its weights.
+const SMALL_FILES: &[&str] = &[
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+];
+const SINGLE_WEIGHTS: &str = "model.safetensors";
+const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
+
+#[derive(Deserialize)]
+struct WeightsIndex {
+    weight_map: std::collections::BTreeMap<String, String>,
+}
+
+/// The shard files named by a `model.safetensors.index.json`, in first-use order.
+fn shards_from_index(index: &Path) -> Result<Vec<String>, ModelError> {
+    let text = fs::read_to_string(index).map_err(|e| ModelError::io(index, e))?;
+    let index: WeightsIndex = serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
+        path: index.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut shards: Vec<String> = index.weight_map.into_values().collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
+/// Resolves a model's files, downloading what is missing unless offline.
+pub fn resolve(source: &ModelSource, settings: &HubSettings) -> Result<ModelFiles, ModelError> {
+    match source {
+        ModelSource::Local(dir) => files_in_folder(source, dir, None),
+        ModelSource::Hub { repo_id, revision } => {
+            let revision = revision.clone().unwrap_or_else(|| "main".to_string());
+            if settings.offline {
+                let snapshot = cached_snapshot(&settings.cache_dir, repo_id, &revision)?;
+                let commit = snapshot
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned());
+                files_in_folder(source, &snapshot, commit)
+            } else {
+                download(source, repo_id, &revision, settings)
+            }
+        }
+    }
+}
+
+/// A folder's model files.
+fn files_in_folder(
+    source: &ModelSource,
+    dir: &Path,
+    commit: Option<String>,
+) -> Result<ModelFiles, ModelError> {
+    let require = |name: &str| {
+        let path = dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(ModelError::MissingFile {
+                model: source.to_string(),
+                file: name.to_string(),
+                hint: match source {
+                    ModelSource::Local(_) => "the folder must hold a complete checkpoint".into(),
+                    ModelSource::Hub { .. } => {
+                        "the cached snapshot is incomplete; run once without HF_HUB_OFFLINE".into()
+                    }
+                },
+            })
+        }
+    };
+    let weights = if dir.join(WEIGHTS_INDEX).is_file() {
+        shards_from_index(&dir.join(WEIGHTS_INDEX))?
+            .iter()
+            .map(|shard| require(shard))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![require(SINGLE_WEIGHTS)?]
+    };
+    Ok(ModelFiles {
+        source: source.clone(),
+        dir: dir.to_path_buf(),
+        commit,
+        config: require("config.json")?,
+        weights,
+        tokenizer: require("tokenizer.json")?,
+    })
+}
+
+/// The snapshot folder of `repo_id` at `revision` in the hub cache.
+fn cached_snapshot(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<PathBuf, ModelError> {
+    let repo = cache_dir.join(Repo::new(repo_id.to_string(), RepoType::Model).folder_name());
+    let is_commit = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
+    let commit = if is_commit {
+        revision.to_string()
+    } else {
+        let reference = repo.join("refs").join(revision);
+        fs::read_to_string(&reference)
+            .map(|commit| commit.trim().to_string())
+            .map_err(|_| ModelError::NotCached {
+                repo_id: repo_id.to_string(),
+                revision: revision.to_string(),
+                cache_dir: cache_dir.to_path_buf(),
+            })?
+    };
+    let snapshot = repo.join("snapshots").join(&commit);
+    if snapshot.is_dir() {
+        Ok(snapshot)
+    } else {
+        Err(ModelError::NotCached {
+            repo_id: repo_id.to_string(),
+            revision: revision.to_string(),
+            cache_dir: cache_dir.to_path_buf(),
+        })
+    }
+}
+
+/// Downloads (or reuses from the cache) the model files of a hub repo at `revision`.
+fn download(
+    source: &ModelSource,
+    repo_id: &str,
+    revision: &str,
+    settings: &HubSettings,
+) -> Result<ModelFiles, ModelError> {
+    let hub_error = |e: hf_hub::api::sync::ApiError| ModelError::Hub {
+        repo_id: repo_id.to_string(),
+        reason: e.to_string(),
+    };
+    let api = ApiBuilder::from_env()
+        .with_cache_dir(settings.cache_dir.clone())
+        .with_token(settings.token.clone())
+        .build()
+        .map_err(hub_error)?;
+    let listing = api
+        .repo(Repo::with_revision(
+            repo_id.to_string(),
+            RepoType::Model,
+            revision.to_string(),
+        ))
+        .info()
+        .map_err(hub_error)?;
+    // Pin every download to the commit the listing came from.
+    let repo = api.repo(Repo::with_revision(
+        repo_id.to_string(),
+        RepoType::Model,
+        listing.sha.clone(),
+    ));
+    let available: Vec<&str> = listing
+        .siblings
+        .iter()
+        .map(|s| s.rfilename.as_str())
+        .collect();
+    let mut wanted: Vec<String> = SMALL_FILES
+        .iter()
+        .filter(|name| available.contains(name))
+        .map(|name| name.to_string())
+        .collect();
+    if available.contains(&WEIGHTS_INDEX) {
+        let index = repo.get(WEIGHTS_INDEX).map_err(hub_error)?;
+        wanted.extend(shards_from_index(&index)?);
+    } else {
+        wanted.push(SINGLE_WEIGHTS.to_string());
+    }
+    let mut snapshot = None;
+    for name in &wanted {
+        let path = repo.get(name).map_err(hub_error)?;
+        snapshot = path.parent().map(Path::to_path_buf);
+    }
+    let snapshot = snapshot.expect("at least the weights were downloaded");
+    files_in_folder(source, &snapshot, Some(listing.sha))
+}
