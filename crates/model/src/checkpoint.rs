@@ -219,24 +219,24 @@ fn check_tensors(
     let mut used: BTreeSet<&str> = BTreeSet::new();
     let mut quantized = BTreeMap::new();
     let mut problems = Vec::new();
-    let mut expect =
-        |key: String, shape: &[usize], dtype_ok: &dyn Fn(Dtype) -> bool, what: &str| match tensors
-            .get_key_value(&key)
-        {
-            None => problems.push(format!("missing {key}")),
-            Some((name, tensor)) => {
-                used.insert(name.as_str());
-                let actual: Vec<usize> = tensor.shape().iter().map(|&d| d as usize).collect();
-                if actual != shape {
-                    problems.push(format!("{key} has shape {actual:?}, expected {shape:?}"));
-                } else if !dtype_ok(tensor.dtype()) {
-                    problems.push(format!(
-                        "{key} has dtype {:?}, expected {what}",
-                        tensor.dtype()
-                    ));
-                }
+    let mut expect = |key: String,
+                      shape: &[usize],
+                      dtype_ok: &dyn Fn(Dtype) -> bool,
+                      what: &str| match tensors.get_key_value(&key) {
+        None => problems.push(format!("missing {key}")),
+        Some((name, tensor)) => {
+            used.insert(name.as_str());
+            let actual: Vec<usize> = tensor.shape().iter().map(|&d| d as usize).collect();
+            if actual != shape {
+                problems.push(format!("{key} has shape {actual:?}, expected {shape:?}"));
+            } else if !dtype_ok(tensor.dtype()) {
+                problems.push(format!(
+                    "{key} has dtype {:?}, expected {what}",
+                    tensor.dtype()
+                ));
             }
-        };
+        }
+    };
     for module in expected_modules(config) {
         let path = &module.path;
         let (rows, inputs, bias) = match module.kind {

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# README command (b): set up (with the Python reference tools), then every check CI
+# runs: formatting, lints, and all tests (unit, integration, doc).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh --test-tools
+# Tests use the default assets that set-up placed in the Hugging Face cache; they must
+# never reach for the network.
+export HF_HUB_OFFLINE=1
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --workspace --no-fail-fast
+else
+  cargo test --release --workspace --no-fail-fast --lib --bins --tests
+fi
+cargo test --release --workspace --doc
