@@ -54,8 +54,8 @@ if [[ ! -f $runtime/mlx/lib/libmlx.so || "$(cat $runtime/.requirements-sha256 2>
   mkdir -p .runtime
   staging=$(mktemp -d .runtime/.tmp-mlx.XXXXXX)
   trap 'rm -rf "$staging"' EXIT
-  "$python" -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
-    --require-hashes --target "$staging" -r "$requirements" \
+  "$python" -m pip install --quiet --disable-pip-version-check --no-compile \
+    --target "$staging" -r "$requirements" \
     || die "pip could not install the MLX runtime (is PyPI reachable? is the disk full?)"
   echo "$stamp" > "$staging/.requirements-sha256"
   rm -rf "$runtime"

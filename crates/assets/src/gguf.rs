@@ -373,3 +373,176 @@ pub fn convert(gguf_path: &Path, out_dir: &Path) -> Result<ConversionSummary, Im
     tokenizer.write(out_dir)?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use mlx_rs::io::GgufMetadataValue;
+
+    use super::*;
+
+    const HIDDEN: i32 = 8;
+    const HEADS: i32 = 2;
+    const KV_HEADS: i32 = 1;
+    const HEAD_DIM: i32 = 4;
+    const FFN: i32 = 16;
+
+    fn scalar_u32(value: u32) -> GgufMetadataValue {
+        GgufMetadataValue::Array(Array::from_slice(&[value], &[]))
+    }
+
+    fn strings(values: &[&str]) -> GgufMetadataValue {
+        GgufMetadataValue::Strings(values.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// HF → llama.cpp row order: the inverse of [`unpermute_rows`].
+    fn permute_rows(tensor: &Array, heads: i32) -> Array {
+        let (rows, cols) = (tensor.shape()[0], tensor.shape()[1]);
+        tensor
+            .reshape(&[heads, 2, rows / heads / 2, cols])
+            .unwrap()
+            .swap_axes(1, 2)
+            .unwrap()
+            .reshape(&[rows, cols])
+            .unwrap()
+    }
+
+    fn counting(rows: i32, cols: i32) -> Array {
+        let values: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+        Array::from_slice(&values, &[rows, cols])
+    }
+
+    /// A one-block Llama GGUF whose q/k projections hold distinct values in HF order
+    /// (returned) and are stored permuted, as llama.cpp's converter writes them.
+    fn tiny_gguf(path: &Path, architecture: &str, extra_tensor: bool) -> (Array, Array) {
+        let mut file = GgufFile::new().unwrap();
+        file.insert_metadata(
+            "general.architecture",
+            GgufMetadataValue::String(architecture.into()),
+        )
+        .unwrap();
+        for (key, value) in [
+            ("llama.block_count", 1),
+            ("llama.context_length", 64),
+            ("llama.embedding_length", HIDDEN as u32),
+            ("llama.feed_forward_length", FFN as u32),
+            ("llama.attention.head_count", HEADS as u32),
+            ("llama.attention.head_count_kv", KV_HEADS as u32),
+            ("llama.rope.dimension_count", HEAD_DIM as u32),
+            ("tokenizer.ggml.bos_token_id", 1),
+            ("tokenizer.ggml.eos_token_id", 1),
+        ] {
+            file.insert_metadata(key, scalar_u32(value)).unwrap();
+        }
+        let eps = GgufMetadataValue::Array(Array::from_slice(&[1e-5f32], &[]));
+        file.insert_metadata("llama.attention.layer_norm_rms_epsilon", eps)
+            .unwrap();
+        file.insert_metadata(
+            "tokenizer.ggml.model",
+            GgufMetadataValue::String("gpt2".into()),
+        )
+        .unwrap();
+        file.insert_metadata(
+            "tokenizer.ggml.pre",
+            GgufMetadataValue::String("smollm".into()),
+        )
+        .unwrap();
+        let tokens = [
+            "<|endoftext|>",
+            "<|im_start|>",
+            "a",
+            "b",
+            "Ġ",
+            "ab",
+            "Ġab",
+            "1",
+            "2",
+        ];
+        file.insert_metadata("tokenizer.ggml.tokens", strings(&tokens))
+            .unwrap();
+        file.insert_metadata("tokenizer.ggml.merges", strings(&["a b", "Ġ ab"]))
+            .unwrap();
+        let types = Array::from_slice(&[3i32, 3, 1, 1, 1, 1, 1, 1, 1], &[9]);
+        file.insert_metadata("tokenizer.ggml.token_type", GgufMetadataValue::Array(types))
+            .unwrap();
+
+        let q = counting(HEADS * HEAD_DIM, HIDDEN);
+        let k = counting(KV_HEADS * HEAD_DIM, HIDDEN);
+        let ones = |shape: &[i32]| Array::ones::<f32>(shape).unwrap();
+        let mut insert = |name: &str, array: &Array| file.insert_array(name, array).unwrap();
+        insert("token_embd.weight", &ones(&[tokens.len() as i32, HIDDEN]));
+        insert("blk.0.attn_q.weight", &permute_rows(&q, HEADS));
+        insert("blk.0.attn_k.weight", &permute_rows(&k, KV_HEADS));
+        insert("blk.0.attn_v.weight", &ones(&[KV_HEADS * HEAD_DIM, HIDDEN]));
+        insert(
+            "blk.0.attn_output.weight",
+            &ones(&[HIDDEN, HEADS * HEAD_DIM]),
+        );
+        insert("blk.0.ffn_gate.weight", &ones(&[FFN, HIDDEN]));
+        insert("blk.0.ffn_up.weight", &ones(&[FFN, HIDDEN]));
+        insert("blk.0.ffn_down.weight", &ones(&[HIDDEN, FFN]));
+        insert("blk.0.attn_norm.weight", &ones(&[HIDDEN]));
+        insert("blk.0.ffn_norm.weight", &ones(&[HIDDEN]));
+        insert("output_norm.weight", &ones(&[HIDDEN]));
+        if extra_tensor {
+            insert("blk.0.attn_q_norm.weight", &ones(&[HIDDEN]));
+        }
+        file.save(path).unwrap();
+        (q, k)
+    }
+
+    #[test]
+    fn converts_and_unpermutes_query_and_key_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let gguf = dir.path().join("tiny.gguf");
+        let (q, k) = tiny_gguf(&gguf, "llama", false);
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let summary = convert(&gguf, &out).unwrap();
+        assert_eq!(summary.tensors, 11);
+        assert!(summary.tied_embeddings);
+        assert!(summary.quantized_bits.is_empty());
+
+        let weights = Array::load_safetensors(out.join("model.safetensors")).unwrap();
+        let q_proj = &weights["model.layers.0.self_attn.q_proj.weight"];
+        let k_proj = &weights["model.layers.0.self_attn.k_proj.weight"];
+        assert_eq!(q_proj.as_slice::<f32>(), q.as_slice::<f32>());
+        assert_eq!(k_proj.as_slice::<f32>(), k.as_slice::<f32>());
+
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["model_type"], "llama");
+        assert_eq!(config["num_key_value_heads"], 1);
+        assert_eq!(config["head_dim"], 4);
+        assert_eq!(config["vocab_size"], 9);
+        assert_eq!(config["rms_norm_eps"].as_f64().unwrap() as f32, 1e-5);
+        assert!(config.get("quantization").is_none());
+
+        let tokenizer = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
+        let encoding = tokenizer.encode("<|im_start|>ab ab12", true).unwrap();
+        assert_eq!(encoding.get_ids(), [1, 5, 6, 7, 8]);
+        let tokenizer_config: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(tokenizer_config["bos_token"], "<|im_start|>");
+        assert_eq!(tokenizer_config["add_bos_token"], false);
+    }
+
+    #[test]
+    fn unknown_tensors_and_architectures_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+
+        let gguf = dir.path().join("extra.gguf");
+        tiny_gguf(&gguf, "llama", true);
+        let error = convert(&gguf, &out).unwrap_err();
+        assert!(error.to_string().contains("blk.0.attn_q_norm"), "{error}");
+
+        let gguf = dir.path().join("qwen.gguf");
+        tiny_gguf(&gguf, "qwen2", false);
+        let error = convert(&gguf, &out).unwrap_err();
+        assert!(matches!(error, ImportError::Unsupported(_)), "{error}");
+    }
+}

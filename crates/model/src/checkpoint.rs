@@ -322,3 +322,170 @@ fn check_tensors(
         Err(format!("{count} problems: {}", problems.join("; ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use mlx_rs::ops::quantize;
+    use serde_json::json;
+
+    use super::*;
+    use crate::hub::{HubSettings, ModelSource, resolve};
+
+    const HIDDEN: i32 = 64;
+    const FFN: i32 = 128;
+    const VOCAB: i32 = 96;
+
+    fn tiny_config(quantized: bool) -> serde_json::Value {
+        let mut config = json!({
+            "model_type": "llama", "hidden_size": HIDDEN, "intermediate_size": FFN,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-5, "vocab_size": VOCAB, "tie_word_embeddings": true,
+        });
+        if quantized {
+            config["quantization"] = json!({"group_size": 32, "bits": 4, "model.embed_tokens": {"group_size": 32, "bits": 8}});
+        }
+        config
+    }
+
+    fn tiny_tensors(quantized: bool) -> HashMap<String, Array> {
+        let kv = HIDDEN / 2;
+        let mut tensors = HashMap::new();
+        let mut add_matrix = |path: &str, rows: i32, cols: i32, bits: i32| {
+            let weight = Array::ones::<f32>(&[rows, cols]).unwrap();
+            if quantized {
+                let (w, scales, biases) = quantize(&weight, 32, bits).unwrap();
+                tensors.insert(format!("{path}.weight"), w);
+                tensors.insert(format!("{path}.scales"), scales);
+                tensors.insert(format!("{path}.biases"), biases);
+            } else {
+                tensors.insert(format!("{path}.weight"), weight);
+            }
+        };
+        add_matrix("model.embed_tokens", VOCAB, HIDDEN, 8);
+        for (name, rows, cols) in [
+            ("self_attn.q_proj", HIDDEN, HIDDEN),
+            ("self_attn.k_proj", kv, HIDDEN),
+            ("self_attn.v_proj", kv, HIDDEN),
+            ("self_attn.o_proj", HIDDEN, HIDDEN),
+            ("mlp.gate_proj", FFN, HIDDEN),
+            ("mlp.up_proj", FFN, HIDDEN),
+            ("mlp.down_proj", HIDDEN, FFN),
+        ] {
+            add_matrix(&format!("model.layers.0.{name}"), rows, cols, 4);
+        }
+        for norm in [
+            "model.layers.0.input_layernorm",
+            "model.layers.0.post_attention_layernorm",
+            "model.norm",
+        ] {
+            tensors.insert(
+                format!("{norm}.weight"),
+                Array::ones::<f32>(&[HIDDEN]).unwrap(),
+            );
+        }
+        tensors
+    }
+
+    fn write_model(dir: &Path, config: &serde_json::Value, tensors: &HashMap<String, Array>) {
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        std::fs::write(dir.join("tokenizer.json"), "{}").unwrap();
+        Array::save_safetensors(tensors, None, dir.join("model.safetensors")).unwrap();
+    }
+
+    fn load(dir: &Path) -> Result<Checkpoint, ModelError> {
+        let source = ModelSource::Local(dir.to_path_buf());
+        Checkpoint::load(resolve(&source, &HubSettings::from_env())?)
+    }
+
+    #[test]
+    fn float_and_quantized_checkpoints_load() {
+        for quantized in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            write_model(
+                dir.path(),
+                &tiny_config(quantized),
+                &tiny_tensors(quantized),
+            );
+            let checkpoint = load(dir.path()).unwrap();
+            let summary = checkpoint.summary();
+            let expected_parameters = (VOCAB * HIDDEN
+                + 2 * HIDDEN * HIDDEN
+                + 2 * (HIDDEN / 2) * HIDDEN
+                + 3 * FFN * HIDDEN
+                + 3 * HIDDEN) as u64;
+            assert_eq!(summary.parameters, expected_parameters);
+            if quantized {
+                assert_eq!(summary.quantized_modules.get("4-bit/g32"), Some(&7));
+                assert_eq!(summary.quantized_modules.get("8-bit/g32"), Some(&1));
+                assert_eq!(summary.float_modules, 0);
+            } else {
+                assert!(summary.quantized_modules.is_empty());
+                assert_eq!(summary.float_modules, 8);
+            }
+        }
+    }
+
+    fn mismatch(config: serde_json::Value, tensors: HashMap<String, Array>) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        write_model(dir.path(), &config, &tensors);
+        match load(dir.path()) {
+            Err(error @ ModelError::WeightsMismatch { .. }) => error.to_string(),
+            Err(other) => panic!("expected a weights mismatch, got {other}"),
+            Ok(_) => panic!("expected a weights mismatch, got a loaded checkpoint"),
+        }
+    }
+
+    #[test]
+    fn misnamed_missing_or_misshapen_weights_are_errors() {
+        let mut renamed = tiny_tensors(false);
+        let weight = renamed.remove("model.layers.0.mlp.up_proj.weight").unwrap();
+        renamed.insert("model.layers.0.mlp.upproj.weight".into(), weight);
+        let message = mismatch(tiny_config(false), renamed);
+        assert!(
+            message.contains("missing model.layers.0.mlp.up_proj.weight"),
+            "{message}"
+        );
+        assert!(
+            message.contains("model.layers.0.mlp.upproj.weight"),
+            "{message}"
+        );
+
+        let mut misshapen = tiny_tensors(false);
+        misshapen.insert(
+            "model.norm.weight".into(),
+            Array::ones::<f32>(&[HIDDEN + 1]).unwrap(),
+        );
+        let message = mismatch(tiny_config(false), misshapen);
+        assert!(
+            message.contains("model.norm.weight has shape [65]"),
+            "{message}"
+        );
+
+        // An untied model needs lm_head.
+        let mut untied = tiny_config(false);
+        untied["tie_word_embeddings"] = json!(false);
+        let message = mismatch(untied, tiny_tensors(false));
+        assert!(message.contains("missing lm_head.weight"), "{message}");
+
+        // Quantized tensors with the wrong bits in config.json.
+        let mut wrong_bits = tiny_config(true);
+        wrong_bits["quantization"]["model.embed_tokens"] = json!({"group_size": 32, "bits": 4});
+        let message = mismatch(wrong_bits, tiny_tensors(true));
+        assert!(
+            message.contains("model.embed_tokens.weight has shape"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn wrong_model_type_is_unsupported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_config(false);
+        config["model_type"] = json!("gpt2");
+        write_model(dir.path(), &config, &tiny_tensors(false));
+        let error = load(dir.path()).err().expect("gpt2 is not supported");
+        assert!(matches!(error, ModelError::Unsupported(_)), "{error}");
+    }
+}

@@ -275,3 +275,95 @@ fn download(
     let snapshot = snapshot.expect("at least the weights were downloaded");
     files_in_folder(source, &snapshot, Some(listing.sha))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a snapshot the way the hub cache lays it out, and returns the hub folder.
+    fn fake_cache(files: &[&str], commit: &str) -> tempfile::TempDir {
+        let hub = tempfile::tempdir().unwrap();
+        let repo = hub.path().join("models--org--tiny");
+        let snapshot = repo.join("snapshots").join(commit);
+        fs::create_dir_all(&snapshot).unwrap();
+        for file in files {
+            fs::write(snapshot.join(file), "{}").unwrap();
+        }
+        fs::create_dir_all(repo.join("refs")).unwrap();
+        fs::write(repo.join("refs/main"), commit).unwrap();
+        hub
+    }
+
+    fn offline(hub: &Path) -> HubSettings {
+        HubSettings {
+            cache_dir: hub.to_path_buf(),
+            offline: true,
+            token: None,
+        }
+    }
+
+    fn hub_source(revision: Option<&str>) -> ModelSource {
+        ModelSource::Hub {
+            repo_id: "org/tiny".into(),
+            revision: revision.map(String::from),
+        }
+    }
+
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn offline_resolves_branch_and_commit() {
+        let hub = fake_cache(
+            &["config.json", "model.safetensors", "tokenizer.json"],
+            COMMIT,
+        );
+        for revision in [None, Some("main"), Some(COMMIT)] {
+            let files = resolve(&hub_source(revision), &offline(hub.path())).unwrap();
+            assert_eq!(files.commit.as_deref(), Some(COMMIT));
+            assert_eq!(files.weights, [files.dir.join("model.safetensors")]);
+            assert!(files.tokenizer.ends_with("tokenizer.json"));
+        }
+    }
+
+    #[test]
+    fn offline_reports_what_is_missing() {
+        let hub = fake_cache(&["config.json", "tokenizer.json"], COMMIT);
+        let error = resolve(&hub_source(None), &offline(hub.path())).unwrap_err();
+        assert!(
+            matches!(&error, ModelError::MissingFile { file, .. } if file == "model.safetensors"),
+            "{error}"
+        );
+        let error = resolve(&hub_source(Some("v2")), &offline(hub.path())).unwrap_err();
+        assert!(matches!(error, ModelError::NotCached { .. }), "{error}");
+        assert!(error.to_string().contains("HF_HUB_OFFLINE"));
+    }
+
+    #[test]
+    fn sharded_weights_follow_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "config.json",
+            "tokenizer.json",
+            "a.safetensors",
+            "b.safetensors",
+        ] {
+            fs::write(dir.path().join(file), "{}").unwrap();
+        }
+        fs::write(
+            dir.path().join(WEIGHTS_INDEX),
+            r#"{"metadata": {}, "weight_map": {"x": "b.safetensors", "y": "a.safetensors", "z": "b.safetensors"}}"#,
+        )
+        .unwrap();
+        let source = ModelSource::parse(dir.path().to_str().unwrap(), None);
+        assert!(matches!(source, ModelSource::Local(_)));
+        let files = resolve(&source, &HubSettings::from_env()).unwrap();
+        assert_eq!(
+            files.weights,
+            [
+                dir.path().join("a.safetensors"),
+                dir.path().join("b.safetensors")
+            ]
+        );
+        assert_eq!(files.commit, None);
+    }
+}
