@@ -22,7 +22,7 @@ fn large_matmul_matches_naive_product() {
         .map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0)
         .collect();
     let product = Array::from_slice(&a, &[m as i32, k as i32])
-        .matmul(&Array::from_slice(&b, &[k as i32, n as i32]))
+        .matmul(Array::from_slice(&b, &[k as i32, n as i32]))
         .unwrap();
     let got = product.as_slice::<f32>();
     for i in 0..m {

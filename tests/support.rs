@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use saeidx_assets::defaults::DEFAULT_MODEL_REPO;
+use saeidx_assets::defaults::{AssetPaths, DEFAULT_MODEL_REPO};
 use saeidx_model::hub::{self, HubSettings, ModelFiles, ModelSource};
 
 /// The repository root.
@@ -35,6 +35,18 @@ pub fn default_model() -> ModelFiles {
     hub::resolve(&source, &settings).unwrap_or_else(|e| {
         panic!("{e}\nThe default model is made by `bash scripts/setup.sh`; run it first.")
     })
+}
+
+/// Where set-up put the default assets (`SAEIDX_ASSETS_DIR`, else `.assets/` in the
+/// repository) and the Hugging Face cache.
+pub fn asset_paths() -> AssetPaths {
+    let assets_dir = std::env::var_os("SAEIDX_ASSETS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".assets"));
+    AssetPaths {
+        assets_dir,
+        hub_dir: HubSettings::from_env().cache_dir,
+    }
 }
 
 /// The Python of the reference environment (`.venv`).

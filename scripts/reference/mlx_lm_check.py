@@ -13,14 +13,18 @@ c. with --gguf: an independent model built from the source GGUF: the folder's ar
    RoPE switched to traditional (interleaved) mode -- the way llama.cpp runs the file. Its
    logits must equal (b)'s up to rounding, which checks every tensor of the conversion,
    the q/k un-permutation included;
-d. greedy generation of a few tokens after a short prompt.
+d. greedy generation of a few tokens after a short prompt;
+e. with --fixture: the tokenizer as mlx-lm loads it (through transformers' AutoTokenizer, which
+   may rebuild parts of tokenizer.json depending on tokenizer_config.json's tokenizer_class)
+   must reproduce every case of a tokenizer_reference.py fixture.
 
 Everything runs with the floating parameters upcast to float32, so that the logit comparison
-measures the conversion and not float16 rounding (float16 is also very slow on MLX's CPU). Exits 1 when the loss is above
---max-loss or, with --gguf, the logit difference is above --max-logit-diff.
+measures the conversion and not float16 rounding (float16 is also very slow on MLX's CPU).
+Exits 1 when the loss is above --max-loss, with --gguf when the logit difference is above
+--max-logit-diff, and with --fixture when any case is tokenized differently.
 
 Usage:
-    python mlx_lm_check.py MODEL_FOLDER [--gguf SOURCE.gguf] [--json]
+    python mlx_lm_check.py MODEL_FOLDER [--gguf SOURCE.gguf] [--fixture IDS.json] [--json]
 """
 
 import argparse
@@ -119,6 +123,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="MLX model folder (config.json, model.safetensors, tokenizer files)")
     parser.add_argument("--gguf", help="the GGUF the folder was converted from, for check (c)")
+    parser.add_argument("--fixture", help="tokenizer_reference.py fixture, for check (e)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary instead of text")
     parser.add_argument("--max-loss", type=float, default=2.6, help="fail above this loss in nats (default 2.6)")
     parser.add_argument("--max-logit-diff", type=float, default=1e-3, help="fail above this (default 1e-3)")
@@ -143,7 +148,13 @@ def main():
         logit_diff = mx.abs(gguf_logits - logits).max().item()
         gguf_loss = mean_cross_entropy(gguf_logits, ids)
 
-    ok = loss <= args.max_loss and (logit_diff is None or logit_diff <= args.max_logit_diff)
+    mismatches = None
+    if args.fixture:
+        with open(args.fixture, encoding="utf-8") as f:
+            cases = json.load(f)["cases"]
+        mismatches = [case["text"] for case in cases if tokenizer.encode(case["text"]) != case["ids"]]
+
+    ok = loss <= args.max_loss and (logit_diff is None or logit_diff <= args.max_logit_diff) and not mismatches
     result = {
         "model": args.model,
         "gguf": args.gguf,
@@ -156,6 +167,8 @@ def main():
         "prompt": PROMPT,
         "prompt_token_ids": prompt_ids,
         "generated": generated,
+        "fixture": args.fixture,
+        "tokenizer_mismatches": mismatches,
         "versions": {pkg: version(pkg) for pkg in ("mlx", "mlx-lm", "transformers", "tokenizers", "gguf")},
         "ok": ok,
     }
@@ -167,11 +180,19 @@ def main():
             print(f"  {key}: {value}")
         print(f"loss over {len(ids)} tokens: {loss:.4f} nats (limit {args.max_loss})")
         if args.gguf:
-            print(f"GGUF reference (llama.cpp layout, traditional RoPE): loss {gguf_loss:.4f} nats, "
-                  f"max |logit diff| {logit_diff:.3g} (limit {args.max_logit_diff:g})")
+            print(
+                f"GGUF reference (llama.cpp layout, traditional RoPE): loss {gguf_loss:.4f} nats, "
+                f"max |logit diff| {logit_diff:.3g} (limit {args.max_logit_diff:g})"
+            )
         else:
             print("GGUF reference: skipped (pass --gguf)")
         print(f"greedy: {PROMPT!r} -> {generated!r}")
+        if args.fixture:
+            print(f"tokenizer vs fixture: {len(mismatches)} cases differ")
+            for text in mismatches:
+                print(f"  {text!r}")
+        else:
+            print("tokenizer vs fixture: skipped (pass --fixture)")
         print("versions:", ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
         print("OK" if ok else "FAILED")
     sys.exit(0 if ok else 1)

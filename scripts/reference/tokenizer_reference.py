@@ -27,7 +27,7 @@ whether that adds anything compared with `add_special_tokens=False` (the GGUF sa
 add_bos_token false). Special-token strings inside the text are matched as the special token.
 
 Usage:
-   python tokenizer_reference.py --gguf PATH.gguf --out PATH.json [--dump-tokenizer PATH.json] [--llama-cpp]
+    python tokenizer_reference.py --gguf PATH.gguf --out PATH.json [--dump-tokenizer PATH.json] [--llama-cpp]
 """
 
 import argparse
@@ -130,7 +130,7 @@ def tokenizers_tokenizer(metadata):
     )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
-    control = [t for t, kind in zip(tokens, metadata["tokenizer.ggml.token_type"]) if kind == CONTROL]
+    control = [t for t, kind in zip(tokens, metadata["tokenizer.ggml.token_type"], strict=True) if kind == CONTROL]
     tokenizer.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in control])
     return tokenizer
 

@@ -222,8 +222,8 @@ fn infer_quantization(
     let valid = weight.dtype() == Dtype::Uint32
         && input_width > 0
         && groups > 0
-        && (packed * 32) % input_width == 0
-        && input_width % groups == 0;
+        && (packed * 32).is_multiple_of(input_width)
+        && input_width.is_multiple_of(groups);
     let quantization = Quantization {
         bits: if valid {
             (packed * 32 / input_width) as u32

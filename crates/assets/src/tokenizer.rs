@@ -199,7 +199,9 @@ impl GgufTokenizer {
             "pad_token": self.token(self.padding),
         });
         let mut config = json!({
-            "tokenizer_class": "GPT2Tokenizer",
+            // Not "GPT2Tokenizer": transformers would then rebuild the pre-tokenizer as plain
+            // ByteLevel and drop the digit split, so mlx-lm would tokenize differently.
+            "tokenizer_class": "PreTrainedTokenizerFast",
             "add_bos_token": false,
             "add_eos_token": false,
             "add_prefix_space": false,

@@ -18,7 +18,10 @@ pub struct Tokens {
     /// Token ids, in order.
     pub ids: Vec<u32>,
     /// For each token, the byte range of the text it covers (empty for tokens the
-    /// tokenizer inserted).
+    /// tokenizer inserted). Ranges never split a UTF-8 character, so tokens that divide
+    /// one character's bytes between them (byte-level BPE splits `" Å"` into a token
+    /// for the space and Å's first byte, and one for its second byte) both cover that
+    /// character and overlap there.
     pub spans: Vec<Range<usize>>,
     /// Whether each token is a special (control) token, written in the text or added.
     pub special: Vec<bool>,

@@ -6,10 +6,8 @@
 //! on `mlx-sys` directly, which is how Cargo hands it `DEP_MLX_*`:
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     mlx_link_args::emit();
-//! }
+//! // In the package's build.rs, inside `fn main`:
+//! mlx_link_args::emit();
 //! ```
 
 /// Emits, for the package's executables, an rpath to the folder holding `libmlx.so`

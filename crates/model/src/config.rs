@@ -130,7 +130,11 @@ impl LlamaConfig {
         }
         let heads = config.num_attention_heads;
         let kv_heads = config.num_key_value_heads();
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || config.head_dim() % 2 != 0 {
+        if heads == 0
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+            || !config.head_dim().is_multiple_of(2)
+        {
             return Err(invalid(format!(
                 "attention shape is inconsistent: {heads} query heads, {kv_heads} key/value \
                  heads, head dim {}",
