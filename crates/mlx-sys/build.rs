@@ -37,7 +37,6 @@ fn main() {
 
 /// Stops the build with a message that says what to do.
 fn fail(message: &str) -> ! {
-    eprintln!("error: {message}");
     panic!("{message}");
 }
 

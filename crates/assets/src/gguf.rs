@@ -256,7 +256,8 @@ pub fn convert(gguf_path: &Path, out_dir: &Path) -> Result<ConversionSummary, Im
     let tokenizer = GgufTokenizer::from_gguf(&file)?;
     let vocab_size = tokenizer.vocab_size();
 
-    let mut tensors: HashMap<String, Array> = HashMap::new();
+    // Ordered, so the written file is byte-identical from run to run.
+    let mut tensors: BTreeMap<String, Array> = BTreeMap::new();
     let mut quantizations: BTreeMap<String, Quantization> = BTreeMap::new();
     let mut triples: BTreeMap<String, HashMap<String, Array>> = BTreeMap::new();
     for (name, array) in file.arrays()? {
@@ -527,6 +528,22 @@ mod tests {
         .unwrap();
         assert_eq!(tokenizer_config["bos_token"], "<|im_start|>");
         assert_eq!(tokenizer_config["add_bos_token"], false);
+    }
+
+    #[test]
+    fn conversion_is_byte_for_byte_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let gguf = dir.path().join("tiny.gguf");
+        tiny_gguf(&gguf, "llama", false);
+        let digests: Vec<String> = (0..2)
+            .map(|run| {
+                let out = dir.path().join(format!("out{run}"));
+                std::fs::create_dir(&out).unwrap();
+                convert(&gguf, &out).unwrap();
+                saeidx_format::checksum::sha256_file(&out.join("model.safetensors")).unwrap()
+            })
+            .collect();
+        assert_eq!(digests[0], digests[1]);
     }
 
     #[test]

@@ -183,9 +183,10 @@ impl Checkpoint {
                 .entry(format!("{}-bit/g{}", q.bits, q.group_size))
                 .or_default() += 1;
         }
-        let mut parameters = 0u64;
-        for module in expected_modules(&self.config) {
-            let logical = match module.kind {
+        let modules = expected_modules(&self.config);
+        let parameters: u64 = modules
+            .iter()
+            .map(|module| match module.kind {
                 ModuleKind::Linear {
                     inputs,
                     outputs,
@@ -193,10 +194,9 @@ impl Checkpoint {
                 } => inputs * outputs + if bias { outputs } else { 0 },
                 ModuleKind::Embedding { rows, width } => rows * width,
                 ModuleKind::Norm { width } => width,
-            };
-            parameters += logical as u64;
-        }
-        let module_count = expected_modules(&self.config)
+            } as u64)
+            .sum();
+        let matrices = modules
             .iter()
             .filter(|m| !matches!(m.kind, ModuleKind::Norm { .. }))
             .count();
@@ -205,7 +205,7 @@ impl Checkpoint {
             parameters,
             stored_bytes: self.tensors.values().map(|t| t.nbytes() as u64).sum(),
             quantized_modules,
-            float_modules: module_count - self.quantized.len(),
+            float_modules: matrices - self.quantized.len(),
         }
     }
 }
@@ -299,19 +299,18 @@ fn check_tensors(
         }
     }
     // Precomputed RoPE frequencies are derived data that some exporters include.
-    let unexpected: Vec<&String> = tensors
+    let mut unexpected: Vec<&String> = tensors
         .keys()
         .filter(|key| !used.contains(key.as_str()) && !key.ends_with("rotary_emb.inv_freq"))
         .collect();
     if !unexpected.is_empty() {
-        let mut names: Vec<&String> = unexpected.clone();
-        names.sort();
+        unexpected.sort();
         problems.push(format!(
             "{} tensors belong to no parameter of a {}-layer {} model, e.g. {:?}",
             unexpected.len(),
             config.num_hidden_layers,
             config.model_type,
-            &names[..names.len().min(5)]
+            &unexpected[..unexpected.len().min(5)]
         ));
     }
     if problems.is_empty() {
