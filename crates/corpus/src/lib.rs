@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod tokenizer;
+pub mod window;
 
 use std::path::PathBuf;
 

@@ -19,9 +19,12 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod hook;
 pub mod hub;
+pub mod llama;
 
 /// Why a model could not be found or loaded; each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +90,18 @@ pub enum ModelError {
     /// The model is valid but not of a supported kind.
     #[error("unsupported model: {0}")]
     Unsupported(String),
+    /// A hook point that does not exist in this model.
+    #[error(transparent)]
+    Hook(#[from] hook::HookError),
+    /// MLX failed while computing (for example, out of memory: lower the batch size).
+    #[error("MLX computation failed: {0}")]
+    Compute(String),
+}
+
+impl From<mlx_rs::error::Exception> for ModelError {
+    fn from(error: mlx_rs::error::Exception) -> Self {
+        Self::Compute(error.to_string())
+    }
 }
 
 impl ModelError {
