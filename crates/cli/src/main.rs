@@ -7,8 +7,12 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use saeidx_assets::defaults::DEFAULT_MODEL_REPO;
+use saeidx_model::hub::{self, HubSettings, ModelFiles, ModelSource};
 
+mod activations;
 mod assets;
 mod model;
 
@@ -33,6 +37,8 @@ enum Command {
     /// Inspect a model: resolve it, check its weights, tokenize text with it.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Run a text through a model up to one hook point; print each token's activation.
+    Activations(activations::ActivationsArgs),
 }
 
 /// Output options shared by every command.
@@ -41,6 +47,26 @@ struct Output {
     /// Print one JSON document instead of text (for scripts).
     #[arg(long)]
     json: bool,
+}
+
+/// Which model: a local folder or a Hugging Face repo id, and a revision.
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// A local model folder or a Hugging Face repo id (default: the embedded model).
+    #[arg(long, default_value = DEFAULT_MODEL_REPO)]
+    model: String,
+    /// Branch, tag or commit of a hub repo.
+    #[arg(long)]
+    revision: Option<String>,
+}
+
+impl ModelArgs {
+    /// Finds the model's files (hf-hub: `HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`).
+    fn resolve(&self) -> anyhow::Result<ModelFiles> {
+        let source = ModelSource::parse(&self.model, self.revision.clone());
+        hub::resolve(&source, &HubSettings::from_env())
+            .with_context(|| format!("resolving model {source}"))
+    }
 }
 
 /// The repository-local asset folder (`--assets-dir`, `SAEIDX_ASSETS_DIR`, `.assets`).
@@ -64,6 +90,7 @@ fn main() -> ExitCode {
         Command::Assets(command) => assets::run(command),
         Command::ConvertGguf(args) => assets::convert(args),
         Command::Model(command) => model::run(command),
+        Command::Activations(args) => activations::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

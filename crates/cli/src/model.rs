@@ -1,16 +1,11 @@
 //! `saeidx model ...`.
 
-use anyhow::Context;
 use clap::Subcommand;
-use saeidx_assets::defaults::DEFAULT_MODEL_REPO;
 use saeidx_corpus::tokenizer::TextTokenizer;
-use saeidx_model::{
-    checkpoint::Checkpoint,
-    hub::{self, HubSettings, ModelSource},
-};
+use saeidx_model::checkpoint::Checkpoint;
 use serde_json::json;
 
-use crate::{Output, print_json};
+use crate::{ModelArgs, Output, print_json};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -18,15 +13,11 @@ pub enum ModelCommand {
     /// config, and show its shape and how it tokenizes text.
     #[command(after_help = "Examples:\n  \
         saeidx model inspect --text 'The capital of France is Paris.'\n  \
-        HF_HUB_OFFLINE=1 saeidx model inspect mlx-community/SmolLM2-135M-Instruct --json\n  \
-        saeidx model inspect ./my-model-folder")]
+        HF_HUB_OFFLINE=1 saeidx model inspect --model mlx-community/SmolLM2-135M-Instruct --json\n  \
+        saeidx model inspect --model ./my-model-folder")]
     Inspect {
-        /// A local model folder or a Hugging Face repo id.
-        #[arg(default_value = DEFAULT_MODEL_REPO)]
-        model: String,
-        /// Branch, tag or commit of a hub repo.
-        #[arg(long)]
-        revision: Option<String>,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Text to tokenize (repeatable).
         #[arg(long)]
         text: Vec<String>,
@@ -38,13 +29,11 @@ pub enum ModelCommand {
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     let ModelCommand::Inspect {
         model,
-        revision,
         text,
         output,
     } = command;
-    let source = ModelSource::parse(&model, revision);
-    let files = hub::resolve(&source, &HubSettings::from_env())
-        .with_context(|| format!("resolving model {source}"))?;
+    let files = model.resolve()?;
+    let source = files.source.clone();
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
     let checkpoint = Checkpoint::load(files)?;
     let summary = checkpoint.summary();

@@ -49,7 +49,7 @@ fn inspect_prints_text_for_people() {
 
 #[test]
 fn a_model_missing_offline_is_a_clear_error() {
-    let output = saeidx(&["model", "inspect", "nobody/no-such-model"]);
+    let output = saeidx(&["model", "inspect", "--model", "nobody/no-such-model"]);
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     assert!(
@@ -83,4 +83,60 @@ fn help_has_examples() {
     let output = saeidx(&["model", "inspect", "--help"]);
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("Examples:"));
+}
+
+#[test]
+fn activations_are_printed_per_token_as_json() {
+    let output = saeidx(&[
+        "activations",
+        "--hook",
+        "blocks.15.hook_resid_post",
+        "--text",
+        "The capital of France is Paris.",
+        "--values",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["hook"], "blocks.15.hook_resid_post");
+    assert_eq!(report["width"], 576);
+    let tokens = report["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 7);
+    assert_eq!(tokens[6]["text"], ".");
+    for token in tokens {
+        let values = token["values"].as_array().unwrap();
+        assert_eq!(values.len(), 576);
+        let norm: f64 = values
+            .iter()
+            .map(|v| v.as_f64().unwrap().powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let reported = token["norm"].as_f64().unwrap();
+        assert!(
+            (norm - reported).abs() <= 1e-3 * reported,
+            "{norm} vs {reported}"
+        );
+    }
+    // The first position is an attention sink: its residual norm dwarfs the others.
+    let first = tokens[0]["norm"].as_f64().unwrap();
+    let later = tokens[3]["norm"].as_f64().unwrap();
+    assert!(first > 50.0 * later, "{first} vs {later}");
+}
+
+#[test]
+fn activations_reject_bad_hooks_and_layers() {
+    for (args, expected) in [
+        (
+            &["--hook", "mlp", "--layer", "30"][..],
+            "layer 30 is out of range: the model has 30 layers",
+        ),
+        (&["--hook", "mlp"][..], "names a component but no layer"),
+        (&["--hook", "blocks.3.hook_q"][..], "unknown hook"),
+    ] {
+        let mut full = vec!["activations", "--text", "Hi"];
+        full.extend_from_slice(args);
+        let output = saeidx(&full);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+    }
 }

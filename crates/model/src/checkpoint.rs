@@ -479,6 +479,28 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_or_missing_weight_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write_model(dir.path(), &tiny_config(false), &tiny_tensors(false));
+        let weights = dir.path().join("model.safetensors");
+        let mut bytes = std::fs::read(&weights).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&weights, &bytes).unwrap();
+        let error = load(dir.path())
+            .err()
+            .expect("a truncated file is an error");
+        assert!(matches!(error, ModelError::Invalid { .. }), "{error}");
+
+        std::fs::write(&weights, b"not safetensors at all").unwrap();
+        let error = load(dir.path()).err().expect("garbage is an error");
+        assert!(error.to_string().contains("model.safetensors"), "{error}");
+
+        std::fs::remove_file(&weights).unwrap();
+        let error = load(dir.path()).err().expect("a missing file is an error");
+        assert!(matches!(error, ModelError::MissingFile { .. }), "{error}");
+    }
+
+    #[test]
     fn wrong_model_type_is_unsupported() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = tiny_config(false);

@@ -12,6 +12,7 @@ use std::{
 };
 
 use hf_hub::{Repo, RepoType, api::sync::ApiBuilder};
+use saeidx_format::checksum::{sha256_file, sha256_hex};
 use serde::Deserialize;
 
 use crate::ModelError;
@@ -102,6 +103,34 @@ pub struct ModelFiles {
     pub weights: Vec<PathBuf>,
     /// `tokenizer.json`.
     pub tokenizer: PathBuf,
+}
+
+impl ModelFiles {
+    /// A content hash of the weights, for manifests: the SHA-256 of the single weights
+    /// file (for a hub file, the name of its cache blob), or for sharded weights the
+    /// SHA-256 of `"{shard name} {shard sha256}\n"` lines in shard order.
+    pub fn weights_sha256(&self) -> Result<String, ModelError> {
+        let digests = self
+            .weights
+            .iter()
+            .map(|path| {
+                sha256_file(path)
+                    .map(|digest| (path, digest))
+                    .map_err(|e| ModelError::io(path, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let [(_, digest)] = digests.as_slice() {
+            return Ok(digest.clone());
+        }
+        let listing: String = digests
+            .iter()
+            .map(|(path, digest)| {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                format!("{name} {digest}\n")
+            })
+            .collect();
+        Ok(sha256_hex(listing.as_bytes()))
+    }
 }
 
 /// The files a model folder needs besides its weights.
@@ -365,5 +394,11 @@ mod tests {
             ]
         );
         assert_eq!(files.commit, None);
+        let shard_digest = sha256_hex(b"{}");
+        let listing = format!("a.safetensors {shard_digest}\nb.safetensors {shard_digest}\n");
+        assert_eq!(
+            files.weights_sha256().unwrap(),
+            sha256_hex(listing.as_bytes())
+        );
     }
 }
