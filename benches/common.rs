@@ -1,0 +1,42 @@
+//! Shared pieces of the benchmarks: where things are, timing, the peer's Python.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ sits in the repository")
+        .to_path_buf()
+}
+
+/// The reference Python environment (`.venv`, made by `scripts/setup.sh --test-tools`).
+pub fn reference_python() -> anyhow::Result<PathBuf> {
+    let python = repo_root().join(".venv/bin/python");
+    anyhow::ensure!(
+        python.is_file(),
+        "{} is missing: run `bash scripts/setup.sh --test-tools`",
+        python.display()
+    );
+    Ok(python)
+}
+
+/// Runs `work` once to warm up, then repeatedly for at least `budget` (and at least
+/// `min_runs` times); returns the fastest run. On a shared machine other load only ever
+/// slows a run down, so the fastest is the least noisy estimate of the work's own cost.
+pub fn best_time(budget: Duration, min_runs: usize, mut work: impl FnMut()) -> Duration {
+    work();
+    let mut best = Duration::MAX;
+    let mut runs = 0;
+    let start = Instant::now();
+    while runs < min_runs || start.elapsed() < budget {
+        let run = Instant::now();
+        work();
+        best = best.min(run.elapsed());
+        runs += 1;
+    }
+    best
+}
