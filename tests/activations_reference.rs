@@ -5,7 +5,8 @@
 //! reference runs each alone, so padding and batching are checked too. Models: the real
 //! default model (4-bit, dequantized at load) at its first, a middle and its last layer,
 //! and tiny random Llamas written here (f32 with Llama 3 RoPE scaling, untied embeddings
-//! and attention biases; 4-bit quantized and tied), both weight storages.
+//! and attention biases; bf16 in two shards; 4-bit quantized and tied, both weight
+//! storages).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -143,9 +144,20 @@ fn default_model_matches_mlx_lm_at_first_middle_and_last_layer() {
     report("default", &worst);
 }
 
-/// Writes a tiny random Llama folder; `quantized` stores its matrices as MLX 4-bit
-/// (embedding 8-bit) with f16 scales, like mlx-community checkpoints.
-fn tiny_llama(dir: &Path, quantized: bool) {
+/// How a tiny test checkpoint stores its weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tiny {
+    /// f32, Llama 3 RoPE scaling, untied embeddings, attention biases.
+    Float32,
+    /// bf16, split into two shards with a `model.safetensors.index.json`.
+    Bfloat16Sharded,
+    /// MLX 4-bit (embedding 8-bit) with f16 scales like mlx-community's, tied.
+    Quantized,
+}
+
+/// Writes a tiny random Llama folder stored as `variant` says.
+fn tiny_llama(dir: &Path, variant: Tiny) {
+    let quantized = variant == Tiny::Quantized;
     let (hidden, ffn, vocab, heads, kv_heads, head_dim, layers) = (64, 128, 96, 4, 2, 16, 3);
     let mut config = json!({
         "model_type": "llama", "hidden_size": hidden, "intermediate_size": ffn,
@@ -156,15 +168,17 @@ fn tiny_llama(dir: &Path, quantized: bool) {
     if quantized {
         config["tie_word_embeddings"] = json!(true);
         config["quantization"] = json!({"group_size": 32, "bits": 4, "model.embed_tokens": {"group_size": 32, "bits": 8}});
-    } else {
+    } else if variant == Tiny::Float32 {
         config["tie_word_embeddings"] = json!(false);
         config["attention_bias"] = json!(true);
         config["rope_scaling"] = json!({
             "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
         });
+    } else {
+        config["tie_word_embeddings"] = json!(true);
     }
-    random::seed(if quantized { 7 } else { 3 }).unwrap();
+    random::seed(variant as u64 + 3).unwrap();
     let normal = |shape: &[i32], std: f32| -> Array {
         random::normal::<f32>(shape, None, None, None)
             .unwrap()
@@ -202,7 +216,7 @@ fn tiny_llama(dir: &Path, quantized: bool) {
         matrix(format!("{p}.mlp.up_proj"), ffn, hidden, 4);
         matrix(format!("{p}.mlp.down_proj"), hidden, ffn, 4);
     }
-    if !quantized {
+    if variant == Tiny::Float32 {
         matrix("lm_head".into(), vocab, hidden, 4);
     }
     for layer in 0..layers {
@@ -213,7 +227,7 @@ fn tiny_llama(dir: &Path, quantized: bool) {
                 normal(&[hidden], 0.1).add(Array::from_f32(1.0)).unwrap(),
             );
         }
-        if !quantized {
+        if variant == Tiny::Float32 {
             for (name, width) in [
                 ("q_proj", q_width),
                 ("k_proj", kv_width),
@@ -241,17 +255,17 @@ fn tiny_random_llamas_match_mlx_lm() {
         .iter()
         .map(|&n| (0..n as u32).map(|i| (i * 37 + 11) % 96).collect())
         .collect();
-    for quantized in [false, true] {
+    for variant in [Tiny::Float32, Tiny::Bfloat16Sharded, Tiny::Quantized] {
         let dir = tempfile::tempdir().unwrap();
-        tiny_llama(dir.path(), quantized);
-        let storages: &[WeightStorage] = if quantized {
+        tiny_llama(dir.path(), variant);
+        let storages: &[WeightStorage] = if variant == Tiny::Quantized {
             &[WeightStorage::Float32, WeightStorage::KeepQuantized]
         } else {
             &[WeightStorage::Float32]
         };
         for &storage in storages {
             let worst = worst_errors(dir.path(), &sequences, &all_kinds(&[0, 1, 2]), storage);
-            report(&format!("tiny quantized={quantized} {storage:?}"), &worst);
+            report(&format!("tiny {variant:?} {storage:?}"), &worst);
         }
     }
 }

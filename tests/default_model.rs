@@ -88,4 +88,5 @@ fn tokenizer_has_the_smollm2_vocabulary_and_specials() {
     );
     // No BOS is added: the model was trained without one (add_bos_token false).
     assert_eq!(tokenizer.encode("Paris").unwrap().ids.len(), 1);
+    assert_eq!(tokenizer.added_ids().unwrap(), Vec::<u32>::new());
 }

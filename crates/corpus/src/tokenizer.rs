@@ -67,6 +67,13 @@ impl TextTokenizer {
         })
     }
 
+    /// The ids the tokenizer adds to every text on its own (a BOS token, for some models),
+    /// found by encoding an empty text. Empty for SmolLM2. Recorded in manifests as the
+    /// special-token policy: the model sees exactly these plus the text's tokens.
+    pub fn added_ids(&self) -> Result<Vec<u32>, CorpusError> {
+        Ok(self.encode("")?.ids)
+    }
+
     /// The vocabulary entry of `id` (byte-level BPE pieces look like `Ġworld`).
     pub fn token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
