@@ -1,10 +1,12 @@
-//! Text to tokens: the one tokenization path of saeidx.
+//! Text to tokens: corpus documents, the one tokenization path of saeidx, and the
+//! windows the model sees.
 //!
 //! [`tokenizer::TextTokenizer`] wraps a Hugging Face `tokenizer.json` and returns token
 //! ids together with each token's byte span in the original text, so answers can show
 //! the exact text a token came from.
 #![deny(missing_docs)]
 
+pub mod documents;
 pub mod tokenizer;
 pub mod window;
 
@@ -24,4 +26,14 @@ pub enum CorpusError {
     /// Encoding a text failed.
     #[error("cannot tokenize text: {0}")]
     Encode(String),
+    /// A corpus file could not be read, or a line of it is malformed.
+    #[error("{}{}: {reason}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The line (from 1), when the problem is in one line.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -68,8 +68,11 @@ impl HookKind {
     }
 }
 
-/// One hook point: a layer and a kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One hook point: a layer and a kind. Serialized as its canonical name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
 pub struct HookPoint {
     /// The block index, from 0.
     pub layer: usize,
@@ -178,6 +181,20 @@ impl HookPoint {
 impl fmt::Display for HookPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
+    }
+}
+
+impl From<HookPoint> for String {
+    fn from(hook: HookPoint) -> Self {
+        hook.name()
+    }
+}
+
+impl TryFrom<String> for HookPoint {
+    type Error = HookError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::parse(&name, None)
     }
 }
 

@@ -1,0 +1,3 @@
+//! The SAE file formats researchers bring.
+
+pub mod mlxterp;

@@ -1,0 +1,63 @@
+//! Sparse autoencoders (SAEs) for saeidx.
+//!
+//! - [`sae`]: one SAE in a format-independent form, and its per-token encoding into
+//!   sparse `(feature, value)` codes;
+//! - [`train`]: training a TopK SAE on activations streamed from a model over a corpus.
+#![deny(missing_docs)]
+
+pub mod formats;
+pub mod sae;
+pub mod train;
+
+use std::path::PathBuf;
+
+/// Why an SAE could not be loaded, checked, trained or run; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SaeError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SAE's files are inconsistent or malformed.
+    #[error("invalid SAE: {0}")]
+    Invalid(String),
+    /// The SAE is valid but of a kind saeidx does not run.
+    #[error("unsupported SAE: {0}")]
+    Unsupported(String),
+    /// Activations of the wrong width.
+    #[error(
+        "the SAE reads activations of width {expected}, got width {got}: it belongs to another model or hook"
+    )]
+    WidthMismatch {
+        /// The SAE's input width.
+        expected: usize,
+        /// The activations' width.
+        got: usize,
+    },
+    /// The SAE was trained on another model or hook than the one it is used with.
+    #[error("{0} (pass --allow-mismatch to use it anyway)")]
+    Mismatch(String),
+    /// Publishing output failed.
+    #[error(transparent)]
+    Write(#[from] saeidx_format::atomic::AtomicWriteError),
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] saeidx_model::ModelError),
+    /// Reading or tokenizing the corpus failed.
+    #[error(transparent)]
+    Corpus(#[from] saeidx_corpus::CorpusError),
+    /// MLX failed while computing (for example, out of memory: lower the batch size).
+    #[error("MLX computation failed: {0}")]
+    Compute(String),
+}
+
+impl From<mlx_rs::error::Exception> for SaeError {
+    fn from(error: mlx_rs::error::Exception) -> Self {
+        Self::Compute(error.to_string())
+    }
+}
