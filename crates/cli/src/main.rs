@@ -15,6 +15,7 @@ use saeidx_model::hub::{self, HubSettings, ModelFiles, ModelSource};
 mod activations;
 mod assets;
 mod model;
+mod sae;
 
 /// Index SAE feature activations of a corpus once; query them in milliseconds.
 #[derive(Parser)]
@@ -39,6 +40,9 @@ enum Command {
     Model(model::ModelCommand),
     /// Run a text through a model up to one hook point; print each token's activation.
     Activations(activations::ActivationsArgs),
+    /// Train sparse autoencoders.
+    #[command(subcommand)]
+    Sae(sae::SaeCommand),
 }
 
 /// Output options shared by every command.
@@ -77,6 +81,17 @@ struct AssetsDir {
     assets_dir: PathBuf,
 }
 
+impl AssetsDir {
+    /// The embedded default corpus in this asset folder.
+    fn default_corpus(&self) -> PathBuf {
+        saeidx_assets::defaults::AssetPaths {
+            assets_dir: self.assets_dir.clone(),
+            hub_dir: saeidx_assets::hf_cache::hub_cache_dir(),
+        }
+        .corpus()
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -91,6 +106,7 @@ fn main() -> ExitCode {
         Command::ConvertGguf(args) => assets::convert(args),
         Command::Model(command) => model::run(command),
         Command::Activations(args) => activations::run(args),
+        Command::Sae(command) => sae::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

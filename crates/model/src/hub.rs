@@ -222,9 +222,13 @@ fn files_in_folder(
     })
 }
 
-/// The snapshot folder of `repo_id` at `revision` in the hub cache.
-fn cached_snapshot(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<PathBuf, ModelError> {
-    let repo = cache_dir.join(Repo::new(repo_id.to_string(), RepoType::Model).folder_name());
+/// The snapshot folder of `repo_id` at `revision` in the hub cache (offline lookup).
+pub fn cached_snapshot(
+    cache_dir: &Path,
+    repo_id: &str,
+    revision: &str,
+) -> Result<PathBuf, ModelError> {
+    let repo = repo_cache_dir(cache_dir, repo_id);
     let is_commit = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
     let commit = if is_commit {
         revision.to_string()
@@ -250,6 +254,72 @@ fn cached_snapshot(cache_dir: &Path, repo_id: &str, revision: &str) -> Result<Pa
     }
 }
 
+/// A hub repo listed at one commit, whose files download pinned to that commit.
+pub struct HubRepo {
+    repo_id: String,
+    repo: hf_hub::api::sync::ApiRepo,
+    /// The commit the listing came from.
+    pub commit: String,
+    /// Every file in the repo at that commit (paths relative to its root).
+    pub files: Vec<String>,
+    snapshot: PathBuf,
+}
+
+impl HubRepo {
+    /// Lists `repo_id` at `revision` (branch, tag or commit); needs the network.
+    pub fn open(repo_id: &str, revision: &str, settings: &HubSettings) -> Result<Self, ModelError> {
+        let hub_error = |e: hf_hub::api::sync::ApiError| ModelError::Hub {
+            repo_id: repo_id.to_string(),
+            reason: e.to_string(),
+        };
+        let api = ApiBuilder::from_env()
+            .with_cache_dir(settings.cache_dir.clone())
+            .with_token(settings.token.clone())
+            .build()
+            .map_err(hub_error)?;
+        let listing = api
+            .repo(Repo::with_revision(
+                repo_id.to_string(),
+                RepoType::Model,
+                revision.to_string(),
+            ))
+            .info()
+            .map_err(hub_error)?;
+        let snapshot = repo_cache_dir(&settings.cache_dir, repo_id)
+            .join("snapshots")
+            .join(&listing.sha);
+        Ok(Self {
+            repo_id: repo_id.to_string(),
+            repo: api.repo(Repo::with_revision(
+                repo_id.to_string(),
+                RepoType::Model,
+                listing.sha.clone(),
+            )),
+            commit: listing.sha,
+            files: listing.siblings.into_iter().map(|s| s.rfilename).collect(),
+            snapshot,
+        })
+    }
+
+    /// Downloads one file (or finds it in the cache) and returns its local path.
+    pub fn get(&self, file: &str) -> Result<PathBuf, ModelError> {
+        self.repo.get(file).map_err(|e| ModelError::Hub {
+            repo_id: self.repo_id.clone(),
+            reason: format!("{file}: {e}"),
+        })
+    }
+
+    /// The local snapshot folder the files land in.
+    pub fn snapshot(&self) -> &Path {
+        &self.snapshot
+    }
+}
+
+/// Where `repo_id`'s files live in the hub cache.
+fn repo_cache_dir(cache_dir: &Path, repo_id: &str) -> PathBuf {
+    cache_dir.join(Repo::new(repo_id.to_string(), RepoType::Model).folder_name())
+}
+
 /// Downloads (or reuses from the cache) the model files of a hub repo at `revision`.
 fn download(
     source: &ModelSource,
@@ -257,52 +327,19 @@ fn download(
     revision: &str,
     settings: &HubSettings,
 ) -> Result<ModelFiles, ModelError> {
-    let hub_error = |e: hf_hub::api::sync::ApiError| ModelError::Hub {
-        repo_id: repo_id.to_string(),
-        reason: e.to_string(),
-    };
-    let api = ApiBuilder::from_env()
-        .with_cache_dir(settings.cache_dir.clone())
-        .with_token(settings.token.clone())
-        .build()
-        .map_err(hub_error)?;
-    let listing = api
-        .repo(Repo::with_revision(
-            repo_id.to_string(),
-            RepoType::Model,
-            revision.to_string(),
-        ))
-        .info()
-        .map_err(hub_error)?;
-    // Pin every download to the commit the listing came from.
-    let repo = api.repo(Repo::with_revision(
-        repo_id.to_string(),
-        RepoType::Model,
-        listing.sha.clone(),
-    ));
-    let available: Vec<&str> = listing
-        .siblings
-        .iter()
-        .map(|s| s.rfilename.as_str())
-        .collect();
-    let mut wanted: Vec<String> = SMALL_FILES
-        .iter()
-        .filter(|name| available.contains(name))
-        .map(|name| name.to_string())
-        .collect();
-    if available.contains(&WEIGHTS_INDEX) {
-        let index = repo.get(WEIGHTS_INDEX).map_err(hub_error)?;
-        wanted.extend(shards_from_index(&index)?);
+    let repo = HubRepo::open(repo_id, revision, settings)?;
+    let has = |name: &str| repo.files.iter().any(|file| file == name);
+    for name in SMALL_FILES.iter().filter(|name| has(name)) {
+        repo.get(name)?;
+    }
+    if has(WEIGHTS_INDEX) {
+        for shard in shards_from_index(&repo.get(WEIGHTS_INDEX)?)? {
+            repo.get(&shard)?;
+        }
     } else {
-        wanted.push(SINGLE_WEIGHTS.to_string());
+        repo.get(SINGLE_WEIGHTS)?;
     }
-    let mut snapshot = None;
-    for name in &wanted {
-        let path = repo.get(name).map_err(hub_error)?;
-        snapshot = path.parent().map(Path::to_path_buf);
-    }
-    let snapshot = snapshot.expect("at least the weights were downloaded");
-    files_in_folder(source, &snapshot, Some(listing.sha))
+    files_in_folder(source, repo.snapshot(), Some(repo.commit.clone()))
 }
 
 #[cfg(test)]

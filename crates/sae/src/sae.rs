@@ -57,15 +57,37 @@ pub enum ActivationRule {
         /// θ.
         threshold: f32,
     },
+    /// sparsify's `groupmax`: features form `k` consecutive equal groups; each group's
+    /// largest positive value is kept (the first, on ties).
+    GroupMax {
+        /// Number of groups.
+        k: usize,
+    },
 }
 
-/// The input transform applied before the encoder.
+/// A per-token normalization of the input (SAELens `normalize_activations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowNormalization {
+    /// None.
+    #[default]
+    None,
+    /// `x · √d / ‖x‖` (SAELens `constant_norm_rescale`).
+    UnitNorm,
+    /// `(x − μ) / (σ + 1e-5)` with the token's mean and sample standard deviation
+    /// (SAELens `layer_norm`).
+    LayerNorm,
+}
+
+/// The input transform applied before the encoder, in this order.
 #[derive(Debug, Clone, Default)]
 pub struct InputTransform {
     /// Per-dimension `(mean, std)`: `x ← (x − mean) / std` (mlxterp `normalize_input`).
     pub standardize: Option<(Array, Array)>,
-    /// Multiply `x` by this constant (SAELens `normalize_activations` scaling).
+    /// Multiply `x` by this constant.
     pub scale: Option<f32>,
+    /// A per-token normalization.
+    pub row_normalization: RowNormalization,
     /// Subtract the decoder bias before the encoder.
     pub subtract_decoder_bias: bool,
 }
@@ -194,6 +216,11 @@ impl Sae {
                     "top-k with k = {k} for {d_sae} features"
                 )));
             }
+            ActivationRule::GroupMax { k } if *k == 0 || !info.d_sae.is_multiple_of(*k) => {
+                return Err(SaeError::Invalid(format!(
+                    "groupmax with k = {k} groups does not divide {d_sae} features"
+                )));
+            }
             _ => {}
         }
         let input = InputTransform {
@@ -232,6 +259,24 @@ impl Sae {
         if let Some(scale) = self.input.scale {
             x = x.multiply(Array::from_f32(scale))?;
         }
+        let width = Array::from_f32(self.info.d_in as f32);
+        match self.input.row_normalization {
+            RowNormalization::None => {}
+            RowNormalization::UnitNorm => {
+                let norm = x.square()?.sum_axis(-1, true)?.sqrt()?;
+                x = x.multiply(width.sqrt()?)?.divide(norm)?;
+            }
+            RowNormalization::LayerNorm => {
+                let centered = x.subtract(x.mean_axis(-1, true)?)?;
+                let degrees = Array::from_f32(self.info.d_in as f32 - 1.0);
+                let std = centered
+                    .square()?
+                    .sum_axis(-1, true)?
+                    .divide(degrees)?
+                    .sqrt()?;
+                x = centered.divide(std.add(Array::from_f32(1e-5))?)?;
+            }
+        }
         if self.input.subtract_decoder_bias {
             x = x.subtract(&self.b_dec)?;
         }
@@ -251,6 +296,12 @@ impl Sae {
     /// Reconstructs activations from sparse codes: `codes · W_dec + b_dec`, then the
     /// input transform undone (so the result is in the space of the inputs).
     pub fn decode(&self, codes: &SparseCodes) -> Result<Array, SaeError> {
+        if self.input.row_normalization != RowNormalization::None {
+            return Err(SaeError::Unsupported(
+                "decoding needs each input's own norm for this SAE's per-token normalization"
+                    .into(),
+            ));
+        }
         let n = codes.tokens();
         let mut dense = vec![0f32; n * self.info.d_sae];
         for t in 0..n {
@@ -310,6 +361,21 @@ fn active_features(row: &[f32], rule: &ActivationRule) -> Vec<(u32, f32)> {
             .filter(|(_, (v, theta))| **v > **theta && **v > 0.0)
             .map(|(f, (v, _))| (f as u32, *v))
             .collect(),
+        ActivationRule::GroupMax { k } => {
+            let group = row.len() / k;
+            row.chunks(group)
+                .enumerate()
+                .filter_map(|(g, values)| {
+                    let (offset, best) = values.iter().enumerate().fold(
+                        (0, f32::NEG_INFINITY),
+                        |(i, best), (j, v)| {
+                            if *v > best { (j, *v) } else { (i, best) }
+                        },
+                    );
+                    (best > 0.0).then_some(((g * group + offset) as u32, best))
+                })
+                .collect()
+        }
         ActivationRule::TopK { k, ties } => {
             let mut candidates = positive(0.0);
             if candidates.len() > *k {
@@ -352,6 +418,13 @@ mod tests {
         assert_eq!(
             row(&ActivationRule::JumpRelu { thresholds }, &values),
             [(0, 0.5), (4, 2.0), (6, 0.3)]
+        );
+        assert_eq!(
+            row(
+                &ActivationRule::GroupMax { k: 2 },
+                &[0.5, 0.9, 0.9, -1.0, -2.0, -3.0]
+            ),
+            [(1, 0.9)]
         );
         let top = |k, ties| row(&ActivationRule::TopK { k, ties }, &values);
         assert_eq!(top(2, TopKTies::LowestIdFirst), [(2, 2.0), (4, 2.0)]);

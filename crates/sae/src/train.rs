@@ -82,6 +82,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Steps between checkpoints.
     pub checkpoint_every: usize,
+    /// Store the final weights in f16 (half the size) rather than f32.
+    pub save_f16: bool,
 }
 
 impl Default for TrainConfig {
@@ -89,8 +91,8 @@ impl Default for TrainConfig {
         Self {
             d_sae: 8192,
             k: 32,
-            learning_rate: 4e-4,
-            batch_size: 2048,
+            learning_rate: 1e-3,
+            batch_size: 1024,
             train_tokens: 2_000_000,
             eval_tokens: 16_384,
             holdout_every: 20,
@@ -99,12 +101,13 @@ impl Default for TrainConfig {
             dead_after_tokens: 200_000,
             shuffle_buffer: 131_072,
             window: WindowPolicy {
-                length: 256,
-                overlap: 32,
+                length: 128,
+                overlap: 16,
             },
             model_batch_tokens: 2048,
             seed: 0,
             checkpoint_every: 200,
+            save_f16: false,
         }
     }
 }
@@ -210,7 +213,7 @@ impl<'a> ActivationStream<'a> {
             let document = document?;
             let index = self.index;
             self.index += 1;
-            let held_out = index % self.holdout_every == 0;
+            let held_out = index.is_multiple_of(self.holdout_every);
             if held_out != (self.holdout == Holdout::Eval) {
                 continue;
             }
@@ -289,7 +292,7 @@ fn normalize_rows(w: &Array) -> Result<Array, SaeError> {
 fn top_k_mask(pre: &Array, k: i32) -> Result<Array, mlx_rs::error::Exception> {
     let kth = topk_axis(pre, k, -1)?.min_axis(-1, true)?;
     let mask = pre.ge(&kth)?.logical_and(pre.gt(Array::from_f32(0.0))?)?;
-    Ok(stop_gradient(mask.as_dtype(mlx_rs::Dtype::Float32)?)?)
+    stop_gradient(mask.as_dtype(mlx_rs::Dtype::Float32)?)
 }
 
 /// Input normalization: center by the mean, scale by one constant.
@@ -580,7 +583,20 @@ pub fn train(
 
     let dead_in_training = dead_fraction(&state.since_fired, config.dead_after_tokens);
     let sae = to_sae(&params, &normalizer, config, hook, provenance)?;
-    let metrics = evaluate(held_out, config, &sae, dead_in_training)?;
+    let dtype = if config.save_f16 {
+        mlx_rs::Dtype::Float16
+    } else {
+        mlx_rs::Dtype::Float32
+    };
+    // Evaluate exactly what is shipped: the SAE as written (and, with f16, rounded).
+    let shipped = tempfile::tempdir().map_err(|source| SaeError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let shipped_dir = shipped.path().join("sae");
+    crate::formats::mlxterp::save(&sae, config.k, serde_json::Value::Null, dtype, &shipped_dir)?;
+    let shipped_sae = crate::formats::mlxterp::load(&shipped_dir, "evaluation copy", None)?;
+    let metrics = evaluate(held_out, config, &shipped_sae, dead_in_training)?;
     let report = TrainReport {
         metrics,
         steps: state.step,
@@ -598,7 +614,7 @@ pub fn train(
         "training": report,
         "excluded_positions": "the first position of every window (attention sink) and special tokens",
     });
-    crate::formats::mlxterp::save(&sae, config.k, metadata, out)?;
+    crate::formats::mlxterp::save(&sae, config.k, metadata, dtype, out)?;
     Ok(report)
 }
 
@@ -664,8 +680,8 @@ fn to_sae(
                 Array::from_slice(&normalizer.mean, &[width as i32]),
                 Array::from_slice(&vec![normalizer.scale; width], &[width as i32]),
             )),
-            scale: None,
             subtract_decoder_bias: true,
+            ..InputTransform::default()
         },
         params.w_enc.as_ref().clone(),
         params.b_enc.as_ref().clone(),

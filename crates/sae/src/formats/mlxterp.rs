@@ -11,28 +11,24 @@
 //! It does not subtract the decoder bias before encoding, so saeidx folds that into the
 //! encoder bias when it saves an SAE that does.
 
-use std::{collections::HashMap, path::Path};
+use std::path::Path;
 
-use mlx_rs::Array;
-use saeidx_format::{atomic::StagedDir, checksum};
+use mlx_rs::{Array, Dtype};
+use saeidx_format::atomic::StagedDir;
 use saeidx_model::hook::{HookKind, HookPoint};
 use serde_json::{Value, json};
 
 use crate::{
     SaeError,
-    sae::{ActivationRule, InputTransform, Sae, SaeInfo, TopKTies},
+    formats::{files_sha256, read_json, read_tensors, take_tensor},
+    sae::{ActivationRule, InputTransform, RowNormalization, Sae, SaeInfo, TopKTies},
 };
 
 /// mlxterp adds this to `input_std` when normalizing inputs.
 const STD_EPSILON: f32 = 1e-8;
 
 fn read_config(dir: &Path) -> Result<Value, SaeError> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| SaeError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| SaeError::Invalid(format!("{}: {e}", path.display())))
+    read_json(&dir.join("config.json"))
 }
 
 /// Whether `dir` looks like an mlxterp SAE folder.
@@ -106,13 +102,8 @@ pub fn load(dir: &Path, source: &str, batchtopk_threshold: Option<f32>) -> Resul
     };
 
     let weights_path = dir.join("weights.safetensors");
-    let mut weights: HashMap<String, Array> = Array::load_safetensors(&weights_path)
-        .map_err(|e| SaeError::Invalid(format!("{}: {e}", weights_path.display())))?;
-    let mut take = |key: &str| {
-        weights
-            .remove(key)
-            .ok_or_else(|| SaeError::Invalid(format!("{} has no {key}", weights_path.display())))
-    };
+    let mut weights = read_tensors(&weights_path)?;
+    let mut take = |key: &str| take_tensor(&mut weights, &weights_path, key);
     let encoder = take("encoder.weight")?;
     let b_enc = take("encoder.bias")?;
     let (w_dec, b_dec) = if tied {
@@ -149,8 +140,8 @@ pub fn load(dir: &Path, source: &str, batchtopk_threshold: Option<f32>) -> Resul
         rule,
         InputTransform {
             standardize,
-            scale: None,
             subtract_decoder_bias: false,
+            ..InputTransform::default()
         },
         encoder.t(),
         b_enc,
@@ -159,22 +150,16 @@ pub fn load(dir: &Path, source: &str, batchtopk_threshold: Option<f32>) -> Resul
     )
 }
 
-/// SHA-256 over `"{name} {sha256}\n"` lines of the given files.
-pub(crate) fn files_sha256(dir: &Path, files: &[&str]) -> Result<String, SaeError> {
-    let mut listing = String::new();
-    for file in files {
-        let path = dir.join(file);
-        let digest =
-            checksum::sha256_file(&path).map_err(|source| SaeError::Io { path, source })?;
-        listing.push_str(&format!("{file} {digest}\n"));
-    }
-    Ok(checksum::sha256_hex(listing.as_bytes()))
-}
-
 /// Writes `sae` as an mlxterp folder at `out` (atomically): a top-k SAE with `k`,
 /// `normalize_input` and `metadata` (merged with the hook as mlxterp's `layer` and
-/// `component` when it has a name for it).
-pub fn save(sae: &Sae, k: usize, metadata: Value, out: &Path) -> Result<(), SaeError> {
+/// `component` when it has a name for it), its weights stored as `dtype`.
+pub fn save(
+    sae: &Sae,
+    k: usize,
+    metadata: Value,
+    dtype: Dtype,
+    out: &Path,
+) -> Result<(), SaeError> {
     let d_in = sae.info.d_in as i32;
     // mlxterp has no pre-encoder bias: fold `− b_dec · W_enc` into the encoder bias.
     let b_enc = if sae.input.subtract_decoder_bias {
@@ -191,19 +176,22 @@ pub fn save(sae: &Sae, k: usize, metadata: Value, out: &Path) -> Result<(), SaeE
         Some((mean, std)) => (mean.clone(), std.subtract(Array::from_f32(STD_EPSILON))?),
         None => (Array::zeros::<f32>(&[d_in])?, Array::ones::<f32>(&[d_in])?),
     };
-    if sae.input.scale.is_some() {
+    if sae.input.scale.is_some() || sae.input.row_normalization != RowNormalization::None {
         return Err(SaeError::Unsupported(
-            "mlxterp folders cannot record a constant input scale".into(),
+            "mlxterp folders record only a per-dimension input normalization".into(),
         ));
     }
-    let tensors: Vec<(&str, Array)> = vec![
+    let tensors = [
         ("encoder.weight", sae.w_enc.t()),
         ("encoder.bias", b_enc),
         ("decoder.weight", sae.w_dec.t()),
         ("decoder.bias", sae.b_dec.clone()),
         ("input_mean", mean),
         ("input_std", std),
-    ];
+    ]
+    .into_iter()
+    .map(|(name, tensor)| Ok((name, tensor.as_dtype(dtype)?)))
+    .collect::<Result<Vec<_>, SaeError>>()?;
     let mut metadata = match metadata {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),

@@ -1,3 +1,349 @@
-//! The SAE file formats researchers bring.
+//! The SAE file formats researchers bring, found on disk or on the Hugging Face Hub.
+//!
+//! [`load`] detects the format of a folder: mlxterp (`config.json` with `d_hidden` +
+//! `weights.safetensors`), SAELens (`cfg.json` + `sae_weights.safetensors`) or sparsify
+//! (`cfg.json` + `sae.safetensors`). A Hub source (`org/repo`, optionally with a
+//! subfolder such as `layers.10`) is fetched through hf-hub first (`HF_HOME`, `HF_TOKEN`,
+//! `HF_HUB_OFFLINE`). [`check_compatible`] then refuses an SAE whose width, model or hook
+//! does not match the model and hook it is used with.
 
 pub mod mlxterp;
+pub mod saelens;
+pub mod sparsify;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use mlx_rs::Array;
+use saeidx_format::checksum;
+use saeidx_model::{
+    hook::HookPoint,
+    hub::{self, HubRepo, HubSettings},
+};
+use serde_json::Value;
+
+use crate::{SaeError, sae::Sae};
+
+/// Where an SAE comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaeSource {
+    /// A local folder.
+    Local(PathBuf),
+    /// A folder of a Hugging Face model repo.
+    Hub {
+        /// `org/name`.
+        repo_id: String,
+        /// Folder inside the repo (`""` for its root).
+        subfolder: String,
+        /// Branch, tag or commit; `None` means `main`.
+        revision: Option<String>,
+    },
+}
+
+impl SaeSource {
+    /// An existing folder is local; otherwise `org/name[/subfolder...]` on the Hub.
+    pub fn parse(spec: &str, revision: Option<String>) -> Self {
+        if Path::new(spec).is_dir() {
+            return Self::Local(PathBuf::from(spec));
+        }
+        let mut parts = spec.splitn(3, '/');
+        let (org, name, subfolder) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        Self::Hub {
+            repo_id: format!("{org}/{name}"),
+            subfolder: subfolder.trim_matches('/').to_string(),
+            revision,
+        }
+    }
+}
+
+impl std::fmt::Display for SaeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(path) => write!(f, "{}", path.display()),
+            Self::Hub {
+                repo_id, subfolder, ..
+            } if subfolder.is_empty() => write!(f, "{repo_id}"),
+            Self::Hub {
+                repo_id, subfolder, ..
+            } => write!(f, "{repo_id}/{subfolder}"),
+        }
+    }
+}
+
+/// How to read SAEs whose files leave something open.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadOptions {
+    /// The per-token threshold for BatchTopK SAEs (see
+    /// [`crate::sae::ActivationRule::Threshold`]).
+    pub batchtopk_threshold: Option<f32>,
+}
+
+/// Loads an SAE from a local folder or the Hub, detecting its format.
+pub fn load(
+    source: &SaeSource,
+    settings: &HubSettings,
+    options: LoadOptions,
+) -> Result<Sae, SaeError> {
+    let (dir, described) = match source {
+        SaeSource::Local(dir) => (dir.clone(), dir.display().to_string()),
+        SaeSource::Hub {
+            repo_id,
+            subfolder,
+            revision,
+        } => {
+            let revision = revision.as_deref().unwrap_or("main");
+            let (root, commit) = if settings.offline {
+                let root = hub::cached_snapshot(&settings.cache_dir, repo_id, revision)?;
+                let commit = root.file_name().map(|n| n.to_string_lossy().into_owned());
+                (root, commit.unwrap_or_default())
+            } else {
+                let repo = HubRepo::open(repo_id, revision, settings)?;
+                let prefix = if subfolder.is_empty() {
+                    String::new()
+                } else {
+                    format!("{subfolder}/")
+                };
+                let parent_config = subfolder
+                    .rsplit_once('/')
+                    .map(|(parent, _)| format!("{parent}/config.json"))
+                    .unwrap_or_else(|| "config.json".into());
+                let wanted: Vec<&String> = repo
+                    .files
+                    .iter()
+                    .filter(|file| {
+                        let rest = file.strip_prefix(&prefix);
+                        let in_folder = rest.is_some_and(|rest| {
+                            !rest.contains('/')
+                                && (rest.ends_with(".json") || rest.ends_with(".safetensors"))
+                        });
+                        in_folder || **file == parent_config
+                    })
+                    .collect();
+                if wanted.is_empty() {
+                    return Err(SaeError::Invalid(format!(
+                        "{repo_id} has no SAE files under {:?}",
+                        subfolder
+                    )));
+                }
+                for file in wanted {
+                    repo.get(file)?;
+                }
+                (repo.snapshot().to_path_buf(), repo.commit.clone())
+            };
+            (root.join(subfolder), format!("{source}@{commit}"))
+        }
+    };
+    if !dir.is_dir() {
+        return Err(SaeError::Invalid(format!(
+            "{} is not a folder",
+            dir.display()
+        )));
+    }
+    if mlxterp::detect(&dir) {
+        mlxterp::load(&dir, &described, options.batchtopk_threshold)
+    } else if saelens::detect(&dir) {
+        saelens::load(&dir, &described, options.batchtopk_threshold)
+    } else if sparsify::detect(&dir) {
+        sparsify::load(&dir, &described)
+    } else {
+        Err(SaeError::Invalid(format!(
+            "{} holds no SAE saeidx knows: expected mlxterp (config.json + weights.safetensors), \
+             SAELens (cfg.json + sae_weights.safetensors) or sparsify (cfg.json + sae.safetensors)",
+            dir.display()
+        )))
+    }
+}
+
+/// The base name of a model id: its last path segment, lowercase, with quantization and
+/// format suffixes removed (`org/SmolLM2-135M-Instruct-mlx-4bit` → `smollm2-135m-instruct`).
+fn model_base_name(model: &str) -> String {
+    const SUFFIXES: &[&str] = &[
+        "mlx",
+        "4bit",
+        "8bit",
+        "bf16",
+        "fp16",
+        "f16",
+        "f32",
+        "fp32",
+        "q4",
+        "q8",
+        "q4_1",
+        "q8_0",
+        "gguf",
+        "quantized",
+    ];
+    let name = model
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_lowercase();
+    let mut parts: Vec<&str> = name.split(['-', '_', '.']).collect();
+    while parts.len() > 1 && parts.last().is_some_and(|p| SUFFIXES.contains(p)) {
+        parts.pop();
+    }
+    parts.join("-")
+}
+
+/// Checks that `sae` fits a model of width `d_model` named `model`, at `hook`.
+///
+/// The width must always match. A recorded model or hook that differs is refused unless
+/// `allow_mismatch`; model names are compared by base name, so a quantized or converted
+/// copy of the recorded model (`...-mlx-4bit`) is accepted.
+pub fn check_compatible(
+    sae: &Sae,
+    d_model: usize,
+    model: &str,
+    hook: HookPoint,
+    allow_mismatch: bool,
+) -> Result<(), SaeError> {
+    if sae.info.d_in != d_model {
+        return Err(SaeError::WidthMismatch {
+            expected: sae.info.d_in,
+            got: d_model,
+        });
+    }
+    if allow_mismatch {
+        return Ok(());
+    }
+    if let Some(recorded) = &sae.info.recorded_model
+        && model_base_name(recorded) != model_base_name(model)
+    {
+        return Err(SaeError::Mismatch(format!(
+            "the SAE was trained on model {recorded:?}, not {model:?}"
+        )));
+    }
+    match (sae.info.hook, &sae.info.recorded_hook) {
+        (Some(recorded), _) if recorded != hook => Err(SaeError::Mismatch(format!(
+            "the SAE was trained at {recorded}, not at {hook}"
+        ))),
+        (None, Some(recorded)) => Err(SaeError::Mismatch(format!(
+            "the SAE was trained at {recorded:?}, which saeidx cannot place; {hook} may differ"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a JSON file.
+pub(crate) fn read_json(path: &Path) -> Result<Value, SaeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SaeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| SaeError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Reads every tensor of a safetensors file as f32 MLX arrays, whatever its stored float
+/// type (F64, F32, F16, BF16: MLX's own reader refuses F64, which SAELens uses for
+/// `topk_threshold`).
+pub fn read_tensors(path: &Path) -> Result<HashMap<String, Array>, SaeError> {
+    let file = std::fs::File::open(path).map_err(|source| SaeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: the map is only read, and only while this function runs; saeidx does not
+    // modify SAE files, and a concurrent writer could at worst yield garbage values that
+    // the shape checks and encoding treat as data, never as memory addresses.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| SaeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let tensors = safetensors::SafeTensors::deserialize(&map).map_err(|e| {
+        SaeError::Invalid(format!("{}: not a safetensors file: {e}", path.display()))
+    })?;
+    let mut out = HashMap::new();
+    for (name, view) in tensors.tensors() {
+        let bytes = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            safetensors::Dtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            safetensors::Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(SaeError::Invalid(format!(
+                    "{}: tensor {name} has type {other:?}; SAE tensors are floating point",
+                    path.display()
+                )));
+            }
+        };
+        let shape: Vec<i32> = view.shape().iter().map(|&d| d as i32).collect();
+        out.insert(name, Array::from_slice(&values, &shape));
+    }
+    Ok(out)
+}
+
+/// Removes a tensor from loaded weights, or says which file lacks it.
+pub(crate) fn take_tensor(
+    weights: &mut HashMap<String, Array>,
+    file: &Path,
+    key: &str,
+) -> Result<Array, SaeError> {
+    weights
+        .remove(key)
+        .ok_or_else(|| SaeError::Invalid(format!("{} has no tensor {key}", file.display())))
+}
+
+/// SHA-256 over `"{name} {sha256}\n"` lines of the given files of `dir`.
+pub(crate) fn files_sha256(dir: &Path, files: &[&str]) -> Result<String, SaeError> {
+    let mut listing = String::new();
+    for file in files {
+        let path = dir.join(file);
+        let digest =
+            checksum::sha256_file(&path).map_err(|source| SaeError::Io { path, source })?;
+        listing.push_str(&format!("{file} {digest}\n"));
+    }
+    Ok(checksum::sha256_hex(listing.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_compare_by_base_name() {
+        assert_eq!(
+            model_base_name("saeidx-default/SmolLM2-135M-Instruct-mlx-4bit"),
+            "smollm2-135m-instruct"
+        );
+        assert_eq!(
+            model_base_name("HuggingFaceTB/SmolLM2-135M-Instruct"),
+            "smollm2-135m-instruct"
+        );
+        assert_ne!(
+            model_base_name("google/gemma-2-2b"),
+            model_base_name("gpt2")
+        );
+    }
+
+    #[test]
+    fn hub_specs_split_repo_and_subfolder() {
+        assert_eq!(
+            SaeSource::parse("EleutherAI/sae-llama/layers.10", None),
+            SaeSource::Hub {
+                repo_id: "EleutherAI/sae-llama".into(),
+                subfolder: "layers.10".into(),
+                revision: None
+            }
+        );
+        assert_eq!(SaeSource::parse("org/name", None).to_string(), "org/name");
+    }
+}

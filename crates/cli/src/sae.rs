@@ -1,0 +1,198 @@
+//! `saeidx sae ...`: train SAEs.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use saeidx_corpus::{tokenizer::TextTokenizer, window::WindowPolicy};
+use saeidx_format::checksum::sha256_file;
+use saeidx_model::{
+    checkpoint::Checkpoint,
+    hook::HookPoint,
+    llama::{Llama, WeightStorage},
+};
+use saeidx_sae::train::{Provenance, TrainConfig, train_on_corpus};
+
+use crate::{AssetsDir, ModelArgs, Output, print_json};
+
+#[derive(Subcommand)]
+pub enum SaeCommand {
+    /// Train a TopK SAE on a model's activations at one hook over a JSONL corpus.
+    #[command(after_help = "Examples:\n  \
+        saeidx sae train --hook blocks.15.hook_resid_post --out sae-l15\n  \
+        saeidx sae train --hook mlp --layer 10 --d-sae 16384 --k 64 --train-tokens 5000000 --out sae-l10-mlp\n\n\
+        The first position of every window (an attention sink) and special tokens never\n\
+        enter training. Every --holdout-every-th document is held out for evaluation.\n\
+        Checkpoints go to --checkpoint-dir (default OUT.checkpoints); rerunning the same\n\
+        command resumes from the last one.")]
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Hook point (blocks.L.hook_resid_post, mlp with --layer, ...).
+    #[arg(long)]
+    hook: String,
+    /// Layer for component hook names.
+    #[arg(long)]
+    layer: Option<usize>,
+    /// The corpus (JSONL with a "text" field; default: the embedded corpus).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    #[command(flatten)]
+    assets: AssetsDir,
+    /// Where to write the SAE (an mlxterp folder).
+    #[arg(long)]
+    out: PathBuf,
+    /// Checkpoint folder (default: OUT.checkpoints).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Number of features.
+    #[arg(long, default_value_t = TrainConfig::default().d_sae)]
+    d_sae: usize,
+    /// Active features per token.
+    #[arg(long, default_value_t = TrainConfig::default().k)]
+    k: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    learning_rate: f32,
+    /// Tokens per optimizer step.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// Training tokens.
+    #[arg(long, default_value_t = TrainConfig::default().train_tokens)]
+    train_tokens: usize,
+    /// Held-out tokens to evaluate.
+    #[arg(long, default_value_t = TrainConfig::default().eval_tokens)]
+    eval_tokens: usize,
+    /// Hold out every n-th document.
+    #[arg(long, default_value_t = TrainConfig::default().holdout_every)]
+    holdout_every: usize,
+    /// Tokens per model window.
+    #[arg(long, default_value_t = TrainConfig::default().window.length)]
+    window_length: usize,
+    /// Context-only tokens at the start of each later window.
+    #[arg(long, default_value_t = TrainConfig::default().window.overlap)]
+    window_overlap: usize,
+    /// Padded tokens per model batch.
+    #[arg(long, default_value_t = TrainConfig::default().model_batch_tokens)]
+    model_batch_tokens: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
+    checkpoint_every: usize,
+    /// Store the weights in f16 (half the size).
+    #[arg(long)]
+    f16: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+pub fn run(command: SaeCommand) -> anyhow::Result<()> {
+    let SaeCommand::Train(args) = command;
+    let hook = HookPoint::parse(&args.hook, args.layer)?;
+    let files = args.model.resolve()?;
+    let corpus = args
+        .corpus
+        .clone()
+        .unwrap_or_else(|| args.assets.default_corpus());
+    anyhow::ensure!(
+        corpus.is_file(),
+        "corpus {} not found (run `saeidx assets prepare`, or pass --corpus)",
+        corpus.display()
+    );
+    let config = TrainConfig {
+        d_sae: args.d_sae,
+        k: args.k,
+        learning_rate: args.learning_rate,
+        batch_size: args.batch_size,
+        train_tokens: args.train_tokens,
+        eval_tokens: args.eval_tokens,
+        holdout_every: args.holdout_every,
+        window: WindowPolicy::new(args.window_length, args.window_overlap)?,
+        model_batch_tokens: args.model_batch_tokens,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        save_f16: args.f16,
+        ..TrainConfig::default()
+    };
+    let provenance = Provenance {
+        model: files.source.to_string(),
+        model_commit: files.commit.clone(),
+        model_weights_sha256: files.weights_sha256()?,
+        corpus: corpus.clone(),
+        corpus_sha256: sha256_file(&corpus)
+            .with_context(|| format!("reading {}", corpus.display()))?,
+    };
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
+    let checkpoint = Checkpoint::load(files)?;
+    hook.check_layers(checkpoint.config.num_hidden_layers)?;
+    let llama = Llama::from_checkpoint(
+        checkpoint,
+        Some(hook.layer),
+        WeightStorage::for_default_device(),
+    )?;
+    let checkpoint_dir = args.checkpoint_dir.clone().unwrap_or_else(|| {
+        let mut name = args.out.as_os_str().to_owned();
+        name.push(".checkpoints");
+        PathBuf::from(name)
+    });
+
+    let bar = if args.output.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(config.train_tokens as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens ({per_sec}, ETA {eta}) {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let report = train_on_corpus(
+        &llama,
+        &tokenizer,
+        hook,
+        &corpus,
+        &config,
+        &provenance,
+        &checkpoint_dir,
+        &args.out,
+        &mut |step| {
+            bar.set_position(step.tokens as u64);
+            bar.set_message(format!(
+                "step {} FVU {:.3} dead {:.1}%",
+                step.step,
+                step.fvu,
+                step.dead_fraction * 100.0
+            ));
+        },
+    )
+    .context("training the SAE")?;
+    bar.finish_and_clear();
+    if args.output.json {
+        return print_json(&report);
+    }
+    let metrics = &report.metrics;
+    println!("wrote {}", args.out.display());
+    println!(
+        "held-out ({} tokens): FVU {:.4}, L0 {:.1}, dead on held-out {:.2}%, dead in training {:.2}%",
+        metrics.tokens,
+        metrics.fvu,
+        metrics.l0,
+        metrics.dead_on_eval * 100.0,
+        metrics.dead_in_training * 100.0
+    );
+    println!(
+        "{} steps, {} tokens, {:.0} s",
+        report.steps, report.tokens, report.seconds
+    );
+    Ok(())
+}

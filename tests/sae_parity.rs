@@ -1,0 +1,207 @@
+//! SAE encoding parity: saeidx's loader and encoder against a NumPy implementation of
+//! each format's own published encode formula (`scripts/reference/sae_encode_reference.py`),
+//! on random SAEs that script writes exactly as each library saves them.
+//! Identical active sets; values within 1e-5 relative. A code is a sum of `d_in` terms
+//! much larger than itself when they nearly cancel, and float32's error scales with the
+//! terms, not the result; such codes are held to 1e-5 of the token's largest code.
+
+use std::{path::Path, process::Command};
+
+use mlx_rs::{Array, random};
+use saeidx_model::hub::HubSettings;
+use saeidx_sae::{
+    SaeError,
+    formats::{self, LoadOptions, SaeSource},
+};
+use saeidx_tests::{reference_python, repo_root};
+
+const D_IN: i32 = 48;
+const D_SAE: i32 = 192;
+const TOKENS: i32 = 300;
+
+fn reference(args: &[&str]) -> String {
+    let output = Command::new(reference_python())
+        .arg(repo_root().join("scripts/reference/sae_encode_reference.py"))
+        .args(args)
+        .output()
+        .expect("the reference runs");
+    assert!(
+        output.status.success(),
+        "reference {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Writes a random SAE of `kind` and returns its folder.
+fn random_sae(kind: &str, dir: &Path, seed: u32) -> std::path::PathBuf {
+    let printed = reference(&[
+        "--write-random",
+        kind,
+        "--d-in",
+        &D_IN.to_string(),
+        "--d-sae",
+        &D_SAE.to_string(),
+        "--k",
+        "9",
+        "--seed",
+        &seed.to_string(),
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let folder = printed
+        .trim()
+        .lines()
+        .last()
+        .expect("the script prints the folder");
+    std::path::PathBuf::from(folder)
+}
+
+/// Compares saeidx's codes with the reference's on random inputs.
+fn check(kind: &str, format: &str, threshold: Option<f32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = random_sae(kind, dir.path(), 11);
+    random::seed(5).unwrap();
+    let x = random::normal::<f32>(&[TOKENS, D_IN], None, None, None)
+        .unwrap()
+        .multiply(Array::from_f32(2.0))
+        .unwrap();
+    let input = dir.path().join("x.safetensors");
+    Array::save_safetensors([("x", &x)], None, &input).unwrap();
+    let out = dir.path().join("codes.safetensors");
+    let mut args = vec![
+        "--format",
+        format,
+        "--sae",
+        folder.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let threshold_text = threshold.map(|t| t.to_string());
+    if let Some(t) = &threshold_text {
+        args.extend(["--batchtopk-threshold", t]);
+    }
+    reference(&args);
+    let expected = Array::load_safetensors(&out).unwrap()["codes"].clone();
+    let expected = expected.as_slice::<f32>();
+
+    let options = LoadOptions {
+        batchtopk_threshold: if kind == "saelens-batchtopk" {
+            None
+        } else {
+            threshold
+        },
+    };
+    let sae = formats::load(&SaeSource::Local(folder), &HubSettings::from_env(), options).unwrap();
+    assert_eq!(
+        (sae.info.d_in, sae.info.d_sae),
+        (D_IN as usize, D_SAE as usize)
+    );
+    assert_eq!(sae.info.format, format);
+    let codes = sae.encode(&x).unwrap();
+    assert_eq!(codes.tokens(), TOKENS as usize);
+    let mut active = 0;
+    for t in 0..TOKENS as usize {
+        let row = &expected[t * D_SAE as usize..(t + 1) * D_SAE as usize];
+        let reference_active: Vec<u32> = (0..D_SAE as u32)
+            .filter(|f| row[*f as usize] > 0.0)
+            .collect();
+        let largest = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let ours: Vec<(u32, f32)> = codes.token(t).collect();
+        let ours_active: Vec<u32> = ours.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            ours_active, reference_active,
+            "{kind}: active set of token {t}"
+        );
+        for (feature, value) in ours {
+            let want = row[feature as usize];
+            assert!(
+                (value - want).abs() <= 1e-5 * want.abs().max(largest),
+                "{kind}: token {t} feature {feature}: {value} vs {want}"
+            );
+        }
+        active += reference_active.len();
+    }
+    assert!(
+        active > TOKENS as usize,
+        "{kind}: the test should exercise active features"
+    );
+}
+
+#[test]
+fn mlxterp_topk() {
+    check("mlxterp", "mlxterp", None);
+}
+
+#[test]
+fn mlxterp_batchtopk_with_a_per_token_threshold() {
+    check("mlxterp-batchtopk", "mlxterp", Some(0.5));
+}
+
+#[test]
+fn saelens_standard() {
+    check("saelens-standard", "saelens", None);
+}
+
+#[test]
+fn saelens_topk_with_decoder_norm_rescaling() {
+    check("saelens-topk", "saelens", None);
+}
+
+#[test]
+fn saelens_jumprelu() {
+    check("saelens-jumprelu", "saelens", None);
+}
+
+#[test]
+fn saelens_batchtopk_uses_its_stored_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = random_sae("saelens-batchtopk", dir.path(), 11);
+    // Stored as F64, which MLX's own reader refuses.
+    let weights = formats::read_tensors(&folder.join("sae_weights.safetensors")).unwrap();
+    let stored = weights["topk_threshold"].item_exact::<f32>();
+    check("saelens-batchtopk", "saelens", Some(stored));
+}
+
+#[test]
+fn sparsify_topk() {
+    check("sparsify", "sparsify", None);
+}
+
+#[test]
+fn unsupported_and_ambiguous_saes_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let gated = random_sae("saelens-gated", &dir.path().join("gated"), 1);
+    let error = formats::load(
+        &SaeSource::Local(gated),
+        &HubSettings::from_env(),
+        LoadOptions::default(),
+    )
+    .err()
+    .expect("gated SAEs are refused");
+    assert!(matches!(error, SaeError::Unsupported(_)), "{error}");
+
+    let batchtopk = random_sae("mlxterp-batchtopk", &dir.path().join("btk"), 1);
+    let error = formats::load(
+        &SaeSource::Local(batchtopk),
+        &HubSettings::from_env(),
+        LoadOptions::default(),
+    )
+    .err()
+    .expect("BatchTopK needs a threshold");
+    assert!(
+        error.to_string().contains("--batchtopk-threshold"),
+        "{error}"
+    );
+
+    let error = formats::load(
+        &SaeSource::Local(dir.path().to_path_buf()),
+        &HubSettings::from_env(),
+        LoadOptions::default(),
+    )
+    .err()
+    .expect("an empty folder is no SAE");
+    assert!(error.to_string().contains("holds no SAE"), "{error}");
+}
