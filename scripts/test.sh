@@ -9,6 +9,8 @@ bash scripts/setup.sh --test-tools
 export HF_HUB_OFFLINE=1
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The end-to-end tests run the saeidx binary itself.
+cargo build --release -p saeidx-cli
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast
 else

@@ -14,6 +14,7 @@ use saeidx_model::hub::{self, HubSettings, ModelFiles, ModelSource};
 
 mod activations;
 mod assets;
+mod index;
 mod model;
 mod sae;
 
@@ -43,6 +44,13 @@ enum Command {
     /// Train sparse autoencoders.
     #[command(subcommand)]
     Sae(sae::SaeCommand),
+    /// Run an index job (pipelines/*.toml): corpus → model → SAE → Parquet index folder.
+    #[command(visible_alias = "index")]
+    Run(index::RunArgs),
+    /// Merge the shard folders of a sharded job into one index.
+    Merge(index::MergeArgs),
+    /// Check an index folder against its manifest (checksums, schemas, counts, rows).
+    Verify(index::VerifyArgs),
 }
 
 /// Output options shared by every command.
@@ -107,6 +115,9 @@ fn main() -> ExitCode {
         Command::Model(command) => model::run(command),
         Command::Activations(args) => activations::run(args),
         Command::Sae(command) => sae::run(command),
+        Command::Run(args) => index::run(args),
+        Command::Merge(args) => index::merge(args),
+        Command::Verify(args) => index::verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

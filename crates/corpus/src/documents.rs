@@ -1,23 +1,28 @@
-//! Documents from a corpus file: JSONL with one JSON object per line.
+//! Documents of a corpus, and the reader of a single JSONL file.
 //!
-//! Each line's text field (default `text`) is the document; its id field (default `id`)
-//! is its stable identifier — when a line has none, the id is `{file name}:{line}`, which
-//! stays the same as long as the file does. A line that is not valid JSON, or lacks the
-//! text field, is an error naming the file and line.
+//! [`crate::sources::CorpusReader`] reads whole corpora (plain text, JSONL and Parquet,
+//! files and folders). [`JsonlDocuments`] reads one JSONL file with one JSON object per
+//! line: each line's text field (default `text`) is the document; its id field (default
+//! `id`) is its stable identifier — when a line has none, the id is `{file name}:{line}`,
+//! which stays the same as long as the file does. A line that is not valid UTF-8 or
+//! JSON, or lacks the text field, is an error naming the file and line.
 
-use std::{
-    fs::File,
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+use std::path::Path;
+
+use crate::{
+    CorpusError,
+    sources::{DEFAULT_MAX_DOCUMENT_BYTES, Fault, FileContext, JsonlFile},
 };
-
-use crate::CorpusError;
 
 /// One document of a corpus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     /// Stable identifier.
     pub id: String,
+    /// Where the document came from: its file's path relative to the path of the source
+    /// that names it, with forward slashes (for a source that is one file: the file's
+    /// name).
+    pub source: String,
     /// The text.
     pub text: String,
 }
@@ -40,41 +45,29 @@ impl Default for JsonlFields {
     }
 }
 
-/// Reads documents from a JSONL file, in file order.
+/// Reads documents from a JSONL file, in file order, with the
+/// [default document size limit](DEFAULT_MAX_DOCUMENT_BYTES).
+///
+/// A bad line is an `Err` ([`CorpusError::BadRecord`]) and reading may go on with the
+/// next line; after an I/O error the iterator ends.
 pub struct JsonlDocuments {
-    path: PathBuf,
-    name: String,
-    fields: JsonlFields,
-    lines: std::io::Lines<BufReader<File>>,
-    line: usize,
+    file: Option<JsonlFile>,
 }
 
 impl JsonlDocuments {
     /// Opens `path`.
     pub fn open(path: &Path, fields: JsonlFields) -> Result<Self, CorpusError> {
-        let file = File::open(path).map_err(|e| CorpusError::Read {
-            path: path.to_path_buf(),
-            line: None,
-            reason: e.to_string(),
-        })?;
-        Ok(Self {
+        let context = FileContext {
             path: path.to_path_buf(),
             name: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            fields,
-            lines: BufReader::new(file).lines(),
-            line: 0,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+        };
+        Ok(Self {
+            file: Some(JsonlFile::open(context, &fields.text, &fields.id)?),
         })
-    }
-
-    fn error(&self, reason: impl Into<String>) -> CorpusError {
-        CorpusError::Read {
-            path: self.path.clone(),
-            line: Some(self.line),
-            reason: reason.into(),
-        }
     }
 }
 
@@ -82,35 +75,13 @@ impl Iterator for JsonlDocuments {
     type Item = Result<Document, CorpusError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let line = self.lines.next()?;
-            self.line += 1;
-            let line = match line {
-                Ok(line) => line,
-                Err(e) => return Some(Err(self.error(e.to_string()))),
-            };
-            if line.trim().is_empty() {
-                continue;
+        match self.file.as_mut()?.next()? {
+            Ok(document) => Some(Ok(document)),
+            Err(Fault::Bad(bad)) => Some(Err(CorpusError::BadRecord(Box::new(bad)))),
+            Err(Fault::Fatal(e)) => {
+                self.file = None;
+                Some(Err(e))
             }
-            let value: serde_json::Value = match serde_json::from_str(&line) {
-                Ok(value) => value,
-                Err(e) => return Some(Err(self.error(format!("not valid JSON: {e}")))),
-            };
-            let Some(text) = value.get(&self.fields.text).and_then(|t| t.as_str()) else {
-                return Some(Err(self.error(format!(
-                    "no string field {:?} (choose the text field with --text-field)",
-                    self.fields.text
-                ))));
-            };
-            let id = match value.get(&self.fields.id) {
-                Some(serde_json::Value::String(id)) => id.clone(),
-                Some(serde_json::Value::Number(id)) => id.to_string(),
-                _ => format!("{}:{}", self.name, self.line),
-            };
-            return Some(Ok(Document {
-                id,
-                text: text.to_string(),
-            }));
         }
     }
 }
@@ -125,41 +96,30 @@ mod tests {
         let path = dir.path().join("c.jsonl");
         std::fs::write(
             &path,
-            "{\"id\": \"a\", \"text\": \"one\"}\n\n{\"text\": \"two\"}\n{\"id\": 7, \"text\": \"\"}\n{oops\n",
+            "{\"id\": \"a\", \"text\": \"one\"}\n\n{\"text\": \"two\"}\n{\"id\": 7, \"text\": \"\"}\n{oops\n{\"text\": \"after\"}\n",
         )
         .unwrap();
         let read: Vec<_> = JsonlDocuments::open(&path, JsonlFields::default())
             .unwrap()
             .collect();
+        assert_eq!(read.len(), 5);
         let docs: Vec<_> = read[..3]
             .iter()
             .map(|d| d.as_ref().unwrap().clone())
             .collect();
-        assert_eq!(
-            docs[0],
-            Document {
-                id: "a".into(),
-                text: "one".into()
-            }
-        );
-        assert_eq!(
-            docs[1],
-            Document {
-                id: "c.jsonl:3".into(),
-                text: "two".into()
-            }
-        );
-        assert_eq!(
-            docs[2],
-            Document {
-                id: "7".into(),
-                text: String::new()
-            }
-        );
+        let document = |id: &str, text: &str| Document {
+            id: id.into(),
+            source: "c.jsonl".into(),
+            text: text.into(),
+        };
+        assert_eq!(docs[0], document("a", "one"));
+        assert_eq!(docs[1], document("c.jsonl:3", "two"));
+        assert_eq!(docs[2], document("7", ""));
         let error = read[3].as_ref().unwrap_err().to_string();
         assert!(
             error.contains("c.jsonl") && error.contains("line 5"),
             "{error}"
         );
+        assert_eq!(read[4].as_ref().unwrap(), &document("c.jsonl:6", "after"));
     }
 }

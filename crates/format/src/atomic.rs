@@ -109,40 +109,65 @@ impl StagedDir {
 
     /// Flushes every file in the folder, then renames it to its destination.
     ///
-    /// An existing destination is replaced: it is first renamed aside, so at no moment
-    /// does the destination name hold a mix of old and new content.
+    /// An existing destination is swapped with the new folder in one atomic rename
+    /// (see [`replace_dir`]), so readers always find a complete folder at the name.
     pub fn publish(self) -> Result<PathBuf, AtomicWriteError> {
-        sync_tree(self.temp.path())?;
         let staged = self.temp.keep();
-        let destination = self.destination;
-        let parent = parent_of(&destination).to_path_buf();
-        let displaced = if destination.exists() {
-            let aside = tempfile::Builder::new()
-                .prefix(".old-")
-                .tempdir_in(&parent)
-                .map_err(at(&parent))?
-                .keep();
-            fs::rename(&destination, &aside).map_err(at(&destination))?;
-            Some(aside)
-        } else {
-            None
-        };
-        if let Err(source) = fs::rename(&staged, &destination) {
-            // Put the previous content back before reporting the failure.
-            if let Some(aside) = &displaced {
-                let _ = fs::rename(aside, &destination);
-            }
+        if let Err(error) = replace_dir(&staged, &self.destination) {
             let _ = fs::remove_dir_all(&staged);
-            return Err(AtomicWriteError {
-                path: destination,
-                source,
-            });
+            return Err(error);
         }
+        Ok(self.destination)
+    }
+}
+
+/// Publishes the complete folder `staged` at `destination` (same file system): every
+/// file is flushed to disk, then `staged` is renamed into place. An existing
+/// destination is exchanged with `staged` in a single `renameat2(RENAME_EXCHANGE)`, so
+/// at every moment the name holds either the whole old folder or the whole new one
+/// (a reader that already opened old files keeps reading them); the old folder is then
+/// deleted.
+pub fn replace_dir(staged: &Path, destination: &Path) -> Result<(), AtomicWriteError> {
+    sync_tree(staged)?;
+    let parent = parent_of(destination).to_path_buf();
+    if destination.exists() {
+        exchange(staged, destination)?;
         sync_dir(&parent)?;
-        if let Some(aside) = displaced {
-            fs::remove_dir_all(&aside).map_err(at(&aside))?;
-        }
-        Ok(destination)
+        fs::remove_dir_all(staged).map_err(at(staged))?;
+    } else {
+        fs::rename(staged, destination).map_err(at(destination))?;
+        sync_dir(&parent)?;
+    }
+    Ok(())
+}
+
+/// Atomically swaps two paths (Linux `renameat2(RENAME_EXCHANGE)`, macOS
+/// `renamex_np(RENAME_SWAP)`).
+fn exchange(a: &Path, b: &Path) -> Result<(), AtomicWriteError> {
+    use std::{ffi::CString, os::unix::ffi::OsStrExt};
+    let c_path = |path: &Path| {
+        CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| at(path)(io::Error::other("path contains a NUL byte")))
+    };
+    let (ca, cb) = (c_path(a)?, c_path(b)?);
+    // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
+    #[cfg(target_os = "linux")]
+    let result = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    // SAFETY: as above.
+    #[cfg(target_os = "macos")]
+    let result = unsafe { libc::renamex_np(ca.as_ptr(), cb.as_ptr(), libc::RENAME_SWAP) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(at(b)(io::Error::last_os_error()))
     }
 }
 

@@ -4,7 +4,12 @@
 //!   temporary name in the destination's folder, flushed to disk, then renamed.
 //! - [`checksum`]: the one content hash (SHA-256, lowercase hex) used for manifests,
 //!   asset pins and cache blobs.
+//! - [`manifest`]: an index's `manifest.json` (provenance, counts, files, checksums).
+//! - [`tables`]: the index's Parquet tables (documents, tokens, activations): schemas,
+//!   encodings and the part writer.
 #![deny(missing_docs)]
 
 pub mod atomic;
 pub mod checksum;
+pub mod manifest;
+pub mod tables;

@@ -1,0 +1,244 @@
+//! `saeidx run`, `saeidx merge`, `saeidx verify`: build, combine and check index folders.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use saeidx_format::manifest::Manifest;
+use saeidx_indexer::{
+    job::{self, JobFile},
+    merge,
+    parts::Shard,
+    pipeline::{self, Event, RunSummary},
+    verify,
+};
+use saeidx_model::hub::HubSettings;
+use serde_json::json;
+
+use crate::{Output, print_json};
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    saeidx run pipelines/default.toml\n  \
+    saeidx run pipelines/default.toml --max-documents 0      # the whole corpus\n  \
+    saeidx run pipelines/default.toml --shard 2/4            # one of 4 machines\n  \
+    saeidx merge indexes/default                             # then combine the shards\n\n\
+    Rerunning a killed job resumes it; a finished index of the same job is left as is.")]
+pub struct RunArgs {
+    /// The job file (pipelines/*.toml).
+    job: PathBuf,
+    /// Index shard i of n (0-based): the parts p with p mod n = i, into OUTPUT.shards/i-of-n.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Override the job's output folder.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Override the job's document limit (0: no limit, the whole corpus).
+    #[arg(long)]
+    max_documents: Option<u64>,
+    #[command(flatten)]
+    output_format: Output,
+}
+
+/// `saeidx run`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut file = JobFile::read(&args.job)?;
+    if let Some(output) = args.output {
+        file.output = output;
+    }
+    if let Some(limit) = args.max_documents {
+        file.run.max_documents = (limit > 0).then_some(limit);
+    }
+    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let reader = file.corpus.reader()?;
+    let corpus_bytes: u64 = file.corpus.files()?.iter().map(|f| f.bytes).sum();
+    let loaded =
+        job::load(file, &HubSettings::from_env()).context("loading the job's model and SAE")?;
+    let bar = if args.output_format.json {
+        ProgressBar::hidden()
+    } else {
+        progress_bar(loaded.file.run.max_documents.map_or(corpus_bytes, |_| 0))
+    };
+    let (mut tokens, mut nonzeros) = (0u64, 0u64);
+    let started = std::time::Instant::now();
+    let summary = pipeline::run(
+        &loaded.engine(),
+        &loaded.spec,
+        reader,
+        &loaded.file.output,
+        shard,
+        &mut |event| match event {
+            Event::Batch {
+                tokens: t,
+                nonzeros: n,
+            } => {
+                tokens += t;
+                nonzeros += n;
+                let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("{tokens} tokens, {rate:.0} tokens/s"));
+            }
+            Event::PartComputed { text_bytes } | Event::PartSkipped { text_bytes } => {
+                bar.inc(text_bytes)
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    report_run(&summary, args.output_format)
+}
+
+fn progress_bar(total_bytes: u64) -> ProgressBar {
+    let bar = if total_bytes > 0 {
+        let bar = ProgressBar::new(total_bytes);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} of text  ETA {eta}  {msg}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    } else {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} of text  {msg}")
+                .expect("a valid template"),
+        );
+        bar
+    };
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+fn report_run(summary: &RunSummary, output: Output) -> anyhow::Result<()> {
+    let manifest = &summary.manifest;
+    let data_bytes = manifest.data_bytes();
+    let activation_bytes: u64 = manifest
+        .files()
+        .filter(|f| f.path.starts_with("activations/"))
+        .map(|f| f.bytes)
+        .sum();
+    let per_nonzero = |bytes: u64| bytes as f64 / manifest.counts.nonzeros.max(1) as f64;
+    let wall = manifest.timings.get("wall_s").copied().unwrap_or(0.0);
+    if output.json {
+        return print_json(&json!({
+            "index": summary.destination,
+            "up_to_date": summary.up_to_date,
+            "computed_parts": summary.computed_parts,
+            "resumed_parts": summary.resumed_parts,
+            "counts": manifest.counts,
+            "bytes": data_bytes,
+            "bytes_per_nonzero": per_nonzero(data_bytes),
+            "activation_bytes_per_nonzero": per_nonzero(activation_bytes),
+            "timings": manifest.timings,
+        }));
+    }
+    if summary.up_to_date {
+        println!(
+            "{} already holds this job's index (nothing to do)",
+            summary.destination.display()
+        );
+    } else {
+        println!(
+            "indexed {} documents, {} tokens, {} nonzero activations in {:.1} s ({:.0} tokens/s; {} parts computed, {} resumed)",
+            manifest.counts.documents,
+            manifest.counts.tokens,
+            manifest.counts.nonzeros,
+            wall,
+            manifest.counts.tokens as f64 / wall.max(1e-9),
+            summary.computed_parts,
+            summary.resumed_parts
+        );
+    }
+    if manifest.counts.skipped_records > 0 {
+        println!(
+            "skipped {} bad corpus records",
+            manifest.counts.skipped_records
+        );
+    }
+    println!(
+        "index: {}  ({:.1} MB; {:.2} bytes per nonzero in all, {:.2} in activations)",
+        summary.destination.display(),
+        data_bytes as f64 / 1e6,
+        per_nonzero(data_bytes),
+        per_nonzero(activation_bytes)
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    saeidx merge indexes/default                  # the shards in indexes/default.shards/\n  \
+    saeidx merge merged-index shard-a shard-b ...  # shard folders named explicitly")]
+pub struct MergeArgs {
+    /// The merged index folder to write.
+    output: PathBuf,
+    /// Shard folders (default: OUTPUT.shards/*).
+    shards: Vec<PathBuf>,
+    #[command(flatten)]
+    output_format: Output,
+}
+
+/// `saeidx merge`.
+pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let shards = if args.shards.is_empty() {
+        merge::find_shards(&args.output)?
+    } else {
+        args.shards
+    };
+    let manifest = merge::merge(&shards, &args.output)?;
+    if args.output_format.json {
+        return print_json(&json!({
+            "index": args.output,
+            "shards": shards,
+            "counts": manifest.counts,
+        }));
+    }
+    println!(
+        "merged {} shards into {}: {} documents, {} tokens, {} nonzero activations",
+        shards.len(),
+        args.output.display(),
+        manifest.counts.documents,
+        manifest.counts.tokens,
+        manifest.counts.nonzeros
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(after_help = "Example:\n  saeidx verify indexes/default")]
+pub struct VerifyArgs {
+    /// The index folder.
+    index: PathBuf,
+    #[command(flatten)]
+    output_format: Output,
+}
+
+/// `saeidx verify`.
+pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let (manifest, report): (Manifest, _) = verify::verify(&args.index)?;
+    if args.output_format.json {
+        return print_json(&json!({
+            "index": args.index,
+            "ok": true,
+            "checked": report,
+            "model": manifest.job.model.source,
+            "sae": manifest.job.sae.source,
+            "hook": manifest.job.hook,
+        }));
+    }
+    println!(
+        "{} is intact: {} files ({:.1} MB), {} documents, {} tokens, {} nonzero activations checked\nmodel {} @ {}  SAE {} ({} features)  hook {}",
+        args.index.display(),
+        report.files,
+        report.bytes as f64 / 1e6,
+        report.documents,
+        report.tokens,
+        report.nonzeros,
+        manifest.job.model.source,
+        manifest.job.model.commit.as_deref().unwrap_or("local"),
+        manifest.job.sae.source,
+        manifest.job.sae.d_sae,
+        manifest.job.hook
+    );
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! The index's Parquet tables: their Arrow schemas, how they are encoded, and the
+//! writer that produces one part of each.
+//!
+//! An index holds three tables, each split into parts (`part-00000.parquet`, ...) that
+//! cover consecutive documents; part `p` of every table covers the same documents.
+//!
+//! | table | one row per | columns |
+//! | --- | --- | --- |
+//! | `documents/` | document | `doc` u32, `id` utf8, `source` utf8, `text` large utf8, `tokens` u32 |
+//! | `tokens/` | token | `doc` u32, `position` u32, `token` u32, `start` u32, `end` u32, `special` bool, `sink` bool |
+//! | `activations/` | nonzero feature activation | `doc` u32, `position` u32, `feature` u32, `value` f32 |
+//!
+//! `doc` is the document's number in corpus order (the same in every table);
+//! `start..end` is the token's byte range in its document's text. Activations are sorted
+//! by (doc, position, feature): the order the batch stage produces them, which makes
+//! `doc` and `position` nearly free to store and keeps each part a contiguous range of
+//! documents; feature-major access is the query index's job. Values are rounded to
+//! half-precision's 11 significant bits (kept in f32, so no range limit) and stored with
+//! Parquet's `BYTE_STREAM_SPLIT` encoding, whose zeroed low bytes zstd then removes.
+
+use std::{fs::File, path::Path, sync::Arc};
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, LargeStringArray, RecordBatch, StringArray, UInt32Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, Encoding, ZstdLevel},
+    file::properties::{EnabledStatistics, WriterProperties},
+    schema::types::ColumnPath,
+};
+
+/// One of the index's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// One row per document.
+    Documents,
+    /// One row per token.
+    Tokens,
+    /// One row per nonzero activation.
+    Activations,
+}
+
+impl Table {
+    /// Every table, in the order their files are listed in manifests.
+    pub const ALL: [Table; 3] = [Table::Documents, Table::Tokens, Table::Activations];
+
+    /// The table's folder in the index.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Table::Documents => "documents",
+            Table::Tokens => "tokens",
+            Table::Activations => "activations",
+        }
+    }
+
+    /// The path of part `part` relative to the index folder.
+    pub fn part_path(self, part: u32) -> String {
+        format!("{}/part-{part:05}.parquet", self.dir())
+    }
+
+    /// The table's Arrow schema.
+    pub fn schema(self) -> SchemaRef {
+        let u32_field = |name: &str| Field::new(name, DataType::UInt32, false);
+        let fields = match self {
+            Table::Documents => vec![
+                u32_field("doc"),
+                Field::new("id", DataType::Utf8, false),
+                Field::new("source", DataType::Utf8, false),
+                Field::new("text", DataType::LargeUtf8, false),
+                u32_field("tokens"),
+            ],
+            Table::Tokens => vec![
+                u32_field("doc"),
+                u32_field("position"),
+                u32_field("token"),
+                u32_field("start"),
+                u32_field("end"),
+                Field::new("special", DataType::Boolean, false),
+                Field::new("sink", DataType::Boolean, false),
+            ],
+            Table::Activations => vec![
+                u32_field("doc"),
+                u32_field("position"),
+                u32_field("feature"),
+                Field::new("value", DataType::Float32, false),
+            ],
+        };
+        Arc::new(Schema::new(fields))
+    }
+
+    fn writer_properties(self) -> WriterProperties {
+        let builder = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(zstd_level()))
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by(concat!("saeidx ", env!("CARGO_PKG_VERSION")).into());
+        match self {
+            Table::Activations => builder
+                .set_column_dictionary_enabled(ColumnPath::from("feature"), false)
+                .set_column_encoding(ColumnPath::from("feature"), Encoding::DELTA_BINARY_PACKED)
+                .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+                .set_column_encoding(ColumnPath::from("value"), Encoding::BYTE_STREAM_SPLIT)
+                .build(),
+            _ => builder.build(),
+        }
+    }
+}
+
+/// zstd level of every table (3: zstd's default; higher levels bought little here).
+fn zstd_level() -> ZstdLevel {
+    ZstdLevel::try_new(3).unwrap_or_default()
+}
+
+/// Rows per Parquet row group: large enough for good compression, small enough that
+/// DuckDB and the query builder can skip groups by their `doc` statistics.
+const ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// Rounds `value` to half precision's 11 significant bits (round to nearest, ties to
+/// even), keeping f32's exponent range. The 13 low mantissa bits become zero.
+pub fn round_to_half_precision(value: f32) -> f32 {
+    if !value.is_finite() {
+        return value;
+    }
+    let bits = value.to_bits();
+    let round = 0x0fff + ((bits >> 13) & 1);
+    f32::from_bits((bits + round) & !0x1fff)
+}
+
+/// Rows for one part of each table, accumulated in columns.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DocumentRows {
+    /// Document numbers.
+    pub doc: Vec<u32>,
+    /// Stable ids.
+    pub id: Vec<String>,
+    /// Source files.
+    pub source: Vec<String>,
+    /// Texts.
+    pub text: Vec<String>,
+    /// Token counts.
+    pub tokens: Vec<u32>,
+}
+
+/// Token rows, in columns.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TokenRows {
+    /// Document numbers.
+    pub doc: Vec<u32>,
+    /// Positions in the document.
+    pub position: Vec<u32>,
+    /// Token ids.
+    pub token: Vec<u32>,
+    /// Byte where the token's text starts.
+    pub start: Vec<u32>,
+    /// Byte where it ends.
+    pub end: Vec<u32>,
+    /// Whether it is a special token.
+    pub special: Vec<bool>,
+    /// Whether its activations come from the first position of a model window (an
+    /// attention sink; the document's first token).
+    pub sink: Vec<bool>,
+}
+
+/// Activation rows, in columns.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ActivationRows {
+    /// Document numbers.
+    pub doc: Vec<u32>,
+    /// Positions.
+    pub position: Vec<u32>,
+    /// Feature ids.
+    pub feature: Vec<u32>,
+    /// Values (rounded by the writer).
+    pub value: Vec<f32>,
+}
+
+impl ActivationRows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.doc.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.doc.is_empty()
+    }
+}
+
+fn u32s(values: Vec<u32>) -> ArrayRef {
+    Arc::new(UInt32Array::from(values))
+}
+
+impl DocumentRows {
+    fn batch(self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        RecordBatch::try_new(
+            Table::Documents.schema(),
+            vec![
+                u32s(self.doc),
+                Arc::new(StringArray::from(self.id)),
+                Arc::new(StringArray::from(self.source)),
+                Arc::new(LargeStringArray::from(self.text)),
+                u32s(self.tokens),
+            ],
+        )
+    }
+}
+
+impl TokenRows {
+    fn batch(self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        RecordBatch::try_new(
+            Table::Tokens.schema(),
+            vec![
+                u32s(self.doc),
+                u32s(self.position),
+                u32s(self.token),
+                u32s(self.start),
+                u32s(self.end),
+                Arc::new(BooleanArray::from(self.special)),
+                Arc::new(BooleanArray::from(self.sink)),
+            ],
+        )
+    }
+}
+
+impl ActivationRows {
+    fn batch(self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let values: Vec<f32> = self
+            .value
+            .into_iter()
+            .map(round_to_half_precision)
+            .collect();
+        RecordBatch::try_new(
+            Table::Activations.schema(),
+            vec![
+                u32s(self.doc),
+                u32s(self.position),
+                u32s(self.feature),
+                Arc::new(Float32Array::from(values)),
+            ],
+        )
+    }
+}
+
+/// Failure to write a table file.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// I/O on the file.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Parquet writer failed.
+    #[error("writing Parquet {path}: {source}")]
+    Parquet {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The failure.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// Columns of different lengths.
+    #[error("building a {table:?} batch: {source}")]
+    Arrow {
+        /// The table.
+        table: Table,
+        /// The failure.
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+}
+
+/// Writes one table's part file, batch by batch, with bounded memory (the Arrow writer
+/// flushes a row group every [`ROW_GROUP_ROWS`] rows). The caller publishes the file
+/// (fsync + rename) after [`TableWriter::finish`].
+pub struct TableWriter {
+    table: Table,
+    path: std::path::PathBuf,
+    writer: ArrowWriter<File>,
+    rows: u64,
+}
+
+impl TableWriter {
+    /// Creates `path` (truncating it) for `table`.
+    pub fn create(table: Table, path: &Path) -> Result<Self, TableError> {
+        let file = File::create(path).map_err(|source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let writer = ArrowWriter::try_new(file, table.schema(), Some(table.writer_properties()))
+            .map_err(|source| TableError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            table,
+            path: path.to_path_buf(),
+            writer,
+            rows: 0,
+        })
+    }
+
+    fn write(
+        &mut self,
+        batch: Result<RecordBatch, arrow_schema::ArrowError>,
+    ) -> Result<(), TableError> {
+        let batch = batch.map_err(|source| TableError::Arrow {
+            table: self.table,
+            source,
+        })?;
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(&batch)
+            .map_err(|source| TableError::Parquet {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Appends document rows (the writer must be for [`Table::Documents`]).
+    pub fn write_documents(&mut self, rows: DocumentRows) -> Result<(), TableError> {
+        debug_assert_eq!(self.table, Table::Documents);
+        self.write(rows.batch())
+    }
+
+    /// Appends token rows (the writer must be for [`Table::Tokens`]).
+    pub fn write_tokens(&mut self, rows: TokenRows) -> Result<(), TableError> {
+        debug_assert_eq!(self.table, Table::Tokens);
+        self.write(rows.batch())
+    }
+
+    /// Appends activation rows (the writer must be for [`Table::Activations`]).
+    pub fn write_activations(&mut self, rows: ActivationRows) -> Result<(), TableError> {
+        debug_assert_eq!(self.table, Table::Activations);
+        self.write(rows.batch())
+    }
+
+    /// Writes the footer, flushes the file to disk and returns the rows written.
+    pub fn finish(self) -> Result<u64, TableError> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|source| TableError::Parquet {
+                path: self.path.clone(),
+                source,
+            })?;
+        file.sync_all().map_err(|source| TableError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(self.rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_keeps_eleven_significant_bits() {
+        assert_eq!(round_to_half_precision(1.0), 1.0);
+        assert_eq!(round_to_half_precision(0.0), 0.0);
+        for value in [0.1f32, 2.71, 123456.78, 1e-20, -7.77] {
+            let rounded = round_to_half_precision(value);
+            assert_eq!(rounded.to_bits() & 0x1fff, 0);
+            assert!(((rounded - value) / value).abs() <= 1.0 / 2048.0, "{value}");
+        }
+        // Values f16 can hold come out exactly as f16 rounds them.
+        for value in [0.1f32, 2.5, 1000.3, 0.0312] {
+            assert_eq!(
+                round_to_half_precision(value),
+                half::f16::from_f32(value).to_f32()
+            );
+        }
+    }
+}

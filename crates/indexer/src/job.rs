@@ -1,0 +1,378 @@
+//! The declarative job file (`pipelines/*.toml`) and loading what it names.
+//!
+//! ```toml
+//! output = "../indexes/default"          # the index folder to publish
+//! hook = "blocks.15.hook_resid_post"     # saeidx, SAELens or mlxterp hook name
+//!
+//! [model]
+//! source = "saeidx-default/SmolLM2-135M-Instruct-mlx-4bit"  # HF repo id or local folder
+//! revision = "main"                      # optional: branch, tag or commit
+//!
+//! [sae]
+//! path = "../crates/assets/default-sae/smollm2-135m-l15-resid-post-8k-k32"
+//! # or: repo = "org/name", subfolder = "layer_15", revision = "main"
+//! # batchtopk_threshold = 0.25         # per-token rule for BatchTopK SAEs
+//! # allow_mismatch = false              # accept an SAE recorded for another model/hook
+//!
+//! [corpus]                               # see saeidx_corpus::CorpusSpec
+//! sources = [{ path = "../.assets/corpora/sotu.jsonl" }]
+//! on_bad_record = "skip"                 # or "stop"
+//!
+//! [run]
+//! max_documents = 24                     # optional: only the first N documents
+//! part_bytes = 262144                    # text bytes per part (unit of resume/shard)
+//! window_length = 256                    # tokens per model window (context length)
+//! window_overlap = 32                    # context-only tokens at later windows' start
+//! batch_tokens = 2048                    # padded tokens per model batch
+//! bos = "tokenizer"                      # or "prepend": put BOS before every document
+//! ```
+//!
+//! Relative paths are relative to the job file's folder.
+
+use std::path::{Path, PathBuf};
+
+use saeidx_corpus::{CorpusReader, CorpusSpec, tokenizer::TextTokenizer};
+use saeidx_format::{
+    checksum::sha256_file,
+    manifest::{
+        CorpusFileRecord, CorpusRecord, JobSpec, ModelRecord, SaeRecord, TokenizerRecord,
+        WindowRecord,
+    },
+};
+use saeidx_model::{
+    checkpoint::Checkpoint,
+    hook::HookPoint,
+    hub::{self, HubSettings, ModelFiles, ModelSource},
+    llama::{Llama, WeightStorage},
+};
+use saeidx_sae::{
+    formats::{self, LoadOptions, SaeSource},
+    sae::Sae,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{IndexError, pipeline::DocumentSource};
+
+/// A job file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// The index folder to publish.
+    pub output: PathBuf,
+    /// The hook point.
+    pub hook: String,
+    /// The model.
+    pub model: ModelSpec,
+    /// The SAE.
+    pub sae: SaeSpec,
+    /// The corpus.
+    pub corpus: CorpusSpec,
+    /// Batching and limits.
+    #[serde(default)]
+    pub run: RunSpec,
+}
+
+/// The model a job uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// A Hugging Face repo id or a local folder.
+    pub source: String,
+    /// Branch, tag or commit of a repo.
+    pub revision: Option<String>,
+}
+
+/// The SAE a job uses: a local folder, or a folder of a Hub repo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaeSpec {
+    /// A local folder.
+    pub path: Option<PathBuf>,
+    /// A Hub repo id.
+    pub repo: Option<String>,
+    /// The folder inside the repo.
+    #[serde(default)]
+    pub subfolder: String,
+    /// Branch, tag or commit of the repo.
+    pub revision: Option<String>,
+    /// The per-token threshold for BatchTopK SAEs.
+    pub batchtopk_threshold: Option<f32>,
+    /// Use the SAE even if it records another model or hook.
+    #[serde(default)]
+    pub allow_mismatch: bool,
+}
+
+/// Whether documents get a BOS token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BosPolicy {
+    /// Exactly what the tokenizer produces (its post-processor may add BOS).
+    #[default]
+    Tokenizer,
+    /// The model's BOS token before every document, unless the tokenizer already put it
+    /// there.
+    Prepend,
+}
+
+/// Batching and limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSpec {
+    /// Index only the first this many documents.
+    pub max_documents: Option<u64>,
+    /// Text bytes per part.
+    pub part_bytes: u64,
+    /// Tokens per model window.
+    pub window_length: usize,
+    /// Context-only tokens at the start of later windows.
+    pub window_overlap: usize,
+    /// Padded tokens per model batch.
+    pub batch_tokens: usize,
+    /// BOS policy.
+    pub bos: BosPolicy,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        Self {
+            max_documents: None,
+            part_bytes: 256 * 1024,
+            window_length: 256,
+            window_overlap: 32,
+            batch_tokens: 2048,
+            bos: BosPolicy::Tokenizer,
+        }
+    }
+}
+
+impl JobFile {
+    /// Reads a job file; relative paths become relative to its folder.
+    pub fn read(path: &Path) -> Result<Self, IndexError> {
+        let text = std::fs::read_to_string(path).map_err(IndexError::io(path))?;
+        let mut job: JobFile = toml::from_str(&text).map_err(|e| IndexError::Job {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        job.output = base.join(&job.output);
+        job.corpus = job.corpus.relative_to(base);
+        if let Some(sae) = &job.sae.path {
+            job.sae.path = Some(base.join(sae));
+        }
+        if job.sae.path.is_some() == job.sae.repo.is_some() {
+            return Err(IndexError::Job {
+                path: path.to_path_buf(),
+                reason:
+                    "[sae] needs exactly one of `path` (a local folder) or `repo` (a Hub repo id)"
+                        .into(),
+            });
+        }
+        // A local model folder given relatively is relative to the job file too.
+        let local = base.join(&job.model.source);
+        if !Path::new(&job.model.source).is_absolute() && local.is_dir() {
+            job.model.source = local.display().to_string();
+        }
+        Ok(job)
+    }
+}
+
+/// Everything a job needs, loaded: the model up to the hook, tokenizer, SAE, and the
+/// [`JobSpec`] that records them.
+pub struct LoadedJob {
+    /// The job file.
+    pub file: JobFile,
+    /// The hook.
+    pub hook: HookPoint,
+    /// The model's files.
+    pub model_files: ModelFiles,
+    /// The model.
+    pub llama: Llama,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// The SAE.
+    pub sae: Sae,
+    /// The provenance and settings recorded in the manifest.
+    pub spec: JobSpec,
+}
+
+/// Loads the model, tokenizer and SAE a job names, checks they fit together, hashes the
+/// corpus files, and returns the job's [`JobSpec`].
+pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexError> {
+    let source = ModelSource::parse(&file.model.source, file.model.revision.clone());
+    let model_files = hub::resolve(&source, settings)?;
+    let checkpoint = Checkpoint::load(model_files.clone())?;
+    let config = checkpoint.config.clone();
+    let hook = HookPoint::parse(&file.hook, None).map_err(saeidx_model::ModelError::from)?;
+    hook.check_layers(config.num_hidden_layers)
+        .map_err(saeidx_model::ModelError::from)?;
+    let stored_dtype = match &config.quantization {
+        Some(q) => format!("mlx-affine-{}bit-group{}", q.bits, q.group_size),
+        None => checkpoint
+            .tensors
+            .get("model.embed_tokens.weight")
+            .map(|t| format!("{:?}", t.dtype()).to_lowercase())
+            .unwrap_or_else(|| "unknown".into()),
+    };
+    let storage = WeightStorage::for_default_device();
+    let llama = Llama::from_checkpoint(checkpoint, Some(hook.layer), storage)?;
+    let tokenizer = TextTokenizer::from_file(&model_files.tokenizer)?;
+
+    let sae_source = match (&file.sae.path, &file.sae.repo) {
+        (Some(path), _) => SaeSource::Local(path.clone()),
+        (None, Some(repo)) => SaeSource::Hub {
+            repo_id: repo.clone(),
+            subfolder: file.sae.subfolder.clone(),
+            revision: file.sae.revision.clone(),
+        },
+        (None, None) => unreachable!("JobFile::read requires one"),
+    };
+    let sae = formats::load(
+        &sae_source,
+        settings,
+        LoadOptions {
+            batchtopk_threshold: file.sae.batchtopk_threshold,
+        },
+    )?;
+    formats::check_compatible(
+        &sae,
+        config.hidden_size,
+        &file.model.source,
+        hook,
+        file.sae.allow_mismatch,
+    )?;
+
+    let mut added_ids = tokenizer.added_ids()?;
+    if file.run.bos == BosPolicy::Prepend {
+        let bos = bos_id(&model_files, &tokenizer).ok_or_else(|| IndexError::Job {
+            path: file.output.clone(),
+            reason:
+                "bos = \"prepend\", but neither config.json nor the tokenizer names a BOS token"
+                    .into(),
+        })?;
+        if added_ids.first() != Some(&bos) {
+            added_ids.insert(0, bos);
+        }
+    }
+    let corpus_files = file.corpus.files()?;
+    let spec = JobSpec {
+        model: ModelRecord {
+            source: file.model.source.clone(),
+            revision: file.model.revision.clone(),
+            commit: model_files.commit.clone(),
+            weights_sha256: model_files.weights_sha256()?,
+            stored_dtype,
+            compute_dtype: match storage {
+                WeightStorage::Float32 => "float32 (weights dequantized at load)".into(),
+                WeightStorage::KeepQuantized => "float32 activations, quantized matmul".into(),
+            },
+            model_type: config.model_type.clone(),
+            hidden_size: config.hidden_size,
+            num_layers: config.num_hidden_layers,
+        },
+        tokenizer: TokenizerRecord {
+            sha256: sha256_file(&model_files.tokenizer)
+                .map_err(IndexError::io(&model_files.tokenizer))?,
+            added_ids: added_ids.clone(),
+            policy: match file.run.bos {
+                BosPolicy::Tokenizer => format!(
+                    "the tokenizer's own output: special-token strings in the text become their ids, and it adds {added_ids:?} to every document"
+                ),
+                BosPolicy::Prepend => format!(
+                    "the tokenizer's output with BOS {:?} put before every document that does not start with it",
+                    added_ids.first()
+                ),
+            },
+        },
+        sae: SaeRecord {
+            source: sae.info.source.clone(),
+            format: sae.info.format.clone(),
+            architecture: sae.info.architecture.clone(),
+            sha256: sae.info.sha256.clone(),
+            d_in: sae.info.d_in,
+            d_sae: sae.info.d_sae,
+            rule: serde_json::to_string(&sae.rule).unwrap_or_default(),
+        },
+        hook: hook.name(),
+        window: WindowRecord {
+            length: file.run.window_length,
+            overlap: file.run.window_overlap,
+        },
+        batch_tokens: file.run.batch_tokens,
+        positions: "every token is encoded; each document's first token (and, without overlap, every window's first token) sits at a model window's first position, an attention sink: tokens.sink marks it".into(),
+        values: "float32 rounded to 11 significant bits (half precision's), BYTE_STREAM_SPLIT + zstd".into(),
+        corpus: CorpusRecord {
+            sources: file
+                .corpus
+                .sources
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect(),
+            files: corpus_files
+                .iter()
+                .map(|f| CorpusFileRecord {
+                    name: f.name.clone(),
+                    format: f.format.to_string(),
+                    bytes: f.bytes,
+                    sha256: f.sha256.clone(),
+                })
+                .collect(),
+            bad_records: serde_json::to_value(file.corpus.on_bad_record)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            max_documents: file.run.max_documents,
+            part_bytes: file.run.part_bytes,
+        },
+    };
+    Ok(LoadedJob {
+        file,
+        hook,
+        model_files,
+        llama,
+        tokenizer,
+        sae,
+        spec,
+    })
+}
+
+impl LoadedJob {
+    /// The pipeline's view of the loaded job.
+    pub fn engine(&self) -> crate::pipeline::Engine<'_> {
+        crate::pipeline::Engine {
+            llama: &self.llama,
+            tokenizer: &self.tokenizer,
+            hook: self.hook,
+            sae: &self.sae,
+            prepend_bos: (self.file.run.bos == BosPolicy::Prepend)
+                .then(|| self.spec.tokenizer.added_ids.first().copied())
+                .flatten(),
+        }
+    }
+}
+
+/// The BOS token id: config.json's `bos_token_id`, else the tokenizer's `<s>`-like token.
+fn bos_id(files: &ModelFiles, tokenizer: &TextTokenizer) -> Option<u32> {
+    let config: serde_json::Value = std::fs::read(&files.config)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())?;
+    config
+        .get("bos_token_id")
+        .and_then(|v| v.as_u64())
+        .map(|id| id as u32)
+        .or_else(|| {
+            ["<|endoftext|>", "<s>", "<|begin_of_text|>"]
+                .iter()
+                .find_map(|t| tokenizer.id(t))
+        })
+}
+
+impl DocumentSource for CorpusReader {
+    fn skipped(&self) -> u64 {
+        CorpusReader::skipped(self).count
+    }
+}

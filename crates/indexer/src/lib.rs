@@ -1,0 +1,100 @@
+//! The batch stage: a corpus runs once through the model to the hook and through the
+//! SAE, and every token's sparse feature activations land in an index folder.
+//!
+//! ```text
+//! corpus ─► parts ─► tokens (rayon) ─► batches ─► model to hook ─► SAE ─► rows ─► Parquet
+//!          [reader thread]             [compute thread: MLX]                [writer thread]
+//! ```
+//!
+//! - [`parts`]: documents are numbered and grouped into parts by text size; parts are
+//!   the unit of work, of resumption and of sharding (`--shard i/n`).
+//! - [`workdir`]: a run writes into `.NAME.partial/` beside the destination; each part's
+//!   files are written under temporary names, flushed and renamed, then recorded. A
+//!   killed run resumes from the recorded parts. The finished folder replaces the
+//!   destination in one atomic rename.
+//! - [`pipeline`]: the three threads above, joined by bounded channels (memory does not
+//!   grow with the corpus).
+//! - [`merge`]: shard outputs into one index identical to a single-process run.
+//! - [`verify`]: checks an index folder against its manifest.
+//! - [`job`]: the declarative job file (`pipelines/*.toml`).
+#![deny(missing_docs)]
+
+pub mod job;
+pub mod merge;
+pub mod parts;
+pub mod pipeline;
+pub mod verify;
+pub mod workdir;
+
+use std::path::PathBuf;
+
+/// Why indexing, merging or verifying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The corpus could not be read.
+    #[error(transparent)]
+    Corpus(#[from] saeidx_corpus::CorpusError),
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] saeidx_model::ModelError),
+    /// The SAE failed.
+    #[error(transparent)]
+    Sae(#[from] saeidx_sae::SaeError),
+    /// A table file could not be written.
+    #[error(transparent)]
+    Table(#[from] saeidx_format::tables::TableError),
+    /// Output could not be published.
+    #[error(transparent)]
+    Write(#[from] saeidx_format::atomic::AtomicWriteError),
+    /// The manifest is unusable.
+    #[error(transparent)]
+    Manifest(#[from] saeidx_format::manifest::ManifestError),
+    /// File I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The job file is wrong.
+    #[error("job file {path}: {reason}")]
+    Job {
+        /// The job file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Existing output belongs to a different job.
+    #[error(
+        "{path} holds output of a different job ({reason}); remove it or choose another output folder"
+    )]
+    OtherJob {
+        /// The folder.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// Shards cannot be merged.
+    #[error("cannot merge: {0}")]
+    Merge(String),
+    /// An index failed verification.
+    #[error("{path} failed verification: {reason}")]
+    Corrupt {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A pipeline thread stopped unexpectedly.
+    #[error("the {0} thread stopped unexpectedly")]
+    Thread(&'static str),
+}
+
+impl IndexError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IndexError {
+        let path = path.into();
+        move |source| IndexError::Io { path, source }
+    }
+}

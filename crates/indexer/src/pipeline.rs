@@ -1,0 +1,536 @@
+//! The index job's pipeline: three threads joined by bounded channels.
+//!
+//! 1. **Reader**: reads documents, numbers them, cuts parts ([`Partitioner`]), skips
+//!    parts that belong to another shard or are already done, and tokenizes the rest
+//!    (documents in parallel with rayon).
+//! 2. **Compute** (the calling thread, which owns the MLX model): windows and batches
+//!    each part's documents, runs the model to the hook, encodes with the SAE, and turns
+//!    codes into rows sorted by (doc, position, feature).
+//! 3. **Writer**: writes the part's three Parquet files (encoding and zstd happen here,
+//!    overlapping the next batch's compute), flushes, renames and records the part.
+//!
+//! Channels hold at most [`PARTS_AHEAD`] tokenized parts and [`BATCHES_AHEAD`] batches
+//! of rows, so memory is bounded by the part size, not the corpus size.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::mpsc::{Receiver, SyncSender, sync_channel},
+    time::Instant,
+};
+
+use mlx_rs::Array;
+use rayon::prelude::*;
+use saeidx_activations::{Batcher, Exclusions, TokenizedDocument, extract};
+use saeidx_corpus::{
+    CorpusError, documents::Document, tokenizer::TextTokenizer, window::WindowPolicy,
+};
+use saeidx_format::{
+    manifest::{Counts, FORMAT_NAME, FORMAT_VERSION, JobSpec, Manifest, PartRecord, ShardRecord},
+    tables::{ActivationRows, DocumentRows, Table, TableWriter, TokenRows},
+};
+use saeidx_model::{hook::HookPoint, llama::Llama};
+use saeidx_sae::sae::Sae;
+
+use crate::{
+    IndexError,
+    parts::{Part, Partitioner, Shard},
+    workdir::{WorkDir, is_up_to_date},
+};
+
+/// Tokenized parts the reader may prepare ahead of the compute thread.
+pub const PARTS_AHEAD: usize = 1;
+/// Batches of rows the compute thread may hand to the writer ahead of it.
+pub const BATCHES_AHEAD: usize = 4;
+
+/// A source of documents in corpus order.
+pub trait DocumentSource: Iterator<Item = Result<Document, CorpusError>> + Send {
+    /// Bad records skipped so far (under a skip policy).
+    fn skipped(&self) -> u64;
+}
+
+/// What computes activations: the model, its tokenizer, the hook and the SAE.
+pub struct Engine<'a> {
+    /// The model (loaded up to the hook's layer).
+    pub llama: &'a Llama,
+    /// Its tokenizer.
+    pub tokenizer: &'a TextTokenizer,
+    /// The hook point.
+    pub hook: HookPoint,
+    /// The SAE.
+    pub sae: &'a Sae,
+    /// A BOS id to put before every document that does not start with it.
+    pub prepend_bos: Option<u32>,
+}
+
+/// Progress of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A part was skipped: already done (resumed) or another shard's.
+    PartSkipped {
+        /// Its text bytes.
+        text_bytes: u64,
+    },
+    /// A batch went through model and SAE.
+    Batch {
+        /// Tokens in it.
+        tokens: u64,
+        /// Nonzero activations.
+        nonzeros: u64,
+    },
+    /// A part's documents finished compute.
+    PartComputed {
+        /// Its text bytes.
+        text_bytes: u64,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The published index folder.
+    pub destination: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Parts computed by this run.
+    pub computed_parts: usize,
+    /// Parts found done from an earlier, interrupted run.
+    pub resumed_parts: usize,
+    /// The destination already held this exact index: nothing was done.
+    pub up_to_date: bool,
+}
+
+/// Where the output of `shard` of a job writing to `destination` goes: the destination
+/// itself for a whole run, `DEST.shards/I-of-N` for a shard.
+pub fn shard_destination(destination: &Path, shard: Shard) -> PathBuf {
+    if shard == Shard::WHOLE {
+        return destination.to_path_buf();
+    }
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "index".into());
+    destination
+        .with_file_name(format!("{name}.shards"))
+        .join(format!("{}-of-{}", shard.index, shard.count))
+}
+
+/// A part ready for compute.
+struct TokenizedPart {
+    part: u32,
+    first_doc: u32,
+    text_bytes: u64,
+    documents: Vec<TokenizedDocument>,
+    document_rows: DocumentRows,
+    token_rows: TokenRows,
+}
+
+/// How the reader turns texts into the token ids the model sees.
+#[derive(Clone, Copy)]
+struct Tokenization<'a> {
+    tokenizer: &'a TextTokenizer,
+    window: WindowPolicy,
+    prepend_bos: Option<u32>,
+}
+
+/// What the reader found in the whole corpus.
+struct ReadTotals {
+    documents: u64,
+    parts: u32,
+    skipped: u64,
+}
+
+enum ToWriter {
+    Start(Box<TokenizedPartFiles>),
+    Rows(ActivationRows),
+    End,
+}
+
+struct TokenizedPartFiles {
+    part: u32,
+    first_doc: u32,
+    documents: DocumentRows,
+    tokens: TokenRows,
+}
+
+/// Indexes the documents of `source` into `destination` (or its shard folder), resuming
+/// an interrupted run of the same job; see the module docs.
+pub fn run(
+    engine: &Engine<'_>,
+    job: &JobSpec,
+    source: impl DocumentSource,
+    destination: &Path,
+    shard: Shard,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<RunSummary, IndexError> {
+    let started = Instant::now();
+    let shard_record = (shard != Shard::WHOLE).then_some(ShardRecord {
+        index: shard.index,
+        count: shard.count,
+    });
+    let destination = shard_destination(destination, shard);
+    if is_up_to_date(&destination, job, shard_record) {
+        return Ok(RunSummary {
+            manifest: Manifest::read(&destination)?,
+            destination,
+            computed_parts: 0,
+            resumed_parts: 0,
+            up_to_date: true,
+        });
+    }
+    let window = saeidx_corpus::window::WindowPolicy::new(job.window.length, job.window.overlap)
+        .map_err(|e| IndexError::Job {
+            path: destination.clone(),
+            reason: e.to_string(),
+        })?;
+    let work = WorkDir::open(&destination, job, shard_record)?;
+    let done = work.completed_parts()?;
+    let resumed_parts = done.len();
+    let mut timings = BTreeMap::new();
+
+    let (part_tx, part_rx) = sync_channel::<TokenizedPart>(PARTS_AHEAD);
+    let (row_tx, row_rx) = sync_channel::<ToWriter>(BATCHES_AHEAD);
+    let (totals, new_parts, compute_times) = std::thread::scope(|scope| {
+        let done_parts: Vec<u32> = done.keys().copied().collect();
+        let tokenization = Tokenization {
+            tokenizer: engine.tokenizer,
+            window,
+            prepend_bos: engine.prepend_bos,
+        };
+        let reader = scope
+            .spawn(move || read_parts(source, &tokenization, job, shard, &done_parts, part_tx));
+        let writer = scope.spawn(|| write_parts(&work, row_rx));
+        let computed = compute_parts(engine, job, window, part_rx, row_tx, on_event);
+        let read = reader.join().map_err(|_| IndexError::Thread("reader"));
+        let written = writer.join().map_err(|_| IndexError::Thread("writer"));
+        // The first failure in data-flow order explains the others (a closed channel).
+        let (totals, read_events) = read??;
+        let (records, write_seconds) = written??;
+        let compute_times = computed?;
+        for skipped in read_events {
+            on_event(Event::PartSkipped {
+                text_bytes: skipped,
+            });
+        }
+        Ok::<_, IndexError>((totals, records, (compute_times, write_seconds)))
+    })?;
+    let ((tokenize_s, model_s, sae_s), write_s) = (compute_times.0, compute_times.1);
+    let computed_parts = new_parts.len();
+    let mut parts: BTreeMap<u32, PartRecord> = done;
+    for record in new_parts {
+        parts.insert(record.part, record);
+    }
+    let expected: Vec<u32> = (0..totals.parts).filter(|p| shard.owns(*p)).collect();
+    let found: Vec<u32> = parts.keys().copied().collect();
+    if found != expected {
+        return Err(IndexError::Corrupt {
+            path: work.path().to_path_buf(),
+            reason: format!(
+                "parts {found:?} were produced where {expected:?} were expected (did the corpus change while indexing?)"
+            ),
+        });
+    }
+    let parts: Vec<PartRecord> = parts.into_values().collect();
+    let mut counts = Counts {
+        skipped_records: totals.skipped,
+        ..Counts::default()
+    };
+    for part in &parts {
+        counts.documents += part.documents;
+        counts.tokens += part.tokens;
+        counts.nonzeros += part.nonzeros;
+        counts.parts += 1;
+    }
+    if shard == Shard::WHOLE && counts.documents != totals.documents {
+        return Err(IndexError::Corrupt {
+            path: work.path().to_path_buf(),
+            reason: format!(
+                "the parts hold {} documents but the corpus has {}",
+                counts.documents, totals.documents
+            ),
+        });
+    }
+    timings.insert("tokenize_s".into(), tokenize_s);
+    timings.insert("model_s".into(), model_s);
+    timings.insert("sae_s".into(), sae_s);
+    timings.insert("write_s".into(), write_s);
+    timings.insert("wall_s".into(), started.elapsed().as_secs_f64());
+    let manifest = Manifest {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        saeidx_version: env!("CARGO_PKG_VERSION").into(),
+        job: job.clone(),
+        shard: shard_record,
+        corpus_parts: u64::from(totals.parts),
+        counts,
+        parts,
+        timings,
+    };
+    manifest
+        .check_consistency()
+        .map_err(|reason| IndexError::Corrupt {
+            path: work.path().to_path_buf(),
+            reason,
+        })?;
+    let destination = work.publish(&manifest)?;
+    Ok(RunSummary {
+        destination,
+        manifest,
+        computed_parts,
+        resumed_parts,
+        up_to_date: false,
+    })
+}
+
+/// The reader thread: returns the corpus totals and the text bytes of skipped parts.
+fn read_parts(
+    source: impl DocumentSource,
+    tokenization: &Tokenization<'_>,
+    job: &JobSpec,
+    shard: Shard,
+    done: &[u32],
+    parts: SyncSender<TokenizedPart>,
+) -> Result<(ReadTotals, Vec<u64>), IndexError> {
+    let mut partitioner = Partitioner::new(job.corpus.part_bytes);
+    let mut skipped_bytes = Vec::new();
+    let limit = job.corpus.max_documents.unwrap_or(u64::MAX);
+    let mut source = source;
+    let handle = |part: Part, skipped_bytes: &mut Vec<u64>| -> Result<bool, IndexError> {
+        let text_bytes = part
+            .documents
+            .iter()
+            .map(|d| d.document.text.len() as u64)
+            .sum();
+        if !shard.owns(part.part) || done.contains(&part.part) {
+            skipped_bytes.push(text_bytes);
+            return Ok(true);
+        }
+        let tokenized = tokenize_part(part, tokenization, text_bytes)?;
+        Ok(parts.send(tokenized).is_ok())
+    };
+    let mut documents = 0u64;
+    let mut parts_total = 0u32;
+    let mut stopped = false;
+    while documents < limit && !stopped {
+        let Some(document) = source.next() else { break };
+        documents += 1;
+        if let Some(part) = partitioner.push(document?) {
+            parts_total += 1;
+            // A closed channel means the compute thread stopped; its error is reported.
+            stopped = !handle(part, &mut skipped_bytes)?;
+        }
+    }
+    if !stopped && let Some(part) = partitioner.finish() {
+        parts_total += 1;
+        handle(part, &mut skipped_bytes)?;
+    }
+    Ok((
+        ReadTotals {
+            documents,
+            parts: parts_total,
+            skipped: source.skipped(),
+        },
+        skipped_bytes,
+    ))
+}
+
+/// Tokenizes a part's documents in parallel and builds its document and token rows.
+fn tokenize_part(
+    part: Part,
+    tokenization: &Tokenization<'_>,
+    text_bytes: u64,
+) -> Result<TokenizedPart, IndexError> {
+    let Tokenization {
+        tokenizer,
+        window,
+        prepend_bos,
+    } = *tokenization;
+    let encoded: Vec<_> = part
+        .documents
+        .par_iter()
+        .map(|numbered| {
+            let mut tokens = tokenizer.encode(&numbered.document.text)?;
+            if let Some(bos) = prepend_bos
+                && tokens.ids.first() != Some(&bos)
+            {
+                tokens.ids.insert(0, bos);
+                tokens.spans.insert(0, 0..0);
+                tokens.special.insert(0, true);
+            }
+            Ok::<_, CorpusError>(tokens)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut document_rows = DocumentRows::default();
+    let mut token_rows = TokenRows::default();
+    let mut documents = Vec::with_capacity(encoded.len());
+    for (numbered, tokens) in part.documents.into_iter().zip(encoded) {
+        let count = tokens.ids.len();
+        let sinks = sink_positions(window, count);
+        for (position, ((id, span), special)) in tokens
+            .ids
+            .iter()
+            .zip(&tokens.spans)
+            .zip(&tokens.special)
+            .enumerate()
+        {
+            token_rows.doc.push(numbered.doc);
+            token_rows.position.push(position as u32);
+            token_rows.token.push(*id);
+            token_rows.start.push(span.start as u32);
+            token_rows.end.push(span.end as u32);
+            token_rows.special.push(*special);
+            token_rows.sink.push(sinks.contains(&position));
+        }
+        documents.push(TokenizedDocument {
+            index: numbered.doc as usize,
+            ids: tokens.ids,
+            special: tokens.special,
+        });
+        document_rows.doc.push(numbered.doc);
+        document_rows.id.push(numbered.document.id);
+        document_rows.source.push(numbered.document.source);
+        document_rows.text.push(numbered.document.text);
+        document_rows.tokens.push(count as u32);
+    }
+    Ok(TokenizedPart {
+        part: part.part,
+        first_doc: part.first_doc,
+        text_bytes,
+        documents,
+        document_rows,
+        token_rows,
+    })
+}
+
+/// Positions of a document whose activations come from the first position of a window
+/// (attention sinks): the document's first token, and with no overlap every window
+/// start.
+fn sink_positions(window: WindowPolicy, tokens: usize) -> Vec<usize> {
+    window
+        .windows(tokens)
+        .iter()
+        .filter(|w| w.kept.start == w.tokens.start)
+        .map(|w| w.tokens.start)
+        .collect()
+}
+
+/// The compute thread's work; returns seconds spent tokenizing (waiting on the reader),
+/// in the model and in the SAE.
+fn compute_parts(
+    engine: &Engine<'_>,
+    job: &JobSpec,
+    window: WindowPolicy,
+    parts: Receiver<TokenizedPart>,
+    writer: SyncSender<ToWriter>,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<(f64, f64, f64), IndexError> {
+    let (mut waiting, mut model, mut sae) = (0.0, 0.0, 0.0);
+    let closed = || IndexError::Thread("writer");
+    loop {
+        let waited = Instant::now();
+        let Ok(part) = parts.recv() else { break };
+        waiting += waited.elapsed().as_secs_f64();
+        writer
+            .send(ToWriter::Start(Box::new(TokenizedPartFiles {
+                part: part.part,
+                first_doc: part.first_doc,
+                documents: part.document_rows,
+                tokens: part.token_rows,
+            })))
+            .map_err(|_| closed())?;
+        let mut batcher = Batcher::new(window, job.batch_tokens);
+        for document in &part.documents {
+            batcher.push(document);
+        }
+        while let Some(batch) = batcher.next_any() {
+            let started = Instant::now();
+            let extracted = extract(
+                engine.llama,
+                engine.hook,
+                &batch,
+                Exclusions {
+                    window_start: false,
+                    special_tokens: false,
+                },
+            )?;
+            let encoded = Instant::now();
+            model += (encoded - started).as_secs_f64();
+            let n = extracted.document.len();
+            let rows = if n == 0 {
+                ActivationRows::default()
+            } else {
+                let x = Array::from_slice(&extracted.values, &[n as i32, extracted.width as i32]);
+                let codes = engine.sae.encode(&x)?;
+                let mut rows = ActivationRows::default();
+                for t in 0..n {
+                    for (feature, value) in codes.token(t) {
+                        rows.doc.push(extracted.document[t]);
+                        rows.position.push(extracted.position[t]);
+                        rows.feature.push(feature);
+                        rows.value.push(value);
+                    }
+                }
+                rows
+            };
+            sae += encoded.elapsed().as_secs_f64();
+            on_event(Event::Batch {
+                tokens: n as u64,
+                nonzeros: rows.len() as u64,
+            });
+            writer.send(ToWriter::Rows(rows)).map_err(|_| closed())?;
+        }
+        writer.send(ToWriter::End).map_err(|_| closed())?;
+        on_event(Event::PartComputed {
+            text_bytes: part.text_bytes,
+        });
+    }
+    Ok((waiting, model, sae))
+}
+
+/// The writer thread: writes each part's files and records the part.
+fn write_parts(
+    work: &WorkDir,
+    rows: Receiver<ToWriter>,
+) -> Result<(Vec<PartRecord>, f64), IndexError> {
+    let mut records = Vec::new();
+    let mut seconds = 0.0;
+    let mut open: Option<(TokenizedPartFiles, [TableWriter; 3])> = None;
+    for message in rows {
+        let started = Instant::now();
+        match message {
+            ToWriter::Start(files) => {
+                let create =
+                    |table: Table| TableWriter::create(table, &work.part_file(table, files.part).0);
+                let mut writers = [
+                    create(Table::Documents)?,
+                    create(Table::Tokens)?,
+                    create(Table::Activations)?,
+                ];
+                writers[0].write_documents(files.documents.clone())?;
+                writers[1].write_tokens(files.tokens.clone())?;
+                open = Some((*files, writers));
+            }
+            ToWriter::Rows(batch) => {
+                if let Some((_, writers)) = open.as_mut()
+                    && !batch.is_empty()
+                {
+                    writers[2].write_activations(batch)?;
+                }
+            }
+            ToWriter::End => {
+                if let Some((files, writers)) = open.take() {
+                    let [documents, tokens, activations] = writers;
+                    let rows = [documents.finish()?, tokens.finish()?, activations.finish()?];
+                    records.push(work.complete_part(
+                        files.part,
+                        files.first_doc,
+                        rows,
+                        files.documents.doc.len() as u64,
+                    )?);
+                }
+            }
+        }
+        seconds += started.elapsed().as_secs_f64();
+    }
+    Ok((records, seconds))
+}

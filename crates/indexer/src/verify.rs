@@ -1,0 +1,314 @@
+//! `saeidx verify`: an index folder checked against its manifest.
+//!
+//! 1. The manifest: format name and version, parts in order, counts that add up, and a
+//!    consistent job (SAE input width = the model's hidden size, the hook's layer within
+//!    the model, a valid window rule).
+//! 2. Every data file: present, of the recorded size and SHA-256.
+//! 3. Every Parquet file: the table's exact Arrow schema and the recorded row count.
+//! 4. Every row: documents numbered consecutively from the part's first document, token
+//!    positions consecutive per document with byte ranges inside the text, token counts
+//!    matching, activations sorted by (doc, position, feature) with positions inside
+//!    their document, feature ids below the SAE width and values finite and positive.
+
+use std::{collections::HashMap, fs::File, path::Path};
+
+use arrow_array::{
+    Array, BooleanArray, Float32Array, LargeStringArray, RecordBatch, StringArray, UInt32Array,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use saeidx_format::{
+    manifest::{Manifest, PartRecord},
+    tables::Table,
+};
+use serde::Serialize;
+
+use crate::{IndexError, workdir::file_matches};
+
+/// What verification covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Data files checked.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Documents checked.
+    pub documents: u64,
+    /// Tokens checked.
+    pub tokens: u64,
+    /// Activation rows checked.
+    pub nonzeros: u64,
+}
+
+/// Verifies the index in `dir`; the first problem found is the error.
+pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), IndexError> {
+    let manifest = Manifest::read(dir)?;
+    let corrupt = |path: &Path, reason: String| IndexError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let job = &manifest.job;
+    if job.sae.d_in != job.model.hidden_size {
+        return Err(corrupt(
+            dir,
+            format!(
+                "the SAE's input width {} is not the model's hidden size {}",
+                job.sae.d_in, job.model.hidden_size
+            ),
+        ));
+    }
+    let hook = saeidx_model::hook::HookPoint::parse(&job.hook, None)
+        .map_err(|e| corrupt(dir, format!("hook {:?}: {e}", job.hook)))?;
+    if hook.layer >= job.model.num_layers {
+        return Err(corrupt(
+            dir,
+            format!(
+                "hook {} is past the model's {} layers",
+                job.hook, job.model.num_layers
+            ),
+        ));
+    }
+    if job.window.length == 0 || job.window.overlap >= job.window.length {
+        return Err(corrupt(
+            dir,
+            format!("invalid window rule {:?}", job.window),
+        ));
+    }
+    let mut report = VerifyReport::default();
+    for part in &manifest.parts {
+        for file in &part.files {
+            if !file_matches(dir, file) {
+                return Err(corrupt(
+                    &dir.join(&file.path),
+                    "missing, or its size or SHA-256 differs from the manifest (the file is damaged or was replaced)".into(),
+                ));
+            }
+            report.files += 1;
+            report.bytes += file.bytes;
+        }
+        check_part(dir, part, job.sae.d_sae, &mut report)?;
+    }
+    Ok((manifest, report))
+}
+
+/// Reads a table file whole, checking its schema and row count.
+fn read_table(dir: &Path, table: Table, part: &PartRecord) -> Result<Vec<RecordBatch>, IndexError> {
+    let index = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
+    let record = &part.files[index];
+    let path = dir.join(&record.path);
+    let corrupt = |reason: String| IndexError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let file = File::open(&path).map_err(IndexError::io(&path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| corrupt(format!("not readable as Parquet: {e}")))?;
+    let expected = table.schema();
+    let found = builder.schema();
+    let same = found.fields().len() == expected.fields().len()
+        && found
+            .fields()
+            .iter()
+            .zip(expected.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    if !same {
+        return Err(corrupt(format!(
+            "schema {:?} is not the {table:?} schema {:?}",
+            found.fields(),
+            expected.fields()
+        )));
+    }
+    let rows = builder.metadata().file_metadata().num_rows() as u64;
+    if rows != record.rows {
+        return Err(corrupt(format!(
+            "{rows} rows where the manifest records {}",
+            record.rows
+        )));
+    }
+    let reader = builder
+        .with_batch_size(65536)
+        .build()
+        .map_err(|e| corrupt(e.to_string()))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(format!("unreadable rows: {e}")))
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .expect("the schema was checked")
+}
+
+fn check_part(
+    dir: &Path,
+    part: &PartRecord,
+    d_sae: usize,
+    report: &mut VerifyReport,
+) -> Result<(), IndexError> {
+    let fail = |table: Table, reason: String| IndexError::Corrupt {
+        path: dir.join(table.part_path(part.part)),
+        reason,
+    };
+    // Documents: consecutive numbers from first_doc; remember token counts and lengths.
+    let mut documents: HashMap<u32, (u32, usize)> = HashMap::new();
+    let mut expected_doc = part.first_doc;
+    for batch in read_table(dir, Table::Documents, part)? {
+        let doc = column::<UInt32Array>(&batch, "doc");
+        let text = column::<LargeStringArray>(&batch, "text");
+        let tokens = column::<UInt32Array>(&batch, "tokens");
+        let _ids = column::<StringArray>(&batch, "id");
+        for row in 0..batch.num_rows() {
+            if doc.value(row) != expected_doc {
+                return Err(fail(
+                    Table::Documents,
+                    format!(
+                        "document {} where {expected_doc} was expected",
+                        doc.value(row)
+                    ),
+                ));
+            }
+            documents.insert(expected_doc, (tokens.value(row), text.value(row).len()));
+            expected_doc += 1;
+        }
+    }
+    if documents.len() as u64 != part.documents {
+        return Err(fail(
+            Table::Documents,
+            format!(
+                "{} documents, the manifest says {}",
+                documents.len(),
+                part.documents
+            ),
+        ));
+    }
+    // Tokens: per document, positions 0..tokens with spans inside the text.
+    let mut current: Option<(u32, u32)> = None; // (doc, next position)
+    let finish_doc = |current: Option<(u32, u32)>| -> Result<(), IndexError> {
+        if let Some((doc, seen)) = current {
+            let (count, _) = documents[&doc];
+            if seen != count {
+                return Err(fail(
+                    Table::Tokens,
+                    format!("document {doc} has {seen} tokens, its row says {count}"),
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut token_docs = 0usize;
+    for batch in read_table(dir, Table::Tokens, part)? {
+        let doc = column::<UInt32Array>(&batch, "doc");
+        let position = column::<UInt32Array>(&batch, "position");
+        let start = column::<UInt32Array>(&batch, "start");
+        let end = column::<UInt32Array>(&batch, "end");
+        let _flags = (
+            column::<BooleanArray>(&batch, "special"),
+            column::<BooleanArray>(&batch, "sink"),
+        );
+        for row in 0..batch.num_rows() {
+            let (d, p) = (doc.value(row), position.value(row));
+            let Some(&(_, text_len)) = documents.get(&d) else {
+                return Err(fail(
+                    Table::Tokens,
+                    format!("token of document {d}, which is not in this part"),
+                ));
+            };
+            match current {
+                Some((cd, next)) if cd == d => {
+                    if p != next {
+                        return Err(fail(
+                            Table::Tokens,
+                            format!("document {d}: position {p} where {next} was expected"),
+                        ));
+                    }
+                    current = Some((d, next + 1));
+                }
+                _ => {
+                    if current.is_some_and(|(cd, _)| cd > d) {
+                        return Err(fail(
+                            Table::Tokens,
+                            format!("document {d} after a later document"),
+                        ));
+                    }
+                    finish_doc(current)?;
+                    token_docs += 1;
+                    if p != 0 {
+                        return Err(fail(
+                            Table::Tokens,
+                            format!("document {d} starts at position {p}"),
+                        ));
+                    }
+                    current = Some((d, 1));
+                }
+            }
+            if start.value(row) > end.value(row) || end.value(row) as usize > text_len {
+                return Err(fail(
+                    Table::Tokens,
+                    format!("document {d} position {p}: byte range outside the text"),
+                ));
+            }
+            report.tokens += 1;
+        }
+    }
+    finish_doc(current)?;
+    let with_tokens = documents.values().filter(|(count, _)| *count > 0).count();
+    if token_docs != with_tokens {
+        return Err(fail(
+            Table::Tokens,
+            format!("tokens for {token_docs} documents, {with_tokens} have tokens"),
+        ));
+    }
+    // Activations: sorted, inside documents, valid features and values.
+    let mut last: Option<(u32, u32, u32)> = None;
+    for batch in read_table(dir, Table::Activations, part)? {
+        let doc = column::<UInt32Array>(&batch, "doc");
+        let position = column::<UInt32Array>(&batch, "position");
+        let feature = column::<UInt32Array>(&batch, "feature");
+        let value = column::<Float32Array>(&batch, "value");
+        if value.null_count() > 0 {
+            return Err(fail(Table::Activations, "null values".into()));
+        }
+        for row in 0..batch.num_rows() {
+            let key = (doc.value(row), position.value(row), feature.value(row));
+            if last.is_some_and(|last| last >= key) {
+                return Err(fail(
+                    Table::Activations,
+                    format!("row {key:?} is out of (doc, position, feature) order"),
+                ));
+            }
+            last = Some(key);
+            let Some(&(count, _)) = documents.get(&key.0) else {
+                return Err(fail(
+                    Table::Activations,
+                    format!(
+                        "activation of document {}, which is not in this part",
+                        key.0
+                    ),
+                ));
+            };
+            if key.1 >= count {
+                return Err(fail(
+                    Table::Activations,
+                    format!("document {} has no position {}", key.0, key.1),
+                ));
+            }
+            if key.2 as usize >= d_sae {
+                return Err(fail(
+                    Table::Activations,
+                    format!("feature {} is outside the SAE's {d_sae} features", key.2),
+                ));
+            }
+            let v = value.value(row);
+            if !(v.is_finite() && v > 0.0) {
+                return Err(fail(
+                    Table::Activations,
+                    format!("value {v} at {key:?} is not finite and positive"),
+                ));
+            }
+            report.nonzeros += 1;
+        }
+    }
+    report.documents += part.documents;
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The folder a run writes into, and how it resumes and publishes.
+//!
+//! A run for destination `out/NAME` works in `out/.NAME.partial/`:
+//!
+//! ```text
+//! .NAME.partial/
+//!   job.json                     the JobSpec and shard this folder belongs to
+//!   parts/part-00003.json        a finished part's record (counts, files, checksums)
+//!   documents/part-00003.parquet tokens/part-00003.parquet activations/part-00003.parquet
+//!   */.tmp-part-00004.parquet    the part being written (deleted on resume)
+//! ```
+//!
+//! A part's files are written under temporary names, flushed, renamed, and only then is
+//! its record written (atomically). On resume, a part counts as done only if its record
+//! exists and its files still match the record's sizes and checksums; everything else
+//! is redone. Publishing writes `manifest.json`, removes the bookkeeping
+//! (`job.json`, `parts/`) and replaces the destination in one atomic rename.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use saeidx_format::{
+    atomic,
+    checksum::sha256_file,
+    manifest::{FileRecord, JobSpec, MANIFEST_FILE, Manifest, PartRecord, ShardRecord},
+    tables::Table,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::IndexError;
+
+const JOB_FILE: &str = "job.json";
+const PARTS_DIR: &str = "parts";
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// What a work folder belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WorkJob {
+    fingerprint: String,
+    shard: Option<ShardRecord>,
+    job: JobSpec,
+}
+
+/// A run's work folder.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+    destination: PathBuf,
+}
+
+impl WorkDir {
+    /// The work folder for `destination`, created or resumed for `job`/`shard`. A folder
+    /// left by a different job is an error (never mixed).
+    pub fn open(
+        destination: &Path,
+        job: &JobSpec,
+        shard: Option<ShardRecord>,
+    ) -> Result<Self, IndexError> {
+        let path = work_path(destination);
+        let wanted = WorkJob {
+            fingerprint: job.fingerprint(),
+            shard,
+            job: job.clone(),
+        };
+        let job_file = path.join(JOB_FILE);
+        if job_file.exists() {
+            let found: WorkJob =
+                serde_json::from_slice(&fs::read(&job_file).map_err(IndexError::io(&job_file))?)
+                    .map_err(|e| IndexError::OtherJob {
+                        path: path.clone(),
+                        reason: format!("unreadable job.json: {e}"),
+                    })?;
+            if found.fingerprint != wanted.fingerprint || found.shard != wanted.shard {
+                return Err(IndexError::OtherJob {
+                    path: path.clone(),
+                    reason: describe_difference(&found.job, job, found.shard, shard),
+                });
+            }
+        } else {
+            fs::create_dir_all(&path).map_err(IndexError::io(&path))?;
+            let json = serde_json::to_vec_pretty(&wanted).expect("a job serializes");
+            atomic::write_file(&job_file, &json)?;
+        }
+        for dir in Table::ALL.map(Table::dir).into_iter().chain([PARTS_DIR]) {
+            let dir = path.join(dir);
+            fs::create_dir_all(&dir).map_err(IndexError::io(&dir))?;
+            for entry in fs::read_dir(&dir).map_err(IndexError::io(&dir))? {
+                let entry = entry.map_err(IndexError::io(&dir))?;
+                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    fs::remove_file(entry.path()).map_err(IndexError::io(entry.path()))?;
+                }
+            }
+        }
+        Ok(Self {
+            path,
+            destination: destination.to_path_buf(),
+        })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Parts already done, checked against their files; parts whose files do not match
+    /// their record are forgotten (and will be redone).
+    pub fn completed_parts(&self) -> Result<BTreeMap<u32, PartRecord>, IndexError> {
+        let dir = self.path.join(PARTS_DIR);
+        let mut done = BTreeMap::new();
+        let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(IndexError::io(&dir))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        for record_path in names {
+            let record: Option<PartRecord> = fs::read(&record_path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let intact = match &record {
+                Some(record) => record
+                    .files
+                    .iter()
+                    .all(|file| file_matches(&self.path, file)),
+                None => false,
+            };
+            match record {
+                Some(record) if intact => {
+                    done.insert(record.part, record);
+                }
+                _ => {
+                    tracing::warn!(
+                        "{} does not match its files; the part will be redone",
+                        record_path.display()
+                    );
+                    fs::remove_file(&record_path).map_err(IndexError::io(&record_path))?;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Temporary and final paths of `table`'s file for `part`.
+    pub fn part_file(&self, table: Table, part: u32) -> (PathBuf, PathBuf) {
+        let relative = table.part_path(part);
+        let final_path = self.path.join(&relative);
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = final_path.with_file_name(format!("{TEMP_PREFIX}{name}"));
+        (temp, final_path)
+    }
+
+    /// Moves a part's flushed temporary files into place and records the part.
+    pub fn complete_part(
+        &self,
+        part: u32,
+        first_doc: u32,
+        rows: [u64; 3],
+        documents: u64,
+    ) -> Result<PartRecord, IndexError> {
+        let mut files = Vec::with_capacity(3);
+        for (table, rows) in Table::ALL.into_iter().zip(rows) {
+            let (temp, final_path) = self.part_file(table, part);
+            fs::rename(&temp, &final_path).map_err(IndexError::io(&final_path))?;
+            let bytes = fs::metadata(&final_path)
+                .map_err(IndexError::io(&final_path))?
+                .len();
+            files.push(FileRecord {
+                path: table.part_path(part),
+                bytes,
+                sha256: sha256_file(&final_path).map_err(IndexError::io(&final_path))?,
+                rows,
+            });
+        }
+        for table in Table::ALL {
+            atomic::sync_dir(&self.path.join(table.dir()))?;
+        }
+        let record = PartRecord {
+            part,
+            first_doc,
+            documents,
+            tokens: rows[1],
+            nonzeros: rows[2],
+            files,
+        };
+        let json = serde_json::to_vec_pretty(&record).expect("a record serializes");
+        atomic::write_file(
+            &self
+                .path
+                .join(PARTS_DIR)
+                .join(format!("part-{part:05}.json")),
+            &json,
+        )?;
+        Ok(record)
+    }
+
+    /// Writes the manifest, removes the bookkeeping and publishes the folder at the
+    /// destination (replacing what was there in one atomic rename).
+    pub fn publish(self, manifest: &Manifest) -> Result<PathBuf, IndexError> {
+        manifest.write(&self.path)?;
+        fs::remove_file(self.path.join(JOB_FILE)).map_err(IndexError::io(&self.path))?;
+        let parts = self.path.join(PARTS_DIR);
+        fs::remove_dir_all(&parts).map_err(IndexError::io(&parts))?;
+        atomic::replace_dir(&self.path, &self.destination)?;
+        Ok(self.destination)
+    }
+}
+
+/// `dir/.NAME.partial` for `dir/NAME`.
+pub fn work_path(destination: &Path) -> PathBuf {
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "index".into());
+    destination.with_file_name(format!(".{name}.partial"))
+}
+
+/// Whether `file` under `root` has the recorded size and checksum.
+pub fn file_matches(root: &Path, file: &FileRecord) -> bool {
+    let path = root.join(&file.path);
+    fs::metadata(&path).is_ok_and(|m| m.len() == file.bytes)
+        && sha256_file(&path).is_ok_and(|digest| digest == file.sha256)
+}
+
+/// Whether `destination` already holds a finished index of exactly this job.
+pub fn is_up_to_date(destination: &Path, job: &JobSpec, shard: Option<ShardRecord>) -> bool {
+    destination.join(MANIFEST_FILE).exists()
+        && Manifest::read(destination)
+            .is_ok_and(|manifest| manifest.job == *job && manifest.shard == shard)
+}
+
+/// Names the first top-level difference between two jobs, for error messages.
+pub fn describe_difference(
+    found: &JobSpec,
+    wanted: &JobSpec,
+    found_shard: Option<ShardRecord>,
+    wanted_shard: Option<ShardRecord>,
+) -> String {
+    if found_shard != wanted_shard {
+        return format!("shard {found_shard:?}, not {wanted_shard:?}");
+    }
+    let (a, b) = (
+        serde_json::to_value(found).unwrap_or_default(),
+        serde_json::to_value(wanted).unwrap_or_default(),
+    );
+    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+        for (key, value) in a {
+            if b.get(key) != Some(value) {
+                return format!("its {key} differs");
+            }
+        }
+    }
+    "its job differs".into()
+}

@@ -1,0 +1,490 @@
+//! The index job end to end, through the `saeidx` binary, on a small random Llama that
+//! uses the default tokenizer, a random mlxterp SAE and real text: verification, DuckDB
+//! reading the Parquet, kill -9 at several points and resume, shards and merge, and
+//! damaged or mismatched inputs refused with clear errors.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use saeidx_tests::{asset_paths, reference_python, repo_root, saeidx_binary, tiny_text_model};
+use serde_json::Value;
+
+/// A job folder: model, SAE, corpus and job file.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_text_model(dir.path(), 2);
+        random_sae(&dir.path().join("sae"), 64);
+        write_corpus(&dir.path().join("corpus"));
+        let setup = Self { dir };
+        setup.write_job("job.toml", "sae", "");
+        setup
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_job(&self, name: &str, sae: &str, extra_sae: &str) -> PathBuf {
+        let job = format!(
+            r#"output = "out/index"
+hook = "blocks.1.hook_resid_post"
+
+[model]
+source = "model"
+
+[sae]
+path = "{sae}"
+allow_mismatch = true
+{extra_sae}
+
+[corpus]
+sources = [{{ path = "corpus" }}]
+on_bad_record = "skip"
+
+[run]
+part_bytes = 2000
+window_length = 64
+window_overlap = 8
+batch_tokens = 512
+"#
+        );
+        let path = self.path().join(name);
+        fs::write(&path, job).unwrap();
+        path
+    }
+
+    fn job(&self) -> PathBuf {
+        self.path().join("job.toml")
+    }
+}
+
+/// A random mlxterp TopK SAE (k = 8, 256 features) written by the reference script.
+fn random_sae(out: &Path, d_in: usize) {
+    fs::create_dir_all(out).unwrap();
+    let status = Command::new(reference_python())
+        .arg(repo_root().join("scripts/reference/sae_encode_reference.py"))
+        .args(["--write-random", "mlxterp", "--d-in", &d_in.to_string()])
+        .args(["--d-sae", "256", "--k", "8", "--seed", "3", "--out-dir"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Real text (the default corpus's first address) cut into documents of varied length,
+/// one empty, in a JSONL file and a folder of text files.
+fn write_corpus(dir: &Path) {
+    fs::create_dir_all(dir.join("notes")).unwrap();
+    let corpus = asset_paths().corpus();
+    let first = fs::read_to_string(&corpus)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", corpus.display()));
+    let text: String = first
+        .lines()
+        .take(6)
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let mut lines = String::new();
+    let mut start = 0;
+    let lengths = [700, 0, 1500, 90, 2600, 400, 3100, 50, 1200, 800, 2000, 300];
+    for (i, len) in lengths.iter().cycle().take(36).enumerate() {
+        let mut end = (start + len).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        let doc = serde_json::json!({"id": format!("doc-{i}"), "text": &text[start..end]});
+        lines.push_str(&doc.to_string());
+        lines.push('\n');
+        start = end;
+    }
+    fs::write(dir.join("addresses.jsonl"), lines).unwrap();
+    fs::write(
+        dir.join("notes/a.txt"),
+        "Grüße aus Köln — naïve café, 東京 and emoji 🚀.\nSecond line\twith a tab.",
+    )
+    .unwrap();
+    fs::write(dir.join("notes/b.txt"), &text[..1800]).unwrap();
+}
+
+fn saeidx(args: &[&str], cwd: &Path) -> Output {
+    Command::new(saeidx_binary())
+        .args(args)
+        .current_dir(cwd)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap()
+}
+
+fn saeidx_ok(args: &[&str], cwd: &Path) -> Value {
+    let output = saeidx(args, cwd);
+    assert!(
+        output.status.success(),
+        "saeidx {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+fn saeidx_err(args: &[&str], cwd: &Path) -> String {
+    let output = saeidx(args, cwd);
+    assert!(!output.status.success(), "saeidx {args:?} should fail");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "errors exit with 2, not a panic"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file of an index folder, relative path → bytes (the manifest without timings).
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+                continue;
+            }
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let mut bytes = fs::read(&path).unwrap();
+            if name == "manifest.json" {
+                let mut manifest: Value = serde_json::from_slice(&bytes).unwrap();
+                manifest.as_object_mut().unwrap().remove("timings");
+                bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+            }
+            out.insert(name, bytes);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn assert_same_index(a: &Path, b: &Path) {
+    let (left, right) = (snapshot(a), snapshot(b));
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        right.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (name, bytes) in &left {
+        assert!(
+            *bytes == right[name],
+            "{name} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[test]
+fn index_verifies_and_reads_in_duckdb() {
+    let setup = Setup::new();
+    let job = setup.job();
+    let summary = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    let index = setup.path().join("out/index");
+    let counts = &summary["counts"];
+    let (documents, tokens, nonzeros) = (
+        counts["documents"].as_u64().unwrap(),
+        counts["tokens"].as_u64().unwrap(),
+        counts["nonzeros"].as_u64().unwrap(),
+    );
+    assert_eq!(documents, 38, "36 JSONL documents and 2 text files");
+    assert!(tokens > 5_000 && nonzeros >= 8 * tokens, "{summary}");
+    assert!(
+        counts["parts"].as_u64().unwrap() >= 12,
+        "small parts: {summary}"
+    );
+    let verified = saeidx_ok(&["verify", index.to_str().unwrap(), "--json"], setup.path());
+    assert_eq!(verified["checked"]["nonzeros"].as_u64(), Some(nonzeros));
+
+    // Rerunning a finished job does nothing.
+    let again = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    assert_eq!(again["up_to_date"], Value::Bool(true));
+
+    // DuckDB reads the folder as plain Parquet: counts, a top-k and a join agree.
+    let script = r#"
+import duckdb, json, sys
+root = sys.argv[1]
+con = duckdb.connect()
+act = f"read_parquet('{root}/activations/*.parquet')"
+tok = f"read_parquet('{root}/tokens/*.parquet')"
+doc = f"read_parquet('{root}/documents/*.parquet')"
+count = lambda t: con.execute(f"select count(*) from {t}").fetchone()[0]
+feature = con.execute(f"select feature from {act} group by feature order by count(*) desc, feature limit 1").fetchone()[0]
+top = con.execute(f"select doc, position, value from {act} where feature = {feature} order by value desc, doc, position limit 10").fetchall()
+joined = con.execute(f"""select d.id, substr(d.text, t.start + 1, t."end" - t.start)
+    from {act} a join {tok} t using (doc, position) join {doc} d using (doc)
+    where a.feature = {feature} order by a.value desc, a.doc, a.position limit 1""").fetchone()
+print(json.dumps({"documents": count(doc), "tokens": count(tok), "nonzeros": count(act),
+                  "feature": feature, "top": top, "joined": joined}))
+"#;
+    let output = Command::new(reference_python())
+        .args(["-c", script])
+        .arg(&index)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let duck: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(duck["documents"].as_u64(), Some(documents));
+    assert_eq!(duck["tokens"].as_u64(), Some(tokens));
+    assert_eq!(duck["nonzeros"].as_u64(), Some(nonzeros));
+
+    // saeidx's own reading of the same rows gives the same top-k.
+    let feature = duck["feature"].as_u64().unwrap() as u32;
+    let mut rows = saeidx_tests::index_rows::activations(&index);
+    rows.retain(|row| row.2 == feature);
+    rows.sort_by(|a, b| b.3.total_cmp(&a.3).then((a.0, a.1).cmp(&(b.0, b.1))));
+    let ours: Vec<(u64, u64, f64)> = rows
+        .iter()
+        .take(10)
+        .map(|r| (r.0 as u64, r.1 as u64, r.3 as f64))
+        .collect();
+    let theirs: Vec<(u64, u64, f64)> = duck["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_u64().unwrap(),
+                r[1].as_u64().unwrap(),
+                r[2].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    assert!(duck["joined"][1].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+/// Starts a run and kills it (SIGKILL) once `parts` parts are recorded or `after` has
+/// passed, whichever comes first. Returns whether it was killed before finishing.
+fn run_and_kill(setup: &Setup, output: &Path, parts: usize, after: Duration) -> bool {
+    let mut child = Command::new(saeidx_binary())
+        .args(["run", setup.job().to_str().unwrap(), "--json", "--output"])
+        .arg(output)
+        .current_dir(setup.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let work = output.with_file_name(format!(
+        ".{}.partial",
+        output.file_name().unwrap().to_string_lossy()
+    ));
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let recorded = fs::read_dir(work.join("parts"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if recorded >= parts || started.elapsed() >= after {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn killed_runs_resume_to_identical_output() {
+    let setup = Setup::new();
+    saeidx_ok(
+        &["run", setup.job().to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    let reference = setup.path().join("out/index");
+    // Kill points: after loading (before any part), mid-way by parts, and by time.
+    let mut killed = 0;
+    for (round, (parts, after_ms)) in [(1, 10_000), (3, 10_000), (100, 700), (100, 1300)]
+        .into_iter()
+        .enumerate()
+    {
+        let output = setup.path().join(format!("out/killed-{round}"));
+        if run_and_kill(&setup, &output, parts, Duration::from_millis(after_ms)) {
+            killed += 1;
+        }
+        // A second kill during the resumed run, then a run to the end.
+        run_and_kill(&setup, &output, parts + 2, Duration::from_millis(after_ms));
+        let resumed = saeidx_ok(
+            &[
+                "run",
+                setup.job().to_str().unwrap(),
+                "--json",
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            setup.path(),
+        );
+        assert!(resumed["counts"]["parts"].as_u64().unwrap() >= 12);
+        assert_same_index(&reference, &output);
+        assert!(
+            !output
+                .with_file_name(format!("killed-{round}.partial"))
+                .exists()
+        );
+    }
+    assert!(killed >= 2, "the runs should have been killed mid-way");
+}
+
+#[test]
+fn shards_merge_into_the_single_run_index() {
+    let setup = Setup::new();
+    let job = setup.job();
+    saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    let merged = setup.path().join("out/merged");
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        saeidx_ok(
+            &[
+                "run",
+                job.to_str().unwrap(),
+                "--shard",
+                &shard,
+                "--output",
+                merged.to_str().unwrap(),
+                "--json",
+            ],
+            setup.path(),
+        );
+    }
+    // Merging with a shard missing is refused.
+    let shards = setup.path().join("out/merged.shards");
+    let missing = saeidx_err(
+        &[
+            "merge",
+            merged.to_str().unwrap(),
+            shards.join("0-of-3").to_str().unwrap(),
+            shards.join("2-of-3").to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    assert!(missing.contains("shard 1/3 is missing"), "{missing}");
+    saeidx_ok(&["merge", merged.to_str().unwrap(), "--json"], setup.path());
+    assert_same_index(&setup.path().join("out/index"), &merged);
+    saeidx_ok(
+        &["verify", merged.to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+}
+
+#[test]
+fn damaged_and_mismatched_inputs_are_refused() {
+    let setup = Setup::new();
+    let job = setup.job();
+    saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    let index = setup.path().join("out/index");
+
+    // A flipped byte in a data file.
+    let damaged = setup.path().join("damaged");
+    copy_dir(&index, &damaged);
+    let file = damaged.join("activations/part-00001.parquet");
+    let mut bytes = fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&file, &bytes).unwrap();
+    let error = saeidx_err(&["verify", damaged.to_str().unwrap()], setup.path());
+    assert!(
+        error.contains("part-00001.parquet") && error.contains("SHA-256"),
+        "{error}"
+    );
+    // A truncated file.
+    fs::write(&file, &bytes[..middle]).unwrap();
+    let error = saeidx_err(&["verify", damaged.to_str().unwrap()], setup.path());
+    assert!(error.contains("part-00001.parquet"), "{error}");
+    // A manifest of a future format version, and a folder that is not an index.
+    let manifest_path = damaged.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["format_version"] = Value::from(99);
+    fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = saeidx_err(&["verify", damaged.to_str().unwrap()], setup.path());
+    assert!(error.contains("format version 99"), "{error}");
+    let error = saeidx_err(&["verify", setup.path().to_str().unwrap()], setup.path());
+    assert!(error.contains("is this an index folder"), "{error}");
+
+    // An SAE of the wrong width.
+    random_sae(&setup.path().join("narrow-sae"), 32);
+    let narrow = setup.write_job("narrow.toml", "narrow-sae", "");
+    let error = saeidx_err(&["run", narrow.to_str().unwrap()], setup.path());
+    assert!(error.contains("32") && error.contains("64"), "{error}");
+    // An SAE recorded for another model, without the override.
+    let strict = fs::read_to_string(&job)
+        .unwrap()
+        .replace("allow_mismatch = true", "allow_mismatch = false");
+    fs::write(setup.path().join("strict.toml"), strict).unwrap();
+    let error = saeidx_err(&["run", "strict.toml"], setup.path());
+    assert!(error.contains("SmolLM2-135M-Instruct"), "{error}");
+
+    // A partial folder left by a different job is never mixed in.
+    let other = setup.write_job("other.toml", "sae", "");
+    let other_text = fs::read_to_string(&other)
+        .unwrap()
+        .replace("window_length = 64", "window_length = 48");
+    fs::write(&other, other_text).unwrap();
+    let output = setup.path().join("out/shared");
+    run_and_kill(&setup, &output, 1, Duration::from_secs(30));
+    let error = saeidx_err(
+        &[
+            "run",
+            other.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    assert!(error.contains("different job"), "{error}");
+
+    // Bad corpus records: skipped and counted, or a stop naming file and line.
+    fs::write(
+        setup.path().join("corpus/broken.jsonl"),
+        b"{\"text\": \"fine\"}\n{\"text\": \"bad \xff byte\"}\nnot json\n",
+    )
+    .unwrap();
+    let summary = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    assert_eq!(summary["counts"]["skipped_records"].as_u64(), Some(2));
+    let stop = fs::read_to_string(&job)
+        .unwrap()
+        .replace("on_bad_record = \"skip\"", "on_bad_record = \"stop\"");
+    fs::write(setup.path().join("stop.toml"), stop).unwrap();
+    let error = saeidx_err(&["run", "stop.toml"], setup.path());
+    assert!(
+        error.contains("broken.jsonl") && error.contains("line 2"),
+        "{error}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            fs::copy(&path, &target).unwrap();
+        }
+    }
+}
