@@ -214,6 +214,33 @@ fn index_verifies_and_reads_in_duckdb() {
     let verified = saeidx_ok(&["verify", index.to_str().unwrap(), "--json"], setup.path());
     assert_eq!(verified["checked"]["nonzeros"].as_u64(), Some(nonzeros));
 
+    // The manifest and the job file follow their schemas in schemas/.
+    let validate = r#"
+import json, sys, tomllib, jsonschema
+schemas, index, job = sys.argv[1:4]
+def check(schema, value):
+    schema = json.load(open(f"{schemas}/{schema}"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(value, schema, cls=jsonschema.Draft202012Validator)
+check("index/manifest.schema.json", json.load(open(f"{index}/manifest.json")))
+check("job.schema.json", tomllib.load(open(job, "rb")))
+for path in sorted(__import__("glob").glob(sys.argv[4] + "/pipelines/*.toml")):
+    check("job.schema.json", tomllib.load(open(path, "rb")))
+"#;
+    let output = Command::new(reference_python())
+        .args(["-c", validate])
+        .arg(repo_root().join("schemas"))
+        .arg(&index)
+        .arg(&job)
+        .arg(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "schema validation: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     // Rerunning a finished job does nothing.
     let again = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
     assert_eq!(again["up_to_date"], Value::Bool(true));
@@ -463,13 +490,22 @@ fn damaged_and_mismatched_inputs_are_refused() {
         b"{\"text\": \"fine\"}\n{\"text\": \"bad \xff byte\"}\nnot json\n",
     )
     .unwrap();
-    let summary = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    // The corpus changed: the existing index is of another job, never appended to.
+    let error = saeidx_err(&["run", job.to_str().unwrap()], setup.path());
+    assert!(
+        error.contains("appending to an index is not supported"),
+        "{error}"
+    );
+    let summary = saeidx_ok(
+        &["run", job.to_str().unwrap(), "--json", "--replace"],
+        setup.path(),
+    );
     assert_eq!(summary["counts"]["skipped_records"].as_u64(), Some(2));
     let stop = fs::read_to_string(&job)
         .unwrap()
         .replace("on_bad_record = \"skip\"", "on_bad_record = \"stop\"");
     fs::write(setup.path().join("stop.toml"), stop).unwrap();
-    let error = saeidx_err(&["run", "stop.toml"], setup.path());
+    let error = saeidx_err(&["run", "stop.toml", "--output", "out/stop"], setup.path());
     assert!(
         error.contains("broken.jsonl") && error.contains("line 2"),
         "{error}"

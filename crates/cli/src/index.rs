@@ -10,7 +10,7 @@ use saeidx_indexer::{
     job::{self, JobFile},
     merge,
     parts::Shard,
-    pipeline::{self, Event, RunSummary},
+    pipeline::{self, Event, RunOptions, RunSummary},
     verify,
 };
 use saeidx_model::hub::HubSettings;
@@ -21,7 +21,7 @@ use crate::{Output, print_json};
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     saeidx run pipelines/default.toml\n  \
-    saeidx run pipelines/default.toml --max-documents 0      # the whole corpus\n  \
+    saeidx run pipelines/default.toml --max-documents 0 --output indexes/sotu-all\n  \
     saeidx run pipelines/default.toml --shard 2/4            # one of 4 machines\n  \
     saeidx merge indexes/default                             # then combine the shards\n\n\
     Rerunning a killed job resumes it; a finished index of the same job is left as is.")]
@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Override the job's document limit (0: no limit, the whole corpus).
     #[arg(long)]
     max_documents: Option<u64>,
+    /// Replace an existing index of a different job at the output (e.g. yesterday's
+    /// corpus). Without it, such an index is an error: nothing is ever appended or mixed.
+    #[arg(long)]
+    replace: bool,
     #[command(flatten)]
     output_format: Output,
 }
@@ -67,7 +71,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         &loaded.spec,
         reader,
         &loaded.file.output,
-        shard,
+        RunOptions {
+            shard,
+            replace: args.replace,
+        },
         &mut |event| match event {
             Event::Batch {
                 tokens: t,

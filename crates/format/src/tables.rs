@@ -362,6 +362,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn schemas_folder_describes_these_tables() {
+        for table in Table::ALL {
+            let path = format!(
+                "{}/../../schemas/index/{}.arrow.json",
+                env!("CARGO_MANIFEST_DIR"),
+                table.dir()
+            );
+            let described: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let fields: Vec<(String, String, bool)> = described["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap().to_string(),
+                        f["type"].as_str().unwrap().to_string(),
+                        f["nullable"].as_bool().unwrap(),
+                    )
+                })
+                .collect();
+            let actual: Vec<(String, String, bool)> = table
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
+                .collect();
+            assert_eq!(fields, actual, "{path}");
+        }
+    }
+
+    #[test]
     fn rounding_keeps_eleven_significant_bits() {
         assert_eq!(round_to_half_precision(1.0), 1.0);
         assert_eq!(round_to_half_precision(0.0), 0.0);

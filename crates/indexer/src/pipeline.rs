@@ -153,6 +153,17 @@ struct TokenizedPartFiles {
     tokens: TokenRows,
 }
 
+/// Where and how a run writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Which shard this process indexes ([`Shard::WHOLE`] for all).
+    pub shard: Shard,
+    /// Replace an index of a different job at the destination. Without it such an index
+    /// is an error: appending is not supported, and a different corpus, model or SAE
+    /// must never be mixed into (or silently swapped for) an existing index.
+    pub replace: bool,
+}
+
 /// Indexes the documents of `source` into `destination` (or its shard folder), resuming
 /// an interrupted run of the same job; see the module docs.
 pub fn run(
@@ -160,10 +171,11 @@ pub fn run(
     job: &JobSpec,
     source: impl DocumentSource,
     destination: &Path,
-    shard: Shard,
+    options: RunOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<RunSummary, IndexError> {
     let started = Instant::now();
+    let shard = options.shard;
     let shard_record = (shard != Shard::WHOLE).then_some(ShardRecord {
         index: shard.index,
         count: shard.count,
@@ -176,6 +188,22 @@ pub fn run(
             computed_parts: 0,
             resumed_parts: 0,
             up_to_date: true,
+        });
+    }
+    if !options.replace
+        && let Ok(existing) = Manifest::read(&destination)
+    {
+        return Err(IndexError::OtherJob {
+            path: destination.clone(),
+            reason: format!(
+                "{}; appending to an index is not supported: pass --replace to rebuild it with this job",
+                crate::workdir::describe_difference(
+                    &existing.job,
+                    job,
+                    existing.shard,
+                    shard_record
+                )
+            ),
         });
     }
     let window = saeidx_corpus::window::WindowPolicy::new(job.window.length, job.window.overlap)
