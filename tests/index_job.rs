@@ -512,6 +512,71 @@ fn damaged_and_mismatched_inputs_are_refused() {
     );
 }
 
+#[test]
+fn a_hub_dataset_corpus_is_read_from_the_cache_offline() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    let setup = Setup::new();
+    // A dataset repo in a private HF cache, laid out as datasets ship Parquet.
+    let hf_home = setup.path().join("hf");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = hf_home.join("hub/datasets--someone--speeches");
+    let data = repo.join("snapshots").join(commit).join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::create_dir_all(repo.join("refs")).unwrap();
+    fs::write(repo.join("refs/main"), commit).unwrap();
+    let texts = [
+        "Fellow citizens, the state of the union is strong.",
+        "",
+        "We must balance the budget and defend the nation.",
+    ];
+    let batch = RecordBatch::try_from_iter([
+        (
+            "id",
+            Arc::new(Int64Array::from(vec![10, 11, 12])) as ArrayRef,
+        ),
+        (
+            "text",
+            Arc::new(StringArray::from(texts.to_vec())) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let file = fs::File::create(data.join("train-00000-of-00001.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let job = fs::read_to_string(setup.job()).unwrap().replace(
+        "sources = [{ path = \"corpus\" }]",
+        "sources = [{ path = \"hf://datasets/someone/speeches/data\" }]",
+    );
+    fs::write(setup.path().join("hub.toml"), job).unwrap();
+    let output = Command::new(saeidx_binary())
+        .args(["run", "hub.toml", "--json", "--output", "out/hub"])
+        .current_dir(setup.path())
+        .env("HF_HOME", &hf_home)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(setup.path().join("out/hub/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["counts"]["documents"], 3);
+    assert_eq!(
+        manifest["job"]["corpus"]["sources"][0],
+        format!("hf://datasets/someone/speeches@{commit}/data")
+    );
+    assert_eq!(
+        manifest["job"]["corpus"]["files"][0]["name"],
+        "train-00000-of-00001.parquet"
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {

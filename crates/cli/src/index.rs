@@ -56,13 +56,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let shard = args.shard.unwrap_or(Shard::WHOLE);
     let reader = file.corpus.reader()?;
-    let corpus_bytes: u64 = file.corpus.files()?.iter().map(|f| f.bytes).sum();
     let loaded =
         job::load(file, &HubSettings::from_env()).context("loading the job's model and SAE")?;
     let bar = if args.output_format.json {
         ProgressBar::hidden()
     } else {
-        progress_bar(loaded.file.run.max_documents.map_or(corpus_bytes, |_| 0))
+        progress_bar(text_bytes(&loaded.file))
     };
     let (mut tokens, mut nonzeros) = (0u64, 0u64);
     let started = std::time::Instant::now();
@@ -92,6 +91,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     bar.finish_and_clear();
     report_run(&summary, args.output_format)
+}
+
+/// Text bytes the job will read (a quick pass over the corpus, for the progress bar's
+/// ETA; 0 when the corpus cannot be read, whose error the run itself then reports).
+fn text_bytes(file: &JobFile) -> u64 {
+    let Ok(reader) = file.corpus.reader() else {
+        return 0;
+    };
+    let limit = file.run.max_documents.unwrap_or(u64::MAX) as usize;
+    reader
+        .take(limit)
+        .map_while(Result::ok)
+        .map(|document| document.text.len() as u64)
+        .sum()
 }
 
 fn progress_bar(total_bytes: u64) -> ProgressBar {

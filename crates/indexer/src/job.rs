@@ -27,7 +27,10 @@
 //! bos = "tokenizer"                      # or "prepend": put BOS before every document
 //! ```
 //!
-//! Relative paths are relative to the job file's folder.
+//! Relative paths are relative to the job file's folder. A corpus source may also be a
+//! Hugging Face dataset: `path = "hf://datasets/ORG/NAME[@REVISION][/FOLDER]"` (e.g. the
+//! `data` folder of Parquet files datasets ship), read from the HF cache offline
+//! (`HF_HUB_OFFLINE=1`) or downloaded through hf-hub.
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +45,7 @@ use saeidx_format::{
 use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
-    hub::{self, HubSettings, ModelFiles, ModelSource},
+    hub::{self, HubRepo, HubSettings, ModelFiles, ModelSource, RepoKind},
     llama::{Llama, WeightStorage},
 };
 use saeidx_sae::{
@@ -70,6 +73,10 @@ pub struct JobFile {
     /// Batching and limits.
     #[serde(default)]
     pub run: RunSpec,
+    /// The corpus sources as written in the job file (`hf://` sources with their
+    /// resolved commit), for the manifest.
+    #[serde(skip)]
+    pub source_names: Vec<String>,
 }
 
 /// The model a job uses.
@@ -160,6 +167,13 @@ impl JobFile {
             base
         };
         job.output = base.join(&job.output);
+        job.source_names =
+            resolve_hub_sources(&mut job.corpus, &HubSettings::from_env()).map_err(|reason| {
+                IndexError::Job {
+                    path: path.to_path_buf(),
+                    reason,
+                }
+            })?;
         job.corpus = job.corpus.relative_to(base);
         if let Some(sae) = &job.sae.path {
             job.sae.path = Some(base.join(sae));
@@ -179,6 +193,75 @@ impl JobFile {
         }
         Ok(job)
     }
+}
+
+/// The prefix of corpus sources in a Hugging Face dataset repo.
+pub const HUB_DATASET_PREFIX: &str = "hf://datasets/";
+
+/// Replaces every `hf://datasets/ORG/NAME[@REVISION][/FOLDER]` source with the local
+/// snapshot folder (from the cache with `HF_HUB_OFFLINE`, else downloading the folder's
+/// corpus files through hf-hub), and returns every source's name for the manifest.
+fn resolve_hub_sources(
+    corpus: &mut CorpusSpec,
+    settings: &HubSettings,
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::with_capacity(corpus.sources.len());
+    for source in &mut corpus.sources {
+        let text = source.path.to_string_lossy().into_owned();
+        let Some(rest) = text.strip_prefix(HUB_DATASET_PREFIX) else {
+            names.push(text);
+            continue;
+        };
+        let mut segments = rest.splitn(3, '/');
+        let (org, name_rev, folder) = (
+            segments.next().unwrap_or_default(),
+            segments.next().unwrap_or_default(),
+            segments.next().unwrap_or_default().trim_matches('/'),
+        );
+        let (name, revision) = name_rev.split_once('@').unwrap_or((name_rev, "main"));
+        if org.is_empty() || name.is_empty() {
+            return Err(format!(
+                "corpus source {text:?}: expected {HUB_DATASET_PREFIX}ORG/NAME[@REVISION][/FOLDER]"
+            ));
+        }
+        let repo_id = format!("{org}/{name}");
+        let snapshot = if settings.offline {
+            hub::cached_snapshot_of(&settings.cache_dir, RepoKind::Dataset, &repo_id, revision)
+                .map_err(|e| e.to_string())?
+        } else {
+            let repo = HubRepo::open_kind(RepoKind::Dataset, &repo_id, revision, settings)
+                .map_err(|e| e.to_string())?;
+            let prefix = if folder.is_empty() {
+                String::new()
+            } else {
+                format!("{folder}/")
+            };
+            let wanted: Vec<&String> = repo
+                .files
+                .iter()
+                .filter(|file| {
+                    file.starts_with(&prefix)
+                        && saeidx_corpus::SourceFormat::from_extension(Path::new(file)).is_some()
+                })
+                .collect();
+            if wanted.is_empty() {
+                return Err(format!(
+                    "{repo_id}@{revision} has no corpus files under {folder:?}"
+                ));
+            }
+            for file in wanted {
+                repo.get(file).map_err(|e| e.to_string())?;
+            }
+            repo.snapshot().to_path_buf()
+        };
+        let commit = snapshot
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        source.path = snapshot.join(folder);
+        names.push(format!("{HUB_DATASET_PREFIX}{repo_id}@{commit}/{folder}"));
+    }
+    Ok(names)
 }
 
 /// Everything a job needs, loaded: the model up to the hook, tokenizer, SAE, and the
@@ -306,12 +389,15 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
         positions: "every token is encoded; each document's first token (and, without overlap, every window's first token) sits at a model window's first position, an attention sink: tokens.sink marks it".into(),
         values: "float32 rounded to 11 significant bits (half precision's), BYTE_STREAM_SPLIT + zstd".into(),
         corpus: CorpusRecord {
-            sources: file
-                .corpus
-                .sources
-                .iter()
-                .map(|s| s.path.display().to_string())
-                .collect(),
+            sources: if file.source_names.len() == file.corpus.sources.len() {
+                file.source_names.clone()
+            } else {
+                file.corpus
+                    .sources
+                    .iter()
+                    .map(|s| s.path.display().to_string())
+                    .collect()
+            },
             files: corpus_files
                 .iter()
                 .map(|f| CorpusFileRecord {

@@ -222,13 +222,42 @@ fn files_in_folder(
     })
 }
 
-/// The snapshot folder of `repo_id` at `revision` in the hub cache (offline lookup).
+/// What a Hub repo holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    /// A model repo (`models--org--name` in the cache).
+    Model,
+    /// A dataset repo (`datasets--org--name`).
+    Dataset,
+}
+
+impl RepoKind {
+    fn repo_type(self) -> RepoType {
+        match self {
+            RepoKind::Model => RepoType::Model,
+            RepoKind::Dataset => RepoType::Dataset,
+        }
+    }
+}
+
+/// The snapshot folder of model repo `repo_id` at `revision` in the hub cache (offline
+/// lookup).
 pub fn cached_snapshot(
     cache_dir: &Path,
     repo_id: &str,
     revision: &str,
 ) -> Result<PathBuf, ModelError> {
-    let repo = repo_cache_dir(cache_dir, repo_id);
+    cached_snapshot_of(cache_dir, RepoKind::Model, repo_id, revision)
+}
+
+/// The snapshot folder of a `kind` repo at `revision` in the hub cache (offline lookup).
+pub fn cached_snapshot_of(
+    cache_dir: &Path,
+    kind: RepoKind,
+    repo_id: &str,
+    revision: &str,
+) -> Result<PathBuf, ModelError> {
+    let repo = repo_cache_dir(cache_dir, kind, repo_id);
     let is_commit = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
     let commit = if is_commit {
         revision.to_string()
@@ -266,8 +295,18 @@ pub struct HubRepo {
 }
 
 impl HubRepo {
-    /// Lists `repo_id` at `revision` (branch, tag or commit); needs the network.
+    /// Lists model repo `repo_id` at `revision` (branch, tag or commit); needs the network.
     pub fn open(repo_id: &str, revision: &str, settings: &HubSettings) -> Result<Self, ModelError> {
+        Self::open_kind(RepoKind::Model, repo_id, revision, settings)
+    }
+
+    /// Lists a `kind` repo at `revision`; needs the network.
+    pub fn open_kind(
+        kind: RepoKind,
+        repo_id: &str,
+        revision: &str,
+        settings: &HubSettings,
+    ) -> Result<Self, ModelError> {
         let hub_error = |e: hf_hub::api::sync::ApiError| ModelError::Hub {
             repo_id: repo_id.to_string(),
             reason: e.to_string(),
@@ -280,19 +319,19 @@ impl HubRepo {
         let listing = api
             .repo(Repo::with_revision(
                 repo_id.to_string(),
-                RepoType::Model,
+                kind.repo_type(),
                 revision.to_string(),
             ))
             .info()
             .map_err(hub_error)?;
-        let snapshot = repo_cache_dir(&settings.cache_dir, repo_id)
+        let snapshot = repo_cache_dir(&settings.cache_dir, kind, repo_id)
             .join("snapshots")
             .join(&listing.sha);
         Ok(Self {
             repo_id: repo_id.to_string(),
             repo: api.repo(Repo::with_revision(
                 repo_id.to_string(),
-                RepoType::Model,
+                kind.repo_type(),
                 listing.sha.clone(),
             )),
             commit: listing.sha,
@@ -316,8 +355,8 @@ impl HubRepo {
 }
 
 /// Where `repo_id`'s files live in the hub cache.
-fn repo_cache_dir(cache_dir: &Path, repo_id: &str) -> PathBuf {
-    cache_dir.join(Repo::new(repo_id.to_string(), RepoType::Model).folder_name())
+fn repo_cache_dir(cache_dir: &Path, kind: RepoKind, repo_id: &str) -> PathBuf {
+    cache_dir.join(Repo::new(repo_id.to_string(), kind.repo_type()).folder_name())
 }
 
 /// Downloads (or reuses from the cache) the model files of a hub repo at `revision`.
