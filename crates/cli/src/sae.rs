@@ -1,4 +1,4 @@
-//! `saeidx sae ...`: train SAEs.
+//! `saeidx sae ...`: train SAEs, inspect SAE folders.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -7,12 +7,16 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use saeidx_corpus::{tokenizer::TextTokenizer, window::WindowPolicy};
 use saeidx_format::checksum::sha256_file;
+use saeidx_model::hub::{self, HubSettings, ModelSource};
 use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
     llama::{Llama, WeightStorage},
 };
-use saeidx_sae::train::{Provenance, TrainConfig, train_on_corpus};
+use saeidx_sae::{
+    formats::{self, LoadOptions, SaeSource},
+    train::{Provenance, TrainConfig, train_on_corpus},
+};
 
 use crate::{AssetsDir, ModelArgs, Output, print_json};
 
@@ -27,6 +31,33 @@ pub enum SaeCommand {
         Checkpoints go to --checkpoint-dir (default OUT.checkpoints); rerunning the same\n\
         command resumes from the last one.")]
     Train(TrainArgs),
+    /// Load an SAE (mlxterp, SAELens or sparsify; local folder or Hub repo[/subfolder])
+    /// and print what it is: format, widths, activation rule, recorded model and hook.
+    #[command(after_help = "Examples:\n  \
+        saeidx sae inspect crates/assets/default-sae/smollm2-135m-l15-resid-post-8k-k32\n  \
+        saeidx sae inspect EleutherAI/sae-llama-3-8b-32x/layers.10 --json\n  \
+        saeidx sae inspect ./my-sae --model saeidx-default/SmolLM2-135M-Instruct-mlx-4bit --hook blocks.15.hook_resid_post")]
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A local SAE folder, or a Hub repo id with an optional subfolder (org/name/sub).
+    sae: String,
+    /// Branch, tag or commit of a Hub repo.
+    #[arg(long)]
+    revision: Option<String>,
+    /// Per-token threshold for BatchTopK SAEs.
+    #[arg(long)]
+    batchtopk_threshold: Option<f32>,
+    /// Check that the SAE fits this model (repo id or folder) ...
+    #[arg(long, requires = "hook")]
+    model: Option<String>,
+    /// ... at this hook.
+    #[arg(long)]
+    hook: Option<String>,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Args)]
@@ -94,7 +125,71 @@ pub struct TrainArgs {
 }
 
 pub fn run(command: SaeCommand) -> anyhow::Result<()> {
-    let SaeCommand::Train(args) = command;
+    match command {
+        SaeCommand::Train(args) => train(args),
+        SaeCommand::Inspect(args) => inspect(args),
+    }
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let settings = HubSettings::from_env();
+    let source = SaeSource::parse(&args.sae, args.revision.clone());
+    let sae = formats::load(
+        &source,
+        &settings,
+        LoadOptions {
+            batchtopk_threshold: args.batchtopk_threshold,
+        },
+    )?;
+    let fits = match (&args.model, &args.hook) {
+        (Some(model), Some(hook)) => {
+            let hook = HookPoint::parse(hook, None)?;
+            let files = hub::resolve(&ModelSource::parse(model, None), &settings)?;
+            let config = saeidx_model::config::LlamaConfig::from_file(&files.config)?;
+            formats::check_compatible(&sae, config.hidden_size, model, hook, false)?;
+            Some(format!("fits {model} at {hook}"))
+        }
+        _ => None,
+    };
+    if args.output.json {
+        return print_json(&serde_json::json!({
+            "info": sae.info,
+            "rule": sae.rule,
+            "input": {
+                "standardize": sae.input.standardize.is_some(),
+                "scale": sae.input.scale,
+                "row_normalization": sae.input.row_normalization,
+                "subtract_decoder_bias": sae.input.subtract_decoder_bias,
+            },
+            "check": fits,
+        }));
+    }
+    let info = &sae.info;
+    println!(
+        "{}  ({} format, {})",
+        info.source, info.format, info.architecture
+    );
+    println!(
+        "d_in {}  d_sae {}  sha256 {}",
+        info.d_in, info.d_sae, info.sha256
+    );
+    println!("rule {}", serde_json::to_string(&sae.rule)?);
+    println!(
+        "recorded model {}  hook {}",
+        info.recorded_model.as_deref().unwrap_or("(none)"),
+        match (&info.hook, &info.recorded_hook) {
+            (Some(hook), _) => hook.name(),
+            (None, Some(recorded)) => format!("{recorded} (no saeidx equivalent)"),
+            (None, None) => "(none)".into(),
+        }
+    );
+    if let Some(fits) = fits {
+        println!("{fits}");
+    }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<()> {
     let hook = HookPoint::parse(&args.hook, args.layer)?;
     let files = args.model.resolve()?;
     let corpus = args

@@ -40,7 +40,7 @@ pub enum SaeError {
         got: usize,
     },
     /// The SAE was trained on another model or hook than the one it is used with.
-    #[error("{0} (pass --allow-mismatch to use it anyway)")]
+    #[error("{0} (to use it anyway, set `allow_mismatch = true` in the job's [sae] table)")]
     Mismatch(String),
     /// Publishing output failed.
     #[error(transparent)]
