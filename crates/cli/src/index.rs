@@ -5,13 +5,12 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use saeidx_format::manifest::Manifest;
+use saeidx_format::{manifest::Manifest, verify as index_verify};
 use saeidx_indexer::{
     job::{self, JobFile},
     merge,
     parts::Shard,
     pipeline::{self, Event, RunOptions, RunSummary},
-    verify,
 };
 use saeidx_model::hub::HubSettings;
 use serde_json::json;
@@ -235,7 +234,7 @@ pub struct VerifyArgs {
 
 /// `saeidx verify`.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let (manifest, report): (Manifest, _) = verify::verify(&args.index)?;
+    let (manifest, report): (Manifest, _) = index_verify::verify(&args.index)?;
     if args.output_format.json {
         return print_json(&json!({
             "index": args.index,

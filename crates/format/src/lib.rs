@@ -7,9 +7,11 @@
 //! - [`manifest`]: an index's `manifest.json` (provenance, counts, files, checksums).
 //! - [`tables`]: the index's Parquet tables (documents, tokens, activations): schemas,
 //!   encodings and the part writer.
+//! - [`verify`]: an index folder checked against its manifest, row by row.
 #![deny(missing_docs)]
 
 pub mod atomic;
 pub mod checksum;
 pub mod manifest;
 pub mod tables;
+pub mod verify;

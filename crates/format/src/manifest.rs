@@ -159,6 +159,15 @@ pub struct FileRecord {
     pub rows: u64,
 }
 
+impl FileRecord {
+    /// Whether the file under `root` has the recorded size and SHA-256.
+    pub fn matches(&self, root: &Path) -> bool {
+        let path = root.join(&self.path);
+        std::fs::metadata(&path).is_ok_and(|m| m.len() == self.bytes)
+            && crate::checksum::sha256_file(&path).is_ok_and(|digest| digest == self.sha256)
+    }
+}
+
 /// One part: consecutive documents, one file per table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {

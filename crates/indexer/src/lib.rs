@@ -15,7 +15,6 @@
 //! - [`pipeline`]: the three threads above, joined by bounded channels (memory does not
 //!   grow with the corpus).
 //! - [`merge`]: shard outputs into one index identical to a single-process run.
-//! - [`verify`]: checks an index folder against its manifest.
 //! - [`job`]: the declarative job file (`pipelines/*.toml`).
 #![deny(missing_docs)]
 
@@ -23,7 +22,6 @@ pub mod job;
 pub mod merge;
 pub mod parts;
 pub mod pipeline;
-pub mod verify;
 pub mod workdir;
 
 use std::path::PathBuf;
@@ -49,6 +47,9 @@ pub enum IndexError {
     /// The manifest is unusable.
     #[error(transparent)]
     Manifest(#[from] saeidx_format::manifest::ManifestError),
+    /// An index failed verification.
+    #[error(transparent)]
+    Verify(#[from] saeidx_format::verify::VerifyError),
     /// File I/O.
     #[error("{path}: {source}")]
     Io {

@@ -19,7 +19,7 @@ use saeidx_format::{
     tables::Table,
 };
 
-use crate::{IndexError, workdir::file_matches};
+use crate::IndexError;
 
 /// The shard folders a sharded run of `destination` wrote (`DEST.shards/I-of-N`), sorted.
 pub fn find_shards(destination: &Path) -> Result<Vec<PathBuf>, IndexError> {
@@ -123,7 +123,7 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
     for (dir, manifest) in &manifests {
         for part in &manifest.parts {
             for file in &part.files {
-                if !file_matches(dir, file) {
+                if !file.matches(dir) {
                     return Err(IndexError::Corrupt {
                         path: dir.join(&file.path),
                         reason: "size or checksum differs from the shard's manifest".into(),

@@ -121,10 +121,7 @@ impl WorkDir {
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             let intact = match &record {
-                Some(record) => record
-                    .files
-                    .iter()
-                    .all(|file| file_matches(&self.path, file)),
+                Some(record) => record.files.iter().all(|file| file.matches(&self.path)),
                 None => false,
             };
             match record {
@@ -218,13 +215,6 @@ pub fn work_path(destination: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "index".into());
     destination.with_file_name(format!(".{name}.partial"))
-}
-
-/// Whether `file` under `root` has the recorded size and checksum.
-pub fn file_matches(root: &Path, file: &FileRecord) -> bool {
-    let path = root.join(&file.path);
-    fs::metadata(&path).is_ok_and(|m| m.len() == file.bytes)
-        && sha256_file(&path).is_ok_and(|digest| digest == file.sha256)
 }
 
 /// Whether `destination` already holds a finished index of exactly this job.

@@ -1,4 +1,5 @@
-//! `saeidx verify`: an index folder checked against its manifest.
+//! Verification of an index folder against its manifest (`saeidx verify`). It needs no
+//! model: anyone who receives an index can check it.
 //!
 //! 1. The manifest: format name and version, parts in order, counts that add up, and a
 //!    consistent job (SAE input width = the model's hidden size, the hook's layer within
@@ -16,13 +17,28 @@ use arrow_array::{
     Array, BooleanArray, Float32Array, LargeStringArray, RecordBatch, StringArray, UInt32Array,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use saeidx_format::{
-    manifest::{Manifest, PartRecord},
-    tables::Table,
-};
 use serde::Serialize;
 
-use crate::{IndexError, workdir::file_matches};
+use crate::{
+    manifest::{Manifest, ManifestError, PartRecord},
+    tables::Table,
+};
+
+/// Why an index failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The manifest is missing, unreadable or inconsistent.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A file or the folder does not match the manifest.
+    #[error("{path} failed verification: {reason}")]
+    Corrupt {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
 
 /// What verification covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -40,9 +56,9 @@ pub struct VerifyReport {
 }
 
 /// Verifies the index in `dir`; the first problem found is the error.
-pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), IndexError> {
+pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), VerifyError> {
     let manifest = Manifest::read(dir)?;
-    let corrupt = |path: &Path, reason: String| IndexError::Corrupt {
+    let corrupt = |path: &Path, reason: String| VerifyError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
@@ -56,9 +72,13 @@ pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), IndexError> {
             ),
         ));
     }
-    let hook = saeidx_model::hook::HookPoint::parse(&job.hook, None)
-        .map_err(|e| corrupt(dir, format!("hook {:?}: {e}", job.hook)))?;
-    if hook.layer >= job.model.num_layers {
+    let layer = hook_layer(&job.hook).ok_or_else(|| {
+        corrupt(
+            dir,
+            format!("hook {:?} is not a saeidx hook name", job.hook),
+        )
+    })?;
+    if layer >= job.model.num_layers {
         return Err(corrupt(
             dir,
             format!(
@@ -76,7 +96,7 @@ pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), IndexError> {
     let mut report = VerifyReport::default();
     for part in &manifest.parts {
         for file in &part.files {
-            if !file_matches(dir, file) {
+            if !file.matches(dir) {
                 return Err(corrupt(
                     &dir.join(&file.path),
                     "missing, or its size or SHA-256 differs from the manifest (the file is damaged or was replaced)".into(),
@@ -90,16 +110,31 @@ pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), IndexError> {
     Ok((manifest, report))
 }
 
+/// The layer of a canonical hook name (`blocks.L.hook_...`).
+fn hook_layer(hook: &str) -> Option<usize> {
+    let rest = hook.strip_prefix("blocks.")?;
+    let (layer, kind) = rest.split_once('.')?;
+    kind.starts_with("hook_").then_some(())?;
+    layer.parse().ok()
+}
+
 /// Reads a table file whole, checking its schema and row count.
-fn read_table(dir: &Path, table: Table, part: &PartRecord) -> Result<Vec<RecordBatch>, IndexError> {
+fn read_table(
+    dir: &Path,
+    table: Table,
+    part: &PartRecord,
+) -> Result<Vec<RecordBatch>, VerifyError> {
     let index = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
     let record = &part.files[index];
     let path = dir.join(&record.path);
-    let corrupt = |reason: String| IndexError::Corrupt {
+    let corrupt = |reason: String| VerifyError::Corrupt {
         path: path.clone(),
         reason,
     };
-    let file = File::open(&path).map_err(IndexError::io(&path))?;
+    let file = File::open(&path).map_err(|e| VerifyError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| corrupt(format!("not readable as Parquet: {e}")))?;
     let expected = table.schema();
@@ -145,8 +180,8 @@ fn check_part(
     part: &PartRecord,
     d_sae: usize,
     report: &mut VerifyReport,
-) -> Result<(), IndexError> {
-    let fail = |table: Table, reason: String| IndexError::Corrupt {
+) -> Result<(), VerifyError> {
+    let fail = |table: Table, reason: String| VerifyError::Corrupt {
         path: dir.join(table.part_path(part.part)),
         reason,
     };
@@ -184,7 +219,7 @@ fn check_part(
     }
     // Tokens: per document, positions 0..tokens with spans inside the text.
     let mut current: Option<(u32, u32)> = None; // (doc, next position)
-    let finish_doc = |current: Option<(u32, u32)>| -> Result<(), IndexError> {
+    let finish_doc = |current: Option<(u32, u32)>| -> Result<(), VerifyError> {
         if let Some((doc, seen)) = current {
             let (count, _) = documents[&doc];
             if seen != count {
