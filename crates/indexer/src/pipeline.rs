@@ -133,6 +133,14 @@ struct Tokenization<'a> {
     prepend_bos: Option<u32>,
 }
 
+/// What the reader sends the compute thread.
+enum FromReader {
+    /// A part to compute.
+    Part(Box<TokenizedPart>),
+    /// A part skipped (done earlier, or another shard's), for progress.
+    Skipped { text_bytes: u64 },
+}
+
 /// What the reader found in the whole corpus.
 struct ReadTotals {
     documents: u64,
@@ -216,7 +224,7 @@ pub fn run(
     let resumed_parts = done.len();
     let mut timings = BTreeMap::new();
 
-    let (part_tx, part_rx) = sync_channel::<TokenizedPart>(PARTS_AHEAD);
+    let (part_tx, part_rx) = sync_channel::<FromReader>(PARTS_AHEAD);
     let (row_tx, row_rx) = sync_channel::<ToWriter>(BATCHES_AHEAD);
     let (totals, new_parts, compute_times) = std::thread::scope(|scope| {
         let done_parts: Vec<u32> = done.keys().copied().collect();
@@ -232,17 +240,12 @@ pub fn run(
         let read = reader.join().map_err(|_| IndexError::Thread("reader"));
         let written = writer.join().map_err(|_| IndexError::Thread("writer"));
         // The first failure in data-flow order explains the others (a closed channel).
-        let (totals, read_events) = read??;
+        let totals = read??;
         let (records, write_seconds) = written??;
         let compute_times = computed?;
-        for skipped in read_events {
-            on_event(Event::PartSkipped {
-                text_bytes: skipped,
-            });
-        }
         Ok::<_, IndexError>((totals, records, (compute_times, write_seconds)))
     })?;
-    let ((tokenize_s, model_s, sae_s), write_s) = (compute_times.0, compute_times.1);
+    let ((waiting_s, model_s, sae_s), write_s) = (compute_times.0, compute_times.1);
     let computed_parts = new_parts.len();
     let mut parts: BTreeMap<u32, PartRecord> = done;
     for record in new_parts {
@@ -278,7 +281,7 @@ pub fn run(
             ),
         });
     }
-    timings.insert("tokenize_s".into(), tokenize_s);
+    timings.insert("wait_for_reader_s".into(), waiting_s);
     timings.insert("model_s".into(), model_s);
     timings.insert("sae_s".into(), sae_s);
     timings.insert("write_s".into(), write_s);
@@ -310,31 +313,31 @@ pub fn run(
     })
 }
 
-/// The reader thread: returns the corpus totals and the text bytes of skipped parts.
+/// The reader thread: returns the corpus totals.
 fn read_parts(
     source: impl DocumentSource,
     tokenization: &Tokenization<'_>,
     job: &JobSpec,
     shard: Shard,
     done: &[u32],
-    parts: SyncSender<TokenizedPart>,
-) -> Result<(ReadTotals, Vec<u64>), IndexError> {
+    parts: SyncSender<FromReader>,
+) -> Result<ReadTotals, IndexError> {
     let mut partitioner = Partitioner::new(job.corpus.part_bytes);
-    let mut skipped_bytes = Vec::new();
     let limit = job.corpus.max_documents.unwrap_or(u64::MAX);
     let mut source = source;
-    let handle = |part: Part, skipped_bytes: &mut Vec<u64>| -> Result<bool, IndexError> {
+    // Returns false once the compute thread has stopped (its error is the one reported).
+    let handle = |part: Part| -> Result<bool, IndexError> {
         let text_bytes = part
             .documents
             .iter()
             .map(|d| d.document.text.len() as u64)
             .sum();
-        if !shard.owns(part.part) || done.contains(&part.part) {
-            skipped_bytes.push(text_bytes);
-            return Ok(true);
-        }
-        let tokenized = tokenize_part(part, tokenization, text_bytes)?;
-        Ok(parts.send(tokenized).is_ok())
+        let message = if !shard.owns(part.part) || done.contains(&part.part) {
+            FromReader::Skipped { text_bytes }
+        } else {
+            FromReader::Part(Box::new(tokenize_part(part, tokenization, text_bytes)?))
+        };
+        Ok(parts.send(message).is_ok())
     };
     let mut documents = 0u64;
     let mut parts_total = 0u32;
@@ -344,22 +347,18 @@ fn read_parts(
         documents += 1;
         if let Some(part) = partitioner.push(document?) {
             parts_total += 1;
-            // A closed channel means the compute thread stopped; its error is reported.
-            stopped = !handle(part, &mut skipped_bytes)?;
+            stopped = !handle(part)?;
         }
     }
     if !stopped && let Some(part) = partitioner.finish() {
         parts_total += 1;
-        handle(part, &mut skipped_bytes)?;
+        handle(part)?;
     }
-    Ok((
-        ReadTotals {
-            documents,
-            parts: parts_total,
-            skipped: source.skipped(),
-        },
-        skipped_bytes,
-    ))
+    Ok(ReadTotals {
+        documents,
+        parts: parts_total,
+        skipped: source.skipped(),
+    })
 }
 
 /// Tokenizes a part's documents in parallel and builds its document and token rows.
@@ -442,13 +441,13 @@ fn sink_positions(window: WindowPolicy, tokens: usize) -> Vec<usize> {
         .collect()
 }
 
-/// The compute thread's work; returns seconds spent tokenizing (waiting on the reader),
-/// in the model and in the SAE.
+/// The compute thread's work; returns seconds spent waiting for the reader (reading and
+/// tokenizing not hidden behind compute), in the model and in the SAE.
 fn compute_parts(
     engine: &Engine<'_>,
     job: &JobSpec,
     window: WindowPolicy,
-    parts: Receiver<TokenizedPart>,
+    parts: Receiver<FromReader>,
     writer: SyncSender<ToWriter>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<(f64, f64, f64), IndexError> {
@@ -456,8 +455,15 @@ fn compute_parts(
     let closed = || IndexError::Thread("writer");
     loop {
         let waited = Instant::now();
-        let Ok(part) = parts.recv() else { break };
+        let Ok(message) = parts.recv() else { break };
         waiting += waited.elapsed().as_secs_f64();
+        let part = match message {
+            FromReader::Part(part) => *part,
+            FromReader::Skipped { text_bytes } => {
+                on_event(Event::PartSkipped { text_bytes });
+                continue;
+            }
+        };
         writer
             .send(ToWriter::Start(Box::new(TokenizedPartFiles {
                 part: part.part,
