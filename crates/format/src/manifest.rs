@@ -200,6 +200,23 @@ pub struct Counts {
     pub skipped_records: u64,
 }
 
+impl Counts {
+    /// The totals of `parts`, with `skipped_records` bad corpus records.
+    pub fn of_parts(parts: &[PartRecord], skipped_records: u64) -> Self {
+        let mut counts = Counts {
+            skipped_records,
+            ..Counts::default()
+        };
+        for part in parts {
+            counts.documents += part.documents;
+            counts.tokens += part.tokens;
+            counts.nonzeros += part.nonzeros;
+            counts.parts += 1;
+        }
+        counts
+    }
+}
+
 /// Which shard of a sharded job a folder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardRecord {
@@ -310,10 +327,6 @@ impl Manifest {
 
     /// Checks that parts are in order and the counts are their sums.
     pub fn check_consistency(&self) -> Result<(), String> {
-        let mut sum = Counts {
-            skipped_records: self.counts.skipped_records,
-            ..Counts::default()
-        };
         for pair in self.parts.windows(2) {
             if pair[0].part >= pair[1].part {
                 return Err(format!(
@@ -323,10 +336,6 @@ impl Manifest {
             }
         }
         for part in &self.parts {
-            sum.documents += part.documents;
-            sum.tokens += part.tokens;
-            sum.nonzeros += part.nonzeros;
-            sum.parts += 1;
             if part.files.len() != crate::tables::Table::ALL.len() {
                 return Err(format!(
                     "part {} lists {} files",
@@ -345,6 +354,7 @@ impl Manifest {
                 }
             }
         }
+        let sum = Counts::of_parts(&self.parts, self.counts.skipped_records);
         if sum != self.counts {
             return Err(format!(
                 "the counts {:?} are not the sums of the parts {:?}",

@@ -13,9 +13,7 @@
 
 use std::{collections::HashMap, fs::File, path::Path};
 
-use arrow_array::{
-    Array, BooleanArray, Float32Array, LargeStringArray, RecordBatch, StringArray, UInt32Array,
-};
+use arrow_array::{Array, Float32Array, LargeStringArray, RecordBatch, UInt32Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
@@ -192,7 +190,6 @@ fn check_part(
         let doc = column::<UInt32Array>(&batch, "doc");
         let text = column::<LargeStringArray>(&batch, "text");
         let tokens = column::<UInt32Array>(&batch, "tokens");
-        let _ids = column::<StringArray>(&batch, "id");
         for row in 0..batch.num_rows() {
             if doc.value(row) != expected_doc {
                 return Err(fail(
@@ -237,10 +234,6 @@ fn check_part(
         let position = column::<UInt32Array>(&batch, "position");
         let start = column::<UInt32Array>(&batch, "start");
         let end = column::<UInt32Array>(&batch, "end");
-        let _flags = (
-            column::<BooleanArray>(&batch, "special"),
-            column::<BooleanArray>(&batch, "sink"),
-        );
         for row in 0..batch.num_rows() {
             let (d, p) = (doc.value(row), position.value(row));
             let Some(&(_, text_len)) = documents.get(&d) else {

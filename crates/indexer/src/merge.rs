@@ -149,16 +149,7 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
         )));
     }
     let parts: Vec<PartRecord> = parts.into_values().collect();
-    let mut counts = Counts {
-        skipped_records: first.counts.skipped_records,
-        ..Counts::default()
-    };
-    for part in &parts {
-        counts.documents += part.documents;
-        counts.tokens += part.tokens;
-        counts.nonzeros += part.nonzeros;
-        counts.parts += 1;
-    }
+    let counts = Counts::of_parts(&parts, first.counts.skipped_records);
     timings.insert("merge_s".into(), started.elapsed().as_secs_f64());
     let manifest = Manifest {
         shard: None,

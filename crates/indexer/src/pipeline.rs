@@ -35,7 +35,7 @@ use saeidx_sae::sae::Sae;
 use crate::{
     IndexError,
     parts::{Part, Partitioner, Shard},
-    workdir::{WorkDir, is_up_to_date},
+    workdir::WorkDir,
 };
 
 /// Tokenized parts the reader may prepare ahead of the compute thread.
@@ -189,9 +189,13 @@ pub fn run(
         count: shard.count,
     });
     let destination = shard_destination(destination, shard);
-    if is_up_to_date(&destination, job, shard_record) {
+    let existing = Manifest::read(&destination).ok();
+    if let Some(existing) = existing.as_ref()
+        && existing.job == *job
+        && existing.shard == shard_record
+    {
         return Ok(RunSummary {
-            manifest: Manifest::read(&destination)?,
+            manifest: existing.clone(),
             destination,
             computed_parts: 0,
             resumed_parts: 0,
@@ -199,7 +203,7 @@ pub fn run(
         });
     }
     if !options.replace
-        && let Ok(existing) = Manifest::read(&destination)
+        && let Some(existing) = existing
     {
         return Err(IndexError::OtherJob {
             path: destination.clone(),
@@ -262,16 +266,7 @@ pub fn run(
         });
     }
     let parts: Vec<PartRecord> = parts.into_values().collect();
-    let mut counts = Counts {
-        skipped_records: totals.skipped,
-        ..Counts::default()
-    };
-    for part in &parts {
-        counts.documents += part.documents;
-        counts.tokens += part.tokens;
-        counts.nonzeros += part.nonzeros;
-        counts.parts += 1;
-    }
+    let counts = Counts::of_parts(&parts, totals.skipped);
     if shard == Shard::WHOLE && counts.documents != totals.documents {
         return Err(IndexError::Corrupt {
             path: work.path().to_path_buf(),
@@ -528,7 +523,8 @@ fn write_parts(
 ) -> Result<(Vec<PartRecord>, f64), IndexError> {
     let mut records = Vec::new();
     let mut seconds = 0.0;
-    let mut open: Option<(TokenizedPartFiles, [TableWriter; 3])> = None;
+    // The open part: its number, first document, document count and writers.
+    let mut open: Option<(u32, u32, u64, [TableWriter; 3])> = None;
     for message in rows {
         let started = Instant::now();
         match message {
@@ -540,27 +536,29 @@ fn write_parts(
                     create(Table::Tokens)?,
                     create(Table::Activations)?,
                 ];
-                writers[0].write_documents(files.documents.clone())?;
-                writers[1].write_tokens(files.tokens.clone())?;
-                open = Some((*files, writers));
+                let TokenizedPartFiles {
+                    part,
+                    first_doc,
+                    documents,
+                    tokens,
+                } = *files;
+                let document_count = documents.doc.len() as u64;
+                writers[0].write_documents(documents)?;
+                writers[1].write_tokens(tokens)?;
+                open = Some((part, first_doc, document_count, writers));
             }
             ToWriter::Rows(batch) => {
-                if let Some((_, writers)) = open.as_mut()
+                if let Some((_, _, _, writers)) = open.as_mut()
                     && !batch.is_empty()
                 {
                     writers[2].write_activations(batch)?;
                 }
             }
             ToWriter::End => {
-                if let Some((files, writers)) = open.take() {
+                if let Some((part, first_doc, document_count, writers)) = open.take() {
                     let [documents, tokens, activations] = writers;
                     let rows = [documents.finish()?, tokens.finish()?, activations.finish()?];
-                    records.push(work.complete_part(
-                        files.part,
-                        files.first_doc,
-                        rows,
-                        files.documents.doc.len() as u64,
-                    )?);
+                    records.push(work.complete_part(part, first_doc, rows, document_count)?);
                 }
             }
         }

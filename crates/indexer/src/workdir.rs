@@ -25,7 +25,7 @@ use std::{
 use saeidx_format::{
     atomic,
     checksum::sha256_file,
-    manifest::{FileRecord, JobSpec, MANIFEST_FILE, Manifest, PartRecord, ShardRecord},
+    manifest::{FileRecord, JobSpec, Manifest, PartRecord, ShardRecord},
     tables::Table,
 };
 use serde::{Deserialize, Serialize};
@@ -215,13 +215,6 @@ pub fn work_path(destination: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "index".into());
     destination.with_file_name(format!(".{name}.partial"))
-}
-
-/// Whether `destination` already holds a finished index of exactly this job.
-pub fn is_up_to_date(destination: &Path, job: &JobSpec, shard: Option<ShardRecord>) -> bool {
-    destination.join(MANIFEST_FILE).exists()
-        && Manifest::read(destination)
-            .is_ok_and(|manifest| manifest.job == *job && manifest.shard == shard)
 }
 
 /// Names the first top-level difference between two jobs, for error messages.
