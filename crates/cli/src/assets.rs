@@ -15,8 +15,9 @@ use crate::{AssetsDir, Output, print_json};
 
 #[derive(Subcommand)]
 pub enum AssetsCommand {
-    /// Make sure the default model (HF cache) and corpus exist and are intact; fetch,
-    /// verify and convert whatever is missing. Safe to run repeatedly.
+    /// Make sure the default model's GGUF, the converted model (HF cache) and the corpus
+    /// exist and are intact; fetch, verify and convert whatever is missing. Safe to run
+    /// repeatedly.
     #[command(
         after_help = "Example:\n  saeidx assets prepare\n  HF_HOME=/data/hf saeidx assets prepare --json"
     )]
@@ -67,6 +68,10 @@ pub fn run(command: AssetsCommand) -> anyhow::Result<()> {
             };
             if output.json {
                 print_json(&json!({
+                    "gguf": {
+                        "path": prepared.gguf,
+                        "status": describe(&prepared.gguf_outcome),
+                    },
                     "model": {
                         "repo_id": defaults::DEFAULT_MODEL_REPO,
                         "commit": prepared.model.commit,
@@ -79,6 +84,11 @@ pub fn run(command: AssetsCommand) -> anyhow::Result<()> {
                     },
                 }))
             } else {
+                println!(
+                    "gguf    {} ({})",
+                    prepared.gguf.display(),
+                    describe(&prepared.gguf_outcome)
+                );
                 println!(
                     "model   {} ({}) {}",
                     defaults::DEFAULT_MODEL_REPO,
