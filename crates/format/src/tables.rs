@@ -12,11 +12,14 @@
 //!
 //! `doc` is the document's number in corpus order (the same in every table);
 //! `start..end` is the token's byte range in its document's text. Activations are sorted
-//! by (doc, position, feature): the order the batch stage produces them, which makes
-//! `doc` and `position` nearly free to store and keeps each part a contiguous range of
-//! documents; feature-major access is the query index's job. Values are rounded to
-//! half-precision's 11 significant bits (kept in f32, so no range limit) and stored with
-//! Parquet's `BYTE_STREAM_SPLIT` encoding, whose zeroed low bytes zstd then removes.
+//! by (doc, position), the order the batch stage produces them, and within a token by
+//! [`feature_sort_key`] (features ascending at even positions, descending at odd ones).
+//! That makes `doc` and `position` nearly free to store, keeps feature deltas small and
+//! keeps each part a contiguous range of documents; feature-major access is the query
+//! index's job. Values are rounded to half-precision's 11 significant bits (kept in
+//! f32, so no range limit) and stored with Parquet's `BYTE_STREAM_SPLIT` encoding, whose
+//! zeroed low bytes zstd then removes. Every encoding is one that DuckDB, Polars and
+//! pyarrow read (DuckDB 1.4 reads `BYTE_STREAM_SPLIT` only for floats).
 
 use std::{fs::File, path::Path, sync::Arc};
 
@@ -92,25 +95,50 @@ impl Table {
 
     fn writer_properties(self) -> WriterProperties {
         let builder = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(zstd_level()))
+            .set_compression(Compression::ZSTD(zstd_level(TABLE_ZSTD_LEVEL)))
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            // One page per megabyte rather than per 20,000 rows (the writer's default):
+            // small pages made zstd share one entropy table across a page's byte streams.
+            .set_data_page_row_count_limit(ROW_GROUP_ROWS)
             .set_created_by(concat!("saeidx ", env!("CARGO_PKG_VERSION")).into());
         match self {
-            Table::Activations => builder
-                .set_column_dictionary_enabled(ColumnPath::from("feature"), false)
-                .set_column_encoding(ColumnPath::from("feature"), Encoding::DELTA_BINARY_PACKED)
-                .set_column_dictionary_enabled(ColumnPath::from("value"), false)
-                .set_column_encoding(ColumnPath::from("value"), Encoding::BYTE_STREAM_SPLIT)
-                .build(),
+            Table::Activations => {
+                let delta = |builder: parquet::file::properties::WriterPropertiesBuilder,
+                             column: &str| {
+                    builder
+                        .set_column_dictionary_enabled(ColumnPath::from(column), false)
+                        .set_column_encoding(
+                            ColumnPath::from(column),
+                            Encoding::DELTA_BINARY_PACKED,
+                        )
+                };
+                let builder = delta(delta(delta(builder, "doc"), "position"), "feature");
+                builder
+                    .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+                    .set_column_encoding(ColumnPath::from("value"), Encoding::BYTE_STREAM_SPLIT)
+                    .set_column_compression(
+                        ColumnPath::from("value"),
+                        Compression::ZSTD(zstd_level(VALUE_ZSTD_LEVEL)),
+                    )
+                    .build()
+            }
             _ => builder.build(),
         }
     }
 }
 
-/// zstd level of every table (3: zstd's default; higher levels bought little here).
-fn zstd_level() -> ZstdLevel {
-    ZstdLevel::try_new(3).unwrap_or_default()
+/// zstd level of every column but the activation values (3: zstd's default; higher
+/// levels bought little on them).
+const TABLE_ZSTD_LEVEL: i32 = 3;
+
+/// zstd level of the activation values: at 19 their byte streams shrink ~7% more than at
+/// 3 (measured on the default index: 1.53 vs 1.65 B/value), at ~400k values/s for the
+/// writer thread, far above what the model produces on a CPU.
+const VALUE_ZSTD_LEVEL: i32 = 19;
+
+fn zstd_level(level: i32) -> ZstdLevel {
+    ZstdLevel::try_new(level).unwrap_or_default()
 }
 
 /// Rows per Parquet row group: large enough for good compression, small enough that
@@ -176,7 +204,38 @@ pub struct ActivationRows {
     pub value: Vec<f32>,
 }
 
+/// Where a feature's row sorts among its token's rows: feature ids ascend at even
+/// positions and descend at odd ones. Consecutive ids then stay close across token
+/// boundaries too, so the `DELTA_BINARY_PACKED` feature column needs no wide deltas for
+/// the jump back at each new token (measured on the default index: 1.44 instead of 1.68
+/// bytes per row).
+pub fn feature_sort_key(position: u32, feature: u32) -> u32 {
+    if position % 2 == 0 {
+        feature
+    } else {
+        u32::MAX - feature
+    }
+}
+
 impl ActivationRows {
+    /// Appends one token's active `(feature, value)` pairs in the table's row order
+    /// ([`feature_sort_key`]); tokens must come in (doc, position) order.
+    pub fn push_token(
+        &mut self,
+        doc: u32,
+        position: u32,
+        active: impl IntoIterator<Item = (u32, f32)>,
+    ) {
+        let mut active: Vec<(u32, f32)> = active.into_iter().collect();
+        active.sort_by_key(|&(feature, _)| feature_sort_key(position, feature));
+        for (feature, value) in active {
+            self.doc.push(doc);
+            self.position.push(position);
+            self.feature.push(feature);
+            self.value.push(value);
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.doc.len()
@@ -390,6 +449,88 @@ mod tests {
                 .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
                 .collect();
             assert_eq!(fields, actual, "{path}");
+        }
+    }
+
+    /// The compression and encodings `schemas/index/*.arrow.json` name are the writer's,
+    /// and a written part really uses them.
+    #[test]
+    fn schemas_folder_names_the_encodings_and_compression() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let dir = tempfile::tempdir().unwrap();
+        for table in Table::ALL {
+            let path = format!(
+                "{}/../../schemas/index/{}.arrow.json",
+                env!("CARGO_MANIFEST_DIR"),
+                table.dir()
+            );
+            let described: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let properties = table.writer_properties();
+            let file = dir.path().join(format!("{}.parquet", table.dir()));
+            let mut writer = TableWriter::create(table, &file).unwrap();
+            match table {
+                Table::Documents => writer.write_documents(DocumentRows {
+                    doc: vec![0, 1],
+                    id: vec!["a".into(), "b".into()],
+                    source: vec!["s".into(), "s".into()],
+                    text: vec!["x".into(), "y".into()],
+                    tokens: vec![1, 1],
+                }),
+                Table::Tokens => writer.write_tokens(TokenRows {
+                    doc: vec![0, 1],
+                    position: vec![0, 0],
+                    token: vec![5, 6],
+                    start: vec![0, 0],
+                    end: vec![1, 1],
+                    special: vec![false, false],
+                    sink: vec![true, true],
+                }),
+                Table::Activations => {
+                    let mut rows = ActivationRows::default();
+                    rows.push_token(0, 0, [(3, 1.0), (1, 2.0)]);
+                    rows.push_token(0, 1, [(3, 1.0), (1, 2.0)]);
+                    assert_eq!(rows.feature, [1, 3, 3, 1]);
+                    assert_eq!(rows.value, [2.0, 1.0, 1.0, 2.0]);
+                    writer.write_activations(rows)
+                }
+            }
+            .unwrap();
+            writer.finish().unwrap();
+            let reader = SerializedFileReader::new(File::open(&file).unwrap()).unwrap();
+            let group = reader.metadata().row_group(0);
+            for (index, field) in table.schema().fields().iter().enumerate() {
+                let column = ColumnPath::from(field.name().as_str());
+                let compression = &described["compression"];
+                let level = compression[field.name().as_str()]
+                    .as_str()
+                    .or(compression["default"].as_str())
+                    .unwrap();
+                let Compression::ZSTD(actual) = properties.compression(&column) else {
+                    panic!("{path}: {} is not zstd", field.name());
+                };
+                assert_eq!(
+                    level,
+                    format!("zstd({})", actual.compression_level()),
+                    "{path}"
+                );
+                let chunk = group.column(index);
+                assert!(
+                    matches!(chunk.compression(), Compression::ZSTD(_)),
+                    "{path}"
+                );
+                if let Some(named) = described["encodings"][field.name().as_str()].as_str() {
+                    let encoding: Encoding = named.parse().unwrap();
+                    assert_eq!(properties.encoding(&column), Some(encoding), "{path}");
+                    assert!(
+                        chunk.encodings().any(|used| used == encoding),
+                        "{path}: {} does not use {named}",
+                        field.name()
+                    );
+                    assert!(!properties.dictionary_enabled(&column), "{path}");
+                }
+            }
         }
     }
 

@@ -8,7 +8,8 @@
 //! 3. Every Parquet file: the table's exact Arrow schema and the recorded row count.
 //! 4. Every row: documents numbered consecutively from the part's first document, token
 //!    positions consecutive per document with byte ranges inside the text, token counts
-//!    matching, activations sorted by (doc, position, feature) with positions inside
+//!    matching, activations in the table's row order (doc, position, then
+//!    [`feature_sort_key`](crate::tables::feature_sort_key)) with positions inside
 //!    their document, feature ids below the SAE width and values finite and positive.
 
 use std::{collections::HashMap, fs::File, path::Path};
@@ -19,7 +20,7 @@ use serde::Serialize;
 
 use crate::{
     manifest::{Manifest, ManifestError, PartRecord},
-    tables::Table,
+    tables::{Table, feature_sort_key},
 };
 
 /// Why an index failed verification.
@@ -56,56 +57,74 @@ pub struct VerifyReport {
 /// Verifies the index in `dir`; the first problem found is the error.
 pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), VerifyError> {
     let manifest = Manifest::read(dir)?;
-    let corrupt = |path: &Path, reason: String| VerifyError::Corrupt {
-        path: path.to_path_buf(),
+    check_job(dir, &manifest)?;
+    let mut report = VerifyReport::default();
+    for part in &manifest.parts {
+        read_part(dir, part, manifest.job.sae.d_sae, &mut report)?;
+    }
+    Ok((manifest, report))
+}
+
+/// Checks that the manifest's job is coherent: the SAE fits the model, the hook is a
+/// layer of the model, the window rule is valid.
+pub fn check_job(dir: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
+    let corrupt = |reason: String| VerifyError::Corrupt {
+        path: dir.to_path_buf(),
         reason,
     };
     let job = &manifest.job;
     if job.sae.d_in != job.model.hidden_size {
-        return Err(corrupt(
-            dir,
-            format!(
-                "the SAE's input width {} is not the model's hidden size {}",
-                job.sae.d_in, job.model.hidden_size
-            ),
-        ));
+        return Err(corrupt(format!(
+            "the SAE's input width {} is not the model's hidden size {}",
+            job.sae.d_in, job.model.hidden_size
+        )));
     }
-    let layer = hook_layer(&job.hook).ok_or_else(|| {
-        corrupt(
-            dir,
-            format!("hook {:?} is not a saeidx hook name", job.hook),
-        )
-    })?;
+    let layer = hook_layer(&job.hook)
+        .ok_or_else(|| corrupt(format!("hook {:?} is not a saeidx hook name", job.hook)))?;
     if layer >= job.model.num_layers {
-        return Err(corrupt(
-            dir,
-            format!(
-                "hook {} is past the model's {} layers",
-                job.hook, job.model.num_layers
-            ),
-        ));
+        return Err(corrupt(format!(
+            "hook {} is past the model's {} layers",
+            job.hook, job.model.num_layers
+        )));
     }
     if job.window.length == 0 || job.window.overlap >= job.window.length {
-        return Err(corrupt(
-            dir,
-            format!("invalid window rule {:?}", job.window),
-        ));
+        return Err(corrupt(format!("invalid window rule {:?}", job.window)));
     }
-    let mut report = VerifyReport::default();
-    for part in &manifest.parts {
-        for file in &part.files {
-            if !file.matches(dir) {
-                return Err(corrupt(
-                    &dir.join(&file.path),
-                    "missing, or its size or SHA-256 differs from the manifest (the file is damaged or was replaced)".into(),
-                ));
-            }
-            report.files += 1;
-            report.bytes += file.bytes;
+    Ok(())
+}
+
+/// One part's three tables, read whole after every check of [`read_part`] passed.
+#[derive(Debug, Clone)]
+pub struct PartTables {
+    /// `documents` rows.
+    pub documents: Vec<RecordBatch>,
+    /// `tokens` rows.
+    pub tokens: Vec<RecordBatch>,
+    /// `activations` rows.
+    pub activations: Vec<RecordBatch>,
+}
+
+/// Reads one part of the index in `dir` and checks it completely: file sizes and
+/// SHA-256 against the manifest, schemas, row counts, document numbering, token
+/// positions and byte ranges, activation order, feature ids below `d_sae` and values.
+/// `report` accumulates what was checked.
+pub fn read_part(
+    dir: &Path,
+    part: &PartRecord,
+    d_sae: usize,
+    report: &mut VerifyReport,
+) -> Result<PartTables, VerifyError> {
+    for file in &part.files {
+        if !file.matches(dir) {
+            return Err(VerifyError::Corrupt {
+                path: dir.join(&file.path),
+                reason: "missing, or its size or SHA-256 differs from the manifest (the file is damaged or was replaced)".into(),
+            });
         }
-        check_part(dir, part, job.sae.d_sae, &mut report)?;
+        report.files += 1;
+        report.bytes += file.bytes;
     }
-    Ok((manifest, report))
+    check_part(dir, part, d_sae, report)
 }
 
 /// The layer of a canonical hook name (`blocks.L.hook_...`).
@@ -178,7 +197,7 @@ fn check_part(
     part: &PartRecord,
     d_sae: usize,
     report: &mut VerifyReport,
-) -> Result<(), VerifyError> {
+) -> Result<PartTables, VerifyError> {
     let fail = |table: Table, reason: String| VerifyError::Corrupt {
         path: dir.join(table.part_path(part.part)),
         reason,
@@ -186,7 +205,8 @@ fn check_part(
     // Documents: consecutive numbers from first_doc; remember token counts and lengths.
     let mut documents: HashMap<u32, (u32, usize)> = HashMap::new();
     let mut expected_doc = part.first_doc;
-    for batch in read_table(dir, Table::Documents, part)? {
+    let document_batches = read_table(dir, Table::Documents, part)?;
+    for batch in &document_batches {
         let doc = column::<UInt32Array>(&batch, "doc");
         let text = column::<LargeStringArray>(&batch, "text");
         let tokens = column::<UInt32Array>(&batch, "tokens");
@@ -229,7 +249,8 @@ fn check_part(
         Ok(())
     };
     let mut token_docs = 0usize;
-    for batch in read_table(dir, Table::Tokens, part)? {
+    let token_batches = read_table(dir, Table::Tokens, part)?;
+    for batch in &token_batches {
         let doc = column::<UInt32Array>(&batch, "doc");
         let position = column::<UInt32Array>(&batch, "position");
         let start = column::<UInt32Array>(&batch, "start");
@@ -289,7 +310,8 @@ fn check_part(
     }
     // Activations: sorted, inside documents, valid features and values.
     let mut last: Option<(u32, u32, u32)> = None;
-    for batch in read_table(dir, Table::Activations, part)? {
+    let activation_batches = read_table(dir, Table::Activations, part)?;
+    for batch in &activation_batches {
         let doc = column::<UInt32Array>(&batch, "doc");
         let position = column::<UInt32Array>(&batch, "position");
         let feature = column::<UInt32Array>(&batch, "feature");
@@ -299,13 +321,17 @@ fn check_part(
         }
         for row in 0..batch.num_rows() {
             let key = (doc.value(row), position.value(row), feature.value(row));
-            if last.is_some_and(|last| last >= key) {
+            let order = (key.0, key.1, feature_sort_key(key.1, key.2));
+            if last.is_some_and(|last| last >= order) {
                 return Err(fail(
                     Table::Activations,
-                    format!("row {key:?} is out of (doc, position, feature) order"),
+                    format!(
+                        "row {key:?} is out of order (doc, position, then features \
+                         ascending at even positions and descending at odd ones)"
+                    ),
                 ));
             }
-            last = Some(key);
+            last = Some(order);
             let Some(&(count, _)) = documents.get(&key.0) else {
                 return Err(fail(
                     Table::Activations,
@@ -338,5 +364,9 @@ fn check_part(
         }
     }
     report.documents += part.documents;
-    Ok(())
+    Ok(PartTables {
+        documents: document_batches,
+        tokens: token_batches,
+        activations: activation_batches,
+    })
 }

@@ -492,12 +492,7 @@ fn compute_parts(
                 let codes = engine.sae.encode(&x)?;
                 let mut rows = ActivationRows::default();
                 for t in 0..n {
-                    for (feature, value) in codes.token(t) {
-                        rows.doc.push(extracted.document[t]);
-                        rows.position.push(extracted.position[t]);
-                        rows.feature.push(feature);
-                        rows.value.push(value);
-                    }
+                    rows.push_token(extracted.document[t], extracted.position[t], codes.token(t));
                 }
                 rows
             };
