@@ -210,7 +210,7 @@ pub struct ActivationRows {
 /// the jump back at each new token (measured on the default index: 1.44 instead of 1.68
 /// bytes per row).
 pub fn feature_sort_key(position: u32, feature: u32) -> u32 {
-    if position % 2 == 0 {
+    if position.is_multiple_of(2) {
         feature
     } else {
         u32::MAX - feature

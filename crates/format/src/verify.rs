@@ -207,9 +207,9 @@ fn check_part(
     let mut expected_doc = part.first_doc;
     let document_batches = read_table(dir, Table::Documents, part)?;
     for batch in &document_batches {
-        let doc = column::<UInt32Array>(&batch, "doc");
-        let text = column::<LargeStringArray>(&batch, "text");
-        let tokens = column::<UInt32Array>(&batch, "tokens");
+        let doc = column::<UInt32Array>(batch, "doc");
+        let text = column::<LargeStringArray>(batch, "text");
+        let tokens = column::<UInt32Array>(batch, "tokens");
         for row in 0..batch.num_rows() {
             if doc.value(row) != expected_doc {
                 return Err(fail(
@@ -251,10 +251,10 @@ fn check_part(
     let mut token_docs = 0usize;
     let token_batches = read_table(dir, Table::Tokens, part)?;
     for batch in &token_batches {
-        let doc = column::<UInt32Array>(&batch, "doc");
-        let position = column::<UInt32Array>(&batch, "position");
-        let start = column::<UInt32Array>(&batch, "start");
-        let end = column::<UInt32Array>(&batch, "end");
+        let doc = column::<UInt32Array>(batch, "doc");
+        let position = column::<UInt32Array>(batch, "position");
+        let start = column::<UInt32Array>(batch, "start");
+        let end = column::<UInt32Array>(batch, "end");
         for row in 0..batch.num_rows() {
             let (d, p) = (doc.value(row), position.value(row));
             let Some(&(_, text_len)) = documents.get(&d) else {
@@ -312,10 +312,10 @@ fn check_part(
     let mut last: Option<(u32, u32, u32)> = None;
     let activation_batches = read_table(dir, Table::Activations, part)?;
     for batch in &activation_batches {
-        let doc = column::<UInt32Array>(&batch, "doc");
-        let position = column::<UInt32Array>(&batch, "position");
-        let feature = column::<UInt32Array>(&batch, "feature");
-        let value = column::<Float32Array>(&batch, "value");
+        let doc = column::<UInt32Array>(batch, "doc");
+        let position = column::<UInt32Array>(batch, "position");
+        let feature = column::<UInt32Array>(batch, "feature");
+        let value = column::<Float32Array>(batch, "value");
         if value.null_count() > 0 {
             return Err(fail(Table::Activations, "null values".into()));
         }
