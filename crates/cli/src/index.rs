@@ -235,11 +235,18 @@ pub struct VerifyArgs {
 /// `saeidx verify`.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let (manifest, report): (Manifest, _) = index_verify::verify(&args.index)?;
+    // The query files, when present, are checked chunk by chunk.
+    let query_bytes = match saeidx_query::QueryIndex::open(&args.index) {
+        Ok(index) => Some(index.verify_all()?),
+        Err(saeidx_query::QueryError::NotBuilt { .. }) => None,
+        Err(error) => return Err(error.into()),
+    };
     if args.output_format.json {
         return print_json(&json!({
             "index": args.index,
             "ok": true,
             "checked": report,
+            "query_bytes": query_bytes,
             "model": manifest.job.model.source,
             "sae": manifest.job.sae.source,
             "hook": manifest.job.hook,
@@ -259,5 +266,12 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         manifest.job.sae.d_sae,
         manifest.job.hook
     );
+    match query_bytes {
+        Some(bytes) => println!("query files intact ({:.1} MB)", bytes as f64 / 1e6),
+        None => println!(
+            "no query files: run `saeidx query build {}` to query it",
+            args.index.display()
+        ),
+    }
     Ok(())
 }

@@ -16,6 +16,7 @@ mod activations;
 mod assets;
 mod index;
 mod model;
+mod query;
 mod sae;
 
 /// Index SAE feature activations of a corpus once; query them in milliseconds.
@@ -49,8 +50,25 @@ enum Command {
     Run(index::RunArgs),
     /// Merge the shard folders of a sharded job into one index.
     Merge(index::MergeArgs),
-    /// Check an index folder against its manifest (checksums, schemas, counts, rows).
+    /// Check an index folder against its manifest (checksums, schemas, counts, rows)
+    /// and its query files against their checksums.
     Verify(index::VerifyArgs),
+    /// Which texts make a feature fire most strongly (from the index).
+    TopTexts(query::TopTextsArgs),
+    /// Which features fire most strongly on a document of the index or on a new text.
+    TopFeatures(query::TopFeaturesArgs),
+    /// Everything about one feature: statistics, histogram, examples, neighbours, label.
+    Feature(query::FeatureArgs),
+    /// Random live features with their top examples (feature discovery).
+    Sample(query::SampleArgs),
+    /// An index's counts, model, SAE and live/dead features.
+    Info(query::InfoArgs),
+    /// The query files of an index (`build`).
+    #[command(subcommand)]
+    Query(query::QueryCommand),
+    /// The feature registry stored with an index (labels, mlxterp's sae_features.json).
+    #[command(subcommand)]
+    Labels(query::LabelsCommand),
 }
 
 /// Output options shared by every command.
@@ -101,6 +119,12 @@ impl AssetsDir {
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when the reader goes away (`saeidx ... | head`):
+    // end quietly on SIGPIPE instead of panicking on a failed print.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -118,6 +142,13 @@ fn main() -> ExitCode {
         Command::Run(args) => index::run(args),
         Command::Merge(args) => index::merge(args),
         Command::Verify(args) => index::verify(args),
+        Command::TopTexts(args) => query::top_texts(args),
+        Command::TopFeatures(args) => query::top_features(args),
+        Command::Feature(args) => query::feature(args),
+        Command::Sample(args) => query::sample(args),
+        Command::Info(args) => query::info(args),
+        Command::Query(command) => query::query(command),
+        Command::Labels(command) => query::labels(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod job;
+pub mod live;
 pub mod merge;
 pub mod parts;
 pub mod pipeline;
@@ -50,6 +51,9 @@ pub enum IndexError {
     /// An index failed verification.
     #[error(transparent)]
     Verify(#[from] saeidx_format::verify::VerifyError),
+    /// The query files could not be built.
+    #[error(transparent)]
+    Query(#[from] saeidx_query::QueryError),
     /// File I/O.
     #[error("{path}: {source}")]
     Io {

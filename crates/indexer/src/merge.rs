@@ -160,6 +160,7 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
     };
     manifest.check_consistency().map_err(IndexError::Merge)?;
     manifest.write(staged.path())?;
+    saeidx_query::build(staged.path())?;
     staged.publish()?;
     Ok(manifest)
 }

@@ -5,7 +5,8 @@
 //!    (documents in parallel with rayon).
 //! 2. **Compute** (the calling thread, which owns the MLX model): windows and batches
 //!    each part's documents, runs the model to the hook, encodes with the SAE, and turns
-//!    codes into rows sorted by (doc, position, feature).
+//!    codes into rows in the activations table's order (doc, position, then
+//!    `feature_sort_key`).
 //! 3. **Writer**: writes the part's three Parquet files (encoding and zstd happen here,
 //!    overlapping the next batch's compute), flushes, renames and records the part.
 //!
@@ -370,17 +371,7 @@ fn tokenize_part(
     let encoded: Vec<_> = part
         .documents
         .par_iter()
-        .map(|numbered| {
-            let mut tokens = tokenizer.encode(&numbered.document.text)?;
-            if let Some(bos) = prepend_bos
-                && tokens.ids.first() != Some(&bos)
-            {
-                tokens.ids.insert(0, bos);
-                tokens.spans.insert(0, 0..0);
-                tokens.special.insert(0, true);
-            }
-            Ok::<_, CorpusError>(tokens)
-        })
+        .map(|numbered| encode_document(tokenizer, &numbered.document.text, prepend_bos))
         .collect::<Result<_, _>>()?;
     let mut document_rows = DocumentRows::default();
     let mut token_rows = TokenRows::default();
@@ -424,10 +415,28 @@ fn tokenize_part(
     })
 }
 
+/// Tokenizes one document as the index job does: the tokenizer's own output, with
+/// `prepend_bos` put first when the document does not already start with it.
+pub(crate) fn encode_document(
+    tokenizer: &TextTokenizer,
+    text: &str,
+    prepend_bos: Option<u32>,
+) -> Result<saeidx_corpus::tokenizer::Tokens, CorpusError> {
+    let mut tokens = tokenizer.encode(text)?;
+    if let Some(bos) = prepend_bos
+        && tokens.ids.first() != Some(&bos)
+    {
+        tokens.ids.insert(0, bos);
+        tokens.spans.insert(0, 0..0);
+        tokens.special.insert(0, true);
+    }
+    Ok(tokens)
+}
+
 /// Positions of a document whose activations come from the first position of a window
 /// (attention sinks): the document's first token, and with no overlap every window
 /// start.
-fn sink_positions(window: WindowPolicy, tokens: usize) -> Vec<usize> {
+pub(crate) fn sink_positions(window: WindowPolicy, tokens: usize) -> Vec<usize> {
     window
         .windows(tokens)
         .iter()

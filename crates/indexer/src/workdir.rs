@@ -196,10 +196,14 @@ impl WorkDir {
         Ok(record)
     }
 
-    /// Writes the manifest, removes the bookkeeping and publishes the folder at the
-    /// destination (replacing what was there in one atomic rename).
+    /// Writes the manifest, builds the query files (for a whole index, not a shard),
+    /// removes the bookkeeping and publishes the folder at the destination (replacing
+    /// what was there in one atomic rename).
     pub fn publish(self, manifest: &Manifest) -> Result<PathBuf, IndexError> {
         manifest.write(&self.path)?;
+        if manifest.shard.is_none() {
+            saeidx_query::build(&self.path)?;
+        }
         fs::remove_file(self.path.join(JOB_FILE)).map_err(IndexError::io(&self.path))?;
         let parts = self.path.join(PARTS_DIR);
         fs::remove_dir_all(&parts).map_err(IndexError::io(&parts))?;

@@ -1,0 +1,231 @@
+//! Synthetic indexes: complete, valid index folders with random documents and sparse
+//! codes drawn from a given feature-frequency distribution, written through the same
+//! table writer and manifest as a real run. Tests use small ones to check answers
+//! against brute force; the query benchmark uses a large one shaped like the default
+//! SAE's measured feature frequencies. Nothing here runs a model; the manifest says so.
+
+use std::{collections::BTreeMap, path::Path};
+
+use rand::{
+    RngExt, SeedableRng, distr::Distribution, distr::weighted::WeightedIndex, rngs::StdRng,
+};
+
+use crate::{
+    checksum::sha256_file,
+    manifest::{
+        CorpusRecord, Counts, FORMAT_NAME, FORMAT_VERSION, FileRecord, JobSpec, Manifest,
+        ModelRecord, PartRecord, SaeRecord, TokenizerRecord, WindowRecord,
+    },
+    tables::{ActivationRows, DocumentRows, Table, TableError, TableWriter, TokenRows},
+};
+
+/// The shape of a synthetic index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticSpec {
+    /// Documents.
+    pub documents: usize,
+    /// Tokens per document, drawn uniformly from this range (inclusive).
+    pub tokens_per_document: (usize, usize),
+    /// Documents per part.
+    pub documents_per_part: usize,
+    /// Relative frequency of each feature (its length is the SAE width); a zero weight
+    /// makes a dead feature.
+    pub feature_weights: Vec<f64>,
+    /// Active features per token (at most; fewer when the live features run out).
+    pub k: usize,
+    /// Distinct activation values are multiples of this step (a coarse step makes ties).
+    pub value_step: f32,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// Why a synthetic index could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SyntheticError {
+    /// A table.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// The manifest or a folder.
+    #[error(transparent)]
+    Write(#[from] crate::atomic::AtomicWriteError),
+    /// Hashing a file.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The spec.
+    #[error("invalid synthetic spec: {0}")]
+    Spec(String),
+}
+
+/// Words the synthetic texts are made of (some multi-byte, some with newlines).
+const WORDS: [&str; 12] = [
+    "the", "state", "union", "Congress", "naïve", "日本", "tax", "peace", "war\n", "é", "—",
+    "trade",
+];
+
+/// Writes a synthetic index into the (new or empty) folder `dir` and returns its
+/// manifest. Each document starts with a BOS-like special token (empty span) that is
+/// also the attention sink; every other token is one word of the text.
+pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifest, SyntheticError> {
+    let d_sae = spec.feature_weights.len();
+    if d_sae == 0
+        || spec.documents_per_part == 0
+        || spec.tokens_per_document.0 > spec.tokens_per_document.1
+    {
+        return Err(SyntheticError::Spec(format!("{spec:?}")));
+    }
+    let live: Vec<usize> = (0..d_sae)
+        .filter(|f| spec.feature_weights[*f] > 0.0)
+        .collect();
+    let sampler = if live.is_empty() {
+        None
+    } else {
+        Some(
+            WeightedIndex::new(live.iter().map(|f| spec.feature_weights[*f]))
+                .map_err(|e| SyntheticError::Spec(e.to_string()))?,
+        )
+    };
+    let k = spec.k.min(live.len());
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let mut parts = Vec::new();
+    let mut doc = 0usize;
+    while doc < spec.documents {
+        let part = parts.len() as u32;
+        let first_doc = doc as u32;
+        let mut documents = DocumentRows::default();
+        let mut tokens = TokenRows::default();
+        let mut activations = ActivationRows::default();
+        let end = (doc + spec.documents_per_part).min(spec.documents);
+        for d in doc..end {
+            let count = rng.random_range(spec.tokens_per_document.0..=spec.tokens_per_document.1);
+            let mut text = String::new();
+            for position in 0..count {
+                let (start, end) = if position == 0 {
+                    (0, 0)
+                } else {
+                    if position > 1 {
+                        text.push(' ');
+                    }
+                    let start = text.len();
+                    text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+                    (start, text.len())
+                };
+                tokens.doc.push(d as u32);
+                tokens.position.push(position as u32);
+                tokens.token.push(if position == 0 {
+                    1
+                } else {
+                    100 + rng.random_range(0..1000)
+                });
+                tokens.start.push(start as u32);
+                tokens.end.push(end as u32);
+                tokens.special.push(position == 0);
+                tokens.sink.push(position == 0);
+                let mut chosen: BTreeMap<u32, f32> = BTreeMap::new();
+                if let Some(sampler) = &sampler {
+                    while chosen.len() < k {
+                        let feature = live[sampler.sample(&mut rng)] as u32;
+                        let steps = rng.random_range(1..=40u32);
+                        chosen.insert(feature, steps as f32 * spec.value_step);
+                    }
+                }
+                activations.push_token(d as u32, position as u32, chosen);
+            }
+            documents.doc.push(d as u32);
+            documents.id.push(format!("doc-{d}"));
+            documents.source.push("synthetic.jsonl".into());
+            documents.text.push(text);
+            documents.tokens.push(count as u32);
+        }
+        let record_rows = (
+            documents.doc.len() as u64,
+            tokens.doc.len() as u64,
+            activations.len() as u64,
+        );
+        let mut files = Vec::new();
+        for (table, rows) in [
+            (Table::Documents, record_rows.0),
+            (Table::Tokens, record_rows.1),
+            (Table::Activations, record_rows.2),
+        ] {
+            let relative = table.part_path(part);
+            let path = dir.join(&relative);
+            std::fs::create_dir_all(dir.join(table.dir()))?;
+            let mut writer = TableWriter::create(table, &path)?;
+            match table {
+                Table::Documents => writer.write_documents(std::mem::take(&mut documents))?,
+                Table::Tokens => writer.write_tokens(std::mem::take(&mut tokens))?,
+                Table::Activations => writer.write_activations(std::mem::take(&mut activations))?,
+            }
+            writer.finish()?;
+            files.push(FileRecord {
+                path: relative,
+                bytes: std::fs::metadata(&path)?.len(),
+                sha256: sha256_file(&path)?,
+                rows,
+            });
+        }
+        parts.push(PartRecord {
+            part,
+            first_doc,
+            documents: record_rows.0,
+            tokens: record_rows.1,
+            nonzeros: record_rows.2,
+            files,
+        });
+        doc = end;
+    }
+    let manifest = Manifest {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        saeidx_version: env!("CARGO_PKG_VERSION").into(),
+        job: JobSpec {
+            model: ModelRecord {
+                source: "synthetic (no model ran)".into(),
+                revision: None,
+                commit: None,
+                weights_sha256: String::new(),
+                stored_dtype: "none".into(),
+                compute_dtype: "none".into(),
+                model_type: "synthetic".into(),
+                hidden_size: 16,
+                num_layers: 1,
+            },
+            tokenizer: TokenizerRecord {
+                sha256: String::new(),
+                added_ids: vec![1],
+                policy: "synthetic: token 1 (special, empty span) starts every document".into(),
+            },
+            sae: SaeRecord {
+                source: "synthetic".into(),
+                format: "synthetic".into(),
+                architecture: "topk".into(),
+                sha256: String::new(),
+                d_in: 16,
+                d_sae,
+                rule: format!("synthetic: {k} features per token drawn by frequency"),
+            },
+            hook: "blocks.0.hook_resid_post".into(),
+            window: WindowRecord {
+                length: 1 << 20,
+                overlap: 0,
+            },
+            batch_tokens: 1 << 20,
+            positions: "every token; position 0 is the sink".into(),
+            values: format!("multiples of {}", spec.value_step),
+            corpus: CorpusRecord {
+                sources: vec![format!("synthetic seed {}", spec.seed)],
+                files: Vec::new(),
+                bad_records: "stop".into(),
+                max_documents: None,
+                part_bytes: 0,
+            },
+        },
+        shard: None,
+        corpus_parts: parts.len() as u64,
+        counts: Counts::of_parts(&parts, 0),
+        parts,
+        timings: BTreeMap::new(),
+    };
+    manifest.write(dir)?;
+    Ok(manifest)
+}

@@ -1,0 +1,251 @@
+//! Live analysis: a text that is not in an index goes through the same tokenizer
+//! policy, windows, model, hook and SAE that built the index, so its codes compare with
+//! the index's own (`top-features --text`, and rendering texts).
+
+use std::path::{Path, PathBuf};
+
+use mlx_rs::Array;
+use saeidx_activations::{Batcher, Exclusions, TokenizedDocument, extract};
+use saeidx_corpus::{tokenizer::TextTokenizer, window::WindowPolicy};
+use saeidx_format::{manifest::Manifest, tables::round_to_half_precision};
+use saeidx_model::{
+    checkpoint::Checkpoint,
+    hook::HookPoint,
+    hub::{self, HubSettings, ModelSource},
+    llama::{Llama, WeightStorage},
+};
+use saeidx_sae::{
+    formats::{self, LoadOptions, SaeSource},
+    sae::Sae,
+};
+
+use crate::{
+    IndexError,
+    pipeline::{encode_document, sink_positions},
+};
+
+/// One token of a live text with its codes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveToken {
+    /// Position in the text's tokens.
+    pub position: u32,
+    /// Token id.
+    pub token: u32,
+    /// Byte range of the token in the text.
+    pub span: std::ops::Range<usize>,
+    /// A special token (BOS, ...).
+    pub special: bool,
+    /// An attention-sink position (the first of a model window).
+    pub sink: bool,
+    /// Active features, strongest first (values rounded as the index stores them).
+    pub features: Vec<u32>,
+    /// Their values.
+    pub values: Vec<f32>,
+}
+
+/// The model and SAE an index was built with, loaded for live texts.
+pub struct LiveAnalyzer {
+    llama: Llama,
+    tokenizer: TextTokenizer,
+    hook: HookPoint,
+    sae: Sae,
+    window: WindowPolicy,
+    batch_tokens: usize,
+    prepend_bos: Option<u32>,
+}
+
+/// Where the SAE recorded in a manifest lives: a local folder (as recorded, relative to
+/// the working directory) or `org/repo[/subfolder]@commit` on the Hub.
+fn recorded_sae(source: &str) -> SaeSource {
+    match source.rsplit_once('@') {
+        Some((location, commit)) if !Path::new(source).is_dir() => {
+            SaeSource::parse(location, Some(commit.to_string()))
+        }
+        _ => SaeSource::parse(source, None),
+    }
+}
+
+impl LiveAnalyzer {
+    /// Loads the model and SAE that `manifest` records (or the given replacements) and
+    /// checks that they are byte for byte the ones the index was built with: weights
+    /// SHA-256, tokenizer SHA-256, SAE SHA-256.
+    pub fn for_index(
+        manifest: &Manifest,
+        model: Option<&str>,
+        sae: Option<&Path>,
+        settings: &HubSettings,
+    ) -> Result<Self, IndexError> {
+        let job = &manifest.job;
+        let mismatch = |what: &str, detail: String| IndexError::Job {
+            path: PathBuf::from(what),
+            reason: format!(
+                "{detail}: live answers would not be comparable with the index (pass the {what} the index was built with)"
+            ),
+        };
+        let source = ModelSource::parse(
+            model.unwrap_or(&job.model.source),
+            if model.is_some() {
+                None
+            } else {
+                job.model.commit.clone().or(job.model.revision.clone())
+            },
+        );
+        // The recorded commit is immutable: a complete cached snapshot of it needs no
+        // network (as huggingface_hub does for commit revisions).
+        let cached = HubSettings {
+            offline: true,
+            ..settings.clone()
+        };
+        let files = match hub::resolve(&source, &cached) {
+            Ok(files) => files,
+            Err(_) => hub::resolve(&source, settings)?,
+        };
+        if files.weights_sha256()? != job.model.weights_sha256 {
+            return Err(mismatch(
+                "model",
+                "its weights differ from the index's".into(),
+            ));
+        }
+        let tokenizer_sha = saeidx_format::checksum::sha256_file(&files.tokenizer)
+            .map_err(IndexError::io(&files.tokenizer))?;
+        if tokenizer_sha != job.tokenizer.sha256 {
+            return Err(mismatch(
+                "model",
+                "its tokenizer differs from the index's".into(),
+            ));
+        }
+        let hook = HookPoint::parse(&job.hook, None).map_err(saeidx_model::ModelError::from)?;
+        let checkpoint = Checkpoint::load(files.clone())?;
+        let llama = Llama::from_checkpoint(
+            checkpoint,
+            Some(hook.layer),
+            WeightStorage::for_default_device(),
+        )?;
+        let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
+        let sae_source = match sae {
+            Some(path) => SaeSource::Local(path.to_path_buf()),
+            None => recorded_sae(&job.sae.source),
+        };
+        let sae = match formats::load(&sae_source, &cached, LoadOptions::default()) {
+            Ok(sae) => sae,
+            Err(_) => formats::load(&sae_source, settings, LoadOptions::default())?,
+        };
+        if sae.info.sha256 != job.sae.sha256 {
+            return Err(mismatch(
+                "SAE",
+                format!("the SAE at {sae_source} differs from the index's"),
+            ));
+        }
+        let own_added = tokenizer.added_ids()?;
+        let prepend_bos = job
+            .tokenizer
+            .added_ids
+            .first()
+            .copied()
+            .filter(|first| own_added.first() != Some(first));
+        let window = WindowPolicy::new(job.window.length, job.window.overlap).map_err(|e| {
+            IndexError::Job {
+                path: PathBuf::from("manifest.json"),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            llama,
+            tokenizer,
+            hook,
+            sae,
+            window,
+            batch_tokens: job.batch_tokens,
+            prepend_bos,
+        })
+    }
+
+    /// The SAE's number of features.
+    pub fn d_sae(&self) -> usize {
+        self.sae.info.d_sae
+    }
+
+    /// Runs `text` through the model and SAE exactly as the index job runs a document.
+    pub fn analyze(&self, text: &str) -> Result<Vec<LiveToken>, IndexError> {
+        let tokens = encode_document(&self.tokenizer, text, self.prepend_bos)?;
+        let sinks = sink_positions(self.window, tokens.ids.len());
+        let mut out: Vec<LiveToken> = tokens
+            .ids
+            .iter()
+            .zip(&tokens.spans)
+            .zip(&tokens.special)
+            .enumerate()
+            .map(|(position, ((id, span), special))| LiveToken {
+                position: position as u32,
+                token: *id,
+                span: span.clone(),
+                special: *special,
+                sink: sinks.contains(&position),
+                features: Vec::new(),
+                values: Vec::new(),
+            })
+            .collect();
+        let document = TokenizedDocument {
+            index: 0,
+            ids: tokens.ids,
+            special: tokens.special,
+        };
+        let mut batcher = Batcher::new(self.window, self.batch_tokens);
+        batcher.push(&document);
+        while let Some(batch) = batcher.next_any() {
+            let extracted = extract(
+                &self.llama,
+                self.hook,
+                &batch,
+                Exclusions {
+                    window_start: false,
+                    special_tokens: false,
+                },
+            )?;
+            let n = extracted.position.len();
+            if n == 0 {
+                continue;
+            }
+            let x = Array::from_slice(&extracted.values, &[n as i32, extracted.width as i32]);
+            let codes = self.sae.encode(&x)?;
+            for t in 0..n {
+                let mut active: Vec<(u32, f32)> = codes
+                    .token(t)
+                    .map(|(feature, value)| (feature, round_to_half_precision(value)))
+                    .collect();
+                active.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let token = &mut out[extracted.position[t] as usize];
+                (token.features, token.values) = active.into_iter().unzip();
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_sae_sources_parse() {
+        assert_eq!(
+            recorded_sae("org/repo/layer_15/width_16k@abc123"),
+            SaeSource::Hub {
+                repo_id: "org/repo".into(),
+                subfolder: "layer_15/width_16k".into(),
+                revision: Some("abc123".into()),
+            }
+        );
+        assert_eq!(
+            recorded_sae("org/repo@abc"),
+            SaeSource::Hub {
+                repo_id: "org/repo".into(),
+                subfolder: String::new(),
+                revision: Some("abc".into()),
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().to_str().unwrap();
+        assert_eq!(recorded_sae(local), SaeSource::Local(local.into()));
+    }
+}

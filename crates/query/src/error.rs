@@ -1,0 +1,128 @@
+//! The query layer's errors: each says what is wrong and what to do.
+
+use std::path::PathBuf;
+
+/// A failure to build, open or query an index.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The index's Parquet data or manifest failed verification.
+    #[error(transparent)]
+    Index(#[from] saeidx_format::verify::VerifyError),
+    /// The index has no query files yet.
+    #[error(
+        "{dir} has no query files (no {dir}/query/manifest.json): run `saeidx query build {dir}` once"
+    )]
+    NotBuilt {
+        /// The index folder.
+        dir: PathBuf,
+    },
+    /// A query file is damaged, truncated or does not belong to this index.
+    #[error(
+        "{path} is damaged or does not belong to this index: {reason} (rebuild it with `saeidx query build`, or fetch the index again)"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The query files were written by a saeidx with another query format.
+    #[error(
+        "{path} has query format version {found}; this saeidx reads version {expected} (rebuild with `saeidx query build`)"
+    )]
+    Version {
+        /// The query manifest.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The version this saeidx reads.
+        expected: u32,
+    },
+    /// A feature id past the SAE's width.
+    #[error("feature {feature} does not exist: this index's SAE has {d_sae} features (0..{d_sae})")]
+    FeatureOutOfRange {
+        /// The id asked for.
+        feature: u32,
+        /// The SAE's width.
+        d_sae: usize,
+    },
+    /// A document that is not in the index.
+    #[error("document {doc} is not in this index (it holds {documents} documents{hint})")]
+    UnknownDocument {
+        /// The document asked for (number or id).
+        doc: String,
+        /// Documents in the index.
+        documents: u64,
+        /// How to find one.
+        hint: &'static str,
+    },
+    /// A token range outside the document.
+    #[error("tokens {start}..{end} are outside document {doc}, which has {tokens} tokens")]
+    TokenRange {
+        /// The document number.
+        doc: u32,
+        /// Requested start.
+        start: u32,
+        /// Requested end.
+        end: u32,
+        /// The document's tokens.
+        tokens: u32,
+    },
+    /// The feature registry is unusable.
+    #[error("feature registry {path}: {reason}")]
+    Registry {
+        /// The registry file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing an Arrow file failed.
+    #[error("writing {path}: {source}")]
+    Arrow {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    /// An index too large for this query format.
+    #[error("{what} exceeds this query format's limit of {limit}")]
+    TooLarge {
+        /// What overflowed.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl QueryError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| QueryError::Io { path, source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        QueryError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<saeidx_format::atomic::AtomicWriteError> for QueryError {
+    fn from(error: saeidx_format::atomic::AtomicWriteError) -> Self {
+        QueryError::Io {
+            path: error.path,
+            source: error.source,
+        }
+    }
+}

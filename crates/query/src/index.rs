@@ -1,0 +1,1077 @@
+//! An opened query index and the questions it answers.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arrow_array::{
+    Array, FixedSizeListArray, LargeBinaryArray, RecordBatch, StringArray,
+    cast::AsArray,
+    types::{Float32Type, Float64Type, UInt8Type, UInt32Type, UInt64Type},
+};
+use arrow_buffer::ScalarBuffer;
+use rand::{SeedableRng, rngs::StdRng};
+use saeidx_format::manifest::Manifest;
+use serde::Serialize;
+
+use crate::{
+    build::histogram_bin,
+    error::QueryError,
+    layout::{
+        FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, QUERY_DIR, QUERY_FORMAT, QUERY_FORMAT_VERSION,
+        QUERY_MANIFEST, QueryFile, QueryManifest, index_data_sha256,
+    },
+    mapped::MappedFile,
+    rank::{Aggregate, FeatureScore, TokenCodes, rank_features},
+    registry::{FeatureLabel, Registry},
+};
+
+/// Which tokens answers leave out. By default both special tokens (BOS, ...) and
+/// attention sinks (the first position of each document or model window) are left
+/// out: their activations are artefacts, not content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Exclusions {
+    /// Leave out special tokens.
+    pub special: bool,
+    /// Leave out attention-sink positions.
+    pub sinks: bool,
+}
+
+impl Default for Exclusions {
+    fn default() -> Self {
+        Self {
+            special: true,
+            sinks: true,
+        }
+    }
+}
+
+impl Exclusions {
+    /// Whether a token with these flags is left out.
+    pub fn leaves_out(self, special: bool, sink: bool) -> bool {
+        (self.special && special) || (self.sinks && sink)
+    }
+
+    fn mask(self) -> u8 {
+        (if self.special { FLAG_SPECIAL } else { 0 }) | (if self.sinks { FLAG_SINK } else { 0 })
+    }
+}
+
+/// How top texts are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rank {
+    /// Each token on its own (a document can appear several times).
+    #[default]
+    Token,
+    /// Each document by its largest activation.
+    DocumentMax,
+    /// Each document by the sum of its activations.
+    DocumentSum,
+}
+
+/// A piece of a document around a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snippet {
+    /// The text of the context window.
+    pub text: String,
+    /// Byte range of the token within `text`.
+    pub hit_start: usize,
+    /// End of that range.
+    pub hit_end: usize,
+    /// Whether the document continues before `text`.
+    pub more_before: bool,
+    /// Whether it continues after.
+    pub more_after: bool,
+}
+
+impl Snippet {
+    /// The snippet on one line with the token marked `[[like this]]`.
+    pub fn marked(&self) -> String {
+        let one_line = |s: &str| s.replace(['\n', '\r', '\t'], " ");
+        format!(
+            "{}{}[[{}]]{}{}",
+            if self.more_before { "…" } else { "" },
+            one_line(&self.text[..self.hit_start]),
+            one_line(&self.text[self.hit_start..self.hit_end]),
+            one_line(&self.text[self.hit_end..]),
+            if self.more_after { "…" } else { "" },
+        )
+    }
+}
+
+/// One answer of `top_texts`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextHit {
+    /// Document number.
+    pub doc: u32,
+    /// The document's stable id.
+    pub id: String,
+    /// Its source file.
+    pub source: String,
+    /// Position of the token in the document.
+    pub position: u32,
+    /// The token's id.
+    pub token: u32,
+    /// The feature's activation on the token.
+    pub activation: f32,
+    /// The ranking score (the activation, or the document's sum).
+    pub score: f32,
+    /// The context.
+    pub snippet: Snippet,
+}
+
+/// A feature's statistics over the index's tokens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeatureStats {
+    /// Feature id.
+    pub feature: u32,
+    /// Tokens it is active on.
+    pub count: u64,
+    /// `count` over the tokens counted.
+    pub density: f64,
+    /// Documents it is active in.
+    pub documents: u64,
+    /// Largest activation.
+    pub max: f32,
+    /// Mean activation where active.
+    pub mean: f32,
+    /// Histogram of activations: equal bins over `(0, max]`.
+    pub histogram: Vec<u32>,
+    /// Active on excluded tokens too (all postings).
+    pub postings: u64,
+    /// The exclusions the statistics were computed with.
+    pub exclusions: Exclusions,
+}
+
+/// Examples from one band of a feature's activation distribution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuantileBand {
+    /// Lower bound of the band, as a fraction from the top (0 = strongest).
+    pub from: f64,
+    /// Upper bound.
+    pub to: f64,
+    /// Largest activation in the band.
+    pub max: f32,
+    /// Smallest activation in the band.
+    pub min: f32,
+    /// Examples spread evenly over the band.
+    pub examples: Vec<TextHit>,
+}
+
+/// A feature that fires on the same tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Neighbour {
+    /// Feature id.
+    pub feature: u32,
+    /// Jaccard similarity of the two features' token sets.
+    pub jaccard: f64,
+    /// Tokens where both are active.
+    pub together: u64,
+    /// Tokens where the neighbour is active.
+    pub count: u64,
+}
+
+/// Everything `feature F` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeatureReport {
+    /// Statistics.
+    pub stats: FeatureStats,
+    /// The registry's label.
+    pub label: Option<FeatureLabel>,
+    /// Strongest examples.
+    pub top: Vec<TextHit>,
+    /// Examples across the activation distribution.
+    pub quantiles: Vec<QuantileBand>,
+    /// Co-activating features, most similar first.
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// A memory-mapped, validated query index.
+pub struct QueryIndex {
+    dir: PathBuf,
+    manifest: Manifest,
+    query: QueryManifest,
+    registry: Registry,
+    documents: Documents,
+    tokens: Tokens,
+    codes: Pairs<u32>,
+    postings: Pairs<u32>,
+    features: Features,
+}
+
+struct Documents {
+    file: Arc<MappedFile>,
+    id: StringArray,
+    source: StringArray,
+    text: LargeBinaryArray,
+    first_token: ScalarBuffer<u64>,
+    tokens: ScalarBuffer<u32>,
+}
+
+struct Tokens {
+    file: Arc<MappedFile>,
+    doc: ScalarBuffer<u32>,
+    position: ScalarBuffer<u32>,
+    token: ScalarBuffer<u32>,
+    start: ScalarBuffer<u32>,
+    end: ScalarBuffer<u32>,
+    flags: ScalarBuffer<u8>,
+    first_code: ScalarBuffer<u64>,
+}
+
+/// A (u32 key, f32 value) file: codes (feature, value) or postings (token, value).
+struct Pairs<K: arrow_buffer::ArrowNativeType> {
+    file: Arc<MappedFile>,
+    key: ScalarBuffer<K>,
+    value: ScalarBuffer<f32>,
+}
+
+struct Features {
+    file: Arc<MappedFile>,
+    first_posting: ScalarBuffer<u64>,
+    postings: ScalarBuffer<u32>,
+    count: ScalarBuffer<u32>,
+    documents: ScalarBuffer<u32>,
+    max: ScalarBuffer<f32>,
+    sum: ScalarBuffer<f64>,
+    histogram: ScalarBuffer<u32>,
+}
+
+fn u32s(batch: &RecordBatch, i: usize) -> ScalarBuffer<u32> {
+    batch
+        .column(i)
+        .as_primitive::<UInt32Type>()
+        .values()
+        .clone()
+}
+
+fn u64s(batch: &RecordBatch, i: usize) -> ScalarBuffer<u64> {
+    batch
+        .column(i)
+        .as_primitive::<UInt64Type>()
+        .values()
+        .clone()
+}
+
+fn f32s(batch: &RecordBatch, i: usize) -> ScalarBuffer<f32> {
+    batch
+        .column(i)
+        .as_primitive::<Float32Type>()
+        .values()
+        .clone()
+}
+
+impl QueryIndex {
+    /// Opens the query files of the index in `dir`, checking that they belong to its
+    /// data (format, version, the index's data hash, counts) and that their framing is
+    /// intact. Data chunks are checked when first used.
+    pub fn open(dir: &Path) -> Result<Self, QueryError> {
+        let manifest = Manifest::read(dir).map_err(saeidx_format::verify::VerifyError::from)?;
+        let query_dir = dir.join(QUERY_DIR);
+        let query_path = query_dir.join(QUERY_MANIFEST);
+        let bytes = match std::fs::read(&query_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(QueryError::NotBuilt {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(QueryError::io(&query_path)(e)),
+        };
+        let corrupt = |reason: String| QueryError::corrupt(&query_path, reason);
+        let query: QueryManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(format!("not a query manifest: {e}")))?;
+        if query.format != QUERY_FORMAT {
+            return Err(corrupt(format!(
+                "format {:?} is not {QUERY_FORMAT:?}",
+                query.format
+            )));
+        }
+        if query.format_version != QUERY_FORMAT_VERSION {
+            return Err(QueryError::Version {
+                path: query_path,
+                found: query.format_version,
+                expected: QUERY_FORMAT_VERSION,
+            });
+        }
+        if query.chunk_bytes != crate::layout::CHUNK_BYTES {
+            return Err(corrupt(format!("chunk size {}", query.chunk_bytes)));
+        }
+        if query.index_data_sha256 != index_data_sha256(&manifest) {
+            return Err(corrupt(
+                "built from other index data than this folder's (the Parquet files or the job changed)"
+                    .into(),
+            ));
+        }
+        let counts = query.counts;
+        if counts.documents != manifest.counts.documents
+            || counts.tokens != manifest.counts.tokens
+            || counts.nonzeros != manifest.counts.nonzeros
+            || counts.features != manifest.job.sae.d_sae as u64
+        {
+            return Err(corrupt(
+                "its counts differ from the index manifest's".into(),
+            ));
+        }
+        if query.files.len() != QueryFile::ALL.len() {
+            return Err(corrupt(format!("{} files listed", query.files.len())));
+        }
+        let expected_rows = [
+            counts.documents,
+            counts.tokens,
+            counts.nonzeros,
+            counts.nonzeros,
+            counts.features,
+        ];
+        let mut opened = Vec::new();
+        for ((file, record), rows) in QueryFile::ALL.iter().zip(&query.files).zip(expected_rows) {
+            if record.rows != rows {
+                return Err(corrupt(format!(
+                    "{} has {} rows where the index needs {rows}",
+                    record.name, record.rows
+                )));
+            }
+            opened.push(MappedFile::open(&query_dir, *file, record)?);
+        }
+        let mut opened = opened.into_iter();
+        let mut next = || opened.next().expect("one per query file");
+
+        let (file, batch) = next();
+        let documents = Documents {
+            id: batch.column(0).as_string::<i32>().clone(),
+            source: batch.column(1).as_string::<i32>().clone(),
+            text: batch.column(2).as_binary::<i64>().clone(),
+            first_token: u64s(&batch, 3),
+            tokens: u32s(&batch, 4),
+            file,
+        };
+        let (file, batch) = next();
+        let tokens = Tokens {
+            doc: u32s(&batch, 0),
+            position: u32s(&batch, 1),
+            token: u32s(&batch, 2),
+            start: u32s(&batch, 3),
+            end: u32s(&batch, 4),
+            flags: batch.column(5).as_primitive::<UInt8Type>().values().clone(),
+            first_code: u64s(&batch, 6),
+            file,
+        };
+        let (file, batch) = next();
+        let codes = Pairs {
+            key: u32s(&batch, 0),
+            value: f32s(&batch, 1),
+            file,
+        };
+        let (file, batch) = next();
+        let postings = Pairs {
+            key: u32s(&batch, 0),
+            value: f32s(&batch, 1),
+            file,
+        };
+        let (file, batch) = next();
+        let histogram = batch
+            .column(6)
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .map(|list| list.values().as_primitive::<UInt32Type>().values().clone())
+            .ok_or_else(|| corrupt("features.arrow has no histogram list".into()))?;
+        let features = Features {
+            first_posting: u64s(&batch, 0),
+            postings: u32s(&batch, 1),
+            count: u32s(&batch, 2),
+            documents: u32s(&batch, 3),
+            max: f32s(&batch, 4),
+            sum: batch
+                .column(5)
+                .as_primitive::<Float64Type>()
+                .values()
+                .clone(),
+            histogram,
+            file,
+        };
+        let registry = Registry::load(dir, manifest.job.sae.d_sae)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            query,
+            registry,
+            documents,
+            tokens,
+            codes,
+            postings,
+            features,
+        })
+    }
+
+    /// Checks every chunk of every query file (what `saeidx verify` adds to the
+    /// Parquet checks).
+    pub fn verify_all(&self) -> Result<u64, QueryError> {
+        for file in [
+            &self.documents.file,
+            &self.tokens.file,
+            &self.codes.file,
+            &self.postings.file,
+            &self.features.file,
+        ] {
+            file.ensure_all()?;
+        }
+        Ok(self.query.files.iter().map(|f| f.bytes).sum())
+    }
+
+    /// The index folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The query manifest.
+    pub fn query_manifest(&self) -> &QueryManifest {
+        &self.query
+    }
+
+    /// The feature registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Replaces the registry and saves it with the index (atomically).
+    pub fn save_registry(&mut self, registry: Registry) -> Result<PathBuf, QueryError> {
+        let path = registry.save(&self.dir)?;
+        self.registry = registry;
+        Ok(path)
+    }
+
+    /// The SAE's number of features.
+    pub fn d_sae(&self) -> usize {
+        self.manifest.job.sae.d_sae
+    }
+
+    /// Documents in the index.
+    pub fn documents(&self) -> u32 {
+        self.query.counts.documents as u32
+    }
+
+    fn feature_index(&self, feature: u32) -> Result<usize, QueryError> {
+        if (feature as usize) < self.d_sae() {
+            Ok(feature as usize)
+        } else {
+            Err(QueryError::FeatureOutOfRange {
+                feature,
+                d_sae: self.d_sae(),
+            })
+        }
+    }
+
+    fn corrupt(&self, file: QueryFile, reason: String) -> QueryError {
+        QueryError::corrupt(self.dir.join(QUERY_DIR).join(file.name()), reason)
+    }
+
+    /// `values[i]`, its chunk verified.
+    fn at<T: Copy>(
+        &self,
+        file: &MappedFile,
+        which: QueryFile,
+        values: &[T],
+        i: usize,
+    ) -> Result<T, QueryError> {
+        let slice = values
+            .get(i..i + 1)
+            .ok_or_else(|| self.corrupt(which, format!("row {i} is missing")))?;
+        file.ensure(slice)?;
+        Ok(slice[0])
+    }
+
+    /// `values[range]`, its chunks verified.
+    fn range<'a, T>(
+        &self,
+        file: &MappedFile,
+        which: QueryFile,
+        values: &'a [T],
+        start: u64,
+        end: u64,
+    ) -> Result<&'a [T], QueryError> {
+        let slice = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(start, end)| values.get(start..end))
+            .ok_or_else(|| {
+                self.corrupt(which, format!("rows {start}..{end} are outside the file"))
+            })?;
+        file.ensure(slice)?;
+        Ok(slice)
+    }
+
+    /// The feature-major postings of `feature`: tokens and values, strongest first.
+    fn feature_postings(&self, feature: usize) -> Result<(&[u32], &[f32]), QueryError> {
+        let f = &self.features;
+        let start = self.at(&f.file, QueryFile::Features, &f.first_posting, feature)?;
+        let len = self.at(&f.file, QueryFile::Features, &f.postings, feature)?;
+        let end = start + u64::from(len);
+        let p = &self.postings;
+        Ok((
+            self.range(&p.file, QueryFile::Postings, &p.key, start, end)?,
+            self.range(&p.file, QueryFile::Postings, &p.value, start, end)?,
+        ))
+    }
+
+    /// The codes of global token `token`: features and values, strongest first.
+    fn token_codes(&self, token: usize) -> Result<(&[u32], &[f32]), QueryError> {
+        let t = &self.tokens;
+        let start = self.at(&t.file, QueryFile::Tokens, &t.first_code, token)?;
+        let end = if token + 1 < t.first_code.len() {
+            self.at(&t.file, QueryFile::Tokens, &t.first_code, token + 1)?
+        } else {
+            self.query.counts.nonzeros
+        };
+        let c = &self.codes;
+        let features = self.range(&c.file, QueryFile::Codes, &c.key, start, end)?;
+        if let Some(bad) = features.iter().find(|f| **f as usize >= self.d_sae()) {
+            return Err(self.corrupt(QueryFile::Codes, format!("feature {bad} out of range")));
+        }
+        Ok((
+            features,
+            self.range(&c.file, QueryFile::Codes, &c.value, start, end)?,
+        ))
+    }
+
+    fn flags(&self, token: u32) -> Result<u8, QueryError> {
+        let t = &self.tokens;
+        self.at(&t.file, QueryFile::Tokens, &t.flags, token as usize)
+    }
+
+    /// The global token range of document `doc`.
+    fn doc_tokens(&self, doc: u32) -> Result<(u64, u32), QueryError> {
+        let d = &self.documents;
+        if doc >= self.documents() {
+            return Err(QueryError::UnknownDocument {
+                doc: doc.to_string(),
+                documents: u64::from(self.documents()),
+                hint: "; documents are numbered from 0",
+            });
+        }
+        let first = self.at(&d.file, QueryFile::Documents, &d.first_token, doc as usize)?;
+        let count = self.at(&d.file, QueryFile::Documents, &d.tokens, doc as usize)?;
+        if first + u64::from(count) > self.query.counts.tokens {
+            return Err(self.corrupt(
+                QueryFile::Documents,
+                format!("document {doc}'s tokens run past the end"),
+            ));
+        }
+        Ok((first, count))
+    }
+
+    /// The number of the document with stable id `id`.
+    pub fn document_by_id(&self, id: &str) -> Result<u32, QueryError> {
+        let d = &self.documents;
+        d.file.ensure(d.id.value_offsets())?;
+        d.file.ensure(d.id.values().as_slice())?;
+        (0..d.id.len())
+            .find(|&row| d.id.value(row) == id)
+            .map(|row| row as u32)
+            .ok_or_else(|| QueryError::UnknownDocument {
+                doc: format!("{id:?}"),
+                documents: u64::from(self.documents()),
+                hint: "; ids are the corpus's id field, or file:line",
+            })
+    }
+
+    /// Document `doc`'s id, source and text.
+    pub fn document<'a>(&'a self, doc: u32) -> Result<(&'a str, &'a str, &'a str), QueryError> {
+        let d = &self.documents;
+        self.doc_tokens(doc)?;
+        let row = doc as usize;
+        let text = |array: &'a StringArray| -> Result<&'a str, QueryError> {
+            d.file.ensure(&array.value_offsets()[row..row + 2])?;
+            let value = array.value(row);
+            d.file.ensure(value.as_bytes())?;
+            Ok(value)
+        };
+        d.file.ensure(&d.text.value_offsets()[row..row + 2])?;
+        let bytes = d.text.value(row);
+        d.file.ensure(bytes)?;
+        let body = std::str::from_utf8(bytes).map_err(|_| {
+            self.corrupt(QueryFile::Documents, format!("document {doc} is not UTF-8"))
+        })?;
+        Ok((text(&d.id)?, text(&d.source)?, body))
+    }
+
+    /// The snippet of `context` tokens each side of global token `token`.
+    fn snippet(&self, token: u32, context: u32) -> Result<(u32, u32, u32, Snippet), QueryError> {
+        let t = &self.tokens;
+        let file = &t.file;
+        let i = token as usize;
+        let doc = self.at(file, QueryFile::Tokens, &t.doc, i)?;
+        let position = self.at(file, QueryFile::Tokens, &t.position, i)?;
+        let token_id = self.at(file, QueryFile::Tokens, &t.token, i)?;
+        let (first, count) = self.doc_tokens(doc)?;
+        if u64::from(token) != first + u64::from(position) || position >= count {
+            return Err(self.corrupt(
+                QueryFile::Tokens,
+                format!("token {token} does not sit at its document position"),
+            ));
+        }
+        let (_, _, text) = self.document(doc)?;
+        let low = position.saturating_sub(context);
+        let high = (position + context).min(count - 1);
+        let at = |p: u32, column: &ScalarBuffer<u32>| -> Result<usize, QueryError> {
+            let byte = self.at(
+                file,
+                QueryFile::Tokens,
+                column,
+                (first + u64::from(p)) as usize,
+            )?;
+            (byte as usize <= text.len())
+                .then_some(byte as usize)
+                .ok_or_else(|| {
+                    self.corrupt(
+                        QueryFile::Tokens,
+                        format!("token {token}: bytes past the text"),
+                    )
+                })
+        };
+        let from = floor_char_boundary(text, at(low, &t.start)?);
+        let to = ceil_char_boundary(text, at(high, &t.end)?.max(from));
+        let hit_start = floor_char_boundary(text, at(position, &t.start)?).clamp(from, to);
+        let hit_end = ceil_char_boundary(text, at(position, &t.end)?).clamp(hit_start, to);
+        let snippet = Snippet {
+            text: text[from..to].to_string(),
+            hit_start: hit_start - from,
+            hit_end: hit_end - from,
+            more_before: from > 0,
+            more_after: to < text.len(),
+        };
+        Ok((doc, position, token_id, snippet))
+    }
+
+    fn hit(
+        &self,
+        token: u32,
+        activation: f32,
+        score: f32,
+        context: u32,
+    ) -> Result<TextHit, QueryError> {
+        let (doc, position, token_id, snippet) = self.snippet(token, context)?;
+        let (id, source, _) = self.document(doc)?;
+        Ok(TextHit {
+            doc,
+            id: id.to_string(),
+            source: source.to_string(),
+            position,
+            token: token_id,
+            activation,
+            score,
+            snippet,
+        })
+    }
+
+    /// The `k` texts where `feature` fires most strongly, ranked per `rank`, each with
+    /// `context` tokens of context on each side.
+    pub fn top_texts(
+        &self,
+        feature: u32,
+        k: usize,
+        rank: Rank,
+        context: u32,
+        exclusions: Exclusions,
+    ) -> Result<Vec<TextHit>, QueryError> {
+        let f = self.feature_index(feature)?;
+        let (tokens, values) = self.feature_postings(f)?;
+        let mask = exclusions.mask();
+        let mut chosen: Vec<(u32, f32, f32)> = Vec::with_capacity(k);
+        match rank {
+            Rank::Token => {
+                for (&token, &value) in tokens.iter().zip(values) {
+                    if chosen.len() == k {
+                        break;
+                    }
+                    if self.flags(token)? & mask == 0 {
+                        chosen.push((token, value, value));
+                    }
+                }
+            }
+            Rank::DocumentMax => {
+                let mut seen = std::collections::HashSet::new();
+                for (&token, &value) in tokens.iter().zip(values) {
+                    if chosen.len() == k {
+                        break;
+                    }
+                    if self.flags(token)? & mask != 0 {
+                        continue;
+                    }
+                    let doc = self.at(
+                        &self.tokens.file,
+                        QueryFile::Tokens,
+                        &self.tokens.doc,
+                        token as usize,
+                    )?;
+                    if seen.insert(doc) {
+                        chosen.push((token, value, value));
+                    }
+                }
+            }
+            Rank::DocumentSum => {
+                // Per document: (sum, strongest token, its value, first seen order).
+                let mut by_doc: HashMap<u32, (f64, u32, f32)> = HashMap::new();
+                for (&token, &value) in tokens.iter().zip(values) {
+                    if self.flags(token)? & mask != 0 {
+                        continue;
+                    }
+                    let doc = self.at(
+                        &self.tokens.file,
+                        QueryFile::Tokens,
+                        &self.tokens.doc,
+                        token as usize,
+                    )?;
+                    // Postings come strongest first, so the first token seen is the max.
+                    let entry = by_doc.entry(doc).or_insert((0.0, token, value));
+                    entry.0 += f64::from(value);
+                }
+                let mut docs: Vec<(u32, (f64, u32, f32))> = by_doc.into_iter().collect();
+                docs.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.0.cmp(&b.0)));
+                chosen.extend(
+                    docs.into_iter()
+                        .take(k)
+                        .map(|(_, (sum, token, value))| (token, value, sum as f32)),
+                );
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|(token, value, score)| self.hit(token, value, score, context))
+            .collect()
+    }
+
+    /// The per-token codes of document `doc` (optionally positions `tokens` only), each
+    /// token's strongest first; tokens that `exclusions` leave out are skipped.
+    pub fn document_codes(
+        &self,
+        doc: u32,
+        tokens: Option<std::ops::Range<u32>>,
+        exclusions: Exclusions,
+    ) -> Result<Vec<TokenCodes<'_>>, QueryError> {
+        let (first, count) = self.doc_tokens(doc)?;
+        let range = tokens.unwrap_or(0..count);
+        if range.start > range.end || range.end > count {
+            return Err(QueryError::TokenRange {
+                doc,
+                start: range.start,
+                end: range.end,
+                tokens: count,
+            });
+        }
+        let mask = exclusions.mask();
+        let mut out = Vec::with_capacity(range.len());
+        for position in range {
+            let token = first + u64::from(position);
+            if self.flags(token as u32)? & mask != 0 {
+                continue;
+            }
+            let (features, values) = self.token_codes(token as usize)?;
+            out.push(TokenCodes {
+                position,
+                features,
+                values,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The `k` strongest features over document `doc` (or its positions `tokens`).
+    pub fn top_features(
+        &self,
+        doc: u32,
+        tokens: Option<std::ops::Range<u32>>,
+        aggregate: Aggregate,
+        k: usize,
+        exclusions: Exclusions,
+    ) -> Result<Vec<FeatureScore>, QueryError> {
+        let codes = self.document_codes(doc, tokens, exclusions)?;
+        Ok(rank_features(codes, aggregate, k, self.d_sae()))
+    }
+
+    /// The token text of position `position` of document `doc`.
+    pub fn token_text(&self, doc: u32, position: u32) -> Result<String, QueryError> {
+        let (first, count) = self.doc_tokens(doc)?;
+        if position >= count {
+            return Err(QueryError::TokenRange {
+                doc,
+                start: position,
+                end: position + 1,
+                tokens: count,
+            });
+        }
+        let t = &self.tokens;
+        let i = (first + u64::from(position)) as usize;
+        let (_, _, text) = self.document(doc)?;
+        let start = self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize;
+        let end = self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize;
+        Ok(
+            String::from_utf8_lossy(text.as_bytes().get(start..end).unwrap_or_default())
+                .into_owned(),
+        )
+    }
+
+    /// Statistics of `feature` (from the stored statistics with the default exclusions,
+    /// recomputed from the postings otherwise).
+    pub fn feature_stats(
+        &self,
+        feature: u32,
+        exclusions: Exclusions,
+    ) -> Result<FeatureStats, QueryError> {
+        let f = self.feature_index(feature)?;
+        let file = &self.features.file;
+        let which = QueryFile::Features;
+        let postings = u64::from(self.at(file, which, &self.features.postings, f)?);
+        let Computed {
+            count,
+            documents,
+            max,
+            sum,
+            histogram,
+        } = if exclusions == Exclusions::default() {
+            let histogram = self.range(
+                file,
+                which,
+                &self.features.histogram,
+                (f * HISTOGRAM_BINS) as u64,
+                ((f + 1) * HISTOGRAM_BINS) as u64,
+            )?;
+            Computed {
+                count: u64::from(self.at(file, which, &self.features.count, f)?),
+                documents: u64::from(self.at(file, which, &self.features.documents, f)?),
+                max: self.at(file, which, &self.features.max, f)?,
+                sum: self.at(file, which, &self.features.sum, f)?,
+                histogram: histogram.to_vec(),
+            }
+        } else {
+            self.computed_stats(f, exclusions)?
+        };
+        let counted = self.counted_tokens(exclusions)?;
+        Ok(FeatureStats {
+            feature,
+            count,
+            density: if counted == 0 {
+                0.0
+            } else {
+                count as f64 / counted as f64
+            },
+            documents,
+            max,
+            mean: if count == 0 {
+                0.0
+            } else {
+                (sum / count as f64) as f32
+            },
+            histogram,
+            postings,
+            exclusions,
+        })
+    }
+
+    /// Tokens that `exclusions` leave in.
+    fn counted_tokens(&self, exclusions: Exclusions) -> Result<u64, QueryError> {
+        if exclusions == Exclusions::default() {
+            return Ok(self.query.counts.content_tokens);
+        }
+        let t = &self.tokens;
+        t.file.ensure(t.flags.as_ref())?;
+        let mask = exclusions.mask();
+        Ok(t.flags.iter().filter(|flags| **flags & mask == 0).count() as u64)
+    }
+
+    fn computed_stats(&self, f: usize, exclusions: Exclusions) -> Result<Computed, QueryError> {
+        let kept = self.kept_postings(f, exclusions)?;
+        let max = kept.iter().map(|(_, v)| *v).fold(0.0f32, f32::max);
+        let mut histogram = vec![0u32; HISTOGRAM_BINS];
+        let mut docs = std::collections::HashSet::new();
+        let mut sum = 0.0f64;
+        for &(token, value) in &kept {
+            histogram[histogram_bin(value, max)] += 1;
+            sum += f64::from(value);
+            docs.insert(self.at(
+                &self.tokens.file,
+                QueryFile::Tokens,
+                &self.tokens.doc,
+                token as usize,
+            )?);
+        }
+        Ok(Computed {
+            count: kept.len() as u64,
+            documents: docs.len() as u64,
+            max,
+            sum,
+            histogram,
+        })
+    }
+
+    /// Tokens `feature` is active on (with `exclusions` applied), in postings order.
+    fn kept_postings(
+        &self,
+        f: usize,
+        exclusions: Exclusions,
+    ) -> Result<Vec<(u32, f32)>, QueryError> {
+        let (tokens, values) = self.feature_postings(f)?;
+        let mask = exclusions.mask();
+        let mut kept = Vec::with_capacity(tokens.len());
+        for (&token, &value) in tokens.iter().zip(values) {
+            if self.flags(token)? & mask == 0 {
+                kept.push((token, value));
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The `n` features whose token sets overlap `feature`'s most (Jaccard), computed
+    /// from the codes of every token `feature` is active on.
+    pub fn neighbours(
+        &self,
+        feature: u32,
+        n: usize,
+        exclusions: Exclusions,
+    ) -> Result<Vec<Neighbour>, QueryError> {
+        let f = self.feature_index(feature)?;
+        let kept = self.kept_postings(f, exclusions)?;
+        let mut together: HashMap<u32, u64> = HashMap::new();
+        for &(token, _) in &kept {
+            let (features, _) = self.token_codes(token as usize)?;
+            for &other in features {
+                if other != feature {
+                    *together.entry(other).or_default() += 1;
+                }
+            }
+        }
+        let own = kept.len() as u64;
+        let mut neighbours = Vec::with_capacity(together.len());
+        for (other, both) in together {
+            let count = self.feature_stats(other, exclusions)?.count;
+            let union = own + count - both.min(count);
+            neighbours.push(Neighbour {
+                feature: other,
+                jaccard: if union == 0 {
+                    0.0
+                } else {
+                    both as f64 / union as f64
+                },
+                together: both,
+                count,
+            });
+        }
+        neighbours.sort_by(|a, b| {
+            b.jaccard
+                .total_cmp(&a.jaccard)
+                .then(a.feature.cmp(&b.feature))
+        });
+        neighbours.truncate(n);
+        Ok(neighbours)
+    }
+
+    /// Everything about `feature`: statistics, label, `examples` top examples,
+    /// `examples` from each of `bands` activation bands, `neighbours` neighbours.
+    pub fn feature(
+        &self,
+        feature: u32,
+        examples: usize,
+        bands: usize,
+        neighbours: usize,
+        context: u32,
+        exclusions: Exclusions,
+    ) -> Result<FeatureReport, QueryError> {
+        let stats = self.feature_stats(feature, exclusions)?;
+        let top = self.top_texts(feature, examples, Rank::Token, context, exclusions)?;
+        let kept = self.kept_postings(feature as usize, exclusions)?;
+        let mut quantiles = Vec::with_capacity(bands);
+        for band in 0..bands {
+            let start = band * kept.len() / bands;
+            let end = (band + 1) * kept.len() / bands;
+            if start == end {
+                continue;
+            }
+            let len = end - start;
+            let picks = examples.min(len);
+            let mut chosen = Vec::with_capacity(picks);
+            for i in 0..picks {
+                let (token, value) = kept[start + i * len / picks];
+                chosen.push(self.hit(token, value, value, context)?);
+            }
+            quantiles.push(QuantileBand {
+                from: band as f64 / bands as f64,
+                to: (band + 1) as f64 / bands as f64,
+                max: kept[start].1,
+                min: kept[end - 1].1,
+                examples: chosen,
+            });
+        }
+        Ok(FeatureReport {
+            stats,
+            label: self.registry.get(feature).cloned(),
+            top,
+            quantiles,
+            neighbours: self.neighbours(feature, neighbours, exclusions)?,
+        })
+    }
+
+    /// `n` features chosen at random (seeded) among those active on some counted
+    /// token, in increasing id order.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+        let live = self.live_features()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut picked: Vec<u32> =
+            rand::seq::index::sample(&mut rng, live.len(), n.min(live.len()))
+                .into_iter()
+                .map(|i| live[i])
+                .collect();
+        picked.sort_unstable();
+        Ok(picked)
+    }
+
+    /// Features active on at least one counted (non-special, non-sink) token.
+    pub fn live_features(&self) -> Result<Vec<u32>, QueryError> {
+        let f = &self.features;
+        f.file.ensure(f.count.as_ref())?;
+        Ok((0..self.d_sae() as u32)
+            .filter(|&i| f.count[i as usize] > 0)
+            .collect())
+    }
+
+    /// Features never active on a counted token (some may fire on sinks or special
+    /// tokens only: see their `postings`).
+    pub fn dead_features(&self) -> Result<Vec<u32>, QueryError> {
+        let f = &self.features;
+        f.file.ensure(f.count.as_ref())?;
+        Ok((0..self.d_sae() as u32)
+            .filter(|&i| f.count[i as usize] == 0)
+            .collect())
+    }
+}
+
+/// A feature's statistics before they become [`FeatureStats`].
+struct Computed {
+    count: u64,
+    documents: u64,
+    max: f32,
+    sum: f64,
+    histogram: Vec<u32>,
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}

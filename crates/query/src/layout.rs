@@ -1,0 +1,188 @@
+//! The `query/` folder of an index: its files, their Arrow schemas and its manifest
+//! (described for other tools in `schemas/index/query/`).
+//!
+//! | file | one row per | columns |
+//! | --- | --- | --- |
+//! | `documents.arrow` | document | `id` utf8, `source` utf8, `text` large binary (UTF-8), `first_token` u64, `tokens` u32 |
+//! | `tokens.arrow` | token (global number, corpus order) | `doc` u32, `position` u32, `token` u32, `start` u32, `end` u32, `flags` u8, `first_code` u64 |
+//! | `codes.arrow` | nonzero activation, token-major | `feature` u32, `value` f32 |
+//! | `postings.arrow` | nonzero activation, feature-major | `token` u32, `value` f32 |
+//! | `features.arrow` | SAE feature | `first_posting` u64, `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` [u32; 20] |
+//!
+//! Codes of token `t` are rows `first_code[t]..first_code[t + 1]` of `codes.arrow`
+//! (the last token ends at the row count), sorted by value descending then feature.
+//! Postings of feature `f` are rows `first_posting[f]..first_posting[f] + postings[f]`,
+//! sorted by value descending then token. `flags` bit 0 marks a special token, bit 1 an
+//! attention sink (the first position of a document or model window). The statistics
+//! (`count`, `documents`, `max`, `sum`, `histogram`) leave out special and sink tokens;
+//! the histogram has [`HISTOGRAM_BINS`] equal bins over `(0, max]`.
+//!
+//! Text is stored as binary so that opening the file does not validate the whole
+//! corpus's UTF-8; each document is checked when it is read.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+/// The folder inside an index that holds the query files.
+pub const QUERY_DIR: &str = "query";
+/// The query manifest's file name inside [`QUERY_DIR`].
+pub const QUERY_MANIFEST: &str = "manifest.json";
+/// The `format` of a query manifest.
+pub const QUERY_FORMAT: &str = "saeidx-query";
+/// The query format version this saeidx writes and reads.
+pub const QUERY_FORMAT_VERSION: u32 = 1;
+/// Bytes per checksummed chunk of a query file.
+pub const CHUNK_BYTES: u64 = 1 << 20;
+/// Bins of each feature's activation histogram.
+pub const HISTOGRAM_BINS: usize = 20;
+
+/// `flags` bit of a special token (BOS, EOS, ...).
+pub const FLAG_SPECIAL: u8 = 1;
+/// `flags` bit of an attention-sink position (first of a document or window).
+pub const FLAG_SINK: u8 = 2;
+
+/// One of the query files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryFile {
+    /// Documents and their texts.
+    Documents,
+    /// Per-token metadata.
+    Tokens,
+    /// Token-major codes.
+    Codes,
+    /// Feature-major postings.
+    Postings,
+    /// Per-feature offsets and statistics.
+    Features,
+}
+
+impl QueryFile {
+    /// Every query file, in manifest order.
+    pub const ALL: [QueryFile; 5] = [
+        QueryFile::Documents,
+        QueryFile::Tokens,
+        QueryFile::Codes,
+        QueryFile::Postings,
+        QueryFile::Features,
+    ];
+
+    /// The file name inside [`QUERY_DIR`].
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryFile::Documents => "documents.arrow",
+            QueryFile::Tokens => "tokens.arrow",
+            QueryFile::Codes => "codes.arrow",
+            QueryFile::Postings => "postings.arrow",
+            QueryFile::Features => "features.arrow",
+        }
+    }
+
+    /// The file's Arrow schema.
+    pub fn schema(self) -> SchemaRef {
+        let u32_field = |name: &str| Field::new(name, DataType::UInt32, false);
+        let fields = match self {
+            QueryFile::Documents => vec![
+                Field::new("id", DataType::Utf8, false),
+                Field::new("source", DataType::Utf8, false),
+                Field::new("text", DataType::LargeBinary, false),
+                Field::new("first_token", DataType::UInt64, false),
+                u32_field("tokens"),
+            ],
+            QueryFile::Tokens => vec![
+                u32_field("doc"),
+                u32_field("position"),
+                u32_field("token"),
+                u32_field("start"),
+                u32_field("end"),
+                Field::new("flags", DataType::UInt8, false),
+                Field::new("first_code", DataType::UInt64, false),
+            ],
+            QueryFile::Codes => vec![
+                u32_field("feature"),
+                Field::new("value", DataType::Float32, false),
+            ],
+            QueryFile::Postings => vec![
+                u32_field("token"),
+                Field::new("value", DataType::Float32, false),
+            ],
+            QueryFile::Features => vec![
+                Field::new("first_posting", DataType::UInt64, false),
+                u32_field("postings"),
+                u32_field("count"),
+                u32_field("documents"),
+                Field::new("max", DataType::Float32, false),
+                Field::new("sum", DataType::Float64, false),
+                Field::new(
+                    "histogram",
+                    DataType::FixedSizeList(
+                        Arc::new(Field::new("item", DataType::UInt32, false)),
+                        HISTOGRAM_BINS as i32,
+                    ),
+                    false,
+                ),
+            ],
+        };
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// One query file as the query manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryFileRecord {
+    /// File name inside `query/`.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Rows of its single record batch.
+    pub rows: u64,
+    /// xxh3-64 (hex) of each [`CHUNK_BYTES`] chunk, in order.
+    pub chunks_xxh3: Vec<String>,
+}
+
+/// Totals the query files hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryCounts {
+    /// Documents.
+    pub documents: u64,
+    /// Tokens.
+    pub tokens: u64,
+    /// Tokens that are neither special nor sinks (the statistics' denominator).
+    pub content_tokens: u64,
+    /// Nonzero activations.
+    pub nonzeros: u64,
+    /// SAE features.
+    pub features: u64,
+}
+
+/// `query/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryManifest {
+    /// Always [`QUERY_FORMAT`].
+    pub format: String,
+    /// [`QUERY_FORMAT_VERSION`] when written.
+    pub format_version: u32,
+    /// The saeidx version that built the files.
+    pub saeidx_version: String,
+    /// SHA-256 over the index's job fingerprint and every Parquet file's SHA-256: the
+    /// exact data these files were built from.
+    pub index_data_sha256: String,
+    /// Totals.
+    pub counts: QueryCounts,
+    /// Bytes per checksummed chunk.
+    pub chunk_bytes: u64,
+    /// The files, in [`QueryFile::ALL`] order.
+    pub files: Vec<QueryFileRecord>,
+}
+
+/// The SHA-256 that ties query files to the index data they were built from.
+pub fn index_data_sha256(manifest: &saeidx_format::manifest::Manifest) -> String {
+    let mut parts = vec![manifest.job.fingerprint()];
+    for part in &manifest.parts {
+        for file in &part.files {
+            parts.push(format!("{} {}", file.path, file.sha256));
+        }
+    }
+    saeidx_format::checksum::sha256_hex(parts.join("\n").as_bytes())
+}

@@ -1,0 +1,238 @@
+//! A memory-mapped query file: an Arrow IPC file decoded zero-copy by arrow-rs, whose
+//! bytes are checked against the query manifest's xxh3 chunk checksums before use.
+//!
+//! At open, the chunks holding the file's framing (magic, footer, record-batch
+//! metadata) are verified before arrow-rs parses them; data chunks are verified the
+//! first time a query touches them ([`MappedFile::ensure`]) and remembered in a bitset,
+//! so a warm query pays nothing and a damaged chunk is always an error.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::{convert::try_fb_to_schema, reader::FileDecoder, root_as_footer};
+use twox_hash::XxHash3_64;
+
+use crate::{
+    error::QueryError,
+    layout::{CHUNK_BYTES, QueryFile, QueryFileRecord},
+};
+
+/// Arrow IPC file magic, at both ends of the file.
+const ARROW_MAGIC: &[u8; 6] = b"ARROW1";
+
+/// One opened query file.
+pub(crate) struct MappedFile {
+    path: PathBuf,
+    bytes: Buffer,
+    expected: Vec<u64>,
+    verified: Vec<AtomicU64>,
+}
+
+impl MappedFile {
+    /// Maps `dir/record.name`, checks it against `record` and decodes its one record
+    /// batch, which must have `file`'s schema and `record.rows` rows.
+    pub(crate) fn open(
+        dir: &Path,
+        file: QueryFile,
+        record: &QueryFileRecord,
+    ) -> Result<(Arc<MappedFile>, RecordBatch), QueryError> {
+        let path = dir.join(file.name());
+        let corrupt = |reason: String| QueryError::corrupt(&path, reason);
+        if record.name != file.name() {
+            return Err(corrupt(format!(
+                "the manifest lists {:?} where {:?} belongs",
+                record.name,
+                file.name()
+            )));
+        }
+        let handle = File::open(&path).map_err(QueryError::io(&path))?;
+        let len = handle.metadata().map_err(QueryError::io(&path))?.len();
+        if len != record.bytes {
+            return Err(corrupt(format!(
+                "{len} bytes where the manifest records {} (truncated or replaced)",
+                record.bytes
+            )));
+        }
+        let chunks = len.div_ceil(CHUNK_BYTES) as usize;
+        if record.chunks_xxh3.len() != chunks {
+            return Err(corrupt(format!(
+                "the manifest has {} chunk checksums for {chunks} chunks",
+                record.chunks_xxh3.len()
+            )));
+        }
+        let expected = record
+            .chunks_xxh3
+            .iter()
+            .map(|hex| u64::from_str_radix(hex, 16))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|_| corrupt("the manifest's chunk checksums are not hex".into()))?;
+        // SAFETY: index files are immutable once published (folders are replaced by an
+        // atomic rename, never rewritten in place); every byte read through this map is
+        // checked against its chunk checksum first.
+        let map = unsafe { memmap2::Mmap::map(&handle) }.map_err(QueryError::io(&path))?;
+        let mapped = Arc::new(MappedFile {
+            path: path.clone(),
+            bytes: Buffer::from(bytes::Bytes::from_owner(map)),
+            expected,
+            verified: (0..chunks.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        });
+        let batch = mapped.decode(file, record.rows)?;
+        Ok((mapped, batch))
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> QueryError {
+        QueryError::corrupt(&self.path, reason)
+    }
+
+    /// Parses the (verified) framing and decodes the single record batch.
+    fn decode(&self, file: QueryFile, rows: u64) -> Result<RecordBatch, QueryError> {
+        let len = self.bytes.len();
+        if len < 8 + 10 {
+            return Err(self.corrupt("too short to be an Arrow IPC file"));
+        }
+        self.ensure_bytes(0, 8)?;
+        self.ensure_bytes(len - 10, len)?;
+        if &self.bytes[..6] != ARROW_MAGIC {
+            return Err(self.corrupt("no Arrow IPC magic at the start"));
+        }
+        let mut trailer = [0u8; 10];
+        trailer.copy_from_slice(&self.bytes[len - 10..]);
+        let footer_len = arrow_ipc::reader::read_footer_length(trailer)
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        let footer_start = (len - 10)
+            .checked_sub(footer_len)
+            .filter(|start| *start >= 8)
+            .ok_or_else(|| self.corrupt("footer length past the start of the file"))?;
+        self.ensure_bytes(footer_start, len - 10)?;
+        let footer = root_as_footer(&self.bytes[footer_start..len - 10])
+            .map_err(|e| self.corrupt(format!("unreadable footer: {e}")))?;
+        let schema = footer
+            .schema()
+            .ok_or_else(|| self.corrupt("no schema in the footer"))
+            .and_then(|schema| {
+                try_fb_to_schema(schema).map_err(|e| self.corrupt(format!("bad schema: {e}")))
+            })?;
+        let expected_schema = file.schema();
+        if schema.fields() != expected_schema.fields() {
+            return Err(self.corrupt(format!(
+                "schema {:?} is not the {} schema",
+                schema.fields(),
+                file.name()
+            )));
+        }
+        if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+            return Err(self.corrupt("unexpected dictionaries"));
+        }
+        let blocks = footer
+            .recordBatches()
+            .ok_or_else(|| self.corrupt("no record batches"))?;
+        if blocks.len() != 1 {
+            return Err(self.corrupt(format!("{} record batches where 1 belongs", blocks.len())));
+        }
+        let block = blocks.get(0);
+        let offset = usize::try_from(block.offset()).ok();
+        let meta = usize::try_from(block.metaDataLength()).ok();
+        let body = usize::try_from(block.bodyLength()).ok();
+        let (offset, meta, body) = match (offset, meta, body) {
+            (Some(o), Some(m), Some(b)) => (o, m, b),
+            _ => return Err(self.corrupt("negative record batch block")),
+        };
+        let end = offset
+            .checked_add(meta)
+            .and_then(|e| e.checked_add(body))
+            .filter(|end| offset >= 8 && *end <= footer_start)
+            .ok_or_else(|| self.corrupt("record batch block outside the file"))?;
+        self.ensure_bytes(offset, offset + meta)?;
+        let decoder =
+            FileDecoder::new(Arc::new(schema), footer.version()).with_require_alignment(true);
+        let batch = decoder
+            .read_record_batch(block, &self.bytes.slice_with_length(offset, end - offset))
+            .map_err(|e| self.corrupt(format!("undecodable record batch: {e}")))?
+            .ok_or_else(|| self.corrupt("empty record batch message"))?;
+        if batch.num_rows() as u64 != rows {
+            return Err(self.corrupt(format!(
+                "{} rows where the manifest records {rows}",
+                batch.num_rows()
+            )));
+        }
+        // Zero-copy: every buffer must lie inside this map (so `ensure` covers it).
+        let base = self.bytes.as_ptr() as usize;
+        for column in batch.columns() {
+            let data = column.to_data();
+            let mut all = vec![data];
+            while let Some(data) = all.pop() {
+                for buffer in data.buffers() {
+                    let start = buffer.as_ptr() as usize;
+                    if buffer.is_empty() {
+                        continue;
+                    }
+                    if start < base || start + buffer.len() > base + len {
+                        return Err(self.corrupt("a column is not stored in place"));
+                    }
+                }
+                if data.nulls().is_some() {
+                    return Err(self.corrupt("a column has nulls"));
+                }
+                all.extend(data.child_data().iter().cloned());
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Verifies (once) every chunk overlapping bytes `start..end` of the file.
+    pub(crate) fn ensure_bytes(&self, start: usize, end: usize) -> Result<(), QueryError> {
+        if start >= end {
+            return Ok(());
+        }
+        let len = self.bytes.len();
+        if end > len {
+            return Err(self.corrupt(format!("bytes {start}..{end} past the end ({len})")));
+        }
+        let chunk = CHUNK_BYTES as usize;
+        for index in start / chunk..=(end - 1) / chunk {
+            let (word, bit) = (index / 64, 1u64 << (index % 64));
+            if self.verified[word].load(Ordering::Acquire) & bit != 0 {
+                continue;
+            }
+            let bytes = &self.bytes[index * chunk..((index + 1) * chunk).min(len)];
+            if XxHash3_64::oneshot(bytes) != self.expected[index] {
+                return Err(self.corrupt(format!(
+                    "chunk {index} (bytes {}..{}) does not match its checksum",
+                    index * chunk,
+                    (index * chunk + bytes.len())
+                )));
+            }
+            self.verified[word].fetch_or(bit, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Verifies the chunks under `slice`, which must point into this file.
+    pub(crate) fn ensure<T>(&self, slice: &[T]) -> Result<(), QueryError> {
+        let base = self.bytes.as_ptr() as usize;
+        let start = slice.as_ptr() as usize;
+        let bytes = std::mem::size_of_val(slice);
+        if slice.is_empty() {
+            return Ok(());
+        }
+        if start < base {
+            return Err(self.corrupt("a slice outside the file"));
+        }
+        self.ensure_bytes(start - base, start - base + bytes)
+    }
+
+    /// Verifies every chunk of the file (used by `verify`).
+    pub(crate) fn ensure_all(&self) -> Result<(), QueryError> {
+        self.ensure_bytes(0, self.bytes.len())
+    }
+}

@@ -1,0 +1,120 @@
+//! Ranking features over a text's tokens: the one function behind `top-features`, for a
+//! document of the index and for a text run live through the model.
+
+use serde::Serialize;
+
+/// One token's active features (any order), as the SAE produced them.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenCodes<'a> {
+    /// Position of the token in its text.
+    pub position: u32,
+    /// Active feature ids.
+    pub features: &'a [u32],
+    /// Their activations, parallel to `features`.
+    pub values: &'a [f32],
+}
+
+/// How a feature's activations over a text's tokens become one score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// The largest activation on any token (mlxterp's `get_top_features_for_text`).
+    #[default]
+    Max,
+    /// The sum over tokens.
+    Sum,
+}
+
+/// A feature's score over a text.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FeatureScore {
+    /// Feature id.
+    pub feature: u32,
+    /// The aggregate ([`Aggregate`]) over the text's tokens.
+    pub score: f32,
+    /// Its largest activation.
+    pub max: f32,
+    /// The position of that largest activation (the first, on ties).
+    pub position: u32,
+    /// On how many tokens it is active.
+    pub tokens: u32,
+}
+
+/// The `k` best features over `tokens` by `aggregate`, best first (ties: lower feature
+/// id first). `d_sae` bounds the feature ids; larger ids are ignored by the caller's
+/// contract (the index checks them when it is built).
+pub fn rank_features<'a>(
+    tokens: impl IntoIterator<Item = TokenCodes<'a>>,
+    aggregate: Aggregate,
+    k: usize,
+    d_sae: usize,
+) -> Vec<FeatureScore> {
+    let mut scores: Vec<Option<FeatureScore>> = vec![None; d_sae];
+    let mut touched = Vec::new();
+    for token in tokens {
+        for (&feature, &value) in token.features.iter().zip(token.values) {
+            let Some(slot) = scores.get_mut(feature as usize) else {
+                continue;
+            };
+            match slot {
+                None => {
+                    touched.push(feature);
+                    *slot = Some(FeatureScore {
+                        feature,
+                        score: value,
+                        max: value,
+                        position: token.position,
+                        tokens: 1,
+                    });
+                }
+                Some(score) => {
+                    score.tokens += 1;
+                    match aggregate {
+                        Aggregate::Max => score.score = score.score.max(value),
+                        Aggregate::Sum => score.score += value,
+                    }
+                    if value > score.max {
+                        score.max = value;
+                        score.position = token.position;
+                    }
+                }
+            }
+        }
+    }
+    let mut ranked: Vec<FeatureScore> = touched
+        .into_iter()
+        .filter_map(|feature| scores[feature as usize])
+        .collect();
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.feature.cmp(&b.feature)));
+    ranked.truncate(k);
+    ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_and_sum_rank_over_tokens() {
+        let tokens = [
+            TokenCodes {
+                position: 1,
+                features: &[3, 5],
+                values: &[1.0, 4.0],
+            },
+            TokenCodes {
+                position: 2,
+                features: &[3, 7],
+                values: &[3.5, 0.5],
+            },
+        ];
+        let max = rank_features(tokens, Aggregate::Max, 10, 8);
+        assert_eq!(
+            max.iter().map(|s| (s.feature, s.score)).collect::<Vec<_>>(),
+            [(5, 4.0), (3, 3.5), (7, 0.5)]
+        );
+        assert_eq!((max[1].position, max[1].tokens), (2, 2));
+        let sum = rank_features(tokens, Aggregate::Sum, 1, 8);
+        assert_eq!((sum[0].feature, sum[0].score), (3, 4.5));
+    }
+}
