@@ -301,6 +301,260 @@ print(json.dumps({"documents": count(doc), "tokens": count(tok), "nonzeros": cou
         .collect();
     assert_eq!(ours, theirs);
     assert!(duck["joined"][1].as_str().is_some_and(|s| !s.is_empty()));
+
+    // The query index built at the end of the run gives DuckDB's answer too (with every
+    // token counted, as the SQL counts them).
+    let top = saeidx_ok(
+        &[
+            "top-texts",
+            "--index",
+            index.to_str().unwrap(),
+            "--feature",
+            &feature.to_string(),
+            "--k",
+            "10",
+            "--include-special",
+            "--include-sinks",
+            "--json",
+        ],
+        setup.path(),
+    );
+    let answered: Vec<(u64, u64, f64)> = top["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["doc"].as_u64().unwrap(),
+                t["position"].as_u64().unwrap(),
+                t["activation"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(answered, theirs);
+    let snippet = &top["texts"][0]["snippet"];
+    let range = snippet["hit_start"].as_u64().unwrap() as usize
+        ..snippet["hit_end"].as_u64().unwrap() as usize;
+    assert_eq!(
+        &snippet["text"].as_str().unwrap()[range],
+        duck["joined"][1].as_str().unwrap()
+    );
+}
+
+/// The query commands on the index of a run: documents and live texts agree, answers
+/// carry labels, a Parquet-only copy is queryable after `query build`, and wrong
+/// questions get clear errors.
+#[test]
+fn queries_answer_from_the_index_and_live() {
+    let setup = Setup::new();
+    saeidx_ok(
+        &["run", setup.job().to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    let index = setup.path().join("out/index");
+    let at = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--index", index.to_str().unwrap(), "--json"]);
+        saeidx_ok(&all, setup.path())
+    };
+
+    // A long document of the corpus (several model windows), by id and live.
+    let info = at(&["info"]);
+    assert_eq!(info["counts"]["documents"].as_u64(), Some(38));
+    let by_doc = at(&[
+        "top-features",
+        "--doc-id",
+        "doc-6",
+        "--per-token",
+        "--k",
+        "8",
+    ]);
+    let doc = by_doc["of"]["doc"].as_u64().unwrap();
+    let rows = saeidx_tests::index_rows::documents(&index);
+    let text = &rows.iter().find(|d| d.0 == doc as u32).unwrap().1;
+    let live = at(&["top-features", "--text", text, "--per-token", "--k", "8"]);
+    let tokens = |answer: &Value| -> Vec<(u64, String, Vec<(u64, f64)>)> {
+        answer["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["position"].as_u64().unwrap(),
+                    t["token"].as_str().unwrap().to_string(),
+                    t["features"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| {
+                            (
+                                f["feature"].as_u64().unwrap(),
+                                f["activation"].as_f64().unwrap(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let (indexed, analysed) = (tokens(&by_doc), tokens(&live));
+    assert!(indexed.len() > 200, "several windows: {}", indexed.len());
+    assert_eq!(indexed.len(), analysed.len());
+    for ((p1, t1, f1), (p2, t2, f2)) in indexed.iter().zip(&analysed) {
+        assert_eq!((p1, t1), (p2, t2), "the same tokens");
+        let ids1: Vec<u64> = f1.iter().map(|f| f.0).collect();
+        let ids2: Vec<u64> = f2.iter().map(|f| f.0).collect();
+        assert_eq!(
+            ids1, ids2,
+            "token {p1} {t1:?}: the same features, in the same order"
+        );
+        for (a, b) in f1.iter().zip(f2) {
+            assert!(
+                (a.1 - b.1).abs() <= 2e-3 * a.1.abs().max(1.0),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+
+    // Feature pages: statistics, examples, neighbours; labels show up in answers.
+    let strongest =
+        at(&["top-features", "--doc", &doc.to_string(), "--k", "1"])["features"][0]["feature"]
+            .as_u64()
+            .unwrap()
+            .to_string();
+    let registry = setup.path().join("sae_features.json");
+    fs::write(
+        &registry,
+        format!(
+            r#"{{"{strongest}": {{"name": "test label", "confidence": "low", "examples": ["x"]}}}}"#
+        ),
+    )
+    .unwrap();
+    saeidx_ok(
+        &[
+            "labels",
+            "import",
+            registry.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    let report = at(&["feature", &strongest, "--examples", "2", "--bands", "3"]);
+    assert_eq!(report["label"]["name"], "test label");
+    assert!(report["stats"]["count"].as_u64().unwrap() >= 1);
+    assert_eq!(report["stats"]["histogram"].as_array().unwrap().len(), 20);
+    assert!(!report["top"].as_array().unwrap().is_empty());
+    assert!(!report["quantiles"].as_array().unwrap().is_empty());
+    let top = at(&[
+        "top-texts",
+        "--feature",
+        &strongest,
+        "--k",
+        "3",
+        "--rank",
+        "doc-sum",
+    ]);
+    assert_eq!(top["label"]["name"], "test label");
+    let exported = setup.path().join("exported.json");
+    saeidx_ok(
+        &[
+            "labels",
+            "export",
+            exported.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    let exported: Value = serde_json::from_slice(&fs::read(&exported).unwrap()).unwrap();
+    assert_eq!(exported[&strongest]["confidence"], "low");
+    let sample = at(&["sample", "--n", "4", "--seed", "2"]);
+    assert_eq!(sample["features"].as_array().unwrap().len(), 4);
+
+    // A Parquet-only copy (as someone might share it) is queryable once built, and
+    // gives the same answers.
+    let copy = setup.path().join("shared");
+    copy_dir(&index, &copy);
+    fs::remove_dir_all(copy.join("query")).unwrap();
+    let error = saeidx_err(&["info", "--index", copy.to_str().unwrap()], setup.path());
+    assert!(error.contains("saeidx query build"), "{error}");
+    saeidx_ok(
+        &["query", "build", copy.to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    let again = saeidx_ok(
+        &[
+            "top-texts",
+            "--feature",
+            &strongest,
+            "--k",
+            "3",
+            "--rank",
+            "doc-sum",
+            "--json",
+            "--index",
+            copy.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    assert_eq!(again["texts"], top["texts"]);
+    assert_same_index(&index.join("query"), &copy.join("query"));
+
+    // Clear errors.
+    let error = saeidx_err(
+        &[
+            "top-texts",
+            "--feature",
+            "256",
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    assert!(
+        error.contains("feature 256 does not exist") && error.contains("256 features"),
+        "{error}"
+    );
+    let error = saeidx_err(
+        &[
+            "top-features",
+            "--doc",
+            "38",
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    assert!(
+        error.contains("document 38 is not in this index"),
+        "{error}"
+    );
+    let error = saeidx_err(
+        &[
+            "top-features",
+            "--doc-id",
+            "nope",
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    assert!(error.contains("\"nope\" is not in this index"), "{error}");
+    let error = saeidx_err(
+        &["info", "--index", setup.path().to_str().unwrap()],
+        setup.path(),
+    );
+    assert!(error.contains("is this an index folder?"), "{error}");
+
+    // verify checks the query files too.
+    let postings = copy.join("query/postings.arrow");
+    let mut bytes = fs::read(&postings).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    fs::write(&postings, bytes).unwrap();
+    let error = saeidx_err(&["verify", copy.to_str().unwrap()], setup.path());
+    assert!(error.contains("does not match its checksum"), "{error}");
 }
 
 /// Starts a run and kills it (SIGKILL) once `parts` parts are recorded or `after` has

@@ -140,16 +140,42 @@ pub fn saeidx_binary() -> PathBuf {
 pub mod index_rows {
     use std::{fs::File, path::Path};
 
-    use arrow_array::{Float32Array, UInt32Array};
+    use arrow_array::{Float32Array, LargeStringArray, UInt32Array};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    /// Every activation row `(doc, position, feature, value)` of the index at `dir`.
-    pub fn activations(dir: &Path) -> Vec<(u32, u32, u32, f32)> {
-        let mut files: Vec<_> = std::fs::read_dir(dir.join("activations"))
+    fn part_files(dir: &Path, table: &str) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(table))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
+        files
+    }
+
+    /// Every document `(doc, text)` of the index at `dir`.
+    pub fn documents(dir: &Path) -> Vec<(u32, String)> {
+        let mut rows = Vec::new();
+        for file in part_files(dir, "documents") {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let column = |name: &str| batch.column_by_name(name).unwrap().as_any();
+                let doc = column("doc").downcast_ref::<UInt32Array>().unwrap();
+                let text = column("text").downcast_ref::<LargeStringArray>().unwrap();
+                for i in 0..batch.num_rows() {
+                    rows.push((doc.value(i), text.value(i).to_string()));
+                }
+            }
+        }
+        rows
+    }
+
+    /// Every activation row `(doc, position, feature, value)` of the index at `dir`.
+    pub fn activations(dir: &Path) -> Vec<(u32, u32, u32, f32)> {
+        let files = part_files(dir, "activations");
         let mut rows = Vec::new();
         for file in files {
             let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
