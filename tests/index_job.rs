@@ -341,6 +341,9 @@ print(json.dumps({"documents": count(doc), "tokens": count(tok), "nonzeros": cou
     );
 }
 
+/// One token of a `--per-token` answer: position, text, (feature, activation)s.
+type PerToken = (u64, String, Vec<(u64, f64)>);
+
 /// The query commands on the index of a run: documents and live texts agree, answers
 /// carry labels, a Parquet-only copy is queryable after `query build`, and wrong
 /// questions get clear errors.
@@ -373,7 +376,7 @@ fn queries_answer_from_the_index_and_live() {
     let rows = saeidx_tests::index_rows::documents(&index);
     let text = &rows.iter().find(|d| d.0 == doc as u32).unwrap().1;
     let live = at(&["top-features", "--text", text, "--per-token", "--k", "8"]);
-    let tokens = |answer: &Value| -> Vec<(u64, String, Vec<(u64, f64)>)> {
+    let tokens = |answer: &Value| -> Vec<PerToken> {
         answer["tokens"]
             .as_array()
             .unwrap()
