@@ -223,6 +223,7 @@ def check(schema, value):
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(value, schema, cls=jsonschema.Draft202012Validator)
 check("index/manifest.schema.json", json.load(open(f"{index}/manifest.json")))
+check("index/query/manifest.schema.json", json.load(open(f"{index}/query/manifest.json")))
 check("job.schema.json", tomllib.load(open(job, "rb")))
 for path in sorted(__import__("glob").glob(sys.argv[4] + "/pipelines/*.toml")):
     check("job.schema.json", tomllib.load(open(path, "rb")))
@@ -472,6 +473,23 @@ fn queries_answer_from_the_index_and_live() {
     );
     let exported: Value = serde_json::from_slice(&fs::read(&exported).unwrap()).unwrap();
     assert_eq!(exported[&strongest]["confidence"], "low");
+    let validate = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft202012Validator)
+"#;
+    let output = Command::new(reference_python())
+        .args(["-c", validate])
+        .arg(repo_root().join("schemas/index/labels.schema.json"))
+        .arg(index.join("labels.json"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let sample = at(&["sample", "--n", "4", "--seed", "2"]);
     assert_eq!(sample["features"].as_array().unwrap().len(), 4);
 

@@ -59,6 +59,8 @@ enum Command {
     TopFeatures(query::TopFeaturesArgs),
     /// Everything about one feature: statistics, histogram, examples, neighbours, label.
     Feature(query::FeatureArgs),
+    /// The strongest features of a text (live) and the index's top texts for each.
+    Explain(query::ExplainArgs),
     /// Random live features with their top examples (feature discovery).
     Sample(query::SampleArgs),
     /// An index's counts, model, SAE and live/dead features.
@@ -145,6 +147,7 @@ fn main() -> ExitCode {
         Command::TopTexts(args) => query::top_texts(args),
         Command::TopFeatures(args) => query::top_features(args),
         Command::Feature(args) => query::feature(args),
+        Command::Explain(args) => query::explain(args),
         Command::Sample(args) => query::sample(args),
         Command::Info(args) => query::info(args),
         Command::Query(command) => query::query(command),

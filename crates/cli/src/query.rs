@@ -171,6 +171,31 @@ pub struct FeatureArgs {
     output: Output,
 }
 
+/// `saeidx explain`.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  saeidx explain \"The Senate and House of Representatives shall make appropriations\" --features 3 --texts 3"
+)]
+pub struct ExplainArgs {
+    /// The text to analyse (run live through the index's model and SAE).
+    text: String,
+    /// How many of its strongest features to explain.
+    #[arg(long, default_value_t = 3)]
+    features: usize,
+    /// Top texts of the index per feature.
+    #[arg(long, default_value_t = 5)]
+    texts: usize,
+    /// Tokens of context on each side of a text's hit.
+    #[arg(long, default_value_t = 8)]
+    context: u32,
+    #[command(flatten)]
+    index: IndexArg,
+    #[command(flatten)]
+    exclusions: ExclusionArgs,
+    #[command(flatten)]
+    output: Output,
+}
+
 /// `saeidx sample`.
 #[derive(Args)]
 #[command(
@@ -344,6 +369,32 @@ pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
 /// One token of the text `top-features` ranks: (position, its text, features, values).
 type TextToken = (u32, String, Vec<u32>, Vec<f32>);
 
+/// Runs `text` through the index's model and SAE; the tokens `exclusions` keep.
+fn live_tokens(
+    index: &QueryIndex,
+    text: &str,
+    model: Option<&str>,
+    sae: Option<&std::path::Path>,
+    exclusions: Exclusions,
+) -> anyhow::Result<Vec<TextToken>> {
+    let live = saeidx_indexer::live::LiveAnalyzer::for_index(
+        index.manifest(),
+        model,
+        sae,
+        &HubSettings::from_env(),
+    )
+    .context("loading the index's model and SAE for the live text")?;
+    Ok(live
+        .analyze(text)?
+        .into_iter()
+        .filter(|t| !exclusions.leaves_out(t.special, t.sink))
+        .map(|t| {
+            let piece = text.get(t.span.clone()).unwrap_or_default().to_string();
+            (t.position, piece, t.features, t.values)
+        })
+        .collect())
+}
+
 /// `saeidx top-features`.
 pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
@@ -353,22 +404,13 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
         if args.tokens.is_some() {
             bail!("--tokens applies to --doc and --doc-id, not --text");
         }
-        let live = saeidx_indexer::live::LiveAnalyzer::for_index(
-            index.manifest(),
+        let kept = live_tokens(
+            &index,
+            text,
             args.model.as_deref(),
             args.sae.as_deref(),
-            &HubSettings::from_env(),
-        )
-        .context("loading the index's model and SAE for the live text")?;
-        let analyzed = live.analyze(text)?;
-        let kept = analyzed
-            .into_iter()
-            .filter(|t| !exclusions.leaves_out(t.special, t.sink))
-            .map(|t| {
-                let piece = text.get(t.span.clone()).unwrap_or_default().to_string();
-                (t.position, piece, t.features, t.values)
-            })
-            .collect();
+            exclusions,
+        )?;
         (json!({"text": text}), kept)
     } else {
         let doc = match (&args.doc, &args.doc_id) {
@@ -464,6 +506,67 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
             score.tokens,
             label_text(index.registry().get(score.feature))
         );
+    }
+    Ok(())
+}
+
+/// `saeidx explain`: the seed's whole workflow in one command — the strongest features
+/// of a text (live), then what makes each of them fire in the index.
+pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let index = args.index.open()?;
+    let exclusions = args.exclusions.exclusions();
+    let tokens = live_tokens(&index, &args.text, None, None, exclusions)?;
+    let ranked = rank_features(
+        tokens
+            .iter()
+            .map(|(position, _, features, values)| TokenCodes {
+                position: *position,
+                features,
+                values,
+            }),
+        Aggregate::Max,
+        args.features,
+        index.d_sae(),
+    );
+    let mut explained = Vec::new();
+    for score in &ranked {
+        let texts = index.top_texts(
+            score.feature,
+            args.texts,
+            Rank::Token,
+            args.context,
+            exclusions,
+        )?;
+        let piece = tokens
+            .iter()
+            .find(|t| t.0 == score.position)
+            .map(|t| t.1.clone())
+            .unwrap_or_default();
+        explained.push((score, piece, texts));
+    }
+    if args.output.json {
+        let features: Vec<serde_json::Value> = explained
+            .iter()
+            .map(|(score, piece, texts)| {
+                json!({
+                    "feature": score.feature, "activation": score.max, "position": score.position,
+                    "token": piece, "label": index.registry().get(score.feature), "top_texts": texts,
+                })
+            })
+            .collect();
+        return print_json(&json!({"text": args.text, "features": features}));
+    }
+    println!("{:?}\n", args.text);
+    for (score, piece, texts) in &explained {
+        println!(
+            "feature {} ({:.3} on {:?}){}: fires most on",
+            score.feature,
+            score.max,
+            piece,
+            label_text(index.registry().get(score.feature))
+        );
+        print_hits(texts);
+        println!();
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 use rand::{
     RngExt, SeedableRng, distr::Distribution, distr::weighted::WeightedIndex, rngs::StdRng,
 };
+use rayon::prelude::*;
 
 use crate::{
     checksum::sha256_file,
@@ -62,6 +63,101 @@ const WORDS: [&str; 12] = [
     "trade",
 ];
 
+/// Generates and writes part `part` (documents `docs`).
+#[allow(clippy::too_many_arguments)]
+fn write_part(
+    dir: &Path,
+    part: u32,
+    docs: std::ops::Range<usize>,
+    spec: &SyntheticSpec,
+    live: &[usize],
+    sampler: Option<&WeightedIndex<f64>>,
+    k: usize,
+    rng: &mut StdRng,
+) -> Result<PartRecord, SyntheticError> {
+    let first_doc = docs.start as u32;
+    let mut documents = DocumentRows::default();
+    let mut tokens = TokenRows::default();
+    let mut activations = ActivationRows::default();
+    for d in docs {
+        let count = rng.random_range(spec.tokens_per_document.0..=spec.tokens_per_document.1);
+        let mut text = String::new();
+        for position in 0..count {
+            let (start, end) = if position == 0 {
+                (0, 0)
+            } else {
+                if position > 1 {
+                    text.push(' ');
+                }
+                let start = text.len();
+                text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+                (start, text.len())
+            };
+            tokens.doc.push(d as u32);
+            tokens.position.push(position as u32);
+            tokens.token.push(if position == 0 {
+                1
+            } else {
+                100 + rng.random_range(0..1000)
+            });
+            tokens.start.push(start as u32);
+            tokens.end.push(end as u32);
+            tokens.special.push(position == 0);
+            tokens.sink.push(position == 0);
+            let mut chosen: BTreeMap<u32, f32> = BTreeMap::new();
+            if let Some(sampler) = sampler {
+                while chosen.len() < k {
+                    let feature = live[sampler.sample(rng)] as u32;
+                    let steps = rng.random_range(1..=40u32);
+                    chosen.insert(feature, steps as f32 * spec.value_step);
+                }
+            }
+            activations.push_token(d as u32, position as u32, chosen);
+        }
+        documents.doc.push(d as u32);
+        documents.id.push(format!("doc-{d}"));
+        documents.source.push("synthetic.jsonl".into());
+        documents.text.push(text);
+        documents.tokens.push(count as u32);
+    }
+    let rows = (
+        documents.doc.len() as u64,
+        tokens.doc.len() as u64,
+        activations.len() as u64,
+    );
+    let mut files = Vec::new();
+    for (table, count) in [
+        (Table::Documents, rows.0),
+        (Table::Tokens, rows.1),
+        (Table::Activations, rows.2),
+    ] {
+        let relative = table.part_path(part);
+        let path = dir.join(&relative);
+        std::fs::create_dir_all(dir.join(table.dir()))?;
+        let mut writer = TableWriter::create(table, &path)?;
+        match table {
+            Table::Documents => writer.write_documents(std::mem::take(&mut documents))?,
+            Table::Tokens => writer.write_tokens(std::mem::take(&mut tokens))?,
+            Table::Activations => writer.write_activations(std::mem::take(&mut activations))?,
+        }
+        writer.finish()?;
+        files.push(FileRecord {
+            path: relative,
+            bytes: std::fs::metadata(&path)?.len(),
+            sha256: sha256_file(&path)?,
+            rows: count,
+        });
+    }
+    Ok(PartRecord {
+        part,
+        first_doc,
+        documents: rows.0,
+        tokens: rows.1,
+        nonzeros: rows.2,
+        files,
+    })
+}
+
 /// Writes a synthetic index into the (new or empty) folder `dir` and returns its
 /// manifest. Each document starts with a BOS-like special token (empty span) that is
 /// also the attention sink; every other token is one word of the text.
@@ -85,95 +181,30 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
         )
     };
     let k = spec.k.min(live.len());
-    let mut rng = StdRng::seed_from_u64(spec.seed);
-    let mut parts = Vec::new();
-    let mut doc = 0usize;
-    while doc < spec.documents {
-        let part = parts.len() as u32;
-        let first_doc = doc as u32;
-        let mut documents = DocumentRows::default();
-        let mut tokens = TokenRows::default();
-        let mut activations = ActivationRows::default();
-        let end = (doc + spec.documents_per_part).min(spec.documents);
-        for d in doc..end {
-            let count = rng.random_range(spec.tokens_per_document.0..=spec.tokens_per_document.1);
-            let mut text = String::new();
-            for position in 0..count {
-                let (start, end) = if position == 0 {
-                    (0, 0)
-                } else {
-                    if position > 1 {
-                        text.push(' ');
-                    }
-                    let start = text.len();
-                    text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
-                    (start, text.len())
-                };
-                tokens.doc.push(d as u32);
-                tokens.position.push(position as u32);
-                tokens.token.push(if position == 0 {
-                    1
-                } else {
-                    100 + rng.random_range(0..1000)
-                });
-                tokens.start.push(start as u32);
-                tokens.end.push(end as u32);
-                tokens.special.push(position == 0);
-                tokens.sink.push(position == 0);
-                let mut chosen: BTreeMap<u32, f32> = BTreeMap::new();
-                if let Some(sampler) = &sampler {
-                    while chosen.len() < k {
-                        let feature = live[sampler.sample(&mut rng)] as u32;
-                        let steps = rng.random_range(1..=40u32);
-                        chosen.insert(feature, steps as f32 * spec.value_step);
-                    }
-                }
-                activations.push_token(d as u32, position as u32, chosen);
-            }
-            documents.doc.push(d as u32);
-            documents.id.push(format!("doc-{d}"));
-            documents.source.push("synthetic.jsonl".into());
-            documents.text.push(text);
-            documents.tokens.push(count as u32);
-        }
-        let record_rows = (
-            documents.doc.len() as u64,
-            tokens.doc.len() as u64,
-            activations.len() as u64,
-        );
-        let mut files = Vec::new();
-        for (table, rows) in [
-            (Table::Documents, record_rows.0),
-            (Table::Tokens, record_rows.1),
-            (Table::Activations, record_rows.2),
-        ] {
-            let relative = table.part_path(part);
-            let path = dir.join(&relative);
-            std::fs::create_dir_all(dir.join(table.dir()))?;
-            let mut writer = TableWriter::create(table, &path)?;
-            match table {
-                Table::Documents => writer.write_documents(std::mem::take(&mut documents))?,
-                Table::Tokens => writer.write_tokens(std::mem::take(&mut tokens))?,
-                Table::Activations => writer.write_activations(std::mem::take(&mut activations))?,
-            }
-            writer.finish()?;
-            files.push(FileRecord {
-                path: relative,
-                bytes: std::fs::metadata(&path)?.len(),
-                sha256: sha256_file(&path)?,
-                rows,
-            });
-        }
-        parts.push(PartRecord {
-            part,
-            first_doc,
-            documents: record_rows.0,
-            tokens: record_rows.1,
-            nonzeros: record_rows.2,
-            files,
-        });
-        doc = end;
-    }
+    let starts: Vec<usize> = (0..spec.documents)
+        .step_by(spec.documents_per_part)
+        .collect();
+    // Parts are independent (each has its own seed), so they are written in parallel.
+    let parts = starts
+        .par_iter()
+        .enumerate()
+        .map(|(part, &doc)| {
+            let end = (doc + spec.documents_per_part).min(spec.documents);
+            let mut rng = StdRng::seed_from_u64(
+                spec.seed ^ (part as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            write_part(
+                dir,
+                part as u32,
+                doc..end,
+                spec,
+                &live,
+                sampler.as_ref(),
+                k,
+                &mut rng,
+            )
+        })
+        .collect::<Result<Vec<PartRecord>, SyntheticError>>()?;
     let manifest = Manifest {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,

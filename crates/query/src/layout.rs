@@ -186,3 +186,40 @@ pub fn index_data_sha256(manifest: &saeidx_format::manifest::Manifest) -> String
     }
     saeidx_format::checksum::sha256_hex(parts.join("\n").as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_folder_describes_these_files() {
+        for file in QueryFile::ALL {
+            let stem = file.name().trim_end_matches(".arrow");
+            let path = format!(
+                "{}/../../schemas/index/query/{stem}.arrow.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let described: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let fields: Vec<(String, String, bool)> = described["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap().to_string(),
+                        f["type"].as_str().unwrap().to_string(),
+                        f["nullable"].as_bool().unwrap(),
+                    )
+                })
+                .collect();
+            let actual: Vec<(String, String, bool)> = file
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
+                .collect();
+            assert_eq!(fields, actual, "{path}");
+        }
+    }
+}
