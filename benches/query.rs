@@ -100,6 +100,7 @@ fn duckdb(dir: &Path, features: &[u32], docs: &[u32]) -> anyhow::Result<serde_js
 import duckdb, json, sys, time
 root, features, docs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect()
+con.execute("set enable_progress_bar = false")
 con.execute(f"create view act as select * from read_parquet('{root}/activations/*.parquet')")
 def timed(sql, values):
     con.execute(sql, [values[0]]).fetchall()  # warm-up
@@ -123,7 +124,9 @@ print(json.dumps({"top_texts": texts, "top_features": feats}))
     if !output.status.success() {
         bail!("duckdb: {}", String::from_utf8_lossy(&output.stderr));
     }
-    Ok(serde_json::from_slice(&output.stdout)?)
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("duckdb printed {stdout:?}"))
 }
 
 fn main() -> anyhow::Result<()> {

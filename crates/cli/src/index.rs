@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use saeidx_format::{manifest::Manifest, verify as index_verify};
+use saeidx_format::{
+    manifest::{MANIFEST_FILE, Manifest},
+    verify as index_verify,
+};
 use saeidx_indexer::{
     job::{self, JobFile},
     merge,
@@ -130,7 +133,18 @@ fn progress_bar(total_bytes: u64) -> ProgressBar {
 
 fn report_run(summary: &RunSummary, output: Output) -> anyhow::Result<()> {
     let manifest = &summary.manifest;
-    let data_bytes = manifest.data_bytes();
+    // The shareable data: the Parquet files and the manifest.
+    let data_bytes = manifest.data_bytes()
+        + std::fs::metadata(summary.destination.join(MANIFEST_FILE)).map_or(0, |m| m.len());
+    // The query files derived from it (absent for a shard).
+    let query_bytes: u64 = std::fs::read_dir(summary.destination.join("query"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
     let activation_bytes: u64 = manifest
         .files()
         .filter(|f| f.path.starts_with("activations/"))
@@ -148,6 +162,7 @@ fn report_run(summary: &RunSummary, output: Output) -> anyhow::Result<()> {
             "bytes": data_bytes,
             "bytes_per_nonzero": per_nonzero(data_bytes),
             "activation_bytes_per_nonzero": per_nonzero(activation_bytes),
+            "query_bytes": query_bytes,
             "timings": manifest.timings,
         }));
     }
@@ -175,11 +190,12 @@ fn report_run(summary: &RunSummary, output: Output) -> anyhow::Result<()> {
         );
     }
     println!(
-        "index: {}  ({:.1} MB; {:.2} bytes per nonzero in all, {:.2} in activations)",
+        "index: {}  (data {:.1} MB: {:.2} bytes per nonzero, {:.2} in activations; query files {:.1} MB)",
         summary.destination.display(),
         data_bytes as f64 / 1e6,
         per_nonzero(data_bytes),
-        per_nonzero(activation_bytes)
+        per_nonzero(activation_bytes),
+        query_bytes as f64 / 1e6
     );
     Ok(())
 }

@@ -619,7 +619,7 @@ impl QueryIndex {
         }
         let (_, _, text) = self.document(doc)?;
         let low = position.saturating_sub(context);
-        let high = (position + context).min(count - 1);
+        let high = position.saturating_add(context).min(count - 1);
         let at = |p: u32, column: &ScalarBuffer<u32>| -> Result<usize, QueryError> {
             let byte = self.at(
                 file,
