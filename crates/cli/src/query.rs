@@ -1,5 +1,5 @@
-//! The query commands: `top-texts`, `top-features`, `feature`, `sample`, `info`,
-//! `query build` and `labels`.
+//! The query commands: `top-texts`, `top-features`, `explain`, `feature`, `sample`,
+//! `info`, `query build` and `labels`.
 
 use std::{ops::Range, path::PathBuf};
 

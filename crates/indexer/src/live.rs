@@ -82,23 +82,33 @@ impl LiveAnalyzer {
                 "{detail}: live answers would not be comparable with the index (pass the {what} the index was built with)"
             ),
         };
-        let source = ModelSource::parse(
-            model.unwrap_or(&job.model.source),
-            if model.is_some() {
-                None
-            } else {
-                job.model.commit.clone().or(job.model.revision.clone())
-            },
-        );
-        // The recorded commit is immutable: a complete cached snapshot of it needs no
-        // network (as huggingface_hub does for commit revisions).
+        // Where to look, in order: the recorded commit in the local cache (immutable, so
+        // no network is needed, as huggingface_hub does for commit revisions), the
+        // recorded revision in the cache (another machine's cache may name the same
+        // weights by another commit), then the Hub. The weights' SHA-256 decides.
+        let name = model.unwrap_or(&job.model.source);
         let cached = HubSettings {
             offline: true,
             ..settings.clone()
         };
-        let files = match hub::resolve(&source, &cached) {
-            Ok(files) => files,
-            Err(_) => hub::resolve(&source, settings)?,
+        let recorded = if model.is_some() {
+            vec![None]
+        } else {
+            vec![job.model.commit.clone(), job.model.revision.clone()]
+        };
+        let mut found = None;
+        for revision in &recorded {
+            if let Ok(files) = hub::resolve(&ModelSource::parse(name, revision.clone()), &cached) {
+                found = Some(files);
+                break;
+            }
+        }
+        let files = match found {
+            Some(files) => files,
+            None => {
+                let revision = recorded.last().cloned().flatten();
+                hub::resolve(&ModelSource::parse(name, revision), settings)?
+            }
         };
         if files.weights_sha256()? != job.model.weights_sha256 {
             return Err(mismatch(

@@ -197,8 +197,8 @@ pub struct QueryIndex {
     registry: Registry,
     documents: Documents,
     tokens: Tokens,
-    codes: Pairs<u32>,
-    postings: Pairs<u32>,
+    codes: Pairs,
+    postings: Pairs,
     features: Features,
 }
 
@@ -223,9 +223,9 @@ struct Tokens {
 }
 
 /// A (u32 key, f32 value) file: codes (feature, value) or postings (token, value).
-struct Pairs<K: arrow_buffer::ArrowNativeType> {
+struct Pairs {
     file: Arc<MappedFile>,
-    key: ScalarBuffer<K>,
+    key: ScalarBuffer<u32>,
     value: ScalarBuffer<f32>,
 }
 
