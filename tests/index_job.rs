@@ -493,6 +493,40 @@ jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft20
     let sample = at(&["sample", "--n", "4", "--seed", "2"]);
     assert_eq!(sample["features"].as_array().unwrap().len(), 4);
 
+    // Pages: a feature page with coloured examples, a live text coloured by a feature.
+    let pages = setup.path().join("pages");
+    saeidx_ok(
+        &[
+            "render",
+            "feature",
+            &strongest,
+            "--out",
+            pages.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    let page = fs::read_to_string(pages.join(format!("feature-{strongest}.html"))).unwrap();
+    assert!(page.contains("test label") && page.contains("class=\"tok hit\""));
+    let text_page = pages.join("text.html");
+    saeidx_ok(
+        &[
+            "render",
+            "text",
+            "Fellow <citizens> & friends",
+            "--feature",
+            &strongest,
+            "--out",
+            text_page.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    let page = fs::read_to_string(&text_page).unwrap();
+    assert!(page.contains("&lt;citizens&gt; &amp; friends") && !page.contains("<citizens>"));
+
     // A Parquet-only copy (as someone might share it) is queryable once built, and
     // gives the same answers.
     let copy = setup.path().join("shared");

@@ -68,6 +68,9 @@ enum Command {
     /// The query files of an index (`build`).
     #[command(subcommand)]
     Query(query::QueryCommand),
+    /// Self-contained HTML pages: features, and texts coloured by features.
+    #[command(subcommand)]
+    Render(query::RenderCommand),
     /// The feature registry stored with an index (labels, mlxterp's sae_features.json).
     #[command(subcommand)]
     Labels(query::LabelsCommand),
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
         Command::Info(args) => query::info(args),
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
+        Command::Render(command) => query::render(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

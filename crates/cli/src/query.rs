@@ -811,3 +811,147 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `saeidx render ...`: self-contained HTML pages.
+#[derive(Subcommand)]
+pub enum RenderCommand {
+    /// Feature pages (statistics, histogram, coloured examples, neighbour links) into a
+    /// folder, one `feature-F.html` each.
+    #[command(after_help = "Example:\n  saeidx render feature 4536 5383 --out pages/")]
+    Feature {
+        /// The features.
+        #[arg(required = true)]
+        features: Vec<u32>,
+        /// The folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Top examples, and examples per activation band.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        /// Activation bands to sample from.
+        #[arg(long, default_value_t = 4)]
+        bands: usize,
+        /// Neighbours to link.
+        #[arg(long, default_value_t = 10)]
+        neighbours: usize,
+        /// Tokens of context on each side of an example.
+        #[arg(long, default_value_t = 10)]
+        context: u32,
+        #[command(flatten)]
+        index: IndexArg,
+    },
+    /// A text run live through the index's model and SAE, its tokens coloured by each
+    /// chosen feature (default: its strongest five).
+    #[command(
+        after_help = "Example:\n  saeidx render text \"Paris is the capital of France\" --feature 4536 --feature 5383 --out text.html"
+    )]
+    Text {
+        /// The text.
+        text: String,
+        /// Features to colour by (repeatable).
+        #[arg(long = "feature")]
+        features: Vec<u32>,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        index: IndexArg,
+    },
+}
+
+/// `saeidx render ...`.
+pub fn render(command: RenderCommand) -> anyhow::Result<()> {
+    match command {
+        RenderCommand::Feature {
+            features,
+            out,
+            examples,
+            bands,
+            neighbours,
+            context,
+            index,
+        } => {
+            let index = index.open()?;
+            for feature in features {
+                let report = index.feature(
+                    feature,
+                    examples,
+                    bands,
+                    neighbours,
+                    context,
+                    Exclusions::default(),
+                )?;
+                let html = saeidx_view::render_feature(&index, &report, context)?;
+                let path = out.join(saeidx_view::feature_file(feature));
+                saeidx_format::atomic::write_file(&path, html.as_bytes())?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        RenderCommand::Text {
+            text,
+            features,
+            out,
+            index,
+        } => {
+            let index = index.open()?;
+            let live = saeidx_indexer::live::LiveAnalyzer::for_index(
+                index.manifest(),
+                None,
+                None,
+                &HubSettings::from_env(),
+            )
+            .context("loading the index's model and SAE for the live text")?;
+            let analyzed = live.analyze(&text)?;
+            let exclusions = Exclusions::default();
+            let features = if features.is_empty() {
+                let kept: Vec<_> = analyzed
+                    .iter()
+                    .filter(|t| !exclusions.leaves_out(t.special, t.sink))
+                    .collect();
+                rank_features(
+                    kept.iter().map(|t| TokenCodes {
+                        position: t.position,
+                        features: &t.features,
+                        values: &t.values,
+                    }),
+                    Aggregate::Max,
+                    5,
+                    index.d_sae(),
+                )
+                .iter()
+                .map(|s| s.feature)
+                .collect()
+            } else {
+                features
+            };
+            // Pieces run from the previous token's end, so they concatenate to the text.
+            let mut cursor = 0;
+            let tokens: Vec<saeidx_view::TextToken> = analyzed
+                .iter()
+                .map(|t| {
+                    let end = t.span.end.max(cursor);
+                    let piece = text.get(cursor..end).unwrap_or_default().to_string();
+                    cursor = end;
+                    saeidx_view::TextToken {
+                        text: piece,
+                        values: features
+                            .iter()
+                            .map(|f| {
+                                t.features
+                                    .iter()
+                                    .position(|g| g == f)
+                                    .map_or(0.0, |i| t.values[i])
+                            })
+                            .collect(),
+                        skipped: exclusions.leaves_out(t.special, t.sink),
+                    }
+                })
+                .collect();
+            let html = saeidx_view::render_text(index.registry(), &text, &features, &tokens);
+            saeidx_format::atomic::write_file(&out, html.as_bytes())?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}

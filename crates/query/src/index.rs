@@ -189,6 +189,19 @@ pub struct FeatureReport {
     pub neighbours: Vec<Neighbour>,
 }
 
+/// One token of a context window ([`QueryIndex::window`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowToken {
+    /// Position in the document.
+    pub position: u32,
+    /// Its piece of the text.
+    pub text: String,
+    /// The feature's activation on it (0 when inactive).
+    pub activation: f32,
+    /// Bit 0: special token; bit 1: attention sink.
+    pub flags: u8,
+}
+
 /// A memory-mapped, validated query index.
 pub struct QueryIndex {
     dir: PathBuf,
@@ -794,6 +807,58 @@ impl QueryIndex {
     ) -> Result<Vec<FeatureScore>, QueryError> {
         let codes = self.document_codes(doc, tokens, exclusions)?;
         Ok(rank_features(codes, aggregate, k, self.d_sae()))
+    }
+
+    /// The tokens of document `doc` within `context` of `position`, each with its text
+    /// piece and `feature`'s activation on it. Pieces concatenate to the window's text
+    /// exactly: a piece takes the text from the end of the previous piece to the end of
+    /// its token (spaces and any gap included), so tokens that share a UTF-8 character
+    /// (byte-level BPE splits) show it once, on the first.
+    pub fn window(
+        &self,
+        doc: u32,
+        position: u32,
+        context: u32,
+        feature: u32,
+    ) -> Result<Vec<WindowToken>, QueryError> {
+        self.feature_index(feature)?;
+        let (first, count) = self.doc_tokens(doc)?;
+        if position >= count {
+            return Err(QueryError::TokenRange {
+                doc,
+                start: position,
+                end: position + 1,
+                tokens: count,
+            });
+        }
+        let (_, _, text) = self.document(doc)?;
+        let t = &self.tokens;
+        let low = position.saturating_sub(context);
+        let high = position.saturating_add(context).min(count - 1);
+        let mut out = Vec::with_capacity((high - low + 1) as usize);
+        let mut cursor: Option<usize> = None;
+        for p in low..=high {
+            let i = (first + u64::from(p)) as usize;
+            let start =
+                (self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize).min(text.len());
+            let end =
+                (self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize).clamp(start, text.len());
+            let from = floor_char_boundary(text, cursor.unwrap_or(start));
+            let to = ceil_char_boundary(text, end.max(from));
+            cursor = Some(to);
+            let (features, values) = self.token_codes(i)?;
+            let activation = features
+                .iter()
+                .position(|f| *f == feature)
+                .map_or(0.0, |at| values[at]);
+            out.push(WindowToken {
+                position: p,
+                text: text[from..to].to_string(),
+                activation,
+                flags: self.at(&t.file, QueryFile::Tokens, &t.flags, i)?,
+            });
+        }
+        Ok(out)
     }
 
     /// The token text of position `position` of document `doc`.

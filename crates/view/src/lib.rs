@@ -1,0 +1,290 @@
+//! Self-contained HTML views (no network needed to open them): a feature's page and a
+//! text's tokens, coloured by activation with the exact value on hover.
+//!
+//! Every piece of document text, label and id goes through [`escape`]; pages carry no
+//! script, so hostile text can neither inject markup nor run code. Token pieces come
+//! from [`QueryIndex::window`], whose pieces concatenate to the document's text exactly,
+//! so whitespace, newlines and multi-byte characters render as written and the
+//! highlighted token is the one that fired.
+
+use std::fmt::Write;
+
+use saeidx_query::{
+    FeatureReport, QueryError, QueryIndex, Registry, TextHit,
+    layout::{FLAG_SINK, FLAG_SPECIAL},
+};
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}\
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
+table.stats td{padding:0 1em 0 0}\
+.ctx{font-family:ui-monospace,monospace;white-space:pre-wrap;border-left:3px solid #ddd;padding:.2em .6em;margin:.4em 0}\
+.tok{border-radius:2px}.tok.hit{outline:2px solid #c40}.tok.skip{color:#999}\
+.meta{color:#666;font-size:.85em}svg rect{fill:#e67e22}";
+
+/// The page frame.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n",
+        escape(title)
+    )
+}
+
+/// One token as a coloured span: background opacity is `value / max`; the exact value
+/// is in the `title` (hover) and `data-activation`.
+fn token_span(out: &mut String, text: &str, value: f32, max: f32, hit: bool, skipped: bool) {
+    let alpha = if max > 0.0 {
+        (value / max).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mut class = String::from("tok");
+    if hit {
+        class.push_str(" hit");
+    }
+    if skipped {
+        class.push_str(" skip");
+    }
+    let _ = write!(
+        out,
+        "<span class=\"{class}\" style=\"background:rgba(230,126,34,{alpha:.3})\" title=\"{value:.4}\" data-activation=\"{value}\">{}</span>",
+        escape(text)
+    );
+}
+
+/// A hit's context window, tokens coloured by `feature`'s activation.
+fn context(
+    out: &mut String,
+    index: &QueryIndex,
+    hit: &TextHit,
+    feature: u32,
+    max: f32,
+    window: u32,
+) -> Result<(), QueryError> {
+    let _ = write!(
+        out,
+        "<div class=\"meta\">{:.4} · {} · position {}</div><div class=\"ctx\">",
+        hit.activation,
+        escape(&hit.id),
+        hit.position
+    );
+    for token in index.window(hit.doc, hit.position, window, feature)? {
+        let skipped = token.flags & (FLAG_SPECIAL | FLAG_SINK) != 0;
+        token_span(
+            out,
+            &token.text,
+            token.activation,
+            max,
+            token.position == hit.position,
+            skipped,
+        );
+    }
+    out.push_str("</div>\n");
+    Ok(())
+}
+
+/// The histogram as an inline SVG bar chart.
+fn histogram_svg(histogram: &[u32], max: f32) -> String {
+    let peak = histogram.iter().copied().max().unwrap_or(0).max(1) as f32;
+    let mut svg = String::from(
+        "<svg width=\"420\" height=\"110\" role=\"img\" aria-label=\"activation histogram\">",
+    );
+    let width = 400.0 / histogram.len().max(1) as f32;
+    for (bin, count) in histogram.iter().enumerate() {
+        let height = 100.0 * *count as f32 / peak;
+        let upper = max * (bin + 1) as f32 / histogram.len() as f32;
+        let _ = write!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{height:.1}\"><title>≤ {upper:.3}: {count}</title></rect>",
+            bin as f32 * width,
+            100.0 - height,
+            width - 1.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The file name of `feature`'s page (neighbour links point at these).
+pub fn feature_file(feature: u32) -> String {
+    format!("feature-{feature}.html")
+}
+
+/// A feature's page: label, statistics, histogram, top examples and examples from each
+/// activation band as coloured context windows, neighbours linking to their pages.
+pub fn render_feature(
+    index: &QueryIndex,
+    report: &FeatureReport,
+    window: u32,
+) -> Result<String, QueryError> {
+    let stats = &report.stats;
+    let feature = stats.feature;
+    let mut body = String::new();
+    let name = report
+        .label
+        .as_ref()
+        .and_then(|l| l.name.clone())
+        .unwrap_or_default();
+    let _ = writeln!(body, "<h1>Feature {feature} {}</h1>", escape(&name));
+    if let Some(label) = &report.label {
+        for (key, value) in [
+            ("description", &label.description),
+            ("confidence", &label.confidence),
+            ("notes", &label.notes),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(body, "<p><b>{key}</b>: {}</p>", escape(value));
+            }
+        }
+    }
+    let manifest = index.manifest();
+    let _ = write!(
+        body,
+        "<p class=\"meta\">{} · {} · SAE {} ({} features)</p>\n<table class=\"stats\">\
+<tr><td>active on</td><td>{} tokens (density {:.5})</td></tr>\
+<tr><td>documents</td><td>{}</td></tr><tr><td>max</td><td>{:.4}</td></tr>\
+<tr><td>mean</td><td>{:.4}</td></tr></table>\n{}\n",
+        escape(&manifest.job.model.source),
+        escape(&manifest.job.hook),
+        escape(&manifest.job.sae.source),
+        manifest.job.sae.d_sae,
+        stats.count,
+        stats.density,
+        stats.documents,
+        stats.max,
+        stats.mean,
+        histogram_svg(&stats.histogram, stats.max)
+    );
+    body.push_str("<h2>Top examples</h2>\n");
+    for hit in &report.top {
+        context(&mut body, index, hit, feature, stats.max, window)?;
+    }
+    for band in &report.quantiles {
+        let _ = writeln!(
+            body,
+            "<h2>Band {:.0}–{:.0}% from the top (activations {:.3}–{:.3})</h2>",
+            band.from * 100.0,
+            band.to * 100.0,
+            band.min,
+            band.max
+        );
+        for hit in &band.examples {
+            context(&mut body, index, hit, feature, stats.max, window)?;
+        }
+    }
+    body.push_str("<h2>Neighbours (Jaccard over tokens)</h2>\n<ul>\n");
+    for n in &report.neighbours {
+        let label = index
+            .registry()
+            .get(n.feature)
+            .and_then(|l| l.name.clone())
+            .unwrap_or_default();
+        let _ = writeln!(
+            body,
+            "<li><a href=\"{}\">feature {}</a> {} — {:.3} ({} tokens together)</li>",
+            feature_file(n.feature),
+            n.feature,
+            escape(&label),
+            n.jaccard,
+            n.together
+        );
+    }
+    body.push_str("</ul>\n");
+    Ok(page(&format!("Feature {feature}"), &body))
+}
+
+/// One token of a text for [`render_text`]: its piece of the text and each chosen
+/// feature's activation on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextToken {
+    /// The piece of the text (pieces concatenate to the text).
+    pub text: String,
+    /// Activations, parallel to the chosen features.
+    pub values: Vec<f32>,
+    /// Whether the token is left out of rankings (special or sink).
+    pub skipped: bool,
+}
+
+/// A text's tokens coloured by each of `features` in turn: one collapsible section per
+/// feature (no script needed to switch).
+pub fn render_text(
+    registry: &Registry,
+    text: &str,
+    features: &[u32],
+    tokens: &[TextToken],
+) -> String {
+    let mut body = format!("<h1>{}</h1>\n", escape(text));
+    for (i, feature) in features.iter().enumerate() {
+        let max = tokens
+            .iter()
+            .filter_map(|t| t.values.get(i))
+            .fold(0.0f32, |m, v| m.max(*v));
+        let label = registry
+            .get(*feature)
+            .and_then(|l| l.name.clone())
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<details open><summary>feature <a href=\"{}\">{feature}</a> {} (max {max:.3})</summary><div class=\"ctx\">",
+            feature_file(*feature),
+            escape(&label)
+        );
+        for token in tokens {
+            let value = token.values.get(i).copied().unwrap_or(0.0);
+            token_span(&mut body, &token.text, value, max, false, token.skipped);
+        }
+        body.push_str("</div></details>\n");
+    }
+    page("saeidx: text", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_text_is_escaped_and_pieces_render_as_written() {
+        let tokens = vec![
+            TextToken {
+                text: "<script>alert('x')</script>".into(),
+                values: vec![2.0],
+                skipped: false,
+            },
+            TextToken {
+                text: " naïve\n\"日本\" &amp;".into(),
+                values: vec![1.0],
+                skipped: true,
+            },
+        ];
+        let html = render_text(
+            &Registry::default(),
+            "<img src=x onerror=alert(1)>",
+            &[7],
+            &tokens,
+        );
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+        assert!(html.contains(" naïve\n&quot;日本&quot; &amp;amp;"));
+        assert!(html.contains("title=\"2.0000\" data-activation=\"2\""));
+        assert!(html.contains("rgba(230,126,34,1.000)") && html.contains("rgba(230,126,34,0.500)"));
+        assert!(html.contains("class=\"tok skip\""));
+    }
+}
