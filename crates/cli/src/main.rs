@@ -71,6 +71,9 @@ enum Command {
     /// Self-contained HTML pages: features, and texts coloured by features.
     #[command(subcommand)]
     Render(query::RenderCommand),
+    /// A local web UI and JSON API over an index (feature pages, label search and
+    /// editing, random features, live texts).
+    Serve(query::ServeArgs),
     /// The feature registry stored with an index (labels, mlxterp's sae_features.json).
     #[command(subcommand)]
     Labels(query::LabelsCommand),
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),
+        Command::Serve(args) => query::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -955,3 +955,80 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `saeidx serve`.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  saeidx serve                      # http://127.0.0.1:8080 over indexes/default\n  saeidx serve --index indexes/sotu-all --port 9000"
+)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default: the UI can edit labels).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Port.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Serve without loading the model and SAE (no live texts).
+    #[arg(long)]
+    no_live: bool,
+    #[command(flatten)]
+    index: IndexArg,
+}
+
+/// Live texts for the server, through the index's model and SAE.
+struct ServerLive {
+    analyzer: saeidx_indexer::live::LiveAnalyzer,
+}
+
+impl saeidx_view::serve::LiveTexts for ServerLive {
+    fn analyze(&mut self, text: &str) -> Result<Vec<saeidx_view::serve::LiveToken>, String> {
+        let analyzed = self.analyzer.analyze(text).map_err(|e| e.to_string())?;
+        let exclusions = Exclusions::default();
+        let mut cursor = 0;
+        Ok(analyzed
+            .into_iter()
+            .map(|t| {
+                let end = t.span.end.max(cursor);
+                let piece = text.get(cursor..end).unwrap_or_default().to_string();
+                cursor = end;
+                saeidx_view::serve::LiveToken {
+                    text: piece,
+                    skipped: exclusions.leaves_out(t.special, t.sink),
+                    features: t.features,
+                    values: t.values,
+                }
+            })
+            .collect())
+    }
+}
+
+/// `saeidx serve`.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let index = args.index.open()?;
+    let live: Option<Box<dyn saeidx_view::serve::LiveTexts>> = if args.no_live {
+        None
+    } else {
+        match saeidx_indexer::live::LiveAnalyzer::for_index(
+            index.manifest(),
+            None,
+            None,
+            &HubSettings::from_env(),
+        ) {
+            Ok(analyzer) => Some(Box::new(ServerLive { analyzer })),
+            Err(error) => {
+                eprintln!("live texts are off: {error:#}");
+                None
+            }
+        }
+    };
+    drop(index);
+    let address = format!("{}:{}", args.bind, args.port);
+    let server = tiny_http::Server::http(&address)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+    println!(
+        "serving {} on http://{address}/ (Ctrl-C to stop)",
+        args.index.index.display()
+    );
+    saeidx_view::serve::serve(server, &args.index.index, live)?;
+    Ok(())
+}

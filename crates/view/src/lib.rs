@@ -9,6 +9,8 @@
 
 use std::fmt::Write;
 
+pub mod serve;
+
 use saeidx_query::{
     FeatureReport, QueryError, QueryIndex, Registry, TextHit,
     layout::{FLAG_SINK, FLAG_SPECIAL},
@@ -38,7 +40,7 @@ table.stats td{padding:0 1em 0 0}\
 .meta{color:#666;font-size:.85em}svg rect{fill:#e67e22}";
 
 /// The page frame.
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n",
         escape(title)
@@ -132,6 +134,18 @@ pub fn render_feature(
     report: &FeatureReport,
     window: u32,
 ) -> Result<String, QueryError> {
+    render_feature_linked(index, report, window, &feature_file, "")
+}
+
+/// [`render_feature`] with neighbour links made by `link` and `extra` HTML (already
+/// escaped) at the end of the body.
+pub fn render_feature_linked(
+    index: &QueryIndex,
+    report: &FeatureReport,
+    window: u32,
+    link: &dyn Fn(u32) -> String,
+    extra: &str,
+) -> Result<String, QueryError> {
     let stats = &report.stats;
     let feature = stats.feature;
     let mut body = String::new();
@@ -197,7 +211,7 @@ pub fn render_feature(
         let _ = writeln!(
             body,
             "<li><a href=\"{}\">feature {}</a> {} — {:.3} ({} tokens together)</li>",
-            feature_file(n.feature),
+            link(n.feature),
             n.feature,
             escape(&label),
             n.jaccard,
@@ -205,6 +219,7 @@ pub fn render_feature(
         );
     }
     body.push_str("</ul>\n");
+    body.push_str(extra);
     Ok(page(&format!("Feature {feature}"), &body))
 }
 

@@ -141,3 +141,51 @@ fn feature_and_text_pages_render_in_chromium() {
     );
     assert_eq!(dom.matches("class=\"tok").count(), 3);
 }
+
+#[test]
+fn the_served_ui_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec {
+        documents: 6,
+        tokens_per_document: (20, 40),
+        documents_per_part: 3,
+        feature_weights: (0..12).map(|f| 1.0 + f as f64).collect(),
+        k: 3,
+        value_step: 0.25,
+        seed: 6,
+    };
+    write_synthetic_index(dir.path(), &spec).unwrap();
+    build(dir.path()).unwrap();
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let serving = dir.path().to_path_buf();
+    std::thread::spawn(move || saeidx_view::serve::serve(server, &serving, None));
+    let headless = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ];
+    let url = format!("http://127.0.0.1:{port}/feature/2");
+    let output = Command::new(chromium())
+        .args(headless)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8(output.stdout).unwrap();
+    assert!(dom.contains("<title>Feature 2</title>"), "{dom}");
+    assert!(dom.contains("class=\"tok hit\"") && dom.contains("action=\"/labels/2\""));
+    assert!(dom.contains("href=\"/random\""));
+    let shot = artifacts().join("served-feature-2.png");
+    std::fs::create_dir_all(artifacts()).unwrap();
+    let status = Command::new(chromium())
+        .args(headless)
+        .arg("--window-size=1200,1400")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+}

@@ -1,0 +1,107 @@
+//! The web server over a synthetic index: pages, the JSON API, label editing saved with
+//! the index, clear 404s, and a new index published under the same name while serving.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::Path,
+};
+
+use saeidx_format::{
+    atomic::replace_dir,
+    synthetic::{SyntheticSpec, write_synthetic_index},
+};
+use saeidx_query::build;
+
+fn index(dir: &Path, documents: usize) {
+    let spec = SyntheticSpec {
+        documents,
+        tokens_per_document: (10, 40),
+        documents_per_part: 4,
+        feature_weights: (0..16).map(|f| 1.0 + f as f64).collect(),
+        k: 3,
+        value_step: 0.25,
+        seed: documents as u64,
+    };
+    write_synthetic_index(dir, &spec).unwrap();
+    build(dir).unwrap();
+}
+
+/// One HTTP/1.0 exchange: (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serves_pages_api_labels_and_republished_indexes() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("index");
+    index(&dir, 8);
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let serving = dir.clone();
+    std::thread::spawn(move || saeidx_view::serve::serve(server, &serving, None));
+
+    let (status, home) = http(port, "GET", "/", "");
+    assert_eq!(status, 200);
+    assert!(home.contains("8 documents"), "{home}");
+    let (status, page) = http(port, "GET", "/feature/3", "");
+    assert_eq!(status, 200);
+    assert!(page.contains("class=\"tok hit\"") && page.contains("action=\"/labels/3\""));
+    let (status, api) = http(port, "GET", "/api/top-texts?feature=3&k=2", "");
+    assert_eq!(status, 200);
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["texts"].as_array().unwrap().len(), 2);
+
+    // Labels from the form and the API are saved with the index and searchable.
+    let (status, _) = http(
+        port,
+        "POST",
+        "/labels/3",
+        "name=place+names&description=%3Cb%3Ecities%3C%2Fb%3E",
+    );
+    assert_eq!(status, 303);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(saved["3"]["description"], "<b>cities</b>");
+    let (_, page) = http(port, "GET", "/feature/3", "");
+    assert!(page.contains("&lt;b&gt;cities&lt;/b&gt;") && !page.contains("<b>cities"));
+    let (status, _) = http(
+        port,
+        "POST",
+        "/api/labels/4",
+        r#"{"name": "numbers", "confidence": "low"}"#,
+    );
+    assert_eq!(status, 200);
+    let (_, found) = http(port, "GET", "/search?q=place", "");
+    assert!(found.contains("/feature/3") && !found.contains("/feature/4"));
+
+    // Clear errors.
+    let (status, body) = http(port, "GET", "/api/feature/99", "");
+    assert_eq!(status, 404);
+    assert!(body.contains("feature 99 does not exist"), "{body}");
+    assert_eq!(http(port, "GET", "/nowhere", "").0, 404);
+    assert_eq!(http(port, "GET", "/text?q=hello", "").0, 503);
+
+    // The nightly job publishes a new index under the same name: the next request sees it.
+    let next = root.path().join("next");
+    index(&next, 12);
+    replace_dir(&next, &dir).unwrap();
+    let (_, info) = http(port, "GET", "/api/info", "");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["counts"]["documents"], 12);
+}
