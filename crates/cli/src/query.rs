@@ -812,6 +812,21 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Each live token's piece of `text`: from the previous token's end to its own, so the
+/// pieces concatenate to the text (gaps kept, shared UTF-8 characters shown once).
+fn text_pieces(text: &str, tokens: &[saeidx_indexer::live::LiveToken]) -> Vec<String> {
+    let mut cursor = 0;
+    tokens
+        .iter()
+        .map(|t| {
+            let end = t.span.end.max(cursor);
+            let piece = text.get(cursor..end).unwrap_or_default().to_string();
+            cursor = end;
+            piece
+        })
+        .collect()
+}
+
 /// `saeidx render ...`: self-contained HTML pages.
 #[derive(Subcommand)]
 pub enum RenderCommand {
@@ -925,27 +940,22 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
             } else {
                 features
             };
-            // Pieces run from the previous token's end, so they concatenate to the text.
-            let mut cursor = 0;
+            let pieces = text_pieces(&text, &analyzed);
             let tokens: Vec<saeidx_view::TextToken> = analyzed
                 .iter()
-                .map(|t| {
-                    let end = t.span.end.max(cursor);
-                    let piece = text.get(cursor..end).unwrap_or_default().to_string();
-                    cursor = end;
-                    saeidx_view::TextToken {
-                        text: piece,
-                        values: features
-                            .iter()
-                            .map(|f| {
-                                t.features
-                                    .iter()
-                                    .position(|g| g == f)
-                                    .map_or(0.0, |i| t.values[i])
-                            })
-                            .collect(),
-                        skipped: exclusions.leaves_out(t.special, t.sink),
-                    }
+                .zip(pieces)
+                .map(|(t, piece)| saeidx_view::TextToken {
+                    text: piece,
+                    values: features
+                        .iter()
+                        .map(|f| {
+                            t.features
+                                .iter()
+                                .position(|g| g == f)
+                                .map_or(0.0, |i| t.values[i])
+                        })
+                        .collect(),
+                    skipped: exclusions.leaves_out(t.special, t.sink),
                 })
                 .collect();
             let html = saeidx_view::render_text(index.registry(), &text, &features, &tokens);
@@ -984,19 +994,15 @@ impl saeidx_view::serve::LiveTexts for ServerLive {
     fn analyze(&mut self, text: &str) -> Result<Vec<saeidx_view::serve::LiveToken>, String> {
         let analyzed = self.analyzer.analyze(text).map_err(|e| e.to_string())?;
         let exclusions = Exclusions::default();
-        let mut cursor = 0;
+        let pieces = text_pieces(text, &analyzed);
         Ok(analyzed
             .into_iter()
-            .map(|t| {
-                let end = t.span.end.max(cursor);
-                let piece = text.get(cursor..end).unwrap_or_default().to_string();
-                cursor = end;
-                saeidx_view::serve::LiveToken {
-                    text: piece,
-                    skipped: exclusions.leaves_out(t.special, t.sink),
-                    features: t.features,
-                    values: t.values,
-                }
+            .zip(pieces)
+            .map(|(t, piece)| saeidx_view::serve::LiveToken {
+                text: piece,
+                skipped: exclusions.leaves_out(t.special, t.sink),
+                features: t.features,
+                values: t.values,
             })
             .collect())
     }
