@@ -976,6 +976,21 @@ impl QueryIndex {
         })
     }
 
+    /// Counted tokens feature `f` is active on (stored for the default exclusions).
+    fn count(&self, f: usize, exclusions: Exclusions) -> Result<u64, QueryError> {
+        if exclusions == Exclusions::default() {
+            let file = &self.features.file;
+            Ok(u64::from(self.at(
+                file,
+                QueryFile::Features,
+                &self.features.count,
+                f,
+            )?))
+        } else {
+            Ok(self.kept_postings(f, exclusions)?.len() as u64)
+        }
+    }
+
     /// Tokens `feature` is active on (with `exclusions` applied), in postings order.
     fn kept_postings(
         &self,
@@ -1003,8 +1018,19 @@ impl QueryIndex {
     ) -> Result<Vec<Neighbour>, QueryError> {
         let f = self.feature_index(feature)?;
         let kept = self.kept_postings(f, exclusions)?;
+        self.neighbours_of(feature, &kept, n, exclusions)
+    }
+
+    /// [`Self::neighbours`] of `feature`, whose counted postings are `kept`.
+    fn neighbours_of(
+        &self,
+        feature: u32,
+        kept: &[(u32, f32)],
+        n: usize,
+        exclusions: Exclusions,
+    ) -> Result<Vec<Neighbour>, QueryError> {
         let mut together: HashMap<u32, u64> = HashMap::new();
-        for &(token, _) in &kept {
+        for &(token, _) in kept {
             let (features, _) = self.token_codes(token as usize)?;
             for &other in features {
                 if other != feature {
@@ -1015,7 +1041,7 @@ impl QueryIndex {
         let own = kept.len() as u64;
         let mut neighbours = Vec::with_capacity(together.len());
         for (other, both) in together {
-            let count = self.feature_stats(other, exclusions)?.count;
+            let count = self.count(other as usize, exclusions)?;
             let union = own + count - both.min(count);
             neighbours.push(Neighbour {
                 feature: other,
@@ -1078,7 +1104,7 @@ impl QueryIndex {
             label: self.registry.get(feature).cloned(),
             top,
             quantiles,
-            neighbours: self.neighbours(feature, neighbours, exclusions)?,
+            neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions)?,
         })
     }
 

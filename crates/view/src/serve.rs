@@ -225,12 +225,11 @@ fn route(
     match (method, path) {
         (Method::Get, "/") => Ok(html(200, home(index))),
         (Method::Get, "/random") => {
-            let live = index.live_features().map_err(failed)?;
             let seed = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
             let pick = index.sample(1, seed).map_err(failed)?;
-            let feature = pick.first().or(live.first()).copied().unwrap_or(0);
+            let feature = pick.first().copied().unwrap_or(0);
             Ok(html(
                 200,
                 format!(
