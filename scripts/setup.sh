@@ -5,7 +5,8 @@
 #   1. system packages (apt) that the build needs, when missing;
 #   2. the MLX runtime from the pinned PyPI wheel into .runtime/mlx (git-ignored);
 #   3. with --test-tools: the Python reference environment in .venv (git-ignored) and
-#      Debian's chromium (headless browser tests of rendered pages);
+#      Debian's chromium and chromedriver (headless browser tests of rendered pages
+#      and of the served UI);
 #   4. the saeidx binary (release build);
 #   5. the embedded default assets: `saeidx assets prepare` downloads, verifies and
 #      converts the default model into the Hugging Face cache ($HF_HOME, default
@@ -33,7 +34,7 @@ die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 # 1. System packages -----------------------------------------------------------------
 packages=(cmake libclang-dev libopenblas0-pthread)
 # Tests also load rendered pages in a real browser, headless.
-if $test_tools; then packages+=(chromium); fi
+if $test_tools; then packages+=(chromium chromium-driver); fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

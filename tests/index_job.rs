@@ -898,3 +898,136 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A `saeidx serve` process, stopped on drop.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_served_ui_works_in_a_browser() {
+    use saeidx_tests::webdriver::{Browser, free_port};
+    let setup = Setup::new();
+    saeidx_ok(
+        &["run", setup.job().to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    let index = setup.path().join("out/index");
+    let port = free_port();
+    let _server = Server(
+        Command::new(saeidx_binary())
+            .args([
+                "serve",
+                index.to_str().unwrap(),
+                "--port",
+                &port.to_string(),
+            ])
+            .current_dir(setup.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let site = format!("http://127.0.0.1:{port}");
+    let artifacts = repo_root().join("target/test-artifacts/served-ui");
+    let browser = Browser::start();
+
+    // The text box: the text runs live through the model and SAE; each of its five
+    // strongest features colours the text's tokens, which read as the text itself.
+    let text = "Fellow-Citizens of the Senate — naïve 東京\nand of the House.";
+    browser.open(&format!("{site}/"));
+    browser.type_into("textarea[name=q]", text);
+    browser.click("form[action='/text'] button");
+    assert!(browser.url().starts_with(&format!("{site}/text?q=")));
+    let expected = saeidx_ok(
+        &[
+            "top-features",
+            "--text",
+            text,
+            "--k",
+            "5",
+            "--index",
+            index.to_str().unwrap(),
+            "--json",
+        ],
+        setup.path(),
+    );
+    let expected: Vec<u64> = expected["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["feature"].as_u64().unwrap())
+        .collect();
+    let shown = browser.eval(
+        "return Array.from(document.querySelectorAll('details')).map(d => ({
+            feature: Number(d.querySelector('summary a').textContent),
+            link: d.querySelector('summary a').getAttribute('href'),
+            text: Array.from(d.querySelectorAll('.tok')).map(t => t.textContent).join(''),
+            coloured: d.querySelectorAll('.tok[data-activation]:not([data-activation=\"0\"])').length,
+        }))",
+    );
+    let shown = shown.as_array().unwrap();
+    assert_eq!(
+        shown
+            .iter()
+            .map(|s| s["feature"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        expected,
+        "the page shows the features the CLI ranks first"
+    );
+    for section in shown {
+        assert_eq!(section["text"], text, "tokens render as the text");
+        assert!(section["coloured"].as_u64().unwrap() >= 1);
+        assert_eq!(
+            section["link"].as_str().unwrap(),
+            format!("/feature/{}", section["feature"])
+        );
+    }
+    browser.screenshot(&artifacts.join("text.png"));
+
+    // A feature page: follow the first feature's link, label it through the form
+    // (hostile markup stays text), and find it again by searching labels.
+    browser.click("details summary a");
+    let feature = expected[0];
+    assert_eq!(browser.url(), format!("{site}/feature/{feature}"));
+    assert!(browser.dom().contains("class=\"tok hit\""));
+    browser.type_into("input[name=name]", "<b>senate</b> words");
+    browser.type_into("input[name=confidence]", "low");
+    browser.click("form[method=post] button");
+    assert_eq!(browser.url(), format!("{site}/feature/{feature}"));
+    let heading = browser.eval("return document.querySelector('h1').textContent");
+    assert_eq!(heading, format!("Feature {feature} <b>senate</b> words"));
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('h1 b').length"),
+        0
+    );
+    let saved: Value =
+        serde_json::from_slice(&fs::read(index.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(saved[feature.to_string()]["name"], "<b>senate</b> words");
+    assert_eq!(saved[feature.to_string()]["confidence"], "low");
+    browser.screenshot(&artifacts.join("feature.png"));
+    browser.open(&format!("{site}/"));
+    browser.type_into("input[name=q]", "SENATE");
+    browser.click("form[action='/search'] button");
+    let found = browser.eval(
+        "return Array.from(document.querySelectorAll('li a')).map(a => a.getAttribute('href'))",
+    );
+    assert_eq!(found, serde_json::json!([format!("/feature/{feature}")]));
+    for shot in ["text.png", "feature.png"] {
+        assert!(fs::metadata(artifacts.join(shot)).unwrap().len() > 10_000);
+    }
+}

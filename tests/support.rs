@@ -136,6 +136,8 @@ pub fn saeidx_binary() -> PathBuf {
     binary
 }
 
+pub mod webdriver;
+
 /// Reading an index's Parquet rows directly (brute force, for cross-checks).
 pub mod index_rows {
     use std::{fs::File, path::Path};

@@ -71,7 +71,7 @@ enum Command {
     /// Self-contained HTML pages: features, and texts coloured by features.
     #[command(subcommand)]
     Render(query::RenderCommand),
-    /// A local web UI and JSON API over an index (feature pages, label search and
+    /// A local web UI and JSON API over one or more indexes (feature pages, label search and
     /// editing, random features, live texts).
     Serve(query::ServeArgs),
     /// The feature registry stored with an index (labels, mlxterp's sae_features.json).

@@ -968,73 +968,96 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
 
 /// `saeidx serve`.
 #[derive(Args)]
-#[command(
-    after_help = "Examples:\n  saeidx serve                      # http://127.0.0.1:8080 over indexes/default\n  saeidx serve --index indexes/sotu-all --port 9000"
-)]
+#[command(after_help = "Examples:\n  \
+    saeidx serve                                   # indexes/default on http://127.0.0.1:8080/\n  \
+    saeidx serve indexes/default indexes/sotu-all  # two indexes: /i/default/, /i/sotu-all/\n  \
+    saeidx serve --port 9000 --no-live             # without loading the model\n\n\
+Pages: / (search, random feature, text box), /feature/F (label form), /search?q=,\n\
+/random, /text?q=. JSON: /api/indexes, /api/info, /api/feature/F,\n\
+/api/top-texts?feature=F&k=K, /api/top-features?doc=D&k=K, POST /api/labels/F.\n\
+Each index is also under /i/NAME/ (NAME: its folder name).")]
 pub struct ServeArgs {
+    /// Index folders to serve (default: --index).
+    indexes: Vec<PathBuf>,
     /// Address to listen on (loopback by default: the UI can edit labels).
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
     /// Port.
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Serve without loading the model and SAE (no live texts).
+    /// Requests answered at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    /// Serve without loading the models and SAEs (no live texts).
     #[arg(long)]
     no_live: bool,
     #[command(flatten)]
     index: IndexArg,
 }
 
-/// Live texts for the server, through the index's model and SAE.
-struct ServerLive {
-    analyzer: saeidx_indexer::live::LiveAnalyzer,
-}
-
-impl saeidx_view::serve::LiveTexts for ServerLive {
-    fn analyze(&mut self, text: &str) -> Result<Vec<saeidx_view::serve::LiveToken>, String> {
-        let analyzed = self.analyzer.analyze(text).map_err(|e| e.to_string())?;
-        let exclusions = Exclusions::default();
-        let pieces = text_pieces(text, &analyzed);
-        Ok(analyzed
-            .into_iter()
-            .zip(pieces)
-            .map(|(t, piece)| saeidx_view::serve::LiveToken {
-                text: piece,
-                skipped: exclusions.leaves_out(t.special, t.sink),
-                features: t.features,
-                values: t.values,
-            })
-            .collect())
-    }
+/// A text's tokens for the server: pieces of the text, codes, and whether rankings
+/// leave each out.
+fn served_tokens(
+    analyzer: &mut saeidx_indexer::live::LiveAnalyzer,
+    text: &str,
+) -> Result<Vec<saeidx_view::serve::LiveToken>, String> {
+    let analyzed = analyzer.analyze(text).map_err(|e| e.to_string())?;
+    let exclusions = Exclusions::default();
+    let pieces = text_pieces(text, &analyzed);
+    Ok(analyzed
+        .into_iter()
+        .zip(pieces)
+        .map(|(t, piece)| saeidx_view::serve::LiveToken {
+            text: piece,
+            skipped: exclusions.leaves_out(t.special, t.sink),
+            features: t.features,
+            values: t.values,
+        })
+        .collect())
 }
 
 /// `saeidx serve`.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let index = args.index.open()?;
-    let live: Option<Box<dyn saeidx_view::serve::LiveTexts>> = if args.no_live {
-        None
+    let dirs = if args.indexes.is_empty() {
+        vec![args.index.index.clone()]
     } else {
-        match saeidx_indexer::live::LiveAnalyzer::for_index(
-            index.manifest(),
-            None,
-            None,
-            &HubSettings::from_env(),
-        ) {
-            Ok(analyzer) => Some(Box::new(ServerLive { analyzer })),
-            Err(error) => {
-                eprintln!("live texts are off: {error:#}");
-                None
-            }
-        }
+        args.indexes.clone()
     };
-    drop(index);
+    let mut served = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let index = QueryIndex::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        let live: Option<Box<dyn saeidx_view::serve::LiveTexts>> = if args.no_live {
+            None
+        } else {
+            let manifest = index.manifest().clone();
+            let started = saeidx_view::serve::LiveThread::start(move || {
+                let mut analyzer = saeidx_indexer::live::LiveAnalyzer::for_index(
+                    &manifest,
+                    None,
+                    None,
+                    &HubSettings::from_env(),
+                )
+                .map_err(|e| format!("{e:#}"))?;
+                Ok(move |text: &str| served_tokens(&mut analyzer, text))
+            });
+            match started {
+                Ok(thread) => Some(Box::new(thread)),
+                Err(error) => {
+                    eprintln!("live texts are off for {}: {error}", dir.display());
+                    None
+                }
+            }
+        };
+        served.push(saeidx_view::serve::ServedIndex { dir, live });
+    }
     let address = format!("{}:{}", args.bind, args.port);
     let server = tiny_http::Server::http(&address)
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+    let names: Vec<String> = served.iter().map(|s| s.dir.display().to_string()).collect();
     println!(
         "serving {} on http://{address}/ (Ctrl-C to stop)",
-        args.index.index.display()
+        names.join(", ")
     );
-    saeidx_view::serve::serve(server, &args.index.index, live)?;
+    saeidx_view::serve::serve(server, served, usize::from(args.threads))?;
     Ok(())
 }

@@ -243,6 +243,17 @@ pub fn render_text(
     features: &[u32],
     tokens: &[TextToken],
 ) -> String {
+    render_text_linked(registry, text, features, tokens, &feature_file)
+}
+
+/// [`render_text`] with feature links made by `link`.
+pub fn render_text_linked(
+    registry: &Registry,
+    text: &str,
+    features: &[u32],
+    tokens: &[TextToken],
+    link: &dyn Fn(u32) -> String,
+) -> String {
     let mut body = format!("<h1>{}</h1>\n", escape(text));
     for (i, feature) in features.iter().enumerate() {
         let max = tokens
@@ -256,7 +267,7 @@ pub fn render_text(
         let _ = write!(
             body,
             "<details open><summary>feature <a href=\"{}\">{feature}</a> {} (max {max:.3})</summary><div class=\"ctx\">",
-            feature_file(*feature),
+            escape(&link(*feature)),
             escape(&label)
         );
         for token in tokens {

@@ -1,33 +1,89 @@
-//! `saeidx serve`: a local web UI and JSON API over an index folder.
+//! `saeidx serve`: a local web UI and JSON API over one or more index folders.
 //!
-//! Pages: `/` (counts, label search, a random feature, a text box), `/feature/F` (the
-//! feature page with a label form), `/search?q=` (labels containing the words),
-//! `/random`, `/text?q=` (a text coloured by its strongest features, when live analysis
-//! is available). JSON: `GET /api/info`, `GET /api/feature/F`,
+//! Each index is served under `/i/NAME/` (NAME: its folder name); the first index also
+//! answers the same routes without the prefix. Pages: `/` (counts, the served indexes,
+//! label search, a random feature, a text box), `/feature/F` (the feature page with a
+//! label form), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
+//! text coloured by its strongest features, when live analysis is available). JSON:
+//! `GET /api/indexes`, `GET /api/info`, `GET /api/feature/F`,
 //! `GET /api/top-texts?feature=F&k=K`, `GET /api/top-features?doc=D&k=K`,
 //! `POST /api/labels/F` (a label object, as in `sae_features.json`). Form posts to
 //! `/labels/F` save a label and return to the page. Labels are saved atomically with the
-//! index.
+//! index. Errors are JSON (`{"error": ...}`) under `/api/` and pages elsewhere.
 //!
-//! Requests are answered one at a time. Before each, the server checks whether the index
-//! folder was replaced (the nightly job publishes by an atomic rename) and reopens it;
-//! pages already being read keep their (unlinked) files mapped, so nothing breaks
+//! Several worker threads answer at once; readers share each index, a label save holds
+//! it exclusively for the write. Before each request the server checks whether the
+//! index folder was replaced (the nightly job publishes by an atomic rename) and reopens
+//! it; answers in flight keep the old (unlinked) files mapped, so nothing breaks
 //! mid-answer.
 
-use std::{os::unix::fs::MetadataExt, path::Path};
+use std::{
+    fmt::Write,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{Mutex, RwLock, mpsc},
+};
 
 use saeidx_query::{
     Aggregate, Exclusions, FeatureLabel, QueryError, QueryIndex, Rank, TokenCodes, rank_features,
 };
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::{TextToken, escape, page, render_feature_linked, render_text};
+use crate::{TextToken, escape, page, render_feature_linked, render_text_linked};
 
 /// Live analysis of new texts (the model is not this crate's business): each token's
 /// piece of the text and its codes, strongest first.
-pub trait LiveTexts {
+pub trait LiveTexts: Send {
     /// Runs `text` through the index's model and SAE.
     fn analyze(&mut self, text: &str) -> Result<Vec<LiveToken>, String>;
+}
+
+/// Live analysis on a thread of its own, for analyzers that must stay on the thread
+/// that made them (MLX streams are not `Send`): `make` builds the analyzer there, and
+/// each [`LiveTexts::analyze`] call hands it the text and waits for the answer.
+pub struct LiveThread {
+    requests: mpsc::Sender<LiveRequest>,
+}
+
+/// A text for the live thread and where to send its tokens.
+type LiveRequest = (String, mpsc::Sender<Result<Vec<LiveToken>, String>>);
+
+impl LiveThread {
+    /// Starts the thread and builds the analyzer with `make`; its error if that fails.
+    pub fn start<A, M>(make: M) -> Result<Self, String>
+    where
+        A: FnMut(&str) -> Result<Vec<LiveToken>, String>,
+        M: FnOnce() -> Result<A, String> + Send + 'static,
+    {
+        let (requests, incoming) = mpsc::channel::<LiveRequest>();
+        let (ready, started) = mpsc::channel();
+        std::thread::spawn(move || match make() {
+            Ok(mut analyze) => {
+                let _ = ready.send(Ok(()));
+                for (text, reply) in incoming {
+                    let _ = reply.send(analyze(&text));
+                }
+            }
+            Err(error) => {
+                let _ = ready.send(Err(error));
+            }
+        });
+        started
+            .recv()
+            .map_err(|_| "the live-analysis thread stopped while starting".to_string())??;
+        Ok(Self { requests })
+    }
+}
+
+impl LiveTexts for LiveThread {
+    fn analyze(&mut self, text: &str) -> Result<Vec<LiveToken>, String> {
+        let (reply, answer) = mpsc::channel();
+        let stopped = || "the live-analysis thread has stopped".to_string();
+        self.requests
+            .send((text.to_string(), reply))
+            .map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
 }
 
 /// One token of a live text.
@@ -43,6 +99,22 @@ pub struct LiveToken {
     pub skipped: bool,
 }
 
+/// An index folder to serve.
+pub struct ServedIndex {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Live analysis through the index's model and SAE, if available.
+    pub live: Option<Box<dyn LiveTexts>>,
+}
+
+/// One served index: its name in URLs, folder, the opened index and live analysis.
+struct Slot {
+    name: String,
+    dir: PathBuf,
+    opened: RwLock<Opened>,
+    live: Option<Mutex<Box<dyn LiveTexts>>>,
+}
+
 /// The opened index and what identifies the folder it came from.
 struct Opened {
     index: QueryIndex,
@@ -54,15 +126,108 @@ fn folder_identity(dir: &Path) -> Option<(u64, i64)> {
     Some((meta.ino(), meta.ctime_nsec() + meta.ctime() * 1_000_000_000))
 }
 
-/// A reply: status, content type, body.
-type Reply = (u16, &'static str, Vec<u8>);
+impl Slot {
+    /// Reopens the index if its folder was replaced since it was opened.
+    fn refresh(&self) {
+        let identity = folder_identity(&self.dir).unwrap_or_default();
+        let current = self.opened.read().map(|o| o.folder).unwrap_or_default();
+        if identity == current {
+            return;
+        }
+        match QueryIndex::open(&self.dir) {
+            Ok(index) => {
+                if let Ok(mut opened) = self.opened.write() {
+                    *opened = Opened {
+                        index,
+                        folder: identity,
+                    };
+                }
+            }
+            Err(error) => eprintln!(
+                "saeidx serve: keeping the open index of {}: {error}",
+                self.dir.display()
+            ),
+        }
+    }
+}
+
+/// URL-safe, distinct names for the served folders (their file names).
+fn slot_names(dirs: &[&Path]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for dir in dirs {
+        let base: String = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let base = if base.is_empty() {
+            "index".into()
+        } else {
+            base
+        };
+        let mut name = base.clone();
+        let mut n = 2;
+        while names.contains(&name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No index folder was given.
+    #[error("no index to serve: give at least one index folder")]
+    NoIndex,
+    /// An index could not be opened.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// An answer: status, content type, body and, for redirects, where to.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    location: Option<String>,
+}
 
 fn html(status: u16, body: String) -> Reply {
-    (status, "text/html; charset=utf-8", body.into_bytes())
+    Reply {
+        status,
+        content_type: "text/html; charset=utf-8",
+        body: body.into_bytes(),
+        location: None,
+    }
 }
 
 fn json(status: u16, value: serde_json::Value) -> Reply {
-    (status, "application/json", value.to_string().into_bytes())
+    Reply {
+        status,
+        content_type: "application/json",
+        body: value.to_string().into_bytes(),
+        location: None,
+    }
+}
+
+fn redirect(location: String) -> Reply {
+    Reply {
+        status: 303,
+        content_type: "text/html; charset=utf-8",
+        body: Vec::new(),
+        location: Some(location),
+    }
 }
 
 fn error_reply(api: bool, status: u16, message: &str) -> Reply {
@@ -122,75 +287,93 @@ fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Serves the index in `dir` on `server` until the process ends.
+/// Serves `indexes` on `server` with `threads` worker threads until the process ends.
 pub fn serve(
     server: tiny_http::Server,
-    dir: &Path,
-    mut live: Option<Box<dyn LiveTexts>>,
-) -> Result<(), QueryError> {
-    let mut opened = Opened {
-        index: QueryIndex::open(dir)?,
-        folder: folder_identity(dir).unwrap_or_default(),
-    };
-    for mut request in server.incoming_requests() {
-        // The nightly job may have published a new index under the same name.
-        let identity = folder_identity(dir).unwrap_or_default();
-        if identity != opened.folder {
-            match QueryIndex::open(dir) {
-                Ok(index) => {
-                    opened = Opened {
-                        index,
-                        folder: identity,
-                    }
-                }
-                Err(error) => eprintln!("saeidx serve: keeping the open index: {error}"),
-            }
-        }
-        let mut body = String::new();
-        let _ = request.as_reader().read_to_string(&mut body);
-        let (status, content_type, bytes) = answer(
-            &mut opened.index,
-            dir,
-            &request,
-            &body,
-            live.as_mut().map(|l| -> &mut dyn LiveTexts { l.as_mut() }),
-        );
-        let header = Header::from_bytes("Content-Type", content_type).expect("a valid header");
-        let mut response = Response::from_data(bytes)
-            .with_status_code(status)
-            .with_header(header);
-        if status == 303 {
-            let location = response_location(&request);
-            response = response
-                .with_header(Header::from_bytes("Location", location).expect("a valid header"));
-        }
-        let _ = request.respond(response);
+    indexes: Vec<ServedIndex>,
+    threads: usize,
+) -> Result<(), ServeError> {
+    if indexes.is_empty() {
+        return Err(ServeError::NoIndex);
     }
+    let names = slot_names(&indexes.iter().map(|i| i.dir.as_path()).collect::<Vec<_>>());
+    let mut slots = Vec::with_capacity(indexes.len());
+    for (served, name) in indexes.into_iter().zip(names) {
+        let index = QueryIndex::open(&served.dir)?;
+        slots.push(Slot {
+            name,
+            opened: RwLock::new(Opened {
+                index,
+                folder: folder_identity(&served.dir).unwrap_or_default(),
+            }),
+            dir: served.dir,
+            live: served.live.map(Mutex::new),
+        });
+    }
+    let (server, slots) = (&server, slots.as_slice());
+    std::thread::scope(|scope| {
+        for _ in 1..threads.max(1) {
+            scope.spawn(move || {
+                for request in server.incoming_requests() {
+                    handle(slots, request);
+                }
+            });
+        }
+        for request in server.incoming_requests() {
+            handle(slots, request);
+        }
+    });
     Ok(())
 }
 
-/// Where a 303 answer sends the browser.
-fn response_location(request: &Request) -> String {
-    let path = request.url().split('?').next().unwrap_or("/");
-    match path.strip_prefix("/labels/") {
-        Some(feature) => format!("/feature/{feature}"),
-        None => "/".into(),
-    }
-}
-
-fn answer(
-    index: &mut QueryIndex,
-    dir: &Path,
-    request: &Request,
-    body: &str,
-    live: Option<&mut dyn LiveTexts>,
-) -> Reply {
+/// Answers one request.
+fn handle(slots: &[Slot], mut request: Request) {
+    let mut body = String::new();
+    let _ = request.as_reader().read_to_string(&mut body);
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let query = params(query);
-    let api = path.starts_with("/api/");
-    let result = route(index, dir, request.method(), path, &query, body, live);
-    result.unwrap_or_else(|(status, message)| error_reply(api, status, &message))
+    // `/i/NAME/...` picks an index; other paths go to the first.
+    let (slot, base, rest) = match path.strip_prefix("/i/") {
+        Some(tail) => {
+            let (name, rest) = tail.split_once('/').unwrap_or((tail, ""));
+            let rest = if rest.is_empty() {
+                "/"
+            } else {
+                &path[path.len() - rest.len() - 1..]
+            };
+            (
+                slots.iter().find(|s| s.name == name),
+                format!("/i/{name}"),
+                rest,
+            )
+        }
+        None => (slots.first(), String::new(), path),
+    };
+    let api = rest.starts_with("/api/");
+    let reply = match slot {
+        Some(slot) => {
+            slot.refresh();
+            let context = Context {
+                slots,
+                slot,
+                base: &base,
+            };
+            context.route(request.method(), rest, &query, &body)
+        }
+        None => Err((404, format!("no index is served under {base}/"))),
+    }
+    .unwrap_or_else(|(status, message)| error_reply(api, status, &message));
+    let header = Header::from_bytes("Content-Type", reply.content_type).expect("a valid header");
+    let mut response = Response::from_data(reply.body)
+        .with_status_code(reply.status)
+        .with_header(header);
+    if let Some(location) = reply.location
+        && let Ok(header) = Header::from_bytes("Location", location)
+    {
+        response = response.with_header(header);
+    }
+    let _ = request.respond(response);
 }
 
 type Failure = (u16, String);
@@ -211,229 +394,310 @@ fn number(text: Option<&str>, what: &str) -> Result<u32, Failure> {
         .ok_or_else(|| (400, format!("{what} must be a number")))
 }
 
-fn route(
-    index: &mut QueryIndex,
-    dir: &Path,
-    method: &Method,
-    path: &str,
-    query: &[(String, String)],
-    body: &str,
-    live: Option<&mut dyn LiveTexts>,
-) -> Result<Reply, Failure> {
-    let exclusions = Exclusions::default();
-    let feature_link = |f: u32| format!("/feature/{f}");
-    match (method, path) {
-        (Method::Get, "/") => Ok(html(200, home(index))),
-        (Method::Get, "/random") => {
-            let seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            let pick = index.sample(1, seed).map_err(failed)?;
-            let feature = pick.first().copied().unwrap_or(0);
-            Ok(html(
-                200,
-                format!(
-                    "<!DOCTYPE html><meta http-equiv=\"refresh\" content=\"0; url=/feature/{feature}\"><a href=\"/feature/{feature}\">feature {feature}</a>"
-                ),
-            ))
-        }
-        (Method::Get, "/search") => {
-            let q = param(query, "q").unwrap_or("").to_lowercase();
-            let mut body = format!("<h1>Labels matching “{}”</h1><ul>", escape(&q));
-            for (feature, label) in index.registry().iter() {
-                let text = format!(
-                    "{} {} {}",
-                    label.name.as_deref().unwrap_or(""),
-                    label.description.as_deref().unwrap_or(""),
-                    label.notes.as_deref().unwrap_or("")
-                );
-                if q.split_whitespace()
-                    .all(|word| text.to_lowercase().contains(word))
-                {
-                    body.push_str(&format!(
-                        "<li><a href=\"/feature/{feature}\">feature {feature}</a> {}</li>",
-                        escape(label.name.as_deref().unwrap_or(""))
-                    ));
-                }
+fn busy() -> Failure {
+    (
+        500,
+        "a request failed while holding the index; restart the server".into(),
+    )
+}
+
+/// A request's view of the server: all indexes, the one it addresses, and the URL
+/// prefix its links keep.
+struct Context<'a> {
+    slots: &'a [Slot],
+    slot: &'a Slot,
+    base: &'a str,
+}
+
+impl Context<'_> {
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(String, String)],
+        body: &str,
+    ) -> Result<Reply, Failure> {
+        match (method, path) {
+            (Method::Post, p) if p.starts_with("/labels/") || p.starts_with("/api/labels/") => {
+                self.save_label(p, body)
             }
-            body.push_str("</ul><p><a href=\"/\">home</a></p>");
-            Ok(html(200, page("saeidx: search", &body)))
+            // Browsers send a text area's line breaks as CRLF; the person typed newlines.
+            (Method::Get, "/text") => {
+                self.text(&param(query, "q").unwrap_or("").replace("\r\n", "\n"))
+            }
+            (Method::Get, _) => {
+                let opened = self.slot.opened.read().map_err(|_| busy())?;
+                self.read(&opened.index, path, query)
+            }
+            _ => Err((405, format!("{path} does not take {method}"))),
         }
-        (Method::Get, "/text") => {
-            let text = param(query, "q").unwrap_or("");
-            let Some(live) = live else {
-                return Err((503, "live analysis is not available in this server (start it where the index's model and SAE are)".into()));
-            };
-            let tokens = live.analyze(text).map_err(|e| (500, e))?;
-            let ranked = rank_features(
-                tokens
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| !t.skipped)
-                    .map(|(i, t)| TokenCodes {
-                        position: i as u32,
-                        features: &t.features,
-                        values: &t.values,
-                    }),
-                Aggregate::Max,
-                5,
-                index.d_sae(),
-            );
-            let features: Vec<u32> = ranked.iter().map(|s| s.feature).collect();
-            let pieces: Vec<TextToken> = tokens
-                .iter()
-                .map(|t| TextToken {
-                    text: t.text.clone(),
-                    values: features
+    }
+
+    /// Pages and answers that only read the index.
+    fn read(
+        &self,
+        index: &QueryIndex,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Reply, Failure> {
+        let base = self.base;
+        let exclusions = Exclusions::default();
+        match path {
+            "/" => Ok(html(200, self.home(index))),
+            "/random" => {
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let pick = index.sample(1, seed).map_err(failed)?;
+                let feature = pick.first().copied().unwrap_or(0);
+                Ok(redirect(format!("{base}/feature/{feature}")))
+            }
+            "/search" => {
+                let q = param(query, "q").unwrap_or("").to_lowercase();
+                let mut body = format!("<h1>Labels matching “{}”</h1><ul>", escape(&q));
+                for (feature, label) in index.registry().iter() {
+                    let text = format!(
+                        "{} {} {}",
+                        label.name.as_deref().unwrap_or(""),
+                        label.description.as_deref().unwrap_or(""),
+                        label.notes.as_deref().unwrap_or("")
+                    )
+                    .to_lowercase();
+                    if q.split_whitespace().all(|word| text.contains(word)) {
+                        let _ = write!(
+                            body,
+                            "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
+                            escape(label.name.as_deref().unwrap_or(""))
+                        );
+                    }
+                }
+                let _ = write!(body, "</ul><p><a href=\"{base}/\">home</a></p>");
+                Ok(html(200, page("saeidx: search", &body)))
+            }
+            "/api/indexes" => Ok(json(
+                200,
+                serde_json::Value::Array(
+                    self.slots
                         .iter()
-                        .map(|f| {
-                            t.features
-                                .iter()
-                                .position(|g| g == f)
-                                .map_or(0.0, |i| t.values[i])
+                        .map(|slot| match slot.opened.read() {
+                            Ok(opened) => summary(slot, &opened.index),
+                            Err(_) => {
+                                serde_json::json!({"name": slot.name, "error": "unavailable"})
+                            }
                         })
                         .collect(),
-                    skipped: t.skipped,
-                })
-                .collect();
-            Ok(html(
-                200,
-                render_text(index.registry(), text, &features, &pieces),
-            ))
-        }
-        (Method::Get, "/api/info") => {
-            let counts = index.query_manifest().counts;
-            Ok(json(
-                200,
-                serde_json::json!({
-                    "index": dir, "counts": counts, "hook": index.manifest().job.hook,
-                    "model": index.manifest().job.model.source, "sae": index.manifest().job.sae.source,
-                    "labels": index.registry().len(),
-                }),
-            ))
-        }
-        (Method::Get, "/api/top-texts") => {
-            let feature = number(param(query, "feature"), "feature")?;
-            let k = number(param(query, "k").or(Some("10")), "k")? as usize;
-            let hits = index
-                .top_texts(feature, k, Rank::Token, 8, exclusions)
-                .map_err(failed)?;
-            Ok(json(
-                200,
-                serde_json::json!({"feature": feature, "label": index.registry().get(feature), "texts": hits}),
-            ))
-        }
-        (Method::Get, "/api/top-features") => {
-            let doc = number(param(query, "doc"), "doc")?;
-            let k = number(param(query, "k").or(Some("10")), "k")? as usize;
-            let ranked = index
-                .top_features(doc, None, Aggregate::Max, k, exclusions)
-                .map_err(failed)?;
-            Ok(json(
-                200,
-                serde_json::json!({"doc": doc, "features": ranked}),
-            ))
-        }
-        (Method::Get, p) if p.starts_with("/api/feature/") => {
-            let feature = number(p.strip_prefix("/api/feature/"), "feature")?;
-            let report = index
-                .feature(feature, 5, 4, 10, 8, exclusions)
-                .map_err(failed)?;
-            Ok(json(200, serde_json::to_value(report).unwrap_or_default()))
-        }
-        (Method::Get, p) if p.starts_with("/feature/") => {
-            let feature = number(p.strip_prefix("/feature/"), "feature")?;
-            let report = index
-                .feature(feature, 5, 4, 10, 10, exclusions)
-                .map_err(failed)?;
-            let label = report.label.clone().unwrap_or_default();
-            let field = |name: &str, value: &Option<String>| {
-                format!(
-                    "<label>{name} <input name=\"{name}\" value=\"{}\"></label> ",
-                    escape(value.as_deref().unwrap_or(""))
-                )
-            };
-            let form = format!(
-                "<h2>Label</h2><form method=\"post\" action=\"/labels/{feature}\">{}{}{}{}<button>save</button></form><p><a href=\"/\">home</a> · <a href=\"/random\">random feature</a></p>",
-                field("name", &label.name),
-                field("description", &label.description),
-                field("confidence", &label.confidence),
-                field("notes", &label.notes)
-            );
-            render_feature_linked(index, &report, 10, &feature_link, &form)
-                .map(|page| html(200, page))
-                .map_err(failed)
-        }
-        (Method::Post, p) if p.starts_with("/labels/") || p.starts_with("/api/labels/") => {
-            let api = p.starts_with("/api/");
-            let feature = number(p.rsplit('/').next(), "feature")?;
-            if feature as usize >= index.d_sae() {
-                return Err(failed(QueryError::FeatureOutOfRange {
-                    feature,
-                    d_sae: index.d_sae(),
-                }));
-            }
-            let label = if api {
-                serde_json::from_str::<FeatureLabel>(body)
-                    .map_err(|e| (400, format!("not a label object: {e}")))?
-            } else {
-                let form = params(body);
-                let get = |key: &str| {
-                    param(&form, key)
-                        .filter(|v| !v.trim().is_empty())
-                        .map(str::to_string)
-                };
-                FeatureLabel {
-                    name: get("name"),
-                    description: get("description"),
-                    examples: index
-                        .registry()
-                        .get(feature)
-                        .map(|l| l.examples.clone())
-                        .unwrap_or_default(),
-                    confidence: get("confidence"),
-                    notes: get("notes"),
-                }
-            };
-            let mut registry = index.registry().clone();
-            registry.set(feature, label);
-            index.save_registry(registry).map_err(failed)?;
-            if api {
+                ),
+            )),
+            "/api/info" => Ok(json(200, summary(self.slot, index))),
+            "/api/top-texts" => {
+                let feature = number(param(query, "feature"), "feature")?;
+                let k = number(param(query, "k").or(Some("10")), "k")? as usize;
+                let hits = index
+                    .top_texts(feature, k, Rank::Token, 8, exclusions)
+                    .map_err(failed)?;
                 Ok(json(
                     200,
-                    serde_json::json!({"feature": feature, "label": index.registry().get(feature)}),
+                    serde_json::json!({"feature": feature, "label": index.registry().get(feature), "texts": hits}),
                 ))
-            } else {
-                Ok((303, "text/html; charset=utf-8", Vec::new()))
             }
+            "/api/top-features" => {
+                let doc = number(param(query, "doc"), "doc")?;
+                let k = number(param(query, "k").or(Some("10")), "k")? as usize;
+                let ranked = index
+                    .top_features(doc, None, Aggregate::Max, k, exclusions)
+                    .map_err(failed)?;
+                Ok(json(
+                    200,
+                    serde_json::json!({"doc": doc, "features": ranked}),
+                ))
+            }
+            p if p.starts_with("/api/feature/") => {
+                let feature = number(p.strip_prefix("/api/feature/"), "feature")?;
+                let report = index
+                    .feature(feature, 5, 4, 10, 8, exclusions)
+                    .map_err(failed)?;
+                Ok(json(200, serde_json::to_value(report).unwrap_or_default()))
+            }
+            p if p.starts_with("/feature/") => {
+                let feature = number(p.strip_prefix("/feature/"), "feature")?;
+                let report = index
+                    .feature(feature, 5, 4, 10, 10, exclusions)
+                    .map_err(failed)?;
+                let label = report.label.clone().unwrap_or_default();
+                let field = |name: &str, value: &Option<String>| {
+                    format!(
+                        "<label>{name} <input name=\"{name}\" value=\"{}\"></label> ",
+                        escape(value.as_deref().unwrap_or(""))
+                    )
+                };
+                let form = format!(
+                    "<h2>Label</h2><form method=\"post\" action=\"{base}/labels/{feature}\">{}{}{}{}<button>save</button></form><p><a href=\"{base}/\">home</a> · <a href=\"{base}/random\">random feature</a></p>",
+                    field("name", &label.name),
+                    field("description", &label.description),
+                    field("confidence", &label.confidence),
+                    field("notes", &label.notes)
+                );
+                let link = |f: u32| format!("{base}/feature/{f}");
+                render_feature_linked(index, &report, 10, &link, &form)
+                    .map(|page| html(200, page))
+                    .map_err(failed)
+            }
+            _ => Err((404, format!("no page at {base}{path}"))),
         }
-        _ => Err((404, format!("no page at {path}"))),
+    }
+
+    /// A text run live, coloured by its five strongest features.
+    fn text(&self, text: &str) -> Result<Reply, Failure> {
+        let Some(live) = &self.slot.live else {
+            return Err((
+                503,
+                "live analysis is not available in this server (start it where the index's model and SAE are)".into(),
+            ));
+        };
+        // One live analysis at a time (the model is not shared between threads).
+        let tokens = live
+            .lock()
+            .map_err(|_| busy())?
+            .analyze(text)
+            .map_err(|e| (500, e))?;
+        let opened = self.slot.opened.read().map_err(|_| busy())?;
+        let index = &opened.index;
+        let ranked = rank_features(
+            tokens
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| !t.skipped)
+                .map(|(i, t)| TokenCodes {
+                    position: i as u32,
+                    features: &t.features,
+                    values: &t.values,
+                }),
+            Aggregate::Max,
+            5,
+            index.d_sae(),
+        );
+        let features: Vec<u32> = ranked.iter().map(|s| s.feature).collect();
+        let pieces: Vec<TextToken> = tokens
+            .iter()
+            .map(|t| TextToken {
+                text: t.text.clone(),
+                values: features
+                    .iter()
+                    .map(|f| {
+                        t.features
+                            .iter()
+                            .position(|g| g == f)
+                            .map_or(0.0, |i| t.values[i])
+                    })
+                    .collect(),
+                skipped: t.skipped,
+            })
+            .collect();
+        let link = |f: u32| format!("{}/feature/{f}", self.base);
+        Ok(html(
+            200,
+            render_text_linked(index.registry(), text, &features, &pieces, &link),
+        ))
+    }
+
+    /// Saves a label from the page's form or the API, atomically with the index.
+    fn save_label(&self, path: &str, body: &str) -> Result<Reply, Failure> {
+        let api = path.starts_with("/api/");
+        let feature = number(path.rsplit('/').next(), "feature")?;
+        let mut opened = self.slot.opened.write().map_err(|_| busy())?;
+        let index = &mut opened.index;
+        if feature as usize >= index.d_sae() {
+            return Err(failed(QueryError::FeatureOutOfRange {
+                feature,
+                d_sae: index.d_sae(),
+            }));
+        }
+        let label = if api {
+            serde_json::from_str::<FeatureLabel>(body)
+                .map_err(|e| (400, format!("not a label object: {e}")))?
+        } else {
+            let form = params(body);
+            let get = |key: &str| {
+                param(&form, key)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(str::to_string)
+            };
+            FeatureLabel {
+                name: get("name"),
+                description: get("description"),
+                examples: index
+                    .registry()
+                    .get(feature)
+                    .map(|l| l.examples.clone())
+                    .unwrap_or_default(),
+                confidence: get("confidence"),
+                notes: get("notes"),
+            }
+        };
+        let mut registry = index.registry().clone();
+        registry.set(feature, label);
+        index.save_registry(registry).map_err(failed)?;
+        if api {
+            Ok(json(
+                200,
+                serde_json::json!({"feature": feature, "label": index.registry().get(feature)}),
+            ))
+        } else {
+            Ok(redirect(format!("{}/feature/{feature}", self.base)))
+        }
+    }
+
+    fn home(&self, index: &QueryIndex) -> String {
+        let base = self.base;
+        let counts = index.query_manifest().counts;
+        let manifest = index.manifest();
+        let mut body = format!(
+            "<h1>saeidx: {}</h1><p class=\"meta\">{} · {} · SAE {} ({} features) · {} documents, {} tokens, {} nonzeros</p>\
+<form action=\"{base}/search\"><input name=\"q\" placeholder=\"search labels\"> <button>search</button></form>\
+<p><a href=\"{base}/random\">a random feature</a></p>\
+<form action=\"{base}/text\"><textarea name=\"q\" rows=\"3\" cols=\"70\" placeholder=\"a text to analyse\"></textarea><br><button>analyse</button></form>",
+            escape(&self.slot.name),
+            escape(&manifest.job.model.source),
+            escape(&manifest.job.hook),
+            escape(&manifest.job.sae.source),
+            manifest.job.sae.d_sae,
+            counts.documents,
+            counts.tokens,
+            counts.nonzeros
+        );
+        if self.slots.len() > 1 {
+            body.push_str("<h2>Indexes served</h2><ul>");
+            for slot in self.slots {
+                let _ = write!(
+                    body,
+                    "<li><a href=\"/i/{0}/\">{0}</a> <span class=\"meta\">{1}</span></li>",
+                    escape(&slot.name),
+                    escape(&slot.dir.display().to_string())
+                );
+            }
+            body.push_str("</ul>");
+        }
+        body.push_str("<h2>Labelled features</h2><ul>");
+        for (feature, label) in index.registry().iter() {
+            let _ = write!(
+                body,
+                "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
+                escape(label.name.as_deref().unwrap_or(""))
+            );
+        }
+        body.push_str("</ul>");
+        page(&format!("saeidx: {}", self.slot.name), &body)
     }
 }
 
-fn home(index: &QueryIndex) -> String {
-    let counts = index.query_manifest().counts;
+/// What `/api/info` and `/api/indexes` say about an index.
+fn summary(slot: &Slot, index: &QueryIndex) -> serde_json::Value {
     let manifest = index.manifest();
-    let mut body = format!(
-        "<h1>saeidx</h1><p class=\"meta\">{} · {} · SAE {} ({} features) · {} documents, {} tokens, {} nonzeros</p>\
-<form action=\"/search\"><input name=\"q\" placeholder=\"search labels\"> <button>search</button></form>\
-<p><a href=\"/random\">a random feature</a></p>\
-<form action=\"/text\"><textarea name=\"q\" rows=\"3\" cols=\"70\" placeholder=\"a text to analyse\"></textarea><br><button>analyse</button></form>\
-<h2>Labelled features</h2><ul>",
-        escape(&manifest.job.model.source),
-        escape(&manifest.job.hook),
-        escape(&manifest.job.sae.source),
-        manifest.job.sae.d_sae,
-        counts.documents,
-        counts.tokens,
-        counts.nonzeros
-    );
-    for (feature, label) in index.registry().iter() {
-        body.push_str(&format!(
-            "<li><a href=\"/feature/{feature}\">feature {feature}</a> {}</li>",
-            escape(label.name.as_deref().unwrap_or(""))
-        ));
-    }
-    body.push_str("</ul>");
-    page("saeidx", &body)
+    serde_json::json!({
+        "name": slot.name, "url": format!("/i/{}/", slot.name), "index": slot.dir,
+        "counts": index.query_manifest().counts, "hook": manifest.job.hook,
+        "model": manifest.job.model.source, "sae": manifest.job.sae.source,
+        "d_sae": manifest.job.sae.d_sae, "labels": index.registry().len(),
+        "live": slot.live.is_some(),
+    })
 }

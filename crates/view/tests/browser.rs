@@ -158,8 +158,11 @@ fn the_served_ui_renders_in_chromium() {
     build(dir.path()).unwrap();
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let port = server.server_addr().to_ip().unwrap().port();
-    let serving = dir.path().to_path_buf();
-    std::thread::spawn(move || saeidx_view::serve::serve(server, &serving, None));
+    let served = vec![saeidx_view::serve::ServedIndex {
+        dir: dir.path().to_path_buf(),
+        live: None,
+    }];
+    std::thread::spawn(move || saeidx_view::serve::serve(server, served, 2));
     let headless = [
         "--headless",
         "--no-sandbox",

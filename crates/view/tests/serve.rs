@@ -12,6 +12,7 @@ use saeidx_format::{
     synthetic::{SyntheticSpec, write_synthetic_index},
 };
 use saeidx_query::build;
+use saeidx_view::serve::ServedIndex;
 
 fn index(dir: &Path, documents: usize) {
     let spec = SyntheticSpec {
@@ -53,8 +54,11 @@ fn serves_pages_api_labels_and_republished_indexes() {
     index(&dir, 8);
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let port = server.server_addr().to_ip().unwrap().port();
-    let serving = dir.clone();
-    std::thread::spawn(move || saeidx_view::serve::serve(server, &serving, None));
+    let served = vec![ServedIndex {
+        dir: dir.clone(),
+        live: None,
+    }];
+    std::thread::spawn(move || saeidx_view::serve::serve(server, served, 4));
 
     let (status, home) = http(port, "GET", "/", "");
     assert_eq!(status, 200);
@@ -101,6 +105,84 @@ fn serves_pages_api_labels_and_republished_indexes() {
     let next = root.path().join("next");
     index(&next, 12);
     replace_dir(&next, &dir).unwrap();
+    let (_, info) = http(port, "GET", "/api/info", "");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["counts"]["documents"], 12);
+}
+
+#[test]
+fn serves_several_indexes_to_concurrent_readers_while_one_is_republished() {
+    let root = tempfile::tempdir().unwrap();
+    let (first, second) = (root.path().join("nightly"), root.path().join("archive"));
+    index(&first, 8);
+    index(&second, 5);
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let served = [&first, &second]
+        .iter()
+        .map(|dir| ServedIndex {
+            dir: dir.to_path_buf(),
+            live: None,
+        })
+        .collect();
+    std::thread::spawn(move || saeidx_view::serve::serve(server, served, 4));
+
+    // Each index under its name; the first also at the root. Links keep the prefix.
+    let (_, indexes) = http(port, "GET", "/api/indexes", "");
+    let indexes: serde_json::Value = serde_json::from_str(&indexes).unwrap();
+    assert_eq!(indexes[0]["name"], "nightly");
+    assert_eq!(indexes[1]["url"], "/i/archive/");
+    assert_eq!(indexes[1]["counts"]["documents"], 5);
+    let (status, home) = http(port, "GET", "/i/archive/", "");
+    assert_eq!(status, 200);
+    assert!(home.contains("5 documents") && home.contains("href=\"/i/nightly/\""));
+    let (_, page) = http(port, "GET", "/i/archive/feature/2", "");
+    assert!(page.contains("action=\"/i/archive/labels/2\""), "{page}");
+    assert!(page.contains("href=\"/i/archive/random\""));
+    let (status, _) = http(port, "POST", "/i/archive/labels/2", "name=archived");
+    assert_eq!(status, 303);
+    assert!(second.join("labels.json").is_file() && !first.join("labels.json").exists());
+    let (status, body) = http(port, "GET", "/i/elsewhere/", "");
+    assert_eq!(status, 404);
+    assert!(body.contains("no index is served under /i/elsewhere/"));
+
+    // Readers on four threads keep getting whole answers while the nightly index is
+    // replaced twice; afterwards they see the last one.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|reader| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answers = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || answers < 20 {
+                    let path = match reader % 2 {
+                        0 => format!("/api/top-texts?feature={}&k=3", answers % 16),
+                        _ => format!("/feature/{}", answers % 16),
+                    };
+                    let (status, body) = http(port, "GET", &path, "");
+                    assert_eq!(status, 200, "{path}: {body}");
+                    if reader % 2 == 0 {
+                        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        assert!(answer["texts"].is_array());
+                    } else {
+                        assert!(body.ends_with("</html>\n"));
+                    }
+                    answers += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    for documents in [10, 12] {
+        let next = root.path().join(format!("next-{documents}"));
+        index(&next, documents);
+        replace_dir(&next, &first).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() >= 20);
+    }
     let (_, info) = http(port, "GET", "/api/info", "");
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["counts"]["documents"], 12);
