@@ -758,6 +758,11 @@ fn damaged_and_mismatched_inputs_are_refused() {
     fs::write(&manifest_path, manifest.to_string()).unwrap();
     let error = saeidx_err(&["verify", damaged.to_str().unwrap()], setup.path());
     assert!(error.contains("format version 99"), "{error}");
+    assert!(error.contains("upgrade saeidx"), "{error}");
+    manifest["format_version"] = Value::from(0);
+    fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let error = saeidx_err(&["verify", damaged.to_str().unwrap()], setup.path());
+    assert!(error.contains("rebuild it with this saeidx"), "{error}");
     let error = saeidx_err(&["verify", setup.path().to_str().unwrap()], setup.path());
     assert!(error.contains("is this an index folder"), "{error}");
 
@@ -1030,4 +1035,100 @@ fn the_served_ui_works_in_a_browser() {
     for shot in ["text.png", "feature.png"] {
         assert!(fs::metadata(artifacts.join(shot)).unwrap().len() > 10_000);
     }
+}
+
+/// Answers that identify an index's content: a document's top features, the first
+/// one's top texts and its feature report (none of them names the folder).
+fn fingerprint_answers(index: &Path, cwd: &Path) -> Value {
+    let at = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--index", index.to_str().unwrap(), "--json"]);
+        saeidx_ok(&all, cwd)
+    };
+    let features = at(&["top-features", "--doc", "0", "--k", "5"]);
+    let feature = features["features"][0]["feature"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    serde_json::json!({
+        "top_features": features,
+        "top_texts": at(&["top-texts", "--feature", &feature, "--k", "5"]),
+        "feature": at(&["feature", &feature]),
+    })
+}
+
+/// The committed index of the current format version (`tests/fixtures/index-v1/`, made
+/// by this test's first half with `SAEIDX_WRITE_FIXTURES=1`) and its answers.
+const INDEX_FIXTURE: &str = "index-v1";
+
+#[test]
+fn copied_indexes_and_the_committed_fixture_verify_and_answer_anywhere() {
+    let setup = Setup::new();
+    let original = setup.path().join("out/index");
+    saeidx_ok(
+        &[
+            "run",
+            setup.job().to_str().unwrap(),
+            "--max-documents",
+            "4",
+            "--json",
+        ],
+        setup.path(),
+    );
+    let expected = fingerprint_answers(&original, setup.path());
+
+    // Copied elsewhere (another depth and name) with the original gone, the folder
+    // verifies and answers the same: its files are named relative to it (the model, SAE
+    // and corpus sources in the manifest are provenance, as the job gave them).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("shared/with/a colleague");
+    copy_dir(&original, &copy);
+    fs::rename(setup.path().join("out"), setup.path().join("gone")).unwrap();
+    let made_in = setup.path().to_str().unwrap();
+    let query_manifest = fs::read_to_string(copy.join("query/manifest.json")).unwrap();
+    assert!(!query_manifest.contains(made_in));
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(copy.join("manifest.json")).unwrap()).unwrap();
+    for part in manifest["parts"].as_array().unwrap() {
+        for file in part["files"].as_array().unwrap() {
+            let path = file["path"].as_str().unwrap();
+            assert!(Path::new(path).is_relative() && !path.contains(made_in));
+        }
+    }
+    saeidx_ok(
+        &["verify", copy.to_str().unwrap(), "--json"],
+        elsewhere.path(),
+    );
+    assert_eq!(fingerprint_answers(&copy, elsewhere.path()), expected);
+
+    let fixture = repo_root().join("tests/fixtures").join(INDEX_FIXTURE);
+    let answers_file = fixture.with_extension("answers.json");
+    if std::env::var_os("SAEIDX_WRITE_FIXTURES").is_some() {
+        if fixture.exists() {
+            fs::remove_dir_all(&fixture).unwrap();
+        }
+        copy_dir(&copy, &fixture);
+        let mut text = serde_json::to_string_pretty(&expected).unwrap();
+        text.push('\n');
+        fs::write(&answers_file, text).unwrap();
+    }
+
+    // The committed fixture of this format version opens, verifies and gives the
+    // answers recorded when it was made.
+    let opened = tempfile::tempdir().unwrap();
+    let fixture_copy = opened.path().join(INDEX_FIXTURE);
+    copy_dir(&fixture, &fixture_copy);
+    let verified = saeidx_ok(
+        &["verify", fixture_copy.to_str().unwrap(), "--json"],
+        opened.path(),
+    );
+    assert_eq!(verified["ok"], true);
+    let recorded: Value = serde_json::from_slice(&fs::read(&answers_file).unwrap()).unwrap();
+    assert_eq!(fingerprint_answers(&fixture_copy, opened.path()), recorded);
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(fixture_copy.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["format_version"], 1,
+        "a new format version needs a new fixture (and this one kept while it is read)"
+    );
 }

@@ -271,7 +271,8 @@ pub enum ManifestError {
     },
     /// A format version this saeidx does not read.
     #[error(
-        "{path} has index format version {found}; this saeidx reads version {FORMAT_VERSION} (rebuild the index with this saeidx, or use the saeidx version that wrote it: {writer})"
+        "{path} has index format version {found} (written by saeidx {writer}); this saeidx reads version {FORMAT_VERSION}: {}",
+        version_advice(*found, writer)
     )]
     Version {
         /// The manifest path.
@@ -281,6 +282,17 @@ pub enum ManifestError {
         /// The saeidx version that wrote it.
         writer: String,
     },
+}
+
+/// What to do about an index of another format version (README, "Format versions").
+fn version_advice(found: u32, writer: &str) -> String {
+    if found > FORMAT_VERSION {
+        format!("it is newer than this saeidx; upgrade saeidx to {writer} or later")
+    } else {
+        format!(
+            "rebuild it with this saeidx (`saeidx run` on the same job), or read it with saeidx {writer}"
+        )
+    }
 }
 
 /// The manifest's file name in an index folder.
