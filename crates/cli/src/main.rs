@@ -18,6 +18,7 @@ mod index;
 mod model;
 mod query;
 mod sae;
+mod share;
 
 /// Index SAE feature activations of a corpus once; query them in milliseconds.
 #[derive(Parser)]
@@ -77,6 +78,13 @@ enum Command {
     /// The feature registry stored with an index (labels, mlxterp's sae_features.json).
     #[command(subcommand)]
     Labels(query::LabelsCommand),
+    /// Download an index from a Hugging Face Hub dataset repo and verify it.
+    Fetch(share::FetchArgs),
+    /// Write an index folder with a dataset card, ready to upload to the Hub.
+    Publish(share::PublishArgs),
+    /// Export an index for other tools (Neuronpedia).
+    #[command(subcommand)]
+    Export(share::ExportCommand),
 }
 
 /// Output options shared by every command.
@@ -160,6 +168,9 @@ fn main() -> ExitCode {
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),
         Command::Serve(args) => query::serve(args),
+        Command::Fetch(args) => share::fetch(args),
+        Command::Publish(args) => share::publish(args),
+        Command::Export(command) => share::export(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

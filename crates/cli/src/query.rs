@@ -23,7 +23,8 @@ pub struct IndexArg {
 }
 
 impl IndexArg {
-    fn open(&self) -> anyhow::Result<QueryIndex> {
+    /// Opens the index.
+    pub(crate) fn open(&self) -> anyhow::Result<QueryIndex> {
         QueryIndex::open(&self.index).with_context(|| format!("opening {}", self.index.display()))
     }
 }

@@ -252,6 +252,7 @@ fn resolve_hub_sources(
             for file in wanted {
                 repo.get(file).map_err(|e| e.to_string())?;
             }
+            repo.remember(revision).map_err(|e| e.to_string())?;
             repo.snapshot().to_path_buf()
         };
         let commit = snapshot

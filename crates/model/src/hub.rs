@@ -352,6 +352,25 @@ impl HubRepo {
     pub fn snapshot(&self) -> &Path {
         &self.snapshot
     }
+
+    /// Records in the cache that `revision` (a branch or tag) names this listing's
+    /// commit, so that an offline lookup of `revision` finds the snapshot. Call it once
+    /// the files are downloaded; a commit needs no record.
+    pub fn remember(&self, revision: &str) -> Result<(), ModelError> {
+        if revision == self.commit {
+            return Ok(());
+        }
+        let Some(repo) = self.snapshot.parent().and_then(Path::parent) else {
+            return Ok(());
+        };
+        let reference = repo.join("refs").join(revision);
+        saeidx_format::atomic::write_file(&reference, self.commit.as_bytes()).map_err(|e| {
+            ModelError::Io {
+                path: e.path,
+                source: e.source,
+            }
+        })
+    }
 }
 
 /// Where `repo_id`'s files live in the hub cache.
@@ -378,6 +397,7 @@ fn download(
     } else {
         repo.get(SINGLE_WEIGHTS)?;
     }
+    repo.remember(revision)?;
     files_in_folder(source, repo.snapshot(), Some(repo.commit.clone()))
 }
 
