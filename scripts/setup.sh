@@ -4,9 +4,10 @@
 #
 #   1. system packages (apt) that the build needs, when missing;
 #   2. the MLX runtime from the pinned PyPI wheel into .runtime/mlx (git-ignored);
-#   3. with --test-tools: the Python reference environment in .venv (git-ignored) and
+#   3. with --test-tools: the Python reference environment in .venv (git-ignored),
 #      Debian's chromium and chromedriver (headless browser tests of rendered pages
-#      and of the served UI);
+#      and of the served UI) and Debian's slurm-wlm and munge (the Slurm test starts
+#      its own cluster; installing them starts no service);
 #   4. the saeidx binary (release build);
 #   5. the embedded default assets: `saeidx assets prepare` downloads, verifies and
 #      converts the default model into the Hugging Face cache ($HF_HOME, default
@@ -33,8 +34,10 @@ die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # 1. System packages -----------------------------------------------------------------
 packages=(cmake libclang-dev libopenblas0-pthread)
-# Tests also load rendered pages in a real browser, headless.
-if $test_tools; then packages+=(chromium chromium-driver); fi
+# Tests also load rendered pages and drive the served UI in a real browser, headless,
+# and submit jobs to a single-node Slurm cluster they start on loopback
+# (scripts/slurm-local.sh).
+if $test_tools; then packages+=(chromium chromium-driver slurm-wlm munge); fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -4,198 +4,21 @@
 //! damaged or mismatched inputs refused with clear errors.
 
 use std::{
-    collections::BTreeMap,
     fs,
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use saeidx_tests::{asset_paths, reference_python, repo_root, saeidx_binary, tiny_text_model};
+use saeidx_tests::{
+    job_fixture::{Setup, assert_same_index, random_sae, saeidx_err, saeidx_ok},
+    reference_python, repo_root, saeidx_binary,
+};
 use serde_json::Value;
-
-/// A job folder: model, SAE, corpus and job file.
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        tiny_text_model(dir.path(), 2);
-        random_sae(&dir.path().join("sae"), 64);
-        write_corpus(&dir.path().join("corpus"));
-        let setup = Self { dir };
-        setup.write_job("job.toml", "sae", "");
-        setup
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write_job(&self, name: &str, sae: &str, extra_sae: &str) -> PathBuf {
-        let job = format!(
-            r#"output = "out/index"
-hook = "blocks.1.hook_resid_post"
-
-[model]
-source = "model"
-
-[sae]
-path = "{sae}"
-allow_mismatch = true
-{extra_sae}
-
-[corpus]
-sources = [{{ path = "corpus" }}]
-on_bad_record = "skip"
-
-[run]
-part_bytes = 2000
-window_length = 64
-window_overlap = 8
-batch_tokens = 512
-"#
-        );
-        let path = self.path().join(name);
-        fs::write(&path, job).unwrap();
-        path
-    }
-
-    fn job(&self) -> PathBuf {
-        self.path().join("job.toml")
-    }
-}
-
-/// A random mlxterp TopK SAE (k = 8, 256 features) written by the reference script.
-fn random_sae(out: &Path, d_in: usize) {
-    fs::create_dir_all(out).unwrap();
-    let status = Command::new(reference_python())
-        .arg(repo_root().join("scripts/reference/sae_encode_reference.py"))
-        .args(["--write-random", "mlxterp", "--d-in", &d_in.to_string()])
-        .args(["--d-sae", "256", "--k", "8", "--seed", "3", "--out-dir"])
-        .arg(out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Real text (the default corpus's first address) cut into documents of varied length,
-/// one empty, in a JSONL file and a folder of text files.
-fn write_corpus(dir: &Path) {
-    fs::create_dir_all(dir.join("notes")).unwrap();
-    let corpus = asset_paths().corpus();
-    let first = fs::read_to_string(&corpus)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", corpus.display()));
-    let text: String = first
-        .lines()
-        .take(6)
-        .map(|line| {
-            serde_json::from_str::<Value>(line).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    let mut lines = String::new();
-    let mut start = 0;
-    let lengths = [700, 0, 1500, 90, 2600, 400, 3100, 50, 1200, 800, 2000, 300];
-    for (i, len) in lengths.iter().cycle().take(36).enumerate() {
-        let mut end = (start + len).min(text.len());
-        while !text.is_char_boundary(end) {
-            end += 1;
-        }
-        let doc = serde_json::json!({"id": format!("doc-{i}"), "text": &text[start..end]});
-        lines.push_str(&doc.to_string());
-        lines.push('\n');
-        start = end;
-    }
-    fs::write(dir.join("addresses.jsonl"), lines).unwrap();
-    fs::write(
-        dir.join("notes/a.txt"),
-        "Grüße aus Köln — naïve café, 東京 and emoji 🚀.\nSecond line\twith a tab.",
-    )
-    .unwrap();
-    fs::write(dir.join("notes/b.txt"), &text[..1800]).unwrap();
-}
-
-fn saeidx(args: &[&str], cwd: &Path) -> Output {
-    Command::new(saeidx_binary())
-        .args(args)
-        .current_dir(cwd)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
-}
-
-fn saeidx_ok(args: &[&str], cwd: &Path) -> Value {
-    let output = saeidx(args, cwd);
-    assert!(
-        output.status.success(),
-        "saeidx {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
-}
-
-fn saeidx_err(args: &[&str], cwd: &Path) -> String {
-    let output = saeidx(args, cwd);
-    assert!(!output.status.success(), "saeidx {args:?} should fail");
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "errors exit with 2, not a panic"
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Every file of an index folder, relative path → bytes (the manifest without timings).
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, out);
-                continue;
-            }
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            let mut bytes = fs::read(&path).unwrap();
-            if name == "manifest.json" {
-                let mut manifest: Value = serde_json::from_slice(&bytes).unwrap();
-                manifest.as_object_mut().unwrap().remove("timings");
-                bytes = serde_json::to_vec_pretty(&manifest).unwrap();
-            }
-            out.insert(name, bytes);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-fn assert_same_index(a: &Path, b: &Path) {
-    let (left, right) = (snapshot(a), snapshot(b));
-    assert_eq!(
-        left.keys().collect::<Vec<_>>(),
-        right.keys().collect::<Vec<_>>(),
-        "the same files"
-    );
-    for (name, bytes) in &left {
-        assert!(
-            *bytes == right[name],
-            "{name} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
-    }
-}
 
 #[test]
 fn index_verifies_and_reads_in_duckdb() {
-    let setup = Setup::new();
+    let setup = Setup::create();
     let job = setup.job();
     let summary = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
     let index = setup.path().join("out/index");
@@ -350,7 +173,7 @@ type PerToken = (u64, String, Vec<(u64, f64)>);
 /// questions get clear errors.
 #[test]
 fn queries_answer_from_the_index_and_live() {
-    let setup = Setup::new();
+    let setup = Setup::create();
     saeidx_ok(
         &["run", setup.job().to_str().unwrap(), "--json"],
         setup.path(),
@@ -647,7 +470,7 @@ fn run_and_kill(setup: &Setup, output: &Path, parts: usize, after: Duration) -> 
 
 #[test]
 fn killed_runs_resume_to_identical_output() {
-    let setup = Setup::new();
+    let setup = Setup::create();
     saeidx_ok(
         &["run", setup.job().to_str().unwrap(), "--json"],
         setup.path(),
@@ -688,7 +511,7 @@ fn killed_runs_resume_to_identical_output() {
 
 #[test]
 fn shards_merge_into_the_single_run_index() {
-    let setup = Setup::new();
+    let setup = Setup::create();
     let job = setup.job();
     saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
     let merged = setup.path().join("out/merged");
@@ -729,7 +552,7 @@ fn shards_merge_into_the_single_run_index() {
 
 #[test]
 fn damaged_and_mismatched_inputs_are_refused() {
-    let setup = Setup::new();
+    let setup = Setup::create();
     let job = setup.job();
     saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
     let index = setup.path().join("out/index");
@@ -831,7 +654,7 @@ fn a_hub_dataset_corpus_is_read_from_the_cache_offline() {
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-    let setup = Setup::new();
+    let setup = Setup::create();
     // A dataset repo in a private HF cache, laid out as datasets ship Parquet.
     let hf_home = setup.path().join("hf");
     let commit = "0123456789abcdef0123456789abcdef01234567";
@@ -917,7 +740,7 @@ impl Drop for Server {
 #[test]
 fn the_served_ui_works_in_a_browser() {
     use saeidx_tests::webdriver::{Browser, free_port};
-    let setup = Setup::new();
+    let setup = Setup::create();
     saeidx_ok(
         &["run", setup.job().to_str().unwrap(), "--json"],
         setup.path(),
@@ -1063,7 +886,7 @@ const INDEX_FIXTURE: &str = "index-v1";
 
 #[test]
 fn copied_indexes_and_the_committed_fixture_verify_and_answer_anywhere() {
-    let setup = Setup::new();
+    let setup = Setup::create();
     let original = setup.path().join("out/index");
     saeidx_ok(
         &[

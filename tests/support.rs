@@ -216,3 +216,208 @@ pub mod index_rows {
         rows
     }
 }
+
+/// The small index job of the end-to-end tests: a folder with a tiny random Llama (the
+/// default tokenizer), a random mlxterp SAE, real text and a job file, and the helpers
+/// that run `saeidx` on it and compare index folders.
+pub mod job_fixture {
+    use std::{
+        collections::BTreeMap,
+        fs,
+        path::{Path, PathBuf},
+        process::{Command, Output, Stdio},
+    };
+
+    use serde_json::Value;
+
+    use crate::{asset_paths, reference_python, repo_root, saeidx_binary, tiny_text_model};
+
+    /// A job folder: model, SAE, corpus and job file.
+    pub struct Setup {
+        dir: tempfile::TempDir,
+    }
+
+    impl Setup {
+        /// A new folder with a tiny model, a random SAE (256 features), a corpus and `job.toml`.
+        pub fn create() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            tiny_text_model(dir.path(), 2);
+            random_sae(&dir.path().join("sae"), 64);
+            write_corpus(&dir.path().join("corpus"));
+            let setup = Self { dir };
+            setup.write_job("job.toml", "sae", "");
+            setup
+        }
+
+        /// The folder.
+        pub fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Writes a job file `name` for the SAE folder `sae` (extra `[sae]` lines in
+        /// `extra_sae`) that indexes into `out/index`, and returns its path.
+        pub fn write_job(&self, name: &str, sae: &str, extra_sae: &str) -> PathBuf {
+            let job = format!(
+                r#"output = "out/index"
+    hook = "blocks.1.hook_resid_post"
+
+    [model]
+    source = "model"
+
+    [sae]
+    path = "{sae}"
+    allow_mismatch = true
+    {extra_sae}
+
+    [corpus]
+    sources = [{{ path = "corpus" }}]
+    on_bad_record = "skip"
+
+    [run]
+    part_bytes = 2000
+    window_length = 64
+    window_overlap = 8
+    batch_tokens = 512
+    "#
+            );
+            let path = self.path().join(name);
+            fs::write(&path, job).unwrap();
+            path
+        }
+
+        /// The default job file.
+        pub fn job(&self) -> PathBuf {
+            self.path().join("job.toml")
+        }
+    }
+
+    /// A random mlxterp TopK SAE (k = 8, 256 features) written by the reference script.
+    pub fn random_sae(out: &Path, d_in: usize) {
+        fs::create_dir_all(out).unwrap();
+        let status = Command::new(reference_python())
+            .arg(repo_root().join("scripts/reference/sae_encode_reference.py"))
+            .args(["--write-random", "mlxterp", "--d-in", &d_in.to_string()])
+            .args(["--d-sae", "256", "--k", "8", "--seed", "3", "--out-dir"])
+            .arg(out)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Real text (the default corpus's first address) cut into documents of varied length,
+    /// one empty, in a JSONL file and a folder of text files.
+    fn write_corpus(dir: &Path) {
+        fs::create_dir_all(dir.join("notes")).unwrap();
+        let corpus = asset_paths().corpus();
+        let first = fs::read_to_string(&corpus)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", corpus.display()));
+        let text: String = first
+            .lines()
+            .take(6)
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let mut lines = String::new();
+        let mut start = 0;
+        let lengths = [700, 0, 1500, 90, 2600, 400, 3100, 50, 1200, 800, 2000, 300];
+        for (i, len) in lengths.iter().cycle().take(36).enumerate() {
+            let mut end = (start + len).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            let doc = serde_json::json!({"id": format!("doc-{i}"), "text": &text[start..end]});
+            lines.push_str(&doc.to_string());
+            lines.push('\n');
+            start = end;
+        }
+        fs::write(dir.join("addresses.jsonl"), lines).unwrap();
+        fs::write(
+            dir.join("notes/a.txt"),
+            "Grüße aus Köln — naïve café, 東京 and emoji 🚀.\nSecond line\twith a tab.",
+        )
+        .unwrap();
+        fs::write(dir.join("notes/b.txt"), &text[..1800]).unwrap();
+    }
+
+    /// Runs `saeidx ARGS` in `cwd`, offline.
+    pub fn saeidx(args: &[&str], cwd: &Path) -> Output {
+        Command::new(saeidx_binary())
+            .args(args)
+            .current_dir(cwd)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `saeidx ARGS`, asserts success and returns its JSON output (or null).
+    pub fn saeidx_ok(args: &[&str], cwd: &Path) -> Value {
+        let output = saeidx(args, cwd);
+        assert!(
+            output.status.success(),
+            "saeidx {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Runs `saeidx ARGS`, asserts it fails with status 2 and returns its stderr.
+    pub fn saeidx_err(args: &[&str], cwd: &Path) -> String {
+        let output = saeidx(args, cwd);
+        assert!(!output.status.success(), "saeidx {args:?} should fail");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "errors exit with 2, not a panic"
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Every file of an index folder, relative path → bytes (the manifest without timings).
+    fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(root, &path, out);
+                    continue;
+                }
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                let mut bytes = fs::read(&path).unwrap();
+                if name == "manifest.json" {
+                    let mut manifest: Value = serde_json::from_slice(&bytes).unwrap();
+                    manifest.as_object_mut().unwrap().remove("timings");
+                    bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+                }
+                out.insert(name, bytes);
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    /// Asserts two index folders hold the same files with the same bytes (manifests
+    /// compared without their timings).
+    pub fn assert_same_index(a: &Path, b: &Path) {
+        let (left, right) = (snapshot(a), snapshot(b));
+        assert_eq!(
+            left.keys().collect::<Vec<_>>(),
+            right.keys().collect::<Vec<_>>(),
+            "the same files"
+        );
+        for (name, bytes) in &left {
+            assert!(
+                *bytes == right[name],
+                "{name} differs between {} and {}",
+                a.display(),
+                b.display()
+            );
+        }
+    }
+}

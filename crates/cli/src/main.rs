@@ -14,6 +14,7 @@ use saeidx_model::hub::{self, HubSettings, ModelFiles, ModelSource};
 
 mod activations;
 mod assets;
+mod cluster;
 mod index;
 mod model;
 mod query;
@@ -51,6 +52,9 @@ enum Command {
     Run(index::RunArgs),
     /// Merge the shard folders of a sharded job into one index.
     Merge(index::MergeArgs),
+    /// Run a job's shards on a cluster scheduler (Slurm), then merge them.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Check an index folder against its manifest (checksums, schemas, counts, rows)
     /// and its query files against their checksums.
     Verify(index::VerifyArgs),
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
         Command::Sae(command) => sae::run(command),
         Command::Run(args) => index::run(args),
         Command::Merge(args) => index::merge(args),
+        Command::Cluster(command) => cluster::run(command),
         Command::Verify(args) => index::verify(args),
         Command::TopTexts(args) => query::top_texts(args),
         Command::TopFeatures(args) => query::top_features(args),

@@ -12,6 +12,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// The name prefix of files and folders being written; one left behind was
+/// interrupted (a killed process) and can be deleted.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
 /// Published files are readable by everyone: an index is meant to be shared.
 const FILE_MODE: u32 = 0o644;
 /// Published folders, likewise.
@@ -57,7 +61,7 @@ where
     let parent = parent_of(path);
     fs::create_dir_all(parent).map_err(at(parent))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .permissions(Permissions::from_mode(FILE_MODE))
         .tempfile_in(parent)
         .map_err(at(parent))?;
@@ -92,7 +96,7 @@ impl StagedDir {
         let parent = parent_of(destination);
         fs::create_dir_all(parent).map_err(at(parent))?;
         let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(TEMP_PREFIX)
             .permissions(Permissions::from_mode(DIR_MODE))
             .tempdir_in(parent)
             .map_err(at(parent))?;

@@ -34,7 +34,6 @@ use crate::IndexError;
 
 const JOB_FILE: &str = "job.json";
 const PARTS_DIR: &str = "parts";
-const TEMP_PREFIX: &str = ".tmp-";
 
 /// What a work folder belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,13 +86,8 @@ impl WorkDir {
         for dir in Table::ALL.map(Table::dir).into_iter().chain([PARTS_DIR]) {
             let dir = path.join(dir);
             fs::create_dir_all(&dir).map_err(IndexError::io(&dir))?;
-            for entry in fs::read_dir(&dir).map_err(IndexError::io(&dir))? {
-                let entry = entry.map_err(IndexError::io(&dir))?;
-                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                    fs::remove_file(entry.path()).map_err(IndexError::io(entry.path()))?;
-                }
-            }
         }
+        remove_interrupted_writes(&path)?;
         Ok(Self {
             path,
             destination: destination.to_path_buf(),
@@ -148,7 +142,7 @@ impl WorkDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = final_path.with_file_name(format!("{TEMP_PREFIX}{name}"));
+        let temp = final_path.with_file_name(format!("{}{name}", atomic::TEMP_PREFIX));
         (temp, final_path)
     }
 
@@ -210,6 +204,28 @@ impl WorkDir {
         atomic::replace_dir(&self.path, &self.destination)?;
         Ok(self.destination)
     }
+}
+
+/// Deletes what killed runs left half-written under `dir` (temporary names: a table
+/// file, the manifest, the query files' staging folder), so that a resumed run
+/// publishes exactly the index's files.
+fn remove_interrupted_writes(dir: &Path) -> Result<(), IndexError> {
+    for entry in fs::read_dir(dir).map_err(IndexError::io(dir))? {
+        let path = entry.map_err(IndexError::io(dir))?.path();
+        let interrupted = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(atomic::TEMP_PREFIX));
+        if path.is_dir() {
+            if interrupted {
+                fs::remove_dir_all(&path).map_err(IndexError::io(&path))?;
+            } else {
+                remove_interrupted_writes(&path)?;
+            }
+        } else if interrupted {
+            fs::remove_file(&path).map_err(IndexError::io(&path))?;
+        }
+    }
+    Ok(())
 }
 
 /// `dir/.NAME.partial` for `dir/NAME`.
