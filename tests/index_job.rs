@@ -739,38 +739,35 @@ impl Drop for Server {
 
 #[test]
 fn the_served_ui_works_in_a_browser() {
-    use saeidx_tests::webdriver::{Browser, free_port};
+    use saeidx_tests::webdriver::Browser;
     let setup = Setup::create();
     saeidx_ok(
         &["run", setup.job().to_str().unwrap(), "--json"],
         setup.path(),
     );
     let index = setup.path().join("out/index");
-    let port = free_port();
-    let _server = Server(
-        Command::new(saeidx_binary())
-            .args([
-                "serve",
-                index.to_str().unwrap(),
-                "--port",
-                &port.to_string(),
-            ])
-            .current_dir(setup.path())
-            .env("HF_HUB_OFFLINE", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let site = format!("http://127.0.0.1:{port}");
+    // Any free port: the server says which when it is listening.
+    let mut child = Command::new(saeidx_binary())
+        .args(["serve", index.to_str().unwrap(), "--port", "0"])
+        .current_dir(setup.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    let _server = Server(child);
+    let site = first_line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("serve did not start: {first_line:?}"))
+        .trim_end_matches('/')
+        .to_string();
     let artifacts = repo_root().join("target/test-artifacts/served-ui");
     let browser = Browser::start();
 

@@ -983,7 +983,7 @@ pub struct ServeArgs {
     /// Address to listen on (loopback by default: the UI can edit labels).
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
-    /// Port.
+    /// Port (0: any free port, printed when serving starts).
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Requests answered at once.
@@ -1054,9 +1054,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = format!("{}:{}", args.bind, args.port);
     let server = tiny_http::Server::http(&address)
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+    // With --port 0 the system picks a free port; the line says which.
+    let listening = server
+        .server_addr()
+        .to_ip()
+        .map_or(address, |a| a.to_string());
     let names: Vec<String> = served.iter().map(|s| s.dir.display().to_string()).collect();
     println!(
-        "serving {} on http://{address}/ (Ctrl-C to stop)",
+        "serving {} on http://{listening}/ (Ctrl-C to stop)",
         names.join(", ")
     );
     saeidx_view::serve::serve(server, served, usize::from(args.threads))?;
