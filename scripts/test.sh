@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command (b): set up (with the Python reference tools), then every check CI
-# runs: formatting, lints, and all tests (unit, integration, doc).
+# runs: formatting, lints, and all tests (unit, integration, doc, Python).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh --test-tools
@@ -17,3 +17,5 @@ else
   cargo test --release --workspace --no-fail-fast --lib --bins --tests
 fi
 cargo test --release --workspace --doc
+# The Python package: its wheel built with maturin, tested with pytest in a venv.
+bash scripts/python-test.sh

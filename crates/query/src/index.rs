@@ -2,6 +2,7 @@
 
 use std::{
     collections::HashMap,
+    ops::Range,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -881,6 +882,27 @@ impl QueryIndex {
             String::from_utf8_lossy(text.as_bytes().get(start..end).unwrap_or_default())
                 .into_owned(),
         )
+    }
+
+    /// The byte range of position `position` of document `doc` within the document's
+    /// text, widened to whole UTF-8 characters (as snippets mark their hit).
+    pub fn token_span(&self, doc: u32, position: u32) -> Result<Range<usize>, QueryError> {
+        let (first, count) = self.doc_tokens(doc)?;
+        if position >= count {
+            return Err(QueryError::TokenRange {
+                doc,
+                start: position,
+                end: position + 1,
+                tokens: count,
+            });
+        }
+        let t = &self.tokens;
+        let i = (first + u64::from(position)) as usize;
+        let (_, _, text) = self.document(doc)?;
+        let start = self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize;
+        let end = self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize;
+        let start = floor_char_boundary(text, start);
+        Ok(start..ceil_char_boundary(text, end.max(start)))
     }
 
     /// Statistics of `feature` (from the stored statistics with the default exclusions,

@@ -207,6 +207,8 @@ fn check(spec: &SyntheticSpec) {
                     &hit.snippet.text[hit.snippet.hit_start..hit.snippet.hit_end],
                     &text[start as usize..end as usize]
                 );
+                let span = index.token_span(hit.doc, hit.position).unwrap();
+                assert_eq!(&text[span], &text[start as usize..end as usize]);
                 let low = hit.position.saturating_sub(2);
                 let (low_start, _, _, _) = rows.tokens[&(hit.doc, low)];
                 assert!(text[..].contains(&hit.snippet.text));
@@ -370,6 +372,12 @@ fn check(spec: &SyntheticSpec) {
         .unwrap_err();
     assert!(
         error.to_string().contains("is not in this index"),
+        "{error}"
+    );
+    let tokens = rows.tokens.keys().filter(|(d, _)| *d == 0).count() as u32;
+    let error = index.token_span(0, tokens).unwrap_err();
+    assert!(
+        error.to_string().contains("are outside document 0"),
         "{error}"
     );
 }

@@ -1,0 +1,137 @@
+//! Answers as `pyarrow.Table`s: built with arrow-rs and handed to pyarrow through the
+//! Arrow C data interface (arrow-pyarrow), without copying through Python objects.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow_pyarrow::{IntoPyArrow, Table};
+use arrow_schema::{ArrowError, Field, Schema};
+use pyo3::{Bound, PyAny, PyResult, Python, exceptions::PyRuntimeError};
+use saeidx_query::{FeatureScore, Neighbour, Registry};
+
+use crate::index::Hit;
+
+/// A one-batch `pyarrow.Table` of `columns` (name, nullable, values).
+fn table<'py>(
+    py: Python<'py>,
+    columns: Vec<(&str, bool, ArrayRef)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, nullable, array)| Field::new(*name, array.data_type().clone(), *nullable))
+            .collect::<Vec<_>>(),
+    ));
+    let arrow = |error: ArrowError| PyRuntimeError::new_err(error.to_string());
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, _, array)| array).collect(),
+    )
+    .map_err(arrow)?;
+    Table::try_new(vec![batch], schema)
+        .map_err(arrow)?
+        .into_pyarrow(py)
+}
+
+/// Top texts: one row per hit (see `Index.top_texts_table`).
+pub(crate) fn hits<'py>(py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, PyAny>> {
+    let u32s = |f: fn(&Hit) -> u32| {
+        Arc::new(UInt32Array::from_iter_values(hits.iter().map(f))) as ArrayRef
+    };
+    let f32s = |f: fn(&Hit) -> f32| {
+        Arc::new(Float32Array::from_iter_values(hits.iter().map(f))) as ArrayRef
+    };
+    let strings = |f: fn(&Hit) -> &str| {
+        Arc::new(StringArray::from_iter_values(hits.iter().map(f))) as ArrayRef
+    };
+    table(
+        py,
+        vec![
+            ("doc", false, u32s(|h| h.doc)),
+            ("id", false, strings(|h| &h.id)),
+            ("source", false, strings(|h| &h.source)),
+            ("position", false, u32s(|h| h.position)),
+            ("token", false, u32s(|h| h.token)),
+            ("activation", false, f32s(|h| h.activation)),
+            ("score", false, f32s(|h| h.score)),
+            ("text", false, strings(|h| &h.text)),
+            ("hit_start", false, u32s(|h| h.hit_start)),
+            ("hit_end", false, u32s(|h| h.hit_end)),
+        ],
+    )
+}
+
+/// Top features: one row per feature (see `Index.top_features_table`).
+pub(crate) fn features<'py>(
+    py: Python<'py>,
+    scores: &[FeatureScore],
+    registry: &Registry,
+) -> PyResult<Bound<'py, PyAny>> {
+    let u32s = |f: fn(&FeatureScore) -> u32| {
+        Arc::new(UInt32Array::from_iter_values(scores.iter().map(f))) as ArrayRef
+    };
+    let f32s = |f: fn(&FeatureScore) -> f32| {
+        Arc::new(Float32Array::from_iter_values(scores.iter().map(f))) as ArrayRef
+    };
+    let labels: StringArray = scores
+        .iter()
+        .map(|s| {
+            registry
+                .get(s.feature)
+                .and_then(|label| label.name.as_deref())
+        })
+        .collect();
+    table(
+        py,
+        vec![
+            ("feature", false, u32s(|s| s.feature)),
+            ("score", false, f32s(|s| s.score)),
+            ("max", false, f32s(|s| s.max)),
+            ("position", false, u32s(|s| s.position)),
+            ("tokens", false, u32s(|s| s.tokens)),
+            ("label", true, Arc::new(labels) as ArrayRef),
+        ],
+    )
+}
+
+/// Neighbours: one row per co-activating feature (see `Index.neighbours_table`).
+pub(crate) fn neighbours<'py>(
+    py: Python<'py>,
+    neighbours: &[Neighbour],
+) -> PyResult<Bound<'py, PyAny>> {
+    table(
+        py,
+        vec![
+            (
+                "feature",
+                false,
+                Arc::new(UInt32Array::from_iter_values(
+                    neighbours.iter().map(|n| n.feature),
+                )) as ArrayRef,
+            ),
+            (
+                "jaccard",
+                false,
+                Arc::new(Float64Array::from_iter_values(
+                    neighbours.iter().map(|n| n.jaccard),
+                )) as ArrayRef,
+            ),
+            (
+                "together",
+                false,
+                Arc::new(UInt64Array::from_iter_values(
+                    neighbours.iter().map(|n| n.together),
+                )) as ArrayRef,
+            ),
+            (
+                "count",
+                false,
+                Arc::new(UInt64Array::from_iter_values(
+                    neighbours.iter().map(|n| n.count),
+                )) as ArrayRef,
+            ),
+        ],
+    )
+}
