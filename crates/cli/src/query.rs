@@ -996,25 +996,30 @@ pub struct ServeArgs {
     index: IndexArg,
 }
 
-/// A text's tokens for the server: pieces of the text, codes, and whether rankings
-/// leave each out.
-fn served_tokens(
-    analyzer: &mut saeidx_indexer::live::LiveAnalyzer,
-    text: &str,
-) -> Result<Vec<saeidx_view::serve::LiveToken>, String> {
-    let analyzed = analyzer.analyze(text).map_err(|e| e.to_string())?;
-    let exclusions = Exclusions::default();
-    let pieces = text_pieces(text, &analyzed);
-    Ok(analyzed
-        .into_iter()
-        .zip(pieces)
-        .map(|(t, piece)| saeidx_view::serve::LiveToken {
-            text: piece,
-            skipped: exclusions.leaves_out(t.special, t.sink),
-            features: t.features,
-            values: t.values,
-        })
-        .collect())
+/// Live texts for the server: the index's model and SAE on their own thread.
+struct ServerLive {
+    worker: saeidx_indexer::live::LiveWorker,
+}
+
+impl saeidx_view::serve::LiveTexts for ServerLive {
+    fn analyze(&mut self, text: &str) -> Result<Vec<saeidx_view::serve::LiveToken>, String> {
+        let analyzed = self
+            .worker
+            .analyze(text.to_string())
+            .map_err(|e| e.to_string())?;
+        let exclusions = Exclusions::default();
+        let pieces = text_pieces(text, &analyzed);
+        Ok(analyzed
+            .into_iter()
+            .zip(pieces)
+            .map(|(t, piece)| saeidx_view::serve::LiveToken {
+                text: piece,
+                skipped: exclusions.leaves_out(t.special, t.sink),
+                features: t.features,
+                values: t.values,
+            })
+            .collect())
+    }
 }
 
 /// `saeidx serve`.
@@ -1030,19 +1035,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let live: Option<Box<dyn saeidx_view::serve::LiveTexts>> = if args.no_live {
             None
         } else {
-            let manifest = index.manifest().clone();
-            let started = saeidx_view::serve::LiveThread::start(move || {
-                let mut analyzer = saeidx_indexer::live::LiveAnalyzer::for_index(
-                    &manifest,
-                    None,
-                    None,
-                    &HubSettings::from_env(),
-                )
-                .map_err(|e| format!("{e:#}"))?;
-                Ok(move |text: &str| served_tokens(&mut analyzer, text))
-            });
+            let started = saeidx_indexer::live::LiveWorker::start(
+                index.manifest().clone(),
+                HubSettings::from_env(),
+            );
             match started {
-                Ok(thread) => Some(Box::new(thread)),
+                Ok(worker) => Some(Box::new(ServerLive { worker })),
                 Err(error) => {
                     eprintln!("live texts are off for {}: {error}", dir.display());
                     None

@@ -21,7 +21,7 @@ use std::{
     fmt::Write,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    sync::{Mutex, RwLock, mpsc},
+    sync::{Mutex, RwLock},
 };
 
 use saeidx_query::{
@@ -32,58 +32,11 @@ use tiny_http::{Header, Method, Request, Response};
 use crate::{TextToken, escape, page, render_feature_linked, render_text_linked};
 
 /// Live analysis of new texts (the model is not this crate's business): each token's
-/// piece of the text and its codes, strongest first.
+/// piece of the text and its codes, strongest first. Worker threads share it, one
+/// text at a time.
 pub trait LiveTexts: Send {
     /// Runs `text` through the index's model and SAE.
     fn analyze(&mut self, text: &str) -> Result<Vec<LiveToken>, String>;
-}
-
-/// Live analysis on a thread of its own, for analyzers that must stay on the thread
-/// that made them (MLX streams are not `Send`): `make` builds the analyzer there, and
-/// each [`LiveTexts::analyze`] call hands it the text and waits for the answer.
-pub struct LiveThread {
-    requests: mpsc::Sender<LiveRequest>,
-}
-
-/// A text for the live thread and where to send its tokens.
-type LiveRequest = (String, mpsc::Sender<Result<Vec<LiveToken>, String>>);
-
-impl LiveThread {
-    /// Starts the thread and builds the analyzer with `make`; its error if that fails.
-    pub fn start<A, M>(make: M) -> Result<Self, String>
-    where
-        A: FnMut(&str) -> Result<Vec<LiveToken>, String>,
-        M: FnOnce() -> Result<A, String> + Send + 'static,
-    {
-        let (requests, incoming) = mpsc::channel::<LiveRequest>();
-        let (ready, started) = mpsc::channel();
-        std::thread::spawn(move || match make() {
-            Ok(mut analyze) => {
-                let _ = ready.send(Ok(()));
-                for (text, reply) in incoming {
-                    let _ = reply.send(analyze(&text));
-                }
-            }
-            Err(error) => {
-                let _ = ready.send(Err(error));
-            }
-        });
-        started
-            .recv()
-            .map_err(|_| "the live-analysis thread stopped while starting".to_string())??;
-        Ok(Self { requests })
-    }
-}
-
-impl LiveTexts for LiveThread {
-    fn analyze(&mut self, text: &str) -> Result<Vec<LiveToken>, String> {
-        let (reply, answer) = mpsc::channel();
-        let stopped = || "the live-analysis thread has stopped".to_string();
-        self.requests
-            .send((text.to_string(), reply))
-            .map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())?
-    }
 }
 
 /// One token of a live text.
