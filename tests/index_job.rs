@@ -316,6 +316,24 @@ jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft20
     let sample = at(&["sample", "--n", "4", "--seed", "2"]);
     assert_eq!(sample["features"].as_array().unwrap().len(), 4);
 
+    // The nightly job republishing the index over another corpus with the same SAE
+    // keeps the labels.
+    let labels = fs::read(index.join("labels.json")).unwrap();
+    let republished = saeidx_ok(
+        &[
+            "run",
+            setup.job().to_str().unwrap(),
+            "--max-documents",
+            "30",
+            "--replace",
+            "--json",
+        ],
+        setup.path(),
+    );
+    assert_eq!(republished["counts"]["documents"], 30);
+    assert_eq!(fs::read(index.join("labels.json")).unwrap(), labels);
+    assert_eq!(at(&["feature", &strongest])["label"]["name"], "test label");
+
     // Pages: a feature page with coloured examples, a live text coloured by a feature.
     let pages = setup.path().join("pages");
     saeidx_ok(

@@ -161,6 +161,7 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
     manifest.check_consistency().map_err(IndexError::Merge)?;
     manifest.write(staged.path())?;
     saeidx_query::build(staged.path())?;
+    crate::workdir::carry_labels(destination, staged.path(), &manifest)?;
     staged.publish()?;
     Ok(manifest)
 }

@@ -201,9 +201,33 @@ impl WorkDir {
         fs::remove_file(self.path.join(JOB_FILE)).map_err(IndexError::io(&self.path))?;
         let parts = self.path.join(PARTS_DIR);
         fs::remove_dir_all(&parts).map_err(IndexError::io(&parts))?;
+        carry_labels(&self.destination, &self.path, manifest)?;
         atomic::replace_dir(&self.path, &self.destination)?;
         Ok(self.destination)
     }
+}
+
+/// Keeps the labels researchers gave the features of the index being replaced: when
+/// `destination` holds an index of the same SAE (same SHA-256, so the same features)
+/// with a label registry and the new folder `staged` has none, the registry is copied
+/// into it before the swap.
+pub fn carry_labels(
+    destination: &Path,
+    staged: &Path,
+    manifest: &Manifest,
+) -> Result<(), IndexError> {
+    let old_labels = destination.join(saeidx_query::registry::REGISTRY_FILE);
+    let new_labels = staged.join(saeidx_query::registry::REGISTRY_FILE);
+    if !old_labels.is_file() || new_labels.exists() {
+        return Ok(());
+    }
+    let same_sae =
+        Manifest::read(destination).is_ok_and(|old| old.job.sae.sha256 == manifest.job.sae.sha256);
+    if same_sae {
+        let bytes = fs::read(&old_labels).map_err(IndexError::io(&old_labels))?;
+        atomic::write_file(&new_labels, &bytes)?;
+    }
+    Ok(())
 }
 
 /// Deletes what killed runs left half-written under `dir` (temporary names: a table
