@@ -159,15 +159,28 @@ impl Browser {
         );
     }
 
-    /// Clicks an element (a button submits its form; the call returns once the next page
-    /// has loaded).
+    /// Clicks an element that leads to another page (a link, a form's button) and waits
+    /// until the browser has loaded that page: the old document is marked first, and
+    /// the call returns once a document without the mark is complete (WebDriver's click
+    /// may return before a slow answer arrives).
     pub fn click(&self, selector: &str) {
         let element = self.find(selector);
+        self.eval("window.__saeidxBefore = true; return null");
         self.session_call(
             "POST",
             &format!("/element/{element}/click"),
             Some(json!({})),
         );
+        let started = Instant::now();
+        let loaded =
+            "return window.__saeidxBefore === undefined && document.readyState === 'complete'";
+        while self.eval(loaded) != Value::Bool(true) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "clicking {selector} loaded no new page"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Runs a script in the page and returns its result.
