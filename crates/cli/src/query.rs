@@ -947,15 +947,7 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
                 .zip(pieces)
                 .map(|(t, piece)| saeidx_view::TextToken {
                     text: piece,
-                    values: features
-                        .iter()
-                        .map(|f| {
-                            t.features
-                                .iter()
-                                .position(|g| g == f)
-                                .map_or(0.0, |i| t.values[i])
-                        })
-                        .collect(),
+                    values: saeidx_view::chosen_values(&t.features, &t.values, &features),
                     skipped: exclusions.leaves_out(t.special, t.sink),
                 })
                 .collect();

@@ -862,8 +862,8 @@ impl QueryIndex {
         Ok(out)
     }
 
-    /// The token text of position `position` of document `doc`.
-    pub fn token_text(&self, doc: u32, position: u32) -> Result<String, QueryError> {
+    /// Document `doc`'s text and the stored byte range of its token at `position`.
+    fn stored_span(&self, doc: u32, position: u32) -> Result<(&str, usize, usize), QueryError> {
         let (first, count) = self.doc_tokens(doc)?;
         if position >= count {
             return Err(QueryError::TokenRange {
@@ -878,6 +878,12 @@ impl QueryIndex {
         let (_, _, text) = self.document(doc)?;
         let start = self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize;
         let end = self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize;
+        Ok((text, start, end))
+    }
+
+    /// The token text of position `position` of document `doc`.
+    pub fn token_text(&self, doc: u32, position: u32) -> Result<String, QueryError> {
+        let (text, start, end) = self.stored_span(doc, position)?;
         Ok(
             String::from_utf8_lossy(text.as_bytes().get(start..end).unwrap_or_default())
                 .into_owned(),
@@ -887,20 +893,7 @@ impl QueryIndex {
     /// The byte range of position `position` of document `doc` within the document's
     /// text, widened to whole UTF-8 characters (as snippets mark their hit).
     pub fn token_span(&self, doc: u32, position: u32) -> Result<Range<usize>, QueryError> {
-        let (first, count) = self.doc_tokens(doc)?;
-        if position >= count {
-            return Err(QueryError::TokenRange {
-                doc,
-                start: position,
-                end: position + 1,
-                tokens: count,
-            });
-        }
-        let t = &self.tokens;
-        let i = (first + u64::from(position)) as usize;
-        let (_, _, text) = self.document(doc)?;
-        let start = self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize;
-        let end = self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize;
+        let (text, start, end) = self.stored_span(doc, position)?;
         let start = floor_char_boundary(text, start);
         Ok(start..ceil_char_boundary(text, end.max(start)))
     }

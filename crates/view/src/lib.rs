@@ -235,6 +235,20 @@ pub struct TextToken {
     pub skipped: bool,
 }
 
+/// A token's value of each of `chosen` features, given its active `features` and their
+/// `values` (0 where a chosen feature is inactive): the `values` of a [`TextToken`].
+pub fn chosen_values(features: &[u32], values: &[f32], chosen: &[u32]) -> Vec<f32> {
+    chosen
+        .iter()
+        .map(|f| {
+            features
+                .iter()
+                .position(|g| g == f)
+                .map_or(0.0, |i| values[i])
+        })
+        .collect()
+}
+
 /// A text's tokens coloured by each of `features` in turn: one collapsible section per
 /// feature (no script needed to switch).
 pub fn render_text(

@@ -29,7 +29,7 @@ use saeidx_query::{
 };
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::{TextToken, escape, page, render_feature_linked, render_text_linked};
+use crate::{TextToken, chosen_values, escape, page, render_feature_linked, render_text_linked};
 
 /// Live analysis of new texts (the model is not this crate's business): each token's
 /// piece of the text and its codes, strongest first. Worker threads share it, one
@@ -534,15 +534,7 @@ impl Context<'_> {
             .iter()
             .map(|t| TextToken {
                 text: t.text.clone(),
-                values: features
-                    .iter()
-                    .map(|f| {
-                        t.features
-                            .iter()
-                            .position(|g| g == f)
-                            .map_or(0.0, |i| t.values[i])
-                    })
-                    .collect(),
+                values: chosen_values(&t.features, &t.values, &features),
                 skipped: t.skipped,
             })
             .collect();
