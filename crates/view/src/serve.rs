@@ -80,11 +80,16 @@ fn folder_identity(dir: &Path) -> Option<(u64, i64)> {
 }
 
 impl Slot {
-    /// Reopens the index if its folder was replaced since it was opened.
+    /// Reopens the index if its folder was replaced since it was opened, or if one of
+    /// its files was truncated or rewritten in place under it.
     fn refresh(&self) {
         let identity = folder_identity(&self.dir).unwrap_or_default();
-        let current = self.opened.read().map(|o| o.folder).unwrap_or_default();
-        if identity == current {
+        let (current, intact) = self
+            .opened
+            .read()
+            .map(|o| (o.folder, o.index.check_intact().is_ok()))
+            .unwrap_or_default();
+        if identity == current && intact {
             return;
         }
         match QueryIndex::open(&self.dir) {
@@ -336,7 +341,11 @@ fn failed(error: QueryError) -> Failure {
         QueryError::FeatureOutOfRange { .. }
         | QueryError::UnknownDocument { .. }
         | QueryError::TokenRange { .. } => 404,
-        QueryError::Registry { .. } => 400,
+        QueryError::Registry { .. }
+        | QueryError::Limit { .. }
+        | QueryError::ReversedRange { .. } => 400,
+        // The files changed under the open index: it is reopened before the next request.
+        QueryError::Changed { .. } => 503,
         _ => 500,
     };
     (status, error.to_string())
