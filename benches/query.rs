@@ -153,7 +153,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let exclusions = Exclusions::default();
     // Warm: touch every file once, then time each query.
-    index.verify_all()?;
+    index.verify_chunks()?;
     let mut text_times = Vec::with_capacity(queries);
     for &feature in &features {
         let start = Instant::now();
@@ -233,5 +233,68 @@ fn main() -> anyhow::Result<()> {
         ms(cold50),
         ms(cold99)
     );
+    robustness(&index, &features)
+}
+
+/// What surviving files changed under an open index costs: the check every answer
+/// makes (`check_intact`: one fstat per file), and a question whose postings were
+/// truncated away under it (answered with zero pages by the SIGBUS handler, refused).
+fn robustness(index: &QueryIndex, features: &[u32]) -> anyhow::Result<()> {
+    let rounds = 100_000;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        index.check_intact()?;
+    }
+    let per_check = start.elapsed() / rounds;
+    // A copy of a small index, its postings truncated while open.
+    let scratch = tempfile::tempdir()?;
+    let spec = SyntheticSpec {
+        documents: 300,
+        tokens_per_document: (60, 140),
+        documents_per_part: 100,
+        feature_weights: (0..96).map(|f| 1.0 / (1.0 + f as f64)).collect(),
+        k: 8,
+        value_step: 0.125,
+        seed: 5,
+    };
+    write_synthetic_index(scratch.path(), &spec)?;
+    saeidx_query::build(scratch.path())?;
+    let small = QueryIndex::open(scratch.path())?;
+    small.top_texts(90, 10, Rank::Token, 8, Exclusions::default())?;
+    let postings = scratch.path().join("query/postings.arrow");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&postings)?
+        .set_len(4096)?;
+    let start = Instant::now();
+    let refused = small.feature(90, 5, 4, 10, 8, Exclusions::default());
+    let faulted = start.elapsed();
+    if refused.is_ok() {
+        bail!("a truncated index answered");
+    }
+    println!(
+        "robustness: check_intact (every answer) {:.2} µs ({:.1}% of a warm top-texts p50 over {} features); a feature report over postings truncated under it refused in {:.3} ms (pages past the end read as zeros, not SIGBUS)",
+        per_check.as_secs_f64() * 1e6,
+        100.0 * per_check.as_secs_f64() / warm_top_texts(index, features)?.as_secs_f64(),
+        features.len(),
+        ms(faulted)
+    );
     Ok(())
+}
+
+/// The p50 of a warm `top-texts` (k = 10) over `features`.
+fn warm_top_texts(index: &QueryIndex, features: &[u32]) -> anyhow::Result<Duration> {
+    let mut times = Vec::with_capacity(features.len());
+    for &feature in features {
+        let start = Instant::now();
+        std::hint::black_box(index.top_texts(
+            feature,
+            10,
+            Rank::Token,
+            8,
+            Exclusions::default(),
+        )?);
+        times.push(start.elapsed());
+    }
+    Ok(percentiles(times).0)
 }

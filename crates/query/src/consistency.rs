@@ -150,18 +150,17 @@ impl QueryIndex {
         let (f, p) = (&self.features, &self.postings);
         let fail = |reason: String| self.corrupt(QueryFile::Postings, reason);
         let mut next = 0u64;
-        for feature in 0..self.d_sae() {
-            if f.first_posting[feature] != next || u64::from(f.postings[feature]) != tally[feature]
-            {
+        for (feature, &codes) in tally.iter().enumerate() {
+            if f.first_posting[feature] != next || u64::from(f.postings[feature]) != codes {
                 return Err(self.corrupt(
                     QueryFile::Features,
                     format!(
-                        "feature {feature}: postings {}+{} where its codes give {next}+{}",
-                        f.first_posting[feature], f.postings[feature], tally[feature]
+                        "feature {feature}: postings {}+{} where its codes give {next}+{codes}",
+                        f.first_posting[feature], f.postings[feature]
                     ),
                 ));
             }
-            next += tally[feature];
+            next += codes;
             let (tokens, values) = self.feature_postings(feature)?;
             for (i, (&token, &value)) in tokens.iter().zip(values).enumerate() {
                 if i > 0 {
