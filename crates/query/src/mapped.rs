@@ -323,9 +323,9 @@ fn check_batch_message(meta: &[u8], body: usize, schema: &Schema, rows: u64) -> 
         return Err(format!("{} rows", batch.length()));
     }
     let mut nodes = Vec::new();
-    let mut buffers = 0usize;
+    let mut widths = Vec::new();
     for field in schema.fields() {
-        expected_layout(field.data_type(), rows, &mut nodes, &mut buffers)?;
+        expected_layout(field.data_type(), rows, &mut nodes, &mut widths)?;
     }
     let found = batch.nodes().ok_or("no field nodes")?;
     if found.len() != nodes.len() {
@@ -345,19 +345,31 @@ fn check_batch_message(meta: &[u8], body: usize, schema: &Schema, rows: u64) -> 
         }
     }
     let found = batch.buffers().ok_or("no buffers")?;
-    if found.len() != buffers {
-        return Err(format!("{} buffers where {buffers} belong", found.len()));
+    if found.len() != widths.len() {
+        return Err(format!(
+            "{} buffers where {} belong",
+            found.len(),
+            widths.len()
+        ));
     }
-    for buffer in found {
-        let inside = usize::try_from(buffer.offset())
+    for (buffer, width) in found.iter().zip(widths) {
+        let span = usize::try_from(buffer.offset())
             .ok()
-            .zip(usize::try_from(buffer.length()).ok())
+            .zip(usize::try_from(buffer.length()).ok());
+        let inside = span
             .and_then(|(offset, length)| offset.checked_add(length))
             .is_some_and(|end| end <= body);
         if !inside {
             return Err(format!(
                 "a buffer at {}+{} outside the {body}-byte body",
                 buffer.offset(),
+                buffer.length()
+            ));
+        }
+        // arrow-rs asserts (panics) that a typed buffer holds whole values.
+        if span.is_some_and(|(_, length)| length % width != 0) {
+            return Err(format!(
+                "a buffer of {} bytes for values of {width} bytes",
                 buffer.length()
             ));
         }
@@ -371,24 +383,26 @@ fn check_batch_message(meta: &[u8], body: usize, schema: &Schema, rows: u64) -> 
     Ok(())
 }
 
-/// The field nodes (their lengths) and buffer count a column of `data_type` with
-/// `rows` rows has in an IPC message, appended to `nodes` and `buffers`.
+/// The field nodes (their lengths) and buffers (the byte width of their values) a
+/// column of `data_type` with `rows` rows has in an IPC message, appended to `nodes`
+/// and `widths`. Each column starts with its validity bitmap (bytes, empty here).
 fn expected_layout(
     data_type: &DataType,
     rows: u64,
     nodes: &mut Vec<u64>,
-    buffers: &mut usize,
+    widths: &mut Vec<usize>,
 ) -> Result<(), String> {
     nodes.push(rows);
+    widths.push(1);
     match data_type {
-        DataType::Utf8 | DataType::LargeBinary => *buffers += 3,
+        DataType::Utf8 => widths.extend([4, 1]),
+        DataType::LargeBinary => widths.extend([8, 1]),
         DataType::FixedSizeList(child, size) => {
-            *buffers += 1;
             let size = u64::try_from(*size).map_err(|_| "negative list size")?;
             let values = rows.checked_mul(size).ok_or("list values overflow")?;
-            expected_layout(child.data_type(), values, nodes, buffers)?;
+            expected_layout(child.data_type(), values, nodes, widths)?;
         }
-        t if t.is_primitive() => *buffers += 2,
+        t if t.is_primitive() => widths.push(t.primitive_width().unwrap_or(1)),
         t => return Err(format!("unexpected column type {t}")),
     }
     Ok(())

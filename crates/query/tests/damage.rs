@@ -373,3 +373,21 @@ fn verify_refuses_a_query_folder_without_its_manifest() {
             > 0
     );
 }
+
+#[test]
+fn a_buffer_holding_part_of_a_value_is_an_error_not_a_panic() {
+    // The documents' id offsets (buffer 1: i32 values) two bytes longer, inside the
+    // body's padding: arrow-rs's size checks pass, its typed view would assert.
+    let dir = damaged(|query| {
+        let path = query.join(QueryFile::Documents.name());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (at, _, _) = buffer_list(&bytes);
+        let length = at + 16 + 8;
+        let old = u64::from_le_bytes(bytes[length..length + 8].try_into().unwrap());
+        bytes[length..length + 8].copy_from_slice(&(old + 2).to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        recompute_checksums(query);
+    });
+    let error = QueryIndex::open(dir.path()).err().unwrap().to_string();
+    assert!(error.contains("values of 4 bytes"), "{error}");
+}

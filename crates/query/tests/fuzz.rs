@@ -443,7 +443,8 @@ fn readers_survive_mutated_inputs_with_recomputed_checksums() {
     let files = pristine(origin);
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|info| {
-        let message = info.to_string();
+        // With RUST_BACKTRACE=1 (for replaying a case), where it panicked.
+        let message = format!("{info}\n{}", std::backtrace::Backtrace::capture());
         LAST_PANIC.with(|p| *p.borrow_mut() = message);
     }));
     let started = Instant::now();
