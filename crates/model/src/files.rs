@@ -264,10 +264,7 @@ mod tests {
         );
         let error = resolve(&hub_source(Some("v2")), &offline(hub.path())).unwrap_err();
         assert!(
-            matches!(
-                error,
-                ModelError::Hub(saeidx_hub::HubError::NotCached(_))
-            ),
+            matches!(error, ModelError::Hub(saeidx_hub::HubError::NotCached(_))),
             "{error}"
         );
         assert!(error.to_string().contains("HF_HUB_OFFLINE"));
