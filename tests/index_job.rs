@@ -803,7 +803,7 @@ fn progress_moves_within_a_single_large_document() {
     let mut file = JobFile::read(&setup.path().join("large.toml")).unwrap();
     file.output = setup.path().join("out/large");
     let reader = file.corpus.reader().unwrap();
-    let loaded = job::load(file, &saeidx_model::hub::HubSettings::from_env()).unwrap();
+    let loaded = job::load(file, &saeidx_hub::HubSettings::from_env()).unwrap();
     let mut events = Vec::new();
     pipeline::run(
         &loaded.engine(),

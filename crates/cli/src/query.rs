@@ -5,8 +5,8 @@ use std::{ops::Range, path::PathBuf, str::FromStr};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use saeidx_hub::HubSettings;
 use saeidx_indexer::live::LiveSources;
-use saeidx_model::hub::HubSettings;
 use saeidx_query::{
     Aggregate, Exclusions, FeatureLabel, FeatureReport, FeatureScore, QueryIndex, Rank, Registry,
     TextHit, TokenCodes, limits::Limit, rank_features,

@@ -8,8 +8,8 @@ use std::{
 };
 
 use saeidx_format::manifest::Manifest;
+use saeidx_hub::HubSettings;
 use saeidx_indexer::live::{LiveSources, LiveToken, LiveWorker, LiveWorkerError};
-use saeidx_model::hub::HubSettings;
 
 /// The live analyzer of one index, started on first use.
 #[derive(Default)]
