@@ -198,32 +198,7 @@ fn the_neuronpedia_export_validates_and_matches_the_index() {
     // And against the index: every live feature once, its statistics; every example's
     // tokens, values and maximum; ids unique; each batch's lines share their keys (the
     // importer takes a batch's columns from its first line).
-    let mut features = BTreeMap::new();
-    let mut ids = HashSet::new();
-    let mut examples: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
-    for file in batches(&folder, "features") {
-        let lines = gz_lines(&file);
-        assert!(lines.len() <= 50);
-        same_keys(&lines);
-        for line in lines {
-            let feature: u64 = line["index"].as_str().unwrap().parse().unwrap();
-            assert!(features.insert(feature, line).is_none());
-        }
-    }
-    for file in batches(&folder, "activations") {
-        let lines = gz_lines(&file);
-        same_keys(&lines);
-        for line in lines {
-            assert!(ids.insert(line["id"].as_str().unwrap().to_string()));
-            let feature: u64 = line["index"].as_str().unwrap().parse().unwrap();
-            assert!(
-                features.contains_key(&feature),
-                "an example of an exported feature"
-            );
-            check_example(&line);
-            examples.entry(feature).or_default().push(line);
-        }
-    }
+    let (features, examples) = features_and_examples(&folder);
     let info = cli(&["info"]);
     assert_eq!(
         features.len() as u64,
@@ -247,11 +222,48 @@ fn the_neuronpedia_export_validates_and_matches_the_index() {
         let top = cli(&["top-texts", "--feature", &feature.to_string(), "--k", "4"]);
         check_top_examples(&examples[feature], &top);
     }
-    let records = records(&folder);
+    check_records(&records(&folder), &labelled_feature);
+}
+
+/// An export's feature lines and activation lines by feature, checked: one line per
+/// feature, unique example ids, equal keys per batch, sound examples.
+fn features_and_examples(folder: &Path) -> (BTreeMap<u64, Value>, BTreeMap<u64, Vec<Value>>) {
+    let mut features = BTreeMap::new();
+    let mut ids = HashSet::new();
+    let mut examples: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+    for file in batches(folder, "features") {
+        let lines = gz_lines(&file);
+        assert!(lines.len() <= 50);
+        same_keys(&lines);
+        for line in lines {
+            let feature: u64 = line["index"].as_str().unwrap().parse().unwrap();
+            assert!(features.insert(feature, line).is_none());
+        }
+    }
+    for file in batches(folder, "activations") {
+        let lines = gz_lines(&file);
+        same_keys(&lines);
+        for line in lines {
+            assert!(ids.insert(line["id"].as_str().unwrap().to_string()));
+            let feature: u64 = line["index"].as_str().unwrap().parse().unwrap();
+            assert!(
+                features.contains_key(&feature),
+                "an example of an exported feature"
+            );
+            check_example(&line);
+            examples.entry(feature).or_default().push(line);
+        }
+    }
+    (features, examples)
+}
+
+/// The explanation of the labelled feature, the model and the source of the fixture's
+/// export.
+fn check_records(records: &BTreeMap<&str, Vec<Value>>, labelled_feature: &str) {
     let explanations = &records["explanation"];
     assert_eq!(explanations.len(), 1);
     let explanation = &explanations[0];
-    assert_eq!(explanation["index"], labelled_feature.as_str());
+    assert_eq!(explanation["index"], labelled_feature);
     assert_eq!(explanation["description"], "nation words: \"the Union\"");
     assert_eq!(explanation["notes"], "seen in 4 texts\nconfidence: medium");
     assert_eq!(explanation["authorId"], BOT_USER);
@@ -413,6 +425,16 @@ fn neuronpedia_exports_import_into_its_schema_in_postgres() {
         assert_eq!(new, 0, "{table}: re-importing adds none of {of}");
     }
 
+    check_read_back(&pg, &expected);
+    let counts = pg.sql("SELECT count(*) FROM \"Neuron\" GROUP BY \"modelId\", layer ORDER BY 1");
+    let counts: Vec<&str> = counts.lines().collect();
+    assert_eq!(counts.len(), 3, "three sources' features: {counts:?}");
+    assert!(counts.iter().all(|c| *c == counts[0]));
+}
+
+/// Every table holds one row per distinct record of the exports, equal to it in every
+/// field (each of which is a column).
+fn check_read_back(pg: &LocalPostgres, expected: &BTreeMap<&str, Vec<Value>>) {
     for (name, table, key) in TABLES {
         let rows = pg.sql(&format!(
             "SELECT coalesce(json_agg(t), '[]') FROM \"{table}\" t"
@@ -440,10 +462,6 @@ fn neuronpedia_exports_import_into_its_schema_in_postgres() {
             }
         }
     }
-    let counts = pg.sql("SELECT count(*) FROM \"Neuron\" GROUP BY \"modelId\", layer ORDER BY 1");
-    let counts: Vec<&str> = counts.lines().collect();
-    assert_eq!(counts.len(), 3, "three sources' features: {counts:?}");
-    assert!(counts.iter().all(|c| *c == counts[0]));
 }
 
 /// A table row's key values.

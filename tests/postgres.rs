@@ -43,7 +43,9 @@ impl LocalPostgres {
             dir,
         };
         let data = pg.dir.path().join("data");
+        // Both run in the folder they own: the test's own folder may be closed to them.
         let init = as_user(Command::new(pg.bin.join("initdb")), owner, false)
+            .current_dir(pg.dir.path())
             .args(["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"])
             .arg(format!("--username={SUPERUSER}"))
             .arg("-D")
@@ -57,6 +59,7 @@ impl LocalPostgres {
         );
         let log = fs::File::create(pg.log_path()).unwrap();
         let server = as_user(Command::new(pg.bin.join("postgres")), owner, true)
+            .current_dir(pg.dir.path())
             .arg("-D")
             .arg(&data)
             .arg("-k")
@@ -228,13 +231,12 @@ fn as_user(mut command: Command, owner: Option<(u32, u32)>, tied: bool) -> Comma
     // calls. The identity changes first: a change of user clears the parent-death signal.
     unsafe {
         command.pre_exec(move || {
-            if let Some((uid, gid)) = owner {
-                if libc::setgroups(0, std::ptr::null()) != 0
+            if let Some((uid, gid)) = owner
+                && (libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             if tied && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
                 return Err(std::io::Error::last_os_error());

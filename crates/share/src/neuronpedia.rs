@@ -450,9 +450,10 @@ impl<'a> Target<'a> {
     /// A label as an `Explanation` row (`None` for a label without name or description):
     /// written by the creator, no explanation type or explainer model.
     fn explanation_record(&self, feature: u32, label: &FeatureLabel) -> Option<Value> {
-        let description = match (&label.name, &label.description) {
+        let present = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
+        let description = match (present(&label.name), present(&label.description)) {
             (Some(name), Some(text)) => format!("{name}: {text}"),
-            (Some(text), None) | (None, Some(text)) => text.clone(),
+            (Some(text), None) | (None, Some(text)) => text,
             (None, None) => return None,
         };
         let notes: Vec<String> = label
