@@ -333,8 +333,8 @@ impl<'a> Target<'a> {
             "visibility": "PUBLIC",
             "type": "sae",
             "description": format!(
-                "{} SAE ({} features) at {}, dashboards by saeidx",
-                sae.architecture, sae.d_sae, self.hook
+                "SAE with {} features at {}, dashboards by saeidx",
+                sae.d_sae, self.hook
             ),
             "urls": [],
         })
@@ -582,14 +582,12 @@ fn model_name(source: &str) -> &str {
         .unwrap_or(source)
 }
 
-/// A model or SAE source as others can read it: a Hub repo id as it is, a local path
-/// (absolute or relative) by its last part only.
+/// A model or SAE source as others can read it: a Hub repo id as it is, a path on the
+/// indexing machine (absolute, or with `.` or `..` parts) by its last part only.
 fn shareable(source: &str) -> &str {
-    if source.starts_with(['/', '.', '~']) {
-        model_name(source)
-    } else {
-        source
-    }
+    let local =
+        source.starts_with(['/', '~']) || source.split('/').any(|part| part == "." || part == "..");
+    if local { model_name(source) } else { source }
 }
 
 /// Whether a model name marks an instruction-tuned model: a word (between `-`, `_`, `.`)
@@ -700,6 +698,9 @@ mod tests {
             "SmolLM2-135M-Instruct-mlx-4bit"
         );
         assert_eq!(model_name("/tmp/models/tiny/"), "tiny");
+        assert_eq!(shareable("/tmp/models/tiny"), "tiny");
+        assert_eq!(shareable("pipelines/../crates/sae-8k"), "sae-8k");
+        assert_eq!(shareable("org/sae-repo/layer_8"), "org/sae-repo/layer_8");
     }
 
     #[test]
