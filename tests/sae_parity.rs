@@ -8,7 +8,7 @@
 use std::{path::Path, process::Command};
 
 use mlx_rs::{Array, random};
-use saeidx_model::hub::HubSettings;
+use saeidx_hub::HubSettings;
 use saeidx_sae::{
     SaeError,
     formats::{self, LoadOptions, SaeSource},

@@ -7,7 +7,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use saeidx_corpus::{tokenizer::TextTokenizer, window::WindowPolicy};
 use saeidx_format::checksum::sha256_file;
-use saeidx_model::hub::{self, HubSettings, ModelSource};
+use saeidx_hub::HubSettings;
+use saeidx_model::files::{self, ModelSource};
 use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
@@ -144,7 +145,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let fits = match (&args.model, &args.hook) {
         (Some(model), Some(hook)) => {
             let hook = HookPoint::parse(hook, None)?;
-            let files = hub::resolve(&ModelSource::parse(model, None), &settings)?;
+            let files = files::resolve(&ModelSource::parse(model, None), &settings)?;
             let config = saeidx_model::config::LlamaConfig::from_file(&files.config)?;
             formats::check_compatible(&sae, config.hidden_size, model, hook, false)?;
             Some(format!("fits {model} at {hook}"))

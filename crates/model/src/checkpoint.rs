@@ -11,7 +11,7 @@ use mlx_rs::{Array, Dtype};
 use crate::{
     ModelError,
     config::{LlamaConfig, Quantization},
-    hub::ModelFiles,
+    files::ModelFiles,
 };
 
 /// What kind of parameters a module holds.
@@ -330,7 +330,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::hub::{HubSettings, ModelSource, resolve};
+    use crate::files::{ModelSource, resolve};
+    use saeidx_hub::HubSettings;
 
     const HIDDEN: i32 = 64;
     const FFN: i32 = 128;
