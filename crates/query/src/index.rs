@@ -56,7 +56,7 @@ impl Exclusions {
         (self.special && special) || (self.sinks && sink)
     }
 
-    fn mask(self) -> u8 {
+    pub(crate) fn mask(self) -> u8 {
         (if self.special { FLAG_SPECIAL } else { 0 }) | (if self.sinks { FLAG_SINK } else { 0 })
     }
 }
@@ -485,7 +485,7 @@ impl QueryIndex {
     }
 
     /// `result`, unless the files changed while it was computed.
-    fn answer<T>(&self, result: Result<T, QueryError>) -> Result<T, QueryError> {
+    pub(crate) fn answer<T>(&self, result: Result<T, QueryError>) -> Result<T, QueryError> {
         self.check_intact()?;
         result
     }
@@ -559,7 +559,7 @@ impl QueryIndex {
         u32::try_from(self.query.counts.documents).unwrap_or(u32::MAX)
     }
 
-    fn feature_index(&self, feature: u32) -> Result<usize, QueryError> {
+    pub(crate) fn feature_index(&self, feature: u32) -> Result<usize, QueryError> {
         if (feature as usize) < self.d_sae() {
             Ok(feature as usize)
         } else {
@@ -642,13 +642,13 @@ impl QueryIndex {
         ))
     }
 
-    fn flags(&self, token: u32) -> Result<u8, QueryError> {
+    pub(crate) fn flags(&self, token: u32) -> Result<u8, QueryError> {
         let t = &self.tokens;
         self.at(&t.file, QueryFile::Tokens, &t.flags, token as usize)
     }
 
     /// The global token range of document `doc`.
-    fn doc_tokens(&self, doc: u32) -> Result<(u64, u32), QueryError> {
+    pub(crate) fn doc_tokens(&self, doc: u32) -> Result<(u64, u32), QueryError> {
         let d = &self.documents;
         if doc >= self.documents() {
             return Err(QueryError::UnknownDocument {
@@ -785,7 +785,7 @@ impl QueryIndex {
         Ok((doc, position, token_id, snippet))
     }
 
-    fn hit(
+    pub(crate) fn hit(
         &self,
         token: u32,
         activation: f32,
@@ -1174,7 +1174,7 @@ impl QueryIndex {
     }
 
     /// Tokens `feature` is active on (with `exclusions` applied), in postings order.
-    fn kept_postings(
+    pub(crate) fn kept_postings(
         &self,
         f: usize,
         exclusions: Exclusions,

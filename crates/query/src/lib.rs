@@ -26,6 +26,7 @@ pub mod limits;
 mod mapped;
 pub mod rank;
 pub mod registry;
+pub mod silent;
 
 pub use build::{BuildSummary, build, build_unlocked};
 pub use consistency::verify_query_files;
@@ -36,3 +37,4 @@ pub use index::{
 };
 pub use rank::{Aggregate, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
+pub use silent::SilentRequest;

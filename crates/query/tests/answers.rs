@@ -15,13 +15,17 @@ use saeidx_format::{
     synthetic::{SyntheticSpec, write_synthetic_index},
     tables::Table,
 };
-use saeidx_query::{Aggregate, Exclusions, QueryIndex, Rank, build, layout::HISTOGRAM_BINS};
+use saeidx_query::{
+    Aggregate, Exclusions, QueryIndex, Rank, SilentRequest, build, layout::HISTOGRAM_BINS,
+};
 
 /// The index's rows, read straight from Parquet.
 struct Rows {
     texts: Vec<String>,
     /// (doc, position) → (start, end, special, sink).
     tokens: BTreeMap<(u32, u32), (u32, u32, bool, bool)>,
+    /// (doc, position) → token id.
+    token_ids: BTreeMap<(u32, u32), u32>,
     /// (doc, position, feature, value), in file order.
     activations: Vec<(u32, u32, u32, f32)>,
 }
@@ -55,6 +59,7 @@ fn read_rows(dir: &Path) -> Rows {
     let mut rows = Rows {
         texts: Vec::new(),
         tokens: BTreeMap::new(),
+        token_ids: BTreeMap::new(),
         activations: Vec::new(),
     };
     for batch in batches(Table::Documents) {
@@ -70,11 +75,12 @@ fn read_rows(dir: &Path) -> Rows {
         }
     }
     for batch in batches(Table::Tokens) {
-        let (doc, position, start, end) = (
+        let (doc, position, start, end, token) = (
             col(&batch, "doc"),
             col(&batch, "position"),
             col(&batch, "start"),
             col(&batch, "end"),
+            col(&batch, "token"),
         );
         let flag = |name: &str| {
             batch
@@ -87,6 +93,8 @@ fn read_rows(dir: &Path) -> Rows {
         };
         let (special, sink) = (flag("special"), flag("sink"));
         for i in 0..doc.len() {
+            rows.token_ids
+                .insert((doc.value(i), position.value(i)), token.value(i));
             rows.tokens.insert(
                 (doc.value(i), position.value(i)),
                 (
@@ -140,6 +148,84 @@ impl Rows {
             .collect();
         hits.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
         hits
+    }
+
+    /// Every (doc, position) centring a window of `context` tokens each side in which
+    /// `feature` is active on no counted token, the centre itself counted.
+    fn silent_centres(
+        &self,
+        feature: u32,
+        context: u32,
+        exclusions: Exclusions,
+    ) -> HashSet<(u32, u32)> {
+        let active: HashSet<(u32, u32)> = self
+            .postings(feature, exclusions)
+            .iter()
+            .map(|p| (p.0, p.1))
+            .collect();
+        self.tokens
+            .keys()
+            .filter(|(doc, position)| {
+                self.counted(*doc, *position, exclusions)
+                    && (position.saturating_sub(context)..=position.saturating_add(context))
+                        .all(|p| !active.contains(&(*doc, p)))
+            })
+            .copied()
+            .collect()
+    }
+}
+
+/// `silent_contexts` against every silent window found by brute force: each answer
+/// silent and distinct, as many as asked or as exist, round-robin over token ids,
+/// the same for the same seed.
+fn check_silent(index: &QueryIndex, rows: &Rows, feature: u32, exclusions: Exclusions) {
+    let context = 1;
+    let silent = rows.silent_centres(feature, context, exclusions);
+    let request = SilentRequest {
+        n: 6,
+        context,
+        exclusions,
+        ..SilentRequest::default()
+    };
+    let anywhere = index.silent_contexts(feature, &request).unwrap();
+    let got: Vec<(u32, u32)> = anywhere.iter().map(|h| (h.doc, h.position)).collect();
+    assert_eq!(
+        got.len(),
+        silent.len().min(6),
+        "silent contexts of {feature}"
+    );
+    assert!(got.iter().all(|c| silent.contains(c)), "{got:?}");
+    assert_eq!(got.iter().collect::<HashSet<_>>().len(), got.len());
+    assert!(anywhere.iter().all(|h| h.activation == 0.0));
+    assert_eq!(index.silent_contexts(feature, &request).unwrap(), anywhere);
+    // The same words where the feature does not fire, round-robin over two ids.
+    let ids: Vec<u32> = rows.token_ids.values().copied().take(2).collect();
+    let request = SilentRequest {
+        tokens: ids.clone(),
+        ..request
+    };
+    let got = index.silent_contexts(feature, &request).unwrap();
+    let candidates = |id: u32| silent.iter().filter(|c| rows.token_ids[c] == id).count();
+    let distinct: Vec<u32> = ids
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let total: usize = distinct.iter().map(|id| candidates(*id)).sum();
+    assert_eq!(got.len(), total.min(6), "same-token contexts of {feature}");
+    for hit in &got {
+        assert!(silent.contains(&(hit.doc, hit.position)));
+        assert!(ids.contains(&hit.token));
+        assert_eq!(rows.token_ids[&(hit.doc, hit.position)], hit.token);
+    }
+    let taken = |id: u32| got.iter().filter(|h| h.token == id).count();
+    for &a in &distinct {
+        for &b in &distinct {
+            if taken(a) < candidates(a) {
+                assert!(taken(b) <= taken(a) + 1, "round-robin: {a} {b} {got:?}");
+            }
+        }
     }
 }
 
@@ -295,6 +381,7 @@ fn check(spec: &SyntheticSpec) {
                 .map(|n| (n.feature, n.together, n.count, n.jaccard))
                 .collect();
             assert_eq!(got, expected, "neighbours of {feature}");
+            check_silent(&index, &rows, feature, exclusions);
         }
         // Top features of each document, whole and in a range.
         for doc in 0..docs {

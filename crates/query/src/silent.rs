@@ -1,0 +1,215 @@
+//! Contexts where a feature stays silent: the counter-examples that explaining and
+//! scoring a feature need (delphi's "non-activating examples"), taken from the index
+//! instead of running the model again.
+//!
+//! A context is the window of `context` tokens on each side of a centre token, within
+//! one document. It is *silent* for a feature when the feature is active on none of the
+//! window's counted tokens (those the exclusions leave in); its centre is itself a
+//! counted token. Two kinds are asked for:
+//!
+//! - any silent context, spread over the whole index (`tokens` empty): token positions
+//!   are visited in a seeded order that covers every token exactly once (a random start
+//!   and a random stride coprime with the number of tokens), so the answer has
+//!   `min(n, silent contexts)` entries and a feature that fires almost everywhere costs
+//!   one pass over the tokens, never an endless search;
+//! - silent contexts centred on given token ids (`tokens`, e.g. the tokens a feature
+//!   fires on most): the same words where it does *not* fire. Every occurrence is
+//!   found by one scan of the token column; each id's occurrences are shuffled (seeded)
+//!   and taken round-robin over the ids, in the order given.
+
+use std::collections::HashMap;
+
+use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use serde::{Deserialize, Serialize};
+
+use crate::{Exclusions, QueryError, QueryIndex, TextHit, layout::QueryFile, limits::Limit};
+
+/// What [`QueryIndex::silent_contexts`] looks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SilentRequest {
+    /// How many contexts.
+    pub n: usize,
+    /// Tokens of context on each side of the centre; the whole window must be silent.
+    pub context: u32,
+    /// Centre token ids, most wanted first; empty: any token.
+    pub tokens: Vec<u32>,
+    /// Seed of the choice.
+    pub seed: u64,
+    /// Which tokens count (a left-out token may be active and never centres a context).
+    #[serde(skip)]
+    pub exclusions: Exclusions,
+}
+
+impl Default for SilentRequest {
+    fn default() -> Self {
+        Self {
+            n: 10,
+            context: 8,
+            tokens: Vec::new(),
+            seed: 0,
+            exclusions: Exclusions::default(),
+        }
+    }
+}
+
+impl QueryIndex {
+    /// Up to `request.n` contexts in which `feature` is active on no counted token, as
+    /// hits with activation and score 0 (see the module documentation for the order).
+    pub fn silent_contexts(
+        &self,
+        feature: u32,
+        request: &SilentRequest,
+    ) -> Result<Vec<TextHit>, QueryError> {
+        Limit::Examples.check(request.n)?;
+        Limit::Context.check(request.context)?;
+        Limit::K.check(request.tokens.len())?;
+        self.answer(self.find_silent(feature, request))
+    }
+
+    fn find_silent(
+        &self,
+        feature: u32,
+        request: &SilentRequest,
+    ) -> Result<Vec<TextHit>, QueryError> {
+        let f = self.feature_index(feature)?;
+        let mut active: Vec<u32> = self
+            .kept_postings(f, request.exclusions)?
+            .into_iter()
+            .map(|(token, _)| token)
+            .collect();
+        active.sort_unstable();
+        let silent = Silence {
+            index: self,
+            active: &active,
+            context: request.context,
+            mask: request.exclusions.mask(),
+        };
+        let centres = if request.tokens.is_empty() {
+            silent.anywhere(request.n, request.seed)?
+        } else {
+            silent.on_tokens(&request.tokens, request.n, request.seed)?
+        };
+        centres
+            .into_iter()
+            .map(|token| self.hit(token, 0.0, 0.0, request.context))
+            .collect()
+    }
+}
+
+/// Whether windows are silent for one feature.
+struct Silence<'a> {
+    index: &'a QueryIndex,
+    /// Global tokens where the feature is active on a counted token, ascending.
+    active: &'a [u32],
+    context: u32,
+    mask: u8,
+}
+
+impl Silence<'_> {
+    /// Whether global token `token` is counted and its window holds no active token.
+    fn centres(&self, token: u32) -> Result<bool, QueryError> {
+        if self.index.flags(token)? & self.mask != 0 {
+            return Ok(false);
+        }
+        let t = &self.index.tokens;
+        let doc = self
+            .index
+            .at(&t.file, QueryFile::Tokens, &t.doc, token as usize)?;
+        let (first, count) = self.index.doc_tokens(doc)?;
+        let position = u64::from(token)
+            .checked_sub(first)
+            .filter(|p| *p < u64::from(count));
+        let Some(position) = position else {
+            return Err(self.index.corrupt(
+                QueryFile::Tokens,
+                format!("token {token} is outside its document {doc}"),
+            ));
+        };
+        let low = first + position.saturating_sub(u64::from(self.context));
+        let high = first + (position + u64::from(self.context)).min(u64::from(count) - 1);
+        let next = self.active.partition_point(|a| u64::from(*a) < low);
+        Ok(self.active.get(next).is_none_or(|a| u64::from(*a) > high))
+    }
+
+    /// Up to `n` silent centres anywhere, visiting every token once in a seeded order.
+    fn anywhere(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+        let total = self.index.tokens.doc.len() as u64;
+        let mut found = Vec::with_capacity(n.min(total as usize));
+        if total == 0 || n == 0 {
+            return Ok(found);
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let start = rng.random_range(0..total);
+        let mut stride = rng.random_range(1..total.max(2));
+        while gcd(stride, total) != 1 {
+            stride = stride % total + 1;
+        }
+        for i in 0..total {
+            let token = ((start + i * stride) % total) as u32;
+            if self.centres(token)? {
+                found.push(token);
+                if found.len() == n {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Up to `n` silent centres whose token id is one of `ids`, round-robin over `ids`.
+    fn on_tokens(&self, ids: &[u32], n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+        let mut order: Vec<u32> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !order.contains(id) {
+                order.push(*id);
+            }
+        }
+        let wanted: HashMap<u32, usize> =
+            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let t = &self.index.tokens;
+        let column = self.index.range(
+            &t.file,
+            QueryFile::Tokens,
+            &t.token,
+            0,
+            t.token.len() as u64,
+        )?;
+        let mut occurrences: Vec<Vec<u32>> = vec![Vec::new(); order.len()];
+        for (token, id) in column.iter().enumerate() {
+            if let Some(&slot) = wanted.get(id)
+                && self.centres(token as u32)?
+            {
+                occurrences[slot].push(token as u32);
+            }
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        for list in &mut occurrences {
+            list.shuffle(&mut rng);
+        }
+        let mut found = Vec::with_capacity(n);
+        let mut round = 0;
+        while found.len() < n {
+            let before = found.len();
+            for list in &occurrences {
+                if let Some(token) = list.get(round)
+                    && found.len() < n
+                {
+                    found.push(*token);
+                }
+            }
+            if found.len() == before {
+                break;
+            }
+            round += 1;
+        }
+        Ok(found)
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
