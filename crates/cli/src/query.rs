@@ -271,7 +271,8 @@ pub enum QueryCommand {
 /// `saeidx labels ...`: the feature registry stored with the index.
 #[derive(Subcommand)]
 pub enum LabelsCommand {
-    /// Set (or with no fields, clear) a feature's label.
+    /// Set (or with no fields, clear) a feature's label, as a person: a draft set this
+    /// way counts as reviewed (accepted when its text is unchanged, edited otherwise).
     #[command(
         after_help = "Example:\n  saeidx labels set 1234 --name geographic_locations --description \"city and country names\" --confidence high"
     )]
@@ -308,11 +309,15 @@ pub enum LabelsCommand {
         #[command(flatten)]
         index: IndexArg,
     },
-    /// Export the labels as mlxterp's sae_features.json.
+    /// Export the labels as mlxterp's sae_features.json (its five keys; --provenance
+    /// keeps drafted labels' provenance and scores, as labels.json holds them).
     #[command(after_help = "Example:\n  saeidx labels export sae_features.json")]
     Export {
         /// The file to write.
         file: PathBuf,
+        /// Keep each label's provenance and scores (for another saeidx index).
+        #[arg(long)]
+        provenance: bool,
         #[command(flatten)]
         index: IndexArg,
     },
@@ -786,7 +791,7 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
                 .into());
             }
             let mut registry = index.registry().clone();
-            registry.set(
+            registry.edit(
                 feature,
                 FeatureLabel {
                     name,
@@ -794,7 +799,9 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
                     examples,
                     confidence,
                     notes,
+                    ..FeatureLabel::default()
                 },
+                &saeidx_query::registry::now_utc(),
             );
             let path = index.save_registry(registry)?;
             println!("saved {}", path.display());
@@ -820,9 +827,19 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
             println!("imported {count} labels into {}", path.display());
             Ok(())
         }
-        LabelsCommand::Export { file, index } => {
+        LabelsCommand::Export {
+            file,
+            provenance,
+            index,
+        } => {
             let index = index.open()?;
-            saeidx_format::atomic::write_file(&file, &index.registry().to_json())?;
+            let registry = index.registry();
+            let bytes = if provenance {
+                registry.to_json()
+            } else {
+                registry.to_mlxterp_json()
+            };
+            saeidx_format::atomic::write_file(&file, &bytes)?;
             println!(
                 "exported {} labels to {}",
                 index.registry().len(),

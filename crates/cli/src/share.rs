@@ -196,6 +196,11 @@ pub struct NeuronpediaArgs {
     /// Features per batch file.
     #[arg(long, default_value_t = 128)]
     features_per_batch: usize,
+    /// Name the LLM that drafted a label as its explanationModelName (it must be an
+    /// ExplanationModelType the Neuronpedia instance knows, e.g. gpt-4o-mini, or the
+    /// import fails; without this flag the LLM is named in the notes only).
+    #[arg(long)]
+    explanation_model_names: bool,
     /// The export folder.
     #[arg(long)]
     out: PathBuf,
@@ -221,6 +226,7 @@ pub fn export(command: ExportCommand) -> anyhow::Result<()> {
         per_band: args.per_band,
         context: args.context,
         features_per_batch: args.features_per_batch,
+        explanation_model_names: args.explanation_model_names,
     };
     request.check()?;
     let index = args.index.open()?;

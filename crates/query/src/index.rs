@@ -548,6 +548,13 @@ impl QueryIndex {
         Ok(path)
     }
 
+    /// Reads the registry again from the index folder (after another writer, such as
+    /// a labelling run, saved it).
+    pub fn reload_registry(&mut self) -> Result<&Registry, QueryError> {
+        self.registry = Registry::load(&self.dir, self.d_sae())?;
+        Ok(&self.registry)
+    }
+
     /// The SAE's number of features.
     pub fn d_sae(&self) -> usize {
         self.manifest.job.sae.d_sae

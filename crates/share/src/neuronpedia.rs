@@ -27,8 +27,9 @@
 //! leave out), the max, its index and the min. Examples are the top ones (`binMin` =
 //! -1) and some from each activation band (`binMin`/`binMax` its range, `binContains`
 //! its share), as SAEDashboard's exports have. Labels become explanations written by
-//! the creator, with no explanation type or explainer model (null, as Neuronpedia
-//! stores the explanations its users write).
+//! the creator, with no explanation type; a drafted label's LLM, prompt and scores go
+//! into the notes, and into `explanationModelName` only when the export is told the
+//! instance knows that name (Neuronpedia's foreign key to `ExplanationModelType`).
 
 use std::{
     fs,
@@ -43,8 +44,10 @@ use saeidx_format::{
     manifest::Manifest,
 };
 use saeidx_query::{
-    Exclusions, FeatureLabel, FeatureReport, FeatureStats, QueryIndex, TextHit, index::WindowToken,
+    Exclusions, FeatureLabel, FeatureReport, FeatureStats, QueryIndex, TextHit,
+    index::WindowToken,
     layout::HISTOGRAM_BINS,
+    registry::{Origin, ScoreSummary},
 };
 use serde_json::{Value, json};
 
@@ -87,6 +90,11 @@ pub struct ExportRequest {
     pub context: u32,
     /// Features per batch file.
     pub features_per_batch: usize,
+    /// Write the LLM that drafted a label (accepted or not yet reviewed) as its
+    /// `explanationModelName`. Off by default: Neuronpedia refuses a name its
+    /// `ExplanationModelType` table lacks (a foreign key), so only a name the instance
+    /// knows (e.g. `gpt-4o-mini`) may go there; the notes always name the LLM.
+    pub explanation_model_names: bool,
 }
 
 impl Default for ExportRequest {
@@ -104,6 +112,7 @@ impl Default for ExportRequest {
             per_band: 5,
             context: 32,
             features_per_batch: 128,
+            explanation_model_names: false,
         }
     }
 }
@@ -253,6 +262,7 @@ pub fn export(
 /// Where the records of one export go, and what they all share.
 struct Target<'a> {
     model_id: &'a str,
+    explanation_model_names: bool,
     set_name: &'a str,
     source_id: String,
     creator_id: &'a str,
@@ -277,6 +287,7 @@ impl<'a> Target<'a> {
         );
         Ok(Self {
             model_id: &request.model_id,
+            explanation_model_names: request.explanation_model_names,
             set_name: &request.set_name,
             source_id,
             creator_id: &request.creator_id,
@@ -447,21 +458,25 @@ impl<'a> Target<'a> {
         })
     }
 
-    /// A label as an `Explanation` row (`None` for a label without name or description):
-    /// written by the creator, no explanation type or explainer model.
+    /// A label as an `Explanation` row (`None` for a label without name or description),
+    /// written by the creator with no explanation type. The notes keep the label's
+    /// notes, confidence and, for a drafted label, its LLM, prompt, date, review and
+    /// scores; the LLM is the `explanationModelName` only when asked (see
+    /// [`ExportRequest::explanation_model_names`]) and the label is the LLM's text.
     fn explanation_record(&self, feature: u32, label: &FeatureLabel) -> Option<Value> {
-        let present = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
-        let description = match (present(&label.name), present(&label.description)) {
-            (Some(name), Some(text)) => format!("{name}: {text}"),
-            (Some(text), None) | (None, Some(text)) => text,
-            (None, None) => return None,
-        };
-        let notes: Vec<String> = label
+        let description = label.explanation()?;
+        let mut notes: Vec<String> = label
             .notes
             .iter()
             .cloned()
             .chain(label.confidence.iter().map(|c| format!("confidence: {c}")))
             .collect();
+        notes.extend(provenance_notes(label));
+        let model_name = label
+            .provenance
+            .as_ref()
+            .filter(|p| self.explanation_model_names && p.origin != Origin::Edited)
+            .map(|p| pg_text(&p.llm));
         Some(json!({
             "id": self.record_id(feature, "explanation"),
             "modelId": self.model_id,
@@ -471,9 +486,49 @@ impl<'a> Target<'a> {
             "authorId": self.creator_id,
             "notes": (!notes.is_empty()).then(|| pg_text(&notes.join("\n"))),
             "typeName": Value::Null,
-            "explanationModelName": Value::Null,
+            "explanationModelName": model_name,
         }))
     }
+}
+
+/// Note lines for a drafted label's provenance and a label's current scores.
+fn provenance_notes(label: &FeatureLabel) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(p) = &label.provenance {
+        let review = match (p.origin, &p.reviewed_at) {
+            (Origin::Drafted, _) => "not reviewed".to_string(),
+            (Origin::Accepted, at) => format!("accepted {}", at.as_deref().unwrap_or("")),
+            (Origin::Edited, at) => format!("edited {}", at.as_deref().unwrap_or("")),
+        };
+        lines.push(format!(
+            "drafted by {} (prompt {}, {}); {}",
+            p.llm,
+            p.prompt_version,
+            p.drafted_at,
+            review.trim_end()
+        ));
+    }
+    if let Some(scores) = label.scores.as_ref().filter(|_| label.scores_current()) {
+        let score = |name: &str, s: &Option<ScoreSummary>| {
+            s.map(|s| format!("{name} {:.3}", s.balanced_accuracy))
+        };
+        let parts: Vec<String> = [
+            score("detection", &scores.detection),
+            score("fuzzing", &scores.fuzzing),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !parts.is_empty() {
+            lines.push(format!(
+                "scores (balanced accuracy, {}, {}): {}",
+                scores.llm,
+                scores.prompt_version,
+                parts.join(", ")
+            ));
+        }
+    }
+    lines
 }
 
 /// An activation example and the band it stands for.

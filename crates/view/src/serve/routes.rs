@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use saeidx_query::{
     Aggregate, Exclusions, FeatureLabel, QueryError, QueryIndex, Rank, TokenCodes, rank_features,
+    registry::now_utc,
 };
 
 use super::{ServeOptions, guard::Guard, slots::Slot};
@@ -521,10 +522,11 @@ impl Context<'_> {
                     .unwrap_or_default(),
                 confidence: get("confidence"),
                 notes: get("notes"),
+                ..FeatureLabel::default()
             }
         };
         let mut registry = index.registry().clone();
-        registry.set(feature, label);
+        registry.edit(feature, label, &now_utc());
         index.save_registry(registry).map_err(failed)?;
         if api {
             Ok(json(
