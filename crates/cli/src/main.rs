@@ -17,6 +17,7 @@ mod activations;
 mod assets;
 mod cluster;
 mod index;
+mod labels;
 mod model;
 mod query;
 mod sae;

@@ -25,7 +25,9 @@ pub struct IndexArg {
 
 /// A value parser for a size bounded by `limit`: the query library's own check, so
 /// the command refuses exactly what the library (and the web server) would.
-fn within<T>(limit: Limit) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+pub(crate) fn within<T>(
+    limit: Limit,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
 where
     T: FromStr + TryInto<u64> + Copy,
     T::Err: std::fmt::Display,
@@ -306,6 +308,31 @@ pub enum LabelsCommand {
         /// Replace the registry instead of merging into it.
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        index: IndexArg,
+    },
+    /// Draft labels with an LLM from the index's examples (and score them), over any
+    /// OpenAI-compatible endpoint; answers are cached in INDEX/autointerp, so a rerun
+    /// sends only what is new. A label a person wrote, accepted or edited is kept.
+    #[command(after_help = "Examples:\n  \
+        mlx_lm.server --model saeidx-default/SmolLM2-135M-Instruct-mlx-4bit --port 8080 &\n  \
+        saeidx labels draft --features 0..100 --llm http://127.0.0.1:8080/v1 \\\n      \
+        --llm-model saeidx-default/SmolLM2-135M-Instruct-mlx-4bit\n  \
+        OPENAI_API_KEY=sk-... saeidx labels draft --all --llm https://api.openai.com/v1 \\\n      \
+        --llm-model gpt-4o-mini --concurrency 16")]
+    Draft(crate::labels::DraftArgs),
+    /// Score labels (a person's or drafted) against the index: delphi's detection and
+    /// fuzzing, as balanced accuracy; sets the confidence of drafts.
+    #[command(after_help = "Examples:\n  \
+        saeidx labels score --llm-model gpt-4o-mini --llm https://api.openai.com/v1   # every labelled feature\n  \
+        saeidx labels score --feature 1234 --llm-model NAME")]
+    Score(crate::labels::RunArgs),
+    /// Accept drafts as they are (they then count as a person's labels).
+    #[command(after_help = "Example:\n  saeidx labels accept 790 1197")]
+    Accept {
+        /// The features.
+        #[arg(required = true)]
+        features: Vec<u32>,
         #[command(flatten)]
         index: IndexArg,
     },
@@ -773,6 +800,9 @@ pub fn query(command: QueryCommand) -> anyhow::Result<()> {
 /// `saeidx labels ...`.
 pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
     match command {
+        LabelsCommand::Draft(args) => crate::labels::draft(args),
+        LabelsCommand::Score(args) => crate::labels::score(args),
+        LabelsCommand::Accept { features, index } => crate::labels::accept(&features, &index),
         LabelsCommand::Set {
             feature,
             name,

@@ -128,6 +128,13 @@ pub struct ScoreSummary {
     pub failed: u32,
 }
 
+impl ScoreSummary {
+    /// Samples with a usable answer.
+    pub fn answered(&self) -> u32 {
+        self.true_positives + self.true_negatives + self.false_positives + self.false_negatives
+    }
+}
+
 impl FeatureLabel {
     /// The text a scorer is given and Neuronpedia shows: `name: description`, or
     /// whichever of the two is there (`None` when both are blank).
@@ -166,11 +173,13 @@ impl FeatureLabel {
 
 impl LabelScores {
     /// The confidence the scores stand for: the mean balanced accuracy of the scores
-    /// present, `high` from 0.8, `medium` from 0.65, `low` below (0.5 is chance).
+    /// with answered samples, `high` from 0.8, `medium` from 0.65, `low` below (0.5 is
+    /// chance); `None` when no sample was answered.
     pub fn confidence(&self) -> Option<&'static str> {
         let values: Vec<f64> = [self.detection, self.fuzzing]
             .iter()
             .flatten()
+            .filter(|s| s.answered() > 0)
             .map(|s| s.balanced_accuracy)
             .collect();
         if values.is_empty() {
@@ -443,6 +452,7 @@ mod tests {
     fn scores(explanation: &str, detection: f64, fuzzing: f64) -> LabelScores {
         let summary = |balanced_accuracy| ScoreSummary {
             balanced_accuracy,
+            true_positives: 1,
             ..ScoreSummary::default()
         };
         LabelScores {
@@ -535,6 +545,14 @@ mod tests {
             ..scores("x", 0.0, 0.0)
         };
         assert_eq!(none.confidence(), None);
+        let unanswered = LabelScores {
+            fuzzing: Some(ScoreSummary {
+                failed: 10,
+                ..ScoreSummary::default()
+            }),
+            ..scores("x", 0.9, 0.0)
+        };
+        assert_eq!(unanswered.confidence(), Some("high"));
     }
 
     #[test]
