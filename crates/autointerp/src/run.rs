@@ -205,9 +205,10 @@ pub struct Silent;
 
 impl Progress for Silent {}
 
-/// The features `selection` names in `index`.
+/// The features `selection` names in `index`, whose labels are `registry`.
 pub fn select(
     index: &QueryIndex,
+    registry: &Registry,
     selection: &FeatureSelection,
 ) -> Result<Vec<u32>, AutointerpError> {
     Ok(match selection {
@@ -225,20 +226,21 @@ pub fn select(
         }
         FeatureSelection::Sample { n, seed } => index.sample(*n, *seed)?,
         FeatureSelection::Live => index.live_features()?,
-        FeatureSelection::Labelled => index.registry().iter().map(|(f, _)| f).collect(),
+        FeatureSelection::Labelled => registry.iter().map(|(f, _)| f).collect(),
     })
 }
 
-/// Runs `request` over `index`: drafts and scores are saved into the index's
-/// `labels.json`; `index`'s own copy of the registry is not updated (see
-/// [`QueryIndex::reload_registry`]).
+/// Runs `request` over `index`: the labels are read from the index's `labels.json`
+/// as it is now, and drafts and scores are saved into it; `index`'s own copy of the
+/// registry is not updated (see [`QueryIndex::reload_registry`]).
 pub fn run(
     index: &QueryIndex,
     request: &LabelRequest,
     progress: &dyn Progress,
 ) -> Result<LabelReport, AutointerpError> {
     check(request)?;
-    let features = select(index, &request.features)?;
+    let labels = Registry::load(index.dir(), index.d_sae())?;
+    let features = select(index, &labels, &request.features)?;
     let work = request
         .work_dir
         .clone()
@@ -247,7 +249,13 @@ pub fn run(
     let gateway = Gateway::new(LlmClient::new(request.llm.clone()), cache.clone());
     let started = Instant::now();
     progress.begin(features.len());
-    let (outcomes, stopped) = work_through(index, request, &gateway, &features, progress)?;
+    let shared = Shared {
+        index,
+        labels: &labels,
+        request,
+        gateway: &gateway,
+    };
+    let (outcomes, stopped) = work_through(&shared, &features, progress)?;
     let seconds = started.elapsed().as_secs_f64();
     let done = outcomes
         .iter()
@@ -298,30 +306,74 @@ struct Worked {
     fatal: bool,
 }
 
+/// What every worker reads.
+struct Shared<'a> {
+    index: &'a QueryIndex,
+    /// The labels when the run started.
+    labels: &'a Registry,
+    request: &'a LabelRequest,
+    gateway: &'a Gateway,
+}
+
+/// When the run stops: failed features in a row, counted by the workers as they finish
+/// (so no worker starts a feature after the one that stopped the run).
+#[derive(Default)]
+struct Stopper {
+    stop: AtomicBool,
+    failed_in_a_row: AtomicUsize,
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl Stopper {
+    fn note(&self, worked: &Worked, max_in_a_row: usize) {
+        if worked.outcome.status != Status::Failed {
+            self.failed_in_a_row.store(0, Ordering::SeqCst);
+            return;
+        }
+        let in_a_row = self.failed_in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
+        let last = worked.outcome.reason.clone().unwrap_or_default();
+        let reason = if worked.fatal {
+            format!("the endpoint refused a request: {last}")
+        } else if in_a_row >= max_in_a_row {
+            format!("{in_a_row} features in a row failed; the last: {last}")
+        } else {
+            return;
+        };
+        if let Ok(mut slot) = self.reason.lock() {
+            slot.get_or_insert(reason);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
 /// Works through `features` with `request.concurrency` threads, applying results to
 /// the registry as they come; returns the outcomes in order and why it stopped early.
 fn work_through(
-    index: &QueryIndex,
-    request: &LabelRequest,
-    gateway: &Gateway,
+    shared: &Shared,
     features: &[u32],
     progress: &dyn Progress,
 ) -> Result<(Vec<FeatureOutcome>, Option<String>), AutointerpError> {
     let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let stopper = Stopper::default();
     let (sender, receiver) = mpsc::channel::<Worked>();
-    let mut ledger = Ledger::new(index, request, features);
+    let mut ledger = Ledger::new(shared.index, shared.request, features);
+    let workers = shared.request.concurrency.min(features.len().max(1));
     std::thread::scope(|scope| {
-        for _ in 0..request.concurrency.min(features.len().max(1)) {
+        for _ in 0..workers {
             let sender = sender.clone();
-            let (next, stop) = (&next, &stop);
+            let (next, stopper) = (&next, &stopper);
             scope.spawn(move || {
                 loop {
                     let slot = next.fetch_add(1, Ordering::SeqCst);
-                    if slot >= features.len() || stop.load(Ordering::SeqCst) {
+                    if slot >= features.len() || stopper.stopped() {
                         break;
                     }
-                    let worked = work(index, request, gateway, slot, features[slot]);
+                    let worked = work(shared, slot, features[slot]);
+                    stopper.note(&worked, shared.request.max_failed_in_a_row);
                     if sender.send(worked).is_err() {
                         break;
                     }
@@ -329,9 +381,10 @@ fn work_through(
             });
         }
         drop(sender);
-        ledger.collect(&receiver, &stop, gateway, progress)
+        ledger.collect(&receiver, shared.gateway, progress)
     })?;
-    Ok(ledger.finish())
+    let reason = stopper.reason.lock().ok().and_then(|r| r.clone());
+    Ok(ledger.finish(reason))
 }
 
 /// Results as they come, the registry they go into, and when it was last saved.
@@ -341,8 +394,6 @@ struct Ledger<'a> {
     outcomes: Vec<Option<FeatureOutcome>>,
     features: &'a [u32],
     pending: Vec<Worked>,
-    failed_in_a_row: usize,
-    stopped: Option<String>,
 }
 
 impl<'a> Ledger<'a> {
@@ -353,8 +404,6 @@ impl<'a> Ledger<'a> {
             outcomes: vec![None; features.len()],
             features,
             pending: Vec::new(),
-            failed_in_a_row: 0,
-            stopped: None,
         }
     }
 
@@ -362,7 +411,6 @@ impl<'a> Ledger<'a> {
     fn collect(
         &mut self,
         receiver: &mpsc::Receiver<Worked>,
-        stop: &AtomicBool,
         gateway: &Gateway,
         progress: &dyn Progress,
     ) -> Result<(), AutointerpError> {
@@ -370,7 +418,6 @@ impl<'a> Ledger<'a> {
         loop {
             match receiver.recv_timeout(Duration::from_millis(500)) {
                 Ok(worked) => {
-                    self.note_failures(&worked, stop);
                     progress.done(&worked.outcome, &gateway.stats());
                     self.pending.push(worked);
                 }
@@ -383,27 +430,6 @@ impl<'a> Ledger<'a> {
             }
         }
         self.save()
-    }
-
-    /// Counts failed features in a row and stops the run when there are too many.
-    fn note_failures(&mut self, worked: &Worked, stop: &AtomicBool) {
-        if worked.outcome.status != Status::Failed {
-            self.failed_in_a_row = 0;
-            return;
-        }
-        self.failed_in_a_row += 1;
-        let reason = worked.outcome.reason.clone().unwrap_or_default();
-        if worked.fatal {
-            self.stopped = Some(format!("the endpoint refused a request: {reason}"));
-        } else if self.failed_in_a_row >= self.request.max_failed_in_a_row {
-            self.stopped = Some(format!(
-                "{} features in a row failed; the last: {reason}",
-                self.failed_in_a_row
-            ));
-        }
-        if self.stopped.is_some() {
-            stop.store(true, Ordering::SeqCst);
-        }
     }
 
     /// Applies pending results to the registry as it is on disk now, and saves it.
@@ -426,7 +452,7 @@ impl<'a> Ledger<'a> {
         Ok(())
     }
 
-    fn finish(self) -> (Vec<FeatureOutcome>, Option<String>) {
+    fn finish(self, stopped: Option<String>) -> (Vec<FeatureOutcome>, Option<String>) {
         let outcomes = self
             .outcomes
             .into_iter()
@@ -436,14 +462,14 @@ impl<'a> Ledger<'a> {
                     feature,
                     status: Status::NotAttempted,
                     label: None,
-                    reason: self.stopped.clone(),
+                    reason: stopped.clone(),
                     answer: None,
                     requests: 0,
                     cached: 0,
                 })
             })
             .collect();
-        (outcomes, self.stopped)
+        (outcomes, stopped)
     }
 }
 
@@ -479,16 +505,10 @@ fn apply(
 }
 
 /// One feature's work: evidence, draft, scores.
-fn work(
-    index: &QueryIndex,
-    request: &LabelRequest,
-    gateway: &Gateway,
-    slot: usize,
-    feature: u32,
-) -> Worked {
+fn work(shared: &Shared, slot: usize, feature: u32) -> Worked {
     let mut job = Job {
-        request,
-        gateway,
+        request: shared.request,
+        gateway: shared.gateway,
         outcome: FeatureOutcome {
             feature,
             status: Status::Skipped,
@@ -500,7 +520,7 @@ fn work(
         },
         fatal: false,
     };
-    let (draft, scores) = match job.run(index) {
+    let (draft, scores) = match job.run(shared.index, shared.labels) {
         Ok(done) => done,
         Err(failure) => {
             job.outcome.status = Status::Failed;
@@ -536,9 +556,9 @@ struct Job<'a> {
 type Done = (Option<FeatureLabel>, Option<LabelScores>);
 
 impl Job<'_> {
-    fn run(&mut self, index: &QueryIndex) -> Result<Done, JobError> {
+    fn run(&mut self, index: &QueryIndex, labels: &Registry) -> Result<Done, JobError> {
         let feature = self.outcome.feature;
-        let existing = index.registry().get(feature);
+        let existing = labels.get(feature);
         let drafting = self.request.task == Task::Draft;
         if drafting && existing.is_some_and(|l| !l.is_draft()) && !self.request.overwrite_human {
             self.outcome.status = Status::KeptHuman;

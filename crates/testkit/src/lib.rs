@@ -5,8 +5,10 @@
 //! workspace build, once for the binary and once for the tests.
 //!
 //! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1;
+//! - [`llm`]: a scripted OpenAI-compatible chat endpoint, for error cases;
 //! - [`load`]: an HTTP/1.1 load generator for the web server.
 #![deny(missing_docs)]
 
 pub mod hub;
+pub mod llm;
 pub mod load;
