@@ -47,6 +47,33 @@ pub struct LiveToken {
     pub values: Vec<f32>,
 }
 
+/// `text`'s live tokens as the query layer ranks them ([`saeidx_query::AnalyzedText`]):
+/// each token's piece runs from the end of the previous piece to the end of the token, so
+/// the pieces concatenate to the text (a character split over two tokens shows once).
+pub fn analyzed_text(text: &str, tokens: Vec<LiveToken>) -> saeidx_query::AnalyzedText {
+    let mut cursor = 0;
+    let tokens = tokens
+        .into_iter()
+        .map(|t| {
+            let end = t.span.end.max(cursor);
+            let piece = text.get(cursor..end).unwrap_or_default().to_string();
+            cursor = end;
+            saeidx_query::AnalyzedToken {
+                position: t.position,
+                text: piece,
+                features: t.features,
+                values: t.values,
+                special: t.special,
+                sink: t.sink,
+            }
+        })
+        .collect();
+    saeidx_query::AnalyzedText {
+        text: text.to_string(),
+        tokens,
+    }
+}
+
 /// The model and SAE an index was built with, loaded for live texts.
 pub struct LiveAnalyzer {
     llama: Llama,
@@ -231,6 +258,11 @@ impl LiveAnalyzer {
     /// The SAE's number of features.
     pub fn d_sae(&self) -> usize {
         self.sae.info.d_sae
+    }
+
+    /// Runs `text` through the model and SAE, as the query layer ranks it.
+    pub fn analyze_text(&self, text: &str) -> Result<saeidx_query::AnalyzedText, IndexError> {
+        Ok(analyzed_text(text, self.analyze(text)?))
     }
 
     /// Runs `text` through the model and SAE exactly as the index job runs a document.
@@ -459,6 +491,11 @@ impl LiveWorker {
             .send((text, reply))
             .map_err(|_| LiveWorkerError::Stopped)?;
         answer.recv().map_err(|_| LiveWorkerError::Stopped)?
+    }
+
+    /// Runs `text` on the worker's thread, as the query layer ranks it.
+    pub fn analyze_text(&self, text: &str) -> Result<saeidx_query::AnalyzedText, LiveWorkerError> {
+        Ok(analyzed_text(text, self.analyze(text.to_string())?))
     }
 
     /// Whether the thread still runs (false after a panic there).

@@ -22,7 +22,7 @@ use crate::error::QueryError;
 pub const REGISTRY_FILE: &str = "labels.json";
 
 /// What is known about one feature (every field optional, as in mlxterp's registry).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FeatureLabel {
     /// A short name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
