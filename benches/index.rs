@@ -138,7 +138,7 @@ fn compute_alone(job_path: &Path, documents: u64) -> anyhow::Result<f64> {
     };
     let mut nonzeros = 0;
     while let Some(batch) = batcher.next_any() {
-        let extracted = extract(&loaded.llama, loaded.hook, &batch, all)?;
+        let extracted = extract(&loaded.model, loaded.hook, &batch, all)?;
         let n = extracted.document.len() as i32;
         let x = Array::from_slice(&extracted.values, &[n, extracted.width as i32]);
         nonzeros += loaded.sae.encode(&x)?.nonzeros();

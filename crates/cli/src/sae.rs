@@ -11,7 +11,7 @@ use saeidx_model::hub::{self, HubSettings, ModelSource};
 use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
     formats::{self, LoadOptions, SaeSource},
@@ -145,8 +145,8 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         (Some(model), Some(hook)) => {
             let hook = HookPoint::parse(hook, None)?;
             let files = hub::resolve(&ModelSource::parse(model, None), &settings)?;
-            let config = saeidx_model::config::LlamaConfig::from_file(&files.config)?;
-            formats::check_compatible(&sae, config.hidden_size, model, hook, false)?;
+            let config = saeidx_model::config::ModelConfig::from_file(&files.config)?;
+            formats::check_compatible(&sae, config.hidden_size(), model, hook, false)?;
             Some(format!("fits {model} at {hook}"))
         }
         _ => None,
@@ -226,8 +226,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
     let checkpoint = Checkpoint::load(files)?;
-    hook.check_layers(checkpoint.config.num_hidden_layers)?;
-    let llama = Llama::from_checkpoint(
+    checkpoint.config.check_hook(&hook)?;
+    let model = Transformer::from_checkpoint(
         checkpoint,
         Some(hook.layer),
         WeightStorage::for_default_device(),
@@ -252,7 +252,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(500));
     let report = train_on_corpus(
-        &llama,
+        &model,
         &tokenizer,
         hook,
         &corpus,

@@ -46,7 +46,7 @@ use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
     hub::{self, HubRepo, HubSettings, ModelFiles, ModelSource, RepoKind},
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
     formats::{self, LoadOptions, SaeSource},
@@ -275,7 +275,7 @@ pub struct LoadedJob {
     /// The model's files.
     pub model_files: ModelFiles,
     /// The model.
-    pub llama: Llama,
+    pub model: Transformer,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
     /// The SAE.
@@ -292,18 +292,12 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
     let checkpoint = Checkpoint::load(model_files.clone())?;
     let config = checkpoint.config.clone();
     let hook = HookPoint::parse(&file.hook, None).map_err(saeidx_model::ModelError::from)?;
-    hook.check_layers(config.num_hidden_layers)
+    config
+        .check_hook(&hook)
         .map_err(saeidx_model::ModelError::from)?;
-    let stored_dtype = match &config.quantization {
-        Some(q) => format!("mlx-affine-{}bit-group{}", q.bits, q.group_size),
-        None => checkpoint
-            .tensors
-            .get("model.embed_tokens.weight")
-            .map(|t| format!("{:?}", t.dtype()).to_lowercase())
-            .unwrap_or_else(|| "unknown".into()),
-    };
+    let stored_dtype = checkpoint.stored_dtype();
     let storage = WeightStorage::for_default_device();
-    let llama = Llama::from_checkpoint(checkpoint, Some(hook.layer), storage)?;
+    let model = Transformer::from_checkpoint(checkpoint, Some(hook.layer), storage)?;
     let tokenizer = TextTokenizer::from_file(&model_files.tokenizer)?;
 
     let sae_source = match (&file.sae.path, &file.sae.repo) {
@@ -324,7 +318,7 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
     )?;
     formats::check_compatible(
         &sae,
-        config.hidden_size,
+        config.hidden_size(),
         &file.model.source,
         hook,
         file.sae.allow_mismatch,
@@ -355,8 +349,8 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
                 WeightStorage::KeepQuantized => "float32 activations, quantized matmul".into(),
             },
             model_type: config.model_type.clone(),
-            hidden_size: config.hidden_size,
-            num_layers: config.num_hidden_layers,
+            hidden_size: config.hidden_size(),
+            num_layers: config.num_layers(),
         },
         tokenizer: TokenizerRecord {
             sha256: sha256_file(&model_files.tokenizer)
@@ -420,7 +414,7 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
         file,
         hook,
         model_files,
-        llama,
+        model,
         tokenizer,
         sae,
         spec,
@@ -431,7 +425,7 @@ impl LoadedJob {
     /// The pipeline's view of the loaded job.
     pub fn engine(&self) -> crate::pipeline::Engine<'_> {
         crate::pipeline::Engine {
-            llama: &self.llama,
+            model: &self.model,
             tokenizer: &self.tokenizer,
             hook: self.hook,
             sae: &self.sae,

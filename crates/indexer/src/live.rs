@@ -12,7 +12,7 @@ use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
     hub::{self, HubSettings, ModelSource},
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
     formats::{self, LoadOptions, SaeSource},
@@ -45,7 +45,7 @@ pub struct LiveToken {
 
 /// The model and SAE an index was built with, loaded for live texts.
 pub struct LiveAnalyzer {
-    llama: Llama,
+    model: Transformer,
     tokenizer: TextTokenizer,
     hook: HookPoint,
     sae: Sae,
@@ -126,7 +126,7 @@ impl LiveAnalyzer {
         }
         let hook = HookPoint::parse(&job.hook, None).map_err(saeidx_model::ModelError::from)?;
         let checkpoint = Checkpoint::load(files.clone())?;
-        let llama = Llama::from_checkpoint(
+        let model = Transformer::from_checkpoint(
             checkpoint,
             Some(hook.layer),
             WeightStorage::for_default_device(),
@@ -160,7 +160,7 @@ impl LiveAnalyzer {
             }
         })?;
         Ok(Self {
-            llama,
+            model,
             tokenizer,
             hook,
             sae,
@@ -204,7 +204,7 @@ impl LiveAnalyzer {
         batcher.push(&document);
         while let Some(batch) = batcher.next_any() {
             let extracted = extract(
-                &self.llama,
+                &self.model,
                 self.hook,
                 &batch,
                 Exclusions {

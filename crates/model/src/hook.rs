@@ -103,6 +103,16 @@ pub enum HookError {
         /// The layer given separately.
         given: usize,
     },
+    /// The hook does not exist in this family's block.
+    #[error("{hook} does not exist in a {family} model: {reason}")]
+    NotInFamily {
+        /// The hook's name.
+        hook: String,
+        /// The model family.
+        family: String,
+        /// Why.
+        reason: String,
+    },
     /// The model has fewer layers.
     #[error("layer {layer} is out of range: the model has {layers} layers (0..={last})", last = layers - 1)]
     LayerOutOfRange {
