@@ -41,11 +41,11 @@ fn worst_errors(
     )
     .unwrap();
     let deepest = hooks.iter().map(|h| h.layer).max();
-    let model =
+    let transformer =
         Transformer::from_checkpoint(Checkpoint::load(files).unwrap(), deepest, storage).unwrap();
     let rows: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
     let batch = PaddedBatch::new(&rows).unwrap();
-    let ours = model.forward(&batch.tokens, hooks).unwrap();
+    let ours = transformer.forward(&batch.tokens, hooks).unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
     let request = scratch.path().join("request.json");

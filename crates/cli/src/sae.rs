@@ -18,6 +18,8 @@ use saeidx_sae::{
     train::{Provenance, TrainConfig, train_on_corpus},
 };
 
+use serde_json::json;
+
 use crate::{AssetsDir, ModelArgs, Output, print_json};
 
 #[derive(Subcommand)]
@@ -134,11 +136,12 @@ pub fn run(command: SaeCommand) -> anyhow::Result<()> {
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let settings = HubSettings::from_env();
     let source = SaeSource::parse(&args.sae, args.revision.clone());
-    let sae = formats::load(
+    let mut sae = formats::load(
         &source,
         &settings,
         LoadOptions {
             batchtopk_threshold: args.batchtopk_threshold,
+            ..LoadOptions::default()
         },
     )?;
     let fits = match (&args.model, &args.hook) {
@@ -146,8 +149,8 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             let hook = HookPoint::parse(hook, None)?;
             let files = hub::resolve(&ModelSource::parse(model, None), &settings)?;
             let config = saeidx_model::config::ModelConfig::from_file(&files.config)?;
-            formats::check_compatible(&sae, config.hidden_size(), model, hook, false)?;
-            Some(format!("fits {model} at {hook}"))
+            let applied = formats::prepare(&mut sae, &config, model, hook, false)?;
+            Some(json!({"fits": format!("fits {model} at {hook}"), "applied": applied}))
         }
         _ => None,
     };
@@ -156,6 +159,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             "info": sae.info,
             "rule": sae.rule,
             "input": {
+                "center": sae.input.center,
                 "standardize": sae.input.standardize.is_some(),
                 "scale": sae.input.scale,
                 "row_normalization": sae.input.row_normalization,
@@ -183,8 +187,21 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             (None, None) => "(none)".into(),
         }
     );
+    println!(
+        "trained with prepend_bos {}  context_size {}  center_writing_weights {}",
+        info.trained
+            .prepend_bos
+            .map_or("(not recorded)".to_string(), |b| b.to_string()),
+        info.trained
+            .context_size
+            .map_or("(not recorded)".to_string(), |n| n.to_string()),
+        info.trained.center_writing_weights
+    );
     if let Some(fits) = fits {
-        println!("{fits}");
+        println!("{}", fits["fits"].as_str().unwrap_or_default());
+        for applied in fits["applied"].as_array().into_iter().flatten() {
+            println!("  applied: {}", applied.as_str().unwrap_or_default());
+        }
     }
     Ok(())
 }

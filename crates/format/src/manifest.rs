@@ -63,7 +63,7 @@ pub struct TokenizerRecord {
 pub struct SaeRecord {
     /// Where it was loaded from (path, or repo id + subfolder).
     pub source: String,
-    /// Its file format (`mlxterp`, `saelens`, `sparsify`).
+    /// Its file format (`mlxterp`, `saelens`, `sparsify`, `gemma-scope`).
     pub format: String,
     /// Architecture (`topk`, `jumprelu`, ...).
     pub architecture: String,
@@ -75,6 +75,15 @@ pub struct SaeRecord {
     pub d_sae: usize,
     /// The per-token activation rule, in words (k, thresholds, ties).
     pub rule: String,
+    /// Settings of the SAE that changed how activations were computed or encoded, in
+    /// words (e.g. inputs centred per token for a TransformerLens-processed model, BOS
+    /// prepended because the SAE was trained with it); absent when none applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+    /// The constant inputs were scaled by (SAELens `expected_average_only_in`), when one
+    /// was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_scaling_factor: Option<f32>,
 }
 
 /// How documents are cut into model windows.

@@ -234,6 +234,8 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
                 d_in: 16,
                 d_sae,
                 rule: format!("synthetic: {k} features per token drawn by frequency"),
+                settings: Vec::new(),
+                norm_scaling_factor: None,
             },
             hook: "blocks.0.hook_resid_post".into(),
             window: WindowRecord {

@@ -55,8 +55,17 @@ pub struct LiveAnalyzer {
 }
 
 /// Where the SAE recorded in a manifest lives: a local folder (as recorded, relative to
-/// the working directory) or `org/repo[/subfolder]@commit` on the Hub.
+/// the working directory), `org/repo[/subfolder]@commit` on the Hub, or a SAELens
+/// release id resolved to one (`RELEASE/SAE_ID = org/repo/folder@commit`).
 fn recorded_sae(source: &str) -> SaeSource {
+    if let Some((id, resolved)) = source.split_once(" = ") {
+        return SaeSource::Release {
+            id: id.to_string(),
+            revision: resolved
+                .rsplit_once('@')
+                .map(|(_, commit)| commit.to_string()),
+        };
+    }
     match source.rsplit_once('@') {
         Some((location, commit)) if !Path::new(source).is_dir() => {
             SaeSource::parse(location, Some(commit.to_string()))
@@ -126,6 +135,7 @@ impl LiveAnalyzer {
         }
         let hook = HookPoint::parse(&job.hook, None).map_err(saeidx_model::ModelError::from)?;
         let checkpoint = Checkpoint::load(files.clone())?;
+        let config = checkpoint.config.clone();
         let model = Transformer::from_checkpoint(
             checkpoint,
             Some(hook.layer),
@@ -136,10 +146,17 @@ impl LiveAnalyzer {
             Some(path) => SaeSource::Local(path.to_path_buf()),
             None => recorded_sae(&job.sae.source),
         };
-        let sae = match formats::load(&sae_source, &cached, LoadOptions::default()) {
-            Ok(sae) => sae,
-            Err(_) => formats::load(&sae_source, settings, LoadOptions::default())?,
+        let options = LoadOptions {
+            norm_scaling_factor: job.sae.norm_scaling_factor,
+            ..LoadOptions::default()
         };
+        let mut sae = match formats::load(&sae_source, &cached, options.clone()) {
+            Ok(sae) => sae,
+            Err(_) => formats::load(&sae_source, settings, options)?,
+        };
+        // The same fitting to the model as the index job (e.g. centring the inputs of an
+        // SAE trained on a TransformerLens-processed model); the checks passed then.
+        formats::prepare(&mut sae, &config, name, hook, true)?;
         if sae.info.sha256 != job.sae.sha256 {
             return Err(mismatch(
                 "SAE",
@@ -257,6 +274,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().to_str().unwrap();
         assert_eq!(recorded_sae(local), SaeSource::Local(local.into()));
+        assert_eq!(
+            recorded_sae("gpt2-small-res-jb/blocks.8.hook_resid_pre = jbloom/x/blocks.8@abc"),
+            SaeSource::Release {
+                id: "gpt2-small-res-jb/blocks.8.hook_resid_pre".into(),
+                revision: Some("abc".into()),
+            }
+        );
     }
 }
 

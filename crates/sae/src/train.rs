@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     SaeError,
-    sae::{ActivationRule, InputTransform, Sae, SaeInfo, TopKTies},
+    sae::{ActivationRule, InputTransform, Sae, SaeInfo, TopKTies, TrainedOn},
 };
 
 /// Training settings.
@@ -668,6 +668,7 @@ fn to_sae(
         recorded_model: Some(provenance.model.clone()),
         source: "trained by saeidx".into(),
         sha256: String::new(),
+        trained: TrainedOn::default(),
     };
     Sae::new(
         info,

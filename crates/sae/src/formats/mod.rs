@@ -7,6 +7,7 @@
 //! `HF_HUB_OFFLINE`). [`check_compatible`] then refuses an SAE whose width, model or hook
 //! does not match the model and hook it is used with.
 
+pub mod gemma_scope;
 pub mod mlxterp;
 pub mod saelens;
 pub mod sparsify;
@@ -19,12 +20,18 @@ use std::{
 use mlx_rs::Array;
 use saeidx_format::checksum;
 use saeidx_model::{
-    hook::HookPoint,
+    architecture::NormKind,
+    config::ModelConfig,
+    hook::{HookKind, HookPoint},
     hub::{self, HubRepo, HubSettings},
 };
 use serde_json::Value;
 
-use crate::{SaeError, sae::Sae};
+use crate::{
+    SaeError,
+    releases::{Layout, ReleaseTable},
+    sae::Sae,
+};
 
 /// Where an SAE comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,13 +47,29 @@ pub enum SaeSource {
         /// Branch, tag or commit; `None` means `main`.
         revision: Option<String>,
     },
+    /// A SAELens release id, `RELEASE/SAE_ID`, resolved through SAELens's release table
+    /// ([`crate::releases`]) to a folder of a Hub repo.
+    Release {
+        /// `RELEASE/SAE_ID`.
+        id: String,
+        /// Branch, tag or commit of the repo; `None` means `main`.
+        revision: Option<String>,
+    },
 }
 
 impl SaeSource {
-    /// An existing folder is local; otherwise `org/name[/subfolder...]` on the Hub.
+    /// An existing folder is local; `RELEASE/SAE_ID` whose release is in SAELens's table
+    /// is a release id; otherwise `org/name[/subfolder...]` on the Hub.
     pub fn parse(spec: &str, revision: Option<String>) -> Self {
         if Path::new(spec).is_dir() {
             return Self::Local(PathBuf::from(spec));
+        }
+        let release = spec.split('/').next().unwrap_or_default();
+        if ReleaseTable::current().is_ok_and(|table| table.contains(release)) {
+            return Self::Release {
+                id: spec.to_string(),
+                revision,
+            };
         }
         let mut parts = spec.splitn(3, '/');
         let (org, name, subfolder) = (
@@ -72,72 +95,136 @@ impl std::fmt::Display for SaeSource {
             Self::Hub {
                 repo_id, subfolder, ..
             } => write!(f, "{repo_id}/{subfolder}"),
+            Self::Release { id, .. } => write!(f, "{id}"),
         }
     }
 }
 
 /// How to read SAEs whose files leave something open.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadOptions {
     /// The per-token threshold for BatchTopK SAEs (see
     /// [`crate::sae::ActivationRule::Threshold`]).
     pub batchtopk_threshold: Option<f32>,
+    /// The constant SAELens's `normalize_activations = "expected_average_only_in"`
+    /// scaled inputs by, when the files predate folding it into the weights (a release
+    /// table's `norm_scaling_factor`).
+    pub norm_scaling_factor: Option<f32>,
+    /// Values that replace the SAELens cfg's (a release table's `config_overrides`).
+    pub config_overrides: serde_json::Map<String, Value>,
 }
 
-/// Loads an SAE from a local folder or the Hub, detecting its format.
+/// Loads an SAE from a local folder, the Hub or a SAELens release id, detecting its
+/// format. A release's table entry supplies the repo and folder, config overrides, a
+/// norm scaling factor (unless `options` gives one) and the model when the files name
+/// none.
 pub fn load(
     source: &SaeSource,
     settings: &HubSettings,
-    options: LoadOptions,
+    mut options: LoadOptions,
 ) -> Result<Sae, SaeError> {
-    let (dir, described) = match source {
-        SaeSource::Local(dir) => (dir.clone(), dir.display().to_string()),
+    let SaeSource::Release { id, revision } = source else {
+        return load_folder(source, settings, &options);
+    };
+    let release = ReleaseTable::current()?.resolve(id)?;
+    options
+        .config_overrides
+        .extend(release.config_overrides.clone());
+    options.norm_scaling_factor = options.norm_scaling_factor.or(release.norm_scaling_factor);
+    let hub = SaeSource::Hub {
+        repo_id: release.repo_id.clone(),
+        subfolder: release.folder.clone(),
+        revision: revision.clone(),
+    };
+    let mut sae = load_folder(&hub, settings, &options)?;
+    let expected = match release.layout {
+        Layout::SaeLens => "saelens",
+        Layout::GemmaScope | Layout::GemmaScope2 => "gemma-scope",
+    };
+    if sae.info.format != expected {
+        return Err(SaeError::Invalid(format!(
+            "release {id} should be a {expected} folder, but {hub} holds a {} SAE",
+            sae.info.format
+        )));
+    }
+    sae.info.source = format!("{id} = {}", sae.info.source);
+    sae.info.recorded_model.get_or_insert(release.model);
+    Ok(sae)
+}
+
+/// Fetches a Hub folder's SAE files (`.json`, `.safetensors`, `params.npz`, and the
+/// parent's `config.json`); returns the snapshot root and the commit.
+fn fetch_hub_folder(
+    repo_id: &str,
+    subfolder: &str,
+    revision: &str,
+    settings: &HubSettings,
+) -> Result<(PathBuf, String), SaeError> {
+    if settings.offline {
+        let root = hub::cached_snapshot(&settings.cache_dir, repo_id, revision)?;
+        let commit = root.file_name().map(|n| n.to_string_lossy().into_owned());
+        return Ok((root, commit.unwrap_or_default()));
+    }
+    let repo = HubRepo::open(repo_id, revision, settings)?;
+    let prefix = if subfolder.is_empty() {
+        String::new()
+    } else {
+        format!("{subfolder}/")
+    };
+    let parent_config = subfolder
+        .rsplit_once('/')
+        .map(|(parent, _)| format!("{parent}/config.json"))
+        .unwrap_or_else(|| "config.json".into());
+    let wanted: Vec<&String> = repo
+        .files
+        .iter()
+        .filter(|file| {
+            let in_folder = file.strip_prefix(&prefix).is_some_and(|rest| {
+                !rest.contains('/')
+                    && (rest.ends_with(".json")
+                        || rest.ends_with(".safetensors")
+                        || rest == gemma_scope::NPZ)
+            });
+            in_folder || **file == parent_config
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(SaeError::Invalid(format!(
+            "{repo_id} has no SAE files under {subfolder:?}"
+        )));
+    }
+    for file in wanted {
+        repo.get(file)?;
+    }
+    Ok((repo.snapshot().to_path_buf(), repo.commit.clone()))
+}
+
+/// Loads an SAE folder, local or of a Hub repo, detecting its format.
+fn load_folder(
+    source: &SaeSource,
+    settings: &HubSettings,
+    options: &LoadOptions,
+) -> Result<Sae, SaeError> {
+    let (dir, described, located) = match source {
+        SaeSource::Local(dir) => (
+            dir.clone(),
+            dir.display().to_string(),
+            dir.display().to_string(),
+        ),
         SaeSource::Hub {
             repo_id,
             subfolder,
             revision,
         } => {
             let revision = revision.as_deref().unwrap_or("main");
-            let (root, commit) = if settings.offline {
-                let root = hub::cached_snapshot(&settings.cache_dir, repo_id, revision)?;
-                let commit = root.file_name().map(|n| n.to_string_lossy().into_owned());
-                (root, commit.unwrap_or_default())
-            } else {
-                let repo = HubRepo::open(repo_id, revision, settings)?;
-                let prefix = if subfolder.is_empty() {
-                    String::new()
-                } else {
-                    format!("{subfolder}/")
-                };
-                let parent_config = subfolder
-                    .rsplit_once('/')
-                    .map(|(parent, _)| format!("{parent}/config.json"))
-                    .unwrap_or_else(|| "config.json".into());
-                let wanted: Vec<&String> = repo
-                    .files
-                    .iter()
-                    .filter(|file| {
-                        let rest = file.strip_prefix(&prefix);
-                        let in_folder = rest.is_some_and(|rest| {
-                            !rest.contains('/')
-                                && (rest.ends_with(".json") || rest.ends_with(".safetensors"))
-                        });
-                        in_folder || **file == parent_config
-                    })
-                    .collect();
-                if wanted.is_empty() {
-                    return Err(SaeError::Invalid(format!(
-                        "{repo_id} has no SAE files under {:?}",
-                        subfolder
-                    )));
-                }
-                for file in wanted {
-                    repo.get(file)?;
-                }
-                (repo.snapshot().to_path_buf(), repo.commit.clone())
-            };
-            (root.join(subfolder), format!("{source}@{commit}"))
+            let (root, commit) = fetch_hub_folder(repo_id, subfolder, revision, settings)?;
+            (
+                root.join(subfolder),
+                format!("{source}@{commit}"),
+                format!("{repo_id}/{subfolder}"),
+            )
         }
+        SaeSource::Release { .. } => unreachable!("releases resolve to Hub folders first"),
     };
     if !dir.is_dir() {
         return Err(SaeError::Invalid(format!(
@@ -148,20 +235,29 @@ pub fn load(
     if mlxterp::detect(&dir) {
         mlxterp::load(&dir, &described, options.batchtopk_threshold)
     } else if saelens::detect(&dir) {
-        saelens::load(&dir, &described, options.batchtopk_threshold)
+        saelens::load(&dir, &described, options)
     } else if sparsify::detect(&dir) {
         sparsify::load(&dir, &described)
+    } else if gemma_scope::detect(&dir) {
+        gemma_scope::load(&dir, &located, &described)
     } else {
         Err(SaeError::Invalid(format!(
             "{} holds no SAE saeidx knows: expected mlxterp (config.json + weights.safetensors), \
-             SAELens (cfg.json + sae_weights.safetensors) or sparsify (cfg.json + sae.safetensors)",
+             SAELens (cfg.json + sae_weights.safetensors), sparsify (cfg.json + sae.safetensors) \
+             or Gemma Scope (params.npz, or params.safetensors)",
             dir.display()
         )))
     }
 }
 
+/// TransformerLens names (as SAELens records them) of models whose Hub name differs
+/// by more than the organisation.
+const TRANSFORMER_LENS_NAMES: &[(&str, &str)] =
+    &[("gpt2-small", "gpt2"), ("mistral-7b", "mistral-7b-v0.1")];
+
 /// The base name of a model id: its last path segment, lowercase, with quantization and
-/// format suffixes removed (`org/SmolLM2-135M-Instruct-mlx-4bit` → `smollm2-135m-instruct`).
+/// format suffixes removed (`org/SmolLM2-135M-Instruct-mlx-4bit` → `smollm2-135m-instruct`),
+/// and TransformerLens's aliases replaced by the Hub name (`gpt2-small` → `gpt2`).
 fn model_base_name(model: &str) -> String {
     const SUFFIXES: &[&str] = &[
         "mlx",
@@ -189,7 +285,77 @@ fn model_base_name(model: &str) -> String {
     while parts.len() > 1 && parts.last().is_some_and(|p| SUFFIXES.contains(p)) {
         parts.pop();
     }
-    parts.join("-")
+    let base = parts.join("-");
+    TRANSFORMER_LENS_NAMES
+        .iter()
+        .find(|(alias, _)| *alias == base)
+        .map_or(base, |(_, name)| name.to_string())
+}
+
+/// Checks that `sae` fits `model` (named `model_name`) at `hook`, as
+/// [`check_compatible`] does, then adapts its input to how the model's activations were
+/// produced in training. Returns what was applied, in words for the manifest.
+///
+/// - TransformerLens's `center_writing_weights` (recorded by SAELens): on a LayerNorm
+///   model every write to the residual stream was made mean-free, so each input is
+///   centred per token; TransformerLens skips it on other models, and so does this.
+/// - mlxterp reads the *module* outputs `self_attn` / `mlp`; where a family normalizes
+///   them before adding them to the residual stream (Gemma 2/3, OLMo 2) those differ
+///   from saeidx's `hook_attn_out` / `hook_mlp_out`, and the SAE is refused.
+pub fn prepare(
+    sae: &mut Sae,
+    model: &ModelConfig,
+    model_name: &str,
+    hook: HookPoint,
+    allow_mismatch: bool,
+) -> Result<Vec<String>, SaeError> {
+    check_compatible(sae, model.hidden_size(), model_name, hook, allow_mismatch)?;
+    let block = &model.architecture.block;
+    let post_normed = match hook.kind {
+        HookKind::AttnOut => block.post_attention_norm.is_some(),
+        HookKind::MlpOut => block.post_mlp_norm.is_some(),
+        _ => false,
+    };
+    let module_output = sae
+        .info
+        .recorded_hook
+        .as_deref()
+        .is_some_and(|name| !name.starts_with("blocks."));
+    if sae.info.format == "mlxterp" && module_output && post_normed {
+        return Err(SaeError::Unsupported(format!(
+            "an mlxterp SAE on the {} module's output of a {} model: that output is normalized \
+             before it joins the residual stream, and saeidx's {hook} is the normalized one",
+            if hook.kind == HookKind::MlpOut {
+                "mlp"
+            } else {
+                "self_attn"
+            },
+            model.family.name()
+        )));
+    }
+    let mut applied = Vec::new();
+    if sae.info.trained.center_writing_weights {
+        if model.architecture.norm.kind == NormKind::Layer {
+            sae.input.center = true;
+            applied.push(
+                "center_writing_weights: each input is centred per token, as TransformerLens's \
+                 processed model writes it"
+                    .to_string(),
+            );
+        } else {
+            applied.push(
+                "center_writing_weights: nothing to do, the model has no LayerNorm (TransformerLens \
+                 skips it too)"
+                    .to_string(),
+            );
+        }
+    }
+    if let Some(scale) = sae.input.scale {
+        applied.push(format!(
+            "normalize_activations expected_average_only_in: inputs scaled by {scale}"
+        ));
+    }
+    Ok(applied)
 }
 
 /// Checks that `sae` fits a model of width `d_model` named `model`, at `hook`.
@@ -331,6 +497,14 @@ mod tests {
         assert_ne!(
             model_base_name("google/gemma-2-2b"),
             model_base_name("gpt2")
+        );
+        assert_eq!(
+            model_base_name("gpt2-small"),
+            model_base_name("openai-community/gpt2")
+        );
+        assert_eq!(
+            model_base_name("pythia-70m-deduped"),
+            model_base_name("EleutherAI/pythia-70m-deduped")
         );
     }
 

@@ -17,12 +17,12 @@ use std::path::Path;
 
 use mlx_rs::Array;
 use saeidx_model::hook::HookPoint;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::{
     SaeError,
-    formats::{read_json, read_tensors, take_tensor},
-    sae::{ActivationRule, InputTransform, RowNormalization, Sae, SaeInfo, TopKTies},
+    formats::{LoadOptions, read_json, read_tensors, take_tensor},
+    sae::{ActivationRule, InputTransform, RowNormalization, Sae, SaeInfo, TopKTies, TrainedOn},
 };
 
 /// The cfg and weights file names.
@@ -44,10 +44,42 @@ fn field<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
         .or_else(|| config.get(key).filter(|v| !v.is_null()))
 }
 
-/// Loads a SAELens folder; `batchtopk_threshold` overrides the threshold of a BatchTopK
-/// training checkpoint.
-pub fn load(dir: &Path, source: &str, batchtopk_threshold: Option<f32>) -> Result<Sae, SaeError> {
-    let config = read_json(&dir.join(CONFIG))?;
+/// What a SAELens cfg says beyond its tensors, read as SAELens 6 reads it (release
+/// overrides applied, pre-6 defaults filled in).
+struct Settings {
+    d_in: usize,
+    d_sae: usize,
+    architecture: String,
+    k: usize,
+    rescale: bool,
+    row_normalization: RowNormalization,
+    /// `normalize_activations = "expected_average_only_in"`: the factor to scale inputs by.
+    scale: Option<f32>,
+    apply_b_dec: bool,
+    trained: TrainedOn,
+}
+
+/// Reads `cfg.json` and merges `overrides` (a release's `config_overrides`) into its top
+/// level, as SAELens does.
+fn read_config(dir: &Path, overrides: &Map<String, Value>) -> Result<Value, SaeError> {
+    let mut config = read_json(&dir.join(CONFIG))?;
+    let Some(top) = config.as_object_mut() else {
+        return Err(SaeError::Invalid(format!("{CONFIG} is not a JSON object")));
+    };
+    top.extend(overrides.clone());
+    Ok(config)
+}
+
+/// Whether the cfg predates SAELens 6 (no `sae_lens_version`, or one below 6).
+fn pre_6(config: &Value) -> bool {
+    let version = field(config, "sae_lens_version").and_then(Value::as_str);
+    match version.and_then(|v| v.split('.').next()?.parse::<u32>().ok()) {
+        Some(major) => major < 6,
+        None => true,
+    }
+}
+
+fn settings(config: &Value, options: &LoadOptions) -> Result<Settings, SaeError> {
     let number = |key: &str| config.get(key).and_then(Value::as_u64).map(|v| v as usize);
     let d_in = number("d_in").ok_or_else(|| SaeError::Invalid("cfg.json has no d_in".into()))?;
     let d_sae = number("d_sae").ok_or_else(|| SaeError::Invalid("cfg.json has no d_sae".into()))?;
@@ -73,34 +105,142 @@ pub fn load(dir: &Path, source: &str, batchtopk_threshold: Option<f32>) -> Resul
                 .into(),
         ));
     }
-    if config.get("reshape_activations").and_then(Value::as_str) == Some("hook_z") {
+    refuse_unsupported_sites(config)?;
+    let (row_normalization, scale) = normalization(config, options.norm_scaling_factor)?;
+    Ok(Settings {
+        d_in,
+        d_sae,
+        architecture,
+        k: number("k").or(old_k.map(|k| k as usize)).unwrap_or(100),
+        rescale: config
+            .get("rescale_acts_by_decoder_norm")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        row_normalization,
+        scale,
+        apply_b_dec: config
+            .get("apply_b_dec_to_input")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        trained: trained_on(config)?,
+    })
+}
+
+/// Refuses SAEs that read something other than a whole hook vector.
+fn refuse_unsupported_sites(config: &Value) -> Result<(), SaeError> {
+    let hook = field(config, "hook_name")
+        .or_else(|| field(config, "hook_point"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if config.get("reshape_activations").and_then(Value::as_str) == Some("hook_z")
+        || hook.ends_with("hook_z")
+    {
         return Err(SaeError::Unsupported(
             "an SAE on attention head outputs (hook_z): saeidx has no hook there".into(),
         ));
     }
-    let k = number("k").or(old_k.map(|k| k as usize)).unwrap_or(100);
-    let rescale = config
-        .get("rescale_acts_by_decoder_norm")
+    let head = field(config, "hook_head_index").or_else(|| field(config, "hook_point_head_index"));
+    if let Some(head) = head {
+        return Err(SaeError::Unsupported(format!(
+            "an SAE trained on attention head {head} alone (hook_head_index): saeidx reads \
+             whole hook vectors, not single heads"
+        )));
+    }
+    if config
+        .get("finetuning_scaling_factor")
         .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let row_normalization = match config.get("normalize_activations") {
-        None | Some(Value::Null) | Some(Value::Bool(_)) => RowNormalization::None,
-        Some(Value::String(mode)) => match mode.as_str() {
-            // Folded into the weights when training ends; nothing to do at load.
-            "none" | "expected_average_only_in" | "covariance_whitening" => RowNormalization::None,
-            "constant_norm_rescale" => RowNormalization::UnitNorm,
-            "layer_norm" => RowNormalization::LayerNorm,
-            other => {
-                return Err(SaeError::Unsupported(format!(
-                    "normalize_activations {other:?}"
-                )));
+        == Some(true)
+    {
+        return Err(SaeError::Unsupported(
+            "an SAE with a fine-tuning scaling factor (finetuning_scaling_factor)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `normalize_activations`: a per-token normalization, or a constant input scale.
+fn normalization(
+    config: &Value,
+    norm_scaling_factor: Option<f32>,
+) -> Result<(RowNormalization, Option<f32>), SaeError> {
+    let mode = match config.get("normalize_activations") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => "none",
+        // Before SAELens 6, `true` meant what is now "expected_average_only_in".
+        Some(Value::Bool(true)) => "expected_average_only_in",
+        Some(Value::String(mode)) => mode.as_str(),
+        Some(other) => return Err(SaeError::Invalid(format!("normalize_activations {other}"))),
+    };
+    Ok(match mode {
+        "none" => (RowNormalization::None, None),
+        "constant_norm_rescale" => (RowNormalization::UnitNorm, None),
+        "layer_norm" => (RowNormalization::LayerNorm, None),
+        "expected_average_only_in" => match norm_scaling_factor {
+            Some(factor) => (RowNormalization::None, Some(factor)),
+            None => {
+                return Err(SaeError::Unsupported(
+                    "normalize_activations = \"expected_average_only_in\" without its factor: \
+                     this SAE's inputs were scaled by a constant that its files do not hold \
+                     (SAELens folds it in when training ends; this file predates that). Load \
+                     it by its SAELens release id, whose table records norm_scaling_factor, or \
+                     give the factor as norm_scaling_factor in the job's [sae] table"
+                        .into(),
+                ));
             }
         },
-        Some(other) => {
-            return Err(SaeError::Invalid(format!("normalize_activations {other}")));
+        "covariance_whitening" => {
+            return Err(SaeError::Unsupported(
+                "normalize_activations = \"covariance_whitening\" with the whitening not folded \
+                 into the weights (its statistics are not in the files)"
+                    .into(),
+            ));
         }
-    };
+        other => {
+            return Err(SaeError::Unsupported(format!(
+                "normalize_activations {other:?}"
+            )));
+        }
+    })
+}
 
+/// `prepend_bos`, `context_size` and TransformerLens's `center_writing_weights` (in
+/// `model_from_pretrained_kwargs`: SAELens loads the model for an SAE with
+/// `from_pretrained_no_processing(**kwargs)`, so only an explicit `true` centres).
+fn trained_on(config: &Value) -> Result<TrainedOn, SaeError> {
+    let prepend_bos = field(config, "prepend_bos")
+        .and_then(Value::as_bool)
+        .or(pre_6(config).then_some(true));
+    let center_writing_weights = match field(config, "model_from_pretrained_kwargs") {
+        Some(kwargs) => kwargs
+            .get("center_writing_weights")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        None => false,
+    };
+    Ok(TrainedOn {
+        prepend_bos,
+        context_size: field(config, "context_size")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize),
+        center_writing_weights,
+    })
+}
+
+/// Loads a SAELens folder with `options` (a release's overrides and norm scaling factor,
+/// the threshold of a BatchTopK training checkpoint).
+pub fn load(dir: &Path, source: &str, options: &LoadOptions) -> Result<Sae, SaeError> {
+    let config = read_config(dir, &options.config_overrides)?;
+    let Settings {
+        d_in,
+        d_sae,
+        architecture,
+        k,
+        rescale,
+        row_normalization,
+        scale,
+        apply_b_dec,
+        trained,
+    } = settings(&config, options)?;
+    let batchtopk_threshold = options.batchtopk_threshold;
     let weights_path = dir.join(WEIGHTS);
     let mut weights = read_tensors(&weights_path)?;
     let mut w_enc = take_tensor(&mut weights, &weights_path, "W_enc")?;
@@ -187,15 +327,13 @@ pub fn load(dir: &Path, source: &str, batchtopk_threshold: Option<f32>) -> Resul
             .map(String::from),
         source: source.to_string(),
         sha256: crate::formats::files_sha256(dir, &[CONFIG, WEIGHTS])?,
+        trained,
     };
-    let apply_b_dec = config
-        .get("apply_b_dec_to_input")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
     Sae::new(
         info,
         rule,
         InputTransform {
+            scale,
             row_normalization,
             subtract_decoder_bias: apply_b_dec,
             ..InputTransform::default()
