@@ -111,10 +111,7 @@ fn compute_alone(job_path: &Path, documents: u64) -> anyhow::Result<f64> {
     file.run.max_documents = Some(documents);
     file.output = PathBuf::from("unused");
     let loaded = job::load(file, &HubSettings::from_env())?;
-    let window = WindowPolicy::new(
-        loaded.file.run.window_length,
-        loaded.file.run.window_overlap,
-    )?;
+    let window = WindowPolicy::new(loaded.spec.window.length, loaded.spec.window.overlap)?;
     let texts: Vec<String> = loaded
         .file
         .corpus
