@@ -15,10 +15,11 @@ use anyhow::Context;
 use mlx_rs::{Array, random};
 use saeidx_assets::defaults::DEFAULT_MODEL_REPO;
 use saeidx_benches::{best_time, reference_python, repo_root};
+use saeidx_hub::HubSettings;
 use saeidx_model::{
     checkpoint::Checkpoint,
+    files::{self, ModelSource},
     hook::{HookKind, HookPoint},
-    hub::{self, HubSettings, ModelSource},
     transformer::{Transformer, WeightStorage},
 };
 
@@ -38,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         offline: true,
         ..HubSettings::from_env()
     };
-    let files = hub::resolve(
+    let files = files::resolve(
         &ModelSource::Hub {
             repo_id: DEFAULT_MODEL_REPO.into(),
             revision: None,

@@ -22,8 +22,8 @@ use mlx_rs::Array;
 use saeidx_activations::{Batcher, Exclusions, TokenizedDocument, extract};
 use saeidx_benches::repo_root;
 use saeidx_corpus::window::WindowPolicy;
+use saeidx_hub::HubSettings;
 use saeidx_indexer::job::{self, JobFile};
-use saeidx_model::hub::HubSettings;
 
 fn main() -> anyhow::Result<()> {
     let sizes: Vec<u64> = std::env::var("SAEIDX_BENCH_DOCS")

@@ -11,6 +11,11 @@ cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 # The end-to-end tests run the saeidx binary itself.
 cargo build --release -p saeidx-cli
+# MLX's CPU backend compiles fused kernels on first use into a cache every process shares
+# (/tmp/mlx), and a process can load a library another one is still writing ("file too
+# short") when both compile the same kernel at once. Compile the model's kernels once
+# before tests run in parallel.
+./target/release/saeidx activations --hook blocks.15.hook_resid_post --text 'warm-up' >/dev/null
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast
 else

@@ -19,8 +19,8 @@ use saeidx_corpus::tokenizer::TextTokenizer;
 use saeidx_model::{
     batch::PaddedBatch,
     checkpoint::Checkpoint,
+    files::{self, ModelSource},
     hook::{HookKind, HookPoint},
-    hub::{self, HubSettings, ModelSource},
     transformer::{Transformer, WeightStorage},
 };
 use saeidx_tests::{asset_paths, default_model, reference_python, repo_root};
@@ -35,9 +35,9 @@ fn worst_errors(
     hooks: &BTreeSet<HookPoint>,
     storage: WeightStorage,
 ) -> BTreeMap<HookPoint, f32> {
-    let files = hub::resolve(
+    let files = files::resolve(
         &ModelSource::Local(model.to_path_buf()),
-        &HubSettings::from_env(),
+        &saeidx_hub::HubSettings::from_env(),
     )
     .unwrap();
     let deepest = hooks.iter().map(|h| h.layer).max();

@@ -19,8 +19,8 @@ use mlx_rs::Array;
 use saeidx_model::{
     batch::PaddedBatch,
     checkpoint::Checkpoint,
+    files::{self, ModelSource},
     hook::{HookKind, HookPoint},
-    hub::{self, HubSettings, ModelSource},
     transformer::{Transformer, WeightStorage},
 };
 use saeidx_tests::{reference_python, repo_root};
@@ -36,9 +36,9 @@ fn worst_errors(
     hooks: &BTreeSet<HookPoint>,
     storage: WeightStorage,
 ) -> Result<BTreeMap<HookPoint, f32>, String> {
-    let files = hub::resolve(
+    let files = files::resolve(
         &ModelSource::Local(folder.to_path_buf()),
-        &HubSettings::from_env(),
+        &saeidx_hub::HubSettings::from_env(),
     )
     .map_err(|e| e.to_string())?;
     let checkpoint = Checkpoint::load(files).map_err(|e| e.to_string())?;

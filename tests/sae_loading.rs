@@ -7,11 +7,11 @@ use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use mlx_rs::Array;
 use saeidx_corpus::tokenizer::TextTokenizer;
+use saeidx_hub::HubSettings;
 use saeidx_model::{
     batch::PaddedBatch,
     checkpoint::Checkpoint,
     hook::HookPoint,
-    hub::HubSettings,
     transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::formats::{self, LoadOptions, SaeSource};
@@ -42,12 +42,11 @@ fn an_sae_in_a_hub_cache_loads_offline_with_its_subfolder() {
         .unwrap();
     assert!(written.status.success());
     let hub_dir = dir.path().join("hub");
-    saeidx_assets::hf_cache::publish_snapshot(&hub_dir, "someone/sparsify-sae", &repo_folder)
-        .unwrap();
+    saeidx_hub::cache::place_snapshot(&hub_dir, "someone/sparsify-sae", &repo_folder).unwrap();
     let settings = HubSettings {
         cache_dir: hub_dir,
         offline: true,
-        token: None,
+        ..HubSettings::from_env()
     };
     let source = SaeSource::parse("someone/sparsify-sae/layers.6", None);
     let from_hub = formats::load(&source, &settings, LoadOptions::default()).unwrap();

@@ -8,7 +8,8 @@
 use std::{path::Path, process::Command};
 
 use mlx_rs::{Array, random};
-use saeidx_model::{config::ModelConfig, hook::HookPoint, hub::HubSettings};
+use saeidx_hub::HubSettings;
+use saeidx_model::{config::ModelConfig, hook::HookPoint};
 use saeidx_sae::{
     SaeError,
     formats::{self, LoadOptions, SaeSource},

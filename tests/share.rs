@@ -11,142 +11,11 @@ use std::{
     io::Read,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::{Arc, Mutex},
 };
 
-use saeidx_format::checksum::sha256_hex;
+use saeidx_testkit::hub::{LocalHub, RepoKind, ServedRepo};
 use saeidx_tests::{reference_python, repo_root, saeidx_binary};
 use serde_json::Value;
-
-/// A Hub dataset repo as the server holds it: revision names → commit, and files.
-struct Repo {
-    commit: String,
-    revisions: Vec<String>,
-    files: BTreeMap<String, Vec<u8>>,
-}
-
-/// A local server for the Hub routes hf-hub uses: the revision listing
-/// (`/api/datasets/ORG/NAME/revision/REV`) and file resolution
-/// (`/datasets/ORG/NAME/resolve/REV/FILE`, with the `etag`, `x-repo-commit` and
-/// `content-range` headers and byte ranges). Stops on drop.
-struct LocalHub {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    requests: Arc<Mutex<Vec<String>>>,
-    endpoint: String,
-}
-
-impl LocalHub {
-    fn start(repos: BTreeMap<String, Repo>) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let endpoint = format!(
-            "http://127.0.0.1:{}",
-            server.server_addr().to_ip().unwrap().port()
-        );
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let (server, requests) = (server.clone(), requests.clone());
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    requests.lock().unwrap().push(request.url().to_string());
-                    let response = answer(&repos, &request);
-                    let _ = request.respond(response);
-                }
-            })
-        };
-        Self {
-            server,
-            thread: Some(thread),
-            requests,
-            endpoint,
-        }
-    }
-}
-
-impl Drop for LocalHub {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name, value).unwrap()
-}
-
-fn not_found(what: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    tiny_http::Response::from_string(format!("{{\"error\": \"{what}\"}}")).with_status_code(404)
-}
-
-fn answer(
-    repos: &BTreeMap<String, Repo>,
-    request: &tiny_http::Request,
-) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let url = request.url().to_string();
-    let find = |rest: &str| -> Option<(&Repo, String, String)> {
-        // ORG/NAME/<sep>/REV[/FILE]
-        let mut parts = rest.splitn(5, '/');
-        let repo_id = format!("{}/{}", parts.next()?, parts.next()?);
-        let _separator = parts.next()?;
-        let revision = parts.next()?.replace("%2F", "/");
-        let file = parts.next().unwrap_or("").to_string();
-        let repo = repos.get(&repo_id)?;
-        (repo.revisions.contains(&revision) || revision == repo.commit)
-            .then_some((repo, revision, file))
-    };
-    if let Some(rest) = url.strip_prefix("/api/datasets/") {
-        let Some((repo, _, _)) = find(rest) else {
-            return not_found("Revision Not Found");
-        };
-        let siblings: Vec<Value> = repo
-            .files
-            .keys()
-            .map(|f| serde_json::json!({"rfilename": f}))
-            .collect();
-        let body = serde_json::json!({"sha": repo.commit, "siblings": siblings});
-        return tiny_http::Response::from_string(body.to_string())
-            .with_header(header("Content-Type", "application/json"));
-    }
-    let Some((repo, _, file)) = url.strip_prefix("/datasets/").and_then(find) else {
-        return not_found("Repository Not Found");
-    };
-    let Some(bytes) = repo.files.get(&file) else {
-        return not_found("Entry Not Found");
-    };
-    let range = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Range"))
-        .map(|h| h.value.as_str().to_string());
-    let (start, end) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
-        Some(spec) => {
-            let (a, b) = spec.split_once('-').unwrap();
-            let start: usize = a.parse().unwrap();
-            let end = if b.is_empty() {
-                bytes.len().saturating_sub(1)
-            } else {
-                b.parse().unwrap()
-            };
-            (start, end.min(bytes.len().saturating_sub(1)))
-        }
-        None => (0, bytes.len().saturating_sub(1)),
-    };
-    let body = if bytes.is_empty() {
-        Vec::new()
-    } else {
-        bytes[start..=end].to_vec()
-    };
-    tiny_http::Response::from_data(body)
-        .with_status_code(if range.is_some() { 206 } else { 200 })
-        .with_header(header("etag", &format!("\"{}\"", sha256_hex(bytes))))
-        .with_header(header("x-repo-commit", &repo.commit))
-        .with_header(header(
-            "content-range",
-            &format!("bytes {start}-{end}/{}", bytes.len()),
-        ))
-}
 
 /// Every file under `dir`, by path relative to it.
 fn read_tree(dir: &Path, prefix: &str) -> BTreeMap<String, Vec<u8>> {
@@ -232,26 +101,21 @@ fn published_indexes_fetch_from_a_local_hub_verified_and_offline() {
         .iter()
         .map(|(name, bytes)| (format!("smollm2/layer1/{name}"), bytes.clone()))
         .collect();
-    let repo = |files: BTreeMap<String, Vec<u8>>| Repo {
-        commit: COMMIT.into(),
+    let repo = |repo_id: &str, commit: &str, files: BTreeMap<String, Vec<u8>>| ServedRepo {
+        kind: RepoKind::Dataset,
+        repo_id: repo_id.into(),
+        commit: commit.into(),
         revisions: vec!["main".into(), "v1".into()],
         files,
     };
-    let mut repos = BTreeMap::new();
-    repos.insert("team/sotu-index".to_string(), repo(files.clone()));
-    repos.insert("team/damaged".to_string(), repo(damaged));
-    repos.insert("team/incomplete".to_string(), repo(incomplete));
-    repos.insert("team/indexes".to_string(), repo(nested));
-    repos.insert(
-        "team/next".to_string(),
-        Repo {
-            commit: NEXT_COMMIT.into(),
-            revisions: vec!["main".into()],
-            files: files.clone(),
-        },
-    );
-    let hub = LocalHub::start(repos);
-    let endpoint = hub.endpoint.clone();
+    let hub = LocalHub::start(vec![
+        repo("team/sotu-index", COMMIT, files.clone()),
+        repo("team/damaged", COMMIT, damaged),
+        repo("team/incomplete", COMMIT, incomplete),
+        repo("team/indexes", COMMIT, nested),
+        repo("team/next", NEXT_COMMIT, files.clone()),
+    ]);
+    let endpoint = hub.endpoint().to_string();
     let hf_home = work.path().join("hf");
     let env = [
         ("HF_ENDPOINT", endpoint.as_str()),
@@ -288,11 +152,7 @@ fn published_indexes_fetch_from_a_local_hub_verified_and_offline() {
     };
     assert_eq!(top(&cached), top(&fixture));
     assert!(
-        hub.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|url| !url.contains("README.md")),
+        hub.requests().iter().all(|url| !url.contains("README.md")),
         "only the index's files are downloaded"
     );
 
@@ -350,8 +210,22 @@ fn published_indexes_fetch_from_a_local_hub_verified_and_offline() {
     assert!(error.contains("team/sotu-index"), "{error}");
     ok(saeidx(&["fetch", "team/next", "--json"], work.path(), &env));
 
-    // Offline, with the server gone: the cache answers for the fetched revisions.
+    // With the server gone and no HF_HUB_OFFLINE, the cached snapshot answers (with a
+    // warning naming its commit), as huggingface_hub does.
     drop(hub);
+    let output = saeidx(&["fetch", "team/sotu-index", "--json"], work.path(), &env);
+    let warning = String::from_utf8_lossy(&output.stderr).into_owned();
+    let again = ok(output);
+    assert_eq!(
+        (&again["online"], &again["commit"]),
+        (&Value::Bool(false), &Value::from(COMMIT))
+    );
+    assert!(
+        warning.contains(&format!("team/sotu-index@main at commit {COMMIT}")),
+        "{warning}"
+    );
+
+    // Offline: the cache answers for the fetched revisions.
     let offline = [env[0], env[1], ("HF_HUB_OFFLINE", "1")];
     let again = ok(saeidx(
         &["fetch", "team/sotu-index", "--json"],

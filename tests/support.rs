@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 use saeidx_assets::defaults::{AssetPaths, DEFAULT_MODEL_REPO};
-use saeidx_model::hub::{self, HubSettings, ModelFiles, ModelSource};
+use saeidx_hub::HubSettings;
+use saeidx_model::files::{self, ModelFiles, ModelSource};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -32,7 +33,7 @@ pub fn default_model() -> ModelFiles {
         repo_id: DEFAULT_MODEL_REPO.to_string(),
         revision: None,
     };
-    hub::resolve(&source, &settings).unwrap_or_else(|e| {
+    files::resolve(&source, &settings).unwrap_or_else(|e| {
         panic!("{e}\nThe default model is made by `bash scripts/setup.sh`; run it first.")
     })
 }

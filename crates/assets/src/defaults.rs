@@ -16,7 +16,9 @@ use std::{
 
 use saeidx_format::{atomic, checksum};
 
-use crate::{ImportError, corpus, gguf, hf_cache};
+use saeidx_hub::cache::{self as hf_cache, CachedSnapshot};
+
+use crate::{ImportError, corpus, gguf};
 
 /// The repo id under which the default model is published in the local HF cache.
 pub const DEFAULT_MODEL_REPO: &str = "saeidx-default/SmolLM2-135M-Instruct-mlx-4bit";
@@ -126,7 +128,7 @@ pub struct PreparedAssets {
     /// Whether the GGUF had to be fetched.
     pub gguf_outcome: Outcome,
     /// The model snapshot in the HF cache.
-    pub model: hf_cache::CachedSnapshot,
+    pub model: CachedSnapshot,
     /// Whether the model had to be made.
     pub model_outcome: Outcome,
     /// The corpus file.
@@ -140,11 +142,14 @@ pub struct PreparedAssets {
 /// damaged. `report` receives a line for each step that does work.
 pub fn prepare(paths: &AssetPaths, report: &dyn Fn(&str)) -> Result<PreparedAssets, ImportError> {
     let gguf_outcome = prepare_gguf(paths, report)?;
-    let (model, model_outcome) =
-        match hf_cache::verified_snapshot(&paths.hub_dir, DEFAULT_MODEL_REPO, MODEL_FILES)? {
-            Some(snapshot) => (snapshot, Outcome::Cached),
-            None => (convert_model(paths, report)?, Outcome::Prepared),
-        };
+    let (model, model_outcome) = match hf_cache::verified_placed_snapshot(
+        &paths.hub_dir,
+        DEFAULT_MODEL_REPO,
+        MODEL_FILES,
+    )? {
+        Some(snapshot) => (snapshot, Outcome::Cached),
+        None => (convert_model(paths, report)?, Outcome::Prepared),
+    };
     let corpus_path = paths.corpus();
     let corpus_intact =
         checksum::sha256_file(&corpus_path).is_ok_and(|digest| digest == corpus::SOTU_JSONL_SHA256);
@@ -188,10 +193,7 @@ fn prepare_gguf(paths: &AssetPaths, report: &dyn Fn(&str)) -> Result<Outcome, Im
 }
 
 /// Converts the (verified) GGUF and publishes it into the HF cache.
-fn convert_model(
-    paths: &AssetPaths,
-    report: &dyn Fn(&str),
-) -> Result<hf_cache::CachedSnapshot, ImportError> {
+fn convert_model(paths: &AssetPaths, report: &dyn Fn(&str)) -> Result<CachedSnapshot, ImportError> {
     let gguf_path = paths.gguf();
     report(&format!(
         "converting {} to an MLX checkpoint",
@@ -204,7 +206,11 @@ fn convert_model(
         paths.hub_dir.display()
     ));
     // The staged folder is only a source for the cache's blobs; it is never published.
-    hf_cache::publish_snapshot(&paths.hub_dir, DEFAULT_MODEL_REPO, staged.path())
+    Ok(hf_cache::place_snapshot(
+        &paths.hub_dir,
+        DEFAULT_MODEL_REPO,
+        staged.path(),
+    )?)
 }
 
 /// A verified package archive in a temporary folder (removed when dropped).

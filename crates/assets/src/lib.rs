@@ -7,9 +7,11 @@
 //!   which downloads, verifies, converts and publishes everything, idempotently;
 //! - [`gguf`]: a llama.cpp GGUF Llama checkpoint → an MLX checkpoint folder, lossless;
 //! - [`tokenizer`]: the GGUF's vocabulary and merges → a Hugging Face `tokenizer.json`;
-//! - [`hf_cache`]: a folder → a snapshot in the Hugging Face hub cache, so the normal
-//!   hf-hub loading path finds it by repo id with `HF_HUB_OFFLINE=1`;
 //! - [`corpus`]: the State of the Union package → the JSONL corpus format.
+//!
+//! The converted model is placed in the Hugging Face cache as a snapshot
+//! (`saeidx_hub::cache::place_snapshot`), so the normal loading path finds it by repo id;
+//! placed repos always resolve from the cache, never from the network.
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -17,7 +19,6 @@ use std::path::{Path, PathBuf};
 pub mod corpus;
 pub mod defaults;
 pub mod gguf;
-pub mod hf_cache;
 pub mod tokenizer;
 
 /// Why an asset could not be obtained or converted. Nothing half-written is left behind.
@@ -35,6 +36,9 @@ pub enum ImportError {
     /// Publishing output failed (a full disk shows up here).
     #[error(transparent)]
     Write(#[from] saeidx_format::atomic::AtomicWriteError),
+    /// Placing the model in the Hugging Face cache failed.
+    #[error(transparent)]
+    Cache(#[from] saeidx_hub::HubError),
     /// A registry download failed.
     #[error("could not download {package}: {detail}")]
     Download {

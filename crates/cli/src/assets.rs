@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use saeidx_assets::{
     defaults::{self, AssetPaths, Outcome},
-    gguf, hf_cache,
+    gguf,
 };
 use serde_json::json;
 
@@ -56,7 +56,7 @@ pub fn run(command: AssetsCommand) -> anyhow::Result<()> {
         AssetsCommand::Prepare { dir, output } => {
             let paths = AssetPaths {
                 assets_dir: dir.assets_dir,
-                hub_dir: hf_cache::hub_cache_dir(),
+                hub_dir: saeidx_hub::HubSettings::from_env().cache_dir,
             };
             let bar = spinner(!output.json);
             let prepared = defaults::prepare(&paths, &|step| bar.set_message(step.to_string()))

@@ -9,13 +9,13 @@ use saeidx_format::{
     manifest::{MANIFEST_FILE, Manifest},
     verify as index_verify,
 };
+use saeidx_hub::HubSettings;
 use saeidx_indexer::{
     job::{self, JobFile},
     merge,
     parts::Shard,
     pipeline::{self, Event, RunOptions, RunSummary},
 };
-use saeidx_model::hub::HubSettings;
 use serde_json::json;
 
 use crate::{Output, print_json};

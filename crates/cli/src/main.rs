@@ -10,7 +10,8 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use saeidx_assets::defaults::DEFAULT_MODEL_REPO;
-use saeidx_model::hub::{self, HubSettings, ModelFiles, ModelSource};
+use saeidx_hub::HubSettings;
+use saeidx_model::files::{self, ModelFiles, ModelSource};
 
 mod activations;
 mod assets;
@@ -111,10 +112,11 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// Finds the model's files (hf-hub: `HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`).
+    /// Finds the model's files, offline-first (`HF_HOME`, `HF_TOKEN`, `HF_ENDPOINT`,
+    /// `HF_HUB_OFFLINE`).
     fn resolve(&self) -> anyhow::Result<ModelFiles> {
         let source = ModelSource::parse(&self.model, self.revision.clone());
-        hub::resolve(&source, &HubSettings::from_env())
+        files::resolve(&source, &HubSettings::from_env())
             .with_context(|| format!("resolving model {source}"))
     }
 }
@@ -132,7 +134,7 @@ impl AssetsDir {
     fn default_corpus(&self) -> PathBuf {
         saeidx_assets::defaults::AssetPaths {
             assets_dir: self.assets_dir.clone(),
-            hub_dir: saeidx_assets::hf_cache::hub_cache_dir(),
+            hub_dir: HubSettings::from_env().cache_dir,
         }
         .corpus()
     }

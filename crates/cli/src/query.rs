@@ -5,7 +5,7 @@ use std::{ops::Range, path::PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use saeidx_model::hub::HubSettings;
+use saeidx_hub::HubSettings;
 use saeidx_query::{
     Aggregate, Exclusions, FeatureLabel, FeatureReport, FeatureScore, QueryIndex, Rank, Registry,
     TextHit, TokenCodes, rank_features,

@@ -7,7 +7,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use saeidx_corpus::{tokenizer::TextTokenizer, window::WindowPolicy};
 use saeidx_format::checksum::sha256_file;
-use saeidx_model::hub::{self, HubSettings, ModelSource};
+use saeidx_hub::HubSettings;
+use saeidx_model::files::{self, ModelSource};
 use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
@@ -147,7 +148,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let fits = match (&args.model, &args.hook) {
         (Some(model), Some(hook)) => {
             let hook = HookPoint::parse(hook, None)?;
-            let files = hub::resolve(&ModelSource::parse(model, None), &settings)?;
+            let files = files::resolve(&ModelSource::parse(model, None), &settings)?;
             let config = saeidx_model::config::ModelConfig::from_file(&files.config)?;
             let applied = formats::prepare(&mut sae, &config, model, hook, false)?;
             Some(json!({"fits": format!("fits {model} at {hook}"), "applied": applied}))

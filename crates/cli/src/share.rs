@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use saeidx_model::hub::HubSettings;
+use saeidx_hub::HubSettings;
 use saeidx_share::{
     hub::{FetchRequest, PublishRequest},
     neuronpedia::{self, ExportRequest},

@@ -35,8 +35,9 @@
 //!
 //! Relative paths are relative to the job file's folder. A corpus source may also be a
 //! Hugging Face dataset: `path = "hf://datasets/ORG/NAME[@REVISION][/FOLDER]"` (e.g. the
-//! `data` folder of Parquet files datasets ship), read from the HF cache offline
-//! (`HF_HUB_OFFLINE=1`) or downloaded through hf-hub.
+//! `data` folder of Parquet files datasets ship), resolved offline-first through
+//! `saeidx-hub` (downloaded when the Hub answers; the cached snapshot under
+//! `HF_HUB_OFFLINE=1` or when the Hub cannot answer).
 
 use std::path::{Path, PathBuf};
 
@@ -48,10 +49,11 @@ use saeidx_format::{
         WindowRecord,
     },
 };
+use saeidx_hub::{HubError, HubSettings, Listing, RepoKind, RepoRef};
 use saeidx_model::{
     checkpoint::Checkpoint,
+    files::{self, ModelFiles, ModelSource},
     hook::HookPoint,
-    hub::{self, HubRepo, HubSettings, ModelFiles, ModelSource, RepoKind},
     transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
@@ -183,10 +185,10 @@ impl JobFile {
         };
         job.output = base.join(&job.output);
         job.source_names =
-            resolve_hub_sources(&mut job.corpus, &HubSettings::from_env()).map_err(|reason| {
-                IndexError::Job {
+            resolve_hub_sources(&mut job.corpus, &HubSettings::from_env()).map_err(|source| {
+                IndexError::JobSource {
                     path: path.to_path_buf(),
-                    reason,
+                    source,
                 }
             })?;
         job.corpus = job.corpus.relative_to(base);
@@ -219,12 +221,12 @@ impl JobFile {
 pub const HUB_DATASET_PREFIX: &str = "hf://datasets/";
 
 /// Replaces every `hf://datasets/ORG/NAME[@REVISION][/FOLDER]` source with the local
-/// snapshot folder (from the cache with `HF_HUB_OFFLINE`, else downloading the folder's
-/// corpus files through hf-hub), and returns every source's name for the manifest.
+/// snapshot folder (resolved offline-first: downloading the folder's corpus files when
+/// the Hub answers), and returns every source's name for the manifest.
 fn resolve_hub_sources(
     corpus: &mut CorpusSpec,
     settings: &HubSettings,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, HubError> {
     let mut names = Vec::with_capacity(corpus.sources.len());
     for source in &mut corpus.sources {
         let text = source.path.to_string_lossy().into_owned();
@@ -232,57 +234,64 @@ fn resolve_hub_sources(
             names.push(text);
             continue;
         };
-        let mut segments = rest.splitn(3, '/');
-        let (org, name_rev, folder) = (
-            segments.next().unwrap_or_default(),
-            segments.next().unwrap_or_default(),
-            segments.next().unwrap_or_default().trim_matches('/'),
-        );
-        let (name, revision) = name_rev.split_once('@').unwrap_or((name_rev, "main"));
-        if org.is_empty() || name.is_empty() {
-            return Err(format!(
+        let (repo, folder) = parse_hub_source(rest).ok_or_else(|| HubError::Invalid {
+            repo: RepoRef::new(RepoKind::Dataset, rest, None),
+            reason: format!(
                 "corpus source {text:?}: expected {HUB_DATASET_PREFIX}ORG/NAME[@REVISION][/FOLDER]"
-            ));
-        }
-        let repo_id = format!("{org}/{name}");
-        let snapshot = if settings.offline {
-            hub::cached_snapshot_of(&settings.cache_dir, RepoKind::Dataset, &repo_id, revision)
-                .map_err(|e| e.to_string())?
-        } else {
-            let repo = HubRepo::open_kind(RepoKind::Dataset, &repo_id, revision, settings)
-                .map_err(|e| e.to_string())?;
-            let prefix = if folder.is_empty() {
-                String::new()
-            } else {
-                format!("{folder}/")
-            };
-            let wanted: Vec<&String> = repo
-                .files
-                .iter()
-                .filter(|file| {
-                    file.starts_with(&prefix)
-                        && saeidx_corpus::SourceFormat::from_extension(Path::new(file)).is_some()
-                })
-                .collect();
-            if wanted.is_empty() {
-                return Err(format!(
-                    "{repo_id}@{revision} has no corpus files under {folder:?}"
-                ));
-            }
-            for file in wanted {
-                repo.get(file).map_err(|e| e.to_string())?;
-            }
-            repo.remember(revision).map_err(|e| e.to_string())?;
-            repo.snapshot().to_path_buf()
-        };
-        let commit = snapshot
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        source.path = snapshot.join(folder);
-        names.push(format!("{HUB_DATASET_PREFIX}{repo_id}@{commit}/{folder}"));
+            ),
+        })?;
+        let snapshot =
+            saeidx_hub::resolve(settings, &repo, |listing| download_corpus(listing, &folder))?;
+        source.path = snapshot.dir.join(&folder);
+        names.push(format!(
+            "{HUB_DATASET_PREFIX}{}@{}/{folder}",
+            repo.repo_id, snapshot.commit
+        ));
     }
     Ok(names)
+}
+
+/// `ORG/NAME[@REVISION][/FOLDER]` as a dataset repo and a folder (`""`: its root).
+fn parse_hub_source(rest: &str) -> Option<(RepoRef, String)> {
+    let mut segments = rest.splitn(3, '/');
+    let (org, name_rev, folder) = (
+        segments.next().unwrap_or_default(),
+        segments.next().unwrap_or_default(),
+        segments.next().unwrap_or_default().trim_matches('/'),
+    );
+    let (name, revision) = name_rev.split_once('@').unwrap_or((name_rev, "main"));
+    if org.is_empty() || name.is_empty() || revision.is_empty() {
+        return None;
+    }
+    let repo = RepoRef::new(RepoKind::Dataset, &format!("{org}/{name}"), Some(revision));
+    Some((repo, folder.to_string()))
+}
+
+/// Downloads the corpus files (by extension) under `folder` of a listed dataset repo.
+fn download_corpus(listing: &Listing, folder: &str) -> Result<(), HubError> {
+    let prefix = if folder.is_empty() {
+        String::new()
+    } else {
+        format!("{folder}/")
+    };
+    let wanted: Vec<&String> = listing
+        .files
+        .iter()
+        .filter(|file| {
+            file.starts_with(&prefix)
+                && saeidx_corpus::SourceFormat::from_extension(Path::new(file)).is_some()
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(HubError::Invalid {
+            repo: listing.repo().clone(),
+            reason: format!("no corpus files under {folder:?}"),
+        });
+    }
+    for file in wanted {
+        listing.get(file)?;
+    }
+    Ok(())
 }
 
 /// Everything a job needs, loaded: the model up to the hook, tokenizer, SAE, and the
@@ -310,7 +319,7 @@ pub struct LoadedJob {
 /// corpus files, and returns the job's [`JobSpec`].
 pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexError> {
     let source = ModelSource::parse(&file.model.source, file.model.revision.clone());
-    let model_files = hub::resolve(&source, settings)?;
+    let model_files = files::resolve(&source, settings)?;
     let checkpoint = Checkpoint::load(model_files.clone())?;
     let config = checkpoint.config.clone();
     let hook = HookPoint::parse(&file.hook, None).map_err(saeidx_model::ModelError::from)?;

@@ -63,6 +63,15 @@ pub enum IndexError {
         #[source]
         source: std::io::Error,
     },
+    /// A corpus source on the Hub could not be resolved.
+    #[error("job file {path}: {source}")]
+    JobSource {
+        /// The job file.
+        path: PathBuf,
+        /// Why the Hub and its cache could not provide the corpus.
+        #[source]
+        source: saeidx_hub::HubError,
+    },
     /// The job file is wrong.
     #[error("job file {path}: {reason}")]
     Job {

@@ -8,10 +8,11 @@ use mlx_rs::Array;
 use saeidx_activations::{Batcher, Exclusions, TokenizedDocument, extract};
 use saeidx_corpus::{tokenizer::TextTokenizer, window::WindowPolicy};
 use saeidx_format::{manifest::Manifest, tables::round_to_half_precision};
+use saeidx_hub::HubSettings;
 use saeidx_model::{
     checkpoint::Checkpoint,
+    files::{self, ModelSource},
     hook::HookPoint,
-    hub::{self, HubSettings, ModelSource},
     transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
@@ -96,10 +97,7 @@ impl LiveAnalyzer {
         // recorded revision in the cache (another machine's cache may name the same
         // weights by another commit), then the Hub. The weights' SHA-256 decides.
         let name = model.unwrap_or(&job.model.source);
-        let cached = HubSettings {
-            offline: true,
-            ..settings.clone()
-        };
+        let cached = settings.cache_only();
         let recorded = if model.is_some() {
             vec![None]
         } else {
@@ -107,7 +105,8 @@ impl LiveAnalyzer {
         };
         let mut found = None;
         for revision in &recorded {
-            if let Ok(files) = hub::resolve(&ModelSource::parse(name, revision.clone()), &cached) {
+            if let Ok(files) = files::resolve(&ModelSource::parse(name, revision.clone()), &cached)
+            {
                 found = Some(files);
                 break;
             }
@@ -116,7 +115,7 @@ impl LiveAnalyzer {
             Some(files) => files,
             None => {
                 let revision = recorded.last().cloned().flatten();
-                hub::resolve(&ModelSource::parse(name, revision), settings)?
+                files::resolve(&ModelSource::parse(name, revision), settings)?
             }
         };
         if files.weights_sha256()? != job.model.weights_sha256 {

@@ -16,7 +16,7 @@ use crate::{
     architecture::{Architecture, MlpInput, NormKind, Projections, QkNormScope},
     config::{ModelConfig, Quantization},
     families::Placement,
-    hub::ModelFiles,
+    files::ModelFiles,
 };
 
 /// What kind of parameters a module holds.
@@ -405,7 +405,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::hub::{HubSettings, ModelSource, resolve};
+    use crate::files::{ModelSource, resolve};
+    use saeidx_hub::HubSettings;
 
     const HIDDEN: i32 = 64;
     const FFN: i32 = 128;

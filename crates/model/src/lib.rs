@@ -1,7 +1,8 @@
 //! Language models for saeidx: find them, load them, check them, run them to a hook.
 //!
-//! - [`hub`]: resolve a model from a local folder or a Hugging Face repo (hf-hub, with
-//!   `HF_HOME`, `HF_TOKEN`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`), recording the commit;
+//! - [`files`]: resolve a model from a local folder or a Hugging Face repo (offline-first
+//!   through `saeidx-hub`: `HF_HOME`, `HF_TOKEN`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`),
+//!   recording the commit;
 //! - [`config`]: `config.json`, including MLX's `quantization` entry;
 //! - [`families`]: each supported family (Llama, Mistral, GPT-2, GPT-NeoX/Pythia,
 //!   Gemma 2 and 3, Qwen 2 and 3, Phi-3, OLMo 2) reads its config into an
@@ -11,10 +12,10 @@
 //! - [`transformer`]: the forward pass of every family up to the deepest hook.
 //!
 //! ```no_run
-//! use saeidx_model::{checkpoint::Checkpoint, hub};
+//! use saeidx_model::{checkpoint::Checkpoint, files};
 //!
-//! let source = hub::ModelSource::parse("saeidx-default/SmolLM2-135M-Instruct-mlx-4bit", None);
-//! let files = hub::resolve(&source, &hub::HubSettings::from_env())?;
+//! let source = files::ModelSource::parse("saeidx-default/SmolLM2-135M-Instruct-mlx-4bit", None);
+//! let files = files::resolve(&source, &saeidx_hub::HubSettings::from_env())?;
 //! let checkpoint = Checkpoint::load(files)?;
 //! println!("{} parameters", checkpoint.summary().parameters);
 //! # Ok::<(), saeidx_model::ModelError>(())
@@ -28,8 +29,8 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod families;
+pub mod files;
 pub mod hook;
-pub mod hub;
 pub mod transformer;
 
 /// Why a model could not be found or loaded; each says what to do.
@@ -62,29 +63,9 @@ pub enum ModelError {
         /// What to do about it.
         hint: String,
     },
-    /// Offline, and the repo/revision is not in the cache.
-    #[error(
-        "{repo_id}@{revision} is not in the Hugging Face cache at {cache_dir} and \
-         HF_HUB_OFFLINE is set: unset it to download, or set HF_HOME to the cache that has it"
-    )]
-    NotCached {
-        /// The repo id.
-        repo_id: String,
-        /// The revision asked for.
-        revision: String,
-        /// The cache searched.
-        cache_dir: PathBuf,
-    },
-    /// The hub could not be reached or refused the request.
-    #[error(
-        "could not fetch {repo_id} from the Hugging Face Hub: {reason} (set HF_TOKEN for gated repos, HF_HUB_OFFLINE=1 to use the cache only)"
-    )]
-    Hub {
-        /// The repo id.
-        repo_id: String,
-        /// What hf-hub reported.
-        reason: String,
-    },
+    /// The Hugging Face Hub and its cache could not provide the model.
+    #[error(transparent)]
+    Hub(#[from] saeidx_hub::HubError),
     /// The weights do not match the config.
     #[error("the weights of {model} do not match its config.json: {reason}")]
     WeightsMismatch {
@@ -107,6 +88,15 @@ pub enum ModelError {
 impl From<mlx_rs::error::Exception> for ModelError {
     fn from(error: mlx_rs::error::Exception) -> Self {
         Self::Compute(error.to_string())
+    }
+}
+
+impl saeidx_hub::HubFailure for ModelError {
+    fn hub_error(&self) -> Option<&saeidx_hub::HubError> {
+        match self {
+            Self::Hub(error) => Some(error),
+            _ => None,
+        }
     }
 }
 

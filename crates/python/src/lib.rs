@@ -52,9 +52,18 @@ mod saeidx {
     use crate::index::Index;
     use pyo3::prelude::*;
 
-    /// Adds `__version__`, the version of the saeidx that built this module.
+    /// Adds `__version__`, the version of the saeidx that built this module, and sends
+    /// saeidx's warnings (e.g. "using the cached snapshot of ... at commit ...") to
+    /// standard error, as the command line does (`RUST_LOG` chooses more).
     #[pymodule_init]
     fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Another extension may have installed a subscriber first; then it gets them.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
         module.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

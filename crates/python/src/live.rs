@@ -5,8 +5,8 @@
 use std::sync::{Mutex, PoisonError};
 
 use saeidx_format::manifest::Manifest;
+use saeidx_hub::HubSettings;
 use saeidx_indexer::live::{LiveToken, LiveWorker, LiveWorkerError};
-use saeidx_model::hub::HubSettings;
 
 /// The live analyzer of one index, started on first use.
 #[derive(Default)]

@@ -91,3 +91,31 @@ def test_threads_share_one_model_and_other_threads_run_meanwhile(index_dir: Path
     assert len(results) == 3 and results[0] == results[1] == results[2]
     assert [f for f, _ in results[0]] == [f for f, _ in idx.top_features(doc="budget", top_k=8)]
     assert longest_pause < max(0.1, elapsed / 4), (longest_pause, elapsed)
+
+
+def test_live_texts_need_neither_the_network_nor_the_offline_flag(
+    idx: saeidx.Index, index_dir: Path
+) -> None:
+    """Without HF_HUB_OFFLINE and with the Hub a closed port, the index's model (placed in
+    the cache by set-up) still loads, silently, and answers as in this process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = "Paris is the capital of France."
+    script = f"""
+import saeidx
+print(saeidx.open({str(index_dir)!r}).top_features({text!r}, top_k=5))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WARN" not in done.stderr, done.stderr
+    assert done.stdout.strip() == str(idx.top_features(text, top_k=5))

@@ -52,12 +52,25 @@ pub enum SaeError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] saeidx_model::ModelError),
+    /// The Hugging Face Hub and its cache could not provide the SAE.
+    #[error(transparent)]
+    Hub(#[from] saeidx_hub::HubError),
     /// Reading or tokenizing the corpus failed.
     #[error(transparent)]
     Corpus(#[from] saeidx_corpus::CorpusError),
     /// MLX failed while computing (for example, out of memory: lower the batch size).
     #[error("MLX computation failed: {0}")]
     Compute(String),
+}
+
+impl saeidx_hub::HubFailure for SaeError {
+    fn hub_error(&self) -> Option<&saeidx_hub::HubError> {
+        match self {
+            Self::Hub(error) => Some(error),
+            Self::Model(error) => saeidx_hub::HubFailure::hub_error(error),
+            _ => None,
+        }
+    }
 }
 
 impl From<mlx_rs::error::Exception> for SaeError {

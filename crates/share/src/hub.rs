@@ -2,7 +2,8 @@
 //!
 //! [`fetch`] downloads an index (the repo's root or a folder of it) through hf-hub into
 //! the standard cache (`HF_HOME`, `HF_ENDPOINT`, `HF_TOKEN`), pinned to the commit the
-//! revision names, records the revision so that `HF_HUB_OFFLINE=1` finds it again, and
+//! revision names, records the revision so that `HF_HUB_OFFLINE=1` finds it again (and
+//! uses that cached copy when the Hub cannot answer, as everything in `saeidx-hub`), and
 //! verifies every file (Parquet checksums and rows, query-file chunks) before saying
 //! where it is. [`publish`] writes the exact folder to upload plus a dataset card built
 //! from the manifest: hf-hub (the well-kept Rust client) downloads but has no upload
@@ -19,7 +20,7 @@ use saeidx_format::{
     manifest::{MANIFEST_FILE, Manifest},
     verify::{VerifyReport, verify},
 };
-use saeidx_model::hub::{HubRepo, HubSettings, RepoKind, cached_snapshot_of};
+use saeidx_hub::{HubSettings, Listing, Origin, RepoKind, RepoRef};
 use saeidx_query::{QueryError, QueryIndex, layout::QUERY_DIR};
 
 use crate::ShareError;
@@ -49,7 +50,8 @@ pub struct Fetched {
     pub commit: String,
     /// Files fetched or found in the cache.
     pub files: usize,
-    /// Whether the network was used (false with `HF_HUB_OFFLINE`).
+    /// Whether the files came from the Hub now (false: from the cache, offline or because
+    /// the Hub could not answer).
     pub online: bool,
     /// The manifest.
     pub manifest: Manifest,
@@ -72,25 +74,21 @@ pub fn fetch(request: &FetchRequest, settings: &HubSettings) -> Result<Fetched, 
     } else {
         format!("{folder}/")
     };
-    let (snapshot, commit, files) = if settings.offline {
-        let snapshot = cached_snapshot_of(
-            &settings.cache_dir,
-            RepoKind::Dataset,
-            &request.repo_id,
-            &request.revision,
-        )?;
-        let commit = snapshot
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let dir = snapshot.join(&folder);
-        let count = match Manifest::read(&dir) {
-            Ok(manifest) => index_files(&dir, &manifest).len(),
-            Err(_) => 0,
-        };
-        (snapshot, commit, count)
+    let repo = RepoRef::new(RepoKind::Dataset, &request.repo_id, Some(&request.revision));
+    let mut downloaded = 0;
+    let resolved = saeidx_hub::resolve(settings, &repo, |listing| {
+        downloaded = download(listing, request, &folder, &prefix)?;
+        Ok::<(), ShareError>(())
+    })?;
+    let (snapshot, commit) = (resolved.dir, resolved.commit);
+    let online = resolved.origin == Origin::Hub;
+    let files = if online {
+        downloaded
     } else {
-        download(request, &folder, &prefix, settings)?
+        match Manifest::read(&snapshot.join(&folder)) {
+            Ok(manifest) => index_files(&snapshot.join(&folder), &manifest).len(),
+            Err(_) => 0,
+        }
     };
     let dir = snapshot.join(&folder);
     let what = format!("{}@{commit} ({})", request.repo_id, dir.display());
@@ -112,27 +110,21 @@ pub fn fetch(request: &FetchRequest, settings: &HubSettings) -> Result<Fetched, 
         index,
         commit,
         files,
-        online: !settings.offline,
+        online,
         manifest,
         report,
         query_bytes,
     })
 }
 
-/// Lists the repo, downloads the manifest and every file it names (plus query files and
-/// labels), and records the revision. Returns the snapshot, commit and file count.
+/// Downloads the manifest and every file it names (plus query files and labels) from a
+/// listed repo. Returns the number of files.
 fn download(
+    repo: &Listing,
     request: &FetchRequest,
     folder: &str,
     prefix: &str,
-    settings: &HubSettings,
-) -> Result<(PathBuf, String, usize), ShareError> {
-    let repo = HubRepo::open_kind(
-        RepoKind::Dataset,
-        &request.repo_id,
-        &request.revision,
-        settings,
-    )?;
+) -> Result<usize, ShareError> {
     let manifest_file = format!("{prefix}{MANIFEST_FILE}");
     if !repo.files.contains(&manifest_file) {
         let folders: Vec<&str> = repo
@@ -188,12 +180,7 @@ fn download(
         tracing::info!("fetching {file}");
         repo.get(&format!("{prefix}{file}"))?;
     }
-    repo.remember(&request.revision)?;
-    Ok((
-        repo.snapshot().to_path_buf(),
-        repo.commit.clone(),
-        wanted.len() + 1,
-    ))
+    Ok(wanted.len() + 1)
 }
 
 /// Verifies an index folder completely: manifest, every Parquet file (checksums, rows,

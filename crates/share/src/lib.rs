@@ -17,7 +17,7 @@ pub mod neuronpedia;
 pub enum ShareError {
     /// The Hub (or its cache) could not provide the files.
     #[error(transparent)]
-    Hub(#[from] saeidx_model::ModelError),
+    Hub(#[from] saeidx_hub::HubError),
     /// The repo (or its folder) holds no index.
     #[error(
         "{repo_id}@{revision} has no index at {folder:?} (no manifest.json there){hint}: give the folder with --path"
@@ -75,6 +75,15 @@ pub enum ShareError {
     /// An argument that cannot work.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl saeidx_hub::HubFailure for ShareError {
+    fn hub_error(&self) -> Option<&saeidx_hub::HubError> {
+        match self {
+            Self::Hub(error) => Some(error),
+            _ => None,
+        }
+    }
 }
 
 impl ShareError {

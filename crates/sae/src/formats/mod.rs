@@ -3,8 +3,9 @@
 //! [`load`] detects the format of a folder: mlxterp (`config.json` with `d_hidden` +
 //! `weights.safetensors`), SAELens (`cfg.json` + `sae_weights.safetensors`) or sparsify
 //! (`cfg.json` + `sae.safetensors`). A Hub source (`org/repo`, optionally with a
-//! subfolder such as `layers.10`) is fetched through hf-hub first (`HF_HOME`, `HF_TOKEN`,
-//! `HF_HUB_OFFLINE`). [`check_compatible`] then refuses an SAE whose width, model or hook
+//! subfolder such as `layers.10`) is resolved offline-first through `saeidx-hub` first
+//! (`HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`; the cached snapshot when the Hub cannot
+//! answer). [`check_compatible`] then refuses an SAE whose width, model or hook
 //! does not match the model and hook it is used with.
 
 pub mod gemma_scope;
@@ -19,11 +20,11 @@ use std::{
 
 use mlx_rs::Array;
 use saeidx_format::checksum;
+use saeidx_hub::{HubSettings, Listing, RepoKind, RepoRef};
 use saeidx_model::{
     architecture::NormKind,
     config::ModelConfig,
     hook::{HookKind, HookPoint},
-    hub::{self, HubRepo, HubSettings},
 };
 use serde_json::Value;
 
@@ -152,53 +153,6 @@ pub fn load(
     Ok(sae)
 }
 
-/// Fetches a Hub folder's SAE files (`.json`, `.safetensors`, `params.npz`, and the
-/// parent's `config.json`); returns the snapshot root and the commit.
-fn fetch_hub_folder(
-    repo_id: &str,
-    subfolder: &str,
-    revision: &str,
-    settings: &HubSettings,
-) -> Result<(PathBuf, String), SaeError> {
-    if settings.offline {
-        let root = hub::cached_snapshot(&settings.cache_dir, repo_id, revision)?;
-        let commit = root.file_name().map(|n| n.to_string_lossy().into_owned());
-        return Ok((root, commit.unwrap_or_default()));
-    }
-    let repo = HubRepo::open(repo_id, revision, settings)?;
-    let prefix = if subfolder.is_empty() {
-        String::new()
-    } else {
-        format!("{subfolder}/")
-    };
-    let parent_config = subfolder
-        .rsplit_once('/')
-        .map(|(parent, _)| format!("{parent}/config.json"))
-        .unwrap_or_else(|| "config.json".into());
-    let wanted: Vec<&String> = repo
-        .files
-        .iter()
-        .filter(|file| {
-            let in_folder = file.strip_prefix(&prefix).is_some_and(|rest| {
-                !rest.contains('/')
-                    && (rest.ends_with(".json")
-                        || rest.ends_with(".safetensors")
-                        || rest == gemma_scope::NPZ)
-            });
-            in_folder || **file == parent_config
-        })
-        .collect();
-    if wanted.is_empty() {
-        return Err(SaeError::Invalid(format!(
-            "{repo_id} has no SAE files under {subfolder:?}"
-        )));
-    }
-    for file in wanted {
-        repo.get(file)?;
-    }
-    Ok((repo.snapshot().to_path_buf(), repo.commit.clone()))
-}
-
 /// Loads an SAE folder, local or of a Hub repo, detecting its format.
 fn load_folder(
     source: &SaeSource,
@@ -216,11 +170,13 @@ fn load_folder(
             subfolder,
             revision,
         } => {
-            let revision = revision.as_deref().unwrap_or("main");
-            let (root, commit) = fetch_hub_folder(repo_id, subfolder, revision, settings)?;
+            let repo = RepoRef::new(RepoKind::Model, repo_id, revision.as_deref());
+            let snapshot = saeidx_hub::resolve(settings, &repo, |listing| {
+                download_sae_files(listing, subfolder)
+            })?;
             (
-                root.join(subfolder),
-                format!("{source}@{commit}"),
+                snapshot.dir.join(subfolder),
+                format!("{source}@{}", snapshot.commit),
                 format!("{repo_id}/{subfolder}"),
             )
         }
@@ -248,6 +204,43 @@ fn load_folder(
             dir.display()
         )))
     }
+}
+
+/// Downloads the SAE files of `subfolder` (its JSON and safetensors files, Gemma Scope's
+/// `params.npz`, and the parent folder's `config.json` that some formats keep there).
+fn download_sae_files(listing: &Listing, subfolder: &str) -> Result<(), SaeError> {
+    let prefix = if subfolder.is_empty() {
+        String::new()
+    } else {
+        format!("{subfolder}/")
+    };
+    let parent_config = subfolder
+        .rsplit_once('/')
+        .map(|(parent, _)| format!("{parent}/config.json"))
+        .unwrap_or_else(|| "config.json".into());
+    let wanted: Vec<&String> = listing
+        .files
+        .iter()
+        .filter(|file| {
+            let in_folder = file.strip_prefix(&prefix).is_some_and(|rest| {
+                !rest.contains('/')
+                    && (rest.ends_with(".json")
+                        || rest.ends_with(".safetensors")
+                        || rest == gemma_scope::NPZ)
+            });
+            in_folder || **file == parent_config
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(SaeError::Invalid(format!(
+            "{} has no SAE files under {subfolder:?}",
+            listing.repo()
+        )));
+    }
+    for file in wanted {
+        listing.get(file)?;
+    }
+    Ok(())
 }
 
 /// TransformerLens names (as SAELens records them) of models whose Hub name differs

@@ -1,18 +1,15 @@
-//! Finding a model's files: a local folder, or a Hugging Face repo through hf-hub.
-//!
-//! Hub lookups follow the ecosystem's conventions: the cache lives under `HF_HOME`
-//! (`$HF_HOME/hub`, default `~/.cache/huggingface/hub`), `HF_ENDPOINT` names the server,
-//! `HF_TOKEN` (or `$HF_HOME/token`) authenticates, and `HF_HUB_OFFLINE=1` resolves from
-//! the cache alone. The resolved commit is recorded so an index can say exactly which
-//! weights produced it.
+//! Finding a model's files: a local folder, or a Hugging Face repo resolved
+//! offline-first through [`saeidx_hub`] (the cache under `HF_HOME`, `HF_ENDPOINT`,
+//! `HF_TOKEN`, `HF_HUB_OFFLINE`; the cached snapshot when the Hub cannot answer). The
+//! resolved commit is recorded so an index can say exactly which weights produced it.
 
 use std::{
     fs,
     path::{Path, PathBuf},
 };
 
-use hf_hub::{Repo, RepoType, api::sync::ApiBuilder};
 use saeidx_format::checksum::{sha256_file, sha256_hex};
+use saeidx_hub::{HubSettings, Listing, Origin, RepoKind, RepoRef};
 use serde::Deserialize;
 
 use crate::ModelError;
@@ -59,35 +56,6 @@ impl std::fmt::Display for ModelSource {
     }
 }
 
-/// How to reach the hub, read from the standard environment variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubSettings {
-    /// `$HF_HOME/hub`.
-    pub cache_dir: PathBuf,
-    /// `HF_HUB_OFFLINE`: resolve from the cache only.
-    pub offline: bool,
-    /// `HF_TOKEN`, else the token file in `HF_HOME`.
-    pub token: Option<String>,
-}
-
-impl HubSettings {
-    /// Reads `HF_HOME`, `HF_HUB_OFFLINE` and `HF_TOKEN` (`HF_ENDPOINT` is read by hf-hub).
-    pub fn from_env() -> Self {
-        let cache = hf_hub::Cache::from_env();
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
-        let token = std::env::var("HF_TOKEN")
-            .ok()
-            .filter(|token| !token.trim().is_empty())
-            .or_else(|| cache.token());
-        Self {
-            cache_dir: cache.path().clone(),
-            offline,
-            token,
-        }
-    }
-}
-
 /// The files of a resolved model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFiles {
@@ -97,6 +65,9 @@ pub struct ModelFiles {
     pub dir: PathBuf,
     /// The hub commit the files belong to; `None` for a local folder.
     pub commit: Option<String>,
+    /// Where a hub snapshot came from (the Hub, or the cache and why); `None` for a local
+    /// folder.
+    pub origin: Option<Origin>,
     /// `config.json`.
     pub config: PathBuf,
     /// The safetensors files, in shard order.
@@ -162,21 +133,17 @@ fn shards_from_index(index: &Path) -> Result<Vec<String>, ModelError> {
     Ok(shards)
 }
 
-/// Resolves a model's files, downloading what is missing unless offline.
+/// Resolves a model's files: a local folder as it is; a hub repo offline-first
+/// (see [`saeidx_hub::resolve`]), downloading what is missing when the Hub answers.
 pub fn resolve(source: &ModelSource, settings: &HubSettings) -> Result<ModelFiles, ModelError> {
     match source {
         ModelSource::Local(dir) => files_in_folder(source, dir, None),
         ModelSource::Hub { repo_id, revision } => {
-            let revision = revision.clone().unwrap_or_else(|| "main".to_string());
-            if settings.offline {
-                let snapshot = cached_snapshot(&settings.cache_dir, repo_id, &revision)?;
-                let commit = snapshot
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned());
-                files_in_folder(source, &snapshot, commit)
-            } else {
-                download(source, repo_id, &revision, settings)
-            }
+            let repo = RepoRef::new(RepoKind::Model, repo_id, revision.as_deref());
+            let snapshot = saeidx_hub::resolve(settings, &repo, download)?;
+            let mut files = files_in_folder(source, &snapshot.dir, Some(snapshot.commit))?;
+            files.origin = Some(snapshot.origin);
+            Ok(files)
         }
     }
 }
@@ -197,9 +164,9 @@ fn files_in_folder(
                 file: name.to_string(),
                 hint: match source {
                     ModelSource::Local(_) => "the folder must hold a complete checkpoint".into(),
-                    ModelSource::Hub { .. } => {
-                        "the cached snapshot is incomplete; run once without HF_HUB_OFFLINE".into()
-                    }
+                    ModelSource::Hub { .. } => "the cached snapshot is incomplete: run once \
+                        where the Hub is reachable, without HF_HUB_OFFLINE"
+                        .into(),
                 },
             })
         }
@@ -216,189 +183,26 @@ fn files_in_folder(
         source: source.clone(),
         dir: dir.to_path_buf(),
         commit,
+        origin: None,
         config: require("config.json")?,
         weights,
         tokenizer: require("tokenizer.json")?,
     })
 }
 
-/// What a Hub repo holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RepoKind {
-    /// A model repo (`models--org--name` in the cache).
-    Model,
-    /// A dataset repo (`datasets--org--name`).
-    Dataset,
-}
-
-impl RepoKind {
-    fn repo_type(self) -> RepoType {
-        match self {
-            RepoKind::Model => RepoType::Model,
-            RepoKind::Dataset => RepoType::Dataset,
-        }
-    }
-}
-
-/// The snapshot folder of model repo `repo_id` at `revision` in the hub cache (offline
-/// lookup).
-pub fn cached_snapshot(
-    cache_dir: &Path,
-    repo_id: &str,
-    revision: &str,
-) -> Result<PathBuf, ModelError> {
-    cached_snapshot_of(cache_dir, RepoKind::Model, repo_id, revision)
-}
-
-/// The snapshot folder of a `kind` repo at `revision` in the hub cache (offline lookup).
-pub fn cached_snapshot_of(
-    cache_dir: &Path,
-    kind: RepoKind,
-    repo_id: &str,
-    revision: &str,
-) -> Result<PathBuf, ModelError> {
-    let repo = repo_cache_dir(cache_dir, kind, repo_id);
-    let is_commit = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
-    let commit = if is_commit {
-        revision.to_string()
-    } else {
-        let reference = repo.join("refs").join(revision);
-        fs::read_to_string(&reference)
-            .map(|commit| commit.trim().to_string())
-            .map_err(|_| ModelError::NotCached {
-                repo_id: repo_id.to_string(),
-                revision: revision.to_string(),
-                cache_dir: cache_dir.to_path_buf(),
-            })?
-    };
-    let snapshot = repo.join("snapshots").join(&commit);
-    if snapshot.is_dir() {
-        Ok(snapshot)
-    } else {
-        Err(ModelError::NotCached {
-            repo_id: repo_id.to_string(),
-            revision: revision.to_string(),
-            cache_dir: cache_dir.to_path_buf(),
-        })
-    }
-}
-
-/// A hub repo listed at one commit, whose files download pinned to that commit.
-pub struct HubRepo {
-    repo_id: String,
-    repo: hf_hub::api::sync::ApiRepo,
-    /// The commit the listing came from.
-    pub commit: String,
-    /// Every file in the repo at that commit (paths relative to its root).
-    pub files: Vec<String>,
-    snapshot: PathBuf,
-}
-
-impl HubRepo {
-    /// Lists model repo `repo_id` at `revision` (branch, tag or commit); needs the network.
-    pub fn open(repo_id: &str, revision: &str, settings: &HubSettings) -> Result<Self, ModelError> {
-        Self::open_kind(RepoKind::Model, repo_id, revision, settings)
-    }
-
-    /// Lists a `kind` repo at `revision`; needs the network.
-    pub fn open_kind(
-        kind: RepoKind,
-        repo_id: &str,
-        revision: &str,
-        settings: &HubSettings,
-    ) -> Result<Self, ModelError> {
-        let hub_error = |e: hf_hub::api::sync::ApiError| ModelError::Hub {
-            repo_id: repo_id.to_string(),
-            reason: e.to_string(),
-        };
-        let api = ApiBuilder::from_env()
-            .with_cache_dir(settings.cache_dir.clone())
-            .with_token(settings.token.clone())
-            .build()
-            .map_err(hub_error)?;
-        let listing = api
-            .repo(Repo::with_revision(
-                repo_id.to_string(),
-                kind.repo_type(),
-                revision.to_string(),
-            ))
-            .info()
-            .map_err(hub_error)?;
-        let snapshot = repo_cache_dir(&settings.cache_dir, kind, repo_id)
-            .join("snapshots")
-            .join(&listing.sha);
-        Ok(Self {
-            repo_id: repo_id.to_string(),
-            repo: api.repo(Repo::with_revision(
-                repo_id.to_string(),
-                kind.repo_type(),
-                listing.sha.clone(),
-            )),
-            commit: listing.sha,
-            files: listing.siblings.into_iter().map(|s| s.rfilename).collect(),
-            snapshot,
-        })
-    }
-
-    /// Downloads one file (or finds it in the cache) and returns its local path.
-    pub fn get(&self, file: &str) -> Result<PathBuf, ModelError> {
-        self.repo.get(file).map_err(|e| ModelError::Hub {
-            repo_id: self.repo_id.clone(),
-            reason: format!("{file}: {e}"),
-        })
-    }
-
-    /// The local snapshot folder the files land in.
-    pub fn snapshot(&self) -> &Path {
-        &self.snapshot
-    }
-
-    /// Records in the cache that `revision` (a branch or tag) names this listing's
-    /// commit, so that an offline lookup of `revision` finds the snapshot. Call it once
-    /// the files are downloaded; a commit needs no record.
-    pub fn remember(&self, revision: &str) -> Result<(), ModelError> {
-        if revision == self.commit {
-            return Ok(());
-        }
-        let Some(repo) = self.snapshot.parent().and_then(Path::parent) else {
-            return Ok(());
-        };
-        let reference = repo.join("refs").join(revision);
-        saeidx_format::atomic::write_file(&reference, self.commit.as_bytes()).map_err(|e| {
-            ModelError::Io {
-                path: e.path,
-                source: e.source,
-            }
-        })
-    }
-}
-
-/// Where `repo_id`'s files live in the hub cache.
-fn repo_cache_dir(cache_dir: &Path, kind: RepoKind, repo_id: &str) -> PathBuf {
-    cache_dir.join(Repo::new(repo_id.to_string(), kind.repo_type()).folder_name())
-}
-
-/// Downloads (or reuses from the cache) the model files of a hub repo at `revision`.
-fn download(
-    source: &ModelSource,
-    repo_id: &str,
-    revision: &str,
-    settings: &HubSettings,
-) -> Result<ModelFiles, ModelError> {
-    let repo = HubRepo::open(repo_id, revision, settings)?;
-    let has = |name: &str| repo.files.iter().any(|file| file == name);
-    for name in SMALL_FILES.iter().filter(|name| has(name)) {
+/// Downloads the model files of a listed repo (those already cached are reused).
+fn download(repo: &Listing) -> Result<(), ModelError> {
+    for name in SMALL_FILES.iter().filter(|name| repo.has(name)) {
         repo.get(name)?;
     }
-    if has(WEIGHTS_INDEX) {
+    if repo.has(WEIGHTS_INDEX) {
         for shard in shards_from_index(&repo.get(WEIGHTS_INDEX)?)? {
             repo.get(&shard)?;
         }
     } else {
         repo.get(SINGLE_WEIGHTS)?;
     }
-    repo.remember(revision)?;
-    files_in_folder(source, repo.snapshot(), Some(repo.commit.clone()))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -423,7 +227,7 @@ mod tests {
         HubSettings {
             cache_dir: hub.to_path_buf(),
             offline: true,
-            token: None,
+            ..HubSettings::from_env()
         }
     }
 
@@ -459,7 +263,10 @@ mod tests {
             "{error}"
         );
         let error = resolve(&hub_source(Some("v2")), &offline(hub.path())).unwrap_err();
-        assert!(matches!(error, ModelError::NotCached { .. }), "{error}");
+        assert!(
+            matches!(error, ModelError::Hub(saeidx_hub::HubError::NotCached(_))),
+            "{error}"
+        );
         assert!(error.to_string().contains("HF_HUB_OFFLINE"));
     }
 

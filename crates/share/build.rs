@@ -1,3 +1,0 @@
-fn main() {
-    mlx_link_args::emit();
-}

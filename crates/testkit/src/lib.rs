@@ -1,0 +1,10 @@
+//! Test helpers for saeidx's crates, used only as a dev-dependency.
+//!
+//! A separate crate rather than a `test-utils` feature of a library: a feature that only
+//! tests enable makes Cargo build that library (and everything above it) twice in one
+//! workspace build, once for the binary and once for the tests.
+//!
+//! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1.
+#![deny(missing_docs)]
+
+pub mod hub;
