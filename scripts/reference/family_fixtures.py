@@ -21,8 +21,13 @@ GPT-NeoX's exact GELU for `hidden_act = "gelu"`, and Gemma 2's sliding-window la
 
 OUT/manifest.json lists the cases, the sequences and the hooks.
 
+--text-model FAMILY writes instead one tiny random model of that family in the Hugging
+Face layout (two layers, float32) with the vocabulary of the tokenizer.json given, into
+OUT, so that end-to-end tests can run real text through it.
+
 Usage:
     python family_fixtures.py OUT
+    python family_fixtures.py OUT --text-model gpt2 --tokenizer TOKENIZER.json --vocab N
 """
 
 import argparse
@@ -348,10 +353,37 @@ def make_case(out, name, config, seed, sequences):
     }
 
 
+def text_model(out, family, tokenizer, vocab):
+    """A two-layer random model of `family` with a real tokenizer, in the HF layout."""
+    config = copy.deepcopy(CASES[family])
+    config.update({"vocab_size": vocab, "bos_token_id": 0})
+    for key in ("num_hidden_layers", "n_layer"):
+        if key in config:
+            config[key] = 2
+    for key in ("n_positions", "n_ctx"):
+        if key in config:
+            config[key] = 512
+    model_class, args_class = _get_classes(config)
+    model = model_class(args_class.from_dict(config))
+    randomize(model, 17)
+    weights = untie(family, dict(tree_flatten(model.parameters())))
+    write_folder(out, config, hf_layout(family, config, weights))
+    (out / "tokenizer.json").write_bytes(Path(tokenizer).read_bytes())
+    load_model(out)  # mlx-lm reads it back
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="folder to write the fixtures to")
+    parser.add_argument("--text-model", choices=sorted(CASES), help="write one model for real text")
+    parser.add_argument("--tokenizer", type=Path, help="the tokenizer.json of --text-model")
+    parser.add_argument("--vocab", type=int, help="its vocabulary size")
     args = parser.parse_args()
+    if args.text_model:
+        if args.tokenizer is None or args.vocab is None:
+            parser.error("--text-model needs --tokenizer and --vocab")
+        text_model(args.out, args.text_model, args.tokenizer, args.vocab)
+        return
     mx.random.seed(0)
     sequences = [
         mx.random.randint(0, VOCAB, (n,)).tolist() for n in SEQUENCE_LENGTHS

@@ -82,8 +82,10 @@ library writes (see SAE_FORMATS.md), so that tests can make fixtures:
                                  0-dim float64 topk_threshold)
     saelens-centered             a standard SAE whose metadata records
                                  model_from_pretrained_kwargs center_writing_weights true
-    saelens-pre6-expected-average  a pre-6 cfg (hook_point, normalize_activations true)
-                                 with the norm scaling factor not folded in
+    saelens-pre6                 a pre-6 cfg (model gpt2-small, hook_point blocks.LAYER.
+                                 hook_resid_pre, context_size 128), standard ReLU
+    saelens-pre6-expected-average  the same with normalize_activations true and the norm
+                                 scaling factor not folded in
     sparsify                     OUT_DIR/config.json and OUT_DIR/layers.LAYER/{cfg.json,
                                  sae.safetensors} (a training run's layout)
     gemma-scope                  OUT_DIR/gemma-scope-2b-pt-res/layer_L/width_16k/average_l0_50/
@@ -622,11 +624,12 @@ def write_saelens_centered(
     return folder
 
 
-def write_saelens_pre6_expected_average(
-    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int
+def write_saelens_pre6(
+    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int, normalize: bool
 ) -> Path:
-    """A pre-6 cfg (no sae_lens_version, hook_point, normalize_activations true) whose
-    weights were saved before the norm scaling factor was folded in."""
+    """A pre-6 cfg (no sae_lens_version, hook_point, as jbloom/GPT2-Small-SAEs-Reformatted
+    has them); with `normalize`, normalize_activations true and the weights saved before
+    the norm scaling factor was folded in."""
     enc_w, enc_b = random_encoder(rng, d_in, d_sae)
     weights = {
         "W_enc": enc_w.T.copy(),
@@ -642,7 +645,7 @@ def write_saelens_pre6_expected_average(
         "d_sae": d_sae,
         "dtype": "torch.float32",
         "context_size": 128,
-        "normalize_activations": True,
+        "normalize_activations": normalize,
         "apply_b_dec_to_input": True,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -734,7 +737,8 @@ RANDOM_KINDS = {
     "saelens-gated": partial(write_saelens, architecture="gated"),
     "saelens-batchtopk": partial(write_saelens, architecture="batchtopk"),
     "saelens-centered": write_saelens_centered,
-    "saelens-pre6-expected-average": write_saelens_pre6_expected_average,
+    "saelens-pre6": partial(write_saelens_pre6, normalize=False),
+    "saelens-pre6-expected-average": partial(write_saelens_pre6, normalize=True),
     "sparsify": write_sparsify,
     "gemma-scope": write_gemma_scope,
     "gemma-scope-2": write_gemma_scope_2,

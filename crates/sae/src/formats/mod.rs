@@ -1,12 +1,15 @@
-//! The SAE file formats researchers bring, found on disk or on the Hugging Face Hub.
+//! The SAE file formats researchers bring, found on disk, on the Hugging Face Hub, or by
+//! SAELens release id.
 //!
 //! [`load`] detects the format of a folder: mlxterp (`config.json` with `d_hidden` +
-//! `weights.safetensors`), SAELens (`cfg.json` + `sae_weights.safetensors`) or sparsify
-//! (`cfg.json` + `sae.safetensors`). A Hub source (`org/repo`, optionally with a
-//! subfolder such as `layers.10`) is resolved offline-first through `saeidx-hub` first
-//! (`HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`; the cached snapshot when the Hub cannot
-//! answer). [`check_compatible`] then refuses an SAE whose width, model or hook
-//! does not match the model and hook it is used with.
+//! `weights.safetensors`), SAELens (`cfg.json` + `sae_weights.safetensors`), sparsify
+//! (`cfg.json` + `sae.safetensors`) or Gemma Scope (`params.npz`, `params.safetensors`).
+//! A Hub source (`org/repo`, optionally with a subfolder such as `layers.10`) is resolved
+//! offline-first through `saeidx-hub` first (`HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`; the
+//! cached snapshot when the Hub cannot answer); a release id (`RELEASE/SAE_ID`) through
+//! SAELens's release table ([`crate::releases`]) to such a folder. [`prepare`] then
+//! refuses an SAE whose width, model or hook does not match the model and hook it is used
+//! with, and adapts its input to how it was trained.
 
 pub mod gemma_scope;
 pub mod mlxterp;
