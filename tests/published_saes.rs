@@ -5,7 +5,9 @@
 //!   a SAELens folder whose release table says the SAE was trained on TransformerLens's
 //!   centred residual stream and whose cfg (pre-6) implies BOS and 128-token contexts;
 //! - a Gemma 2 model and `gemma-scope-2b-pt-res-canonical/layer_1/width_16k/canonical`,
-//!   a Gemma Scope `params.npz`.
+//!   a Gemma Scope `params.npz`;
+//! - Gemma Scope 2 repos (`params.safetensors` + `config.json`) resolved by release id in
+//!   process: the residual SAE loads, the attention one (`hook_z`) is refused.
 //!
 //! Each job names only the model and the release id; `saeidx run` resolves both through
 //! the Hub, and the index it writes must hold exactly the codes that the NumPy reference
@@ -30,7 +32,10 @@ use saeidx_model::{
     hook::HookPoint,
     transformer::{Transformer, WeightStorage},
 };
-use saeidx_sae::releases::ReleaseTable;
+use saeidx_sae::{
+    formats::{self, LoadOptions, SaeSource},
+    releases::ReleaseTable,
+};
 use saeidx_testkit::hub::{LocalHub, RepoKind, ServedRepo};
 use saeidx_tests::{default_model, index_rows, reference_python, repo_root, saeidx_binary};
 use serde_json::Value;
@@ -338,4 +343,69 @@ fn a_gemma_2_job_with_a_gemma_scope_release_id_indexes_and_answers() {
         reference_codes(&model, &sae, "gemma-scope", &[], hook, text, dir)
     });
     assert_live_answers_match(dir, &hub, 0, TEXTS[0]);
+}
+
+#[test]
+fn a_gemma_scope_2_release_id_loads_from_the_hub_and_attention_saes_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let table = ReleaseTable::current().unwrap();
+    let residual = table
+        .resolve("gemma-scope-2-270m-pt-res/layer_12_width_16k_l0_big")
+        .unwrap();
+    let attention = table
+        .resolve("gemma-scope-2-270m-pt-att/layer_12_width_16k_l0_big")
+        .unwrap();
+    assert_eq!(residual.repo_id, attention.repo_id);
+    let sae = random_sae(&dir.join("sae"), "gemma-scope-2", 12);
+    let mut files = BTreeMap::new();
+    for folder in [&residual.folder, &attention.folder] {
+        for file in ["params.safetensors", "config.json"] {
+            files.insert(
+                format!("{folder}/{file}"),
+                fs::read(sae.join(file)).unwrap(),
+            );
+        }
+    }
+    let hub = LocalHub::start(vec![ServedRepo::new(
+        RepoKind::Model,
+        &residual.repo_id,
+        files,
+    )]);
+    let settings = HubSettings {
+        cache_dir: dir.join("hf/hub"),
+        offline: false,
+        token: None,
+        endpoint: hub.endpoint().to_string(),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let load = |id: &str| {
+        formats::load(
+            &SaeSource::parse(id, None),
+            &settings,
+            LoadOptions::default(),
+        )
+    };
+    let id = "gemma-scope-2-270m-pt-res/layer_12_width_16k_l0_big";
+    let loaded = load(id).unwrap();
+    assert_eq!(loaded.info.format, "gemma-scope");
+    assert_eq!(
+        loaded.info.recorded_model.as_deref(),
+        Some("google/gemma-3-270m")
+    );
+    assert_eq!(
+        loaded.info.recorded_hook.as_deref(),
+        Some("blocks.12.hook_resid_post")
+    );
+    assert!(
+        loaded
+            .info
+            .source
+            .starts_with(&format!("{id} = google/gemma-scope-2-270m-pt/"))
+    );
+    let error = load("gemma-scope-2-270m-pt-att/layer_12_width_16k_l0_big")
+        .err()
+        .expect("attention-head SAEs are refused")
+        .to_string();
+    assert!(error.contains("hook_z"), "{error}");
 }

@@ -225,28 +225,28 @@ fn trained_on(config: &Value) -> Result<TrainedOn, SaeError> {
     })
 }
 
-/// Loads a SAELens folder with `options` (a release's overrides and norm scaling factor,
-/// the threshold of a BatchTopK training checkpoint).
-pub fn load(dir: &Path, source: &str, options: &LoadOptions) -> Result<Sae, SaeError> {
-    let config = read_config(dir, &options.config_overrides)?;
-    let Settings {
-        d_in,
-        d_sae,
-        architecture,
-        k,
-        rescale,
-        row_normalization,
-        scale,
-        apply_b_dec,
-        trained,
-    } = settings(&config, options)?;
-    let batchtopk_threshold = options.batchtopk_threshold;
-    let weights_path = dir.join(WEIGHTS);
-    let mut weights = read_tensors(&weights_path)?;
-    let mut w_enc = take_tensor(&mut weights, &weights_path, "W_enc")?;
-    let mut w_dec = take_tensor(&mut weights, &weights_path, "W_dec")?;
-    let b_dec = take_tensor(&mut weights, &weights_path, "b_dec")?;
-    let mut b_enc = match architecture.as_str() {
+/// The tensors and activation rule of a SAELens SAE.
+struct Encoder {
+    rule: ActivationRule,
+    w_enc: Array,
+    b_enc: Array,
+    w_dec: Array,
+    b_dec: Array,
+}
+
+/// Reads the weights file for `settings`' architecture, folding TopK's decoder-norm
+/// rescaling into the encoder (and out of the decoder).
+fn read_encoder(
+    weights_path: &Path,
+    settings: &Settings,
+    batchtopk_threshold: Option<f32>,
+) -> Result<Encoder, SaeError> {
+    let architecture = settings.architecture.as_str();
+    let mut weights = read_tensors(weights_path)?;
+    let mut w_enc = take_tensor(&mut weights, weights_path, "W_enc")?;
+    let mut w_dec = take_tensor(&mut weights, weights_path, "W_dec")?;
+    let b_dec = take_tensor(&mut weights, weights_path, "b_dec")?;
+    let mut b_enc = match architecture {
         "gated" => {
             return Err(SaeError::Unsupported(
                 "gated SAEs (two encoder paths); saeidx runs ReLU, TopK, BatchTopK and JumpReLU"
@@ -258,21 +258,21 @@ pub fn load(dir: &Path, source: &str, options: &LoadOptions) -> Result<Sae, SaeE
                 "transcoders (they map one hook's activations to another's)".into(),
             ));
         }
-        _ => take_tensor(&mut weights, &weights_path, "b_enc")?,
+        _ => take_tensor(&mut weights, weights_path, "b_enc")?,
     };
     let f32_values = |array: &Array| -> Result<Vec<f32>, SaeError> {
         let array = array.as_dtype(mlx_rs::Dtype::Float32)?;
         array.eval()?;
         Ok(array.as_slice::<f32>().to_vec())
     };
-    let rule = match architecture.as_str() {
+    let rule = match architecture {
         "standard" => ActivationRule::Relu,
         "topk" => ActivationRule::TopK {
-            k,
+            k: settings.k,
             ties: TopKTies::LowestIdFirst,
         },
         "jumprelu" => ActivationRule::JumpRelu {
-            thresholds: f32_values(&take_tensor(&mut weights, &weights_path, "threshold")?)?,
+            thresholds: f32_values(&take_tensor(&mut weights, weights_path, "threshold")?)?,
         },
         "batchtopk" => {
             let stored = match weights.remove("topk_threshold") {
@@ -295,7 +295,7 @@ pub fn load(dir: &Path, source: &str, options: &LoadOptions) -> Result<Sae, SaeE
             )));
         }
     };
-    if rescale && matches!(architecture.as_str(), "topk" | "batchtopk") {
+    if settings.rescale && matches!(architecture, "topk" | "batchtopk") {
         // p_j · ‖W_dec[j]‖ = x · (W_enc[:, j] ‖W_dec[j]‖) + b_enc[j] ‖W_dec[j]‖, and the
         // decoder reads z_j / ‖W_dec[j]‖.
         let norms = w_dec
@@ -309,6 +309,37 @@ pub fn load(dir: &Path, source: &str, options: &LoadOptions) -> Result<Sae, SaeE
             .as_dtype(mlx_rs::Dtype::Float32)?
             .divide(norms.reshape(&[-1, 1])?)?;
     }
+    Ok(Encoder {
+        rule,
+        w_enc,
+        b_enc,
+        w_dec,
+        b_dec,
+    })
+}
+
+/// Loads a SAELens folder with `options` (a release's overrides and norm scaling factor,
+/// the threshold of a BatchTopK training checkpoint).
+pub fn load(dir: &Path, source: &str, options: &LoadOptions) -> Result<Sae, SaeError> {
+    let config = read_config(dir, &options.config_overrides)?;
+    let settings = settings(&config, options)?;
+    let Encoder {
+        rule,
+        w_enc,
+        b_enc,
+        w_dec,
+        b_dec,
+    } = read_encoder(&dir.join(WEIGHTS), &settings, options.batchtopk_threshold)?;
+    let Settings {
+        d_in,
+        d_sae,
+        architecture,
+        row_normalization,
+        scale,
+        apply_b_dec,
+        trained,
+        ..
+    } = settings;
     let recorded_hook = field(&config, "hook_name")
         .or_else(|| field(&config, "hook_point"))
         .and_then(Value::as_str)
