@@ -6,8 +6,10 @@
 #   2. the MLX runtime from the pinned PyPI wheel into .runtime/mlx (git-ignored);
 #   3. with --test-tools: the Python reference environment in .venv (git-ignored),
 #      Debian's chromium and chromedriver (headless browser tests of rendered pages
-#      and of the served UI) and Debian's slurm-wlm and munge (the Slurm test starts
-#      its own cluster; installing them starts no service);
+#      and of the served UI), Debian's slurm-wlm and munge (the Slurm test starts
+#      its own cluster; installing them starts no service) and Debian's postgresql (the
+#      Neuronpedia import test starts its own server in a temporary folder; Debian may
+#      also start its default cluster, which no test uses);
 #   4. the saeidx binary (release build);
 #   5. the embedded default assets: `saeidx assets prepare` downloads, verifies and
 #      converts the default model into the Hugging Face cache ($HF_HOME, default
@@ -35,9 +37,10 @@ die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 # 1. System packages -----------------------------------------------------------------
 packages=(cmake libclang-dev libopenblas0-pthread)
 # Tests also load rendered pages and drive the served UI in a real browser, headless,
-# and submit jobs to a single-node Slurm cluster they start on loopback
-# (scripts/slurm-local.sh).
-if $test_tools; then packages+=(chromium chromium-driver slurm-wlm munge); fi
+# submit jobs to a single-node Slurm cluster they start on loopback
+# (scripts/slurm-local.sh), and import Neuronpedia exports into a PostgreSQL server
+# they start on a private socket (tests/postgres.rs).
+if $test_tools; then packages+=(chromium chromium-driver slurm-wlm munge postgresql); fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -137,6 +137,7 @@ pub fn saeidx_binary() -> PathBuf {
     binary
 }
 
+pub mod postgres;
 pub mod webdriver;
 
 /// Reading an index's Parquet rows directly (brute force, for cross-checks).

@@ -964,23 +964,38 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
 #[command(after_help = "Examples:\n  \
     saeidx serve                                   # indexes/default on http://127.0.0.1:8080/\n  \
     saeidx serve indexes/default indexes/sotu-all  # two indexes: /i/default/, /i/sotu-all/\n  \
-    saeidx serve --port 9000 --no-live             # without loading the model\n\n\
+    saeidx serve --port 9000 --no-live             # without loading the model\n  \
+    saeidx serve --listen 0.0.0.0 --allow-host box.lan  # reachable from other machines\n\n\
 Pages: / (search, random feature, text box), /feature/F (label form), /search?q=,\n\
 /random, /text?q=. JSON: /api/indexes, /api/info, /api/feature/F,\n\
 /api/top-texts?feature=F&k=K, /api/top-features?doc=D&k=K, POST /api/labels/F.\n\
-Each index is also under /i/NAME/ (NAME: its folder name).")]
+Each index is also under /i/NAME/ (NAME: its folder name).\n\n\
+Limits: request heads of 16 KiB, bodies of 64 KiB (413 beyond), answers within\n\
+--timeout seconds (503 beyond), --max-connections open connections, idle connections\n\
+closed after 30 s. Requests naming another Host are refused (421), and writes from\n\
+other sites (Origin, Sec-Fetch-Site) too (403).")]
 pub struct ServeArgs {
     /// Index folders to serve (default: --index).
     indexes: Vec<PathBuf>,
-    /// Address to listen on (loopback by default: the UI can edit labels).
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: String,
+    /// Address to listen on: loopback by default, since the UI edits labels. Another
+    /// address makes the server reachable from other machines (with a warning).
+    #[arg(long, visible_alias = "bind", default_value = "127.0.0.1")]
+    listen: std::net::IpAddr,
     /// Port (0: any free port, printed when serving starts).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Requests answered at once.
+    /// Answers computed at once; more requests wait their turn.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
+    /// Open connections at most (further clients wait in the listen queue).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections: u32,
+    /// Seconds an answer may take before the client gets 503.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+    /// Another host name this server answers to (for --listen on a named machine).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
     /// Serve without loading the models and SAEs (no live texts).
     #[arg(long)]
     no_live: bool,
@@ -1041,19 +1056,28 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         served.push(saeidx_view::serve::ServedIndex { dir, live });
     }
-    let address = format!("{}:{}", args.bind, args.port);
-    let server = tiny_http::Server::http(&address)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+    let listener = std::net::TcpListener::bind((args.listen, args.port))
+        .with_context(|| format!("cannot listen on {}:{}", args.listen, args.port))?;
     // With --port 0 the system picks a free port; the line says which.
-    let listening = server
-        .server_addr()
-        .to_ip()
-        .map_or(address, |a| a.to_string());
+    let listening = listener.local_addr()?;
+    if !saeidx_view::serve::is_loopback(args.listen) {
+        eprintln!(
+            "warning: listening on {listening}: other machines can read these indexes and \
+             edit their labels"
+        );
+    }
     let names: Vec<String> = served.iter().map(|s| s.dir.display().to_string()).collect();
     println!(
         "serving {} on http://{listening}/ (Ctrl-C to stop)",
         names.join(", ")
     );
-    saeidx_view::serve::serve(server, served, usize::from(args.threads))?;
+    let options = saeidx_view::serve::ServeOptions {
+        threads: usize::from(args.threads),
+        max_connections: args.max_connections as usize,
+        request_timeout: std::time::Duration::from_secs(args.timeout),
+        allowed_hosts: args.allow_hosts,
+        ..Default::default()
+    };
+    saeidx_view::serve::serve(listener, served, options)?;
     Ok(())
 }

@@ -142,16 +142,22 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
 pub enum ExportCommand {
     /// Features and activation examples in Neuronpedia's import format (jsonl.gz batches).
     #[command(after_help = "Example:\n  \
-        saeidx export neuronpedia --index indexes/default --model-id smollm2-135m-instruct --out np\n  \
+        saeidx export neuronpedia --index indexes/default --model-id smollm2-135m-instruct \\\n      \
+        --owner HuggingFaceTB --dataset \"State of the Union addresses\" --out np\n  \
         # writes np/smollm2-135m-instruct/15-res-saeidx/{model,sourceset,source}.jsonl,\n  \
-        #        features/, activations/, explanations/ batch-N.jsonl.gz")]
+        #        features/, activations/, explanations/ batch-N.jsonl.gz\n  \
+        bash scripts/neuronpedia-import.sh np/smollm2-135m-instruct/15-res-saeidx \\\n      \
+        postgresql://postgres:postgres@localhost:5432/postgres\n  \
+        # imports it into a Neuronpedia database as Neuronpedia's importer does\n\n\
+Neuronpedia's own importer reads the folder from its S3 bucket at v1/<modelId>/<sourceId>/\n\
+(see the README).")]
     Neuronpedia(NeuronpediaArgs),
 }
 
 /// `saeidx export neuronpedia`.
 #[derive(Args)]
 pub struct NeuronpediaArgs {
-    /// Neuronpedia's id of the model (e.g. gpt2-small).
+    /// Neuronpedia's id of the model (e.g. gpt2-small): lower-case letters, digits, - and _.
     #[arg(long)]
     model_id: String,
     /// The source set's name; the source id is `<layer>-<set>`.
@@ -160,6 +166,18 @@ pub struct NeuronpediaArgs {
     /// The Neuronpedia user the records belong to (default: its seeded default user).
     #[arg(long, default_value = neuronpedia::DEFAULT_CREATOR_ID)]
     creator_id: String,
+    /// Who made the model (default: the organisation of its Hub repo; empty for a local
+    /// model folder).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Whether the model is instruction-tuned (default: a word instruct, it or chat in
+    /// its name).
+    #[arg(long)]
+    instruct: Option<bool>,
+    /// The dataset the examples come from, as Neuronpedia shows it (default: the corpus
+    /// files' names and SHA-256 prefixes).
+    #[arg(long)]
+    dataset: Option<String>,
     /// Only these features (default: every live feature).
     #[arg(long = "feature")]
     features: Vec<u32>,
@@ -190,11 +208,13 @@ pub struct NeuronpediaArgs {
 /// `saeidx export`.
 pub fn export(command: ExportCommand) -> anyhow::Result<()> {
     let ExportCommand::Neuronpedia(args) = command;
-    let index = args.index.open()?;
     let request = ExportRequest {
         model_id: args.model_id.clone(),
         set_name: args.set_name.clone(),
         creator_id: args.creator_id.clone(),
+        owner: args.owner.clone(),
+        instruct: args.instruct,
+        dataset: args.dataset.clone(),
         features: (!args.features.is_empty()).then(|| args.features.clone()),
         top_examples: args.top,
         bands: args.bands,
@@ -202,6 +222,8 @@ pub fn export(command: ExportCommand) -> anyhow::Result<()> {
         context: args.context,
         features_per_batch: args.features_per_batch,
     };
+    request.check()?;
+    let index = args.index.open()?;
     let exported = neuronpedia::export(&index, &request, &args.out)?;
     if args.output_format.json {
         return print_json(&json!({

@@ -4,7 +4,9 @@
 //! tests enable makes Cargo build that library (and everything above it) twice in one
 //! workspace build, once for the binary and once for the tests.
 //!
-//! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1.
+//! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1;
+//! - [`load`]: an HTTP/1.1 load generator for the web server.
 #![deny(missing_docs)]
 
 pub mod hub;
+pub mod load;

@@ -156,13 +156,14 @@ fn the_served_ui_renders_in_chromium() {
     };
     write_synthetic_index(dir.path(), &spec).unwrap();
     build(dir.path()).unwrap();
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let served = vec![saeidx_view::serve::ServedIndex {
         dir: dir.path().to_path_buf(),
         live: None,
     }];
-    std::thread::spawn(move || saeidx_view::serve::serve(server, served, 2));
+    let options = saeidx_view::serve::ServeOptions::default();
+    std::thread::spawn(move || saeidx_view::serve::serve(listener, served, options));
     let headless = [
         "--headless",
         "--no-sandbox",

@@ -12,7 +12,7 @@ use saeidx_format::{
     synthetic::{SyntheticSpec, write_synthetic_index},
 };
 use saeidx_query::build;
-use saeidx_view::serve::ServedIndex;
+use saeidx_view::serve::{ServeOptions, ServedIndex, serve};
 
 fn index(dir: &Path, documents: usize) {
     let spec = SyntheticSpec {
@@ -26,6 +26,14 @@ fn index(dir: &Path, documents: usize) {
     };
     write_synthetic_index(dir, &spec).unwrap();
     build(dir).unwrap();
+}
+
+/// Serves `served` on a free loopback port in a background thread; returns the port.
+fn start(served: Vec<ServedIndex>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || serve(listener, served, ServeOptions::default()));
+    port
 }
 
 /// One HTTP/1.0 exchange: (status, body).
@@ -52,13 +60,10 @@ fn serves_pages_api_labels_and_republished_indexes() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("index");
     index(&dir, 8);
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
-    let served = vec![ServedIndex {
+    let port = start(vec![ServedIndex {
         dir: dir.clone(),
         live: None,
-    }];
-    std::thread::spawn(move || saeidx_view::serve::serve(server, served, 4));
+    }]);
 
     let (status, home) = http(port, "GET", "/", "");
     assert_eq!(status, 200);
@@ -116,16 +121,15 @@ fn serves_several_indexes_to_concurrent_readers_while_one_is_republished() {
     let (first, second) = (root.path().join("nightly"), root.path().join("archive"));
     index(&first, 8);
     index(&second, 5);
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
-    let served = [&first, &second]
-        .iter()
-        .map(|dir| ServedIndex {
-            dir: dir.to_path_buf(),
-            live: None,
-        })
-        .collect();
-    std::thread::spawn(move || saeidx_view::serve::serve(server, served, 4));
+    let port = start(
+        [&first, &second]
+            .iter()
+            .map(|dir| ServedIndex {
+                dir: dir.to_path_buf(),
+                live: None,
+            })
+            .collect(),
+    );
 
     // Each index under its name; the first also at the root. Links keep the prefix.
     let (_, indexes) = http(port, "GET", "/api/indexes", "");

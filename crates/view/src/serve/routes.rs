@@ -1,34 +1,15 @@
-//! `saeidx serve`: a local web UI and JSON API over one or more index folders.
-//!
-//! Each index is served under `/i/NAME/` (NAME: its folder name); the first index also
-//! answers the same routes without the prefix. Pages: `/` (counts, the served indexes,
-//! label search, a random feature, a text box), `/feature/F` (the feature page with a
-//! label form), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
-//! text coloured by its strongest features, when live analysis is available). JSON:
-//! `GET /api/indexes`, `GET /api/info`, `GET /api/feature/F`,
-//! `GET /api/top-texts?feature=F&k=K`, `GET /api/top-features?doc=D&k=K`,
-//! `POST /api/labels/F` (a label object, as in `sae_features.json`). Form posts to
-//! `/labels/F` save a label and return to the page. Labels are saved atomically with the
-//! index. Errors are JSON (`{"error": ...}`) under `/api/` and pages elsewhere.
-//!
-//! Several worker threads answer at once; readers share each index, a label save holds
-//! it exclusively for the write. Before each request the server checks whether the
-//! index folder was replaced (the nightly job publishes by an atomic rename) and reopens
-//! it; answers in flight keep the old (unlinked) files mapped, so nothing breaks
-//! mid-answer.
+//! Routing and answers: which index a path addresses, the pages and the JSON API.
 
-use std::{
-    fmt::Write,
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
-    sync::{Mutex, RwLock},
-};
+use std::{fmt::Write, sync::Arc};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use saeidx_query::{
     Aggregate, Exclusions, FeatureLabel, QueryError, QueryIndex, Rank, TokenCodes, rank_features,
 };
-use tiny_http::{Header, Method, Request, Response};
 
+use super::{ServeOptions, guard::Guard, slots::Slot};
 use crate::{TextToken, chosen_values, escape, page, render_feature_linked, render_text_linked};
 
 /// Live analysis of new texts (the model is not this crate's business): each token's
@@ -52,100 +33,148 @@ pub struct LiveToken {
     pub skipped: bool,
 }
 
-/// An index folder to serve.
-pub struct ServedIndex {
-    /// The folder.
-    pub dir: PathBuf,
-    /// Live analysis through the index's model and SAE, if available.
-    pub live: Option<Box<dyn LiveTexts>>,
+/// The served indexes, who may ask, and the limits on asking.
+pub(super) struct App {
+    slots: Vec<Slot>,
+    guard: Guard,
+    options: ServeOptions,
 }
 
-/// One served index: its name in URLs, folder, the opened index and live analysis.
-struct Slot {
-    name: String,
-    dir: PathBuf,
-    opened: RwLock<Opened>,
-    live: Option<Mutex<Box<dyn LiveTexts>>>,
+/// A request, read: what the synchronous router needs.
+struct Asked {
+    method: Method,
+    path: String,
+    query: String,
+    body: String,
 }
 
-/// The opened index and what identifies the folder it came from.
-struct Opened {
-    index: QueryIndex,
-    folder: (u64, i64),
-}
-
-fn folder_identity(dir: &Path) -> Option<(u64, i64)> {
-    let meta = std::fs::metadata(dir).ok()?;
-    Some((meta.ino(), meta.ctime_nsec() + meta.ctime() * 1_000_000_000))
-}
-
-impl Slot {
-    /// Reopens the index if its folder was replaced since it was opened.
-    fn refresh(&self) {
-        let identity = folder_identity(&self.dir).unwrap_or_default();
-        let current = self.opened.read().map(|o| o.folder).unwrap_or_default();
-        if identity == current {
-            return;
-        }
-        match QueryIndex::open(&self.dir) {
-            Ok(index) => {
-                if let Ok(mut opened) = self.opened.write() {
-                    *opened = Opened {
-                        index,
-                        folder: identity,
-                    };
-                }
-            }
-            Err(error) => eprintln!(
-                "saeidx serve: keeping the open index of {}: {error}",
-                self.dir.display()
-            ),
+impl App {
+    /// The application over opened `slots`.
+    pub fn new(slots: Vec<Slot>, guard: Guard, options: ServeOptions) -> Self {
+        Self {
+            slots,
+            guard,
+            options,
         }
     }
-}
 
-/// URL-safe, distinct names for the served folders (their file names).
-fn slot_names(dirs: &[&Path]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for dir in dirs {
-        let base: String = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        let base = if base.is_empty() {
-            "index".into()
-        } else {
-            base
+    /// Answers one request: checks who asks, reads a bounded body, and computes the answer
+    /// on the blocking pool under the request deadline.
+    pub async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path().to_string();
+        let api = path.starts_with("/api/") || path.contains("/api/");
+        if let Err(refusal) = self.guard.check(&parts.method, &parts.headers) {
+            let (status, message) = refusal.reply();
+            return respond(error_reply(api, status, &message));
+        }
+        let body = match self.read_body(&parts, body).await {
+            Ok(body) => body,
+            Err((status, message)) => return respond(error_reply(api, status, &message)),
         };
-        let mut name = base.clone();
-        let mut n = 2;
-        while names.contains(&name) {
-            name = format!("{base}-{n}");
-            n += 1;
-        }
-        names.push(name);
+        let asked = Asked {
+            method: parts.method,
+            path,
+            query: parts.uri.query().unwrap_or("").to_string(),
+            body,
+        };
+        let app = self.clone();
+        let work = tokio::task::spawn_blocking(move || app.route(&asked));
+        let reply = match tokio::time::timeout(self.options.request_timeout, work).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => error_reply(api, 500, "the answer failed; see the server's log"),
+            Err(_) => error_reply(
+                api,
+                503,
+                &format!(
+                    "no answer within {} s; try again later",
+                    self.options.request_timeout.as_secs()
+                ),
+            ),
+        };
+        respond(reply)
     }
-    names
+
+    /// The body of a request that may carry one, up to `max_body_bytes`.
+    async fn read_body(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: Incoming,
+    ) -> Result<String, Failure> {
+        if parts.method != Method::POST {
+            return Ok(String::new());
+        }
+        let limit = self.options.max_body_bytes;
+        let too_large = || {
+            (
+                413,
+                format!("the request body is over the limit of {limit} bytes"),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(too_large());
+        }
+        let bytes = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|_| too_large())?
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).map_err(|_| (400, "the body is not UTF-8".to_string()))
+    }
+
+    /// Routes a read request to its index (`/i/NAME/...`, else the first) and answers.
+    fn route(&self, asked: &Asked) -> Reply {
+        let path = asked.path.as_str();
+        let query = params(&asked.query);
+        let (slot, base, rest) = match path.strip_prefix("/i/") {
+            Some(tail) => {
+                let (name, rest) = tail.split_once('/').unwrap_or((tail, ""));
+                let rest = if rest.is_empty() {
+                    "/"
+                } else {
+                    &path[path.len() - rest.len() - 1..]
+                };
+                (
+                    self.slots.iter().find(|s| s.name == name),
+                    format!("/i/{name}"),
+                    rest,
+                )
+            }
+            None => (self.slots.first(), String::new(), path),
+        };
+        let api = rest.starts_with("/api/");
+        match slot {
+            Some(slot) => {
+                slot.refresh();
+                let context = Context {
+                    slots: &self.slots,
+                    slot,
+                    base: &base,
+                };
+                context.route(&asked.method, rest, &query, &asked.body)
+            }
+            None => Err((404, format!("no index is served under {base}/"))),
+        }
+        .unwrap_or_else(|(status, message)| error_reply(api, status, &message))
+    }
 }
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// No index folder was given.
-    #[error("no index to serve: give at least one index folder")]
-    NoIndex,
-    /// An index could not be opened.
-    #[error(transparent)]
-    Query(#[from] QueryError),
+/// The HTTP response for a reply.
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, reply.content_type);
+    if let Some(location) = reply.location {
+        response = response.header(header::LOCATION, location);
+    }
+    response
+        .body(Full::new(Bytes::from(reply.body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"bad response"))))
 }
 
 /// An answer: status, content type, body and, for redirects, where to.
@@ -240,95 +269,6 @@ fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Serves `indexes` on `server` with `threads` worker threads until the process ends.
-pub fn serve(
-    server: tiny_http::Server,
-    indexes: Vec<ServedIndex>,
-    threads: usize,
-) -> Result<(), ServeError> {
-    if indexes.is_empty() {
-        return Err(ServeError::NoIndex);
-    }
-    let names = slot_names(&indexes.iter().map(|i| i.dir.as_path()).collect::<Vec<_>>());
-    let mut slots = Vec::with_capacity(indexes.len());
-    for (served, name) in indexes.into_iter().zip(names) {
-        let index = QueryIndex::open(&served.dir)?;
-        slots.push(Slot {
-            name,
-            opened: RwLock::new(Opened {
-                index,
-                folder: folder_identity(&served.dir).unwrap_or_default(),
-            }),
-            dir: served.dir,
-            live: served.live.map(Mutex::new),
-        });
-    }
-    let (server, slots) = (&server, slots.as_slice());
-    std::thread::scope(|scope| {
-        for _ in 1..threads.max(1) {
-            scope.spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(slots, request);
-                }
-            });
-        }
-        for request in server.incoming_requests() {
-            handle(slots, request);
-        }
-    });
-    Ok(())
-}
-
-/// Answers one request.
-fn handle(slots: &[Slot], mut request: Request) {
-    let mut body = String::new();
-    let _ = request.as_reader().read_to_string(&mut body);
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let query = params(query);
-    // `/i/NAME/...` picks an index; other paths go to the first.
-    let (slot, base, rest) = match path.strip_prefix("/i/") {
-        Some(tail) => {
-            let (name, rest) = tail.split_once('/').unwrap_or((tail, ""));
-            let rest = if rest.is_empty() {
-                "/"
-            } else {
-                &path[path.len() - rest.len() - 1..]
-            };
-            (
-                slots.iter().find(|s| s.name == name),
-                format!("/i/{name}"),
-                rest,
-            )
-        }
-        None => (slots.first(), String::new(), path),
-    };
-    let api = rest.starts_with("/api/");
-    let reply = match slot {
-        Some(slot) => {
-            slot.refresh();
-            let context = Context {
-                slots,
-                slot,
-                base: &base,
-            };
-            context.route(request.method(), rest, &query, &body)
-        }
-        None => Err((404, format!("no index is served under {base}/"))),
-    }
-    .unwrap_or_else(|(status, message)| error_reply(api, status, &message));
-    let header = Header::from_bytes("Content-Type", reply.content_type).expect("a valid header");
-    let mut response = Response::from_data(reply.body)
-        .with_status_code(reply.status)
-        .with_header(header);
-    if let Some(location) = reply.location
-        && let Ok(header) = Header::from_bytes("Location", location)
-    {
-        response = response.with_header(header);
-    }
-    let _ = request.respond(response);
-}
-
 type Failure = (u16, String);
 
 fn failed(error: QueryError) -> Failure {
@@ -371,14 +311,14 @@ impl Context<'_> {
         body: &str,
     ) -> Result<Reply, Failure> {
         match (method, path) {
-            (Method::Post, p) if p.starts_with("/labels/") || p.starts_with("/api/labels/") => {
+            (&Method::POST, p) if p.starts_with("/labels/") || p.starts_with("/api/labels/") => {
                 self.save_label(p, body)
             }
             // Browsers send a text area's line breaks as CRLF; the person typed newlines.
-            (Method::Get, "/text") => {
+            (&Method::GET, "/text") => {
                 self.text(&param(query, "q").unwrap_or("").replace("\r\n", "\n"))
             }
-            (Method::Get, _) => {
+            (&Method::GET, _) => {
                 let opened = self.slot.opened.read().map_err(|_| busy())?;
                 self.read(&opened.index, path, query)
             }
