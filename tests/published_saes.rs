@@ -4,10 +4,11 @@
 //! - a GPT-2 model (Hugging Face layout) and `gpt2-small-res-jb/blocks.1.hook_resid_pre`,
 //!   a SAELens folder whose release table says the SAE was trained on TransformerLens's
 //!   centred residual stream and whose cfg (pre-6) implies BOS and 128-token contexts;
-//! - a Gemma 2 model and `gemma-scope-2b-pt-res-canonical/layer_1/width_16k/canonical`,
-//!   a Gemma Scope `params.npz`;
+//! - a Gemma 2 model with `gemma-scope-2b-pt-res-canonical/layer_1/width_16k/canonical`
+//!   and `gemma-scope-2b-pt-att/layer_1/...` (the heads' outputs, `attn.hook_z`), Gemma
+//!   Scope `params.npz` files;
 //! - Gemma Scope 2 repos (`params.safetensors` + `config.json`) resolved by release id in
-//!   process: the residual SAE loads, the attention one (`hook_z`) is refused.
+//!   process, residual and attention.
 //!
 //! Each job names only the model and the release id; `saeidx run` resolves both through
 //! the Hub, and the index it writes must hold exactly the codes that the NumPy reference
@@ -63,20 +64,12 @@ fn text_model(out: &Path, family: &str) -> PathBuf {
     out.to_path_buf()
 }
 
-/// A random SAE of `kind` (64 inputs, 256 features) for `layer`; returns its folder.
-fn random_sae(out: &Path, kind: &str, layer: usize) -> PathBuf {
+/// A random SAE of `kind` (`d_in` inputs, 256 features) for `layer`; returns its folder.
+fn random_sae(out: &Path, kind: &str, layer: usize, d_in: usize) -> PathBuf {
     let output = Command::new(reference_python())
         .arg(repo_root().join("scripts/reference/sae_encode_reference.py"))
-        .args([
-            "--write-random",
-            kind,
-            "--d-in",
-            "64",
-            "--d-sae",
-            "256",
-            "--k",
-            "8",
-        ])
+        .args(["--write-random", kind, "--d-in", &d_in.to_string()])
+        .args(["--d-sae", "256", "--k", "8"])
         .args(["--seed", "3", "--layer", &layer.to_string(), "--out-dir"])
         .arg(out)
         .output()
@@ -98,8 +91,10 @@ fn repo_with_folder(repo_id: &str, prefix: &str, folder: &Path) -> ServedRepo {
     ServedRepo::new(RepoKind::Model, repo_id, files)
 }
 
-/// Writes the corpus and a job naming `model` and `release` at `hook`; returns the job.
+/// Writes the corpus and a job naming `model` and `release` at `hook` into `dir`
+/// (creating it); returns the job.
 fn write_job(dir: &Path, model: &str, release: &str, hook: &str) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
     let corpus: String = TEXTS
         .iter()
         .enumerate()
@@ -172,7 +167,8 @@ fn reference_codes(
         .forward(&batch.tokens, &BTreeSet::from([hook]))
         .unwrap();
     let values = batch.unpad(&out[&hook]).unwrap().remove(0);
-    let x = Array::from_slice(&values, &[ids.len() as i32, 64]);
+    let width = values.len() / ids.len();
+    let x = Array::from_slice(&values, &[ids.len() as i32, width as i32]);
     let (input, codes) = (
         scratch.join("x.safetensors"),
         scratch.join("codes.safetensors"),
@@ -261,7 +257,7 @@ fn a_gpt2_job_with_a_saelens_release_id_indexes_and_answers() {
     let model = text_model(&dir.join("gpt2"), "gpt2");
     let id = "gpt2-small-res-jb/blocks.1.hook_resid_pre";
     let release = ReleaseTable::current().unwrap().resolve(id).unwrap();
-    let sae = random_sae(&dir.join("sae"), "saelens-pre6", 1);
+    let sae = random_sae(&dir.join("sae"), "saelens-pre6", 1, 64);
     let hub = LocalHub::start(vec![
         ServedRepo::from_folder(RepoKind::Model, "openai-community/gpt2", &model).unwrap(),
         repo_with_folder(&release.repo_id, &release.folder, &sae),
@@ -308,45 +304,64 @@ fn a_gpt2_job_with_a_saelens_release_id_indexes_and_answers() {
 }
 
 #[test]
-fn a_gemma_2_job_with_a_gemma_scope_release_id_indexes_and_answers() {
+fn gemma_2_jobs_with_gemma_scope_release_ids_index_and_answer() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let model = text_model(&dir.join("gemma"), "gemma2");
-    let id = "gemma-scope-2b-pt-res-canonical/layer_1/width_16k/canonical";
-    let release = ReleaseTable::current().unwrap().resolve(id).unwrap();
-    let sae = random_sae(&dir.join("sae"), "gemma-scope", 1);
+    let table = ReleaseTable::current().unwrap();
+    // The residual stream (64 wide) and the attention heads' outputs (4 × 24).
+    let residual = "gemma-scope-2b-pt-res-canonical/layer_1/width_16k/canonical";
+    let heads = "gemma-scope-2b-pt-att/layer_1/width_16k/average_l0_20";
+    let (residual_release, heads_release) = (
+        table.resolve(residual).unwrap(),
+        table.resolve(heads).unwrap(),
+    );
+    let residual_sae = random_sae(&dir.join("sae-res"), "gemma-scope", 1, 64);
+    let heads_sae = random_sae(&dir.join("sae-att"), "gemma-scope", 1, 96);
     let hub = LocalHub::start(vec![
         ServedRepo::from_folder(RepoKind::Model, "google/gemma-2-2b", &model).unwrap(),
-        repo_with_folder(&release.repo_id, &release.folder, &sae),
+        repo_with_folder(
+            &residual_release.repo_id,
+            &residual_release.folder,
+            &residual_sae,
+        ),
+        repo_with_folder(&heads_release.repo_id, &heads_release.folder, &heads_sae),
     ]);
-    let job = write_job(dir, "google/gemma-2-2b", id, "blocks.1.hook_resid_post");
-    ok(
-        saeidx(&["run", job.to_str().unwrap(), "--json"], dir, &hub),
-        "run",
-    );
+    for (id, sae, hook, width) in [
+        (residual, &residual_sae, "blocks.1.hook_resid_post", None),
+        (heads, &heads_sae, "blocks.1.attn.hook_z", Some(96)),
+    ] {
+        let job_dir = dir.join(if width.is_some() { "att" } else { "res" });
+        let job = write_job(&job_dir, "google/gemma-2-2b", id, hook);
+        ok(
+            saeidx(&["run", job.to_str().unwrap(), "--json"], &job_dir, &hub),
+            "run",
+        );
+        let index = job_dir.join("out/index");
+        let manifest: Value =
+            serde_json::from_slice(&fs::read(index.join("manifest.json")).unwrap()).unwrap();
+        let job = &manifest["job"];
+        assert_eq!(job["sae"]["format"], "gemma-scope");
+        assert_eq!(job["hook"], hook);
+        assert_eq!(job["model"]["model_type"], "gemma2");
+        assert_eq!(job["model"]["hook_width"], serde_json::json!(width));
+        assert_eq!(job["window"]["length"], 256, "context_size 1024 is longer");
+        assert_eq!(job["tokenizer"]["added_ids"], serde_json::json!([0]), "BOS");
+        ok(
+            saeidx(&["verify", "out/index", "--json"], &job_dir, &hub),
+            "verify",
+        );
 
-    let index = dir.join("out/index");
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(index.join("manifest.json")).unwrap()).unwrap();
-    let job = &manifest["job"];
-    assert_eq!(job["sae"]["format"], "gemma-scope");
-    assert_eq!(job["model"]["model_type"], "gemma2");
-    assert_eq!(job["window"]["length"], 256, "context_size 1024 is longer");
-    assert_eq!(job["tokenizer"]["added_ids"], serde_json::json!([0]), "BOS");
-    ok(
-        saeidx(&["verify", "out/index", "--json"], dir, &hub),
-        "verify",
-    );
-
-    let hook = HookPoint::parse("blocks.1.hook_resid_post", None).unwrap();
-    assert_index_matches(&index, |text| {
-        reference_codes(&model, &sae, "gemma-scope", &[], hook, text, dir)
-    });
-    assert_live_answers_match(dir, &hub, 0, TEXTS[0]);
+        let hook = HookPoint::parse(hook, None).unwrap();
+        assert_index_matches(&index, |text| {
+            reference_codes(&model, sae, "gemma-scope", &[], hook, text, &job_dir)
+        });
+        assert_live_answers_match(&job_dir, &hub, 0, TEXTS[0]);
+    }
 }
 
 #[test]
-fn a_gemma_scope_2_release_id_loads_from_the_hub_and_attention_saes_are_refused() {
+fn gemma_scope_2_release_ids_load_from_the_hub() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let table = ReleaseTable::current().unwrap();
@@ -357,7 +372,7 @@ fn a_gemma_scope_2_release_id_loads_from_the_hub_and_attention_saes_are_refused(
         .resolve("gemma-scope-2-270m-pt-att/layer_12_width_16k_l0_big")
         .unwrap();
     assert_eq!(residual.repo_id, attention.repo_id);
-    let sae = random_sae(&dir.join("sae"), "gemma-scope-2", 12);
+    let sae = random_sae(&dir.join("sae"), "gemma-scope-2", 12, 64);
     let mut files = BTreeMap::new();
     for folder in [&residual.folder, &attention.folder] {
         for file in ["params.safetensors", "config.json"] {
@@ -403,9 +418,9 @@ fn a_gemma_scope_2_release_id_loads_from_the_hub_and_attention_saes_are_refused(
             .source
             .starts_with(&format!("{id} = google/gemma-scope-2-270m-pt/"))
     );
-    let error = load("gemma-scope-2-270m-pt-att/layer_12_width_16k_l0_big")
-        .err()
-        .expect("attention-head SAEs are refused")
-        .to_string();
-    assert!(error.contains("hook_z"), "{error}");
+    let heads = load("gemma-scope-2-270m-pt-att/layer_12_width_16k_l0_big").unwrap();
+    assert_eq!(
+        heads.info.recorded_hook.as_deref(),
+        Some("blocks.12.attn.hook_z")
+    );
 }

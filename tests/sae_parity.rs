@@ -321,6 +321,86 @@ fn expected_average_only_in_scales_by_the_release_factor() {
 }
 
 #[test]
+fn hook_head_index_reads_one_head_of_attn_hook_z() {
+    // 4 heads of D_IN values each; the SAE reads head 1.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = random_sae("saelens-head", dir.path(), 11);
+    random::seed(6).unwrap();
+    let x = random::normal::<f32>(&[TOKENS, 4 * D_IN], None, None, None)
+        .unwrap()
+        .multiply(Array::from_f32(2.0))
+        .unwrap();
+    let input = dir.path().join("x.safetensors");
+    Array::save_safetensors([("x", &x)], None, &input).unwrap();
+    let out = dir.path().join("codes.safetensors");
+    reference(&[
+        "--format",
+        "saelens",
+        "--sae",
+        folder.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--head",
+        "1",
+        "--heads",
+        "4",
+    ]);
+    let expected = Array::load_safetensors(&out).unwrap()["codes"].clone();
+    let mut sae = formats::load(
+        &SaeSource::Local(folder),
+        &HubSettings::from_env(),
+        LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(sae.info.trained.hook_head_index, Some(1));
+    let config = ModelConfig::from_value(json!({
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "head_dim": D_IN,
+        "rms_norm_eps": 1e-5, "vocab_size": 32,
+    }))
+    .unwrap();
+    let hook = HookPoint::parse("blocks.3.attn.hook_z", None).unwrap();
+    let applied = formats::prepare(&mut sae, &config, "gpt2", hook, false).unwrap();
+    assert!(applied[0].contains("hook_head_index 1"), "{applied:?}");
+    let codes = sae.encode(&x).unwrap();
+    let expected = expected.as_slice::<f32>();
+    let mut active = 0;
+    for t in 0..TOKENS as usize {
+        let row = &expected[t * D_SAE as usize..(t + 1) * D_SAE as usize];
+        let ours: Vec<(u32, f32)> = codes.token(t).collect();
+        let want: Vec<u32> = (0..D_SAE as u32)
+            .filter(|f| row[*f as usize] > 0.0)
+            .collect();
+        assert_eq!(
+            ours.iter().map(|c| c.0).collect::<Vec<_>>(),
+            want,
+            "token {t}"
+        );
+        let largest = row.iter().fold(0f32, |m, v| m.max(*v));
+        for (feature, value) in ours {
+            assert!((value - row[feature as usize]).abs() <= 1e-5 * largest);
+        }
+        active += want.len();
+    }
+    assert!(active > TOKENS as usize);
+
+    // Another hook, or a head the model lacks, is a mismatch.
+    let one_head = ModelConfig::from_value(json!({
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 4, "num_attention_heads": 1, "head_dim": D_IN,
+        "rms_norm_eps": 1e-5, "vocab_size": 32,
+    }))
+    .unwrap();
+    let residual = HookPoint::parse("blocks.3.hook_resid_post", None).unwrap();
+    for (config, hook) in [(&config, residual), (&one_head, hook)] {
+        let error = formats::prepare(&mut sae, config, "gpt2", hook, false).unwrap_err();
+        assert!(error.to_string().contains("attention head 1"), "{error}");
+    }
+}
+
+#[test]
 fn unsupported_and_ambiguous_saes_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let gated = random_sae("saelens-gated", &dir.path().join("gated"), 1);
@@ -355,11 +435,12 @@ fn unsupported_and_ambiguous_saes_are_refused_clearly() {
     .expect("an empty folder is no SAE");
     assert!(error.to_string().contains("holds no SAE"), "{error}");
 
-    // An SAE on one attention head.
+    // An SAE on one head of the queries (hook_q): only attn.hook_z heads are read.
     let head = random_sae("saelens-standard", &dir.path().join("head"), 1);
     let cfg_path = head.join("cfg.json");
     let mut cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["metadata"]["hook_name"] = json!("blocks.3.attn.hook_q");
     cfg["metadata"]["hook_head_index"] = json!(2);
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let error = formats::load(
@@ -368,6 +449,6 @@ fn unsupported_and_ambiguous_saes_are_refused_clearly() {
         LoadOptions::default(),
     )
     .err()
-    .expect("single-head SAEs are refused");
-    assert!(error.to_string().contains("hook_head_index"), "{error}");
+    .expect("single-head SAEs on hook_q are refused");
+    assert!(error.to_string().contains("attn.hook_q"), "{error}");
 }

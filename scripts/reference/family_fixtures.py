@@ -45,7 +45,9 @@ from mlx_lm.utils import _get_classes, load_model, quantize_model
 VOCAB = 128
 LAYERS = 3
 SEQUENCE_LENGTHS = [1, 5, 24, 40]
-KINDS = ["resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post"]
+KINDS = ["resid_pre", "attn_z", "attn_out", "resid_mid", "mlp_out", "resid_post"]
+# The attention output projection of each family: its input is attn.hook_z.
+OUTPUT_PROJECTION = {"gpt2": "c_proj", "gpt_neox": "dense"}
 
 LLAMA_LIKE = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=LAYERS, num_attention_heads=4,
@@ -77,7 +79,7 @@ CASES = {
         hidden_act="gelu_new", intermediate_size=256,
     ),
     "gemma2": dict(
-        LLAMA_LIKE, model_type="gemma2", head_dim=16, rms_norm_eps=1e-6, rope_theta=10000.0,
+        LLAMA_LIKE, model_type="gemma2", head_dim=24, rms_norm_eps=1e-6, rope_theta=10000.0,
         attn_logit_softcapping=50.0, final_logit_softcapping=30.0, query_pre_attn_scalar=24,
         sliding_window=8, hidden_activation="gelu_pytorch_tanh",
     ),
@@ -195,10 +197,11 @@ class Recorder(nn.Module):
     """Calls `inner` (or `call` in its place) and records, under `name`, its output, or
     with `both=True` its input (`name.in`) and output (`name.out`)."""
 
-    def __init__(self, inner, name, found, both=False, call=None):
+    def __init__(self, inner, name, found, both=False, call=None, inputs=False):
         super().__init__()
         self.inner = inner
         self._name, self._found, self._both, self._call = name, found, both, call
+        self._inputs = inputs
 
     def __getattr__(self, key):
         # The model reads attributes of its blocks (e.g. Llama's `use_sliding`).
@@ -211,7 +214,9 @@ class Recorder(nn.Module):
 
     def __call__(self, *args, **kwargs):
         out = (self._call or self.inner)(*args, **kwargs)
-        if self._both:
+        if self._inputs:
+            self._found[self._name] = args[0]
+        elif self._both:
             self._found[self._name + ".in"] = args[0]
             self._found[self._name + ".out"] = out
         else:
@@ -234,6 +239,11 @@ def instrument(model, config, found, deviations):
             return Recorder(module, f"{layer}.{name}", found, **kw)
 
         blocks[layer] = rec(block, "block", both=True)
+        attention = block.attn if family == "gpt2" else (
+            block.attention if family == "gpt_neox" else block.self_attn
+        )
+        projection = OUTPUT_PROJECTION.get(family, "o_proj")
+        setattr(attention, projection, rec(getattr(attention, projection), "z", inputs=True))
         if family == "gpt2":
             block.attn = rec(block.attn, "attn")
             block.mlp = rec(block.mlp, "mlp")
@@ -276,10 +286,12 @@ def reference(model, config, sequences, deviations):
             pre, post = found[f"{layer}.block.in"][0], found[f"{layer}.block.out"][0]
             attn, mlp = found[f"{layer}.attn"][0], found[f"{layer}.mlp"][0]
             values = {"resid_pre": pre, "attn_out": attn, "mlp_out": mlp, "resid_post": post}
+            heads = found[f"{layer}.z"][0]
             if not parallel:
                 values["resid_mid"] = pre + attn
             for kind, value in values.items():
                 arrays[f"seq{index}.blocks.{layer}.hook_{kind}"] = value.astype(mx.float32)
+            arrays[f"seq{index}.blocks.{layer}.attn.hook_z"] = heads.astype(mx.float32)
     mx.eval(arrays)
     return arrays
 

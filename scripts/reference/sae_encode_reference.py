@@ -53,7 +53,8 @@ gemma-scope (Gemma Scope params.npz and Gemma Scope 2 params.safetensors, read a
       pre = x @ w_enc + b_enc;  relu(pre) * (pre > threshold)
 
 --center centres each row (x - mean(x)) before any of the above: the activations of a
-LayerNorm model TransformerLens loaded with center_writing_weights.
+LayerNorm model TransformerLens loaded with center_writing_weights. --head H --heads N
+reads x as attn.hook_z, [n, N * d_head], and encodes head H's values (hook_head_index).
 
 sparsify (EleutherAI/sparsify, sparsify/sparse_coder.py, fused_encoder.py, config.py)
     Hookpoint folder (e.g. layers.10) with cfg.json and sae.safetensors. encoder.weight and
@@ -80,6 +81,8 @@ library writes (see SAE_FORMATS.md), so that tests can make fixtures:
                                  jumprelu thresholds are positive
     saelens-batchtopk            a BatchTopK training checkpoint (architecture "batchtopk",
                                  0-dim float64 topk_threshold)
+    saelens-head                 a standard SAE on head 1 of blocks.LAYER.attn.hook_z
+                                 (hook_head_index; d_in is one head's width)
     saelens-centered             a standard SAE whose metadata records
                                  model_from_pretrained_kwargs center_writing_weights true
     saelens-pre6                 a pre-6 cfg (model gpt2-small, hook_point blocks.LAYER.
@@ -624,6 +627,19 @@ def write_saelens_centered(
     return folder
 
 
+def write_saelens_head(
+    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int
+) -> Path:
+    """A standard SAE on head 1 of blocks.LAYER.attn.hook_z (hook_head_index 1): d_in is
+    one head's width."""
+    folder = write_saelens(out, rng, d_in, d_sae, k, layer, "standard")
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["metadata"]["hook_name"] = f"blocks.{layer}.attn.hook_z"
+    cfg["metadata"]["hook_head_index"] = 1
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder
+
+
 def write_saelens_pre6(
     out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int, normalize: bool
 ) -> Path:
@@ -737,6 +753,7 @@ RANDOM_KINDS = {
     "saelens-gated": partial(write_saelens, architecture="gated"),
     "saelens-batchtopk": partial(write_saelens, architecture="batchtopk"),
     "saelens-centered": write_saelens_centered,
+    "saelens-head": write_saelens_head,
     "saelens-pre6": partial(write_saelens_pre6, normalize=False),
     "saelens-pre6-expected-average": partial(write_saelens_pre6, normalize=True),
     "sparsify": write_sparsify,
@@ -778,6 +795,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="saelens only: the release's norm_scaling_factor for an expected_average_only_in SAE",
     )
     encode.add_argument(
+        "--head",
+        type=int,
+        help="x is attn.hook_z of --heads heads, [n, heads * d_head]: encode head H's values "
+        "(SAELens's hook_head_index: the activation store takes z[:, :, H])",
+    )
+    encode.add_argument("--heads", type=int, help="the number of heads, with --head")
+    encode.add_argument(
         "--center",
         action="store_true",
         help="centre each row first, as TransformerLens's center_writing_weights centres the "
@@ -811,6 +835,8 @@ def main(argv: list[str]) -> int:
     if "x" not in inputs or inputs["x"].ndim != 2 or not len(inputs["x"]):
         raise SystemExit(f"error: {args.input} needs a 2-D tensor named x with at least one row")
     x = inputs["x"]
+    if args.head is not None:
+        x = x.reshape(len(x), args.heads, -1)[:, args.head, :]
     if args.center:
         x = x - x.mean(axis=-1, keepdims=True)
     encoder = ENCODERS[args.format]

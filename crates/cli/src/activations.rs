@@ -23,7 +23,8 @@ use crate::{ModelArgs, Output, print_json};
 pub struct ActivationsArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Hook point: blocks.L.hook_{resid_pre,attn_out,resid_mid,mlp_out,resid_post}, a module
+    /// Hook point: blocks.L.hook_{resid_pre,attn_out,resid_mid,mlp_out,resid_post},
+    /// blocks.L.attn.hook_z (the heads' outputs), a module
     /// path (model.layers.L.mlp), or a component (mlp, attn, residual) with --layer.
     #[arg(long)]
     hook: String,
@@ -57,7 +58,7 @@ pub fn run(args: ActivationsArgs) -> anyhow::Result<()> {
     let activations = model
         .forward(&batch.tokens, &BTreeSet::from([hook]))
         .context("running the model")?;
-    let width = model.config().hidden_size();
+    let width = model.config().hook_width(&hook);
     let values = batch.unpad(&activations[&hook])?.remove(0);
     let rows: Vec<&[f32]> = values.chunks(width).collect();
     let norms: Vec<f32> = rows

@@ -44,6 +44,10 @@ pub struct ModelRecord {
     pub hidden_size: usize,
     /// Number of layers.
     pub num_layers: usize,
+    /// The width of the hook's activations when it is not `hidden_size` (all heads'
+    /// width at `attn.hook_z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_width: Option<usize>,
 }
 
 /// The tokenizer and the special-token policy.

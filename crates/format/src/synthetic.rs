@@ -219,6 +219,7 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
                 compute_dtype: "none".into(),
                 model_type: "synthetic".into(),
                 hidden_size: 16,
+                hook_width: None,
                 num_layers: 1,
             },
             tokenizer: TokenizerRecord {

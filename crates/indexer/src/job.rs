@@ -395,6 +395,7 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
             model_type: config.model_type.clone(),
             hidden_size: config.hidden_size(),
             num_layers: config.num_layers(),
+            hook_width: Some(config.hook_width(&hook)).filter(|w| *w != config.hidden_size()),
         },
         tokenizer: TokenizerRecord {
             sha256: sha256_file(&model_files.tokenizer)

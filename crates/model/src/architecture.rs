@@ -299,6 +299,15 @@ impl Architecture {
         format!("{}.{layer}.{name}", self.layer_prefix)
     }
 
+    /// Width of the activations at a hook of `kind`: all heads' for `attn.hook_z`, the
+    /// residual stream's otherwise.
+    pub fn hook_width(&self, kind: HookKind) -> usize {
+        match kind {
+            HookKind::AttnZ => self.attention.q_width(),
+            _ => self.hidden_size,
+        }
+    }
+
     /// Checks that `hook` exists in this model: its layer is in range and its kind
     /// exists in the block (a parallel block has no `resid_mid`).
     pub fn check_hook(&self, hook: &HookPoint) -> Result<(), HookError> {

@@ -139,6 +139,11 @@ impl ModelConfig {
         self.architecture.layers
     }
 
+    /// Width of the activations at `hook` (see [`Architecture::hook_width`]).
+    pub fn hook_width(&self, hook: &HookPoint) -> usize {
+        self.architecture.hook_width(hook.kind)
+    }
+
     /// Checks that `hook` exists in this model.
     pub fn check_hook(&self, hook: &HookPoint) -> Result<(), HookError> {
         self.architecture.check_hook(hook)

@@ -334,7 +334,8 @@ fn openblas_thread_setter() -> Option<extern "C" fn(libc::c_int)> {
     }
 }
 
-/// Activations for each requested hook point: `[batch, tokens, hidden]` in f32.
+/// Activations for each requested hook point: `[batch, tokens, width]` in f32 (the
+/// residual stream's width, or all heads' for `attn.hook_z`).
 pub type HookActivations = BTreeMap<HookPoint, Array>;
 
 impl Transformer {
@@ -496,10 +497,9 @@ impl Transformer {
                 });
             record(layer, HookKind::ResidPre, &h);
             let attn_in = apply_norm(&block.pre_attention_norm, &h)?;
-            let attn_out = apply_norm(
-                &block.post_attention_norm,
-                &block.attention.forward(&attn_in, &arch.attention)?,
-            )?;
+            let (heads, attended) = block.attention.forward(&attn_in, &arch.attention)?;
+            record(layer, HookKind::AttnZ, &heads);
+            let attn_out = apply_norm(&block.post_attention_norm, &attended)?;
             record(layer, HookKind::AttnOut, &attn_out);
             let mlp_in_of = |residual: &Array| apply_norm(&block.pre_mlp_norm, residual);
             if arch.block.parallel {
@@ -556,8 +556,9 @@ fn apply_norm(norm: &Option<Norm>, x: &Array) -> Result<Array, ModelError> {
 }
 
 impl Attention {
-    /// Attention of `x` `[batch, tokens, hidden]`, before any post-norm.
-    fn forward(&self, x: &Array, spec: &AttentionSpec) -> Result<Array, ModelError> {
+    /// Attention of `x` `[batch, tokens, hidden]`: the heads' outputs concatenated
+    /// (`attn.hook_z`), and their output projection, before any post-norm.
+    fn forward(&self, x: &Array, spec: &AttentionSpec) -> Result<(Array, Array), ModelError> {
         let shape = x.shape();
         let (batch, length) = (shape[0], shape[1]);
         let (heads, kv_heads) = (spec.heads as i32, spec.kv_heads as i32);
@@ -628,7 +629,8 @@ impl Attention {
             attended
                 .transpose_axes(&[0, 2, 1, 3])?
                 .reshape(&[batch, length, heads * head_dim])?;
-        self.output.forward(&merged)
+        let projected = self.output.forward(&merged)?;
+        Ok((merged, projected))
     }
 }
 

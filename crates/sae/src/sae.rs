@@ -84,6 +84,10 @@ pub enum RowNormalization {
 /// The input transform applied before the encoder, in this order.
 #[derive(Debug, Clone, Default)]
 pub struct InputTransform {
+    /// Read only one attention head of an `attn.hook_z` activation: `(head, head_dim)`
+    /// selects values `head · head_dim ..` of the concatenated heads (SAELens
+    /// `hook_head_index`; set by [`crate::formats::prepare`]).
+    pub head: Option<(usize, usize)>,
     /// Subtract each token's mean over its dimensions. TransformerLens's
     /// `center_writing_weights` makes every write to the residual stream of a LayerNorm
     /// model mean-free, so its activations are the model's minus their per-token mean;
@@ -135,6 +139,11 @@ pub struct TrainedOn {
     /// The model was loaded with TransformerLens's `center_writing_weights` (SAELens
     /// `model_from_pretrained_kwargs`).
     pub center_writing_weights: bool,
+    /// The model was loaded with TransformerLens's `fold_value_biases` or
+    /// `refactor_factored_attn_matrices`, which change `attn.hook_z`.
+    pub processed_heads: bool,
+    /// The SAE reads one attention head (SAELens `hook_head_index`).
+    pub hook_head_index: Option<usize>,
 }
 
 /// A sparse autoencoder ready to encode.
@@ -267,6 +276,14 @@ impl Sae {
 
     /// Pre-activations `[n, d_sae]` of activations `x` `[n, d_in]` (lazy).
     pub fn pre_activations(&self, x: &Array) -> Result<Array, SaeError> {
+        let x = match self.input.head {
+            Some((head, width)) => {
+                let bounds = [(head * width) as i32, ((head + 1) * width) as i32];
+                mlx_rs::ops::split_at_indices(x, &bounds, -1)?.swap_remove(1)
+            }
+            None => x.clone(),
+        };
+        let x = &x;
         let shape = x.shape();
         if shape.len() != 2 || shape[1] as usize != self.info.d_in {
             return Err(SaeError::WidthMismatch {

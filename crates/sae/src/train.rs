@@ -229,7 +229,7 @@ impl<'a> ActivationStream<'a> {
 
 impl ActivationSource for ActivationStream<'_> {
     fn width(&self) -> usize {
-        self.model.config().hidden_size()
+        self.model.config().hook_width(&self.hook)
     }
 
     fn position(&self) -> usize {

@@ -10,8 +10,9 @@
 //! The files say nothing else: the model, layer and site come from where the folder sits,
 //! as SAELens infers them — the repo (`google/gemma-scope-2b-pt-res`: residual stream,
 //! `-mlp`: MLP output, `-att`: attention heads) and the `layer_L` in the path; Gemma Scope
-//! 2 names the site in the path (`resid_post`, `mlp_out`, `attn_out`). Embedding SAEs,
-//! attention-head SAEs (`hook_z`) and transcoders are refused with the reason.
+//! 2 names the site in the path (`resid_post`, `mlp_out`, `attn_out`); attention SAEs
+//! read the concatenated head outputs (`blocks.L.attn.hook_z`). Embedding SAEs and
+//! transcoders are refused with the reason.
 
 use std::{collections::HashMap, io::Read, path::Path};
 
@@ -70,9 +71,9 @@ pub fn placement(name: &str) -> Result<Placement, SaeError> {
         .any(|part| part.starts_with("gemma-scope-2-"));
     let kind = if scope_2 {
         [
-            ("resid_post", Some(HookKind::ResidPost)),
-            ("mlp_out", Some(HookKind::MlpOut)),
-            ("attn_out", None),
+            ("resid_post", HookKind::ResidPost),
+            ("mlp_out", HookKind::MlpOut),
+            ("attn_out", HookKind::AttnZ),
         ]
         .into_iter()
         .find(|(site, _)| lower.contains(site))
@@ -82,23 +83,16 @@ pub fn placement(name: &str) -> Result<Placement, SaeError> {
             .find(|part| part.starts_with("gemma-scope"));
         repo.and_then(|repo| {
             [
-                ("-res", Some(HookKind::ResidPost)),
-                ("-mlp", Some(HookKind::MlpOut)),
-                ("-att", None),
+                ("-res", HookKind::ResidPost),
+                ("-mlp", HookKind::MlpOut),
+                ("-att", HookKind::AttnZ),
             ]
             .into_iter()
             .find(|(site, _)| repo.contains(site))
         })
     };
     let hook = match (kind, layer) {
-        (Some((_, None)), _) => {
-            return Err(SaeError::Unsupported(
-                "Gemma Scope's attention SAEs read the concatenated head outputs \
-                 (blocks.L.attn.hook_z), a hook saeidx does not compute"
-                    .into(),
-            ));
-        }
-        (Some((_, Some(kind))), Some(layer)) => Some(HookPoint { layer, kind }.name()),
+        (Some((_, kind)), Some(layer)) => Some(HookPoint { layer, kind }.name()),
         _ => None,
     };
     Ok(Placement {
@@ -181,7 +175,7 @@ pub fn load(dir: &Path, name: &str, source: &str) -> Result<Sae, SaeError> {
         trained: TrainedOn {
             prepend_bos: Some(true),
             context_size: Some(1024),
-            center_writing_weights: false,
+            ..TrainedOn::default()
         },
     };
     Sae::new(
@@ -304,8 +298,10 @@ mod tests {
                 hook: None
             }
         );
+        let located =
+            placement("google/gemma-scope-2b-pt-att/layer_3/width_16k/average_l0_80").unwrap();
+        assert_eq!(located.hook.as_deref(), Some("blocks.3.attn.hook_z"));
         for refused in [
-            "google/gemma-scope-2b-pt-att/layer_3/width_16k/average_l0_80",
             "google/gemma-scope-2b-pt-res/embedding/width_4k/average_l0_6",
             "google/gemma-scope-2-4b-pt/transcoder_all/layer_0_width_16k_l0_big",
         ] {

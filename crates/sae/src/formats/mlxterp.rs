@@ -204,7 +204,7 @@ pub fn save(
             HookKind::MlpOut => Some("mlp"),
             HookKind::AttnOut => Some("self_attn"),
             HookKind::ResidPost => Some("residual"),
-            HookKind::ResidPre | HookKind::ResidMid => None,
+            HookKind::ResidPre | HookKind::ResidMid | HookKind::AttnZ => None,
         };
         if let Some(component) = component {
             metadata.insert("component".into(), json!(component));

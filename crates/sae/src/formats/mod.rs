@@ -292,9 +292,12 @@ fn model_base_name(model: &str) -> String {
 /// [`check_compatible`] does, then adapts its input to how the model's activations were
 /// produced in training. Returns what was applied, in words for the manifest.
 ///
+/// - SAELens's `hook_head_index` on `attn.hook_z`: the SAE reads that head's values.
 /// - TransformerLens's `center_writing_weights` (recorded by SAELens): on a LayerNorm
-///   model every write to the residual stream was made mean-free, so each input is
-///   centred per token; TransformerLens skips it on other models, and so does this.
+///   model every write to the residual stream was made mean-free, so each input at a
+///   residual-width hook is centred per token; TransformerLens skips it on other models,
+///   and so does this. Its `fold_value_biases` / `refactor_factored_attn_matrices`
+///   change `attn.hook_z` of models with value biases: refused there.
 /// - mlxterp reads the *module* outputs `self_attn` / `mlp`; where a family normalizes
 ///   them before adding them to the residual stream (Gemma 2/3, OLMo 2) those differ
 ///   from saeidx's `hook_attn_out` / `hook_mlp_out`, and the SAE is refused.
@@ -305,7 +308,40 @@ pub fn prepare(
     hook: HookPoint,
     allow_mismatch: bool,
 ) -> Result<Vec<String>, SaeError> {
-    check_compatible(sae, model.hidden_size(), model_name, hook, allow_mismatch)?;
+    let mut applied = Vec::new();
+    let head_dim = model.architecture.attention.head_dim;
+    let width = match sae.info.trained.hook_head_index {
+        Some(head)
+            if hook.kind != HookKind::AttnZ || head >= model.architecture.attention.heads =>
+        {
+            return Err(SaeError::Mismatch(format!(
+                "the SAE reads attention head {head} of attn.hook_z, not {hook} of a model \
+                 with {} heads",
+                model.architecture.attention.heads
+            )));
+        }
+        Some(head) => {
+            sae.input.head = Some((head, head_dim));
+            applied.push(format!(
+                "hook_head_index {head}: the SAE reads head {head} of {hook}"
+            ));
+            head_dim
+        }
+        None => model.hook_width(&hook),
+    };
+    check_compatible(sae, width, model_name, hook, allow_mismatch)?;
+    refuse_module_outputs(sae, model, hook)?;
+    applied.extend(apply_transformer_lens_processing(sae, model, hook)?);
+    if let Some(scale) = sae.input.scale {
+        applied.push(format!(
+            "normalize_activations expected_average_only_in: inputs scaled by {scale}"
+        ));
+    }
+    Ok(applied)
+}
+
+/// Refuses an mlxterp SAE on a module output that saeidx's hook reads after a post-norm.
+fn refuse_module_outputs(sae: &Sae, model: &ModelConfig, hook: HookPoint) -> Result<(), SaeError> {
     let block = &model.architecture.block;
     let post_normed = match hook.kind {
         HookKind::AttnOut => block.post_attention_norm.is_some(),
@@ -329,32 +365,43 @@ pub fn prepare(
             model.family.name()
         )));
     }
-    let mut applied = Vec::new();
-    if sae.info.trained.center_writing_weights {
-        if model.architecture.norm.kind == NormKind::Layer {
-            sae.input.center = true;
-            applied.push(
-                "center_writing_weights: each input is centred per token, as TransformerLens's \
-                 processed model writes it"
-                    .to_string(),
-            );
-        } else {
-            applied.push(
-                "center_writing_weights: nothing to do, the model has no LayerNorm (TransformerLens \
-                 skips it too)"
-                    .to_string(),
-            );
-        }
-    }
-    if let Some(scale) = sae.input.scale {
-        applied.push(format!(
-            "normalize_activations expected_average_only_in: inputs scaled by {scale}"
-        ));
-    }
-    Ok(applied)
+    Ok(())
 }
 
-/// Checks that `sae` fits a model of width `d_model` named `model`, at `hook`.
+/// Applies (or refuses) the TransformerLens weight processing the SAE was trained with.
+fn apply_transformer_lens_processing(
+    sae: &mut Sae,
+    model: &ModelConfig,
+    hook: HookPoint,
+) -> Result<Vec<String>, SaeError> {
+    let trained = &sae.info.trained;
+    let heads = hook.kind == HookKind::AttnZ;
+    if heads && trained.processed_heads && model.architecture.attention.qkv_bias {
+        return Err(SaeError::Unsupported(
+            "an SAE on attn.hook_z of a TransformerLens model loaded with fold_value_biases or \
+             refactor_factored_attn_matrices: its hook_z lacks the value biases this model has"
+                .into(),
+        ));
+    }
+    if !trained.center_writing_weights {
+        return Ok(Vec::new());
+    }
+    let applied = if heads {
+        "center_writing_weights: nothing to do at attn.hook_z (it is not written to the \
+         residual stream)"
+    } else if model.architecture.norm.kind == NormKind::Layer {
+        sae.input.center = true;
+        "center_writing_weights: each input is centred per token, as TransformerLens's \
+         processed model writes it"
+    } else {
+        "center_writing_weights: nothing to do, the model has no LayerNorm (TransformerLens \
+         skips it too)"
+    };
+    Ok(vec![applied.to_string()])
+}
+
+/// Checks that `sae` reads activations of width `d_model` of a model named `model` at
+/// `hook`.
 ///
 /// The width must always match. A recorded model or hook that differs is refused unless
 /// `allow_mismatch`; model names are compared by base name, so a quantized or converted

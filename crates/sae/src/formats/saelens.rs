@@ -12,6 +12,13 @@
 //! standard `relu(p)`; topk the `k` largest (scaled by decoder row norms when
 //! `rescale_acts_by_decoder_norm`), relu; jumprelu `p > θ`. The decoder-norm rescale is
 //! folded into the encoder (and undone in the decoder) at load.
+//!
+//! The settings that change the numbers are read as SAELens 6 reads them, with a
+//! release's `config_overrides` merged in: `normalize_activations` (with the release's
+//! `norm_scaling_factor` for `expected_average_only_in`), `hook_head_index` (one head of
+//! `attn.hook_z`), and, for the job and [`crate::formats::prepare`], `prepend_bos`,
+//! `context_size` and TransformerLens's `model_from_pretrained_kwargs`
+//! ([`crate::sae::TrainedOn`]).
 
 use std::path::Path;
 
@@ -126,24 +133,24 @@ fn settings(config: &Value, options: &LoadOptions) -> Result<Settings, SaeError>
     })
 }
 
-/// Refuses SAEs that read something other than a whole hook vector.
+/// The head an SAE reads alone (`hook_head_index`), if any.
+fn head_index(config: &Value) -> Option<&Value> {
+    field(config, "hook_head_index").or_else(|| field(config, "hook_point_head_index"))
+}
+
+/// Refuses SAEs that read something saeidx does not compute: a single head of a hook
+/// other than `attn.hook_z` (queries, keys, values, patterns), or fine-tuned scales.
 fn refuse_unsupported_sites(config: &Value) -> Result<(), SaeError> {
     let hook = field(config, "hook_name")
         .or_else(|| field(config, "hook_point"))
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if config.get("reshape_activations").and_then(Value::as_str) == Some("hook_z")
-        || hook.ends_with("hook_z")
+    if let Some(head) = head_index(config)
+        && !(hook.ends_with("attn.hook_z") && head.is_u64())
     {
-        return Err(SaeError::Unsupported(
-            "an SAE on attention head outputs (hook_z): saeidx has no hook there".into(),
-        ));
-    }
-    let head = field(config, "hook_head_index").or_else(|| field(config, "hook_point_head_index"));
-    if let Some(head) = head {
         return Err(SaeError::Unsupported(format!(
-            "an SAE trained on attention head {head} alone (hook_head_index): saeidx reads \
-             whole hook vectors, not single heads"
+            "an SAE on head {head} of {hook:?}: saeidx reads one head only of \
+             blocks.L.attn.hook_z"
         )));
     }
     if config
@@ -209,19 +216,24 @@ fn trained_on(config: &Value) -> Result<TrainedOn, SaeError> {
     let prepend_bos = field(config, "prepend_bos")
         .and_then(Value::as_bool)
         .or(pre_6(config).then_some(true));
-    let center_writing_weights = match field(config, "model_from_pretrained_kwargs") {
-        Some(kwargs) => kwargs
-            .get("center_writing_weights")
+    let kwargs = field(config, "model_from_pretrained_kwargs");
+    let processed = |key: &str| {
+        kwargs
+            .and_then(|kwargs| kwargs.get(key))
             .and_then(Value::as_bool)
-            .unwrap_or(false),
-        None => false,
+            .unwrap_or(false)
     };
     Ok(TrainedOn {
         prepend_bos,
         context_size: field(config, "context_size")
             .and_then(Value::as_u64)
             .map(|n| n as usize),
-        center_writing_weights,
+        center_writing_weights: processed("center_writing_weights"),
+        processed_heads: processed("fold_value_biases")
+            || processed("refactor_factored_attn_matrices"),
+        hook_head_index: head_index(config)
+            .and_then(Value::as_u64)
+            .map(|h| h as usize),
     })
 }
 
