@@ -489,13 +489,25 @@ impl Transformer {
         let mut h = self.embed(tokens)?;
         let arch = &self.config.architecture;
         for (layer, block) in self.blocks.iter().enumerate().take(deepest + 1) {
-            // At the deepest layer, stop after attention when no hook needs the MLP.
-            let needs_mlp = layer < deepest
-                || hooks.iter().any(|hook| {
-                    hook.layer == layer
-                        && matches!(hook.kind, HookKind::MlpOut | HookKind::ResidPost)
-                });
+            // At the deepest layer, stop as soon as the hooks asked for are computed.
+            let needs = |kinds: &[HookKind]| {
+                layer < deepest
+                    || hooks
+                        .iter()
+                        .any(|hook| hook.layer == layer && kinds.contains(&hook.kind))
+            };
+            let needs_mlp = needs(&[HookKind::MlpOut, HookKind::ResidPost]);
             record(layer, HookKind::ResidPre, &h);
+            let after_resid_pre = [
+                HookKind::AttnZ,
+                HookKind::AttnOut,
+                HookKind::ResidMid,
+                HookKind::MlpOut,
+                HookKind::ResidPost,
+            ];
+            if !needs(&after_resid_pre) {
+                break;
+            }
             let attn_in = apply_norm(&block.pre_attention_norm, &h)?;
             let (heads, attended) = block.attention.forward(&attn_in, &arch.attention)?;
             record(layer, HookKind::AttnZ, &heads);
