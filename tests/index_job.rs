@@ -11,7 +11,7 @@ use std::{
 };
 
 use saeidx_tests::{
-    job_fixture::{Setup, assert_same_index, random_sae, saeidx_err, saeidx_ok},
+    job_fixture::{Setup, assert_same_index, random_sae, saeidx, saeidx_err, saeidx_ok},
     reference_python, repo_root, saeidx_binary,
 };
 use serde_json::Value;
@@ -620,7 +620,8 @@ fn damaged_and_mismatched_inputs_are_refused() {
     let error = saeidx_err(&["run", "strict.toml"], setup.path());
     assert!(error.contains("SmolLM2-135M-Instruct"), "{error}");
 
-    // A partial folder left by a different job is never mixed in.
+    // A partial folder left by a different job is never mixed in: it is discarded and
+    // the run starts over, saying so; the result is that job's index alone.
     let other = setup.write_job("other.toml", "sae", "");
     let other_text = fs::read_to_string(&other)
         .unwrap()
@@ -628,16 +629,42 @@ fn damaged_and_mismatched_inputs_are_refused() {
     fs::write(&other, other_text).unwrap();
     let output = setup.path().join("out/shared");
     run_and_kill(&setup, &output, 1, Duration::from_secs(30));
-    let error = saeidx_err(
+    let run = saeidx(
         &[
             "run",
             other.to_str().unwrap(),
             "--output",
             output.to_str().unwrap(),
+            "--json",
         ],
         setup.path(),
     );
-    assert!(error.contains("different job"), "{error}");
+    let note = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{note}");
+    assert!(
+        note.contains("different job") && note.contains("starts over"),
+        "{note}"
+    );
+    let summary: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["resumed_parts"], 0);
+    let fresh = setup.path().join("out/fresh");
+    saeidx_ok(
+        &[
+            "run",
+            other.to_str().unwrap(),
+            "--output",
+            fresh.to_str().unwrap(),
+            "--json",
+        ],
+        setup.path(),
+    );
+    for table in ["documents", "tokens", "activations"] {
+        let name = format!("{table}/part-00000.parquet");
+        assert_eq!(
+            fs::read(output.join(&name)).unwrap(),
+            fs::read(fresh.join(&name)).unwrap()
+        );
+    }
 
     // Bad corpus records: skipped and counted, or a stop naming file and line.
     fs::write(
@@ -665,6 +692,147 @@ fn damaged_and_mismatched_inputs_are_refused() {
         error.contains("broken.jsonl") && error.contains("line 2"),
         "{error}"
     );
+    // The corpus corrected, the same command runs: the stopped run's hidden
+    // `.stop.partial/` (of the corpus as it was) does not stand in the way.
+    fs::remove_file(setup.path().join("corpus/broken.jsonl")).unwrap();
+    let rerun = saeidx(
+        &["run", "stop.toml", "--output", "out/stop", "--json"],
+        setup.path(),
+    );
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert!(!setup.path().join("out/.stop.partial").exists());
+    assert_same_index(&setup.path().join("out/stop"), &{
+        // The same job into another folder of the same depth gives the same index.
+        saeidx_ok(
+            &["run", "stop.toml", "--output", "out/stop-again", "--json"],
+            setup.path(),
+        );
+        setup.path().join("out/stop-again")
+    });
+}
+
+#[test]
+fn one_writer_per_output_and_jobs_that_cannot_run_are_refused_clearly() {
+    let setup = Setup::create();
+    let job = setup.job();
+    let output = setup.path().join("out/index");
+    // A second writer is refused at once, naming the holder.
+    let lock = saeidx_format::lock::OutputLock::acquire(&output).unwrap();
+    let error = saeidx_err(&["run", job.to_str().unwrap()], setup.path());
+    assert!(
+        error.contains("being written by another saeidx process")
+            && error.contains(&format!("pid {}", std::process::id())),
+        "{error}"
+    );
+    drop(lock);
+    // A killed writer's lock is taken over by the next run, which resumes its work.
+    assert!(run_and_kill(&setup, &output, 2, Duration::from_secs(60)));
+    let lock_file = saeidx_format::lock::lock_path(&output);
+    assert!(lock_file.exists(), "the killed run left its lock file");
+    let resumed = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    assert!(resumed["resumed_parts"].as_u64().unwrap() >= 1, "{resumed}");
+    assert!(!lock_file.exists(), "a finished run removes its lock file");
+
+    // An empty corpus publishes nothing and says why.
+    fs::create_dir_all(setup.path().join("empty")).unwrap();
+    fs::write(setup.path().join("empty/none.jsonl"), "").unwrap();
+    let empty = fs::read_to_string(&job).unwrap().replace(
+        "sources = [{ path = \"corpus\" }]",
+        "sources = [{ path = \"empty\" }]",
+    );
+    fs::write(setup.path().join("empty.toml"), empty).unwrap();
+    let error = saeidx_err(
+        &["run", "empty.toml", "--output", "out/empty"],
+        setup.path(),
+    );
+    assert!(error.contains("the corpus has no documents"), "{error}");
+    assert!(!setup.path().join("out/empty").exists());
+    assert!(!setup.path().join("out/.empty.partial").exists());
+
+    // Values the job schema refuses, refused naming the job file and the key.
+    for (from, to, key) in [
+        ("part_bytes = 2000", "part_bytes = 0", "part_bytes"),
+        (
+            "window_overlap = 8",
+            "window_overlap = 64",
+            "window_overlap",
+        ),
+    ] {
+        let text = fs::read_to_string(&job).unwrap().replace(from, to);
+        fs::write(setup.path().join("bad.toml"), text).unwrap();
+        let error = saeidx_err(&["run", "bad.toml", "--output", "out/bad"], setup.path());
+        assert!(
+            error.contains("bad.toml") && error.contains(key) && !error.contains("out/bad"),
+            "{error}"
+        );
+    }
+}
+
+/// A single large document is one part: the run's progress moves within it, batch by
+/// batch, instead of jumping from 0 to done at its end.
+#[test]
+fn progress_moves_within_a_single_large_document() {
+    use saeidx_indexer::{
+        job::{self, JobFile},
+        parts::Shard,
+        pipeline::{self, Event, RunOptions},
+    };
+    let setup = Setup::create();
+    let text: String = saeidx_tests::index_rows::documents(&{
+        saeidx_ok(
+            &["run", setup.job().to_str().unwrap(), "--json"],
+            setup.path(),
+        );
+        setup.path().join("out/index")
+    })
+    .into_iter()
+    .map(|(_, text)| text)
+    .collect::<Vec<_>>()
+    .join("\n");
+    fs::create_dir_all(setup.path().join("large")).unwrap();
+    fs::write(setup.path().join("large/one.txt"), &text).unwrap();
+    let job_text = fs::read_to_string(setup.job()).unwrap().replace(
+        "sources = [{ path = \"corpus\" }]",
+        "sources = [{ path = \"large\" }]",
+    );
+    fs::write(setup.path().join("large.toml"), job_text).unwrap();
+    let mut file = JobFile::read(&setup.path().join("large.toml")).unwrap();
+    file.output = setup.path().join("out/large");
+    let reader = file.corpus.reader().unwrap();
+    let loaded = job::load(file, &saeidx_hub::HubSettings::from_env()).unwrap();
+    let mut events = Vec::new();
+    pipeline::run(
+        &loaded.engine(),
+        &loaded.spec,
+        reader,
+        &loaded.file.output,
+        RunOptions {
+            shard: Shard::WHOLE,
+            replace: false,
+        },
+        &mut |event| events.push(event),
+    )
+    .unwrap();
+    let moved: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Batch { text_bytes, .. } if *text_bytes > 0 => Some(*text_bytes),
+            _ => None,
+        })
+        .collect();
+    assert!(moved.len() >= 5, "progress within the document: {events:?}");
+    let total: u64 = events
+        .iter()
+        .map(|e| match e {
+            Event::Batch { text_bytes, .. } | Event::PartComputed { text_bytes } => *text_bytes,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(total, text.len() as u64);
 }
 
 #[test]
@@ -915,9 +1083,34 @@ fn copied_indexes_and_the_committed_fixture_verify_and_answer_anywhere() {
     );
     let expected = fingerprint_answers(&original, setup.path());
 
+    // The SAE is recorded relative to the index folder, so live texts work from any
+    // working directory.
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(original.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["job"]["sae"]["source"], "../../sae");
+    assert_eq!(manifest["job"]["sae"]["location"], "relative");
+    let live_args = |index: &Path| {
+        vec![
+            "top-features".to_string(),
+            "--text".into(),
+            "Fellow citizens of the Senate".into(),
+            "--k".into(),
+            "3".into(),
+            "--json".into(),
+            "--index".into(),
+            index.display().to_string(),
+        ]
+    };
+    let anywhere = tempfile::tempdir().unwrap();
+    let args = live_args(&original);
+    let live = saeidx_ok(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        anywhere.path(),
+    );
+
     // Copied elsewhere (another depth and name) with the original gone, the folder
-    // verifies and answers the same: its files are named relative to it (the model, SAE
-    // and corpus sources in the manifest are provenance, as the job gave them).
+    // verifies and answers the same: its files are named relative to it (the model and
+    // corpus sources in the manifest are provenance, as the job gave them).
     let elsewhere = tempfile::tempdir().unwrap();
     let copy = elsewhere.path().join("shared/with/a colleague");
     copy_dir(&original, &copy);
@@ -938,6 +1131,25 @@ fn copied_indexes_and_the_committed_fixture_verify_and_answer_anywhere() {
         elsewhere.path(),
     );
     assert_eq!(fingerprint_answers(&copy, elsewhere.path()), expected);
+    // A copy away from its SAE says exactly what to pass, and answers live with it.
+    let mut args = live_args(&copy);
+    let error = saeidx_err(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        elsewhere.path(),
+    );
+    assert!(
+        error.contains("--sae FOLDER") && error.contains("../../sae relative to the index folder"),
+        "{error}"
+    );
+    args.extend([
+        "--sae".into(),
+        setup.path().join("sae").display().to_string(),
+    ]);
+    let with_sae = saeidx_ok(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        elsewhere.path(),
+    );
+    assert_eq!(with_sae["features"], live["features"]);
 
     let fixture = repo_root().join("tests/fixtures").join(INDEX_FIXTURE);
     let answers_file = fixture.with_extension("answers.json");

@@ -80,15 +80,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Event::Batch {
                 tokens: t,
                 nonzeros: n,
+                text_bytes,
             } => {
                 tokens += t;
                 nonzeros += n;
                 let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 bar.set_message(format!("{tokens} tokens, {rate:.0} tokens/s"));
+                bar.inc(text_bytes);
             }
             Event::PartComputed { text_bytes } | Event::PartSkipped { text_bytes } => {
                 bar.inc(text_bytes)
             }
+            Event::StartedOver { reason } => bar.suspend(|| eprintln!("note: {reason}")),
         },
     )?;
     bar.finish_and_clear();
@@ -251,12 +254,8 @@ pub struct VerifyArgs {
 /// `saeidx verify`.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let (manifest, report): (Manifest, _) = index_verify::verify(&args.index)?;
-    // The query files, when present, are checked chunk by chunk.
-    let query_bytes = match saeidx_query::QueryIndex::open(&args.index) {
-        Ok(index) => Some(index.verify_all()?),
-        Err(saeidx_query::QueryError::NotBuilt { .. }) => None,
-        Err(error) => return Err(error.into()),
-    };
+    // The query files, when present, are checked chunk by chunk and row by row.
+    let query_bytes = saeidx_query::verify_query_files(&args.index)?;
     if args.output_format.json {
         return print_json(&json!({
             "index": args.index,

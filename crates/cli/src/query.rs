@@ -1,14 +1,15 @@
 //! The query commands: `top-texts`, `top-features`, `explain`, `feature`, `sample`,
 //! `info`, `query build` and `labels`.
 
-use std::{ops::Range, path::PathBuf};
+use std::{ops::Range, path::PathBuf, str::FromStr};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use saeidx_hub::HubSettings;
+use saeidx_indexer::live::LiveSources;
 use saeidx_query::{
     Aggregate, Exclusions, FeatureLabel, FeatureReport, FeatureScore, QueryIndex, Rank, Registry,
-    TextHit, TokenCodes, rank_features,
+    TextHit, TokenCodes, limits::Limit, rank_features,
 };
 use serde_json::json;
 
@@ -20,6 +21,22 @@ pub struct IndexArg {
     /// The index folder.
     #[arg(long, env = "SAEIDX_INDEX", default_value = "indexes/default")]
     index: PathBuf,
+}
+
+/// A value parser for a size bounded by `limit`: the query library's own check, so
+/// the command refuses exactly what the library (and the web server) would.
+fn within<T>(limit: Limit) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + TryInto<u64> + Copy,
+    T::Err: std::fmt::Display,
+{
+    move |text: &str| {
+        let value: T = text
+            .trim()
+            .parse()
+            .map_err(|e| format!("{text:?} is not a count: {e}"))?;
+        limit.check(value).map_err(|e| e.to_string())
+    }
 }
 
 impl IndexArg {
@@ -85,14 +102,14 @@ pub struct TopTextsArgs {
     /// The feature.
     #[arg(long)]
     feature: u32,
-    /// How many texts.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::K),
+        help = Limit::K.help("How many texts"))]
     k: usize,
     /// Rank tokens, or documents by their max or sum.
     #[arg(long, value_enum, default_value = "token")]
     rank: RankArg,
-    /// Tokens of context on each side of the hit.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+        help = Limit::Context.help("Tokens of context on each side of the hit"))]
     context: u32,
     #[command(flatten)]
     index: IndexArg,
@@ -117,11 +134,11 @@ pub struct TopFeaturesArgs {
     /// A text, run live through the index's model and SAE.
     #[arg(long, group = "what")]
     text: Option<String>,
-    /// Only these token positions (START..END) of the document.
+    /// Only these token positions (START..END, START <= END) of the document.
     #[arg(long, value_parser = parse_range)]
     tokens: Option<Range<u32>>,
-    /// How many features.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::K),
+        help = Limit::K.help("How many features"))]
     k: usize,
     /// Score per text by the max or the sum over tokens.
     #[arg(long, value_enum, default_value = "max")]
@@ -133,7 +150,8 @@ pub struct TopFeaturesArgs {
     /// identical to the index's).
     #[arg(long)]
     model: Option<String>,
-    /// For --text: the SAE folder, if not where the manifest records it.
+    /// For --text: the SAE folder, if not where the manifest records it (e.g. a fetched
+    /// index of a local SAE); it must be identical to the index's.
     #[arg(long)]
     sae: Option<PathBuf>,
     #[command(flatten)]
@@ -152,17 +170,17 @@ pub struct TopFeaturesArgs {
 pub struct FeatureArgs {
     /// The feature.
     feature: u32,
-    /// Top examples, and examples per activation band.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = within::<usize>(Limit::Examples),
+        help = Limit::Examples.help("Top examples, and examples per activation band"))]
     examples: usize,
-    /// Activation bands (quantiles of the feature's activations) to sample from.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = within::<usize>(Limit::Bands),
+        help = Limit::Bands.help("Activation bands (quantiles of the feature's activations) to sample from"))]
     bands: usize,
-    /// Co-activating features to list.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::Neighbours),
+        help = Limit::Neighbours.help("Co-activating features to list"))]
     neighbours: usize,
-    /// Tokens of context on each side of an example.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+        help = Limit::Context.help("Tokens of context on each side of an example"))]
     context: u32,
     #[command(flatten)]
     index: IndexArg,
@@ -180,14 +198,14 @@ pub struct FeatureArgs {
 pub struct ExplainArgs {
     /// The text to analyse (run live through the index's model and SAE).
     text: String,
-    /// How many of its strongest features to explain.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = within::<usize>(Limit::Features),
+        help = Limit::Features.help("How many of its strongest features to explain"))]
     features: usize,
-    /// Top texts of the index per feature.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = within::<usize>(Limit::Examples),
+        help = Limit::Examples.help("Top texts of the index per feature"))]
     texts: usize,
-    /// Tokens of context on each side of a text's hit.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+        help = Limit::Context.help("Tokens of context on each side of a text's hit"))]
     context: u32,
     #[command(flatten)]
     index: IndexArg,
@@ -203,17 +221,17 @@ pub struct ExplainArgs {
     after_help = "Examples:\n  saeidx sample --n 10\n  saeidx sample --n 50 --seed 7 --examples 3 --json"
 )]
 pub struct SampleArgs {
-    /// How many live features.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::Sample),
+        help = Limit::Sample.help("How many live features"))]
     n: usize,
     /// Random seed (the same seed gives the same features).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Top examples per feature.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = within::<usize>(Limit::Examples),
+        help = Limit::Examples.help("Top examples per feature"))]
     examples: usize,
-    /// Tokens of context on each side of an example.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+        help = Limit::Context.help("Tokens of context on each side of an example"))]
     context: u32,
     #[command(flatten)]
     index: IndexArg,
@@ -305,7 +323,11 @@ fn parse_range(text: &str) -> Result<Range<u32>, String> {
         .split_once("..")
         .ok_or_else(|| format!("{text:?} is not START..END"))?;
     let number = |s: &str| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}"));
-    Ok(number(start)?..number(end)?)
+    let (start, end) = (number(start)?, number(end)?);
+    if start > end {
+        return Err(saeidx_query::QueryError::ReversedRange { start, end }.to_string());
+    }
+    Ok(start..end)
 }
 
 fn label_text(label: Option<&FeatureLabel>) -> String {
@@ -370,18 +392,18 @@ pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
 /// One token of the text `top-features` ranks: (position, its text, features, values).
 type TextToken = (u32, String, Vec<u32>, Vec<f32>);
 
-/// Runs `text` through the index's model and SAE; the tokens `exclusions` keep.
+/// Runs `text` through the index's model and SAE (or those `sources` names); the
+/// tokens `exclusions` keep.
 fn live_tokens(
     index: &QueryIndex,
     text: &str,
-    model: Option<&str>,
-    sae: Option<&std::path::Path>,
+    sources: &LiveSources,
     exclusions: Exclusions,
 ) -> anyhow::Result<Vec<TextToken>> {
     let live = saeidx_indexer::live::LiveAnalyzer::for_index(
         index.manifest(),
-        model,
-        sae,
+        index.dir(),
+        sources,
         &HubSettings::from_env(),
     )
     .context("loading the index's model and SAE for the live text")?;
@@ -405,13 +427,11 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
         if args.tokens.is_some() {
             bail!("--tokens applies to --doc and --doc-id, not --text");
         }
-        let kept = live_tokens(
-            &index,
-            text,
-            args.model.as_deref(),
-            args.sae.as_deref(),
-            exclusions,
-        )?;
+        let sources = LiveSources {
+            model: args.model.clone(),
+            sae: args.sae.iter().cloned().collect(),
+        };
+        let kept = live_tokens(&index, text, &sources, exclusions)?;
         (json!({"text": text}), kept)
     } else {
         let doc = match (&args.doc, &args.doc_id) {
@@ -516,7 +536,7 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
     let exclusions = args.exclusions.exclusions();
-    let tokens = live_tokens(&index, &args.text, None, None, exclusions)?;
+    let tokens = live_tokens(&index, &args.text, &LiveSources::default(), exclusions)?;
     let ranked = rank_features(
         tokens
             .iter()
@@ -689,7 +709,7 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
     let live = index.live_features()?;
     let dead = index.dead_features()?;
     let manifest = index.manifest();
-    let counts = index.query_manifest().counts;
+    let counts = index.counts()?;
     if args.output.json {
         return print_json(&json!({
             "index": index.dir(),
@@ -841,17 +861,17 @@ pub enum RenderCommand {
         /// The folder to write into.
         #[arg(long)]
         out: PathBuf,
-        /// Top examples, and examples per activation band.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = within::<usize>(Limit::Examples),
+            help = Limit::Examples.help("Top examples, and examples per activation band"))]
         examples: usize,
-        /// Activation bands to sample from.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = within::<usize>(Limit::Bands),
+            help = Limit::Bands.help("Activation bands to sample from"))]
         bands: usize,
-        /// Neighbours to link.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::Neighbours),
+            help = Limit::Neighbours.help("Neighbours to link"))]
         neighbours: usize,
-        /// Tokens of context on each side of an example.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = within::<u32>(Limit::Context),
+            help = Limit::Context.help("Tokens of context on each side of an example"))]
         context: u32,
         #[command(flatten)]
         index: IndexArg,
@@ -913,8 +933,8 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
             let index = index.open()?;
             let live = saeidx_indexer::live::LiveAnalyzer::for_index(
                 index.manifest(),
-                None,
-                None,
+                index.dir(),
+                &LiveSources::default(),
                 &HubSettings::from_env(),
             )
             .context("loading the index's model and SAE for the live text")?;
@@ -999,6 +1019,10 @@ pub struct ServeArgs {
     /// Serve without loading the models and SAEs (no live texts).
     #[arg(long)]
     no_live: bool,
+    /// An SAE folder for live texts, for indexes whose SAE is not where their manifest
+    /// records it (repeatable; each index uses the one identical to its own).
+    #[arg(long = "sae")]
+    saes: Vec<PathBuf>,
     #[command(flatten)]
     index: IndexArg,
 }
@@ -1044,12 +1068,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             let started = saeidx_indexer::live::LiveWorker::start(
                 index.manifest().clone(),
+                dir.clone(),
+                LiveSources {
+                    model: None,
+                    sae: args.saes.clone(),
+                },
                 HubSettings::from_env(),
             );
             match started {
                 Ok(worker) => Some(Box::new(ServerLive { worker })),
                 Err(error) => {
-                    eprintln!("live texts are off for {}: {error}", dir.display());
+                    eprintln!(
+                        "warning: live texts (/text) are off for {}: {error}",
+                        dir.display()
+                    );
                     None
                 }
             }

@@ -140,3 +140,179 @@ fn activations_reject_bad_hooks_and_layers() {
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));
     }
 }
+
+/// A small valid index (synthetic codes; no model needed) with its query files.
+fn synthetic_index(dir: &std::path::Path) -> std::path::PathBuf {
+    use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
+    let index = dir.join("index");
+    let spec = SyntheticSpec {
+        documents: 12,
+        tokens_per_document: (4, 40),
+        documents_per_part: 6,
+        feature_weights: vec![1.0; 16],
+        k: 3,
+        value_step: 0.25,
+        seed: 7,
+    };
+    write_synthetic_index(&index, &spec).unwrap();
+    saeidx_query::build(&index).unwrap();
+    index
+}
+
+#[test]
+fn sizes_past_the_limits_exit_2_naming_the_limit_which_help_states() {
+    use saeidx_query::limits::Limit;
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic_index(dir.path());
+    let huge = "4294967295";
+    for (args, limit) in [
+        (&["top-texts", "--feature", "1", "--k", huge][..], Limit::K),
+        (
+            &["top-texts", "--feature", "1", "--context", huge][..],
+            Limit::Context,
+        ),
+        (&["feature", "1", "--examples", huge][..], Limit::Examples),
+        (&["feature", "1", "--bands", huge][..], Limit::Bands),
+        (
+            &["feature", "1", "--neighbours", huge][..],
+            Limit::Neighbours,
+        ),
+        (&["top-features", "--doc", "0", "--k", huge][..], Limit::K),
+        (&["sample", "--n", huge][..], Limit::Sample),
+        (&["sample", "--examples", "101"][..], Limit::Examples),
+        (
+            &["explain", "text", "--features", huge][..],
+            Limit::Features,
+        ),
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--index", index.to_str().unwrap()]);
+        let output = saeidx(&full);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("at most {}", limit.max())) && message.contains(limit.what()),
+            "{args:?}: {message}"
+        );
+        assert!(!message.contains("memory allocation"), "{message}");
+    }
+    // At the limit the answer comes.
+    let output = saeidx(&[
+        "top-texts",
+        "--feature",
+        "1",
+        "--k",
+        "10000",
+        "--json",
+        "--index",
+        index.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for (command, flag, limit) in [
+        ("top-texts", "--k", Limit::K),
+        ("top-texts", "--context", Limit::Context),
+        ("feature", "--examples", Limit::Examples),
+        ("feature", "--bands", Limit::Bands),
+        ("feature", "--neighbours", Limit::Neighbours),
+        ("sample", "--n", Limit::Sample),
+        ("explain", "--features", Limit::Features),
+    ] {
+        let help = String::from_utf8(saeidx(&[command, "--help"]).stdout).unwrap();
+        // The option's block: from `--flag <VALUE>` to the next option.
+        let start = help.find(&format!("{flag} <")).unwrap_or(0);
+        let rest = &help[start..];
+        let end = rest
+            .match_indices('\n')
+            .map(|(i, _)| i)
+            .find(|&i| rest[i..].trim_start_matches([' ', '\n']).starts_with('-'))
+            .unwrap_or(rest.len());
+        let line = rest[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            line.contains(&format!("(at most {})", limit.max())),
+            "{command} {flag}: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_reversed_token_range_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic_index(dir.path());
+    let output = saeidx(&[
+        "top-features",
+        "--doc",
+        "0",
+        "--tokens",
+        "100..50",
+        "--index",
+        index.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("100..50") && message.contains("reversed"),
+        "{message}"
+    );
+    assert!(!message.contains("outside document"), "{message}");
+}
+
+#[test]
+fn query_build_over_a_file_named_query_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic_index(dir.path());
+    std::fs::remove_dir_all(index.join("query")).unwrap();
+    std::fs::write(index.join("query"), "not a folder").unwrap();
+    let before: Vec<_> = std::fs::read_dir(&index)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let output = saeidx(&["query", "build", index.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("is not a folder"),
+        "{}",
+        stderr(&output)
+    );
+    let mut after: Vec<_> = std::fs::read_dir(&index)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(after, before, "no temporary folder left behind");
+    assert_eq!(std::fs::read(index.join("query")).unwrap(), b"not a folder");
+}
+
+#[test]
+fn verify_fails_without_the_query_manifest_and_query_build_waits_for_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = synthetic_index(dir.path());
+    std::fs::remove_file(index.join("query/manifest.json")).unwrap();
+    let output = saeidx(&["verify", index.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("manifest.json"),
+        "{}",
+        stderr(&output)
+    );
+    // A second writer of the same index is refused, naming the holder.
+    let lock = saeidx_format::lock::OutputLock::acquire(&index).unwrap();
+    let output = saeidx(&["query", "build", index.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    drop(lock);
+    let output = saeidx(&["query", "build", index.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = saeidx(&["verify", index.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}

@@ -91,8 +91,10 @@ pub struct StagedDir {
 }
 
 impl StagedDir {
-    /// Starts a folder that will be published at `destination`.
+    /// Starts a folder that will be published at `destination`. Something other than
+    /// a folder at `destination` is an error here, before anything is written.
     pub fn new(destination: &Path) -> Result<Self, AtomicWriteError> {
+        refuse_non_folder(destination)?;
         let parent = parent_of(destination);
         fs::create_dir_all(parent).map_err(at(parent))?;
         let temp = tempfile::Builder::new()
@@ -132,6 +134,7 @@ impl StagedDir {
 /// (a reader that already opened old files keeps reading them); the old folder is then
 /// deleted.
 pub fn replace_dir(staged: &Path, destination: &Path) -> Result<(), AtomicWriteError> {
+    refuse_non_folder(destination)?;
     sync_tree(staged)?;
     let parent = parent_of(destination).to_path_buf();
     if destination.exists() {
@@ -143,6 +146,17 @@ pub fn replace_dir(staged: &Path, destination: &Path) -> Result<(), AtomicWriteE
         sync_dir(&parent)?;
     }
     Ok(())
+}
+
+/// An error if `destination` exists and is not a folder (a file would be swapped into
+/// the staging name and the folder published over it).
+fn refuse_non_folder(destination: &Path) -> Result<(), AtomicWriteError> {
+    match fs::symlink_metadata(destination) {
+        Ok(meta) if !meta.is_dir() => Err(at(destination)(io::Error::other(
+            "it exists and is not a folder: move or remove it, then try again",
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Atomically swaps two paths (Linux `renameat2(RENAME_EXCHANGE)`, macOS
@@ -236,6 +250,24 @@ mod tests {
             );
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_file_where_the_folder_belongs_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let destination = dir.path().join("query");
+        fs::write(&destination, "not a folder").unwrap();
+        let error = StagedDir::new(&destination).unwrap_err().to_string();
+        assert!(error.contains("is not a folder"), "{error}");
+        let staged = dir.path().join("staged");
+        fs::create_dir(&staged).unwrap();
+        assert!(replace_dir(&staged, &destination).is_err());
+        assert_eq!(fs::read(&destination).unwrap(), b"not a folder");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "nothing else left behind: {names:?}");
     }
 
     #[test]

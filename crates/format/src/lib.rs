@@ -2,6 +2,8 @@
 //!
 //! - [`atomic`]: output is never half-written: files and folders are written under a
 //!   temporary name in the destination's folder, flushed to disk, then renamed.
+//! - [`lock`]: one writer per output folder (a second is refused with the holder's
+//!   process id).
 //! - [`checksum`]: the one content hash (SHA-256, lowercase hex) used for manifests,
 //!   asset pins and cache blobs.
 //! - [`manifest`]: an index's `manifest.json` (provenance, counts, files, checksums).
@@ -13,6 +15,7 @@
 
 pub mod atomic;
 pub mod checksum;
+pub mod lock;
 pub mod manifest;
 pub mod synthetic;
 pub mod tables;

@@ -62,11 +62,27 @@ pub struct TokenizerRecord {
     pub policy: String,
 }
 
+/// How [`SaeRecord::source`] names the SAE, so that live analysis finds it again
+/// wherever the index folder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaeLocation {
+    /// `source` is `org/repo[/subfolder]@commit` on the Hugging Face Hub.
+    Hub,
+    /// `source` is the SAE's folder relative to the index folder (`/`-separated).
+    Relative,
+}
+
 /// The SAE and its encoding rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaeRecord {
-    /// Where it was loaded from (path, or repo id + subfolder).
+    /// Where it was loaded from: `org/repo[/subfolder]@commit`, or a local folder
+    /// (relative to the index folder; see `location`).
     pub source: String,
+    /// How `source` names the SAE. Absent in indexes written before saeidx recorded
+    /// it: `source` is then a Hub source or the folder as the job named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SaeLocation>,
     /// Its file format (`mlxterp`, `saelens`, `sparsify`, `gemma-scope`).
     pub format: String,
     /// Architecture (`topk`, `jumprelu`, ...).

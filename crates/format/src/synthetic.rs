@@ -229,6 +229,7 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
             },
             sae: SaeRecord {
                 source: "synthetic".into(),
+                location: None,
                 format: "synthetic".into(),
                 architecture: "topk".into(),
                 sha256: String::new(),

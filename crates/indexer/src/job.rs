@@ -45,8 +45,8 @@ use saeidx_corpus::{CorpusReader, CorpusSpec, tokenizer::TextTokenizer};
 use saeidx_format::{
     checksum::sha256_file,
     manifest::{
-        CorpusFileRecord, CorpusRecord, JobSpec, ModelRecord, SaeRecord, TokenizerRecord,
-        WindowRecord,
+        CorpusFileRecord, CorpusRecord, JobSpec, ModelRecord, SaeLocation, SaeRecord,
+        TokenizerRecord, WindowRecord,
     },
 };
 use saeidx_hub::{HubError, HubSettings, Listing, RepoKind, RepoRef};
@@ -169,13 +169,60 @@ impl Default for RunSpec {
     }
 }
 
+impl RunSpec {
+    /// Checks the bounds `schemas/job.schema.json` states for `[run]`.
+    pub fn check(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("part_bytes", self.part_bytes, "text bytes per part"),
+            (
+                "batch_tokens",
+                self.batch_tokens as u64,
+                "padded tokens per batch",
+            ),
+            (
+                "max_documents",
+                self.max_documents.unwrap_or(1),
+                "leave it out to index the whole corpus",
+            ),
+        ];
+        for (key, value, meaning) in at_least_one {
+            if value == 0 {
+                return Err(format!("[run] {key} must be at least 1 ({meaning})"));
+            }
+        }
+        check_window(
+            self.window_length.unwrap_or(DEFAULT_WINDOW_LENGTH),
+            self.window_overlap,
+        )
+    }
+}
+
+/// Checks a window length and overlap.
+fn check_window(length: usize, overlap: usize) -> Result<(), String> {
+    saeidx_corpus::window::WindowPolicy::new(length, overlap)
+        .map(|_| ())
+        .map_err(|e| format!("[run] window_length and window_overlap: {e}"))
+}
+
 impl JobFile {
-    /// Reads a job file; relative paths become relative to its folder.
+    /// Reads a job file; relative paths become relative to its folder. Values outside
+    /// the bounds of `schemas/job.schema.json` are refused, naming the key.
     pub fn read(path: &Path) -> Result<Self, IndexError> {
         let text = std::fs::read_to_string(path).map_err(IndexError::io(path))?;
         let mut job: JobFile = toml::from_str(&text).map_err(|e| IndexError::Job {
             path: path.to_path_buf(),
             reason: e.to_string(),
+        })?;
+        let bounds = job.run.check().and_then(|()| {
+            if job.corpus.max_document_bytes == 0 {
+                Err("[corpus] max_document_bytes must be at least 1".into())
+            } else {
+                Ok(())
+            }
+        });
+        bounds.map_err(|reason| IndexError::Job {
+            path: path.to_path_buf(),
+            reason,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let base = if base.as_os_str().is_empty() {
@@ -381,6 +428,17 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
         }
     }
     let corpus_files = file.corpus.files()?;
+    // Recorded so that live analysis finds the SAE again from the index folder,
+    // wherever that folder is: by Hub id, or by a path relative to the index.
+    let (sae_recorded, sae_location) = match &sae_source {
+        SaeSource::Local(dir) => (
+            relative_location(dir, &file.output).map_err(IndexError::io(dir))?,
+            SaeLocation::Relative,
+        ),
+        SaeSource::Hub { .. } | SaeSource::Release { .. } => {
+            (sae.info.source.clone(), SaeLocation::Hub)
+        }
+    };
     let spec = JobSpec {
         model: ModelRecord {
             source: file.model.source.clone(),
@@ -412,7 +470,8 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
             },
         },
         sae: SaeRecord {
-            source: sae.info.source.clone(),
+            source: sae_recorded,
+            location: Some(sae_location),
             format: sae.info.format.clone(),
             architecture: sae.info.architecture.clone(),
             sha256: sae.info.sha256.clone(),
@@ -522,6 +581,10 @@ fn fit_run(
         }
         (None, _) => DEFAULT_WINDOW_LENGTH,
     };
+    check_window(window_length, file.run.window_overlap).map_err(|reason| IndexError::Job {
+        path: file.output.clone(),
+        reason: format!("{reason} (window_length {window_length} from the SAE's context_size)"),
+    })?;
     let bos = match (file.run.bos, trained.prepend_bos) {
         (Some(BosPolicy::Tokenizer), Some(true)) if !tokenizer_adds_bos && !allow => {
             return Err(refuse(
@@ -571,5 +634,162 @@ fn bos_id(files: &ModelFiles, tokenizer: &TextTokenizer) -> Option<u32> {
 impl DocumentSource for CorpusReader {
     fn skipped(&self) -> u64 {
         CorpusReader::skipped(self).count
+    }
+}
+
+/// `folder` relative to `index_dir` (`/`-separated), as the manifest records a local
+/// SAE: both are made absolute with symbolic links resolved as far as they exist (the
+/// index folder usually does not exist yet), so the path holds from the index folder
+/// however the job named them and wherever it ran.
+pub fn relative_location(folder: &Path, index_dir: &Path) -> std::io::Result<String> {
+    let (target, base) = (resolved(folder)?, resolved(index_dir)?);
+    let common = target
+        .components()
+        .zip(base.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut parts: Vec<String> = vec!["..".into(); base.components().count() - common];
+    parts.extend(
+        target
+            .components()
+            .skip(common)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    Ok(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
+}
+
+/// `path` made absolute: its longest existing ancestor canonicalized, the rest
+/// appended with `.` and `..` resolved lexically.
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let mut out = loop {
+        match existing.canonicalize() {
+            Ok(canonical) => break canonical,
+            Err(_) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                _ => break existing.to_path_buf(),
+            },
+        }
+    };
+    for name in rest.iter().rev() {
+        match Path::new(name).components().next() {
+            Some(Component::ParentDir) => {
+                out.pop();
+            }
+            Some(Component::CurDir) | None => {}
+            Some(_) => out.push(name),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `minimum` the job schema states for `[run]` and `[corpus]` is enforced:
+    /// a value one below it is refused, naming the key.
+    #[test]
+    fn job_files_below_the_schemas_minimums_are_refused() {
+        let schema: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../schemas/job.schema.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let job = |section: &str, line: &str| {
+            let (run, corpus) = match section {
+                "run" => (line, ""),
+                _ => ("", line),
+            };
+            let text = format!(
+                "output = \"out\"\nhook = \"blocks.0.hook_resid_post\"\n[model]\nsource = \"m\"\n\
+                 [sae]\npath = \"s\"\n[corpus]\nsources = [{{ path = \"c.jsonl\" }}]\n{corpus}\n[run]\n{run}\n"
+            );
+            let path = dir.path().join("job.toml");
+            std::fs::write(&path, text).unwrap();
+            JobFile::read(&path)
+        };
+        assert!(job("run", "").is_ok());
+        let mut checked = 0;
+        for section in ["run", "corpus"] {
+            let properties = schema["properties"][section]["properties"]
+                .as_object()
+                .unwrap();
+            for (key, property) in properties {
+                let Some(minimum) = property["minimum"].as_i64() else {
+                    continue;
+                };
+                if key == "window_overlap" {
+                    continue; // bounded by window_length instead, below
+                }
+                // A one-token window needs no overlap.
+                let extra = if key == "window_length" {
+                    "\nwindow_overlap = 0"
+                } else {
+                    ""
+                };
+                let error = job(section, &format!("{key} = {}{extra}", minimum - 1))
+                    .err()
+                    .unwrap_or_else(|| panic!("{section}.{key} = {} was accepted", minimum - 1))
+                    .to_string();
+                assert!(error.contains(key.as_str()), "{error}");
+                let at_minimum = job(section, &format!("{key} = {minimum}{extra}"));
+                assert!(at_minimum.is_ok(), "{key}: {:?}", at_minimum.err());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 5, "{checked} minimums checked");
+        let error = job("run", "window_length = 8\nwindow_overlap = 8")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("job.toml") && error.contains("window_overlap"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn local_saes_are_recorded_relative_to_the_index() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path().canonicalize().unwrap();
+        let sae = root.join("crates/assets/default-sae/sae-8k");
+        std::fs::create_dir_all(&sae).unwrap();
+        std::fs::create_dir_all(root.join("pipelines")).unwrap();
+        // As a job file in pipelines/ names them: `../crates/...`, `../indexes/default`.
+        let named = root.join("pipelines/../crates/assets/default-sae/sae-8k");
+        let index = root.join("pipelines/../indexes/default");
+        assert_eq!(
+            relative_location(&named, &index).unwrap(),
+            "../../crates/assets/default-sae/sae-8k"
+        );
+        assert_eq!(
+            relative_location(&sae, &root.join("indexes/a/b/c")).unwrap(),
+            "../../../../crates/assets/default-sae/sae-8k"
+        );
+        assert_eq!(
+            relative_location(&sae, &root.join("crates/assets/default-sae/sae-8k/index")).unwrap(),
+            ".."
+        );
+        // A symbolic link to the SAE is recorded as the folder it points to.
+        std::os::unix::fs::symlink(&sae, root.join("link")).unwrap();
+        assert_eq!(
+            relative_location(&root.join("link"), &root.join("out/index")).unwrap(),
+            "../../crates/assets/default-sae/sae-8k"
+        );
     }
 }

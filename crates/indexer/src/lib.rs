@@ -90,6 +90,20 @@ pub enum IndexError {
         /// What differs.
         reason: String,
     },
+    /// Live analysis cannot find the index's SAE.
+    #[error("{0}")]
+    LiveSae(String),
+    /// The job's window rule is invalid.
+    #[error("invalid window rule ([run] window_length, window_overlap): {0}")]
+    Window(String),
+    /// The corpus yielded no document, so there is nothing to index.
+    #[error(
+        "the corpus has no documents to index ({0}); check the job's [corpus] sources (and max_documents), nothing was published"
+    )]
+    EmptyCorpus(String),
+    /// Another process is writing the same output.
+    #[error(transparent)]
+    Locked(#[from] saeidx_format::lock::LockError),
     /// Shards cannot be merged.
     #[error("cannot merge: {0}")]
     Merge(String),

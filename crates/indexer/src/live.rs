@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use mlx_rs::Array;
 use saeidx_activations::{Batcher, Exclusions, TokenizedDocument, extract};
 use saeidx_corpus::{tokenizer::TextTokenizer, window::WindowPolicy};
-use saeidx_format::{manifest::Manifest, tables::round_to_half_precision};
+use saeidx_format::{
+    manifest::{Manifest, SaeLocation, SaeRecord},
+    tables::round_to_half_precision,
+};
 use saeidx_hub::HubSettings;
 use saeidx_model::{
     checkpoint::Checkpoint,
@@ -55,36 +58,112 @@ pub struct LiveAnalyzer {
     prepend_bos: Option<u32>,
 }
 
-/// Where the SAE recorded in a manifest lives: a local folder (as recorded, relative to
-/// the working directory), `org/repo[/subfolder]@commit` on the Hub, or a SAELens
-/// release id resolved to one (`RELEASE/SAE_ID = org/repo/folder@commit`).
-fn recorded_sae(source: &str) -> SaeSource {
-    if let Some((id, resolved)) = source.split_once(" = ") {
-        return SaeSource::Release {
-            id: id.to_string(),
-            revision: resolved
+/// Where live analysis looks for an index's model and SAE besides (for the SAE:
+/// before) the places its manifest records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveSources {
+    /// A model folder or repo to use instead of the recorded one (it must be identical).
+    pub model: Option<String>,
+    /// SAE folders to try first; the one whose SHA-256 is the index's is used (for an
+    /// index whose SAE is not where it was recorded, e.g. a fetched index of a local SAE).
+    pub sae: Vec<PathBuf>,
+}
+
+/// Where the SAE recorded in the manifest of the index in `index_dir` lives: on the Hub
+/// (`org/repo[/subfolder]@commit`, or a SAELens release id resolved to one,
+/// `RELEASE/SAE_ID = org/repo/folder@commit`), or a folder relative to the index folder.
+/// Indexes written before the location was recorded name a local folder as the job did
+/// (relative to where it ran) or a Hub source.
+fn recorded_sae(record: &SaeRecord, index_dir: &Path) -> SaeSource {
+    let hub = |source: &str| {
+        let commit = |resolved: &str| {
+            resolved
                 .rsplit_once('@')
-                .map(|(_, commit)| commit.to_string()),
+                .map(|(_, commit)| commit.to_string())
         };
-    }
-    match source.rsplit_once('@') {
-        Some((location, commit)) if !Path::new(source).is_dir() => {
-            SaeSource::parse(location, Some(commit.to_string()))
+        if let Some((id, resolved)) = source.split_once(" = ") {
+            return SaeSource::Release {
+                id: id.to_string(),
+                revision: commit(resolved),
+            };
         }
-        _ => SaeSource::parse(source, None),
+        match source.rsplit_once('@') {
+            Some((location, commit)) => SaeSource::parse(location, Some(commit.to_string())),
+            None => SaeSource::parse(source, None),
+        }
+    };
+    match record.location {
+        Some(SaeLocation::Hub) => hub(&record.source),
+        Some(SaeLocation::Relative) => SaeSource::Local(index_dir.join(&record.source)),
+        None if Path::new(&record.source).is_dir() => SaeSource::parse(&record.source, None),
+        None => hub(&record.source),
     }
 }
 
+/// Loads the SAE of the index in `index_dir`: the first of `given`, then the recorded
+/// location, whose SHA-256 is the one recorded. The error names every place tried and
+/// what to pass.
+fn load_index_sae(
+    record: &SaeRecord,
+    index_dir: &Path,
+    given: &[PathBuf],
+    settings: &HubSettings,
+) -> Result<Sae, IndexError> {
+    let cached = settings.cache_only();
+    let mut tried = Vec::new();
+    let candidates = given
+        .iter()
+        .map(|path| SaeSource::Local(path.clone()))
+        .chain([recorded_sae(record, index_dir)]);
+    let options = LoadOptions {
+        norm_scaling_factor: record.norm_scaling_factor,
+        ..LoadOptions::default()
+    };
+    for source in candidates {
+        // The cache first (a recorded commit never changes), then the Hub.
+        let loaded =
+            formats::load(&source, &cached, options.clone()).or_else(|error| match &source {
+                SaeSource::Hub { .. } | SaeSource::Release { .. } => {
+                    formats::load(&source, settings, options.clone())
+                }
+                SaeSource::Local(_) => Err(error),
+            });
+        match loaded {
+            Ok(sae) if sae.info.sha256 == record.sha256 => return Ok(sae),
+            Ok(_) => tried.push(format!(
+                "{source} holds a different SAE (its SHA-256 differs)"
+            )),
+            Err(error) => tried.push(format!("{source}: {error}")),
+        }
+    }
+    let recorded = match record.location {
+        Some(SaeLocation::Relative) => {
+            format!("recorded as {} relative to the index folder", record.source)
+        }
+        _ => format!("recorded as {}", record.source),
+    };
+    Err(IndexError::LiveSae(format!(
+        "the index's SAE ({} {}, {} features, SHA-256 {}; {recorded}) was not found: {}. \
+         Pass the folder that holds it: --sae FOLDER",
+        record.format,
+        record.architecture,
+        record.d_sae,
+        record.sha256,
+        tried.join("; ")
+    )))
+}
+
 impl LiveAnalyzer {
-    /// Loads the model and SAE that `manifest` records (or the given replacements) and
-    /// checks that they are byte for byte the ones the index was built with: weights
-    /// SHA-256, tokenizer SHA-256, SAE SHA-256.
+    /// Loads the model and SAE that the manifest of the index in `index_dir` records
+    /// (or those `sources` names) and checks that they are byte for byte the ones the
+    /// index was built with: weights SHA-256, tokenizer SHA-256, SAE SHA-256.
     pub fn for_index(
         manifest: &Manifest,
-        model: Option<&str>,
-        sae: Option<&Path>,
+        index_dir: &Path,
+        sources: &LiveSources,
         settings: &HubSettings,
     ) -> Result<Self, IndexError> {
+        let model = sources.model.as_deref();
         let job = &manifest.job;
         let mismatch = |what: &str, detail: String| IndexError::Job {
             path: PathBuf::from(what),
@@ -141,27 +220,10 @@ impl LiveAnalyzer {
             WeightStorage::for_default_device(),
         )?;
         let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
-        let sae_source = match sae {
-            Some(path) => SaeSource::Local(path.to_path_buf()),
-            None => recorded_sae(&job.sae.source),
-        };
-        let options = LoadOptions {
-            norm_scaling_factor: job.sae.norm_scaling_factor,
-            ..LoadOptions::default()
-        };
-        let mut sae = match formats::load(&sae_source, &cached, options.clone()) {
-            Ok(sae) => sae,
-            Err(_) => formats::load(&sae_source, settings, options)?,
-        };
+        let mut sae = load_index_sae(&job.sae, index_dir, &sources.sae, settings)?;
         // The same fitting to the model as the index job (e.g. centring the inputs of an
         // SAE trained on a TransformerLens-processed model); the checks passed then.
         formats::prepare(&mut sae, &config, name, hook, true)?;
-        if sae.info.sha256 != job.sae.sha256 {
-            return Err(mismatch(
-                "SAE",
-                format!("the SAE at {sae_source} differs from the index's"),
-            ));
-        }
         let own_added = tokenizer.added_ids()?;
         let prepend_bos = job
             .tokenizer
@@ -252,10 +314,27 @@ impl LiveAnalyzer {
 mod tests {
     use super::*;
 
+    fn record(source: &str, location: Option<SaeLocation>) -> SaeRecord {
+        SaeRecord {
+            source: source.into(),
+            location,
+            format: "mlxterp".into(),
+            architecture: "SAE".into(),
+            sha256: "0".repeat(64),
+            d_in: 8,
+            d_sae: 16,
+            rule: String::new(),
+            settings: Vec::new(),
+            norm_scaling_factor: None,
+        }
+    }
+
     #[test]
     fn recorded_sae_sources_parse() {
+        let index = Path::new("/data/indexes/default");
+        let hub = Some(SaeLocation::Hub);
         assert_eq!(
-            recorded_sae("org/repo/layer_15/width_16k@abc123"),
+            recorded_sae(&record("org/repo/layer_15/width_16k@abc123", hub), index),
             SaeSource::Hub {
                 repo_id: "org/repo".into(),
                 subfolder: "layer_15/width_16k".into(),
@@ -263,22 +342,56 @@ mod tests {
             }
         );
         assert_eq!(
-            recorded_sae("org/repo@abc"),
+            recorded_sae(
+                &record(
+                    "gpt2-small-res-jb/blocks.8.hook_resid_pre = jbloom/x/blocks.8@abc",
+                    hub
+                ),
+                index
+            ),
+            SaeSource::Release {
+                id: "gpt2-small-res-jb/blocks.8.hook_resid_pre".into(),
+                revision: Some("abc".into()),
+            }
+        );
+        assert_eq!(
+            recorded_sae(&record("org/repo@abc", None), index),
             SaeSource::Hub {
                 repo_id: "org/repo".into(),
                 subfolder: String::new(),
                 revision: Some("abc".into()),
             }
         );
+        assert_eq!(
+            recorded_sae(&record("../../saes/x", Some(SaeLocation::Relative)), index),
+            SaeSource::Local(index.join("../../saes/x"))
+        );
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().to_str().unwrap();
-        assert_eq!(recorded_sae(local), SaeSource::Local(local.into()));
         assert_eq!(
-            recorded_sae("gpt2-small-res-jb/blocks.8.hook_resid_pre = jbloom/x/blocks.8@abc"),
-            SaeSource::Release {
-                id: "gpt2-small-res-jb/blocks.8.hook_resid_pre".into(),
-                revision: Some("abc".into()),
-            }
+            recorded_sae(&record(local, None), index),
+            SaeSource::Local(local.into())
+        );
+    }
+
+    #[test]
+    fn a_missing_sae_says_what_to_pass() {
+        let index = tempfile::tempdir().unwrap();
+        let recorded = record("../gone/sae", Some(SaeLocation::Relative));
+        let settings = HubSettings {
+            offline: true,
+            ..HubSettings::from_env()
+        };
+        let error = load_index_sae(&recorded, index.path(), &[], &settings)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("--sae FOLDER")
+                && error.contains("../gone/sae relative to the index folder")
+                && error.contains(&"0".repeat(64))
+                && error.contains("16 features"),
+            "{error}"
         );
     }
 }
@@ -326,24 +439,31 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 }
 
 impl LiveWorker {
-    /// Starts the thread and waits until it has loaded the model and SAE `manifest`
-    /// records ([`LiveAnalyzer::for_index`]).
-    pub fn start(manifest: Manifest, settings: HubSettings) -> Result<Self, LiveWorkerError> {
+    /// Starts the thread and waits until it has loaded the model and SAE that the
+    /// manifest of the index in `index_dir` records, or `sources` names
+    /// ([`LiveAnalyzer::for_index`]).
+    pub fn start(
+        manifest: Manifest,
+        index_dir: PathBuf,
+        sources: LiveSources,
+        settings: HubSettings,
+    ) -> Result<Self, LiveWorkerError> {
         let (requests, queue) = std::sync::mpsc::channel::<WorkerRequest>();
         let (loaded, load_result) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("saeidx-live".into())
             .spawn(move || {
-                let analyzer = match LiveAnalyzer::for_index(&manifest, None, None, &settings) {
-                    Ok(analyzer) => {
-                        let _ = loaded.send(Ok(()));
-                        analyzer
-                    }
-                    Err(error) => {
-                        let _ = loaded.send(Err(LiveWorkerError::Load(with_causes(&error))));
-                        return;
-                    }
-                };
+                let analyzer =
+                    match LiveAnalyzer::for_index(&manifest, &index_dir, &sources, &settings) {
+                        Ok(analyzer) => {
+                            let _ = loaded.send(Ok(()));
+                            analyzer
+                        }
+                        Err(error) => {
+                            let _ = loaded.send(Err(LiveWorkerError::Load(with_causes(&error))));
+                            return;
+                        }
+                    };
                 for (text, reply) in queue {
                     let answer = analyzer
                         .analyze(&text)

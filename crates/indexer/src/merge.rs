@@ -51,6 +51,7 @@ pub fn find_shards(destination: &Path) -> Result<Vec<PathBuf>, IndexError> {
 /// merged manifest.
 pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexError> {
     let started = Instant::now();
+    let _lock = saeidx_format::lock::OutputLock::acquire(destination)?;
     let manifests: Vec<(PathBuf, Manifest)> = shards
         .iter()
         .map(|dir| Ok((dir.clone(), Manifest::read(dir)?)))
@@ -160,7 +161,7 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
     };
     manifest.check_consistency().map_err(IndexError::Merge)?;
     manifest.write(staged.path())?;
-    saeidx_query::build(staged.path())?;
+    saeidx_query::build_unlocked(staged.path())?;
     crate::workdir::carry_labels(destination, staged.path(), &manifest)?;
     staged.publish()?;
     Ok(manifest)

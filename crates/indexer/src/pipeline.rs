@@ -65,8 +65,15 @@ pub struct Engine<'a> {
 }
 
 /// Progress of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A work folder left by a different job (an interrupted run of another job file,
+    /// or of this one before its corpus was corrected) was discarded: the run starts
+    /// over. It never mixes parts of different jobs.
+    StartedOver {
+        /// What differed.
+        reason: String,
+    },
     /// A part was skipped: already done (resumed) or another shard's.
     PartSkipped {
         /// Its text bytes.
@@ -78,10 +85,13 @@ pub enum Event {
         tokens: u64,
         /// Nonzero activations.
         nonzeros: u64,
+        /// Its share of the part's text bytes (the part's bytes spread over its
+        /// batches by tokens, so progress moves within a single large document).
+        text_bytes: u64,
     },
     /// A part's documents finished compute.
     PartComputed {
-        /// Its text bytes.
+        /// Its text bytes not yet reported by its batches.
         text_bytes: u64,
     },
 }
@@ -190,6 +200,7 @@ pub fn run(
         count: shard.count,
     });
     let destination = shard_destination(destination, shard);
+    let _lock = saeidx_format::lock::OutputLock::acquire(&destination)?;
     let existing = Manifest::read(&destination).ok();
     if let Some(existing) = existing.as_ref()
         && existing.job == *job
@@ -220,11 +231,13 @@ pub fn run(
         });
     }
     let window = saeidx_corpus::window::WindowPolicy::new(job.window.length, job.window.overlap)
-        .map_err(|e| IndexError::Job {
-            path: destination.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| IndexError::Window(e.to_string()))?;
     let work = WorkDir::open(&destination, job, shard_record)?;
+    if let Some(reason) = work.started_over() {
+        on_event(Event::StartedOver {
+            reason: reason.to_string(),
+        });
+    }
     let done = work.completed_parts()?;
     let resumed_parts = done.len();
     let mut timings = BTreeMap::new();
@@ -250,6 +263,11 @@ pub fn run(
         let compute_times = computed?;
         Ok::<_, IndexError>((totals, records, (compute_times, write_seconds)))
     })?;
+    if totals.documents == 0 {
+        let described = describe_empty(job, totals.skipped);
+        work.discard()?;
+        return Err(IndexError::EmptyCorpus(described));
+    }
     let ((waiting_s, model_s, sae_s), write_s) = (compute_times.0, compute_times.1);
     let computed_parts = new_parts.len();
     let mut parts: BTreeMap<u32, PartRecord> = done;
@@ -307,6 +325,63 @@ pub fn run(
         resumed_parts,
         up_to_date: false,
     })
+}
+
+/// What an empty run read, for its error message.
+fn describe_empty(job: &JobSpec, skipped: u64) -> String {
+    let corpus = &job.corpus;
+    let mut what = format!(
+        "{} corpus file(s) in {}",
+        corpus.files.len(),
+        corpus.sources.join(", ")
+    );
+    if skipped > 0 {
+        what.push_str(&format!(", {skipped} bad records skipped"));
+    }
+    if let Some(limit) = corpus.max_documents {
+        what.push_str(&format!(", max_documents = {limit}"));
+    }
+    what
+}
+
+/// Spreads a part's text bytes over its batches in proportion to their tokens, for
+/// progress within a part (a single large document is a part of its own).
+#[derive(Debug)]
+pub(crate) struct PartProgress {
+    text_bytes: u64,
+    tokens: u64,
+    done: u64,
+    reported: u64,
+}
+
+impl PartProgress {
+    /// A part of `text_bytes` bytes of text and `tokens` tokens.
+    pub(crate) fn new(text_bytes: u64, tokens: u64) -> Self {
+        Self {
+            text_bytes,
+            tokens,
+            done: 0,
+            reported: 0,
+        }
+    }
+
+    /// The bytes `tokens` more computed tokens stand for.
+    pub(crate) fn advance(&mut self, tokens: u64) -> u64 {
+        self.done = self.done.saturating_add(tokens).min(self.tokens);
+        let due = if self.tokens == 0 {
+            0
+        } else {
+            (u128::from(self.text_bytes) * u128::from(self.done) / u128::from(self.tokens)) as u64
+        };
+        let step = due.saturating_sub(self.reported);
+        self.reported = self.reported.max(due);
+        step
+    }
+
+    /// The bytes not reported yet (all of them, once the part is done).
+    pub(crate) fn finish(self) -> u64 {
+        self.text_bytes.saturating_sub(self.reported)
+    }
 }
 
 /// The reader thread: returns the corpus totals.
@@ -480,6 +555,8 @@ fn compute_parts(
         for document in &part.documents {
             batcher.push(document);
         }
+        let part_tokens = part.documents.iter().map(|d| d.ids.len() as u64).sum();
+        let mut progress = PartProgress::new(part.text_bytes, part_tokens);
         while let Some(batch) = batcher.next_any() {
             let started = Instant::now();
             let extracted = extract(
@@ -509,12 +586,13 @@ fn compute_parts(
             on_event(Event::Batch {
                 tokens: n as u64,
                 nonzeros: rows.len() as u64,
+                text_bytes: progress.advance(n as u64),
             });
             writer.send(ToWriter::Rows(rows)).map_err(|_| closed())?;
         }
         writer.send(ToWriter::End).map_err(|_| closed())?;
         on_event(Event::PartComputed {
-            text_bytes: part.text_bytes,
+            text_bytes: progress.finish(),
         });
     }
     Ok((waiting, model, sae))
@@ -569,4 +647,33 @@ fn write_parts(
         seconds += started.elapsed().as_secs_f64();
     }
     Ok((records, seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parts_bytes_are_spread_over_its_batches() {
+        // One 5 MB document of 1.2M tokens in batches of 2,048 tokens.
+        let (bytes, tokens) = (5_000_000u64, 1_200_000u64);
+        let mut progress = PartProgress::new(bytes, tokens);
+        let mut reported = Vec::new();
+        let mut left = tokens;
+        while left > 0 {
+            let batch = left.min(2048);
+            reported.push(progress.advance(batch));
+            left -= batch;
+        }
+        assert!(
+            reported[0] > 8_000,
+            "the first batch moves the bar: {}",
+            reported[0]
+        );
+        let total: u64 = reported.iter().sum::<u64>() + progress.finish();
+        assert_eq!(total, bytes);
+        let mut empty = PartProgress::new(10, 0);
+        assert_eq!(empty.advance(5), 0);
+        assert_eq!(empty.finish(), 10);
+    }
 }

@@ -15,6 +15,12 @@
 //! exists and its files still match the record's sizes and checksums; everything else
 //! is redone. Publishing writes `manifest.json`, removes the bookkeeping
 //! (`job.json`, `parts/`) and replaces the destination in one atomic rename.
+//!
+//! A work folder of a different job (another job file, or this one before its corpus
+//! was corrected after a bad record stopped it) is of no use to this run and never
+//! mixed into it: it is deleted and the run starts over, saying so. This is safe
+//! because a run holds its output's lock ([`saeidx_format::lock`]) while it uses the
+//! work folder, so no other run can be writing it.
 
 use std::{
     collections::BTreeMap,
@@ -48,11 +54,13 @@ struct WorkJob {
 pub struct WorkDir {
     path: PathBuf,
     destination: PathBuf,
+    started_over: Option<String>,
 }
 
 impl WorkDir {
     /// The work folder for `destination`, created or resumed for `job`/`shard`. A folder
-    /// left by a different job is an error (never mixed).
+    /// left by a different job is deleted and started afresh (never mixed in); see
+    /// [`WorkDir::started_over`]. The caller holds the destination's output lock.
     pub fn open(
         destination: &Path,
         job: &JobSpec,
@@ -65,20 +73,29 @@ impl WorkDir {
             job: job.clone(),
         };
         let job_file = path.join(JOB_FILE);
-        if job_file.exists() {
-            let found: WorkJob =
-                serde_json::from_slice(&fs::read(&job_file).map_err(IndexError::io(&job_file))?)
-                    .map_err(|e| IndexError::OtherJob {
-                        path: path.clone(),
-                        reason: format!("unreadable job.json: {e}"),
-                    })?;
-            if found.fingerprint != wanted.fingerprint || found.shard != wanted.shard {
-                return Err(IndexError::OtherJob {
-                    path: path.clone(),
-                    reason: describe_difference(&found.job, job, found.shard, shard),
-                });
+        let mut started_over = None;
+        let found: Option<Result<WorkJob, String>> = match fs::read(&job_file) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(e.to_string())),
+        };
+        if let Some(found) = found {
+            let other = match found {
+                Ok(found) if found.fingerprint == wanted.fingerprint && found.shard == shard => {
+                    None
+                }
+                Ok(found) => Some(describe_difference(&found.job, job, found.shard, shard)),
+                Err(e) => Some(format!("an unreadable job.json: {e}")),
+            };
+            if let Some(reason) = other {
+                fs::remove_dir_all(&path).map_err(IndexError::io(&path))?;
+                started_over = Some(format!(
+                    "{} held the unfinished work of a different job ({reason}); it was deleted and this run starts over",
+                    path.display()
+                ));
             }
-        } else {
+        }
+        if !job_file.exists() {
             fs::create_dir_all(&path).map_err(IndexError::io(&path))?;
             let json = serde_json::to_vec_pretty(&wanted).expect("a job serializes");
             atomic::write_file(&job_file, &json)?;
@@ -91,12 +108,23 @@ impl WorkDir {
         Ok(Self {
             path,
             destination: destination.to_path_buf(),
+            started_over,
         })
     }
 
     /// The folder.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why the folder of a different job was deleted when this one was opened, if it was.
+    pub fn started_over(&self) -> Option<&str> {
+        self.started_over.as_deref()
+    }
+
+    /// Deletes the work folder (a run that has nothing to publish).
+    pub fn discard(self) -> Result<(), IndexError> {
+        fs::remove_dir_all(&self.path).map_err(IndexError::io(&self.path))
     }
 
     /// Parts already done, checked against their files; parts whose files do not match
@@ -196,7 +224,7 @@ impl WorkDir {
     pub fn publish(self, manifest: &Manifest) -> Result<PathBuf, IndexError> {
         manifest.write(&self.path)?;
         if manifest.shard.is_none() {
-            saeidx_query::build(&self.path)?;
+            saeidx_query::build_unlocked(&self.path)?;
         }
         fs::remove_file(self.path.join(JOB_FILE)).map_err(IndexError::io(&self.path))?;
         let parts = self.path.join(PARTS_DIR);

@@ -62,7 +62,9 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
     match &error {
         QueryError::FeatureOutOfRange { .. }
         | QueryError::UnknownDocument { .. }
-        | QueryError::TokenRange { .. } => PyValueError::new_err(text),
+        | QueryError::TokenRange { .. }
+        | QueryError::ReversedRange { .. }
+        | QueryError::Limit { .. } => PyValueError::new_err(text),
         QueryError::NotBuilt { .. } => IndexNotBuiltError::new_err(text),
         QueryError::Index(VerifyError::Manifest(ManifestError::Read { source, .. }))
             if matches!(
@@ -75,11 +77,14 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         QueryError::Index(_)
         | QueryError::Corrupt { .. }
         | QueryError::Version { .. }
+        | QueryError::Changed { .. }
         | QueryError::Registry { .. } => CorruptIndexError::new_err(text),
         QueryError::Io { source, .. } if source.kind() == ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(text)
         }
         QueryError::Io { .. } => PyOSError::new_err(text),
-        QueryError::Arrow { .. } | QueryError::TooLarge { .. } => SaeidxError::new_err(text),
+        QueryError::Arrow { .. } | QueryError::TooLarge { .. } | QueryError::Locked(_) => {
+            SaeidxError::new_err(text)
+        }
     }
 }

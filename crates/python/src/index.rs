@@ -188,6 +188,9 @@ impl Index {
         include_sinks: bool,
     ) -> PyResult<Vec<FeatureScore>> {
         let k = count(top_k, "top_k")?;
+        saeidx_query::limits::Limit::K
+            .check(k)
+            .map_err(query_error)?;
         let aggregate = parse_aggregate(aggregate)?;
         let exclusions = exclusions(include_special, include_sinks);
         let index = &self.index;
@@ -200,7 +203,7 @@ impl Index {
                 }
                 let live = &self.live;
                 let analyzed = py
-                    .detach(|| live.analyze(index.manifest(), text))
+                    .detach(|| live.analyze(index.manifest(), index.dir(), text))
                     .map_err(|error| LiveAnalysisError::new_err(error.to_string()))?;
                 let kept = analyzed
                     .iter()
@@ -275,11 +278,16 @@ impl Index {
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let index = &self.index;
-        let (live, dead) = py
-            .detach(|| Ok::<_, QueryError>((index.live_features()?, index.dead_features()?)))
+        let (live, dead, counts) = py
+            .detach(|| {
+                Ok::<_, QueryError>((
+                    index.live_features()?,
+                    index.dead_features()?,
+                    index.counts()?,
+                ))
+            })
             .map_err(query_error)?;
         let job = &index.manifest().job;
-        let counts = index.query_manifest().counts;
         let info = PyDict::new(py);
         info.set_item("path", index.dir())?;
         info.set_item("model", &job.model.source)?;

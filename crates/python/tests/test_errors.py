@@ -89,6 +89,17 @@ def test_bad_arguments(idx: saeidx.Index) -> None:
             idx.document(doc)
     with pytest.raises(ValueError, match="outside document 0"):
         idx.top_features(doc=0, tokens=(2, 10_000))
+    with pytest.raises(ValueError, match=r"tokens 5\.\.2: the range is reversed"):
+        idx.top_features(doc=0, tokens=(5, 2))
+    # Sizes past the query library's limits, refused before anything is allocated.
+    with pytest.raises(ValueError, match=r"4294967296 answers \(k\).*at most 10000"):
+        idx.top_texts(0, top_k=2**32)
+    with pytest.raises(ValueError, match=r"at most 10000"):
+        idx.top_features(doc=0, top_k=2**32)
+    with pytest.raises(ValueError, match=r"tokens of context on each side.*at most 256"):
+        idx.top_texts(0, context=2**31)
+    with pytest.raises(ValueError, match=r"neighbours.*at most 1000"):
+        idx.neighbours(0, top_k=10**6)
     with pytest.raises(TypeError):
         idx.top_features(doc=1.5)
 

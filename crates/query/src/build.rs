@@ -53,8 +53,17 @@ pub struct BuildSummary {
     pub seconds: f64,
 }
 
-/// Builds (or rebuilds) the query files of the index in `index_dir`.
+/// Builds (or rebuilds) the query files of the index in `index_dir`, holding the
+/// folder's output lock ([`saeidx_format::lock`]): refused while another process writes
+/// the index.
 pub fn build(index_dir: &Path) -> Result<BuildSummary, QueryError> {
+    let _lock = saeidx_format::lock::OutputLock::acquire(index_dir)?;
+    build_unlocked(index_dir)
+}
+
+/// [`build`] for a folder the caller already writes exclusively (a run's work folder, a
+/// merge's staging folder).
+pub fn build_unlocked(index_dir: &Path) -> Result<BuildSummary, QueryError> {
     let started = Instant::now();
     let manifest = Manifest::read(index_dir).map_err(VerifyError::from)?;
     verify::check_job(index_dir, &manifest)?;

@@ -68,6 +68,39 @@ pub enum QueryError {
         /// The document's tokens.
         tokens: u32,
     },
+    /// A token range whose start is past its end.
+    #[error("tokens {start}..{end}: the range is reversed (write START..END with START <= END)")]
+    ReversedRange {
+        /// Requested start.
+        start: u32,
+        /// Requested end.
+        end: u32,
+    },
+    /// A question asks for more than saeidx answers at once ([`crate::limits`]).
+    #[error("{asked} {what} is more than one question may ask for (at most {max}): ask for fewer")]
+    Limit {
+        /// What was asked for.
+        what: &'static str,
+        /// How many.
+        asked: String,
+        /// The limit.
+        max: u64,
+    },
+    /// A query file changed on disk while the index was open (truncated, or rewritten in
+    /// place instead of replaced by an atomic rename): answers computed from it are
+    /// discarded.
+    #[error(
+        "{path} changed on disk while the index was open ({reason}); the answer was discarded: open the index again (publish indexes with `saeidx run`, `merge` or `fetch`, which replace folders atomically, never by copying over a served index)"
+    )]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        reason: String,
+    },
+    /// Another process is writing the index.
+    #[error(transparent)]
+    Locked(#[from] saeidx_format::lock::LockError),
     /// The feature registry is unusable.
     #[error("feature registry {path}: {reason}")]
     Registry {

@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     ops::Range,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
 
 use arrow_array::{
@@ -22,8 +22,9 @@ use crate::{
     error::QueryError,
     layout::{
         FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, QUERY_DIR, QUERY_FORMAT, QUERY_FORMAT_VERSION,
-        QUERY_MANIFEST, QueryFile, QueryManifest, index_data_sha256,
+        QUERY_MANIFEST, QueryCounts, QueryFile, QueryManifest, index_data_sha256,
     },
+    limits::Limit,
     mapped::MappedFile,
     rank::{Aggregate, FeatureScore, TokenCodes, rank_features},
     registry::{FeatureLabel, Registry},
@@ -204,54 +205,64 @@ pub struct WindowToken {
 }
 
 /// A memory-mapped, validated query index.
+///
+/// Every answer is checked, after it is computed, against the files having changed on
+/// disk since they were opened ([`QueryIndex::check_intact`]): a file truncated or
+/// rewritten in place under an open index gives [`QueryError::Changed`], never a crash
+/// or a silently wrong answer. Answers that borrow from the files (`document`,
+/// `document_codes`) are checked when they are returned; a caller that keeps them
+/// while files may change calls `check_intact` again after using them.
 pub struct QueryIndex {
     dir: PathBuf,
     manifest: Manifest,
     query: QueryManifest,
     registry: Registry,
-    documents: Documents,
-    tokens: Tokens,
-    codes: Pairs,
-    postings: Pairs,
-    features: Features,
+    pub(crate) documents: Documents,
+    pub(crate) tokens: Tokens,
+    pub(crate) codes: Pairs,
+    pub(crate) postings: Pairs,
+    pub(crate) features: Features,
+    /// Tokens neither special nor sinks, counted from `tokens.arrow` on first use and
+    /// checked against the query manifest's `counts.content_tokens`.
+    content_tokens: OnceLock<u64>,
 }
 
-struct Documents {
-    file: Arc<MappedFile>,
-    id: StringArray,
-    source: StringArray,
-    text: LargeBinaryArray,
-    first_token: ScalarBuffer<u64>,
-    tokens: ScalarBuffer<u32>,
+pub(crate) struct Documents {
+    pub(crate) file: Arc<MappedFile>,
+    pub(crate) id: StringArray,
+    pub(crate) source: StringArray,
+    pub(crate) text: LargeBinaryArray,
+    pub(crate) first_token: ScalarBuffer<u64>,
+    pub(crate) tokens: ScalarBuffer<u32>,
 }
 
-struct Tokens {
-    file: Arc<MappedFile>,
-    doc: ScalarBuffer<u32>,
-    position: ScalarBuffer<u32>,
-    token: ScalarBuffer<u32>,
-    start: ScalarBuffer<u32>,
-    end: ScalarBuffer<u32>,
-    flags: ScalarBuffer<u8>,
-    first_code: ScalarBuffer<u64>,
+pub(crate) struct Tokens {
+    pub(crate) file: Arc<MappedFile>,
+    pub(crate) doc: ScalarBuffer<u32>,
+    pub(crate) position: ScalarBuffer<u32>,
+    pub(crate) token: ScalarBuffer<u32>,
+    pub(crate) start: ScalarBuffer<u32>,
+    pub(crate) end: ScalarBuffer<u32>,
+    pub(crate) flags: ScalarBuffer<u8>,
+    pub(crate) first_code: ScalarBuffer<u64>,
 }
 
 /// A (u32 key, f32 value) file: codes (feature, value) or postings (token, value).
-struct Pairs {
-    file: Arc<MappedFile>,
-    key: ScalarBuffer<u32>,
-    value: ScalarBuffer<f32>,
+pub(crate) struct Pairs {
+    pub(crate) file: Arc<MappedFile>,
+    pub(crate) key: ScalarBuffer<u32>,
+    pub(crate) value: ScalarBuffer<f32>,
 }
 
-struct Features {
-    file: Arc<MappedFile>,
-    first_posting: ScalarBuffer<u64>,
-    postings: ScalarBuffer<u32>,
-    count: ScalarBuffer<u32>,
-    documents: ScalarBuffer<u32>,
-    max: ScalarBuffer<f32>,
-    sum: ScalarBuffer<f64>,
-    histogram: ScalarBuffer<u32>,
+pub(crate) struct Features {
+    pub(crate) file: Arc<MappedFile>,
+    pub(crate) first_posting: ScalarBuffer<u64>,
+    pub(crate) postings: ScalarBuffer<u32>,
+    pub(crate) count: ScalarBuffer<u32>,
+    pub(crate) documents: ScalarBuffer<u32>,
+    pub(crate) max: ScalarBuffer<f32>,
+    pub(crate) sum: ScalarBuffer<f64>,
+    pub(crate) histogram: ScalarBuffer<u32>,
 }
 
 fn u32s(batch: &RecordBatch, i: usize) -> ScalarBuffer<u32> {
@@ -329,6 +340,16 @@ impl QueryIndex {
             return Err(corrupt(
                 "its counts differ from the index manifest's".into(),
             ));
+        }
+        if counts.content_tokens > counts.tokens {
+            return Err(corrupt(format!(
+                "{} content tokens of {} tokens",
+                counts.content_tokens, counts.tokens
+            )));
+        }
+        // Documents and tokens are numbered with u32 in the files.
+        if counts.documents > u64::from(u32::MAX) || counts.tokens > u64::from(u32::MAX) {
+            return Err(corrupt("more documents or tokens than u32 numbers".into()));
         }
         if query.files.len() != QueryFile::ALL.len() {
             return Err(corrupt(format!("{} files listed", query.files.len())));
@@ -417,22 +438,87 @@ impl QueryIndex {
             codes,
             postings,
             features,
+            content_tokens: OnceLock::new(),
         })
     }
 
-    /// Checks every chunk of every query file (what `saeidx verify` adds to the
-    /// Parquet checks).
-    pub fn verify_all(&self) -> Result<u64, QueryError> {
-        for file in [
+    /// The five mapped files.
+    fn files(&self) -> [&MappedFile; 5] {
+        [
             &self.documents.file,
             &self.tokens.file,
             &self.codes.file,
             &self.postings.file,
             &self.features.file,
-        ] {
+        ]
+    }
+
+    /// Checks every chunk of every query file against its checksum (so later answers
+    /// verify nothing more). Returns the bytes checked.
+    pub fn verify_chunks(&self) -> Result<u64, QueryError> {
+        for file in self.files() {
             file.ensure_all()?;
         }
+        self.answer(Ok(self.query.files.iter().map(|f| f.bytes).sum()))
+    }
+
+    /// Checks every chunk of every query file, then that the files agree with each
+    /// other and with the query manifest in every row (what `saeidx verify` adds to the
+    /// Parquet checks; see [`crate::consistency`]). Returns the bytes checked.
+    pub fn verify_all(&self) -> Result<u64, QueryError> {
+        self.verify_chunks()?;
+        self.answer(self.check_consistency())?;
+        self.answer(self.checked_content_tokens())?;
         Ok(self.query.files.iter().map(|f| f.bytes).sum())
+    }
+
+    /// An error if a query file was truncated or rewritten in place since the index was
+    /// opened ([`QueryError::Changed`]): answers computed since then must be discarded
+    /// and the index opened again. Every answer of this type is checked this way before
+    /// it is returned; a server that keeps an index open calls this to decide to reopen
+    /// it. Costs one `fstat` per file.
+    pub fn check_intact(&self) -> Result<(), QueryError> {
+        for file in self.files() {
+            file.check_unchanged()?;
+        }
+        Ok(())
+    }
+
+    /// `result`, unless the files changed while it was computed.
+    fn answer<T>(&self, result: Result<T, QueryError>) -> Result<T, QueryError> {
+        self.check_intact()?;
+        result
+    }
+
+    /// The index's totals, with `content_tokens` checked against the token flags.
+    pub fn counts(&self) -> Result<QueryCounts, QueryError> {
+        let content_tokens = self.answer(self.checked_content_tokens())?;
+        Ok(QueryCounts {
+            content_tokens,
+            ..self.query.counts
+        })
+    }
+
+    /// Tokens that are neither special nor sinks, counted from the flags once and
+    /// required to equal the query manifest's count (a derived count is never trusted).
+    fn checked_content_tokens(&self) -> Result<u64, QueryError> {
+        if let Some(counted) = self.content_tokens.get() {
+            return Ok(*counted);
+        }
+        let t = &self.tokens;
+        t.file.ensure(t.flags.as_ref())?;
+        let mask = Exclusions::default().mask();
+        let counted = t.flags.iter().filter(|flags| **flags & mask == 0).count() as u64;
+        if counted != self.query.counts.content_tokens {
+            return Err(QueryError::corrupt(
+                self.dir.join(QUERY_DIR).join(QUERY_MANIFEST),
+                format!(
+                    "counts.content_tokens is {} but tokens.arrow has {counted} tokens that are neither special nor sinks",
+                    self.query.counts.content_tokens
+                ),
+            ));
+        }
+        Ok(*self.content_tokens.get_or_init(|| counted))
     }
 
     /// The index folder.
@@ -469,7 +555,8 @@ impl QueryIndex {
 
     /// Documents in the index.
     pub fn documents(&self) -> u32 {
-        self.query.counts.documents as u32
+        // `open` refused counts past u32.
+        u32::try_from(self.query.counts.documents).unwrap_or(u32::MAX)
     }
 
     fn feature_index(&self, feature: u32) -> Result<usize, QueryError> {
@@ -483,12 +570,12 @@ impl QueryIndex {
         }
     }
 
-    fn corrupt(&self, file: QueryFile, reason: String) -> QueryError {
+    pub(crate) fn corrupt(&self, file: QueryFile, reason: String) -> QueryError {
         QueryError::corrupt(self.dir.join(QUERY_DIR).join(file.name()), reason)
     }
 
     /// `values[i]`, its chunk verified.
-    fn at<T: Copy>(
+    pub(crate) fn at<T: Copy>(
         &self,
         file: &MappedFile,
         which: QueryFile,
@@ -496,14 +583,14 @@ impl QueryIndex {
         i: usize,
     ) -> Result<T, QueryError> {
         let slice = values
-            .get(i..i + 1)
+            .get(i..i.saturating_add(1))
             .ok_or_else(|| self.corrupt(which, format!("row {i} is missing")))?;
         file.ensure(slice)?;
         Ok(slice[0])
     }
 
     /// `values[range]`, its chunks verified.
-    fn range<'a, T>(
+    pub(crate) fn range<'a, T>(
         &self,
         file: &MappedFile,
         which: QueryFile,
@@ -523,11 +610,11 @@ impl QueryIndex {
     }
 
     /// The feature-major postings of `feature`: tokens and values, strongest first.
-    fn feature_postings(&self, feature: usize) -> Result<(&[u32], &[f32]), QueryError> {
+    pub(crate) fn feature_postings(&self, feature: usize) -> Result<(&[u32], &[f32]), QueryError> {
         let f = &self.features;
         let start = self.at(&f.file, QueryFile::Features, &f.first_posting, feature)?;
         let len = self.at(&f.file, QueryFile::Features, &f.postings, feature)?;
-        let end = start + u64::from(len);
+        let end = start.saturating_add(u64::from(len));
         let p = &self.postings;
         Ok((
             self.range(&p.file, QueryFile::Postings, &p.key, start, end)?,
@@ -536,7 +623,7 @@ impl QueryIndex {
     }
 
     /// The codes of global token `token`: features and values, strongest first.
-    fn token_codes(&self, token: usize) -> Result<(&[u32], &[f32]), QueryError> {
+    pub(crate) fn token_codes(&self, token: usize) -> Result<(&[u32], &[f32]), QueryError> {
         let t = &self.tokens;
         let start = self.at(&t.file, QueryFile::Tokens, &t.first_code, token)?;
         let end = if token + 1 < t.first_code.len() {
@@ -572,7 +659,7 @@ impl QueryIndex {
         }
         let first = self.at(&d.file, QueryFile::Documents, &d.first_token, doc as usize)?;
         let count = self.at(&d.file, QueryFile::Documents, &d.tokens, doc as usize)?;
-        if first + u64::from(count) > self.query.counts.tokens {
+        if first.saturating_add(u64::from(count)) > self.query.counts.tokens {
             return Err(self.corrupt(
                 QueryFile::Documents,
                 format!("document {doc}'s tokens run past the end"),
@@ -583,37 +670,71 @@ impl QueryIndex {
 
     /// The number of the document with stable id `id`.
     pub fn document_by_id(&self, id: &str) -> Result<u32, QueryError> {
+        self.answer(self.find_document(id))
+    }
+
+    fn find_document(&self, id: &str) -> Result<u32, QueryError> {
         let d = &self.documents;
-        d.file.ensure(d.id.value_offsets())?;
-        d.file.ensure(d.id.values().as_slice())?;
-        (0..d.id.len())
-            .find(|&row| d.id.value(row) == id)
-            .map(|row| row as u32)
-            .ok_or_else(|| QueryError::UnknownDocument {
-                doc: format!("{id:?}"),
-                documents: u64::from(self.documents()),
-                hint: "; ids are the corpus's id field, or file:line",
-            })
+        for doc in 0..self.documents() {
+            if self.cell(&d.id, doc)? == id.as_bytes() {
+                return Ok(doc);
+            }
+        }
+        Err(QueryError::UnknownDocument {
+            doc: format!("{id:?}"),
+            documents: u64::from(self.documents()),
+            hint: "; ids are the corpus's id field, or file:line",
+        })
+    }
+
+    /// The bytes of document `doc` in a variable-size column (`id`, `source`, `text`),
+    /// with its offsets checked against each other and the column's values (never
+    /// trusting that they still are what arrow-rs validated when the file was opened).
+    fn cell<'a, A: BytesColumn>(&'a self, column: &'a A, doc: u32) -> Result<&'a [u8], QueryError> {
+        let file = &self.documents.file;
+        let row = doc as usize;
+        let offsets = column.offsets();
+        let pair = offsets
+            .get(row..row.saturating_add(2))
+            .ok_or_else(|| self.corrupt(QueryFile::Documents, format!("row {doc} is missing")))?;
+        file.ensure(pair)?;
+        let values = column.bytes();
+        let bytes = A::bounds(pair[0], pair[1])
+            .and_then(|(start, end)| values.get(start..end))
+            .ok_or_else(|| {
+                self.corrupt(
+                    QueryFile::Documents,
+                    format!("row {doc}: offsets outside the column"),
+                )
+            })?;
+        file.ensure(bytes)?;
+        Ok(bytes)
     }
 
     /// Document `doc`'s id, source and text.
-    pub fn document<'a>(&'a self, doc: u32) -> Result<(&'a str, &'a str, &'a str), QueryError> {
+    pub fn document(&self, doc: u32) -> Result<(&str, &str, &str), QueryError> {
+        self.answer(self.document_texts(doc))
+    }
+
+    pub(crate) fn document_texts<'a>(
+        &'a self,
+        doc: u32,
+    ) -> Result<(&'a str, &'a str, &'a str), QueryError> {
         let d = &self.documents;
         self.doc_tokens(doc)?;
-        let row = doc as usize;
-        let text = |array: &'a StringArray| -> Result<&'a str, QueryError> {
-            d.file.ensure(&array.value_offsets()[row..row + 2])?;
-            let value = array.value(row);
-            d.file.ensure(value.as_bytes())?;
-            Ok(value)
+        let utf8 = |bytes: &'a [u8], what: &str| {
+            std::str::from_utf8(bytes).map_err(|_| {
+                self.corrupt(
+                    QueryFile::Documents,
+                    format!("document {doc}'s {what} is not UTF-8"),
+                )
+            })
         };
-        d.file.ensure(&d.text.value_offsets()[row..row + 2])?;
-        let bytes = d.text.value(row);
-        d.file.ensure(bytes)?;
-        let body = std::str::from_utf8(bytes).map_err(|_| {
-            self.corrupt(QueryFile::Documents, format!("document {doc} is not UTF-8"))
-        })?;
-        Ok((text(&d.id)?, text(&d.source)?, body))
+        Ok((
+            utf8(self.cell(&d.id, doc)?, "id")?,
+            utf8(self.cell(&d.source, doc)?, "source")?,
+            utf8(self.cell(&d.text, doc)?, "text")?,
+        ))
     }
 
     /// The snippet of `context` tokens each side of global token `token`.
@@ -631,7 +752,7 @@ impl QueryIndex {
                 format!("token {token} does not sit at its document position"),
             ));
         }
-        let (_, _, text) = self.document(doc)?;
+        let (_, _, text) = self.document_texts(doc)?;
         let low = position.saturating_sub(context);
         let high = position.saturating_add(context).min(count - 1);
         let at = |p: u32, column: &ScalarBuffer<u32>| -> Result<usize, QueryError> {
@@ -672,7 +793,7 @@ impl QueryIndex {
         context: u32,
     ) -> Result<TextHit, QueryError> {
         let (doc, position, token_id, snippet) = self.snippet(token, context)?;
-        let (id, source, _) = self.document(doc)?;
+        let (id, source, _) = self.document_texts(doc)?;
         Ok(TextHit {
             doc,
             id: id.to_string(),
@@ -695,10 +816,23 @@ impl QueryIndex {
         context: u32,
         exclusions: Exclusions,
     ) -> Result<Vec<TextHit>, QueryError> {
+        Limit::K.check(k)?;
+        Limit::Context.check(context)?;
+        self.answer(self.ranked_texts(feature, k, rank, context, exclusions))
+    }
+
+    fn ranked_texts(
+        &self,
+        feature: u32,
+        k: usize,
+        rank: Rank,
+        context: u32,
+        exclusions: Exclusions,
+    ) -> Result<Vec<TextHit>, QueryError> {
         let f = self.feature_index(feature)?;
         let (tokens, values) = self.feature_postings(f)?;
         let mask = exclusions.mask();
-        let mut chosen: Vec<(u32, f32, f32)> = Vec::with_capacity(k);
+        let mut chosen: Vec<(u32, f32, f32)> = Vec::with_capacity(k.min(tokens.len()));
         match rank {
             Rank::Token => {
                 for (&token, &value) in tokens.iter().zip(values) {
@@ -770,9 +904,26 @@ impl QueryIndex {
         tokens: Option<std::ops::Range<u32>>,
         exclusions: Exclusions,
     ) -> Result<Vec<TokenCodes<'_>>, QueryError> {
+        self.answer(self.codes_of_document(doc, tokens, exclusions))
+    }
+
+    fn codes_of_document(
+        &self,
+        doc: u32,
+        tokens: Option<std::ops::Range<u32>>,
+        exclusions: Exclusions,
+    ) -> Result<Vec<TokenCodes<'_>>, QueryError> {
+        if let Some(range) = &tokens
+            && range.start > range.end
+        {
+            return Err(QueryError::ReversedRange {
+                start: range.start,
+                end: range.end,
+            });
+        }
         let (first, count) = self.doc_tokens(doc)?;
         let range = tokens.unwrap_or(0..count);
-        if range.start > range.end || range.end > count {
+        if range.end > count {
             return Err(QueryError::TokenRange {
                 doc,
                 start: range.start,
@@ -806,8 +957,9 @@ impl QueryIndex {
         k: usize,
         exclusions: Exclusions,
     ) -> Result<Vec<FeatureScore>, QueryError> {
-        let codes = self.document_codes(doc, tokens, exclusions)?;
-        Ok(rank_features(codes, aggregate, k, self.d_sae()))
+        Limit::K.check(k)?;
+        let codes = self.codes_of_document(doc, tokens, exclusions)?;
+        self.answer(Ok(rank_features(codes, aggregate, k, self.d_sae())))
     }
 
     /// The tokens of document `doc` within `context` of `position`, each with its text
@@ -816,6 +968,17 @@ impl QueryIndex {
     /// its token (spaces and any gap included), so tokens that share a UTF-8 character
     /// (byte-level BPE splits) show it once, on the first.
     pub fn window(
+        &self,
+        doc: u32,
+        position: u32,
+        context: u32,
+        feature: u32,
+    ) -> Result<Vec<WindowToken>, QueryError> {
+        Limit::Context.check(context)?;
+        self.answer(self.window_tokens(doc, position, context, feature))
+    }
+
+    fn window_tokens(
         &self,
         doc: u32,
         position: u32,
@@ -832,7 +995,7 @@ impl QueryIndex {
                 tokens: count,
             });
         }
-        let (_, _, text) = self.document(doc)?;
+        let (_, _, text) = self.document_texts(doc)?;
         let t = &self.tokens;
         let low = position.saturating_sub(context);
         let high = position.saturating_add(context).min(count - 1);
@@ -875,7 +1038,7 @@ impl QueryIndex {
         }
         let t = &self.tokens;
         let i = (first + u64::from(position)) as usize;
-        let (_, _, text) = self.document(doc)?;
+        let (_, _, text) = self.document_texts(doc)?;
         let start = self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize;
         let end = self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize;
         Ok((text, start, end))
@@ -883,7 +1046,7 @@ impl QueryIndex {
 
     /// The token text of position `position` of document `doc`.
     pub fn token_text(&self, doc: u32, position: u32) -> Result<String, QueryError> {
-        let (text, start, end) = self.stored_span(doc, position)?;
+        let (text, start, end) = self.answer(self.stored_span(doc, position))?;
         Ok(
             String::from_utf8_lossy(text.as_bytes().get(start..end).unwrap_or_default())
                 .into_owned(),
@@ -893,7 +1056,7 @@ impl QueryIndex {
     /// The byte range of position `position` of document `doc` within the document's
     /// text, widened to whole UTF-8 characters (as snippets mark their hit).
     pub fn token_span(&self, doc: u32, position: u32) -> Result<Range<usize>, QueryError> {
-        let (text, start, end) = self.stored_span(doc, position)?;
+        let (text, start, end) = self.answer(self.stored_span(doc, position))?;
         let start = floor_char_boundary(text, start);
         Ok(start..ceil_char_boundary(text, end.max(start)))
     }
@@ -905,6 +1068,10 @@ impl QueryIndex {
         feature: u32,
         exclusions: Exclusions,
     ) -> Result<FeatureStats, QueryError> {
+        self.answer(self.stats_of(feature, exclusions))
+    }
+
+    fn stats_of(&self, feature: u32, exclusions: Exclusions) -> Result<FeatureStats, QueryError> {
         let f = self.feature_index(feature)?;
         let file = &self.features.file;
         let which = QueryFile::Features;
@@ -958,7 +1125,7 @@ impl QueryIndex {
     /// Tokens that `exclusions` leave in.
     fn counted_tokens(&self, exclusions: Exclusions) -> Result<u64, QueryError> {
         if exclusions == Exclusions::default() {
-            return Ok(self.query.counts.content_tokens);
+            return self.checked_content_tokens();
         }
         let t = &self.tokens;
         t.file.ensure(t.flags.as_ref())?;
@@ -1031,9 +1198,10 @@ impl QueryIndex {
         n: usize,
         exclusions: Exclusions,
     ) -> Result<Vec<Neighbour>, QueryError> {
+        Limit::Neighbours.check(n)?;
         let f = self.feature_index(feature)?;
-        let kept = self.kept_postings(f, exclusions)?;
-        self.neighbours_of(feature, &kept, n, exclusions)
+        let kept = self.kept_postings(f, exclusions);
+        self.answer(kept.and_then(|kept| self.neighbours_of(feature, &kept, n, exclusions)))
     }
 
     /// [`Self::neighbours`] of `feature`, whose counted postings are `kept`.
@@ -1089,8 +1257,24 @@ impl QueryIndex {
         context: u32,
         exclusions: Exclusions,
     ) -> Result<FeatureReport, QueryError> {
-        let stats = self.feature_stats(feature, exclusions)?;
-        let top = self.top_texts(feature, examples, Rank::Token, context, exclusions)?;
+        Limit::Examples.check(examples)?;
+        Limit::Bands.check(bands)?;
+        Limit::Neighbours.check(neighbours)?;
+        Limit::Context.check(context)?;
+        self.answer(self.report(feature, examples, bands, neighbours, context, exclusions))
+    }
+
+    fn report(
+        &self,
+        feature: u32,
+        examples: usize,
+        bands: usize,
+        neighbours: usize,
+        context: u32,
+        exclusions: Exclusions,
+    ) -> Result<FeatureReport, QueryError> {
+        let stats = self.stats_of(feature, exclusions)?;
+        let top = self.ranked_texts(feature, examples, Rank::Token, context, exclusions)?;
         let kept = self.kept_postings(feature as usize, exclusions)?;
         let mut quantiles = Vec::with_capacity(bands);
         for band in 0..bands {
@@ -1126,6 +1310,7 @@ impl QueryIndex {
     /// `n` features chosen at random (seeded) among those active on some counted
     /// token, in increasing id order.
     pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+        Limit::Sample.check(n)?;
         let live = self.live_features()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut picked: Vec<u32> =
@@ -1139,21 +1324,32 @@ impl QueryIndex {
 
     /// Features active on at least one counted (non-special, non-sink) token.
     pub fn live_features(&self) -> Result<Vec<u32>, QueryError> {
-        let f = &self.features;
-        f.file.ensure(f.count.as_ref())?;
-        Ok((0..self.d_sae() as u32)
-            .filter(|&i| f.count[i as usize] > 0)
-            .collect())
+        self.features_where(|count| count > 0)
     }
 
     /// Features never active on a counted token (some may fire on sinks or special
     /// tokens only: see their `postings`).
     pub fn dead_features(&self) -> Result<Vec<u32>, QueryError> {
+        self.features_where(|count| count == 0)
+    }
+
+    /// Features whose stored count satisfies `keep`, in increasing id order.
+    fn features_where(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<u32>, QueryError> {
         let f = &self.features;
-        f.file.ensure(f.count.as_ref())?;
-        Ok((0..self.d_sae() as u32)
-            .filter(|&i| f.count[i as usize] == 0)
-            .collect())
+        let counts = self.range(
+            &f.file,
+            QueryFile::Features,
+            &f.count,
+            0,
+            self.d_sae() as u64,
+        );
+        self.answer(counts.map(|counts| {
+            (0u32..)
+                .zip(counts)
+                .filter(|(_, count)| keep(**count))
+                .map(|(i, _)| i)
+                .collect()
+        }))
     }
 }
 
@@ -1180,4 +1376,49 @@ fn ceil_char_boundary(text: &str, mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// A variable-size column's raw offsets and bytes (read without arrow-rs's unchecked
+/// accessors, so offsets are never trusted).
+pub(crate) trait BytesColumn {
+    /// The offset type.
+    type Offset: Copy;
+    /// Row `i` spans `offsets[i]..offsets[i + 1]` of `bytes`.
+    fn offsets(&self) -> &[Self::Offset];
+    /// The values.
+    fn bytes(&self) -> &[u8];
+    /// Two offsets as a byte range, if non-negative.
+    fn bounds(start: Self::Offset, end: Self::Offset) -> Option<(usize, usize)>;
+}
+
+impl BytesColumn for StringArray {
+    type Offset = i32;
+
+    fn offsets(&self) -> &[i32] {
+        self.value_offsets()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.values().as_slice()
+    }
+
+    fn bounds(start: i32, end: i32) -> Option<(usize, usize)> {
+        usize::try_from(start).ok().zip(usize::try_from(end).ok())
+    }
+}
+
+impl BytesColumn for LargeBinaryArray {
+    type Offset = i64;
+
+    fn offsets(&self) -> &[i64] {
+        self.value_offsets()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.values().as_slice()
+    }
+
+    fn bounds(start: i64, end: i64) -> Option<(usize, usize)> {
+        usize::try_from(start).ok().zip(usize::try_from(end).ok())
+    }
 }

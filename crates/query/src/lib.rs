@@ -8,21 +8,27 @@
 //! them zero-copy with arrow-rs; every byte is checked against the xxh3 chunk checksums
 //! of `query/manifest.json` before it is used (small metadata at open, data chunks on
 //! first touch), and every offset is bounds-checked, so a damaged file is an error,
-//! never a panic or a silently wrong answer.
+//! never a panic or a silently wrong answer. A file truncated or rewritten in place
+//! while it is mapped is reported as [`QueryError::Changed`] (see `guard`), and
+//! [`limits`] bounds every size a question can ask for.
 //!
 //! Querying never needs MLX: this crate depends on the index format only. Live text
 //! analysis (running the model) produces [`TokenCodes`] elsewhere and ranks them with
 //! [`rank_features`], the same function the index's own documents go through.
 
 pub mod build;
+mod consistency;
 mod error;
+mod guard;
 pub mod index;
 pub mod layout;
+pub mod limits;
 mod mapped;
 pub mod rank;
 pub mod registry;
 
-pub use build::{BuildSummary, build};
+pub use build::{BuildSummary, build, build_unlocked};
+pub use consistency::verify_query_files;
 pub use error::QueryError;
 pub use index::{
     Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex, Rank, Snippet,

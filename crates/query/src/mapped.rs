@@ -5,6 +5,14 @@
 //! metadata) are verified before arrow-rs parses them; data chunks are verified the
 //! first time a query touches them ([`MappedFile::ensure`]) and remembered in a bitset,
 //! so a warm query pays nothing and a damaged chunk is always an error.
+//!
+//! Checksums say the bytes are the ones the builder wrote, not that they make sense:
+//! before arrow-rs decodes the record batch, its message is checked against the file's
+//! schema (one node per column with the manifest's row count, no nulls, no compression,
+//! every buffer inside the message body), so inconsistent framing is an error rather
+//! than a panic inside arrow-rs. The map is registered with [`crate::guard`], so a file
+//! truncated while mapped is reported ([`MappedFile::check_unchanged`]) rather than
+//! killing the process.
 
 use std::{
     fs::File,
@@ -13,15 +21,18 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::SystemTime,
 };
 
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::{convert::try_fb_to_schema, reader::FileDecoder, root_as_footer};
+use arrow_schema::{DataType, Schema};
 use twox_hash::XxHash3_64;
 
 use crate::{
     error::QueryError,
+    guard::{FaultProbe, GuardedMap},
     layout::{CHUNK_BYTES, QueryFile, QueryFileRecord},
 };
 
@@ -34,6 +45,12 @@ pub(crate) struct MappedFile {
     bytes: Buffer,
     expected: Vec<u64>,
     verified: Vec<AtomicU64>,
+    /// The open file, to notice it being changed in place.
+    handle: File,
+    /// Its size and modification time when it was mapped.
+    opened: (u64, Option<SystemTime>),
+    /// Whether a read past its end was answered with zeros.
+    probe: FaultProbe,
 }
 
 impl MappedFile {
@@ -74,10 +91,15 @@ impl MappedFile {
             .map(|hex| u64::from_str_radix(hex, 16))
             .collect::<Result<Vec<u64>, _>>()
             .map_err(|_| corrupt("the manifest's chunk checksums are not hex".into()))?;
-        // SAFETY: index files are immutable once published (folders are replaced by an
-        // atomic rename, never rewritten in place); every byte read through this map is
-        // checked against its chunk checksum first.
+        let modified = handle.metadata().ok().and_then(|m| m.modified().ok());
+        // SAFETY: index files are published by an atomic rename and never rewritten in
+        // place by saeidx. Should someone else truncate or rewrite one while it is
+        // mapped, reads past the end are answered with zeros by the registered SIGBUS
+        // handler and reported by `check_unchanged`, every offset read from the map is
+        // bounds-checked, and every byte is checked against its chunk checksum first.
         let map = unsafe { memmap2::Mmap::map(&handle) }.map_err(QueryError::io(&path))?;
+        let map = GuardedMap::new(map);
+        let probe = map.probe();
         let mapped = Arc::new(MappedFile {
             path: path.clone(),
             bytes: Buffer::from(bytes::Bytes::from_owner(map)),
@@ -85,6 +107,9 @@ impl MappedFile {
             verified: (0..chunks.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            handle,
+            opened: (len, modified),
+            probe,
         });
         let batch = mapped.decode(file, record.rows)?;
         Ok((mapped, batch))
@@ -92,6 +117,35 @@ impl MappedFile {
 
     fn corrupt(&self, reason: impl Into<String>) -> QueryError {
         QueryError::corrupt(&self.path, reason)
+    }
+
+    /// An error if the file was truncated or rewritten since it was mapped (answers
+    /// computed from it since then may have read zeros or other bytes).
+    pub(crate) fn check_unchanged(&self) -> Result<(), QueryError> {
+        let changed = |reason: String| QueryError::Changed {
+            path: self.path.clone(),
+            reason,
+        };
+        if self.probe.faulted() {
+            return Err(changed(
+                "a read past its end: it was truncated while mapped".into(),
+            ));
+        }
+        let meta = self
+            .handle
+            .metadata()
+            .map_err(|e| changed(format!("cannot check it: {e}")))?;
+        if meta.len() != self.opened.0 {
+            return Err(changed(format!(
+                "{} bytes where it had {} when opened",
+                meta.len(),
+                self.opened.0
+            )));
+        }
+        if meta.modified().ok() != self.opened.1 {
+            return Err(changed("it was rewritten in place".into()));
+        }
+        Ok(())
     }
 
     /// Parses the (verified) framing and decodes the single record batch.
@@ -153,6 +207,13 @@ impl MappedFile {
             .filter(|end| offset >= 8 && *end <= footer_start)
             .ok_or_else(|| self.corrupt("record batch block outside the file"))?;
         self.ensure_bytes(offset, offset + meta)?;
+        check_batch_message(
+            &self.bytes[offset..offset + meta],
+            body,
+            &file.schema(),
+            rows,
+        )
+        .map_err(|reason| self.corrupt(format!("bad record batch message: {reason}")))?;
         let decoder =
             FileDecoder::new(Arc::new(schema), footer.version()).with_require_alignment(true);
         let batch = decoder
@@ -235,4 +296,114 @@ impl MappedFile {
     pub(crate) fn ensure_all(&self) -> Result<(), QueryError> {
         self.ensure_bytes(0, self.bytes.len())
     }
+}
+
+/// Checks a record batch message (`meta`: the encapsulated message, then the body of
+/// `body` bytes) against `schema` and `rows` before arrow-rs decodes it: arrow-rs
+/// slices buffers as the message says and panics on a slice past the body.
+fn check_batch_message(meta: &[u8], body: usize, schema: &Schema, rows: u64) -> Result<(), String> {
+    let flatbuffer = match meta {
+        [0xFF, 0xFF, 0xFF, 0xFF, a, b, c, d, rest @ ..] => {
+            let len = i32::from_le_bytes([*a, *b, *c, *d]);
+            usize::try_from(len)
+                .ok()
+                .and_then(|len| rest.get(..len))
+                .ok_or("message length outside its block")?
+        }
+        _ => return Err("no message continuation marker".into()),
+    };
+    let message = arrow_ipc::root_as_message(flatbuffer).map_err(|e| e.to_string())?;
+    let batch = message
+        .header_as_record_batch()
+        .ok_or("not a record batch message")?;
+    if batch.compression().is_some() {
+        return Err("compressed buffers".into());
+    }
+    if u64::try_from(batch.length()).ok() != Some(rows) {
+        return Err(format!("{} rows", batch.length()));
+    }
+    let mut nodes = Vec::new();
+    let mut widths = Vec::new();
+    for field in schema.fields() {
+        expected_layout(field.data_type(), rows, &mut nodes, &mut widths)?;
+    }
+    let found = batch.nodes().ok_or("no field nodes")?;
+    if found.len() != nodes.len() {
+        return Err(format!(
+            "{} field nodes where {} belong",
+            found.len(),
+            nodes.len()
+        ));
+    }
+    for (node, expected) in found.iter().zip(&nodes) {
+        if u64::try_from(node.length()).ok() != Some(*expected) || node.null_count() != 0 {
+            return Err(format!(
+                "a field node of length {} with {} nulls where {expected} rows without nulls belong",
+                node.length(),
+                node.null_count()
+            ));
+        }
+    }
+    let found = batch.buffers().ok_or("no buffers")?;
+    if found.len() != widths.len() {
+        return Err(format!(
+            "{} buffers where {} belong",
+            found.len(),
+            widths.len()
+        ));
+    }
+    for (buffer, width) in found.iter().zip(widths) {
+        let span = usize::try_from(buffer.offset())
+            .ok()
+            .zip(usize::try_from(buffer.length()).ok());
+        let inside = span
+            .and_then(|(offset, length)| offset.checked_add(length))
+            .is_some_and(|end| end <= body);
+        if !inside {
+            return Err(format!(
+                "a buffer at {}+{} outside the {body}-byte body",
+                buffer.offset(),
+                buffer.length()
+            ));
+        }
+        // arrow-rs asserts (panics) that a typed buffer holds whole values.
+        if span.is_some_and(|(_, length)| length % width != 0) {
+            return Err(format!(
+                "a buffer of {} bytes for values of {width} bytes",
+                buffer.length()
+            ));
+        }
+    }
+    if batch
+        .variadicBufferCounts()
+        .is_some_and(|counts| !counts.is_empty())
+    {
+        return Err("variadic buffers".into());
+    }
+    Ok(())
+}
+
+/// The field nodes (their lengths) and buffers (the byte width of their values) a
+/// column of `data_type` with `rows` rows has in an IPC message, appended to `nodes`
+/// and `widths`. Each column starts with its validity bitmap (bytes, empty here).
+fn expected_layout(
+    data_type: &DataType,
+    rows: u64,
+    nodes: &mut Vec<u64>,
+    widths: &mut Vec<usize>,
+) -> Result<(), String> {
+    nodes.push(rows);
+    widths.push(1);
+    match data_type {
+        DataType::Utf8 => widths.extend([4, 1]),
+        DataType::LargeBinary => widths.extend([8, 1]),
+        DataType::FixedSizeList(child, size) => {
+            let size = u64::try_from(*size).map_err(|_| "negative list size")?;
+            let values = rows.checked_mul(size).ok_or("list values overflow")?;
+            expected_layout(child.data_type(), values, nodes, widths)?;
+        }
+        t if t.is_primitive() => widths.push(t.primitive_width().unwrap_or(1)),
+        t => return Err(format!("unexpected column type {t}")),
+    }
+    Ok(())
 }

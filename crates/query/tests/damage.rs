@@ -204,3 +204,190 @@ fn query_files_of_other_data_are_refused() {
     let error = QueryIndex::open(dir.path()).err().unwrap().to_string();
     assert!(error.contains("built from other index data"), "{error}");
 }
+
+/// Makes the query manifest's sizes and chunk checksums agree with the files again,
+/// so that damage reaches the readers behind the checksums.
+fn recompute_checksums(query: &Path) {
+    use saeidx_query::layout::{CHUNK_BYTES, QueryManifest};
+    let path = query.join(QUERY_MANIFEST);
+    let mut manifest: QueryManifest =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for record in &mut manifest.files {
+        let bytes = std::fs::read(query.join(&record.name)).unwrap();
+        record.bytes = bytes.len() as u64;
+        record.chunks_xxh3 = bytes
+            .chunks(CHUNK_BYTES as usize)
+            .map(|chunk| format!("{:016x}", twox_hash::XxHash3_64::oneshot(chunk)))
+            .collect();
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+}
+
+/// Where, in an Arrow IPC file of one record batch, the message's buffer list starts,
+/// and where the message body starts.
+fn buffer_list(bytes: &[u8]) -> (usize, usize, usize) {
+    let len = bytes.len();
+    let footer_len = i32::from_le_bytes(bytes[len - 10..len - 6].try_into().unwrap()) as usize;
+    let footer = arrow_ipc::root_as_footer(&bytes[len - 10 - footer_len..len - 10]).unwrap();
+    let block = footer.recordBatches().unwrap().get(0);
+    let (offset, meta) = (block.offset() as usize, block.metaDataLength() as usize);
+    let message = arrow_ipc::root_as_message(&bytes[offset + 8..offset + meta]).unwrap();
+    let buffers = message.header_as_record_batch().unwrap().buffers().unwrap();
+    let at = buffers.bytes().as_ptr() as usize - bytes.as_ptr() as usize;
+    (at, buffers.len(), offset + meta)
+}
+
+#[test]
+fn inconsistent_arrow_framing_with_valid_checksums_is_an_error_not_a_panic() {
+    for file in QueryFile::ALL {
+        let dir = damaged(|query| {
+            let path = query.join(file.name());
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The last buffer's length (each entry: offset i64, length i64) far past
+            // the body: arrow-rs would slice past its buffer and panic.
+            let (at, count, _) = buffer_list(&bytes);
+            let length = at + (count - 1) * 16 + 8;
+            bytes[length..length + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+            std::fs::write(&path, bytes).unwrap();
+            recompute_checksums(query);
+        });
+        let error = QueryIndex::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            error.contains(file.name()) && error.contains("outside the"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn inconsistent_offsets_with_valid_checksums_are_errors_not_panics() {
+    // Feature 0's first posting (the first value of features.arrow's first column)
+    // set past every posting, checksums recomputed.
+    let dir = damaged(|query| {
+        let path = query.join(QueryFile::Features.name());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (at, _, body) = buffer_list(&bytes);
+        // Buffer 1 is the first column's values (buffer 0 its empty validity bitmap).
+        let values =
+            body + u64::from_le_bytes(bytes[at + 16..at + 24].try_into().unwrap()) as usize;
+        bytes[values..values + 8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        recompute_checksums(query);
+    });
+    let index = QueryIndex::open(dir.path()).unwrap();
+    for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
+        let error = index
+            .top_texts(0, 5, rank, 3, Exclusions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("outside the file"), "{error}");
+    }
+    assert!(index.feature(0, 2, 2, 2, 2, Exclusions::default()).is_err());
+    assert!(index.verify_all().is_err());
+    // Other features still answer as before.
+    assert_eq!(
+        serde_json::to_value(
+            index
+                .top_texts(5, 5, Rank::Token, 3, Exclusions::default())
+                .unwrap()
+        )
+        .unwrap(),
+        serde_json::to_value(
+            QueryIndex::open(pristine())
+                .unwrap()
+                .top_texts(5, 5, Rank::Token, 3, Exclusions::default())
+                .unwrap()
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn a_wrong_content_token_count_is_an_error_not_a_wrong_density() {
+    let dir = damaged(|query| {
+        let path = query.join(QUERY_MANIFEST);
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest["counts"]["content_tokens"] = 1.into();
+        std::fs::write(&path, manifest.to_string()).unwrap();
+    });
+    let index = QueryIndex::open(dir.path()).unwrap();
+    let error = index
+        .feature_stats(1, Exclusions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("content_tokens is 1"), "{error}");
+    assert!(index.feature(1, 2, 2, 2, 2, Exclusions::default()).is_err());
+    assert!(index.counts().is_err());
+    let error = index.verify_all().unwrap_err().to_string();
+    assert!(error.contains("content_tokens"), "{error}");
+    // With other exclusions the count is recomputed from the flags anyway.
+    let all = Exclusions {
+        special: false,
+        sinks: false,
+    };
+    assert!(index.feature_stats(1, all).unwrap().density <= 1.0);
+}
+
+#[test]
+fn verification_checks_every_row_behind_the_checksums() {
+    // A statistic changed and its checksums recomputed: the chunks verify, the rows
+    // do not (the stored max of feature 1 no longer equals its postings' max).
+    let dir = damaged(|query| {
+        let path = query.join(QueryFile::Features.name());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (at, _, body) = buffer_list(&bytes);
+        // Buffer 9 holds the `max` column's values (validity, values per column).
+        let max = body
+            + u64::from_le_bytes(bytes[at + 9 * 16..at + 9 * 16 + 8].try_into().unwrap()) as usize;
+        let feature_1 = max + 4;
+        let value = f32::from_le_bytes(bytes[feature_1..feature_1 + 4].try_into().unwrap());
+        bytes[feature_1..feature_1 + 4].copy_from_slice(&(value * 2.0).to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        recompute_checksums(query);
+    });
+    let index = QueryIndex::open(dir.path()).unwrap();
+    let error = index.verify_all().unwrap_err().to_string();
+    assert!(error.contains("feature 1's statistics"), "{error}");
+    let pristine_index = QueryIndex::open(pristine()).unwrap();
+    assert!(pristine_index.verify_all().is_ok());
+}
+
+#[test]
+fn verify_refuses_a_query_folder_without_its_manifest() {
+    let dir = damaged(|query| std::fs::remove_file(query.join(QUERY_MANIFEST)).unwrap());
+    let error = saeidx_query::verify_query_files(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("manifest.json") && error.contains("missing"),
+        "{error}"
+    );
+    // A Parquet-only folder (no query folder at all) is a valid index without them.
+    std::fs::remove_dir_all(dir.path().join(QUERY_DIR)).unwrap();
+    assert_eq!(saeidx_query::verify_query_files(dir.path()).unwrap(), None);
+    assert!(
+        saeidx_query::verify_query_files(pristine())
+            .unwrap()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn a_buffer_holding_part_of_a_value_is_an_error_not_a_panic() {
+    // The documents' id offsets (buffer 1: i32 values) two bytes longer, inside the
+    // body's padding: arrow-rs's size checks pass, its typed view would assert.
+    let dir = damaged(|query| {
+        let path = query.join(QueryFile::Documents.name());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (at, _, _) = buffer_list(&bytes);
+        let length = at + 16 + 8;
+        let old = u64::from_le_bytes(bytes[length..length + 8].try_into().unwrap());
+        bytes[length..length + 8].copy_from_slice(&(old + 2).to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        recompute_checksums(query);
+    });
+    let error = QueryIndex::open(dir.path()).err().unwrap().to_string();
+    assert!(error.contains("values of 4 bytes"), "{error}");
+}

@@ -21,7 +21,7 @@ use saeidx_format::{
     verify::{VerifyReport, verify},
 };
 use saeidx_hub::{HubSettings, Listing, Origin, RepoKind, RepoRef};
-use saeidx_query::{QueryError, QueryIndex, layout::QUERY_DIR};
+use saeidx_query::layout::QUERY_DIR;
 
 use crate::ShareError;
 
@@ -196,11 +196,7 @@ fn verify_all(
         advice: advice.to_string(),
     };
     let (manifest, report) = verify(dir).map_err(|e| failed(e.to_string()))?;
-    let query_bytes = match QueryIndex::open(dir) {
-        Ok(index) => Some(index.verify_all().map_err(|e| failed(e.to_string()))?),
-        Err(QueryError::NotBuilt { .. }) => None,
-        Err(error) => return Err(failed(error.to_string())),
-    };
+    let query_bytes = saeidx_query::verify_query_files(dir).map_err(|e| failed(e.to_string()))?;
     Ok((manifest, report, query_bytes))
 }
 

@@ -41,13 +41,15 @@ fn start(options: ServeOptions) -> (u16, tempfile::TempDir) {
     (port, root)
 }
 
-/// Sends raw bytes, returns the status and body of the (first) answer.
+/// Sends raw bytes, returns the status and body of the (first) answer (status 0: the
+/// server closed the connection without an answer the client could read).
 fn exchange(port: u16, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    stream.write_all(request).unwrap();
+    // A server that refuses early may close while the rest is still being written.
+    let _ = stream.write_all(request);
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
     let reply = String::from_utf8_lossy(&reply).into_owned();
@@ -129,19 +131,21 @@ fn cross_site_writes_and_foreign_hosts_are_refused() {
 #[test]
 fn oversized_bodies_and_heads_are_refused_and_the_server_stays_up() {
     let (port, _dir) = start(ServeOptions::default());
-    // A 50 MB label, announced: refused before it is read.
+    // A 50 MB label, announced: refused from its head, before any of it is sent.
     let started = Instant::now();
     let (status, body) = exchange(
         port,
         format!(
-            "POST /api/labels/3 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{{\"name\": \"",
+            "POST /api/labels/3 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
             50 * 1024 * 1024
         )
         .as_bytes(),
     );
     assert_eq!(status, 413, "{body}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    // Sent in chunks with no length: cut off at the limit.
+    // Sent in chunks with no length: cut off at the limit. The client, still writing when
+    // the server answers and closes, may see the close as a reset instead of the 413
+    // (the kernel resets a connection closed with unread input): refused either way.
     let mut chunked =
         b"POST /api/labels/3 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             .to_vec();
@@ -150,17 +154,15 @@ fn oversized_bodies_and_heads_are_refused_and_the_server_stays_up() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let (status, _) = exchange(port, &chunked);
-    assert_eq!(status, 413);
+    assert!(status == 413 || status == 0, "status {status}");
     // A 1 MB path: refused by the HTTP layer.
     let long = format!(
         "GET /search?q={} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         "a".repeat(1 << 20)
     );
     let (status, _) = exchange(port, long.as_bytes());
-    assert!(
-        status == 414 || status == 431 || status == 400,
-        "status {status}"
-    );
+    // Refused by the HTTP layer (or, as above, reset while the client still writes).
+    assert!([414, 431, 400, 0].contains(&status), "status {status}");
     assert_eq!(label_of(port, 3), serde_json::Value::Null);
     assert_eq!(get(port, "/").0, 200);
 }

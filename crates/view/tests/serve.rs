@@ -191,3 +191,43 @@ fn serves_several_indexes_to_concurrent_readers_while_one_is_republished() {
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["counts"]["documents"], 12);
 }
+
+/// Hostile requests and a served index damaged in place: the server answers each with
+/// an error and stays up.
+#[test]
+fn huge_sizes_and_files_truncated_under_the_server_are_errors_not_crashes() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("index");
+    index(&dir, 8);
+    let port = start(vec![ServedIndex {
+        dir: dir.clone(),
+        live: None,
+    }]);
+
+    // A size past the query library's limit: 400, before anything is allocated.
+    let (status, body) = http(port, "GET", "/api/top-texts?feature=3&k=4294967295", "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 10000"), "{body}");
+    let (status, before) = http(port, "GET", "/api/top-texts?feature=3&k=2", "");
+    assert_eq!(status, 200);
+
+    // A query file truncated in place under the open index (as copying over it does):
+    // reads past its end would raise SIGBUS; the answer is refused instead.
+    let postings = dir.join("query/postings.arrow");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&postings)
+        .unwrap()
+        .set_len(16)
+        .unwrap();
+    for _ in 0..3 {
+        let (status, body) = http(port, "GET", "/api/top-texts?feature=3&k=2", "");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("changed on disk"), "{body}");
+    }
+    // Republished properly, the index is reopened and answers as before.
+    build(&dir).unwrap();
+    let (status, after) = http(port, "GET", "/api/top-texts?feature=3&k=2", "");
+    assert_eq!(status, 200);
+    assert_eq!(after, before);
+}

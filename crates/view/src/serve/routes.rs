@@ -276,7 +276,11 @@ fn failed(error: QueryError) -> Failure {
         QueryError::FeatureOutOfRange { .. }
         | QueryError::UnknownDocument { .. }
         | QueryError::TokenRange { .. } => 404,
-        QueryError::Registry { .. } => 400,
+        QueryError::Registry { .. }
+        | QueryError::Limit { .. }
+        | QueryError::ReversedRange { .. } => 400,
+        // The files changed under the open index: it is reopened before the next request.
+        QueryError::Changed { .. } => 503,
         _ => 500,
     };
     (status, error.to_string())

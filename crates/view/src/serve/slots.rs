@@ -54,11 +54,16 @@ pub(super) fn open(indexes: Vec<ServedIndex>) -> Result<Vec<Slot>, QueryError> {
 }
 
 impl Slot {
-    /// Reopens the index if its folder was replaced since it was opened.
+    /// Reopens the index if its folder was replaced since it was opened, or if one of
+    /// its files was truncated or rewritten in place under it (`check_intact`).
     pub fn refresh(&self) {
         let identity = folder_identity(&self.dir).unwrap_or_default();
-        let current = self.opened.read().map(|o| o.folder).unwrap_or_default();
-        if identity == current {
+        let (current, intact) = self
+            .opened
+            .read()
+            .map(|o| (o.folder, o.index.check_intact().is_ok()))
+            .unwrap_or_default();
+        if identity == current && intact {
             return;
         }
         match QueryIndex::open(&self.dir) {

@@ -1,0 +1,106 @@
+//! Query files changed on disk under an open index (truncated in place, rewritten in
+//! place, as copying a new index over a served one does): every answer is an error
+//! saying so, never a `SIGBUS` that kills the process, and never a silently wrong
+//! answer; the index opens again once its files are whole.
+
+use std::{fs::OpenOptions, path::Path, time::Duration};
+
+use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
+use saeidx_query::{
+    Aggregate, Exclusions, QueryError, QueryIndex, Rank, build,
+    layout::{QUERY_DIR, QueryFile},
+};
+
+/// An index whose postings and codes span several pages (about 2 MB each).
+fn index(dir: &Path) {
+    let spec = SyntheticSpec {
+        documents: 300,
+        tokens_per_document: (60, 140),
+        documents_per_part: 100,
+        feature_weights: (0..96).map(|f| 1.0 / (1.0 + f as f64)).collect(),
+        k: 8,
+        value_step: 0.125,
+        seed: 5,
+    };
+    write_synthetic_index(dir, &spec).unwrap();
+    build(dir).unwrap();
+}
+
+fn changed(result: Result<impl std::fmt::Debug, QueryError>) -> String {
+    match result {
+        Err(error @ QueryError::Changed { .. }) => error.to_string(),
+        other => panic!("expected a Changed error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    index(dir.path());
+    let index = QueryIndex::open(dir.path()).unwrap();
+    let exclusions = Exclusions::default();
+    // Warm: the first features' postings are read and their chunks verified.
+    let before = index.top_texts(1, 10, Rank::Token, 3, exclusions).unwrap();
+    assert_eq!(before.len(), 10);
+    let postings = dir.path().join(QUERY_DIR).join(QueryFile::Postings.name());
+    let length = std::fs::metadata(&postings).unwrap().len();
+    assert!(length > 1 << 20, "{length}");
+    // Truncated in place (as `cp` does before writing), while the index is open.
+    OpenOptions::new()
+        .write(true)
+        .open(&postings)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    // The last features' postings lie past the new end: reading them raises SIGBUS,
+    // which the reader survives; the answer is refused.
+    let message = changed(index.top_texts(90, 10, Rank::Token, 3, exclusions));
+    assert!(message.contains("postings.arrow"), "{message}");
+    assert!(message.contains("read past its end"), "{message}");
+    // Every other question is refused too, even one that does not touch the file.
+    changed(index.top_texts(1, 10, Rank::Token, 3, exclusions));
+    changed(index.feature(2, 3, 2, 3, 2, exclusions));
+    changed(index.top_features(0, None, Aggregate::Max, 5, exclusions));
+    changed(index.document(0));
+    changed(index.live_features());
+    changed(index.check_intact());
+    // Reopening reports the damage; a rebuilt index opens and answers as before.
+    assert!(QueryIndex::open(dir.path()).is_err());
+    build(dir.path()).unwrap();
+    let reopened = QueryIndex::open(dir.path()).unwrap();
+    assert_eq!(
+        reopened
+            .top_texts(1, 10, Rank::Token, 3, exclusions)
+            .unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    index(dir.path());
+    let index = QueryIndex::open(dir.path()).unwrap();
+    let exclusions = Exclusions::default();
+    let before = index.top_texts(3, 5, Rank::Token, 2, exclusions).unwrap();
+    // Same size, other bytes in an already verified chunk (values of feature 3's
+    // postings), written in place: no fault, but the answer would silently change.
+    let codes = dir.path().join(QUERY_DIR).join(QueryFile::Postings.name());
+    let mut bytes = std::fs::read(&codes).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    // File times have the clock's resolution: let it tick.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&codes, &bytes).unwrap();
+    let message = changed(index.top_texts(3, 5, Rank::Token, 2, exclusions));
+    assert!(message.contains("rewritten in place"), "{message}");
+    bytes[middle] ^= 0x40;
+    std::fs::write(&codes, &bytes).unwrap();
+    let reopened = QueryIndex::open(dir.path()).unwrap();
+    assert_eq!(
+        reopened
+            .top_texts(3, 5, Rank::Token, 2, exclusions)
+            .unwrap(),
+        before
+    );
+}
