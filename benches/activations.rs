@@ -20,7 +20,7 @@ use saeidx_model::{
     checkpoint::Checkpoint,
     files::{self, ModelSource},
     hook::{HookKind, HookPoint},
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 
 /// The middle of SmolLM2's 30 blocks.
@@ -51,12 +51,12 @@ fn main() -> anyhow::Result<()> {
     // Before the model loads: it tunes the BLAS thread count for its own batches.
     let gemm = gemm_gflops(budget);
     eprintln!("f32 GEMM (2048×2048×2048, MLX + OpenBLAS): {gemm:.1} GFLOP/s");
-    let llama = Llama::from_checkpoint(
+    let model = Transformer::from_checkpoint(
         Checkpoint::load(files)?,
         Some(LAYER),
         WeightStorage::Float32,
     )?;
-    let config = llama.config().clone();
+    let arch = model.config().architecture.clone();
     let hook = BTreeSet::from([HookPoint {
         layer: LAYER,
         kind: HookKind::ResidPost,
@@ -67,9 +67,9 @@ fn main() -> anyhow::Result<()> {
         for (batch, length) in SHAPES {
             random::seed(0)?;
             let ids =
-                random::randint::<_, i32>(100, config.vocab_size as i32, &[batch, length], None)?;
+                random::randint::<_, i32>(100, arch.vocab_size as i32, &[batch, length], None)?;
             let time = best_time(budget, 3, || {
-                llama.forward(&ids, &hook).expect("the forward pass runs");
+                model.forward(&ids, &hook).expect("the forward pass runs");
             });
             let rate = (batch * length) as f64 / time.as_secs_f64();
             eprintln!("saeidx {batch} × {length}: {rate:.0} tokens/s");
@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|");
     for (i, (batch, length)) in SHAPES.iter().enumerate() {
-        let flops = flops_per_token(&config, *length as usize, LAYER + 1);
+        let flops = flops_per_token(&arch, *length as usize, LAYER + 1);
         let share = ours[i] * flops / (gemm * 1e9);
         println!(
             "| {batch} × {length} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0}% |",
@@ -156,14 +156,14 @@ fn gemm_gflops(budget: Duration) -> f64 {
 /// Floating-point operations per token for `layers` blocks on sequences of `length`:
 /// every projection (2 per weight) plus causal attention scores and mixing.
 fn flops_per_token(
-    config: &saeidx_model::config::LlamaConfig,
+    arch: &saeidx_model::architecture::Architecture,
     length: usize,
     layers: usize,
 ) -> f64 {
-    let hidden = config.hidden_size as f64;
-    let q_width = (config.num_attention_heads * config.head_dim()) as f64;
-    let kv_width = (config.num_key_value_heads() * config.head_dim()) as f64;
-    let ffn = config.intermediate_size as f64;
+    let hidden = arch.hidden_size as f64;
+    let q_width = arch.attention.q_width() as f64;
+    let kv_width = arch.attention.kv_width() as f64;
+    let ffn = arch.mlp.hidden as f64;
     let projections = hidden * (q_width + 2.0 * kv_width) + q_width * hidden + 3.0 * hidden * ffn;
     let attention = 2.0 * 2.0 * q_width * (length as f64 + 1.0) / 2.0;
     layers as f64 * (2.0 * projections + attention)

@@ -111,10 +111,7 @@ fn compute_alone(job_path: &Path, documents: u64) -> anyhow::Result<f64> {
     file.run.max_documents = Some(documents);
     file.output = PathBuf::from("unused");
     let loaded = job::load(file, &HubSettings::from_env())?;
-    let window = WindowPolicy::new(
-        loaded.file.run.window_length,
-        loaded.file.run.window_overlap,
-    )?;
+    let window = WindowPolicy::new(loaded.spec.window.length, loaded.spec.window.overlap)?;
     let texts: Vec<String> = loaded
         .file
         .corpus
@@ -138,7 +135,7 @@ fn compute_alone(job_path: &Path, documents: u64) -> anyhow::Result<f64> {
     };
     let mut nonzeros = 0;
     while let Some(batch) = batcher.next_any() {
-        let extracted = extract(&loaded.llama, loaded.hook, &batch, all)?;
+        let extracted = extract(&loaded.model, loaded.hook, &batch, all)?;
         let n = extracted.document.len() as i32;
         let x = Array::from_slice(&extracted.values, &[n, extracted.width as i32]);
         nonzeros += loaded.sae.encode(&x)?.nonzeros();

@@ -26,7 +26,7 @@ use std::{
 use anyhow::{Context, bail};
 use saeidx_benches::{reference_python, repo_root};
 use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
-use saeidx_query::{Aggregate, Exclusions, QueryIndex, Rank};
+use saeidx_query::{DocRef, Exclusions, QueryIndex, TopFeaturesRequest, TopTextsRequest};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -157,14 +157,24 @@ fn main() -> anyhow::Result<()> {
     let mut text_times = Vec::with_capacity(queries);
     for &feature in &features {
         let start = Instant::now();
-        let hits = index.top_texts(feature, 10, Rank::Token, 8, exclusions)?;
+        let hits = index.top_texts(&TopTextsRequest {
+            feature,
+            exclusions,
+            ..TopTextsRequest::default()
+        })?;
         text_times.push(start.elapsed());
         std::hint::black_box(hits);
     }
     let mut feature_times = Vec::with_capacity(queries);
     for &doc in &docs {
         let start = Instant::now();
-        let ranked = index.top_features(doc, None, Aggregate::Max, 10, exclusions)?;
+        let ranked = index.top_features(
+            &DocRef::Number(doc),
+            &TopFeaturesRequest {
+                exclusions,
+                ..TopFeaturesRequest::default()
+            },
+        )?;
         feature_times.push(start.elapsed());
         std::hint::black_box(ranked);
     }

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
-use saeidx_query::{Exclusions, QueryIndex, Rank};
+use saeidx_query::{Exclusions, FeatureRequest, QueryIndex, TopTextsRequest};
 
 fn p50(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -51,11 +51,19 @@ fn main() -> anyhow::Result<()> {
         index.check_intact()?;
         checks.push(start.elapsed());
         let start = Instant::now();
-        std::hint::black_box(index.top_texts(feature, 10, Rank::Token, 8, exclusions)?);
+        std::hint::black_box(index.top_texts(&TopTextsRequest {
+            feature,
+            exclusions,
+            ..TopTextsRequest::default()
+        })?);
         texts.push(start.elapsed());
         if i % 20 == 0 {
             let start = Instant::now();
-            std::hint::black_box(index.feature(feature, 5, 4, 10, 8, exclusions)?);
+            std::hint::black_box(index.feature(&FeatureRequest {
+                feature,
+                exclusions,
+                ..FeatureRequest::default()
+            })?);
             reports.push(start.elapsed());
         }
     }
@@ -78,7 +86,11 @@ fn main() -> anyhow::Result<()> {
     let mut refused = Vec::new();
     for &feature in live.iter().rev().take(200) {
         let start = Instant::now();
-        let answer = index.feature(feature, 5, 4, 10, 8, exclusions);
+        let answer = index.feature(&FeatureRequest {
+            feature,
+            exclusions,
+            ..FeatureRequest::default()
+        });
         refused.push(start.elapsed());
         if answer.is_ok() {
             anyhow::bail!("an index whose postings were truncated answered");

@@ -24,7 +24,7 @@ use std::{
 use anyhow::Context;
 use saeidx_benches::repo_root;
 use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
-use saeidx_query::{Aggregate, Exclusions, QueryIndex, Rank};
+use saeidx_query::{DocRef, QueryIndex, TopFeaturesRequest, TopTextsRequest};
 use saeidx_testkit::load::{LoadReport, LoadSpec, run};
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -113,10 +113,13 @@ fn in_process(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Res
     let mut times = Vec::new();
     for (&feature, &doc) in features.iter().zip(docs) {
         let started = Instant::now();
-        index.top_texts(feature, 10, Rank::Token, 8, Exclusions::default())?;
+        index.top_texts(&TopTextsRequest {
+            feature,
+            ..TopTextsRequest::default()
+        })?;
         times.push(started.elapsed());
         let started = Instant::now();
-        index.top_features(doc, None, Aggregate::Max, 10, Exclusions::default())?;
+        index.top_features(&DocRef::Number(doc), &TopFeaturesRequest::default())?;
         times.push(started.elapsed());
     }
     times.sort();

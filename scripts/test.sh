@@ -16,6 +16,13 @@ cargo build --release -p saeidx-cli
 # short") when both compile the same kernel at once. Compile the model's kernels once
 # before tests run in parallel.
 ./target/release/saeidx activations --hook blocks.15.hook_resid_post --text 'warm-up' >/dev/null
+# The model families' fidelity test (12 s) compiles the GELU kernels of GPT-2, GPT-NeoX
+# and Gemma, in Rust and in mlx-lm, that later tests share; run it alone first.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release -p saeidx-tests --test families_reference
+else
+  cargo test --release -p saeidx-tests --test families_reference
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast
 else

@@ -21,7 +21,7 @@ use saeidx_model::{
     checkpoint::Checkpoint,
     files::{self, ModelSource},
     hook::{HookKind, HookPoint},
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_tests::{asset_paths, default_model, reference_python, repo_root};
 use serde_json::json;
@@ -41,10 +41,11 @@ fn worst_errors(
     )
     .unwrap();
     let deepest = hooks.iter().map(|h| h.layer).max();
-    let llama = Llama::from_checkpoint(Checkpoint::load(files).unwrap(), deepest, storage).unwrap();
+    let transformer =
+        Transformer::from_checkpoint(Checkpoint::load(files).unwrap(), deepest, storage).unwrap();
     let rows: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
     let batch = PaddedBatch::new(&rows).unwrap();
-    let ours = llama.forward(&batch.tokens, hooks).unwrap();
+    let ours = transformer.forward(&batch.tokens, hooks).unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
     let request = scratch.path().join("request.json");

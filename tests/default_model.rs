@@ -16,16 +16,21 @@ fn loads_from_the_hf_cache_with_the_smollm2_shape() {
     let checkpoint = Checkpoint::load(files).unwrap();
     let config = &checkpoint.config;
     assert_eq!(config.model_type, "llama");
-    assert_eq!(config.num_hidden_layers, 30);
-    assert_eq!(config.hidden_size, 576);
-    assert_eq!(config.intermediate_size, 1536);
-    assert_eq!(config.num_attention_heads, 9);
-    assert_eq!(config.num_key_value_heads(), 3);
-    assert_eq!(config.head_dim(), 64);
-    assert_eq!(config.vocab_size, 49152);
-    assert_eq!(config.rope_theta, 100_000.0);
-    assert_eq!(config.rms_norm_eps, 1e-5);
-    assert!(config.tie_word_embeddings);
+    assert_eq!(config.family.name(), "llama");
+    let arch = &config.architecture;
+    assert_eq!(arch.layers, 30);
+    assert_eq!(arch.hidden_size, 576);
+    assert_eq!(arch.mlp.hidden, 1536);
+    assert_eq!(arch.attention.heads, 9);
+    assert_eq!(arch.attention.kv_heads, 3);
+    assert_eq!(arch.attention.head_dim, 64);
+    assert_eq!(arch.vocab_size, 49152);
+    let rope = arch.attention.layers[0].rope.as_ref().unwrap();
+    assert_eq!((rope.base, rope.dims), (100_000.0, 64));
+    assert_eq!(arch.norm.eps, 1e-5);
+    // Tied: config.json says so, and the checkpoint has no lm_head.
+    assert_eq!(config.raw["tie_word_embeddings"], true);
+    assert!(!checkpoint.tensors.contains_key("lm_head.weight"));
 
     let summary = checkpoint.summary();
     // 30 blocks × (7 quantized linears × 3 + 2 norms) + embedding triple + final norm.

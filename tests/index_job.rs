@@ -208,7 +208,7 @@ fn queries_answer_from_the_index_and_live() {
             .map(|t| {
                 (
                     t["position"].as_u64().unwrap(),
-                    t["token"].as_str().unwrap().to_string(),
+                    t["token_text"].as_str().unwrap().to_string(),
                     t["features"]
                         .as_array()
                         .unwrap()
@@ -271,8 +271,8 @@ fn queries_answer_from_the_index_and_live() {
     assert_eq!(report["label"]["name"], "test label");
     assert!(report["stats"]["count"].as_u64().unwrap() >= 1);
     assert_eq!(report["stats"]["histogram"].as_array().unwrap().len(), 20);
-    assert!(!report["top"].as_array().unwrap().is_empty());
-    assert!(!report["quantiles"].as_array().unwrap().is_empty());
+    assert!(!report["top_texts"].as_array().unwrap().is_empty());
+    assert!(!report["bands"].as_array().unwrap().is_empty());
     let top = at(&[
         "top-texts",
         "--feature",
@@ -1059,7 +1059,7 @@ fn fingerprint_answers(index: &Path, cwd: &Path) -> Value {
     serde_json::json!({
         "top_features": features,
         "top_texts": at(&["top-texts", "--feature", &feature, "--k", "5"]),
-        "feature": at(&["feature", &feature]),
+        "feature": at(&["feature", &feature, "--bands", "5"]),
     })
 }
 

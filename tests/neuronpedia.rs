@@ -210,7 +210,7 @@ fn the_neuronpedia_export_validates_and_matches_the_index() {
         assert_eq!(line["frac_nonzero"], report["stats"]["density"]);
         assert_eq!(
             as_f32(&line["maxActApprox"]),
-            as_f32(&report["stats"]["max"])
+            as_f32(&report["stats"]["max_activation"])
         );
         assert_eq!(
             line["freq_hist_data_bar_heights"],

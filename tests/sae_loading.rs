@@ -12,7 +12,7 @@ use saeidx_model::{
     batch::PaddedBatch,
     checkpoint::Checkpoint,
     hook::HookPoint,
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::formats::{self, LoadOptions, SaeSource};
 use saeidx_tests::{default_model, reference_python, repo_root};
@@ -97,7 +97,7 @@ fn the_default_sae_fits_the_default_model_and_reconstructs_it() {
     // Held-out-like text (not from the training corpus): FVU and L0 on real activations.
     let files = default_model();
     let tokenizer = TextTokenizer::from_file(&files.tokenizer).unwrap();
-    let llama = Llama::from_checkpoint(
+    let model = Transformer::from_checkpoint(
         Checkpoint::load(files).unwrap(),
         Some(15),
         WeightStorage::Float32,
@@ -112,7 +112,7 @@ fn the_default_sae_fits_the_default_model_and_reconstructs_it() {
     for text in texts {
         let ids = tokenizer.encode(text).unwrap().ids;
         let batch = PaddedBatch::new(&[&ids]).unwrap();
-        let out = llama
+        let out = model
             .forward(&batch.tokens, &BTreeSet::from([hook]))
             .unwrap();
         let values = batch.unpad(&out[&hook]).unwrap().remove(0);

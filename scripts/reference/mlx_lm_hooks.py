@@ -4,15 +4,16 @@
 Reads a JSON request
 
     {"sequences": [[token ids], ...],
-     "hooks": [{"layer": L, "kind": "resid_pre" | "attn_out" | "resid_mid" | "mlp_out" | "resid_post"}, ...]}
+     "hooks": [{"layer": L, "kind": "resid_pre" | "attn_z" | "attn_out" | "resid_mid" | "mlp_out" | "resid_post"}, ...]}
 
 runs each sequence ALONE (batch of one, no padding) through the model's modules, in
 float32, and writes a safetensors file with one `[tokens, hidden]` float32 array per
-sequence and hook, named `seq{i}.blocks.{L}.hook_{kind}` (saeidx's hook names).
+sequence and hook, named `seq{i}.blocks.{L}.hook_{kind}` (saeidx's hook names;
+`attn_z`, the heads' outputs concatenated before `o_proj`, is `seq{i}.blocks.{L}.attn.hook_z`).
 
 The block is computed exactly as mlx-lm's `TransformerBlock.__call__` does, step by step,
 so that the sublayer outputs can be read: `r = self_attn(input_layernorm(h), mask, cache)`
-(attn_out), `h = h + r` (resid_mid), `r = mlp(post_attention_layernorm(h))` (mlp_out),
+(attn_out; its `o_proj`'s input is attn_z), `h = h + r` (resid_mid), `r = mlp(post_attention_layernorm(h))` (mlp_out),
 `h = h + r` (resid_post). The mask is mlx-lm's own `create_attention_mask`.
 
 Usage:
@@ -24,8 +25,22 @@ import json
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.utils import _download, load_model
+
+
+class InputRecorder(nn.Module):
+    """Calls `inner`, keeping its input."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.seen = None
+
+    def __call__(self, x):
+        self.seen = x
+        return self.inner(x)
 
 
 def hook_activations(model, ids, wanted):
@@ -42,7 +57,11 @@ def hook_activations(model, ids, wanted):
 
     for layer, block in enumerate(inner.layers[: deepest + 1]):
         record(layer, "resid_pre", h)
+        output = InputRecorder(block.self_attn.o_proj)
+        block.self_attn.o_proj = output
         r = block.self_attn(block.input_layernorm(h), mask, None)
+        block.self_attn.o_proj = output.inner
+        record(layer, "attn_z", output.seen)
         record(layer, "attn_out", r)
         h = h + r
         record(layer, "resid_mid", h)
@@ -73,7 +92,8 @@ def main():
     arrays = {}
     for index, ids in enumerate(request["sequences"]):
         for (layer, kind), value in hook_activations(model, ids, wanted).items():
-            arrays[f"seq{index}.blocks.{layer}.hook_{kind}"] = value.astype(mx.float32)
+            name = "attn.hook_z" if kind == "attn_z" else f"hook_{kind}"
+            arrays[f"seq{index}.blocks.{layer}.{name}"] = value.astype(mx.float32)
     mx.save_safetensors(args.out, arrays)
 
 

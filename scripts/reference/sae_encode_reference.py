@@ -44,6 +44,18 @@ saelens (SAELens 6.x, sae_lens/saes/*.py; older cfg.json files are converted the
                per-row rule relu(pre) > T instead (pass the file's topk_threshold to get
                what the saved JumpReLU SAE would give).
 
+    expected_average_only_in with --norm-scaling-factor S (a release table's factor): the
+               weights are folded as SAE.from_pretrained folds them (W_enc * S, W_dec / S,
+               b_dec / S) before encoding; without S SAELens skips the folding.
+
+gemma-scope (Gemma Scope params.npz and Gemma Scope 2 params.safetensors, read as SAELens's
+    gemma_2 / gemma_3 loaders read them: jumprelu, apply_b_dec_to_input false)
+      pre = x @ w_enc + b_enc;  relu(pre) * (pre > threshold)
+
+--center centres each row (x - mean(x)) before any of the above: the activations of a
+LayerNorm model TransformerLens loaded with center_writing_weights. --head H --heads N
+reads x as attn.hook_z, [n, N * d_head], and encodes head H's values (hook_head_index).
+
 sparsify (EleutherAI/sparsify, sparsify/sparse_coder.py, fused_encoder.py, config.py)
     Hookpoint folder (e.g. layers.10) with cfg.json and sae.safetensors. encoder.weight and
     W_dec are both [d_sae, d_in]. Config defaults: activation "topk", k=32, num_latents=0
@@ -69,13 +81,26 @@ library writes (see SAE_FORMATS.md), so that tests can make fixtures:
                                  jumprelu thresholds are positive
     saelens-batchtopk            a BatchTopK training checkpoint (architecture "batchtopk",
                                  0-dim float64 topk_threshold)
+    saelens-head                 a standard SAE on head 1 of blocks.LAYER.attn.hook_z
+                                 (hook_head_index; d_in is one head's width)
+    saelens-centered             a standard SAE whose metadata records
+                                 model_from_pretrained_kwargs center_writing_weights true
+    saelens-pre6                 a pre-6 cfg (model gpt2-small, hook_point blocks.LAYER.
+                                 hook_resid_pre, context_size 128), standard ReLU
+    saelens-pre6-expected-average  the same with normalize_activations true and the norm
+                                 scaling factor not folded in
     sparsify                     OUT_DIR/config.json and OUT_DIR/layers.LAYER/{cfg.json,
                                  sae.safetensors} (a training run's layout)
+    gemma-scope                  OUT_DIR/gemma-scope-2b-pt-res/layer_L/width_16k/average_l0_50/
+                                 params.npz
+    gemma-scope-2                OUT_DIR/gemma-scope-2-270m-pt/resid_post/
+                                 layer_L_width_16k_l0_small/{params.safetensors, config.json}
 It prints the folder to pass as --sae.
 
 Usage:
-    python sae_encode_reference.py --format {mlxterp,saelens,sparsify} --sae PATH \\
+    python sae_encode_reference.py --format {mlxterp,saelens,sparsify,gemma-scope} --sae PATH \\
         --input X.safetensors --out CODES.safetensors [--batchtopk-threshold T] [--batch-rows R]
+        [--norm-scaling-factor S] [--center]
     python sae_encode_reference.py --write-random KIND --d-in N --d-sae M --k K --seed S \\
         --out-dir DIR [--layer L]
 
@@ -321,11 +346,22 @@ def saelens_normalize(x: np.ndarray, mode: str, d_in: int) -> np.ndarray:
 
 
 def encode_saelens(
-    folder: Path, x: np.ndarray, threshold: float | None, batch_rows: int | None
+    folder: Path,
+    x: np.ndarray,
+    threshold: float | None,
+    batch_rows: int | None,
+    norm_scaling_factor: float | None = None,
 ) -> np.ndarray:
     cfg = saelens_config(json.loads((folder / "cfg.json").read_text()))
     architecture = cfg["architecture"]
     w = saelens_weights(folder, architecture)
+    if cfg["normalize_activations"] == "expected_average_only_in" and norm_scaling_factor is not None:
+        # SAE.from_pretrained with the release's norm_scaling_factor:
+        # fold_activation_norm_scaling_factor, then no normalization.
+        w["W_enc"] = w["W_enc"] * norm_scaling_factor
+        w["W_dec"] = w["W_dec"] / norm_scaling_factor
+        w["b_dec"] = w["b_dec"] / norm_scaling_factor
+        cfg["normalize_activations"] = "none"
     if architecture != "batchtopk":
         reject_batchtopk_options(f"saelens architecture {architecture}", threshold, batch_rows)
     s = saelens_normalize(x, cfg["normalize_activations"], cfg["d_in"])
@@ -415,7 +451,31 @@ def encode_sparsify(
     raise ValueError(f"sparsify: unknown activation {cfg['activation']!r}")
 
 
-ENCODERS = {"mlxterp": encode_mlxterp, "saelens": encode_saelens, "sparsify": encode_sparsify}
+def encode_gemma_scope(
+    folder: Path, x: np.ndarray, threshold: float | None, batch_rows: int | None
+) -> np.ndarray:
+    """SAELens's gemma_2 / gemma_3 loaders: params.npz (w_ keys become W_) or
+    params.safetensors, architecture jumprelu, apply_b_dec_to_input false."""
+    reject_batchtopk_options("gemma-scope", threshold, batch_rows)
+    if (folder / "params.npz").is_file():
+        with np.load(folder / "params.npz") as data:
+            w = {key: data[key].astype(np.float64) for key in data}
+    else:
+        w = read_safetensors(folder / "params.safetensors")
+    scaling = w.pop("scaling_factor", None)
+    if scaling is not None and not np.allclose(scaling, 1.0):
+        raise ValueError("gemma-scope: a scaling_factor other than ones needs finetuning_scaling_factor")
+    check_tensor_names("gemma-scope", w, {"w_enc", "w_dec", "b_enc", "b_dec", "threshold"})
+    pre = x @ w["w_enc"] + w["b_enc"]
+    return keep(relu(pre), pre > w["threshold"])
+
+
+ENCODERS = {
+    "mlxterp": encode_mlxterp,
+    "saelens": encode_saelens,
+    "sparsify": encode_sparsify,
+    "gemma-scope": encode_gemma_scope,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,6 +615,104 @@ def write_saelens(
     return out
 
 
+def write_saelens_centered(
+    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int
+) -> Path:
+    """A standard SAE trained on a TransformerLens model loaded with
+    center_writing_weights (recorded in model_from_pretrained_kwargs)."""
+    folder = write_saelens(out, rng, d_in, d_sae, k, layer, "standard")
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["metadata"]["model_from_pretrained_kwargs"] = {"center_writing_weights": True}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def write_saelens_head(
+    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int
+) -> Path:
+    """A standard SAE on head 1 of blocks.LAYER.attn.hook_z (hook_head_index 1): d_in is
+    one head's width."""
+    folder = write_saelens(out, rng, d_in, d_sae, k, layer, "standard")
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["metadata"]["hook_name"] = f"blocks.{layer}.attn.hook_z"
+    cfg["metadata"]["hook_head_index"] = 1
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def write_saelens_pre6(
+    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int, normalize: bool
+) -> Path:
+    """A pre-6 cfg (no sae_lens_version, hook_point, as jbloom/GPT2-Small-SAEs-Reformatted
+    has them); with `normalize`, normalize_activations true and the weights saved before
+    the norm scaling factor was folded in."""
+    enc_w, enc_b = random_encoder(rng, d_in, d_sae)
+    weights = {
+        "W_enc": enc_w.T.copy(),
+        "W_dec": enc_w * rng.uniform(0.5, 1.5, (d_sae, 1)),
+        "b_enc": enc_b,
+        "b_dec": rng.normal(0.0, 0.1, d_in),
+    }
+    cfg = {
+        "model_name": "gpt2-small",
+        "hook_point": f"blocks.{layer}.hook_resid_pre",
+        "hook_point_layer": layer,
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "dtype": "torch.float32",
+        "context_size": 128,
+        "normalize_activations": normalize,
+        "apply_b_dec_to_input": True,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_safetensors(out / "sae_weights.safetensors", f32(weights), {})
+    (out / "cfg.json").write_text(json.dumps(cfg))
+    return out
+
+
+def write_gemma_scope(
+    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int
+) -> Path:
+    """Gemma Scope's layout: REPO/layer_L/width_W/average_l0_N/params.npz (np.savez)."""
+    enc_w, enc_b = random_encoder(rng, d_in, d_sae)
+    folder = out / "gemma-scope-2b-pt-res" / f"layer_{layer}" / "width_16k" / "average_l0_50"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / "params.npz",
+        w_enc=enc_w.T.astype(np.float32),
+        w_dec=(enc_w * rng.uniform(0.5, 1.5, (d_sae, 1))).astype(np.float32),
+        b_enc=enc_b.astype(np.float32),
+        b_dec=rng.normal(0.0, 0.1, d_in).astype(np.float32),
+        threshold=rng.uniform(0.05, 0.6, d_sae).astype(np.float32),
+    )
+    return folder
+
+
+def write_gemma_scope_2(
+    out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int
+) -> Path:
+    """Gemma Scope 2's layout: REPO/resid_post/layer_L_width_W_l0_X/{params.safetensors,
+    config.json}."""
+    enc_w, enc_b = random_encoder(rng, d_in, d_sae)
+    folder = out / "gemma-scope-2-270m-pt" / "resid_post" / f"layer_{layer}_width_16k_l0_small"
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {
+        "w_enc": enc_w.T.copy(),
+        "w_dec": enc_w * rng.uniform(0.5, 1.5, (d_sae, 1)),
+        "b_enc": enc_b,
+        "b_dec": rng.normal(0.0, 0.1, d_in),
+        "threshold": rng.uniform(0.05, 0.6, d_sae),
+    }
+    write_safetensors(folder / "params.safetensors", f32(weights), {})
+    config = {
+        "architecture": "jump_relu",
+        "model_name": "gemma-v3-270m-pt",
+        "hf_hook_point_in": f"model.layers.{layer}.output",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def write_sparsify(out: Path, rng: np.random.Generator, d_in: int, d_sae: int, k: int, layer: int) -> Path:
     """Trainer.save: OUT/config.json and SparseCoder.save_to_disk into OUT/layers.LAYER."""
     enc_w, enc_b = random_encoder(rng, d_in, d_sae)
@@ -594,7 +752,13 @@ RANDOM_KINDS = {
     "saelens-jumprelu": partial(write_saelens, architecture="jumprelu"),
     "saelens-gated": partial(write_saelens, architecture="gated"),
     "saelens-batchtopk": partial(write_saelens, architecture="batchtopk"),
+    "saelens-centered": write_saelens_centered,
+    "saelens-head": write_saelens_head,
+    "saelens-pre6": partial(write_saelens_pre6, normalize=False),
+    "saelens-pre6-expected-average": partial(write_saelens_pre6, normalize=True),
     "sparsify": write_sparsify,
+    "gemma-scope": write_gemma_scope,
+    "gemma-scope-2": write_gemma_scope_2,
 }
 
 
@@ -625,6 +789,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="BatchTopK SAEs only: apply the batch-level rule to consecutive batches of this many rows "
         "(default: the whole input is one batch)",
     )
+    encode.add_argument(
+        "--norm-scaling-factor",
+        type=float,
+        help="saelens only: the release's norm_scaling_factor for an expected_average_only_in SAE",
+    )
+    encode.add_argument(
+        "--head",
+        type=int,
+        help="x is attn.hook_z of --heads heads, [n, heads * d_head]: encode head H's values "
+        "(SAELens's hook_head_index: the activation store takes z[:, :, H])",
+    )
+    encode.add_argument("--heads", type=int, help="the number of heads, with --head")
+    encode.add_argument(
+        "--center",
+        action="store_true",
+        help="centre each row first, as TransformerLens's center_writing_weights centres the "
+        "activations of a LayerNorm model",
+    )
     random = parser.add_argument_group("random SAEs (--write-random)")
     random.add_argument("--d-in", type=int)
     random.add_argument("--d-sae", type=int)
@@ -652,8 +834,18 @@ def main(argv: list[str]) -> int:
     inputs = read_safetensors(args.input)
     if "x" not in inputs or inputs["x"].ndim != 2 or not len(inputs["x"]):
         raise SystemExit(f"error: {args.input} needs a 2-D tensor named x with at least one row")
+    x = inputs["x"]
+    if args.head is not None:
+        x = x.reshape(len(x), args.heads, -1)[:, args.head, :]
+    if args.center:
+        x = x - x.mean(axis=-1, keepdims=True)
+    encoder = ENCODERS[args.format]
+    if args.norm_scaling_factor is not None:
+        if args.format != "saelens":
+            raise SystemExit("error: --norm-scaling-factor is for SAELens SAEs")
+        encoder = partial(encoder, norm_scaling_factor=args.norm_scaling_factor)
     try:
-        codes = ENCODERS[args.format](args.sae, inputs["x"], args.batchtopk_threshold, args.batch_rows)
+        codes = encoder(args.sae, x, args.batchtopk_threshold, args.batch_rows)
     except (OSError, ValueError, KeyError) as error:
         raise SystemExit(f"error: {error}") from None
     write_safetensors(args.out, {"codes": codes.astype(np.float32)}, {})

@@ -18,7 +18,7 @@ use saeidx_corpus::{
     tokenizer::TextTokenizer,
     window::{Window, WindowPolicy},
 };
-use saeidx_model::{ModelError, batch::PaddedBatch, hook::HookPoint, llama::Llama};
+use saeidx_model::{ModelError, batch::PaddedBatch, hook::HookPoint, transformer::Transformer};
 
 /// A document's tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,17 +150,17 @@ pub struct Extracted {
     pub width: usize,
 }
 
-/// Runs `batch` through `llama` to `hook` and returns the kept tokens' activations, in
+/// Runs `batch` through `model` to `hook` and returns the kept tokens' activations, in
 /// batch order (window by window, position by position).
 pub fn extract(
-    llama: &Llama,
+    model: &Transformer,
     hook: HookPoint,
     batch: &[WindowJob],
     exclusions: Exclusions,
 ) -> Result<Extracted, ModelError> {
     let rows: Vec<&[u32]> = batch.iter().map(|job| job.ids.as_slice()).collect();
     let padded = PaddedBatch::new(&rows)?;
-    let activations = llama.forward(&padded.tokens, &BTreeSet::from([hook]))?;
+    let activations = model.forward(&padded.tokens, &BTreeSet::from([hook]))?;
     let activations: &Array = &activations[&hook];
     let width = activations.shape()[2] as usize;
     let per_row = padded.unpad(activations)?;

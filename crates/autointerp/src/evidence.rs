@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use saeidx_query::{Exclusions, QueryError, QueryIndex, SilentRequest, TextHit};
+use saeidx_query::{Exclusions, FeatureRequest, QueryError, QueryIndex, SilentRequest, TextHit};
 use serde::{Deserialize, Serialize};
 
 /// How much of a feature to show.
@@ -118,20 +118,25 @@ pub fn gather(
     feature: u32,
     options: &EvidenceOptions,
 ) -> Result<FeatureEvidence, QueryError> {
-    let exclusions = Exclusions::default();
     let bands = options.bands.max(1);
-    let test_per_band = options.test.div_ceil(bands);
-    let picks = options.top.max(options.per_band + test_per_band);
-    let report = index.feature(feature, picks, bands, 0, 0, exclusions)?;
+    let report = index.feature(&FeatureRequest {
+        feature,
+        examples: options.top,
+        bands,
+        per_band: options.per_band + options.test.div_ceil(bands),
+        neighbours: 0,
+        context: 0,
+        exclusions: Exclusions::default(),
+    })?;
     let mut seen = HashSet::new();
     let mut explain_hits: Vec<&TextHit> = Vec::new();
     let mut test_hits: Vec<&TextHit> = Vec::new();
-    for hit in report.top.iter().take(options.top) {
+    for hit in &report.top_texts {
         if seen.insert((hit.doc, hit.position)) {
             explain_hits.push(hit);
         }
     }
-    for band in &report.quantiles {
+    for band in &report.bands {
         let mut taken = 0;
         for (i, hit) in band.examples.iter().enumerate() {
             if !seen.insert((hit.doc, hit.position)) {
@@ -159,7 +164,7 @@ pub fn gather(
     Ok(FeatureEvidence {
         feature,
         count: report.stats.count,
-        max: report.stats.max,
+        max: report.stats.max_activation,
         explain,
         silent,
         same_token,
@@ -183,30 +188,28 @@ fn silent_examples(
         }
     }
     let base = SilentRequest {
+        feature,
         context: options.context,
         seed: options.seed ^ u64::from(feature),
         ..SilentRequest::default()
     };
     let same = if options.same_token > 0 && !ids.is_empty() {
-        index.silent_contexts(
-            feature,
-            &SilentRequest {
-                n: options.same_token,
-                tokens: ids,
-                ..base.clone()
-            },
-        )?
+        let request = SilentRequest {
+            n: options.same_token,
+            tokens: ids,
+            ..base.clone()
+        };
+        index.silent_contexts(&request)?.contexts
     } else {
         Vec::new()
     };
-    let anywhere = index.silent_contexts(
-        feature,
-        &SilentRequest {
+    let anywhere = index
+        .silent_contexts(&SilentRequest {
             n: (options.silent + options.test)
                 .min(saeidx_query::limits::Limit::Examples.max() as usize),
             ..base
-        },
-    )?;
+        })?
+        .contexts;
     let mut seen: HashSet<(u32, u32)> = same.iter().map(|h| (h.doc, h.position)).collect();
     let mut anywhere: Vec<&TextHit> = anywhere
         .iter()

@@ -224,7 +224,7 @@ pub fn select(
             }
             features.clone()
         }
-        FeatureSelection::Sample { n, seed } => index.sample(*n, *seed)?,
+        FeatureSelection::Sample { n, seed } => index.sample_features(*n, *seed)?,
         FeatureSelection::Live => index.live_features()?,
         FeatureSelection::Labelled => registry.iter().map(|(f, _)| f).collect(),
     })

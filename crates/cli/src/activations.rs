@@ -9,7 +9,7 @@ use saeidx_model::{
     batch::PaddedBatch,
     checkpoint::Checkpoint,
     hook::HookPoint,
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use serde_json::json;
 
@@ -19,11 +19,12 @@ use crate::{ModelArgs, Output, print_json};
 #[command(after_help = "Examples:\n  \
     saeidx activations --hook blocks.15.hook_resid_post --text 'The capital of France is Paris.'\n  \
     saeidx activations --hook mlp --layer 10 --text 'Paris' --values --json\n  \
-    saeidx activations --model ./my-llama --hook model.layers.3.self_attn --text 'Hi'")]
+    saeidx activations --model openai-community/gpt2 --hook blocks.8.hook_resid_pre --text 'Hi'")]
 pub struct ActivationsArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Hook point: blocks.L.hook_{resid_pre,attn_out,resid_mid,mlp_out,resid_post}, a module
+    /// Hook point: blocks.L.hook_{resid_pre,attn_out,resid_mid,mlp_out,resid_post},
+    /// blocks.L.attn.hook_z (the heads' outputs), a module
     /// path (model.layers.L.mlp), or a component (mlp, attn, residual) with --layer.
     #[arg(long)]
     hook: String,
@@ -45,8 +46,8 @@ pub fn run(args: ActivationsArgs) -> anyhow::Result<()> {
     let files = args.model.resolve()?;
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
     let checkpoint = Checkpoint::load(files.clone())?;
-    hook.check_layers(checkpoint.config.num_hidden_layers)?;
-    let llama = Llama::from_checkpoint(
+    checkpoint.config.check_hook(&hook)?;
+    let model = Transformer::from_checkpoint(
         checkpoint,
         Some(hook.layer),
         WeightStorage::for_default_device(),
@@ -54,10 +55,10 @@ pub fn run(args: ActivationsArgs) -> anyhow::Result<()> {
     let tokens = tokenizer.encode(&args.text)?;
     anyhow::ensure!(!tokens.ids.is_empty(), "the text has no tokens");
     let batch = PaddedBatch::new(&[&tokens.ids])?;
-    let activations = llama
+    let activations = model
         .forward(&batch.tokens, &BTreeSet::from([hook]))
         .context("running the model")?;
-    let width = llama.config().hidden_size;
+    let width = model.config().hook_width(&hook);
     let values = batch.unpad(&activations[&hook])?.remove(0);
     let rows: Vec<&[f32]> = values.chunks(width).collect();
     let norms: Vec<f32> = rows

@@ -17,7 +17,6 @@ mod activations;
 mod assets;
 mod cluster;
 mod index;
-mod labels;
 mod model;
 mod query;
 mod sae;
@@ -189,8 +188,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints a value as pretty JSON on stdout.
+/// Prints a value (an answer) as pretty JSON on stdout, in the form every front end
+/// gives ([`saeidx_query::answers::to_json`]).
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&saeidx_query::answers::to_json(value)?)?
+    );
     Ok(())
 }

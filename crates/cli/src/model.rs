@@ -38,6 +38,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     let checkpoint = Checkpoint::load(files)?;
     let summary = checkpoint.summary();
     let config = &checkpoint.config;
+    let arch = &config.architecture;
     let files = &checkpoint.files;
 
     let mut tokenized = Vec::new();
@@ -56,9 +57,11 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             "source": source.to_string(),
             "commit": files.commit,
             "dir": files.dir,
-            "config": config,
-            "head_dim": config.head_dim(),
-            "num_key_value_heads": config.num_key_value_heads(),
+            "config": config.raw,
+            "family": config.family.name(),
+            "bos": config.family.bos(),
+            "head_dim": arch.attention.head_dim,
+            "num_key_value_heads": arch.attention.kv_heads,
             "checkpoint": summary,
             "tokenizer": { "vocab_size": tokenizer.vocab_size() },
             "texts": tokenized.iter().map(|(text, tokens, pieces)| json!({
@@ -75,18 +78,20 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     }
     println!("folder      {}", files.dir.display());
     println!(
-        "shape       {} layers, d_model {}, {} query / {} key-value heads of {}, MLP {}, vocab {}",
-        config.num_hidden_layers,
-        config.hidden_size,
-        config.num_attention_heads,
-        config.num_key_value_heads(),
-        config.head_dim(),
-        config.intermediate_size,
-        config.vocab_size
+        "family      {} (model_type {}); BOS: {}",
+        config.family.name(),
+        config.model_type,
+        config.family.bos()
     );
     println!(
-        "rope        theta {}, rms eps {}, tied embeddings {}",
-        config.rope_theta, config.rms_norm_eps, config.tie_word_embeddings
+        "shape       {} layers, d_model {}, {} query / {} key-value heads of {}, MLP {}, vocab {}",
+        arch.layers,
+        arch.hidden_size,
+        arch.attention.heads,
+        arch.attention.kv_heads,
+        arch.attention.head_dim,
+        arch.mlp.hidden,
+        arch.vocab_size
     );
     let quantized: Vec<String> = summary
         .quantized_modules

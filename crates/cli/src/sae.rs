@@ -12,12 +12,14 @@ use saeidx_model::files::{self, ModelSource};
 use saeidx_model::{
     checkpoint::Checkpoint,
     hook::HookPoint,
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
     formats::{self, LoadOptions, SaeSource},
     train::{Provenance, TrainConfig, train_on_corpus},
 };
+
+use serde_json::json;
 
 use crate::{AssetsDir, ModelArgs, Output, print_json};
 
@@ -135,20 +137,21 @@ pub fn run(command: SaeCommand) -> anyhow::Result<()> {
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let settings = HubSettings::from_env();
     let source = SaeSource::parse(&args.sae, args.revision.clone());
-    let sae = formats::load(
+    let mut sae = formats::load(
         &source,
         &settings,
         LoadOptions {
             batchtopk_threshold: args.batchtopk_threshold,
+            ..LoadOptions::default()
         },
     )?;
     let fits = match (&args.model, &args.hook) {
         (Some(model), Some(hook)) => {
             let hook = HookPoint::parse(hook, None)?;
             let files = files::resolve(&ModelSource::parse(model, None), &settings)?;
-            let config = saeidx_model::config::LlamaConfig::from_file(&files.config)?;
-            formats::check_compatible(&sae, config.hidden_size, model, hook, false)?;
-            Some(format!("fits {model} at {hook}"))
+            let config = saeidx_model::config::ModelConfig::from_file(&files.config)?;
+            let applied = formats::prepare(&mut sae, &config, model, hook, false)?;
+            Some(json!({"fits": format!("fits {model} at {hook}"), "applied": applied}))
         }
         _ => None,
     };
@@ -157,6 +160,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             "info": sae.info,
             "rule": sae.rule,
             "input": {
+                "center": sae.input.center,
                 "standardize": sae.input.standardize.is_some(),
                 "scale": sae.input.scale,
                 "row_normalization": sae.input.row_normalization,
@@ -184,8 +188,21 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             (None, None) => "(none)".into(),
         }
     );
+    println!(
+        "trained with prepend_bos {}  context_size {}  center_writing_weights {}",
+        info.trained
+            .prepend_bos
+            .map_or("(not recorded)".to_string(), |b| b.to_string()),
+        info.trained
+            .context_size
+            .map_or("(not recorded)".to_string(), |n| n.to_string()),
+        info.trained.center_writing_weights
+    );
     if let Some(fits) = fits {
-        println!("{fits}");
+        println!("{}", fits["fits"].as_str().unwrap_or_default());
+        for applied in fits["applied"].as_array().into_iter().flatten() {
+            println!("  applied: {}", applied.as_str().unwrap_or_default());
+        }
     }
     Ok(())
 }
@@ -227,8 +244,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
     let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
     let checkpoint = Checkpoint::load(files)?;
-    hook.check_layers(checkpoint.config.num_hidden_layers)?;
-    let llama = Llama::from_checkpoint(
+    checkpoint.config.check_hook(&hook)?;
+    let model = Transformer::from_checkpoint(
         checkpoint,
         Some(hook.layer),
         WeightStorage::for_default_device(),
@@ -253,7 +270,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(500));
     let report = train_on_corpus(
-        &llama,
+        &model,
         &tokenizer,
         hook,
         &corpus,

@@ -44,6 +44,10 @@ pub struct ModelRecord {
     pub hidden_size: usize,
     /// Number of layers.
     pub num_layers: usize,
+    /// The width of the hook's activations when it is not `hidden_size` (all heads'
+    /// width at `attn.hook_z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_width: Option<usize>,
 }
 
 /// The tokenizer and the special-token policy.
@@ -79,7 +83,7 @@ pub struct SaeRecord {
     /// it: `source` is then a Hub source or the folder as the job named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<SaeLocation>,
-    /// Its file format (`mlxterp`, `saelens`, `sparsify`).
+    /// Its file format (`mlxterp`, `saelens`, `sparsify`, `gemma-scope`).
     pub format: String,
     /// Architecture (`topk`, `jumprelu`, ...).
     pub architecture: String,
@@ -91,6 +95,15 @@ pub struct SaeRecord {
     pub d_sae: usize,
     /// The per-token activation rule, in words (k, thresholds, ties).
     pub rule: String,
+    /// Settings of the SAE that changed how activations were computed or encoded, in
+    /// words (e.g. inputs centred per token for a TransformerLens-processed model, BOS
+    /// prepended because the SAE was trained with it); absent when none applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+    /// The constant inputs were scaled by (SAELens `expected_average_only_in`), when one
+    /// was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_scaling_factor: Option<f32>,
 }
 
 /// How documents are cut into model windows.

@@ -219,6 +219,7 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
                 compute_dtype: "none".into(),
                 model_type: "synthetic".into(),
                 hidden_size: 16,
+                hook_width: None,
                 num_layers: 1,
             },
             tokenizer: TokenizerRecord {
@@ -235,6 +236,8 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
                 d_in: 16,
                 d_sae,
                 rule: format!("synthetic: {k} features per token drawn by frequency"),
+                settings: Vec::new(),
+                norm_scaling_factor: None,
             },
             hook: "blocks.0.hook_resid_post".into(),
             window: WindowRecord {

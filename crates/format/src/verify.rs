@@ -73,10 +73,11 @@ pub fn check_job(dir: &Path, manifest: &Manifest) -> Result<(), VerifyError> {
         reason,
     };
     let job = &manifest.job;
-    if job.sae.d_in != job.model.hidden_size {
+    let width = job.model.hook_width.unwrap_or(job.model.hidden_size);
+    if job.sae.d_in != width {
         return Err(corrupt(format!(
-            "the SAE's input width {} is not the model's hidden size {}",
-            job.sae.d_in, job.model.hidden_size
+            "the SAE's input width {} is not the width {width} of the model's activations at {}",
+            job.sae.d_in, job.hook
         )));
     }
     let layer = hook_layer(&job.hook)
@@ -131,7 +132,7 @@ pub fn read_part(
 fn hook_layer(hook: &str) -> Option<usize> {
     let rest = hook.strip_prefix("blocks.")?;
     let (layer, kind) = rest.split_once('.')?;
-    kind.starts_with("hook_").then_some(())?;
+    (kind.starts_with("hook_") || kind == "attn.hook_z").then_some(())?;
     layer.parse().ok()
 }
 

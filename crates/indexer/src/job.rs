@@ -11,7 +11,10 @@
 //! [sae]
 //! path = "../crates/assets/default-sae/smollm2-135m-l15-resid-post-8k-k32"
 //! # or: repo = "org/name", subfolder = "layer_15", revision = "main"
+//! # or: release = "gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical"
+//! #     (a SAELens release id: RELEASE/SAE_ID)
 //! # batchtopk_threshold = 0.25         # per-token rule for BatchTopK SAEs
+//! # norm_scaling_factor = 1.05         # inputs' scale, for old expected_average_only_in SAEs
 //! # allow_mismatch = false              # accept an SAE recorded for another model/hook
 //!
 //! [corpus]                               # see saeidx_corpus::CorpusSpec
@@ -21,10 +24,13 @@
 //! [run]
 //! max_documents = 24                     # optional: only the first N documents
 //! part_bytes = 262144                    # text bytes per part (unit of resume/shard)
-//! window_length = 256                    # tokens per model window (context length)
+//! window_length = 256                    # tokens per model window (default: 256, or the
+//!                                        # SAE's training context_size when shorter)
 //! window_overlap = 32                    # context-only tokens at later windows' start
 //! batch_tokens = 2048                    # padded tokens per model batch
 //! bos = "tokenizer"                      # or "prepend": put BOS before every document
+//!                                        # (default: "prepend" when the SAE was trained
+//!                                        # with prepend_bos and the tokenizer adds none)
 //! ```
 //!
 //! Relative paths are relative to the job file's folder. A corpus source may also be a
@@ -48,11 +54,11 @@ use saeidx_model::{
     checkpoint::Checkpoint,
     files::{self, ModelFiles, ModelSource},
     hook::HookPoint,
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
     formats::{self, LoadOptions, SaeSource},
-    sae::Sae,
+    sae::{Sae, TrainedOn},
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +97,7 @@ pub struct ModelSpec {
     pub revision: Option<String>,
 }
 
-/// The SAE a job uses: a local folder, or a folder of a Hub repo.
+/// The SAE a job uses: a local folder, a folder of a Hub repo, or a SAELens release id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaeSpec {
@@ -99,6 +105,8 @@ pub struct SaeSpec {
     pub path: Option<PathBuf>,
     /// A Hub repo id.
     pub repo: Option<String>,
+    /// A SAELens release id, `RELEASE/SAE_ID`.
+    pub release: Option<String>,
     /// The folder inside the repo.
     #[serde(default)]
     pub subfolder: String,
@@ -106,7 +114,9 @@ pub struct SaeSpec {
     pub revision: Option<String>,
     /// The per-token threshold for BatchTopK SAEs.
     pub batchtopk_threshold: Option<f32>,
-    /// Use the SAE even if it records another model or hook.
+    /// The constant an old SAELens `expected_average_only_in` SAE scaled its inputs by.
+    pub norm_scaling_factor: Option<f32>,
+    /// Use the SAE even if it records another model or hook, or other training contexts.
     #[serde(default)]
     pub allow_mismatch: bool,
 }
@@ -131,25 +141,30 @@ pub struct RunSpec {
     pub max_documents: Option<u64>,
     /// Text bytes per part.
     pub part_bytes: u64,
-    /// Tokens per model window.
-    pub window_length: usize,
+    /// Tokens per model window; default [`DEFAULT_WINDOW_LENGTH`], or the SAE's
+    /// training `context_size` when shorter.
+    pub window_length: Option<usize>,
     /// Context-only tokens at the start of later windows.
     pub window_overlap: usize,
     /// Padded tokens per model batch.
     pub batch_tokens: usize,
-    /// BOS policy.
-    pub bos: BosPolicy,
+    /// BOS policy; default [`BosPolicy::Tokenizer`], or [`BosPolicy::Prepend`] when the
+    /// SAE was trained with `prepend_bos` and the tokenizer adds no BOS.
+    pub bos: Option<BosPolicy>,
 }
+
+/// Tokens per model window when neither the job nor the SAE says otherwise.
+pub const DEFAULT_WINDOW_LENGTH: usize = 256;
 
 impl Default for RunSpec {
     fn default() -> Self {
         Self {
             max_documents: None,
             part_bytes: 256 * 1024,
-            window_length: 256,
+            window_length: None,
             window_overlap: 32,
             batch_tokens: 2048,
-            bos: BosPolicy::Tokenizer,
+            bos: None,
         }
     }
 }
@@ -175,10 +190,18 @@ impl RunSpec {
                 return Err(format!("[run] {key} must be at least 1 ({meaning})"));
             }
         }
-        saeidx_corpus::window::WindowPolicy::new(self.window_length, self.window_overlap)
-            .map(|_| ())
-            .map_err(|e| format!("[run] window_length and window_overlap: {e}"))
+        check_window(
+            self.window_length.unwrap_or(DEFAULT_WINDOW_LENGTH),
+            self.window_overlap,
+        )
     }
+}
+
+/// Checks a window length and overlap.
+fn check_window(length: usize, overlap: usize) -> Result<(), String> {
+    saeidx_corpus::window::WindowPolicy::new(length, overlap)
+        .map(|_| ())
+        .map_err(|e| format!("[run] window_length and window_overlap: {e}"))
 }
 
 impl JobFile {
@@ -219,12 +242,17 @@ impl JobFile {
         if let Some(sae) = &job.sae.path {
             job.sae.path = Some(base.join(sae));
         }
-        if job.sae.path.is_some() == job.sae.repo.is_some() {
+        let sources = [
+            job.sae.path.is_some(),
+            job.sae.repo.is_some(),
+            job.sae.release.is_some(),
+        ];
+        if sources.iter().filter(|given| **given).count() != 1 {
             return Err(IndexError::Job {
                 path: path.to_path_buf(),
-                reason:
-                    "[sae] needs exactly one of `path` (a local folder) or `repo` (a Hub repo id)"
-                        .into(),
+                reason: "[sae] needs exactly one of `path` (a local folder), `repo` (a Hub repo \
+                         id) or `release` (a SAELens release id, RELEASE/SAE_ID)"
+                    .into(),
             });
         }
         // A local model folder given relatively is relative to the job file too.
@@ -318,12 +346,14 @@ fn download_corpus(listing: &Listing, folder: &str) -> Result<(), HubError> {
 pub struct LoadedJob {
     /// The job file.
     pub file: JobFile,
+    /// The BOS policy in effect (the job's, or the SAE's training one).
+    pub bos: BosPolicy,
     /// The hook.
     pub hook: HookPoint,
     /// The model's files.
     pub model_files: ModelFiles,
     /// The model.
-    pub llama: Llama,
+    pub model: Transformer,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
     /// The SAE.
@@ -340,47 +370,54 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
     let checkpoint = Checkpoint::load(model_files.clone())?;
     let config = checkpoint.config.clone();
     let hook = HookPoint::parse(&file.hook, None).map_err(saeidx_model::ModelError::from)?;
-    hook.check_layers(config.num_hidden_layers)
+    config
+        .check_hook(&hook)
         .map_err(saeidx_model::ModelError::from)?;
-    let stored_dtype = match &config.quantization {
-        Some(q) => format!("mlx-affine-{}bit-group{}", q.bits, q.group_size),
-        None => checkpoint
-            .tensors
-            .get("model.embed_tokens.weight")
-            .map(|t| format!("{:?}", t.dtype()).to_lowercase())
-            .unwrap_or_else(|| "unknown".into()),
-    };
+    let stored_dtype = checkpoint.stored_dtype();
     let storage = WeightStorage::for_default_device();
-    let llama = Llama::from_checkpoint(checkpoint, Some(hook.layer), storage)?;
+    let model = Transformer::from_checkpoint(checkpoint, Some(hook.layer), storage)?;
     let tokenizer = TextTokenizer::from_file(&model_files.tokenizer)?;
 
-    let sae_source = match (&file.sae.path, &file.sae.repo) {
-        (Some(path), _) => SaeSource::Local(path.clone()),
-        (None, Some(repo)) => SaeSource::Hub {
+    let sae_source = match (&file.sae.path, &file.sae.repo, &file.sae.release) {
+        (Some(path), _, _) => SaeSource::Local(path.clone()),
+        (None, Some(repo), _) => SaeSource::Hub {
             repo_id: repo.clone(),
             subfolder: file.sae.subfolder.clone(),
             revision: file.sae.revision.clone(),
         },
-        (None, None) => unreachable!("JobFile::read requires one"),
+        (None, None, Some(id)) => SaeSource::Release {
+            id: id.clone(),
+            revision: file.sae.revision.clone(),
+        },
+        (None, None, None) => unreachable!("JobFile::read requires one"),
     };
-    let sae = formats::load(
+    let mut sae = formats::load(
         &sae_source,
         settings,
         LoadOptions {
             batchtopk_threshold: file.sae.batchtopk_threshold,
+            norm_scaling_factor: file.sae.norm_scaling_factor,
+            ..LoadOptions::default()
         },
     )?;
-    formats::check_compatible(
-        &sae,
-        config.hidden_size,
+    let mut applied = formats::prepare(
+        &mut sae,
+        &config,
         &file.model.source,
         hook,
         file.sae.allow_mismatch,
     )?;
 
     let mut added_ids = tokenizer.added_ids()?;
-    if file.run.bos == BosPolicy::Prepend {
-        let bos = bos_id(&model_files, &tokenizer).ok_or_else(|| IndexError::Job {
+    let bos = bos_id(&model_files, &tokenizer);
+    let fit = fit_run(
+        &file,
+        &sae.info.trained,
+        bos.is_some_and(|bos| added_ids.first() == Some(&bos)),
+    )?;
+    applied.extend(fit.notes);
+    if fit.bos == BosPolicy::Prepend {
+        let bos = bos.ok_or_else(|| IndexError::Job {
             path: file.output.clone(),
             reason:
                 "bos = \"prepend\", but neither config.json nor the tokenizer names a BOS token"
@@ -398,7 +435,9 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
             relative_location(dir, &file.output).map_err(IndexError::io(dir))?,
             SaeLocation::Relative,
         ),
-        SaeSource::Hub { .. } => (sae.info.source.clone(), SaeLocation::Hub),
+        SaeSource::Hub { .. } | SaeSource::Release { .. } => {
+            (sae.info.source.clone(), SaeLocation::Hub)
+        }
     };
     let spec = JobSpec {
         model: ModelRecord {
@@ -412,14 +451,15 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
                 WeightStorage::KeepQuantized => "float32 activations, quantized matmul".into(),
             },
             model_type: config.model_type.clone(),
-            hidden_size: config.hidden_size,
-            num_layers: config.num_hidden_layers,
+            hidden_size: config.hidden_size(),
+            num_layers: config.num_layers(),
+            hook_width: Some(config.hook_width(&hook)).filter(|w| *w != config.hidden_size()),
         },
         tokenizer: TokenizerRecord {
             sha256: sha256_file(&model_files.tokenizer)
                 .map_err(IndexError::io(&model_files.tokenizer))?,
             added_ids: added_ids.clone(),
-            policy: match file.run.bos {
+            policy: match fit.bos {
                 BosPolicy::Tokenizer => format!(
                     "the tokenizer's own output: special-token strings in the text become their ids, and it adds {added_ids:?} to every document"
                 ),
@@ -438,10 +478,12 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
             d_in: sae.info.d_in,
             d_sae: sae.info.d_sae,
             rule: serde_json::to_string(&sae.rule).unwrap_or_default(),
+            settings: applied,
+            norm_scaling_factor: sae.input.scale,
         },
         hook: hook.name(),
         window: WindowRecord {
-            length: file.run.window_length,
+            length: fit.window_length,
             overlap: file.run.window_overlap,
         },
         batch_tokens: file.run.batch_tokens,
@@ -476,9 +518,10 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
     };
     Ok(LoadedJob {
         file,
+        bos: fit.bos,
         hook,
         model_files,
-        llama,
+        model,
         tokenizer,
         sae,
         spec,
@@ -489,15 +532,87 @@ impl LoadedJob {
     /// The pipeline's view of the loaded job.
     pub fn engine(&self) -> crate::pipeline::Engine<'_> {
         crate::pipeline::Engine {
-            llama: &self.llama,
+            model: &self.model,
             tokenizer: &self.tokenizer,
             hook: self.hook,
             sae: &self.sae,
-            prepend_bos: (self.file.run.bos == BosPolicy::Prepend)
+            prepend_bos: (self.bos == BosPolicy::Prepend)
                 .then(|| self.spec.tokenizer.added_ids.first().copied())
                 .flatten(),
         }
     }
+}
+
+/// The window length and BOS policy a job runs with, and what the SAE decided.
+struct RunFit {
+    window_length: usize,
+    bos: BosPolicy,
+    notes: Vec<String>,
+}
+
+/// The job's window length and BOS policy, or, where it leaves them open, the SAE's
+/// training ones (`context_size`, `prepend_bos`). A job that contradicts them is
+/// refused unless `allow_mismatch`: windows longer than the training contexts reach
+/// positions the SAE never saw, and a missing or extra BOS changes every position.
+fn fit_run(
+    file: &JobFile,
+    trained: &TrainedOn,
+    tokenizer_adds_bos: bool,
+) -> Result<RunFit, IndexError> {
+    let refuse = |reason: String| IndexError::Job {
+        path: file.output.clone(),
+        reason: format!("{reason} (set allow_mismatch = true in [sae] to run anyway)"),
+    };
+    let allow = file.sae.allow_mismatch;
+    let mut notes = Vec::new();
+    let window_length = match (file.run.window_length, trained.context_size) {
+        (Some(length), Some(context)) if length > context && !allow => {
+            return Err(refuse(format!(
+                "window_length {length} is longer than the {context}-token contexts the SAE \
+                 was trained on: use window_length = {context} or less"
+            )));
+        }
+        (Some(length), _) => length,
+        (None, Some(context)) if context < DEFAULT_WINDOW_LENGTH => {
+            notes.push(format!(
+                "window_length {context}: the SAE's training context_size"
+            ));
+            context
+        }
+        (None, _) => DEFAULT_WINDOW_LENGTH,
+    };
+    check_window(window_length, file.run.window_overlap).map_err(|reason| IndexError::Job {
+        path: file.output.clone(),
+        reason: format!("{reason} (window_length {window_length} from the SAE's context_size)"),
+    })?;
+    let bos = match (file.run.bos, trained.prepend_bos) {
+        (Some(BosPolicy::Tokenizer), Some(true)) if !tokenizer_adds_bos && !allow => {
+            return Err(refuse(
+                "the SAE was trained with BOS before every context (prepend_bos) and this \
+                 tokenizer adds none: use bos = \"prepend\""
+                    .into(),
+            ));
+        }
+        (Some(BosPolicy::Prepend), Some(false)) if !allow => {
+            return Err(refuse(
+                "the SAE was trained without a BOS token (prepend_bos = false): use bos = \"tokenizer\""
+                    .into(),
+            ));
+        }
+        (Some(policy), _) => policy,
+        (None, Some(true)) if !tokenizer_adds_bos => {
+            notes.push(
+                "prepend_bos: BOS put before every document, as in the SAE's training".into(),
+            );
+            BosPolicy::Prepend
+        }
+        (None, _) => BosPolicy::Tokenizer,
+    };
+    Ok(RunFit {
+        window_length,
+        bos,
+        notes,
+    })
 }
 
 /// The BOS token id: config.json's `bos_token_id`, else the tokenizer's `<s>`-like token.

@@ -16,7 +16,7 @@ use saeidx_model::{
     checkpoint::Checkpoint,
     files::{self, ModelSource},
     hook::HookPoint,
-    llama::{Llama, WeightStorage},
+    transformer::{Transformer, WeightStorage},
 };
 use saeidx_sae::{
     formats::{self, LoadOptions, SaeSource},
@@ -47,9 +47,36 @@ pub struct LiveToken {
     pub values: Vec<f32>,
 }
 
+/// `text`'s live tokens as the query layer ranks them ([`saeidx_query::AnalyzedText`]):
+/// each token's piece runs from the end of the previous piece to the end of the token, so
+/// the pieces concatenate to the text (a character split over two tokens shows once).
+pub fn analyzed_text(text: &str, tokens: Vec<LiveToken>) -> saeidx_query::AnalyzedText {
+    let mut cursor = 0;
+    let tokens = tokens
+        .into_iter()
+        .map(|t| {
+            let end = t.span.end.max(cursor);
+            let piece = text.get(cursor..end).unwrap_or_default().to_string();
+            cursor = end;
+            saeidx_query::AnalyzedToken {
+                position: t.position,
+                text: piece,
+                features: t.features,
+                values: t.values,
+                special: t.special,
+                sink: t.sink,
+            }
+        })
+        .collect();
+    saeidx_query::AnalyzedText {
+        text: text.to_string(),
+        tokens,
+    }
+}
+
 /// The model and SAE an index was built with, loaded for live texts.
 pub struct LiveAnalyzer {
-    llama: Llama,
+    model: Transformer,
     tokenizer: TextTokenizer,
     hook: HookPoint,
     sae: Sae,
@@ -70,13 +97,27 @@ pub struct LiveSources {
 }
 
 /// Where the SAE recorded in the manifest of the index in `index_dir` lives: on the Hub
-/// (`org/repo[/subfolder]@commit`), or a folder relative to the index folder. Indexes
-/// written before the location was recorded name a local folder as the job did
+/// (`org/repo[/subfolder]@commit`, or a SAELens release id resolved to one,
+/// `RELEASE/SAE_ID = org/repo/folder@commit`), or a folder relative to the index folder.
+/// Indexes written before the location was recorded name a local folder as the job did
 /// (relative to where it ran) or a Hub source.
 fn recorded_sae(record: &SaeRecord, index_dir: &Path) -> SaeSource {
-    let hub = |source: &str| match source.rsplit_once('@') {
-        Some((location, commit)) => SaeSource::parse(location, Some(commit.to_string())),
-        None => SaeSource::parse(source, None),
+    let hub = |source: &str| {
+        let commit = |resolved: &str| {
+            resolved
+                .rsplit_once('@')
+                .map(|(_, commit)| commit.to_string())
+        };
+        if let Some((id, resolved)) = source.split_once(" = ") {
+            return SaeSource::Release {
+                id: id.to_string(),
+                revision: commit(resolved),
+            };
+        }
+        match source.rsplit_once('@') {
+            Some((location, commit)) => SaeSource::parse(location, Some(commit.to_string())),
+            None => SaeSource::parse(source, None),
+        }
     };
     match record.location {
         Some(SaeLocation::Hub) => hub(&record.source),
@@ -101,17 +142,19 @@ fn load_index_sae(
         .iter()
         .map(|path| SaeSource::Local(path.clone()))
         .chain([recorded_sae(record, index_dir)]);
+    let options = LoadOptions {
+        norm_scaling_factor: record.norm_scaling_factor,
+        ..LoadOptions::default()
+    };
     for source in candidates {
         // The cache first (a recorded commit never changes), then the Hub.
         let loaded =
-            formats::load(&source, &cached, LoadOptions::default()).or_else(
-                |error| match &source {
-                    SaeSource::Hub { .. } => {
-                        formats::load(&source, settings, LoadOptions::default())
-                    }
-                    SaeSource::Local(_) => Err(error),
-                },
-            );
+            formats::load(&source, &cached, options.clone()).or_else(|error| match &source {
+                SaeSource::Hub { .. } | SaeSource::Release { .. } => {
+                    formats::load(&source, settings, options.clone())
+                }
+                SaeSource::Local(_) => Err(error),
+            });
         match loaded {
             Ok(sae) if sae.info.sha256 == record.sha256 => return Ok(sae),
             Ok(_) => tried.push(format!(
@@ -197,13 +240,17 @@ impl LiveAnalyzer {
         }
         let hook = HookPoint::parse(&job.hook, None).map_err(saeidx_model::ModelError::from)?;
         let checkpoint = Checkpoint::load(files.clone())?;
-        let llama = Llama::from_checkpoint(
+        let config = checkpoint.config.clone();
+        let model = Transformer::from_checkpoint(
             checkpoint,
             Some(hook.layer),
             WeightStorage::for_default_device(),
         )?;
         let tokenizer = TextTokenizer::from_file(&files.tokenizer)?;
-        let sae = load_index_sae(&job.sae, index_dir, &sources.sae, settings)?;
+        let mut sae = load_index_sae(&job.sae, index_dir, &sources.sae, settings)?;
+        // The same fitting to the model as the index job (e.g. centring the inputs of an
+        // SAE trained on a TransformerLens-processed model); the checks passed then.
+        formats::prepare(&mut sae, &config, name, hook, true)?;
         let own_added = tokenizer.added_ids()?;
         let prepend_bos = job
             .tokenizer
@@ -218,7 +265,7 @@ impl LiveAnalyzer {
             }
         })?;
         Ok(Self {
-            llama,
+            model,
             tokenizer,
             hook,
             sae,
@@ -231,6 +278,11 @@ impl LiveAnalyzer {
     /// The SAE's number of features.
     pub fn d_sae(&self) -> usize {
         self.sae.info.d_sae
+    }
+
+    /// Runs `text` through the model and SAE, as the query layer ranks it.
+    pub fn analyze_text(&self, text: &str) -> Result<saeidx_query::AnalyzedText, IndexError> {
+        Ok(analyzed_text(text, self.analyze(text)?))
     }
 
     /// Runs `text` through the model and SAE exactly as the index job runs a document.
@@ -262,7 +314,7 @@ impl LiveAnalyzer {
         batcher.push(&document);
         while let Some(batch) = batcher.next_any() {
             let extracted = extract(
-                &self.llama,
+                &self.model,
                 self.hook,
                 &batch,
                 Exclusions {
@@ -304,6 +356,8 @@ mod tests {
             d_in: 8,
             d_sae: 16,
             rule: String::new(),
+            settings: Vec::new(),
+            norm_scaling_factor: None,
         }
     }
 
@@ -317,6 +371,19 @@ mod tests {
                 repo_id: "org/repo".into(),
                 subfolder: "layer_15/width_16k".into(),
                 revision: Some("abc123".into()),
+            }
+        );
+        assert_eq!(
+            recorded_sae(
+                &record(
+                    "gpt2-small-res-jb/blocks.8.hook_resid_pre = jbloom/x/blocks.8@abc",
+                    hub
+                ),
+                index
+            ),
+            SaeSource::Release {
+                id: "gpt2-small-res-jb/blocks.8.hook_resid_pre".into(),
+                revision: Some("abc".into()),
             }
         );
         assert_eq!(
@@ -459,6 +526,11 @@ impl LiveWorker {
             .send((text, reply))
             .map_err(|_| LiveWorkerError::Stopped)?;
         answer.recv().map_err(|_| LiveWorkerError::Stopped)?
+    }
+
+    /// Runs `text` on the worker's thread, as the query layer ranks it.
+    pub fn analyze_text(&self, text: &str) -> Result<saeidx_query::AnalyzedText, LiveWorkerError> {
+        Ok(analyzed_text(text, self.analyze(text.to_string())?))
     }
 
     /// Whether the thread still runs (false after a panic there).

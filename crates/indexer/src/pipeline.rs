@@ -30,7 +30,7 @@ use saeidx_format::{
     manifest::{Counts, FORMAT_NAME, FORMAT_VERSION, JobSpec, Manifest, PartRecord, ShardRecord},
     tables::{ActivationRows, DocumentRows, Table, TableWriter, TokenRows},
 };
-use saeidx_model::{hook::HookPoint, llama::Llama};
+use saeidx_model::{hook::HookPoint, transformer::Transformer};
 use saeidx_sae::sae::Sae;
 
 use crate::{
@@ -53,7 +53,7 @@ pub trait DocumentSource: Iterator<Item = Result<Document, CorpusError>> + Send 
 /// What computes activations: the model, its tokenizer, the hook and the SAE.
 pub struct Engine<'a> {
     /// The model (loaded up to the hook's layer).
-    pub llama: &'a Llama,
+    pub model: &'a Transformer,
     /// Its tokenizer.
     pub tokenizer: &'a TextTokenizer,
     /// The hook point.
@@ -560,7 +560,7 @@ fn compute_parts(
         while let Some(batch) = batcher.next_any() {
             let started = Instant::now();
             let extracted = extract(
-                engine.llama,
+                engine.model,
                 engine.hook,
                 &batch,
                 Exclusions {

@@ -1,8 +1,11 @@
-//! Loading a checkpoint's tensors and checking them against the Llama layout.
+//! Loading a checkpoint's tensors and checking them against the architecture.
 //!
-//! Every parameter the config implies must be present with the right shape and dtype
-//! (quantized triples included), and every tensor in the files must belong to one: a
-//! misnamed key is an error here, never a silently random weight later.
+//! Tensors are read from every safetensors file, moved to the MLX layout by the family
+//! ([`crate::families::Family::place`]: renamed, Conv1D weights transposed, buffers
+//! dropped), then every parameter the config implies must be present with the right
+//! shape and dtype (quantized triples included), and every tensor must belong to one: a
+//! misnamed key is an error here, never a silently random weight later. Reading is lazy:
+//! layers after the deepest hook are checked by shape but never read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -10,7 +13,9 @@ use mlx_rs::{Array, Dtype};
 
 use crate::{
     ModelError,
-    config::{LlamaConfig, Quantization},
+    architecture::{Architecture, MlpInput, NormKind, Projections, QkNormScope},
+    config::{ModelConfig, Quantization},
+    families::Placement,
     files::ModelFiles,
 };
 
@@ -28,15 +33,17 @@ pub enum ModuleKind {
     },
     /// `weight` `[rows, width]` (or a quantized triple).
     Embedding {
-        /// Number of rows (the vocabulary).
+        /// Number of rows (the vocabulary, or the positions).
         rows: usize,
         /// Width of each row.
         width: usize,
     },
-    /// RMSNorm `weight` `[width]`.
+    /// A norm's `weight` `[width]`, and `bias` for LayerNorm.
     Norm {
         /// Width.
         width: usize,
+        /// Whether a `bias` is expected.
+        bias: bool,
     },
 }
 
@@ -47,66 +54,102 @@ pub struct ModuleSpec {
     pub path: String,
     /// Its parameters.
     pub kind: ModuleKind,
+    /// Whether a checkpoint may leave it out (a tied model's `lm_head`).
+    pub optional: bool,
 }
 
-/// The modules a Llama-family model with `config` has, in forward order.
-pub fn expected_modules(config: &LlamaConfig) -> Vec<ModuleSpec> {
-    let hidden = config.hidden_size;
-    let q_width = config.num_attention_heads * config.head_dim();
-    let kv_width = config.num_key_value_heads() * config.head_dim();
+/// The modules a model of architecture `arch` has, in forward order.
+pub fn expected_modules(arch: &Architecture) -> Vec<ModuleSpec> {
+    let hidden = arch.hidden_size;
+    let attention = &arch.attention;
+    let (q_width, kv_width) = (attention.q_width(), attention.kv_width());
     let linear = |inputs, outputs, bias| ModuleKind::Linear {
         inputs,
         outputs,
         bias,
     };
-    let mut modules = vec![ModuleSpec {
-        path: "model.embed_tokens".into(),
-        kind: ModuleKind::Embedding {
-            rows: config.vocab_size,
+    let norm = |width| ModuleKind::Norm {
+        width,
+        bias: arch.norm.kind == NormKind::Layer,
+    };
+    let mut modules = Vec::new();
+    let mut add = |path: String, kind: ModuleKind| {
+        modules.push(ModuleSpec {
+            path,
+            kind,
+            optional: false,
+        })
+    };
+    add(
+        arch.embedding.tokens.clone(),
+        ModuleKind::Embedding {
+            rows: arch.vocab_size,
             width: hidden,
         },
-    }];
-    for layer in 0..config.num_hidden_layers {
-        let prefix = format!("model.layers.{layer}");
-        let attention_bias = config.attention_bias;
-        let mlp_bias = config.mlp_bias;
-        for (name, kind) in [
-            ("input_layernorm", ModuleKind::Norm { width: hidden }),
-            ("self_attn.q_proj", linear(hidden, q_width, attention_bias)),
-            ("self_attn.k_proj", linear(hidden, kv_width, attention_bias)),
-            ("self_attn.v_proj", linear(hidden, kv_width, attention_bias)),
-            ("self_attn.o_proj", linear(q_width, hidden, attention_bias)),
-            (
-                "post_attention_layernorm",
-                ModuleKind::Norm { width: hidden },
-            ),
-            (
-                "mlp.gate_proj",
-                linear(hidden, config.intermediate_size, mlp_bias),
-            ),
-            (
-                "mlp.up_proj",
-                linear(hidden, config.intermediate_size, mlp_bias),
-            ),
-            (
-                "mlp.down_proj",
-                linear(config.intermediate_size, hidden, mlp_bias),
-            ),
-        ] {
-            modules.push(ModuleSpec {
-                path: format!("{prefix}.{name}"),
-                kind,
-            });
-        }
+    );
+    if let Some((module, positions)) = &arch.embedding.positions {
+        add(
+            module.clone(),
+            ModuleKind::Embedding {
+                rows: *positions,
+                width: hidden,
+            },
+        );
     }
-    modules.push(ModuleSpec {
-        path: "model.norm".into(),
-        kind: ModuleKind::Norm { width: hidden },
-    });
-    if !config.tie_word_embeddings {
+    for layer in 0..arch.layers {
+        let block = |name: &str| arch.block_module(layer, name);
+        let attn = |name: &str| block(&format!("{}.{name}", attention.module));
+        let mlp = |name: &str| block(&format!("{}.{name}", arch.mlp.module));
+        let b = &arch.block;
+        for name in [&b.pre_attention_norm, &b.post_attention_norm]
+            .into_iter()
+            .flatten()
+        {
+            add(block(name), norm(hidden));
+        }
+        match &attention.projections {
+            Projections::Separate { q, k, v } => {
+                add(attn(q), linear(hidden, q_width, attention.qkv_bias));
+                add(attn(k), linear(hidden, kv_width, attention.qkv_bias));
+                add(attn(v), linear(hidden, kv_width, attention.qkv_bias));
+            }
+            Projections::Fused(name) | Projections::FusedPerHead(name) => add(
+                attn(name),
+                linear(hidden, q_width + 2 * kv_width, attention.qkv_bias),
+            ),
+        }
+        if let Some(qk) = &attention.qk_norm {
+            let (q, k) = match qk.scope {
+                QkNormScope::PerHead => (attention.head_dim, attention.head_dim),
+                QkNormScope::Whole => (q_width, kv_width),
+            };
+            add(attn(&qk.q), norm(q));
+            add(attn(&qk.k), norm(k));
+        }
+        add(
+            attn(&attention.output),
+            linear(q_width, hidden, attention.output_bias),
+        );
+        for name in [&b.pre_mlp_norm, &b.post_mlp_norm].into_iter().flatten() {
+            add(block(name), norm(hidden));
+        }
+        let (m, width) = (&arch.mlp, arch.mlp.hidden);
+        match &m.input {
+            MlpInput::Plain { up } => add(mlp(up), linear(hidden, width, m.bias)),
+            MlpInput::Gated { gate, up } => {
+                add(mlp(gate), linear(hidden, width, m.bias));
+                add(mlp(up), linear(hidden, width, m.bias));
+            }
+            MlpInput::FusedGated(name) => add(mlp(name), linear(hidden, 2 * width, m.bias)),
+        }
+        add(mlp(&m.down), linear(width, hidden, m.bias));
+    }
+    add(arch.final_norm.clone(), norm(hidden));
+    if let Some(head) = &arch.lm_head {
         modules.push(ModuleSpec {
-            path: "lm_head".into(),
-            kind: linear(hidden, config.vocab_size, false),
+            path: head.module.clone(),
+            kind: linear(hidden, arch.vocab_size, false),
+            optional: !head.required,
         });
     }
     modules
@@ -117,8 +160,8 @@ pub struct Checkpoint {
     /// Where the files came from.
     pub files: ModelFiles,
     /// The parsed `config.json`.
-    pub config: LlamaConfig,
-    /// Every tensor, by checkpoint key.
+    pub config: ModelConfig,
+    /// Every parameter tensor, by its key in the MLX layout.
     pub tensors: HashMap<String, Array>,
     /// Quantization of each quantized module, by path.
     pub quantized: BTreeMap<String, Quantization>,
@@ -127,7 +170,7 @@ pub struct Checkpoint {
 /// Counts that describe a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckpointSummary {
-    /// Number of tensors.
+    /// Number of parameter tensors.
     pub tensors: usize,
     /// Parameters of the model (a quantized weight counts its logical elements).
     pub parameters: u64,
@@ -144,9 +187,10 @@ fn is_float(dtype: Dtype) -> bool {
 }
 
 impl Checkpoint {
-    /// Loads all weight files and checks them against the config.
+    /// Loads all weight files, places their tensors in the MLX layout and checks them
+    /// against the config.
     pub fn load(files: ModelFiles) -> Result<Self, ModelError> {
-        let config = LlamaConfig::from_file(&files.config)?;
+        let config = ModelConfig::from_file(&files.config)?;
         let mut tensors = HashMap::new();
         for shard in &files.weights {
             let loaded = Array::load_safetensors(shard).map_err(|e| ModelError::Invalid {
@@ -154,10 +198,17 @@ impl Checkpoint {
                 reason: format!("not a readable safetensors file: {e}"),
             })?;
             for (key, tensor) in loaded {
-                if tensors.insert(key.clone(), tensor).is_some() {
+                let (placed, tensor) = match config.family.place(&key) {
+                    Placement::Ignored => continue,
+                    Placement::At(placed) => (placed, tensor),
+                    Placement::Transposed(placed) => (placed, tensor.t()),
+                };
+                if tensors.insert(placed.clone(), tensor).is_some() {
                     return Err(ModelError::Invalid {
                         path: shard.clone(),
-                        reason: format!("tensor {key} appears in more than one shard"),
+                        reason: format!(
+                            "tensor {key} (as {placed}) appears more than once in the checkpoint"
+                        ),
                     });
                 }
             }
@@ -183,7 +234,10 @@ impl Checkpoint {
                 .entry(format!("{}-bit/g{}", q.bits, q.group_size))
                 .or_default() += 1;
         }
-        let modules = expected_modules(&self.config);
+        let modules: Vec<ModuleSpec> = expected_modules(&self.config.architecture)
+            .into_iter()
+            .filter(|m| !m.optional || self.tensors.contains_key(&format!("{}.weight", m.path)))
+            .collect();
         let parameters: u64 = modules
             .iter()
             .map(|module| match module.kind {
@@ -193,7 +247,7 @@ impl Checkpoint {
                     bias,
                 } => inputs * outputs + if bias { outputs } else { 0 },
                 ModuleKind::Embedding { rows, width } => rows * width,
-                ModuleKind::Norm { width } => width,
+                ModuleKind::Norm { width, bias } => width * if bias { 2 } else { 1 },
             } as u64)
             .sum();
         let matrices = modules
@@ -208,12 +262,28 @@ impl Checkpoint {
             float_modules: matrices - self.quantized.len(),
         }
     }
+
+    /// How the weights are stored: `mlx-affine-{bits}bit-group{size}` when quantized,
+    /// else the token embedding's dtype (`float32`, `bfloat16`, ...).
+    pub fn stored_dtype(&self) -> String {
+        match &self.config.quantization {
+            Some(q) => format!("mlx-affine-{}bit-group{}", q.bits, q.group_size),
+            None => self
+                .tensors
+                .get(&format!(
+                    "{}.weight",
+                    self.config.architecture.embedding.tokens
+                ))
+                .map(|t| format!("{:?}", t.dtype()).to_lowercase())
+                .unwrap_or_else(|| "unknown".into()),
+        }
+    }
 }
 
 /// Checks every expected parameter and flags unexpected tensors. Returns the quantized
 /// modules' settings.
 fn check_tensors(
-    config: &LlamaConfig,
+    config: &ModelConfig,
     tensors: &HashMap<String, Array>,
 ) -> Result<BTreeMap<String, Quantization>, String> {
     let mut used: BTreeSet<&str> = BTreeSet::new();
@@ -237,11 +307,17 @@ fn check_tensors(
             }
         }
     };
-    for module in expected_modules(config) {
+    for module in expected_modules(&config.architecture) {
         let path = &module.path;
+        if module.optional && !tensors.contains_key(&format!("{path}.weight")) {
+            continue;
+        }
         let (rows, inputs, bias) = match module.kind {
-            ModuleKind::Norm { width } => {
+            ModuleKind::Norm { width, bias } => {
                 expect(format!("{path}.weight"), &[width], &is_float, "a float");
+                if bias {
+                    expect(format!("{path}.bias"), &[width], &is_float, "a float");
+                }
                 continue;
             }
             ModuleKind::Linear {
@@ -298,17 +374,16 @@ fn check_tensors(
             expect(format!("{path}.bias"), &[rows], &is_float, "a float");
         }
     }
-    // Precomputed RoPE frequencies are derived data that some exporters include.
     let mut unexpected: Vec<&String> = tensors
         .keys()
-        .filter(|key| !used.contains(key.as_str()) && !key.ends_with("rotary_emb.inv_freq"))
+        .filter(|key| !used.contains(key.as_str()))
         .collect();
     if !unexpected.is_empty() {
         unexpected.sort();
         problems.push(format!(
             "{} tensors belong to no parameter of a {}-layer {} model, e.g. {:?}",
             unexpected.len(),
-            config.num_hidden_layers,
+            config.num_layers(),
             config.model_type,
             &unexpected[..unexpected.len().min(5)]
         ));
@@ -502,12 +577,18 @@ mod tests {
     }
 
     #[test]
-    fn wrong_model_type_is_unsupported() {
+    fn unsupported_model_type_lists_the_families() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = tiny_config(false);
-        config["model_type"] = json!("gpt2");
+        config["model_type"] = json!("mamba");
         write_model(dir.path(), &config, &tiny_tensors(false));
-        let error = load(dir.path()).err().expect("gpt2 is not supported");
+        let error = load(dir.path()).err().expect("mamba is not supported");
         assert!(matches!(error, ModelError::Unsupported(_)), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("\"mamba\""), "{message}");
+        assert!(
+            message.contains("gpt_neox") && message.contains("gemma2"),
+            "{message}"
+        );
     }
 }

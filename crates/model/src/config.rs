@@ -1,62 +1,33 @@
-//! `config.json` of Llama-family checkpoints (Hugging Face and mlx-community shapes).
+//! `config.json` of the supported families (Hugging Face and mlx-community shapes).
+//!
+//! The `model_type` picks the family ([`crate::families`]), which reads the rest into an
+//! [`Architecture`]; MLX's `quantization` entry is read here for every family.
 
 use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::ModelError;
+use crate::{
+    ModelError,
+    architecture::Architecture,
+    families::{self, Family},
+    hook::{HookError, HookPoint},
+};
 
-/// Model families whose checkpoints share the Llama layout.
-const LLAMA_FAMILY: &[&str] = &["llama", "mistral"];
-
-/// The hyperparameters of a Llama-family model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LlamaConfig {
-    /// `llama` (or another family with the same layout).
+/// A model's `config.json`: its family, architecture and quantization.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// `model_type` as written (`llama`, `gpt2`, `gemma2`, ...).
     pub model_type: String,
-    /// Width of the residual stream.
-    pub hidden_size: usize,
-    /// Width of the MLP's hidden layer.
-    pub intermediate_size: usize,
-    /// Number of transformer blocks.
-    pub num_hidden_layers: usize,
-    /// Number of query heads.
-    pub num_attention_heads: usize,
-    /// Number of key/value heads; defaults to the query heads (no grouping).
-    #[serde(default)]
-    pub num_key_value_heads: Option<usize>,
-    /// Width of one head; defaults to `hidden_size / num_attention_heads`.
-    #[serde(default)]
-    pub head_dim: Option<usize>,
-    /// RMSNorm epsilon.
-    pub rms_norm_eps: f32,
-    /// RoPE base frequency.
-    #[serde(default = "default_rope_theta")]
-    pub rope_theta: f32,
-    /// RoPE scaling (e.g. Llama 3's `{"rope_type": "llama3", ...}`), kept as written.
-    #[serde(default)]
-    pub rope_scaling: Option<serde_json::Value>,
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// Whether the output projection reuses the token embedding.
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
-    /// Context length the model was trained for.
-    #[serde(default)]
-    pub max_position_embeddings: Option<usize>,
-    /// Whether attention projections have biases.
-    #[serde(default)]
-    pub attention_bias: bool,
-    /// Whether MLP projections have biases.
-    #[serde(default)]
-    pub mlp_bias: bool,
+    /// The family that reads it.
+    pub family: &'static dyn Family,
+    /// The architecture it describes.
+    pub architecture: Architecture,
     /// MLX affine quantization of the weights, when quantized.
-    #[serde(default)]
     pub quantization: Option<QuantizationConfig>,
-}
-
-fn default_rope_theta() -> f32 {
-    10_000.0
+    /// The file as written (for display).
+    pub raw: Value,
 }
 
 /// Bits and group size of MLX affine quantization.
@@ -112,53 +83,101 @@ impl QuantizationConfig {
     }
 }
 
-impl LlamaConfig {
+impl ModelConfig {
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let invalid = |reason: String| ModelError::Invalid {
+        let raw: Value = serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
             path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_value(raw).map_err(|error| match error {
+            ModelError::Invalid { reason, .. } => ModelError::Invalid {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Checks a parsed `config.json` (errors name no file).
+    pub fn from_value(raw: Value) -> Result<Self, ModelError> {
+        let invalid = |reason: String| ModelError::Invalid {
+            path: "config.json".into(),
             reason,
         };
-        let config: Self = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        if !LLAMA_FAMILY.contains(&config.model_type.as_str()) {
-            return Err(ModelError::Unsupported(format!(
-                "model_type {:?} (supported: {})",
-                config.model_type,
-                LLAMA_FAMILY.join(", ")
-            )));
-        }
-        let heads = config.num_attention_heads;
-        let kv_heads = config.num_key_value_heads();
-        if heads == 0
-            || kv_heads == 0
-            || !heads.is_multiple_of(kv_heads)
-            || !config.head_dim().is_multiple_of(2)
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("no model_type".into()))?
+            .to_string();
+        let family = families::for_model_type(&model_type).map_err(ModelError::Unsupported)?;
+        let architecture = family.architecture(&raw).map_err(invalid)?;
+        if architecture.hidden_size == 0 || architecture.layers == 0 || architecture.vocab_size == 0
         {
-            return Err(invalid(format!(
-                "attention shape is inconsistent: {heads} query heads, {kv_heads} key/value \
-                 heads, head dim {}",
-                config.head_dim()
-            )));
-        }
-        if config.hidden_size == 0 || config.num_hidden_layers == 0 || config.vocab_size == 0 {
             return Err(invalid(
-                "hidden_size, num_hidden_layers and vocab_size must be positive".into(),
+                "the hidden size, the number of layers and the vocabulary must be positive".into(),
             ));
         }
-        Ok(config)
+        let quantization = quantization(&raw)?;
+        Ok(Self {
+            model_type,
+            family,
+            architecture,
+            quantization,
+            raw,
+        })
     }
 
-    /// Key/value heads (equal to query heads without grouped-query attention).
-    pub fn num_key_value_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    /// Width of the residual stream.
+    pub fn hidden_size(&self) -> usize {
+        self.architecture.hidden_size
     }
 
-    /// Width of one attention head.
-    pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    /// Number of blocks.
+    pub fn num_layers(&self) -> usize {
+        self.architecture.layers
     }
+
+    /// Width of the activations at `hook` (see [`Architecture::hook_width`]).
+    pub fn hook_width(&self, hook: &HookPoint) -> usize {
+        self.architecture.hook_width(hook.kind)
+    }
+
+    /// Checks that `hook` exists in this model.
+    pub fn check_hook(&self, hook: &HookPoint) -> Result<(), HookError> {
+        self.architecture.check_hook(hook)
+    }
+}
+
+/// MLX's `quantization` entry (mlx-lm also writes it as `quantization_config`); other
+/// quantization schemes (bitsandbytes, GPTQ, AWQ, ...) are refused.
+fn quantization(raw: &Value) -> Result<Option<QuantizationConfig>, ModelError> {
+    let entry = match (raw.get("quantization"), raw.get("quantization_config")) {
+        (Some(entry), _) => entry,
+        (None, Some(entry)) if entry.get("quant_method").is_none() => entry,
+        (None, Some(entry)) => {
+            return Err(ModelError::Unsupported(format!(
+                "weights quantized with {} (saeidx reads unquantized weights and MLX's affine \
+                 quantization: use the original checkpoint or an mlx-community conversion)",
+                entry["quant_method"]
+            )));
+        }
+        (None, None) => return Ok(None),
+    };
+    let mut config: QuantizationConfig =
+        serde_json::from_value(entry.clone()).map_err(|e| ModelError::Invalid {
+            path: "config.json".into(),
+            reason: format!("quantization entry: {e}"),
+        })?;
+    if let Some(mode) = config.modules.remove("mode")
+        && mode != "affine"
+    {
+        return Err(ModelError::Unsupported(format!(
+            "MLX quantization mode {mode} (saeidx reads the affine mode)"
+        )));
+    }
+    Ok(Some(config))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! | kind | the activation |
 //! |---|---|
 //! | `resid_pre` | residual stream entering block L (the embeddings for L = 0) |
+//! | `attn.hook_z` | the attention heads' outputs of block L, concatenated (`o_proj`'s input: `heads × head_dim` wide, head-major) |
 //! | `attn_out` | attention output of block L (after `o_proj`, before the residual add) |
 //! | `resid_mid` | residual stream between attention and MLP of block L |
 //! | `mlp_out` | MLP output of block L (after `down_proj`, before the residual add) |
@@ -24,6 +25,9 @@ use std::{fmt, str::FromStr};
 pub enum HookKind {
     /// The residual stream entering the block.
     ResidPre,
+    /// The attention heads' outputs, concatenated before the output projection
+    /// (TransformerLens's `attn.hook_z`, flattened).
+    AttnZ,
     /// The attention sublayer's output.
     AttnOut,
     /// The residual stream after attention, before the MLP.
@@ -36,18 +40,20 @@ pub enum HookKind {
 
 impl HookKind {
     /// All kinds, in the order the forward pass produces them.
-    pub const ALL: [HookKind; 5] = [
+    pub const ALL: [HookKind; 6] = [
         HookKind::ResidPre,
+        HookKind::AttnZ,
         HookKind::AttnOut,
         HookKind::ResidMid,
         HookKind::MlpOut,
         HookKind::ResidPost,
     ];
 
-    /// The canonical suffix, e.g. `resid_post`.
+    /// The kind's short name, e.g. `resid_post` (`attn_z` for `attn.hook_z`).
     pub fn as_str(self) -> &'static str {
         match self {
             HookKind::ResidPre => "resid_pre",
+            HookKind::AttnZ => "attn_z",
             HookKind::AttnOut => "attn_out",
             HookKind::ResidMid => "resid_mid",
             HookKind::MlpOut => "mlp_out",
@@ -85,7 +91,7 @@ pub struct HookPoint {
 pub enum HookError {
     /// Not a known naming scheme.
     #[error(
-        "unknown hook {0:?}: use blocks.L.hook_{{resid_pre,attn_out,resid_mid,mlp_out,resid_post}}, \
+        "unknown hook {0:?}: use blocks.L.hook_{{resid_pre,attn_out,resid_mid,mlp_out,resid_post}} or blocks.L.attn.hook_z, \
          a module path (model.layers.L, model.layers.L.mlp, model.layers.L.self_attn), or a \
          component (mlp, attn, self_attn, residual) with --layer L"
     )]
@@ -103,6 +109,16 @@ pub enum HookError {
         /// The layer given separately.
         given: usize,
     },
+    /// The hook does not exist in this family's block.
+    #[error("{hook} does not exist in a {family} model: {reason}")]
+    NotInFamily {
+        /// The hook's name.
+        hook: String,
+        /// The model family.
+        family: String,
+        /// Why.
+        reason: String,
+    },
     /// The model has fewer layers.
     #[error("layer {layer} is out of range: the model has {layers} layers (0..={last})", last = layers - 1)]
     LayerOutOfRange {
@@ -114,9 +130,12 @@ pub enum HookError {
 }
 
 impl HookPoint {
-    /// The canonical name, `blocks.{layer}.hook_{kind}`.
+    /// The canonical name, `blocks.{layer}.hook_{kind}` (`blocks.{layer}.attn.hook_z`).
     pub fn name(&self) -> String {
-        format!("blocks.{}.hook_{}", self.layer, self.kind.as_str())
+        match self.kind {
+            HookKind::AttnZ => format!("blocks.{}.attn.hook_z", self.layer),
+            kind => format!("blocks.{}.hook_{}", self.layer, kind.as_str()),
+        }
     }
 
     /// Parses any accepted hook name; `layer` completes component names (`mlp`) and
@@ -130,10 +149,14 @@ impl HookPoint {
         }
         let (named_layer, kind) = if let Some(rest) = trimmed.strip_prefix("blocks.") {
             let (layer, hook) = rest.split_once('.').ok_or_else(unknown)?;
-            let kind = hook
-                .strip_prefix("hook_")
-                .and_then(|kind| HookKind::ALL.into_iter().find(|k| k.as_str() == kind))
-                .ok_or_else(unknown)?;
+            let kind = match hook {
+                "attn.hook_z" => HookKind::AttnZ,
+                _ => hook
+                    .strip_prefix("hook_")
+                    .and_then(|kind| HookKind::ALL.into_iter().find(|k| k.as_str() == kind))
+                    .filter(|kind| *kind != HookKind::AttnZ)
+                    .ok_or_else(unknown)?,
+            };
             (layer.parse::<usize>().map_err(|_| unknown())?, kind)
         } else {
             let path = ["model.model.layers.", "model.layers.", "layers."]
@@ -223,6 +246,7 @@ mod tests {
             ("blocks.3.hook_resid_mid", None, hook(3, ResidMid)),
             ("blocks.3.hook_attn_out", Some(3), hook(3, AttnOut)),
             ("blocks.29.hook_mlp_out", None, hook(29, MlpOut)),
+            ("blocks.7.attn.hook_z", None, hook(7, AttnZ)),
             ("mlp", Some(10), hook(10, MlpOut)),
             ("attn", Some(10), hook(10, AttnOut)),
             ("self_attn", Some(1), hook(1, AttnOut)),
@@ -237,6 +261,7 @@ mod tests {
             assert_eq!(HookPoint::parse(name, layer), Ok(expected), "{name}");
         }
         assert_eq!(hook(15, ResidPost).to_string(), "blocks.15.hook_resid_post");
+        assert_eq!(hook(2, AttnZ).to_string(), "blocks.2.attn.hook_z");
         for kind in HookKind::ALL {
             let name = hook(4, kind).name();
             assert_eq!(name.parse::<HookPoint>(), Ok(hook(4, kind)));
@@ -247,6 +272,8 @@ mod tests {
     fn bad_names_say_what_is_accepted() {
         for name in [
             "blocks.1.hook_q",
+            "blocks.1.hook_attn_z",
+            "blocks.1.attn.hook_q",
             "layers.x",
             "model.layers.3.mlp.gate_proj",
             "resid_postt",

@@ -1,11 +1,15 @@
-//! Llama-family language models for saeidx: find them, load them, check them.
+//! Language models for saeidx: find them, load them, check them, run them to a hook.
 //!
 //! - [`files`]: resolve a model from a local folder or a Hugging Face repo (offline-first
 //!   through `saeidx-hub`: `HF_HOME`, `HF_TOKEN`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`),
 //!   recording the commit;
 //! - [`config`]: `config.json`, including MLX's `quantization` entry;
-//! - [`checkpoint`]: load the safetensors weights and check every parameter against the
-//!   layout the config implies.
+//! - [`families`]: each supported family (Llama, Mistral, GPT-2, GPT-NeoX/Pythia,
+//!   Gemma 2 and 3, Qwen 2 and 3, Phi-3, OLMo 2) reads its config into an
+//!   [`architecture::Architecture`] and places its published tensors;
+//! - [`checkpoint`]: load the safetensors weights (Hugging Face or MLX layout) and check
+//!   every parameter against the architecture;
+//! - [`transformer`]: the forward pass of every family up to the deepest hook.
 //!
 //! ```no_run
 //! use saeidx_model::{checkpoint::Checkpoint, files};
@@ -20,12 +24,14 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod architecture;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod families;
 pub mod files;
 pub mod hook;
-pub mod llama;
+pub mod transformer;
 
 /// Why a model could not be found or loaded; each says what to do.
 #[derive(Debug, thiserror::Error)]

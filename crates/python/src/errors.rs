@@ -64,6 +64,7 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::UnknownDocument { .. }
         | QueryError::TokenRange { .. }
         | QueryError::ReversedRange { .. }
+        | QueryError::NotForTexts(_)
         | QueryError::Limit { .. } => PyValueError::new_err(text),
         QueryError::NotBuilt { .. } => IndexNotBuiltError::new_err(text),
         QueryError::Index(VerifyError::Manifest(ManifestError::Read { source, .. }))

@@ -1,14 +1,21 @@
 //! `saeidx.Index`: an opened index and its questions.
+//!
+//! Each question has an `*_answer` form (or a plain name where there is no mlxterp form)
+//! that returns the query library's answer type as Python objects, field for field what
+//! `saeidx ... --json` prints and the web server's API returns; the mlxterp-shaped
+//! forms (`top_texts`, `top_features`) return tuples, and `*_table` forms return
+//! pyarrow tables. Every question releases the GIL.
 
-use std::{ops::Range, path::PathBuf};
+use std::path::PathBuf;
 
 use pyo3::{exceptions::PyValueError, prelude::*, types::PyDict};
 use saeidx_query::{
-    Aggregate, Exclusions, FeatureScore, Neighbour, QueryError, QueryIndex, Rank, TokenCodes,
-    rank_features,
+    AnalyzedText, DocRef, ExplainRequest, FeatureRequest, InfoRequest, Neighbour, QueryError,
+    QueryIndex, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
 use crate::{
+    args::{self, DocArg, count, exclusions, small, to_python},
     errors::{LiveAnalysisError, query_error},
     live::Live,
     tables,
@@ -17,74 +24,27 @@ use crate::{
 /// An opened saeidx index (see `saeidx.open`).
 ///
 /// Queries read the memory-mapped query files and never need the model; a text given
-/// to `top_features(text=...)` runs live through the model and SAE the index was built
-/// with (loaded on first use and kept). Every query releases the GIL.
+/// to `top_features(text=...)` or `explain` runs live through the model and SAE the
+/// index was built with (loaded on first use and kept).
 #[pyclass(module = "saeidx", frozen)]
 pub struct Index {
     index: QueryIndex,
     live: Live,
 }
 
-/// One top text as Python sees it (offsets count characters of `text`).
+/// One top text as Python's tables and tuples show it: the snippet's text, or the whole
+/// document's, with the token's character offsets in it.
 pub(crate) struct Hit {
-    pub(crate) doc: u32,
-    pub(crate) id: String,
-    pub(crate) source: String,
-    pub(crate) position: u32,
-    pub(crate) token: u32,
-    pub(crate) activation: f32,
-    pub(crate) score: f32,
+    pub(crate) hit: saeidx_query::TextHit,
     pub(crate) text: String,
     pub(crate) hit_start: u32,
     pub(crate) hit_end: u32,
-}
-
-/// A document: its number in the index, or its id.
-#[derive(FromPyObject)]
-enum DocRef {
-    Number(i64),
-    Id(String),
 }
 
 /// The characters of `text` before byte `byte` (a character boundary).
 fn chars_before(text: &str, byte: usize) -> u32 {
     text.get(..byte)
         .map_or(0, |head| head.chars().count() as u32)
-}
-
-/// A non-negative count argument.
-fn count(value: i64, name: &str) -> PyResult<usize> {
-    usize::try_from(value)
-        .map_err(|_| PyValueError::new_err(format!("{name} must be 0 or more, not {value}")))
-}
-
-/// The tokens an answer counts.
-fn exclusions(include_special: bool, include_sinks: bool) -> Exclusions {
-    Exclusions {
-        special: !include_special,
-        sinks: !include_sinks,
-    }
-}
-
-fn parse_rank(rank: &str) -> PyResult<Rank> {
-    match rank {
-        "token" => Ok(Rank::Token),
-        "document_max" => Ok(Rank::DocumentMax),
-        "document_sum" => Ok(Rank::DocumentSum),
-        other => Err(PyValueError::new_err(format!(
-            "rank {other:?} is not one of \"token\", \"document_max\", \"document_sum\""
-        ))),
-    }
-}
-
-fn parse_aggregate(aggregate: &str) -> PyResult<Aggregate> {
-    match aggregate {
-        "max" => Ok(Aggregate::Max),
-        "sum" => Ok(Aggregate::Sum),
-        other => Err(PyValueError::new_err(format!(
-            "aggregate {other:?} is not one of \"max\", \"sum\""
-        ))),
-    }
 }
 
 impl Index {
@@ -109,64 +69,39 @@ impl Index {
             })
     }
 
-    /// The document number a `doc` argument names.
-    fn doc_number(&self, doc: DocRef) -> Result<u32, QueryError> {
-        match doc {
-            DocRef::Number(number) => {
-                u32::try_from(number).map_err(|_| QueryError::UnknownDocument {
-                    doc: number.to_string(),
-                    documents: u64::from(self.index.documents()),
-                    hint: "; documents are numbered from 0",
-                })
-            }
-            DocRef::Id(id) => self.index.document_by_id(&id),
-        }
+    /// `text` run live through the index's model and SAE.
+    fn analyze(&self, py: Python<'_>, text: String) -> PyResult<AnalyzedText> {
+        let index = &self.index;
+        py.detach(|| self.live.analyze(index.manifest(), index.dir(), &text))
+            .map_err(|error| LiveAnalysisError::new_err(error.to_string()))
     }
 
-    /// The hits of `top_texts`, each with the whole document (`context` None) or a
-    /// snippet of `context` tokens each side.
-    #[allow(clippy::too_many_arguments)]
-    fn hits(
-        &self,
-        py: Python<'_>,
-        feature_id: i64,
-        top_k: i64,
-        rank: &str,
-        context: Option<i64>,
-        include_special: bool,
-        include_sinks: bool,
-    ) -> PyResult<Vec<Hit>> {
-        let feature = self.feature_id(feature_id)?;
-        let k = count(top_k, "top_k")?;
-        let rank = parse_rank(rank)?;
-        let context = context
-            .map(|c| count(c, "context").map(|c| u32::try_from(c).unwrap_or(u32::MAX)))
-            .transpose()?;
-        let exclusions = exclusions(include_special, include_sinks);
+    /// The `top_texts` answer.
+    fn texts(&self, py: Python<'_>, request: &TopTextsRequest) -> PyResult<TopTexts> {
+        let index = &self.index;
+        py.detach(|| index.top_texts(request)).map_err(query_error)
+    }
+
+    /// The hits of `top_texts`, each with the whole document (`whole`) or its snippet.
+    fn hits(&self, py: Python<'_>, request: &TopTextsRequest, whole: bool) -> PyResult<Vec<Hit>> {
+        let answer = self.texts(py, request)?;
         let index = &self.index;
         py.detach(|| -> Result<Vec<Hit>, QueryError> {
-            let found = index.top_texts(feature, k, rank, context.unwrap_or(0), exclusions)?;
-            let mut hits = Vec::with_capacity(found.len());
-            for hit in found {
-                let (text, start, end) = match context {
-                    Some(_) => (hit.snippet.text, hit.snippet.hit_start, hit.snippet.hit_end),
-                    None => {
-                        let span = index.token_span(hit.doc, hit.position)?;
-                        let (_, _, text) = index.document(hit.doc)?;
-                        (text.to_string(), span.start, span.end)
-                    }
+            let mut hits = Vec::with_capacity(answer.texts.len());
+            for hit in answer.texts {
+                let (text, start, end) = if whole {
+                    let span = index.token_span(hit.doc, hit.position)?;
+                    let (_, _, text) = index.document(hit.doc)?;
+                    (text.to_string(), span.start, span.end)
+                } else {
+                    let s = &hit.snippet;
+                    (s.text.clone(), s.hit_start, s.hit_end)
                 };
                 hits.push(Hit {
-                    doc: hit.doc,
-                    id: hit.id,
-                    source: hit.source,
-                    position: hit.position,
-                    token: hit.token,
-                    activation: hit.activation,
-                    score: hit.score,
                     hit_start: chars_before(&text, start),
                     hit_end: chars_before(&text, end),
                     text,
+                    hit,
                 });
             }
             Ok(hits)
@@ -174,66 +109,25 @@ impl Index {
         .map_err(query_error)
     }
 
-    /// The ranked features of `top_features`.
-    #[allow(clippy::too_many_arguments)]
-    fn scores(
+    /// The `top_features` answer, of a text (run live) or of an indexed document.
+    fn features(
         &self,
         py: Python<'_>,
         text: Option<String>,
-        doc: Option<DocRef>,
-        top_k: i64,
-        aggregate: &str,
-        tokens: Option<(i64, i64)>,
-        include_special: bool,
-        include_sinks: bool,
-    ) -> PyResult<Vec<FeatureScore>> {
-        let k = count(top_k, "top_k")?;
-        saeidx_query::limits::Limit::K
-            .check(k)
-            .map_err(query_error)?;
-        let aggregate = parse_aggregate(aggregate)?;
-        let exclusions = exclusions(include_special, include_sinks);
+        doc: Option<DocArg>,
+        request: &TopFeaturesRequest,
+    ) -> PyResult<TopFeatures> {
         let index = &self.index;
         match (text, doc) {
             (Some(text), None) => {
-                if tokens.is_some() {
-                    return Err(PyValueError::new_err(
-                        "tokens selects positions of an indexed document (doc=...), not of a text",
-                    ));
-                }
-                let live = &self.live;
-                let analyzed = py
-                    .detach(|| live.analyze(index.manifest(), index.dir(), text))
-                    .map_err(|error| LiveAnalysisError::new_err(error.to_string()))?;
-                let kept = analyzed
-                    .iter()
-                    .filter(|t| !exclusions.leaves_out(t.special, t.sink))
-                    .map(|t| TokenCodes {
-                        position: t.position,
-                        features: &t.features,
-                        values: &t.values,
-                    });
-                Ok(rank_features(kept, aggregate, k, index.d_sae()))
+                let analyzed = self.analyze(py, text)?;
+                py.detach(|| index.text_top_features(&analyzed, request))
+                    .map_err(query_error)
             }
             (None, Some(doc)) => {
-                let range = tokens
-                    .map(|(start, end)| -> PyResult<Range<u32>> {
-                        let position = |p: i64| {
-                            u32::try_from(p).map_err(|_| {
-                                PyValueError::new_err(format!(
-                                    "token position {p} is not in 0..{}",
-                                    u32::MAX
-                                ))
-                            })
-                        };
-                        Ok(position(start)?..position(end)?)
-                    })
-                    .transpose()?;
-                py.detach(|| {
-                    let doc = self.doc_number(doc)?;
-                    index.top_features(doc, range, aggregate, k, exclusions)
-                })
-                .map_err(query_error)
+                let doc = doc.to_ref()?;
+                py.detach(|| index.top_features(&doc, request))
+                    .map_err(query_error)
             }
             _ => Err(PyValueError::new_err(
                 "give exactly one of text (run live) or doc (an indexed document's number or id)",
@@ -252,11 +146,48 @@ impl Index {
     ) -> PyResult<Vec<Neighbour>> {
         let feature = self.feature_id(feature_id)?;
         let k = count(top_k, "top_k")?;
+        saeidx_query::limits::Limit::Neighbours
+            .check(k)
+            .map_err(query_error)?;
         let exclusions = exclusions(include_special, include_sinks);
         let index = &self.index;
         py.detach(|| index.neighbours(feature, k, exclusions))
             .map_err(query_error)
     }
+}
+
+/// The request of `top_texts` and its forms.
+fn texts_request(
+    feature: u32,
+    top_k: i64,
+    rank: &str,
+    context: i64,
+    include_special: bool,
+    include_sinks: bool,
+) -> PyResult<TopTextsRequest> {
+    Ok(TopTextsRequest {
+        feature,
+        k: count(top_k, "top_k")?,
+        rank: args::rank(rank)?,
+        context: small(context, "context")?,
+        exclusions: exclusions(include_special, include_sinks),
+    })
+}
+
+/// The request of `top_features` and its forms.
+fn features_request(
+    top_k: i64,
+    aggregate: &str,
+    tokens: Option<(i64, i64)>,
+    include_special: bool,
+    include_sinks: bool,
+) -> PyResult<TopFeaturesRequest> {
+    Ok(TopFeaturesRequest {
+        k: count(top_k, "top_k")?,
+        aggregate: args::aggregate(aggregate)?,
+        tokens: args::positions(tokens)?,
+        exclusions: exclusions(include_special, include_sinks),
+    })
 }
 
 #[pymethods]
@@ -273,36 +204,15 @@ impl Index {
         self.index.d_sae()
     }
 
-    /// What the index holds: its folder, model, SAE, hook, counts, live and dead
-    /// features, labels.
+    /// What the index holds (`saeidx info --json`): index, model, sae, hook, d_sae,
+    /// counts, live_features, dead_features, dead (None), labels.
     #[getter]
-    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let index = &self.index;
-        let (live, dead, counts) = py
-            .detach(|| {
-                Ok::<_, QueryError>((
-                    index.live_features()?,
-                    index.dead_features()?,
-                    index.counts()?,
-                ))
-            })
+        let info = py
+            .detach(|| index.info(&InfoRequest::default()))
             .map_err(query_error)?;
-        let job = &index.manifest().job;
-        let info = PyDict::new(py);
-        info.set_item("path", index.dir())?;
-        info.set_item("model", &job.model.source)?;
-        info.set_item("model_commit", &job.model.commit)?;
-        info.set_item("sae", &job.sae.source)?;
-        info.set_item("hook", &job.hook)?;
-        info.set_item("d_sae", index.d_sae())?;
-        info.set_item("documents", counts.documents)?;
-        info.set_item("tokens", counts.tokens)?;
-        info.set_item("content_tokens", counts.content_tokens)?;
-        info.set_item("nonzeros", counts.nonzeros)?;
-        info.set_item("live_features", live.len())?;
-        info.set_item("dead_features", dead.len())?;
-        info.set_item("labels", index.registry().len())?;
-        Ok(info)
+        to_python(py, &info)
     }
 
     /// The number of documents.
@@ -328,9 +238,7 @@ impl Index {
     /// by the sum of their activations; the tuple still has the strongest token).
     /// context: None (default) gives the whole document's text, as mlxterp does; a
     /// number gives that many tokens of context on each side of the token instead.
-    /// activation is the feature's activation on the token at token_position (the
-    /// token's position in its document). Special tokens and attention sinks are left
-    /// out unless included.
+    /// Special tokens and attention sinks are left out unless included.
     #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts(
@@ -343,24 +251,25 @@ impl Index {
         include_special: bool,
         include_sinks: bool,
     ) -> PyResult<Vec<(String, f64, u32)>> {
-        let hits = self.hits(
-            py,
-            feature_id,
+        let feature = self.feature_id(feature_id)?;
+        let request = texts_request(
+            feature,
             top_k,
             rank,
-            context,
+            context.unwrap_or(0),
             include_special,
             include_sinks,
         )?;
+        let hits = self.hits(py, &request, context.is_none())?;
         Ok(hits
             .into_iter()
-            .map(|hit| (hit.text, f64::from(hit.activation), hit.position))
+            .map(|h| (h.text, f64::from(h.hit.activation), h.hit.position))
             .collect())
     }
 
-    /// top_texts as a pyarrow.Table with one row per text: doc, id, source, position,
-    /// token (id), activation, score (the ranking value: the activation, or the
-    /// document's sum), text, hit_start and hit_end (the token's characters in text).
+    /// top_texts as a pyarrow.Table with one row per text: the answer's fields (doc, id,
+    /// source, position, token, activation, score) and text, hit_start, hit_end (the
+    /// token's characters in text: the whole document, or the snippet with context).
     #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts_table<'py>(
@@ -373,16 +282,43 @@ impl Index {
         include_special: bool,
         include_sinks: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let hits = self.hits(
-            py,
-            feature_id,
+        let feature = self.feature_id(feature_id)?;
+        let request = texts_request(
+            feature,
+            top_k,
+            rank,
+            context.unwrap_or(0),
+            include_special,
+            include_sinks,
+        )?;
+        let hits = self.hits(py, &request, context.is_none())?;
+        tables::hits(py, &hits)
+    }
+
+    /// The top_texts answer as `saeidx top-texts --json` prints it (feature, label, rank,
+    /// exclusions, texts with snippets of `context` tokens each side).
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "token", context = 8, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn top_texts_answer<'py>(
+        &self,
+        py: Python<'py>,
+        feature_id: i64,
+        top_k: i64,
+        rank: &str,
+        context: i64,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let feature = self.feature_id(feature_id)?;
+        let request = texts_request(
+            feature,
             top_k,
             rank,
             context,
             include_special,
             include_sinks,
         )?;
-        tables::hits(py, &hits)
+        to_python(py, &self.texts(py, &request)?)
     }
 
     /// The features that fire most strongly on a text, as (feature_id, activation)
@@ -400,61 +336,115 @@ impl Index {
         &self,
         py: Python<'_>,
         text: Option<String>,
-        doc: Option<DocRef>,
+        doc: Option<DocArg>,
         top_k: i64,
         aggregate: &str,
         tokens: Option<(i64, i64)>,
         include_special: bool,
         include_sinks: bool,
     ) -> PyResult<Vec<(u32, f64)>> {
-        let scores = self.scores(
-            py,
-            text,
-            doc,
-            top_k,
-            aggregate,
-            tokens,
-            include_special,
-            include_sinks,
-        )?;
-        Ok(scores
+        let request = features_request(top_k, aggregate, tokens, include_special, include_sinks)?;
+        let answer = self.features(py, text, doc, &request)?;
+        Ok(answer
+            .features
             .iter()
-            .map(|s| (s.feature, f64::from(s.score)))
+            .map(|f| (f.feature, f64::from(f.score)))
             .collect())
     }
 
-    /// top_features as a pyarrow.Table with one row per feature: feature, score (the
-    /// aggregate), max, position (of the max), tokens (active on how many), label (its
-    /// name in the index's labels, or null).
+    /// top_features as a pyarrow.Table with one row per feature, the answer's fields:
+    /// feature, score (the aggregate), activation (the largest), position (of it),
+    /// token_text, active_tokens, label (its name, or null).
     #[pyo3(signature = (text = None, *, doc = None, top_k = 10, aggregate = "max", tokens = None, include_special = false, include_sinks = false))]
     #[allow(clippy::too_many_arguments)]
     fn top_features_table<'py>(
         &self,
         py: Python<'py>,
         text: Option<String>,
-        doc: Option<DocRef>,
+        doc: Option<DocArg>,
         top_k: i64,
         aggregate: &str,
         tokens: Option<(i64, i64)>,
         include_special: bool,
         include_sinks: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let scores = self.scores(
-            py,
-            text,
-            doc,
-            top_k,
-            aggregate,
-            tokens,
-            include_special,
-            include_sinks,
-        )?;
-        tables::features(py, &scores, self.index.registry())
+        let request = features_request(top_k, aggregate, tokens, include_special, include_sinks)?;
+        let answer = self.features(py, text, doc, &request)?;
+        tables::features(py, &answer.features)
     }
 
-    /// A feature's statistics over the index's counted tokens: count, density,
-    /// documents, max, mean (where active), histogram (counts in 20 equal bins over
-    /// (0, max]) and postings (tokens it is active on, excluded ones too).
+    /// The top_features answer as `saeidx top-features --json` prints it; with
+    /// per_token=True each counted token's strongest features instead (`--per-token`).
+    #[pyo3(signature = (text = None, *, doc = None, top_k = 10, aggregate = "max", tokens = None, per_token = false, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn top_features_answer<'py>(
+        &self,
+        py: Python<'py>,
+        text: Option<String>,
+        doc: Option<DocArg>,
+        top_k: i64,
+        aggregate: &str,
+        tokens: Option<(i64, i64)>,
+        per_token: bool,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = features_request(top_k, aggregate, tokens, include_special, include_sinks)?;
+        if !per_token {
+            return to_python(py, &self.features(py, text, doc, &request)?);
+        }
+        let index = &self.index;
+        let answer = match (text, doc) {
+            (Some(text), None) => {
+                let analyzed = self.analyze(py, text)?;
+                py.detach(|| index.text_per_token(&analyzed, &request))
+            }
+            (None, Some(doc)) => {
+                let doc: DocRef = doc.to_ref()?;
+                py.detach(|| index.per_token(&doc, &request))
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give exactly one of text (run live) or doc (an indexed document's number or id)",
+                ));
+            }
+        };
+        to_python(py, &answer.map_err(query_error)?)
+    }
+
+    /// Everything about a feature, as `saeidx feature --json` prints it: stats, label,
+    /// top_texts, bands (examples across its activation distribution), neighbours.
+    #[pyo3(signature = (feature_id, *, examples = 5, bands = 4, per_band = 5, neighbours = 10, context = 8, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn feature<'py>(
+        &self,
+        py: Python<'py>,
+        feature_id: i64,
+        examples: i64,
+        bands: i64,
+        per_band: i64,
+        neighbours: i64,
+        context: i64,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = FeatureRequest {
+            feature: self.feature_id(feature_id)?,
+            examples: count(examples, "examples")?,
+            bands: count(bands, "bands")?,
+            per_band: count(per_band, "per_band")?,
+            neighbours: count(neighbours, "neighbours")?,
+            context: small(context, "context")?,
+            exclusions: exclusions(include_special, include_sinks),
+        };
+        let index = &self.index;
+        let report = py.detach(|| index.feature(&request)).map_err(query_error)?;
+        to_python(py, &report)
+    }
+
+    /// A feature's statistics over the index's counted tokens (the `stats` of a feature
+    /// report): feature, count, density, documents, max_activation, mean_activation
+    /// (where active), histogram (20 equal bins over (0, max]), postings, exclusions.
     #[pyo3(signature = (feature_id, *, include_special = false, include_sinks = false))]
     fn feature_stats<'py>(
         &self,
@@ -462,23 +452,14 @@ impl Index {
         feature_id: i64,
         include_special: bool,
         include_sinks: bool,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let exclusions = exclusions(include_special, include_sinks);
         let index = &self.index;
         let stats = py
             .detach(|| index.feature_stats(feature, exclusions))
             .map_err(query_error)?;
-        let out = PyDict::new(py);
-        out.set_item("feature", stats.feature)?;
-        out.set_item("count", stats.count)?;
-        out.set_item("density", stats.density)?;
-        out.set_item("documents", stats.documents)?;
-        out.set_item("max", f64::from(stats.max))?;
-        out.set_item("mean", f64::from(stats.mean))?;
-        out.set_item("histogram", stats.histogram)?;
-        out.set_item("postings", stats.postings)?;
-        Ok(out)
+        to_python(py, &stats)
     }
 
     /// The features that fire on the same tokens as a feature, as (feature_id, jaccard)
@@ -513,28 +494,72 @@ impl Index {
         tables::neighbours(py, &neighbours)
     }
 
-    /// A feature's label from the index's registry (mlxterp's sae_features.json
-    /// fields: name, description, examples, confidence, notes), or None.
-    fn label<'py>(&self, py: Python<'py>, feature_id: i64) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let feature = self.feature_id(feature_id)?;
-        let Some(label) = self.index.registry().get(feature) else {
-            return Ok(None);
+    /// Random live features with their statistics and top examples, as `saeidx sample
+    /// --json` prints them (the same seed gives the same features).
+    #[pyo3(signature = (n = 10, *, seed = 0, examples = 3, context = 8))]
+    fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        n: i64,
+        seed: u64,
+        examples: i64,
+        context: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = SampleRequest {
+            n: count(n, "n")?,
+            seed,
+            examples: count(examples, "examples")?,
+            context: small(context, "context")?,
         };
-        let out = PyDict::new(py);
-        out.set_item("name", &label.name)?;
-        out.set_item("description", &label.description)?;
-        out.set_item("examples", &label.examples)?;
-        out.set_item("confidence", &label.confidence)?;
-        out.set_item("notes", &label.notes)?;
-        Ok(Some(out))
+        let index = &self.index;
+        let sample = py.detach(|| index.sample(&request)).map_err(query_error)?;
+        to_python(py, &sample)
+    }
+
+    /// A text's strongest features (run live), then each one's top texts in the index,
+    /// as `saeidx explain --json` prints it.
+    #[pyo3(signature = (text, *, features = 5, texts = 3, context = 8, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        text: String,
+        features: i64,
+        texts: i64,
+        context: i64,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = ExplainRequest {
+            features: count(features, "features")?,
+            texts: count(texts, "texts")?,
+            context: small(context, "context")?,
+            exclusions: exclusions(include_special, include_sinks),
+        };
+        let analyzed = self.analyze(py, text)?;
+        let index = &self.index;
+        let answer = py
+            .detach(|| index.explain(&analyzed, &request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
+    /// A feature's label from the index's registry: {"feature": F, "label": None or
+    /// {name, description, examples, confidence, notes}} (mlxterp's sae_features.json
+    /// fields), as `GET /api/labels/F` answers.
+    fn label<'py>(&self, py: Python<'py>, feature_id: i64) -> PyResult<Bound<'py, PyAny>> {
+        let feature = self.feature_id(feature_id)?;
+        let answer = self.index.label(feature).map_err(query_error)?;
+        to_python(py, &answer)
     }
 
     /// A document of the index, by number or id: doc (its number), id, source, text.
-    fn document<'py>(&self, py: Python<'py>, doc: DocRef) -> PyResult<Bound<'py, PyDict>> {
+    fn document<'py>(&self, py: Python<'py>, doc: DocArg) -> PyResult<Bound<'py, PyDict>> {
         let index = &self.index;
+        let doc = doc.to_ref()?;
         let (number, id, source, text) = py
             .detach(|| -> Result<_, QueryError> {
-                let number = self.doc_number(doc)?;
+                let number = index.resolve(&doc)?;
                 let (id, source, text) = index.document(number)?;
                 Ok((number, id.to_string(), source.to_string(), text.to_string()))
             })

@@ -11,6 +11,7 @@
 //! loads libmlx.so from the PyPI MLX runtime it depends on. Tested from Python
 //! (`crates/python/tests`, run by `scripts/python-test.sh`).
 
+mod args;
 mod errors;
 mod index;
 mod live;

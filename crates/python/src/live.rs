@@ -9,7 +9,8 @@ use std::{
 
 use saeidx_format::manifest::Manifest;
 use saeidx_hub::HubSettings;
-use saeidx_indexer::live::{LiveSources, LiveToken, LiveWorker, LiveWorkerError};
+use saeidx_indexer::live::{LiveSources, LiveWorker, LiveWorkerError};
+use saeidx_query::AnalyzedText;
 
 /// The live analyzer of one index, started on first use.
 #[derive(Default)]
@@ -25,8 +26,8 @@ impl Live {
         &self,
         manifest: &Manifest,
         index_dir: &Path,
-        text: String,
-    ) -> Result<Vec<LiveToken>, LiveWorkerError> {
+        text: &str,
+    ) -> Result<AnalyzedText, LiveWorkerError> {
         let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         if !worker.as_ref().is_some_and(LiveWorker::is_running) {
             *worker = Some(LiveWorker::start(
@@ -39,6 +40,6 @@ impl Live {
         worker
             .as_ref()
             .ok_or(LiveWorkerError::Stopped)?
-            .analyze(text)
+            .analyze_text(text)
     }
 }

@@ -9,7 +9,7 @@ use arrow_array::{
 use arrow_pyarrow::{IntoPyArrow, Table};
 use arrow_schema::{ArrowError, Field, Schema};
 use pyo3::{Bound, PyAny, PyResult, Python, exceptions::PyRuntimeError};
-use saeidx_query::{FeatureScore, Neighbour, Registry};
+use saeidx_query::{Neighbour, RankedFeature};
 
 use crate::index::Hit;
 
@@ -49,13 +49,13 @@ pub(crate) fn hits<'py>(py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, Py
     table(
         py,
         vec![
-            ("doc", false, u32s(|h| h.doc)),
-            ("id", false, strings(|h| &h.id)),
-            ("source", false, strings(|h| &h.source)),
-            ("position", false, u32s(|h| h.position)),
-            ("token", false, u32s(|h| h.token)),
-            ("activation", false, f32s(|h| h.activation)),
-            ("score", false, f32s(|h| h.score)),
+            ("doc", false, u32s(|h| h.hit.doc)),
+            ("id", false, strings(|h| &h.hit.id)),
+            ("source", false, strings(|h| &h.hit.source)),
+            ("position", false, u32s(|h| h.hit.position)),
+            ("token", false, u32s(|h| h.hit.token)),
+            ("activation", false, f32s(|h| h.hit.activation)),
+            ("score", false, f32s(|h| h.hit.score)),
             ("text", false, strings(|h| &h.text)),
             ("hit_start", false, u32s(|h| h.hit_start)),
             ("hit_end", false, u32s(|h| h.hit_end)),
@@ -63,34 +63,32 @@ pub(crate) fn hits<'py>(py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, Py
     )
 }
 
-/// Top features: one row per feature (see `Index.top_features_table`).
+/// Top features: one row per feature, the fields of the answer's features (see
+/// `Index.top_features_table`).
 pub(crate) fn features<'py>(
     py: Python<'py>,
-    scores: &[FeatureScore],
-    registry: &Registry,
+    features: &[RankedFeature],
 ) -> PyResult<Bound<'py, PyAny>> {
-    let u32s = |f: fn(&FeatureScore) -> u32| {
-        Arc::new(UInt32Array::from_iter_values(scores.iter().map(f))) as ArrayRef
+    let u32s = |f: fn(&RankedFeature) -> u32| {
+        Arc::new(UInt32Array::from_iter_values(features.iter().map(f))) as ArrayRef
     };
-    let f32s = |f: fn(&FeatureScore) -> f32| {
-        Arc::new(Float32Array::from_iter_values(scores.iter().map(f))) as ArrayRef
+    let f32s = |f: fn(&RankedFeature) -> f32| {
+        Arc::new(Float32Array::from_iter_values(features.iter().map(f))) as ArrayRef
     };
-    let labels: StringArray = scores
+    let texts = StringArray::from_iter_values(features.iter().map(|f| f.token_text.as_str()));
+    let labels: StringArray = features
         .iter()
-        .map(|s| {
-            registry
-                .get(s.feature)
-                .and_then(|label| label.name.as_deref())
-        })
+        .map(|f| f.label.as_ref().and_then(|label| label.name.as_deref()))
         .collect();
     table(
         py,
         vec![
-            ("feature", false, u32s(|s| s.feature)),
-            ("score", false, f32s(|s| s.score)),
-            ("max", false, f32s(|s| s.max)),
-            ("position", false, u32s(|s| s.position)),
-            ("tokens", false, u32s(|s| s.tokens)),
+            ("feature", false, u32s(|f| f.feature)),
+            ("score", false, f32s(|f| f.score)),
+            ("activation", false, f32s(|f| f.activation)),
+            ("position", false, u32s(|f| f.position)),
+            ("token_text", false, Arc::new(texts) as ArrayRef),
+            ("active_tokens", false, u32s(|f| f.active_tokens)),
             ("label", true, Arc::new(labels) as ArrayRef),
         ],
     )

@@ -15,9 +15,11 @@ use arrow_array::{
 use arrow_buffer::ScalarBuffer;
 use rand::{SeedableRng, rngs::StdRng};
 use saeidx_format::manifest::Manifest;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::{
+    answers::FeatureRequest,
     build::histogram_bin,
     error::QueryError,
     layout::{
@@ -26,14 +28,15 @@ use crate::{
     },
     limits::Limit,
     mapped::MappedFile,
-    rank::{Aggregate, FeatureScore, TokenCodes, rank_features},
+    rank::TokenCodes,
     registry::{FeatureLabel, Registry},
 };
 
 /// Which tokens answers leave out. By default both special tokens (BOS, ...) and
 /// attention sinks (the first position of each document or model window) are left
 /// out: their activations are artefacts, not content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
 pub struct Exclusions {
     /// Leave out special tokens.
     pub special: bool,
@@ -62,7 +65,7 @@ impl Exclusions {
 }
 
 /// How top texts are ranked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rank {
     /// Each token on its own (a document can appear several times).
@@ -75,7 +78,7 @@ pub enum Rank {
 }
 
 /// A piece of a document around a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Snippet {
     /// The text of the context window.
     pub text: String,
@@ -104,8 +107,8 @@ impl Snippet {
     }
 }
 
-/// One answer of `top_texts`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One text of a `top_texts` answer (and an example of a feature report).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct TextHit {
     /// Document number.
     pub doc: u32,
@@ -126,7 +129,7 @@ pub struct TextHit {
 }
 
 /// A feature's statistics over the index's tokens.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct FeatureStats {
     /// Feature id.
     pub feature: u32,
@@ -137,9 +140,9 @@ pub struct FeatureStats {
     /// Documents it is active in.
     pub documents: u64,
     /// Largest activation.
-    pub max: f32,
+    pub max_activation: f32,
     /// Mean activation where active.
-    pub mean: f32,
+    pub mean_activation: f32,
     /// Histogram of activations: equal bins over `(0, max]`.
     pub histogram: Vec<u32>,
     /// Active on excluded tokens too (all postings).
@@ -149,22 +152,22 @@ pub struct FeatureStats {
 }
 
 /// Examples from one band of a feature's activation distribution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct QuantileBand {
     /// Lower bound of the band, as a fraction from the top (0 = strongest).
     pub from: f64,
     /// Upper bound.
     pub to: f64,
     /// Largest activation in the band.
-    pub max: f32,
+    pub max_activation: f32,
     /// Smallest activation in the band.
-    pub min: f32,
+    pub min_activation: f32,
     /// Examples spread evenly over the band.
     pub examples: Vec<TextHit>,
 }
 
 /// A feature that fires on the same tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
 pub struct Neighbour {
     /// Feature id.
     pub feature: u32,
@@ -176,17 +179,17 @@ pub struct Neighbour {
     pub count: u64,
 }
 
-/// Everything `feature F` shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The answer of `feature`: everything about one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct FeatureReport {
     /// Statistics.
     pub stats: FeatureStats,
     /// The registry's label.
     pub label: Option<FeatureLabel>,
     /// Strongest examples.
-    pub top: Vec<TextHit>,
-    /// Examples across the activation distribution.
-    pub quantiles: Vec<QuantileBand>,
+    pub top_texts: Vec<TextHit>,
+    /// Examples across the activation distribution, from the top band down.
+    pub bands: Vec<QuantileBand>,
     /// Co-activating features, most similar first.
     pub neighbours: Vec<Neighbour>,
 }
@@ -814,21 +817,8 @@ impl QueryIndex {
     }
 
     /// The `k` texts where `feature` fires most strongly, ranked per `rank`, each with
-    /// `context` tokens of context on each side.
-    pub fn top_texts(
-        &self,
-        feature: u32,
-        k: usize,
-        rank: Rank,
-        context: u32,
-        exclusions: Exclusions,
-    ) -> Result<Vec<TextHit>, QueryError> {
-        Limit::K.check(k)?;
-        Limit::Context.check(context)?;
-        self.answer(self.ranked_texts(feature, k, rank, context, exclusions))
-    }
-
-    fn ranked_texts(
+    /// `context` tokens of context on each side (limits checked by the caller).
+    pub(crate) fn ranked_texts(
         &self,
         feature: u32,
         k: usize,
@@ -914,7 +904,7 @@ impl QueryIndex {
         self.answer(self.codes_of_document(doc, tokens, exclusions))
     }
 
-    fn codes_of_document(
+    pub(crate) fn codes_of_document(
         &self,
         doc: u32,
         tokens: Option<std::ops::Range<u32>>,
@@ -953,20 +943,6 @@ impl QueryIndex {
             });
         }
         Ok(out)
-    }
-
-    /// The `k` strongest features over document `doc` (or its positions `tokens`).
-    pub fn top_features(
-        &self,
-        doc: u32,
-        tokens: Option<std::ops::Range<u32>>,
-        aggregate: Aggregate,
-        k: usize,
-        exclusions: Exclusions,
-    ) -> Result<Vec<FeatureScore>, QueryError> {
-        Limit::K.check(k)?;
-        let codes = self.codes_of_document(doc, tokens, exclusions)?;
-        self.answer(Ok(rank_features(codes, aggregate, k, self.d_sae())))
     }
 
     /// The tokens of document `doc` within `context` of `position`, each with its text
@@ -1117,8 +1093,8 @@ impl QueryIndex {
                 count as f64 / counted as f64
             },
             documents,
-            max,
-            mean: if count == 0 {
+            max_activation: max,
+            mean_activation: if count == 0 {
                 0.0
             } else {
                 (sum / count as f64) as f32
@@ -1253,37 +1229,21 @@ impl QueryIndex {
         Ok(neighbours)
     }
 
-    /// Everything about `feature`: statistics, label, `examples` top examples,
-    /// `examples` from each of `bands` activation bands, `neighbours` neighbours.
-    pub fn feature(
-        &self,
-        feature: u32,
-        examples: usize,
-        bands: usize,
-        neighbours: usize,
-        context: u32,
-        exclusions: Exclusions,
-    ) -> Result<FeatureReport, QueryError> {
-        Limit::Examples.check(examples)?;
-        Limit::Bands.check(bands)?;
-        Limit::Neighbours.check(neighbours)?;
-        Limit::Context.check(context)?;
-        self.answer(self.report(feature, examples, bands, neighbours, context, exclusions))
-    }
-
-    fn report(
-        &self,
-        feature: u32,
-        examples: usize,
-        bands: usize,
-        neighbours: usize,
-        context: u32,
-        exclusions: Exclusions,
-    ) -> Result<FeatureReport, QueryError> {
+    /// Everything about one feature (see [`FeatureRequest`]).
+    pub(crate) fn report(&self, request: &FeatureRequest) -> Result<FeatureReport, QueryError> {
+        let FeatureRequest {
+            feature,
+            examples,
+            bands,
+            per_band,
+            neighbours,
+            context,
+            exclusions,
+        } = *request;
         let stats = self.stats_of(feature, exclusions)?;
-        let top = self.ranked_texts(feature, examples, Rank::Token, context, exclusions)?;
+        let top_texts = self.ranked_texts(feature, examples, Rank::Token, context, exclusions)?;
         let kept = self.kept_postings(feature as usize, exclusions)?;
-        let mut quantiles = Vec::with_capacity(bands);
+        let mut banded = Vec::with_capacity(bands);
         for band in 0..bands {
             let start = band * kept.len() / bands;
             let end = (band + 1) * kept.len() / bands;
@@ -1291,32 +1251,32 @@ impl QueryIndex {
                 continue;
             }
             let len = end - start;
-            let picks = examples.min(len);
+            let picks = per_band.min(len);
             let mut chosen = Vec::with_capacity(picks);
             for i in 0..picks {
                 let (token, value) = kept[start + i * len / picks];
                 chosen.push(self.hit(token, value, value, context)?);
             }
-            quantiles.push(QuantileBand {
+            banded.push(QuantileBand {
                 from: band as f64 / bands as f64,
                 to: (band + 1) as f64 / bands as f64,
-                max: kept[start].1,
-                min: kept[end - 1].1,
+                max_activation: kept[start].1,
+                min_activation: kept[end - 1].1,
                 examples: chosen,
             });
         }
         Ok(FeatureReport {
             stats,
             label: self.registry.get(feature).cloned(),
-            top,
-            quantiles,
+            top_texts,
+            bands: banded,
             neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions)?,
         })
     }
 
     /// `n` features chosen at random (seeded) among those active on some counted
     /// token, in increasing id order.
-    pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+    pub fn sample_features(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
         Limit::Sample.check(n)?;
         let live = self.live_features()?;
         let mut rng = StdRng::seed_from_u64(seed);

@@ -142,7 +142,7 @@ pub struct QueryFileRecord {
 }
 
 /// Totals the query files hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueryCounts {
     /// Documents.
     pub documents: u64,

@@ -16,6 +16,7 @@
 //! analysis (running the model) produces [`TokenCodes`] elsewhere and ranks them with
 //! [`rank_features`], the same function the index's own documents go through.
 
+pub mod answers;
 pub mod build;
 mod consistency;
 mod error;
@@ -24,10 +25,17 @@ pub mod index;
 pub mod layout;
 pub mod limits;
 mod mapped;
+mod questions;
 pub mod rank;
 pub mod registry;
 pub mod silent;
 
+pub use answers::{
+    AnalyzedText, AnalyzedToken, DocRef, Explain, ExplainRequest, ExplainedFeature,
+    FeatureActivation, FeatureRequest, Info, InfoRequest, LabelAnswer, PerToken, RankedFeature,
+    Sample, SampleRequest, SampledFeature, Subject, TokenFeatures, TopFeatures, TopFeaturesRequest,
+    TopTexts, TopTextsRequest,
+};
 pub use build::{BuildSummary, build, build_unlocked};
 pub use consistency::verify_query_files;
 pub use error::QueryError;
@@ -37,4 +45,4 @@ pub use index::{
 };
 pub use rank::{Aggregate, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
-pub use silent::SilentRequest;
+pub use silent::{SilentContexts, SilentRequest};

@@ -15,7 +15,9 @@ pub struct TokenCodes<'a> {
 }
 
 /// How a feature's activations over a text's tokens become one score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Aggregate {
     /// The largest activation on any token (mlxterp's `get_top_features_for_text`).

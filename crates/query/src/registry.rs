@@ -32,7 +32,7 @@ use crate::error::QueryError;
 pub const REGISTRY_FILE: &str = "labels.json";
 
 /// What is known about one feature (every field optional, as in mlxterp's registry).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FeatureLabel {
     /// A short name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,7 +58,7 @@ pub struct FeatureLabel {
 }
 
 /// Where a drafted label came from, and whether a person has reviewed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Provenance {
     /// Drafted (not reviewed yet), accepted or edited by a person.
     pub origin: Origin,
@@ -77,7 +77,7 @@ pub struct Provenance {
 }
 
 /// Who stands behind a drafted label now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// As the LLM wrote it; a later draft may replace it.
@@ -89,7 +89,7 @@ pub enum Origin {
 }
 
 /// How well a label's text predicts where its feature fires, scored against the index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LabelScores {
     /// The text that was scored ([`FeatureLabel::explanation`]); scores of another text
     /// are stale.
@@ -111,7 +111,7 @@ pub struct LabelScores {
 }
 
 /// One score: the confusion counts of the LLM's answers and their balanced accuracy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScoreSummary {
     /// (true-positive rate + true-negative rate) / 2 over the answered samples, a class
     /// with no answered sample counting 0 (delphi's definition); 0.5 is chance.

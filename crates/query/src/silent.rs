@@ -20,14 +20,17 @@
 use std::collections::HashMap;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{Exclusions, QueryError, QueryIndex, TextHit, layout::QueryFile, limits::Limit};
 
-/// What [`QueryIndex::silent_contexts`] looks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `silent_contexts`: where a feature stays silent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SilentRequest {
+    /// The feature.
+    pub feature: u32,
     /// How many contexts.
     pub n: usize,
     /// Tokens of context on each side of the centre; the whole window must be silent.
@@ -36,14 +39,15 @@ pub struct SilentRequest {
     pub tokens: Vec<u32>,
     /// Seed of the choice.
     pub seed: u64,
-    /// Which tokens count (a left-out token may be active and never centres a context).
-    #[serde(skip)]
+    /// Tokens that do not count (a left-out token may be active, and never centres a
+    /// context).
     pub exclusions: Exclusions,
 }
 
 impl Default for SilentRequest {
     fn default() -> Self {
         Self {
+            feature: 0,
             n: 10,
             context: 8,
             tokens: Vec::new(),
@@ -53,25 +57,32 @@ impl Default for SilentRequest {
     }
 }
 
+/// The answer of `silent_contexts`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SilentContexts {
+    /// The feature.
+    pub feature: u32,
+    /// The contexts, as hits with activation and score 0 (see the module documentation
+    /// for their order).
+    pub contexts: Vec<TextHit>,
+}
+
 impl QueryIndex {
-    /// Up to `request.n` contexts in which `feature` is active on no counted token, as
-    /// hits with activation and score 0 (see the module documentation for the order).
-    pub fn silent_contexts(
-        &self,
-        feature: u32,
-        request: &SilentRequest,
-    ) -> Result<Vec<TextHit>, QueryError> {
+    /// Up to `request.n` contexts in which `request.feature` is active on no counted
+    /// token.
+    pub fn silent_contexts(&self, request: &SilentRequest) -> Result<SilentContexts, QueryError> {
         Limit::Examples.check(request.n)?;
         Limit::Context.check(request.context)?;
         Limit::K.check(request.tokens.len())?;
-        self.answer(self.find_silent(feature, request))
+        let contexts = self.answer(self.find_silent(request))?;
+        Ok(SilentContexts {
+            feature: request.feature,
+            contexts,
+        })
     }
 
-    fn find_silent(
-        &self,
-        feature: u32,
-        request: &SilentRequest,
-    ) -> Result<Vec<TextHit>, QueryError> {
+    fn find_silent(&self, request: &SilentRequest) -> Result<Vec<TextHit>, QueryError> {
+        let feature = request.feature;
         let f = self.feature_index(feature)?;
         let mut active: Vec<u32> = self
             .kept_postings(f, request.exclusions)?

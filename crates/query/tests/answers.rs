@@ -18,6 +18,7 @@ use saeidx_format::{
 use saeidx_query::{
     Aggregate, Exclusions, QueryIndex, Rank, SilentRequest, build, layout::HISTOGRAM_BINS,
 };
+use saeidx_query::{DocRef, TopFeaturesRequest, TopTextsRequest};
 
 /// The index's rows, read straight from Parquet.
 struct Rows {
@@ -182,12 +183,13 @@ fn check_silent(index: &QueryIndex, rows: &Rows, feature: u32, exclusions: Exclu
     let context = 1;
     let silent = rows.silent_centres(feature, context, exclusions);
     let request = SilentRequest {
+        feature,
         n: 6,
         context,
         exclusions,
         ..SilentRequest::default()
     };
-    let anywhere = index.silent_contexts(feature, &request).unwrap();
+    let anywhere = index.silent_contexts(&request).unwrap().contexts;
     let got: Vec<(u32, u32)> = anywhere.iter().map(|h| (h.doc, h.position)).collect();
     assert_eq!(
         got.len(),
@@ -197,14 +199,14 @@ fn check_silent(index: &QueryIndex, rows: &Rows, feature: u32, exclusions: Exclu
     assert!(got.iter().all(|c| silent.contains(c)), "{got:?}");
     assert_eq!(got.iter().collect::<HashSet<_>>().len(), got.len());
     assert!(anywhere.iter().all(|h| h.activation == 0.0));
-    assert_eq!(index.silent_contexts(feature, &request).unwrap(), anywhere);
+    assert_eq!(index.silent_contexts(&request).unwrap().contexts, anywhere);
     // The same words where the feature does not fire, round-robin over two ids.
     let ids: Vec<u32> = rows.token_ids.values().copied().take(2).collect();
     let request = SilentRequest {
         tokens: ids.clone(),
         ..request
     };
-    let got = index.silent_contexts(feature, &request).unwrap();
+    let got = index.silent_contexts(&request).unwrap().contexts;
     let candidates = |id: u32| silent.iter().filter(|c| rows.token_ids[c] == id).count();
     let distinct: Vec<u32> = ids
         .iter()
@@ -278,7 +280,14 @@ fn check(spec: &SyntheticSpec) {
             let postings = rows.postings(feature, exclusions);
             // Per token.
             let hits = index
-                .top_texts(feature, 7, Rank::Token, 2, exclusions)
+                .top_texts(&TopTextsRequest {
+                    feature,
+                    k: 7,
+                    rank: Rank::Token,
+                    context: 2,
+                    exclusions,
+                })
+                .map(|answer| answer.texts)
                 .unwrap();
             let expected: Vec<(u32, u32, f32)> = postings.iter().take(7).copied().collect();
             let got: Vec<(u32, u32, f32)> = hits
@@ -309,7 +318,14 @@ fn check(spec: &SyntheticSpec) {
                 .copied()
                 .collect();
             let got: Vec<(u32, u32, f32)> = index
-                .top_texts(feature, 5, Rank::DocumentMax, 2, exclusions)
+                .top_texts(&TopTextsRequest {
+                    feature,
+                    k: 5,
+                    rank: Rank::DocumentMax,
+                    context: 2,
+                    exclusions,
+                })
+                .map(|answer| answer.texts)
                 .unwrap()
                 .iter()
                 .map(|h| (h.doc, h.position, h.activation))
@@ -329,7 +345,14 @@ fn check(spec: &SyntheticSpec) {
                 .map(|(doc, (sum, position, _))| (*doc, *position, *sum as f32))
                 .collect();
             let got: Vec<(u32, u32, f32)> = index
-                .top_texts(feature, 5, Rank::DocumentSum, 2, exclusions)
+                .top_texts(&TopTextsRequest {
+                    feature,
+                    k: 5,
+                    rank: Rank::DocumentSum,
+                    context: 2,
+                    exclusions,
+                })
+                .map(|answer| answer.texts)
                 .unwrap()
                 .iter()
                 .map(|h| (h.doc, h.position, h.score))
@@ -347,10 +370,12 @@ fn check(spec: &SyntheticSpec) {
             let documents: HashSet<u32> = postings.iter().map(|p| p.0).collect();
             assert_eq!(stats.count, postings.len() as u64);
             assert_eq!(stats.documents, documents.len() as u64);
-            assert_eq!(stats.max, max);
+            assert_eq!(stats.max_activation, max);
             assert_eq!(stats.histogram, histogram);
             if !postings.is_empty() {
-                assert!((f64::from(stats.mean) - sum / postings.len() as f64).abs() < 1e-4);
+                assert!(
+                    (f64::from(stats.mean_activation) - sum / postings.len() as f64).abs() < 1e-4
+                );
             }
             // Neighbours: Jaccard over counted tokens.
             let own: HashSet<(u32, u32)> = postings.iter().map(|p| (p.0, p.1)).collect();
@@ -421,10 +446,27 @@ fn check(spec: &SyntheticSpec) {
                     expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                     expected.truncate(6);
                     let got: Vec<(u32, f32, f32, u32, u32)> = index
-                        .top_features(doc, range.clone(), aggregate, 6, exclusions)
+                        .top_features(
+                            &DocRef::Number(doc),
+                            &TopFeaturesRequest {
+                                k: 6,
+                                aggregate,
+                                tokens: range.clone(),
+                                exclusions,
+                            },
+                        )
+                        .map(|answer| answer.features)
                         .unwrap()
                         .iter()
-                        .map(|s| (s.feature, s.score, s.max, s.position, s.tokens))
+                        .map(|s| {
+                            (
+                                s.feature,
+                                s.score,
+                                s.activation,
+                                s.position,
+                                s.active_tokens,
+                            )
+                        })
                         .collect();
                     assert_eq!(
                         got, expected,
@@ -441,21 +483,37 @@ fn check(spec: &SyntheticSpec) {
     assert_eq!(index.live_features().unwrap(), live);
     let dead: Vec<u32> = (0..d_sae).filter(|f| !live.contains(f)).collect();
     assert_eq!(index.dead_features().unwrap(), dead);
-    let sample = index.sample(3, 11).unwrap();
+    let sample = index.sample_features(3, 11).unwrap();
     assert_eq!(sample.len(), live.len().min(3));
     assert!(sample.iter().all(|f| live.contains(f)));
     assert!(sample.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(index.sample(3, 11).unwrap(), sample);
+    assert_eq!(index.sample_features(3, 11).unwrap(), sample);
     // Clear errors.
     let error = index
-        .top_texts(d_sae, 1, Rank::Token, 0, Exclusions::default())
+        .top_texts(&TopTextsRequest {
+            feature: d_sae,
+            k: 1,
+            rank: Rank::Token,
+            context: 0,
+            exclusions: Exclusions::default(),
+        })
+        .map(|answer| answer.texts)
         .unwrap_err();
     assert!(
         error.to_string().contains(&format!("has {d_sae} features")),
         "{error}"
     );
     let error = index
-        .top_features(docs, None, Aggregate::Max, 1, Exclusions::default())
+        .top_features(
+            &DocRef::Number(docs),
+            &TopFeaturesRequest {
+                k: 1,
+                aggregate: Aggregate::Max,
+                tokens: None,
+                exclusions: Exclusions::default(),
+            },
+        )
+        .map(|answer| answer.features)
         .unwrap_err();
     assert!(
         error.to_string().contains("is not in this index"),

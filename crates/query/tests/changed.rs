@@ -10,6 +10,7 @@ use saeidx_query::{
     Aggregate, Exclusions, QueryError, QueryIndex, Rank, build,
     layout::{QUERY_DIR, QueryFile},
 };
+use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
 
 /// An index whose postings and codes span several pages (about 2 MB each).
 fn index(dir: &Path) {
@@ -40,7 +41,16 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
     let index = QueryIndex::open(dir.path()).unwrap();
     let exclusions = Exclusions::default();
     // Warm: the first features' postings are read and their chunks verified.
-    let before = index.top_texts(1, 10, Rank::Token, 3, exclusions).unwrap();
+    let before = index
+        .top_texts(&TopTextsRequest {
+            feature: 1,
+            k: 10,
+            rank: Rank::Token,
+            context: 3,
+            exclusions,
+        })
+        .map(|answer| answer.texts)
+        .unwrap();
     assert_eq!(before.len(), 10);
     let postings = dir.path().join(QUERY_DIR).join(QueryFile::Postings.name());
     let length = std::fs::metadata(&postings).unwrap().len();
@@ -54,13 +64,53 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
         .unwrap();
     // The last features' postings lie past the new end: reading them raises SIGBUS,
     // which the reader survives; the answer is refused.
-    let message = changed(index.top_texts(90, 10, Rank::Token, 3, exclusions));
+    let message = changed(
+        index
+            .top_texts(&TopTextsRequest {
+                feature: 90,
+                k: 10,
+                rank: Rank::Token,
+                context: 3,
+                exclusions,
+            })
+            .map(|answer| answer.texts),
+    );
     assert!(message.contains("postings.arrow"), "{message}");
     assert!(message.contains("read past its end"), "{message}");
     // Every other question is refused too, even one that does not touch the file.
-    changed(index.top_texts(1, 10, Rank::Token, 3, exclusions));
-    changed(index.feature(2, 3, 2, 3, 2, exclusions));
-    changed(index.top_features(0, None, Aggregate::Max, 5, exclusions));
+    changed(
+        index
+            .top_texts(&TopTextsRequest {
+                feature: 1,
+                k: 10,
+                rank: Rank::Token,
+                context: 3,
+                exclusions,
+            })
+            .map(|answer| answer.texts),
+    );
+    changed(index.feature(&FeatureRequest {
+        feature: 2,
+        examples: 3,
+        bands: 2,
+        per_band: 3,
+        neighbours: 3,
+        context: 2,
+        exclusions,
+    }));
+    changed(
+        index
+            .top_features(
+                &DocRef::Number(0),
+                &TopFeaturesRequest {
+                    k: 5,
+                    aggregate: Aggregate::Max,
+                    tokens: None,
+                    exclusions,
+                },
+            )
+            .map(|answer| answer.features),
+    );
     changed(index.document(0));
     changed(index.live_features());
     changed(index.check_intact());
@@ -70,7 +120,14 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
     let reopened = QueryIndex::open(dir.path()).unwrap();
     assert_eq!(
         reopened
-            .top_texts(1, 10, Rank::Token, 3, exclusions)
+            .top_texts(&TopTextsRequest {
+                feature: 1,
+                k: 10,
+                rank: Rank::Token,
+                context: 3,
+                exclusions
+            })
+            .map(|answer| answer.texts)
             .unwrap(),
         before
     );
@@ -82,7 +139,16 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
     index(dir.path());
     let index = QueryIndex::open(dir.path()).unwrap();
     let exclusions = Exclusions::default();
-    let before = index.top_texts(3, 5, Rank::Token, 2, exclusions).unwrap();
+    let before = index
+        .top_texts(&TopTextsRequest {
+            feature: 3,
+            k: 5,
+            rank: Rank::Token,
+            context: 2,
+            exclusions,
+        })
+        .map(|answer| answer.texts)
+        .unwrap();
     // Same size, other bytes in an already verified chunk (values of feature 3's
     // postings), written in place: no fault, but the answer would silently change.
     let codes = dir.path().join(QUERY_DIR).join(QueryFile::Postings.name());
@@ -92,14 +158,31 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
     // File times have the clock's resolution: let it tick.
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&codes, &bytes).unwrap();
-    let message = changed(index.top_texts(3, 5, Rank::Token, 2, exclusions));
+    let message = changed(
+        index
+            .top_texts(&TopTextsRequest {
+                feature: 3,
+                k: 5,
+                rank: Rank::Token,
+                context: 2,
+                exclusions,
+            })
+            .map(|answer| answer.texts),
+    );
     assert!(message.contains("rewritten in place"), "{message}");
     bytes[middle] ^= 0x40;
     std::fs::write(&codes, &bytes).unwrap();
     let reopened = QueryIndex::open(dir.path()).unwrap();
     assert_eq!(
         reopened
-            .top_texts(3, 5, Rank::Token, 2, exclusions)
+            .top_texts(&TopTextsRequest {
+                feature: 3,
+                k: 5,
+                rank: Rank::Token,
+                context: 2,
+                exclusions
+            })
+            .map(|answer| answer.texts)
             .unwrap(),
         before
     );

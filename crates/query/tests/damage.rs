@@ -10,6 +10,7 @@ use saeidx_query::{
     Aggregate, Exclusions, QueryIndex, Rank, build,
     layout::{QUERY_DIR, QUERY_MANIFEST, QueryFile},
 };
+use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
 
 /// A pristine index with multi-chunk codes and postings files, built once.
 fn pristine() -> &'static Path {
@@ -50,20 +51,44 @@ fn answers(index: &QueryIndex) -> Vec<Result<String, ()>> {
         for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
             out.push(json(
                 index
-                    .top_texts(feature, 5, rank, 3, Exclusions::default())
+                    .top_texts(&TopTextsRequest {
+                        feature,
+                        k: 5,
+                        rank,
+                        context: 3,
+                        exclusions: Exclusions::default(),
+                    })
+                    .map(|answer| answer.texts)
                     .map(|hits| serde_json::to_value(hits).unwrap()),
             ));
         }
         out.push(json(
             index
-                .feature(feature, 2, 3, 3, 2, Exclusions::default())
+                .feature(&FeatureRequest {
+                    feature,
+                    examples: 2,
+                    bands: 3,
+                    per_band: 2,
+                    neighbours: 3,
+                    context: 2,
+                    exclusions: Exclusions::default(),
+                })
                 .map(|r| serde_json::to_value(r).unwrap()),
         ));
     }
     for doc in [0, 150, 299] {
         out.push(json(
             index
-                .top_features(doc, None, Aggregate::Sum, 8, Exclusions::default())
+                .top_features(
+                    &DocRef::Number(doc),
+                    &TopFeaturesRequest {
+                        k: 8,
+                        aggregate: Aggregate::Sum,
+                        tokens: None,
+                        exclusions: Exclusions::default(),
+                    },
+                )
+                .map(|answer| answer.features)
                 .map(|r| serde_json::to_value(r).unwrap()),
         ));
         out.push(json(
@@ -277,25 +302,58 @@ fn inconsistent_offsets_with_valid_checksums_are_errors_not_panics() {
     let index = QueryIndex::open(dir.path()).unwrap();
     for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
         let error = index
-            .top_texts(0, 5, rank, 3, Exclusions::default())
+            .top_texts(&TopTextsRequest {
+                feature: 0,
+                k: 5,
+                rank,
+                context: 3,
+                exclusions: Exclusions::default(),
+            })
+            .map(|answer| answer.texts)
             .unwrap_err()
             .to_string();
         assert!(error.contains("outside the file"), "{error}");
     }
-    assert!(index.feature(0, 2, 2, 2, 2, Exclusions::default()).is_err());
+    assert!(
+        index
+            .feature(&FeatureRequest {
+                feature: 0,
+                examples: 2,
+                bands: 2,
+                per_band: 2,
+                neighbours: 2,
+                context: 2,
+                exclusions: Exclusions::default()
+            })
+            .is_err()
+    );
     assert!(index.verify_all().is_err());
     // Other features still answer as before.
     assert_eq!(
         serde_json::to_value(
             index
-                .top_texts(5, 5, Rank::Token, 3, Exclusions::default())
+                .top_texts(&TopTextsRequest {
+                    feature: 5,
+                    k: 5,
+                    rank: Rank::Token,
+                    context: 3,
+                    exclusions: Exclusions::default()
+                })
+                .map(|answer| answer.texts)
                 .unwrap()
         )
         .unwrap(),
         serde_json::to_value(
             QueryIndex::open(pristine())
                 .unwrap()
-                .top_texts(5, 5, Rank::Token, 3, Exclusions::default())
+                .top_texts(&TopTextsRequest {
+                    feature: 5,
+                    k: 5,
+                    rank: Rank::Token,
+                    context: 3,
+                    exclusions: Exclusions::default()
+                })
+                .map(|answer| answer.texts)
                 .unwrap()
         )
         .unwrap()
@@ -317,7 +375,19 @@ fn a_wrong_content_token_count_is_an_error_not_a_wrong_density() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("content_tokens is 1"), "{error}");
-    assert!(index.feature(1, 2, 2, 2, 2, Exclusions::default()).is_err());
+    assert!(
+        index
+            .feature(&FeatureRequest {
+                feature: 1,
+                examples: 2,
+                bands: 2,
+                per_band: 2,
+                neighbours: 2,
+                context: 2,
+                exclusions: Exclusions::default()
+            })
+            .is_err()
+    );
     assert!(index.counts().is_err());
     let error = index.verify_all().unwrap_err().to_string();
     assert!(error.contains("content_tokens"), "{error}");

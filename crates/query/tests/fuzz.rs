@@ -41,6 +41,7 @@ use saeidx_query::{
     layout::{CHUNK_BYTES, QUERY_DIR, QUERY_MANIFEST, QueryFile, index_data_sha256},
     verify_query_files,
 };
+use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
 use twox_hash::XxHash3_64;
 
 /// Cases CI runs (the long run sets `SAEIDX_FUZZ_CASES`).
@@ -316,13 +317,28 @@ fn ask_everything(dir: &Path) -> Reach {
         for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
             tally(
                 index
-                    .top_texts(feature, 4, rank, 2, Exclusions::default())
+                    .top_texts(&TopTextsRequest {
+                        feature,
+                        k: 4,
+                        rank,
+                        context: 2,
+                        exclusions: Exclusions::default(),
+                    })
+                    .map(|answer| answer.texts)
                     .is_ok(),
             );
         }
         tally(
             index
-                .feature(feature, 2, 3, 3, 1, Exclusions::default())
+                .feature(&FeatureRequest {
+                    feature,
+                    examples: 2,
+                    bands: 3,
+                    per_band: 2,
+                    neighbours: 3,
+                    context: 1,
+                    exclusions: Exclusions::default(),
+                })
                 .is_ok(),
         );
         tally(index.feature_stats(feature, all).is_ok());
@@ -331,12 +347,30 @@ fn ask_everything(dir: &Path) -> Reach {
     for doc in 0..=index.documents().min(16) {
         tally(
             index
-                .top_features(doc, None, Aggregate::Sum, 5, Exclusions::default())
+                .top_features(
+                    &DocRef::Number(doc),
+                    &TopFeaturesRequest {
+                        k: 5,
+                        aggregate: Aggregate::Sum,
+                        tokens: None,
+                        exclusions: Exclusions::default(),
+                    },
+                )
+                .map(|answer| answer.features)
                 .is_ok(),
         );
         tally(
             index
-                .top_features(doc, Some(1..3), Aggregate::Max, 5, all)
+                .top_features(
+                    &DocRef::Number(doc),
+                    &TopFeaturesRequest {
+                        k: 5,
+                        aggregate: Aggregate::Max,
+                        tokens: Some(1..3),
+                        exclusions: all,
+                    },
+                )
+                .map(|answer| answer.features)
                 .is_ok(),
         );
         tally(index.document(doc).is_ok());
@@ -345,7 +379,7 @@ fn ask_everything(dir: &Path) -> Reach {
         tally(index.token_span(doc, 1).is_ok());
     }
     tally(index.document_by_id("doc-3").is_ok());
-    tally(index.sample(3, 1).is_ok());
+    tally(index.sample_features(3, 1).is_ok());
     tally(index.live_features().is_ok());
     tally(index.dead_features().is_ok());
     tally(index.counts().is_ok());

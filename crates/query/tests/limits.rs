@@ -4,6 +4,7 @@
 
 use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{Aggregate, Exclusions, QueryError, QueryIndex, Rank, build, limits::Limit};
+use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
 
 fn refused<T: std::fmt::Debug>(result: Result<T, QueryError>, limit: Limit) {
     match result {
@@ -28,36 +29,150 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
     build(dir.path()).unwrap();
     let index = QueryIndex::open(dir.path()).unwrap();
     let (ex, huge) = (Exclusions::default(), u32::MAX as usize);
-    refused(index.top_texts(1, huge, Rank::Token, 8, ex), Limit::K);
-    refused(index.top_texts(1, huge, Rank::DocumentSum, 8, ex), Limit::K);
     refused(
-        index.top_texts(1, 10, Rank::Token, u32::MAX, ex),
+        index
+            .top_texts(&TopTextsRequest {
+                feature: 1,
+                k: huge,
+                rank: Rank::Token,
+                context: 8,
+                exclusions: ex,
+            })
+            .map(|answer| answer.texts),
+        Limit::K,
+    );
+    refused(
+        index
+            .top_texts(&TopTextsRequest {
+                feature: 1,
+                k: huge,
+                rank: Rank::DocumentSum,
+                context: 8,
+                exclusions: ex,
+            })
+            .map(|answer| answer.texts),
+        Limit::K,
+    );
+    refused(
+        index
+            .top_texts(&TopTextsRequest {
+                feature: 1,
+                k: 10,
+                rank: Rank::Token,
+                context: u32::MAX,
+                exclusions: ex,
+            })
+            .map(|answer| answer.texts),
         Limit::Context,
     );
-    refused(index.feature(1, huge, 5, 10, 8, ex), Limit::Examples);
-    refused(index.feature(1, 5, huge, 10, 8, ex), Limit::Bands);
-    refused(index.feature(1, 5, 5, huge, 8, ex), Limit::Neighbours);
-    refused(index.feature(1, 5, 5, 10, u32::MAX, ex), Limit::Context);
+    refused(
+        index.feature(&FeatureRequest {
+            feature: 1,
+            examples: huge,
+            bands: 5,
+            per_band: huge,
+            neighbours: 10,
+            context: 8,
+            exclusions: ex,
+        }),
+        Limit::Examples,
+    );
+    refused(
+        index.feature(&FeatureRequest {
+            feature: 1,
+            examples: 5,
+            bands: huge,
+            per_band: 5,
+            neighbours: 10,
+            context: 8,
+            exclusions: ex,
+        }),
+        Limit::Bands,
+    );
+    refused(
+        index.feature(&FeatureRequest {
+            feature: 1,
+            examples: 5,
+            bands: 5,
+            per_band: 5,
+            neighbours: huge,
+            context: 8,
+            exclusions: ex,
+        }),
+        Limit::Neighbours,
+    );
+    refused(
+        index.feature(&FeatureRequest {
+            feature: 1,
+            examples: 5,
+            bands: 5,
+            per_band: 5,
+            neighbours: 10,
+            context: u32::MAX,
+            exclusions: ex,
+        }),
+        Limit::Context,
+    );
     refused(index.neighbours(1, huge, ex), Limit::Neighbours);
-    refused(index.sample(huge, 0), Limit::Sample);
+    refused(index.sample_features(huge, 0), Limit::Sample);
     refused(index.window(0, 1, u32::MAX, 1), Limit::Context);
     refused(
-        index.top_features(0, None, Aggregate::Max, huge, ex),
+        index
+            .top_features(
+                &DocRef::Number(0),
+                &TopFeaturesRequest {
+                    k: huge,
+                    aggregate: Aggregate::Max,
+                    tokens: None,
+                    exclusions: ex,
+                },
+            )
+            .map(|answer| answer.features),
         Limit::K,
     );
     let k = Limit::K.max() as usize;
-    assert!(index.top_texts(1, k, Rank::Token, 8, ex).unwrap().len() < k);
+    assert!(
+        index
+            .top_texts(&TopTextsRequest {
+                feature: 1,
+                k,
+                rank: Rank::Token,
+                context: 8,
+                exclusions: ex
+            })
+            .map(|answer| answer.texts)
+            .unwrap()
+            .len()
+            < k
+    );
     let examples = Limit::Examples.max() as usize;
     let bands = Limit::Bands.max() as usize;
     let context = Limit::Context.max() as u32;
     let report = index
-        .feature(1, examples, bands, 1000, context, ex)
+        .feature(&FeatureRequest {
+            feature: 1,
+            examples,
+            bands,
+            per_band: examples,
+            neighbours: 1000,
+            context,
+            exclusions: ex,
+        })
         .unwrap();
-    assert!(!report.top.is_empty() && !report.quantiles.is_empty());
+    assert!(!report.top_texts.is_empty() && !report.bands.is_empty());
     // A reversed token range says so.
     let reversed = std::ops::Range { start: 4, end: 2 };
     let error = index
-        .top_features(0, Some(reversed), Aggregate::Max, 5, ex)
+        .top_features(
+            &DocRef::Number(0),
+            &TopFeaturesRequest {
+                k: 5,
+                aggregate: Aggregate::Max,
+                tokens: Some(reversed),
+                exclusions: ex,
+            },
+        )
+        .map(|answer| answer.features)
         .unwrap_err()
         .to_string();
     assert!(

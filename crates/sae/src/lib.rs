@@ -1,11 +1,15 @@
 //! Sparse autoencoders (SAEs) for saeidx.
 //!
+//! - [`formats`]: the SAE files researchers bring (mlxterp, SAELens, sparsify, Gemma
+//!   Scope), local or from the Hub, and fitting them to a model;
+//! - [`releases`]: published SAEs by SAELens release id;
 //! - [`sae`]: one SAE in a format-independent form, and its per-token encoding into
 //!   sparse `(feature, value)` codes;
 //! - [`train`]: training a TopK SAE on activations streamed from a model over a corpus.
 #![deny(missing_docs)]
 
 pub mod formats;
+pub mod releases;
 pub mod sae;
 pub mod train;
 

@@ -2,10 +2,12 @@
 //!
 //! Every supported format reduces to the same computation on an activation `x`:
 //!
-//! 1. input transform: optionally standardize per dimension, `(x − mean) / std`
-//!    (mlxterp `normalize_input`), optionally scale by a constant (SAELens
-//!    `normalize_activations`), optionally subtract the decoder bias (SAELens
-//!    `apply_b_dec_to_input`, sparsify always);
+//! 1. input transform: optionally centre each token (`x − mean(x)`, for SAEs trained on
+//!    a TransformerLens model whose writing weights were centred), optionally
+//!    standardize per dimension, `(x − mean) / std` (mlxterp `normalize_input`),
+//!    optionally scale by a constant or per token (SAELens `normalize_activations`),
+//!    optionally subtract the decoder bias (SAELens `apply_b_dec_to_input`, sparsify
+//!    always);
 //! 2. pre-activations `p = x' · W_enc + b_enc`;
 //! 3. an activation rule that keeps some features of each token, see [`ActivationRule`].
 //!
@@ -82,6 +84,15 @@ pub enum RowNormalization {
 /// The input transform applied before the encoder, in this order.
 #[derive(Debug, Clone, Default)]
 pub struct InputTransform {
+    /// Read only one attention head of an `attn.hook_z` activation: `(head, head_dim)`
+    /// selects values `head · head_dim ..` of the concatenated heads (SAELens
+    /// `hook_head_index`; set by [`crate::formats::prepare`]).
+    pub head: Option<(usize, usize)>,
+    /// Subtract each token's mean over its dimensions. TransformerLens's
+    /// `center_writing_weights` makes every write to the residual stream of a LayerNorm
+    /// model mean-free, so its activations are the model's minus their per-token mean;
+    /// an SAE trained on them reads those (set by [`crate::formats::prepare`]).
+    pub center: bool,
     /// Per-dimension `(mean, std)`: `x ← (x − mean) / std` (mlxterp `normalize_input`).
     pub standardize: Option<(Array, Array)>,
     /// Multiply `x` by this constant.
@@ -113,6 +124,26 @@ pub struct SaeInfo {
     pub source: String,
     /// SHA-256 over the SAE's files (weights and config).
     pub sha256: String,
+    /// How its activations were produced in training, as far as its files say.
+    pub trained: TrainedOn,
+}
+
+/// How an SAE's training activations were produced, for the settings that change what
+/// the model computes (each `None` or `false` when the files do not say).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TrainedOn {
+    /// Every training context began with the BOS token (SAELens `prepend_bos`).
+    pub prepend_bos: Option<bool>,
+    /// Tokens per training context (SAELens `context_size`).
+    pub context_size: Option<usize>,
+    /// The model was loaded with TransformerLens's `center_writing_weights` (SAELens
+    /// `model_from_pretrained_kwargs`).
+    pub center_writing_weights: bool,
+    /// The model was loaded with TransformerLens's `fold_value_biases` or
+    /// `refactor_factored_attn_matrices`, which change `attn.hook_z`.
+    pub processed_heads: bool,
+    /// The SAE reads one attention head (SAELens `hook_head_index`).
+    pub hook_head_index: Option<usize>,
 }
 
 /// A sparse autoencoder ready to encode.
@@ -245,6 +276,14 @@ impl Sae {
 
     /// Pre-activations `[n, d_sae]` of activations `x` `[n, d_in]` (lazy).
     pub fn pre_activations(&self, x: &Array) -> Result<Array, SaeError> {
+        let x = match self.input.head {
+            Some((head, width)) => {
+                let bounds = [(head * width) as i32, ((head + 1) * width) as i32];
+                mlx_rs::ops::split_at_indices(x, &bounds, -1)?.swap_remove(1)
+            }
+            None => x.clone(),
+        };
+        let x = &x;
         let shape = x.shape();
         if shape.len() != 2 || shape[1] as usize != self.info.d_in {
             return Err(SaeError::WidthMismatch {
@@ -253,6 +292,9 @@ impl Sae {
             });
         }
         let mut x = f32_array(x.clone())?;
+        if self.input.center {
+            x = x.subtract(x.mean_axis(-1, true)?)?;
+        }
         if let Some((mean, std)) = &self.input.standardize {
             x = x.subtract(mean)?.divide(std)?;
         }
@@ -294,7 +336,8 @@ impl Sae {
     }
 
     /// Reconstructs activations from sparse codes: `codes · W_dec + b_dec`, then the
-    /// input transform undone (so the result is in the space of the inputs).
+    /// input transform undone (so the result is in the space of the inputs; centred
+    /// inputs stay centred: their means are not kept).
     pub fn decode(&self, codes: &SparseCodes) -> Result<Array, SaeError> {
         if self.input.row_normalization != RowNormalization::None {
             return Err(SaeError::Unsupported(

@@ -41,12 +41,12 @@ use saeidx_corpus::{
     window::WindowPolicy,
 };
 use saeidx_format::atomic::StagedDir;
-use saeidx_model::{hook::HookPoint, llama::Llama};
+use saeidx_model::{hook::HookPoint, transformer::Transformer};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     SaeError,
-    sae::{ActivationRule, InputTransform, Sae, SaeInfo, TopKTies},
+    sae::{ActivationRule, InputTransform, Sae, SaeInfo, TopKTies, TrainedOn},
 };
 
 /// Training settings.
@@ -155,7 +155,7 @@ pub trait ActivationSource {
 /// Hook activations of a model over a JSONL corpus, attention-sink positions and
 /// special tokens left out.
 pub struct ActivationStream<'a> {
-    llama: &'a Llama,
+    model: &'a Transformer,
     tokenizer: &'a TextTokenizer,
     hook: HookPoint,
     documents: JsonlDocuments,
@@ -184,7 +184,7 @@ const EXCLUSIONS: Exclusions = Exclusions {
 impl<'a> ActivationStream<'a> {
     /// Streams the hook activations of `corpus` (JSONL) documents selected by `holdout`.
     pub fn open(
-        llama: &'a Llama,
+        model: &'a Transformer,
         tokenizer: &'a TextTokenizer,
         hook: HookPoint,
         corpus: &Path,
@@ -192,7 +192,7 @@ impl<'a> ActivationStream<'a> {
         config: &TrainConfig,
     ) -> Result<Self, SaeError> {
         Ok(Self {
-            llama,
+            model,
             tokenizer,
             hook,
             documents: JsonlDocuments::open(corpus, JsonlFields::default())?,
@@ -229,7 +229,7 @@ impl<'a> ActivationStream<'a> {
 
 impl ActivationSource for ActivationStream<'_> {
     fn width(&self) -> usize {
-        self.llama.config().hidden_size
+        self.model.config().hook_width(&self.hook)
     }
 
     fn position(&self) -> usize {
@@ -261,7 +261,7 @@ impl ActivationSource for ActivationStream<'_> {
             let Some(batch) = batch else {
                 return Ok(None);
             };
-            let extracted = extract(self.llama, self.hook, &batch, EXCLUSIONS)?;
+            let extracted = extract(self.model, self.hook, &batch, EXCLUSIONS)?;
             if !extracted.values.is_empty() {
                 return Ok(Some(extracted.values));
             }
@@ -381,12 +381,12 @@ pub struct Provenance {
     pub corpus_sha256: String,
 }
 
-/// Trains a TopK SAE on `hook` activations of `llama` over `corpus` (JSONL): every
+/// Trains a TopK SAE on `hook` activations of `model` over `corpus` (JSONL): every
 /// `holdout_every`-th document is held out for evaluation, the rest stream into training.
 /// See [`train`].
 #[allow(clippy::too_many_arguments)]
 pub fn train_on_corpus(
-    llama: &Llama,
+    model: &Transformer,
     tokenizer: &TextTokenizer,
     hook: HookPoint,
     corpus: &Path,
@@ -397,9 +397,9 @@ pub fn train_on_corpus(
     progress: &mut dyn FnMut(StepReport),
 ) -> Result<TrainReport, SaeError> {
     let mut training =
-        ActivationStream::open(llama, tokenizer, hook, corpus, Holdout::Train, config)?;
+        ActivationStream::open(model, tokenizer, hook, corpus, Holdout::Train, config)?;
     let mut held_out =
-        ActivationStream::open(llama, tokenizer, hook, corpus, Holdout::Eval, config)?;
+        ActivationStream::open(model, tokenizer, hook, corpus, Holdout::Eval, config)?;
     train(
         &mut training,
         &mut held_out,
@@ -668,6 +668,7 @@ fn to_sae(
         recorded_model: Some(provenance.model.clone()),
         source: "trained by saeidx".into(),
         sha256: String::new(),
+        trained: TrainedOn::default(),
     };
     Sae::new(
         info,

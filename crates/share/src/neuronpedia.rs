@@ -44,7 +44,7 @@ use saeidx_format::{
     manifest::Manifest,
 };
 use saeidx_query::{
-    Exclusions, FeatureLabel, FeatureReport, FeatureStats, QueryIndex, TextHit,
+    Exclusions, FeatureLabel, FeatureReport, FeatureRequest, FeatureStats, QueryIndex, TextHit,
     index::WindowToken,
     layout::HISTOGRAM_BINS,
     registry::{Origin, ScoreSummary},
@@ -388,7 +388,7 @@ impl<'a> Target<'a> {
     /// A feature's `Neuron` row: density, max and the activation histogram (bin centres
     /// and counts over the feature's nonzero values).
     fn feature_record(&self, stats: &FeatureStats) -> Value {
-        let width = stats.max / HISTOGRAM_BINS as f32;
+        let width = stats.max_activation / HISTOGRAM_BINS as f32;
         let centres: Vec<f64> = (0..stats.histogram.len())
             .map(|i| short((i as f32 + 0.5) * width))
             .collect();
@@ -398,7 +398,7 @@ impl<'a> Target<'a> {
             "index": stats.feature.to_string(),
             "sourceSetName": self.set_name,
             "creatorId": self.creator_id,
-            "maxActApprox": short(stats.max),
+            "maxActApprox": short(stats.max_activation),
             "frac_nonzero": stats.density,
             "freq_hist_data_bar_values": centres,
             "freq_hist_data_bar_heights": stats.histogram,
@@ -544,17 +544,17 @@ struct Example<'a> {
 
 /// A feature's examples: the top ones, then up to `per_band` from each band.
 fn examples(report: &FeatureReport, per_band: usize) -> Vec<Example<'_>> {
-    let top = report.top.iter().map(|hit| Example {
+    let top = report.top_texts.iter().map(|hit| Example {
         hit,
         bin_min: -1.0,
-        bin_max: short(report.stats.max),
+        bin_max: short(report.stats.max_activation),
         bin_contains: -1.0,
     });
-    let bands = report.quantiles.iter().flat_map(|band| {
+    let bands = report.bands.iter().flat_map(|band| {
         band.examples.iter().take(per_band).map(|hit| Example {
             hit,
-            bin_min: short(band.min),
-            bin_max: short(band.max),
+            bin_min: short(band.min_activation),
+            bin_max: short(band.max_activation),
             bin_contains: band.to - band.from,
         })
     });
@@ -578,14 +578,17 @@ impl Batch {
         target: &Target,
         feature: u32,
     ) -> Result<(), ShareError> {
-        let report = index.feature(
+        // Band examples are spread over each band as for the top examples' count, then
+        // the first `per_band` kept (the export's sampling since its first version).
+        let report = index.feature(&FeatureRequest {
             feature,
-            request.top_examples,
-            request.bands,
-            0,
-            0,
-            Exclusions::default(),
-        )?;
+            examples: request.top_examples,
+            bands: request.bands,
+            per_band: request.top_examples,
+            neighbours: 0,
+            context: 0,
+            exclusions: Exclusions::default(),
+        })?;
         self.features.push(target.feature_record(&report.stats));
         for (n, example) in examples(&report, request.per_band).iter().enumerate() {
             let hit = example.hit;

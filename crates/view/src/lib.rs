@@ -12,7 +12,7 @@ use std::fmt::Write;
 pub mod serve;
 
 use saeidx_query::{
-    FeatureReport, QueryError, QueryIndex, Registry, TextHit,
+    AnalyzedText, Exclusions, FeatureReport, QueryError, QueryIndex, Registry, TextHit,
     layout::{FLAG_SINK, FLAG_SPECIAL},
 };
 
@@ -180,25 +180,25 @@ pub fn render_feature_linked(
         stats.count,
         stats.density,
         stats.documents,
-        stats.max,
-        stats.mean,
-        histogram_svg(&stats.histogram, stats.max)
+        stats.max_activation,
+        stats.mean_activation,
+        histogram_svg(&stats.histogram, stats.max_activation)
     );
     body.push_str("<h2>Top examples</h2>\n");
-    for hit in &report.top {
-        context(&mut body, index, hit, feature, stats.max, window)?;
+    for hit in &report.top_texts {
+        context(&mut body, index, hit, feature, stats.max_activation, window)?;
     }
-    for band in &report.quantiles {
+    for band in &report.bands {
         let _ = writeln!(
             body,
             "<h2>Band {:.0}–{:.0}% from the top (activations {:.3}–{:.3})</h2>",
             band.from * 100.0,
             band.to * 100.0,
-            band.min,
-            band.max
+            band.min_activation,
+            band.max_activation
         );
         for hit in &band.examples {
-            context(&mut body, index, hit, feature, stats.max, window)?;
+            context(&mut body, index, hit, feature, stats.max_activation, window)?;
         }
     }
     body.push_str("<h2>Neighbours (Jaccard over tokens)</h2>\n<ul>\n");
@@ -235,9 +235,22 @@ pub struct TextToken {
     pub skipped: bool,
 }
 
+/// A live text's tokens as [`render_text`] shows them: each chosen feature's value (0
+/// where it is inactive), and whether `exclusions` leave the token out of rankings.
+pub fn text_tokens(text: &AnalyzedText, chosen: &[u32], exclusions: Exclusions) -> Vec<TextToken> {
+    text.tokens
+        .iter()
+        .map(|t| TextToken {
+            text: t.text.clone(),
+            values: chosen_values(&t.features, &t.values, chosen),
+            skipped: exclusions.leaves_out(t.special, t.sink),
+        })
+        .collect()
+}
+
 /// A token's value of each of `chosen` features, given its active `features` and their
-/// `values` (0 where a chosen feature is inactive): the `values` of a [`TextToken`].
-pub fn chosen_values(features: &[u32], values: &[f32], chosen: &[u32]) -> Vec<f32> {
+/// `values` (0 where a chosen feature is inactive).
+fn chosen_values(features: &[u32], values: &[f32], chosen: &[u32]) -> Vec<f32> {
     chosen
         .iter()
         .map(|f| {

@@ -9,6 +9,7 @@ use std::{
 };
 
 use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
+use saeidx_query::FeatureRequest;
 use saeidx_query::{Exclusions, FeatureLabel, QueryIndex, Registry, build};
 use saeidx_view::{TextToken, render_feature, render_text};
 
@@ -87,7 +88,17 @@ fn feature_and_text_pages_render_in_chromium() {
     );
     index.save_registry(registry.clone()).unwrap();
 
-    let report = index.feature(5, 3, 2, 3, 4, Exclusions::default()).unwrap();
+    let report = index
+        .feature(&FeatureRequest {
+            feature: 5,
+            examples: 3,
+            bands: 2,
+            per_band: 3,
+            neighbours: 3,
+            context: 4,
+            exclusions: Exclusions::default(),
+        })
+        .unwrap();
     let page = dir.path().join("feature-5.html");
     std::fs::write(&page, render_feature(&index, &report, 4).unwrap()).unwrap();
     let dom = load(&page, &artifacts());
@@ -96,14 +107,10 @@ fn feature_and_text_pages_render_in_chromium() {
         "no script changed the title"
     );
     assert!(!dom.contains("<img"), "the hostile label stayed text");
-    let examples = report.top.len()
-        + report
-            .quantiles
-            .iter()
-            .map(|b| b.examples.len())
-            .sum::<usize>();
+    let examples =
+        report.top_texts.len() + report.bands.iter().map(|b| b.examples.len()).sum::<usize>();
     assert_eq!(dom.matches("class=\"tok hit\"").count(), examples);
-    let top = &report.top[0];
+    let top = &report.top_texts[0];
     assert!(dom.contains(&format!("data-activation=\"{}\"", top.activation)));
     assert!(dom.contains(&format!("title=\"{:.4}\"", top.activation)));
     for n in &report.neighbours {

@@ -3,7 +3,7 @@
 //! neighbours link to their pages.
 
 use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
-use saeidx_query::{Exclusions, FeatureLabel, QueryIndex, Registry, build};
+use saeidx_query::{Exclusions, FeatureLabel, FeatureRequest, QueryIndex, Registry, build};
 use saeidx_view::{feature_file, render_feature};
 
 #[test]
@@ -30,23 +30,29 @@ fn feature_pages_show_faithful_coloured_contexts() {
         },
     );
     index.save_registry(registry).unwrap();
-    let report = index.feature(3, 3, 2, 4, 3, Exclusions::default()).unwrap();
+    let report = index
+        .feature(&FeatureRequest {
+            feature: 3,
+            examples: 3,
+            bands: 2,
+            per_band: 3,
+            neighbours: 4,
+            context: 3,
+            exclusions: Exclusions::default(),
+        })
+        .unwrap();
     let html = render_feature(&index, &report, 3).unwrap();
     assert!(html.contains("&lt;b onmouseover=alert(1)&gt;bold&lt;/b&gt;"));
     assert!(!html.contains("<b onmouseover"));
-    let examples = report.top.len()
-        + report
-            .quantiles
-            .iter()
-            .map(|b| b.examples.len())
-            .sum::<usize>();
+    let examples =
+        report.top_texts.len() + report.bands.iter().map(|b| b.examples.len()).sum::<usize>();
     assert!(examples > 0);
     assert_eq!(html.matches("class=\"tok hit\"").count(), examples);
     for n in &report.neighbours {
         assert!(html.contains(&format!("href=\"{}\"", feature_file(n.feature))));
     }
     // Window pieces are the document's text, exactly, and the hit piece is the token's.
-    for hit in &report.top {
+    for hit in &report.top_texts {
         let window = index.window(hit.doc, hit.position, 3, 3).unwrap();
         let joined: String = window.iter().map(|t| t.text.as_str()).collect();
         let (_, _, text) = index.document(hit.doc).unwrap();

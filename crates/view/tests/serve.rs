@@ -136,7 +136,7 @@ fn serves_several_indexes_to_concurrent_readers_while_one_is_republished() {
     let indexes: serde_json::Value = serde_json::from_str(&indexes).unwrap();
     assert_eq!(indexes[0]["name"], "nightly");
     assert_eq!(indexes[1]["url"], "/i/archive/");
-    assert_eq!(indexes[1]["counts"]["documents"], 5);
+    assert_eq!(indexes[1]["info"]["counts"]["documents"], 5);
     let (status, home) = http(port, "GET", "/i/archive/", "");
     assert_eq!(status, 200);
     assert!(home.contains("5 documents") && home.contains("href=\"/i/nightly/\""));

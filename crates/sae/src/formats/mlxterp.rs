@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::{
     SaeError,
     formats::{files_sha256, read_json, read_tensors, take_tensor},
-    sae::{ActivationRule, InputTransform, RowNormalization, Sae, SaeInfo, TopKTies},
+    sae::{ActivationRule, InputTransform, RowNormalization, Sae, SaeInfo, TopKTies, TrainedOn},
 };
 
 /// mlxterp adds this to `input_std` when normalizing inputs.
@@ -134,6 +134,7 @@ pub fn load(dir: &Path, source: &str, batchtopk_threshold: Option<f32>) -> Resul
             .map(String::from),
         source: source.to_string(),
         sha256: files_sha256(dir, &["config.json", "weights.safetensors"])?,
+        trained: TrainedOn::default(),
     };
     Sae::new(
         info,
@@ -203,7 +204,7 @@ pub fn save(
             HookKind::MlpOut => Some("mlp"),
             HookKind::AttnOut => Some("self_attn"),
             HookKind::ResidPost => Some("residual"),
-            HookKind::ResidPre | HookKind::ResidMid => None,
+            HookKind::ResidPre | HookKind::ResidMid | HookKind::AttnZ => None,
         };
         if let Some(component) = component {
             metadata.insert("component".into(), json!(component));

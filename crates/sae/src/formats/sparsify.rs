@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::{
     SaeError,
     formats::{read_json, read_tensors, take_tensor},
-    sae::{ActivationRule, InputTransform, Sae, SaeInfo, TopKTies},
+    sae::{ActivationRule, InputTransform, Sae, SaeInfo, TopKTies, TrainedOn},
 };
 
 /// The cfg file.
@@ -106,6 +106,7 @@ pub fn load(dir: &Path, source: &str) -> Result<Sae, SaeError> {
         recorded_model: model,
         source: source.to_string(),
         sha256: crate::formats::files_sha256(dir, &[CONFIG, WEIGHTS])?,
+        trained: TrainedOn::default(),
     };
     Sae::new(
         info,

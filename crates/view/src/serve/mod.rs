@@ -4,10 +4,9 @@
 //! answers the same routes without the prefix. Pages: `/` (counts, the served indexes,
 //! label search, a random feature, a text box), `/feature/F` (the feature page with a
 //! label form), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
-//! text coloured by its strongest features, when live analysis is available). JSON:
-//! `GET /api/indexes`, `GET /api/info`, `GET /api/feature/F`,
-//! `GET /api/top-texts?feature=F&k=K`, `GET /api/top-features?doc=D&k=K`,
-//! `POST /api/labels/F` (a label object, as in `sae_features.json`). Form posts to
+//! text coloured by its strongest features, when live analysis is available). The JSON
+//! API (route table in `api`) answers every question with the answer type of
+//! `saeidx_query`, as the command line's `--json` does. Form posts to
 //! `/labels/F` save a label and return to the page. Labels are saved atomically with the
 //! index. Errors are JSON (`{"error": ...}`) under `/api/` and pages elsewhere.
 //!
@@ -20,7 +19,10 @@
 //! the index folder was replaced (the nightly job publishes by an atomic rename) and
 //! reopens it; answers in flight keep the old (unlinked) files mapped.
 
+mod api;
+mod form;
 mod guard;
+mod pages;
 mod routes;
 mod slots;
 mod transport;
@@ -33,7 +35,7 @@ use std::{
 
 use saeidx_query::QueryError;
 
-pub use self::routes::{LiveTexts, LiveToken};
+pub use self::routes::LiveTexts;
 
 /// An index folder to serve.
 pub struct ServedIndex {

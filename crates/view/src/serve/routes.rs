@@ -1,37 +1,27 @@
-//! Routing and answers: which index a path addresses, the pages and the JSON API.
+//! Routing: which index a path addresses, then the JSON API ([`super::api`]) or a page
+//! ([`super::pages`]); every answer computed on the blocking pool under the deadline.
 
-use std::{fmt::Write, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
-use saeidx_query::{
-    Aggregate, Exclusions, FeatureLabel, QueryError, QueryIndex, Rank, TokenCodes, rank_features,
-    registry::now_utc,
-};
+use saeidx_query::{AnalyzedText, QueryError, QueryIndex};
 
-use super::{ServeOptions, guard::Guard, slots::Slot};
-use crate::{TextToken, chosen_values, escape, page, render_feature_linked, render_text_linked};
+use super::{
+    ServeOptions,
+    form::{Failure, Params},
+    guard::Guard,
+    slots::Slot,
+};
+use crate::{escape, page};
 
 /// Live analysis of new texts (the model is not this crate's business): each token's
 /// piece of the text and its codes, strongest first. Worker threads share it, one
 /// text at a time.
 pub trait LiveTexts: Send {
     /// Runs `text` through the index's model and SAE.
-    fn analyze(&mut self, text: &str) -> Result<Vec<LiveToken>, String>;
-}
-
-/// One token of a live text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LiveToken {
-    /// Its piece of the text (pieces concatenate to the text).
-    pub text: String,
-    /// Active features.
-    pub features: Vec<u32>,
-    /// Their values.
-    pub values: Vec<f32>,
-    /// Left out of rankings (special or sink).
-    pub skipped: bool,
+    fn analyze(&mut self, text: &str) -> Result<AnalyzedText, String>;
 }
 
 /// The served indexes, who may ask, and the limits on asking.
@@ -128,10 +118,9 @@ impl App {
         String::from_utf8(bytes.to_vec()).map_err(|_| (400, "the body is not UTF-8".to_string()))
     }
 
-    /// Routes a read request to its index (`/i/NAME/...`, else the first) and answers.
+    /// Routes a request to its index (`/i/NAME/...`, else the first) and answers.
     fn route(&self, asked: &Asked) -> Reply {
         let path = asked.path.as_str();
-        let query = params(&asked.query);
         let (slot, base, rest) = match path.strip_prefix("/i/") {
             Some(tail) => {
                 let (name, rest) = tail.split_once('/').unwrap_or((tail, ""));
@@ -157,7 +146,12 @@ impl App {
                     slot,
                     base: &base,
                 };
-                context.route(&asked.method, rest, &query, &asked.body)
+                context.route(
+                    &asked.method,
+                    rest,
+                    &Params::parse(&asked.query),
+                    &asked.body,
+                )
             }
             None => Err((404, format!("no index is served under {base}/"))),
         }
@@ -179,14 +173,14 @@ fn respond(reply: Reply) -> Response<Full<Bytes>> {
 }
 
 /// An answer: status, content type, body and, for redirects, where to.
-struct Reply {
+pub(super) struct Reply {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
     location: Option<String>,
 }
 
-fn html(status: u16, body: String) -> Reply {
+pub(super) fn html(status: u16, body: String) -> Reply {
     Reply {
         status,
         content_type: "text/html; charset=utf-8",
@@ -195,7 +189,19 @@ fn html(status: u16, body: String) -> Reply {
     }
 }
 
-fn json(status: u16, value: serde_json::Value) -> Reply {
+/// An answer type as JSON (status 200).
+pub(super) fn answer<T: serde::Serialize>(value: &T) -> Result<Reply, Failure> {
+    let body =
+        serde_json::to_vec(value).map_err(|e| (500, format!("answer not serialized: {e}")))?;
+    Ok(Reply {
+        status: 200,
+        content_type: "application/json",
+        body,
+        location: None,
+    })
+}
+
+pub(super) fn json(status: u16, value: serde_json::Value) -> Reply {
     Reply {
         status,
         content_type: "application/json",
@@ -204,7 +210,7 @@ fn json(status: u16, value: serde_json::Value) -> Reply {
     }
 }
 
-fn redirect(location: String) -> Reply {
+pub(super) fn redirect(location: String) -> Reply {
     Reply {
         status: 303,
         content_type: "text/html; charset=utf-8",
@@ -227,59 +233,16 @@ fn error_reply(api: bool, status: u16, message: &str) -> Reply {
     }
 }
 
-/// Decodes `application/x-www-form-urlencoded` text.
-fn url_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match text
-                .get(i + 1..i + 3)
-                .map(|hex| u8::from_str_radix(hex, 16))
-            {
-                Some(Ok(byte)) => {
-                    out.push(byte);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The `key=value` pairs of a query string or form body.
-fn params(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (url_decode(key), url_decode(value))
-        })
-        .collect()
-}
-
-fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-type Failure = (u16, String);
-
-fn failed(error: QueryError) -> Failure {
+/// The HTTP status of a query error.
+pub(super) fn failed(error: QueryError) -> Failure {
     let status = match error {
         QueryError::FeatureOutOfRange { .. }
         | QueryError::UnknownDocument { .. }
         | QueryError::TokenRange { .. } => 404,
         QueryError::Registry { .. }
         | QueryError::Limit { .. }
-        | QueryError::ReversedRange { .. } => 400,
+        | QueryError::ReversedRange { .. }
+        | QueryError::NotForTexts(_) => 400,
         // The files changed under the open index: it is reopened before the next request.
         QueryError::Changed { .. } => 503,
         _ => 500,
@@ -287,12 +250,8 @@ fn failed(error: QueryError) -> Failure {
     (status, error.to_string())
 }
 
-fn number(text: Option<&str>, what: &str) -> Result<u32, Failure> {
-    text.and_then(|t| t.trim().parse().ok())
-        .ok_or_else(|| (400, format!("{what} must be a number")))
-}
-
-fn busy() -> Failure {
+/// A lock poisoned by a request that panicked while holding it.
+pub(super) fn busy() -> Failure {
     (
         500,
         "a request failed while holding the index; restart the server".into(),
@@ -301,10 +260,13 @@ fn busy() -> Failure {
 
 /// A request's view of the server: all indexes, the one it addresses, and the URL
 /// prefix its links keep.
-struct Context<'a> {
-    slots: &'a [Slot],
-    slot: &'a Slot,
-    base: &'a str,
+pub(super) struct Context<'a> {
+    /// Every served index.
+    pub slots: &'a [Slot],
+    /// The one addressed.
+    pub slot: &'a Slot,
+    /// The URL prefix of its links (`""` or `/i/NAME`).
+    pub base: &'a str,
 }
 
 impl Context<'_> {
@@ -312,283 +274,48 @@ impl Context<'_> {
         &self,
         method: &Method,
         path: &str,
-        query: &[(String, String)],
+        params: &Params,
         body: &str,
     ) -> Result<Reply, Failure> {
-        match (method, path) {
-            (&Method::POST, p) if p.starts_with("/labels/") || p.starts_with("/api/labels/") => {
-                self.save_label(p, body)
-            }
-            // Browsers send a text area's line breaks as CRLF; the person typed newlines.
-            (&Method::GET, "/text") => {
-                self.text(&param(query, "q").unwrap_or("").replace("\r\n", "\n"))
-            }
-            (&Method::GET, _) => {
-                let opened = self.slot.opened.read().map_err(|_| busy())?;
-                self.read(&opened.index, path, query)
-            }
+        let write = *method == Method::POST;
+        match path.strip_prefix("/api") {
+            Some(api) if write => self.api_write(api, body),
+            Some(api) if *method == Method::GET => self.api(api, params),
+            None if write => self.page_write(path, body),
+            None if *method == Method::GET => self.page(path, params),
             _ => Err((405, format!("{path} does not take {method}"))),
         }
     }
 
-    /// Pages and answers that only read the index.
-    fn read(
+    /// Runs `read` on the addressed index, shared with other readers.
+    pub fn with_index<T>(
         &self,
-        index: &QueryIndex,
-        path: &str,
-        query: &[(String, String)],
-    ) -> Result<Reply, Failure> {
-        let base = self.base;
-        let exclusions = Exclusions::default();
-        match path {
-            "/" => Ok(html(200, self.home(index))),
-            "/random" => {
-                let seed = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64);
-                let pick = index.sample(1, seed).map_err(failed)?;
-                let feature = pick.first().copied().unwrap_or(0);
-                Ok(redirect(format!("{base}/feature/{feature}")))
-            }
-            "/search" => {
-                let q = param(query, "q").unwrap_or("").to_lowercase();
-                let mut body = format!("<h1>Labels matching “{}”</h1><ul>", escape(&q));
-                for (feature, label) in index.registry().iter() {
-                    let text = format!(
-                        "{} {} {}",
-                        label.name.as_deref().unwrap_or(""),
-                        label.description.as_deref().unwrap_or(""),
-                        label.notes.as_deref().unwrap_or("")
-                    )
-                    .to_lowercase();
-                    if q.split_whitespace().all(|word| text.contains(word)) {
-                        let _ = write!(
-                            body,
-                            "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
-                            escape(label.name.as_deref().unwrap_or(""))
-                        );
-                    }
-                }
-                let _ = write!(body, "</ul><p><a href=\"{base}/\">home</a></p>");
-                Ok(html(200, page("saeidx: search", &body)))
-            }
-            "/api/indexes" => Ok(json(
-                200,
-                serde_json::Value::Array(
-                    self.slots
-                        .iter()
-                        .map(|slot| match slot.opened.read() {
-                            Ok(opened) => summary(slot, &opened.index),
-                            Err(_) => {
-                                serde_json::json!({"name": slot.name, "error": "unavailable"})
-                            }
-                        })
-                        .collect(),
-                ),
-            )),
-            "/api/info" => Ok(json(200, summary(self.slot, index))),
-            "/api/top-texts" => {
-                let feature = number(param(query, "feature"), "feature")?;
-                let k = number(param(query, "k").or(Some("10")), "k")? as usize;
-                let hits = index
-                    .top_texts(feature, k, Rank::Token, 8, exclusions)
-                    .map_err(failed)?;
-                Ok(json(
-                    200,
-                    serde_json::json!({"feature": feature, "label": index.registry().get(feature), "texts": hits}),
-                ))
-            }
-            "/api/top-features" => {
-                let doc = number(param(query, "doc"), "doc")?;
-                let k = number(param(query, "k").or(Some("10")), "k")? as usize;
-                let ranked = index
-                    .top_features(doc, None, Aggregate::Max, k, exclusions)
-                    .map_err(failed)?;
-                Ok(json(
-                    200,
-                    serde_json::json!({"doc": doc, "features": ranked}),
-                ))
-            }
-            p if p.starts_with("/api/feature/") => {
-                let feature = number(p.strip_prefix("/api/feature/"), "feature")?;
-                let report = index
-                    .feature(feature, 5, 4, 10, 8, exclusions)
-                    .map_err(failed)?;
-                Ok(json(200, serde_json::to_value(report).unwrap_or_default()))
-            }
-            p if p.starts_with("/feature/") => {
-                let feature = number(p.strip_prefix("/feature/"), "feature")?;
-                let report = index
-                    .feature(feature, 5, 4, 10, 10, exclusions)
-                    .map_err(failed)?;
-                let label = report.label.clone().unwrap_or_default();
-                let field = |name: &str, value: &Option<String>| {
-                    format!(
-                        "<label>{name} <input name=\"{name}\" value=\"{}\"></label> ",
-                        escape(value.as_deref().unwrap_or(""))
-                    )
-                };
-                let form = format!(
-                    "<h2>Label</h2><form method=\"post\" action=\"{base}/labels/{feature}\">{}{}{}{}<button>save</button></form><p><a href=\"{base}/\">home</a> · <a href=\"{base}/random\">random feature</a></p>",
-                    field("name", &label.name),
-                    field("description", &label.description),
-                    field("confidence", &label.confidence),
-                    field("notes", &label.notes)
-                );
-                let link = |f: u32| format!("{base}/feature/{f}");
-                render_feature_linked(index, &report, 10, &link, &form)
-                    .map(|page| html(200, page))
-                    .map_err(failed)
-            }
-            _ => Err((404, format!("no page at {base}{path}"))),
-        }
+        read: impl FnOnce(&QueryIndex) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let opened = self.slot.opened.read().map_err(|_| busy())?;
+        read(&opened.index)
     }
 
-    /// A text run live, coloured by its five strongest features.
-    fn text(&self, text: &str) -> Result<Reply, Failure> {
+    /// Runs `write` on the addressed index, alone.
+    pub fn with_index_mut<T>(
+        &self,
+        write: impl FnOnce(&mut QueryIndex) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let mut opened = self.slot.opened.write().map_err(|_| busy())?;
+        write(&mut opened.index)
+    }
+
+    /// `text` run live through the index's model and SAE (one text at a time).
+    pub fn analyze(&self, text: &str) -> Result<AnalyzedText, Failure> {
         let Some(live) = &self.slot.live else {
             return Err((
                 503,
                 "live analysis is not available in this server (start it where the index's model and SAE are)".into(),
             ));
         };
-        // One live analysis at a time (the model is not shared between threads).
-        let tokens = live
-            .lock()
+        live.lock()
             .map_err(|_| busy())?
             .analyze(text)
-            .map_err(|e| (500, e))?;
-        let opened = self.slot.opened.read().map_err(|_| busy())?;
-        let index = &opened.index;
-        let ranked = rank_features(
-            tokens
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| !t.skipped)
-                .map(|(i, t)| TokenCodes {
-                    position: i as u32,
-                    features: &t.features,
-                    values: &t.values,
-                }),
-            Aggregate::Max,
-            5,
-            index.d_sae(),
-        );
-        let features: Vec<u32> = ranked.iter().map(|s| s.feature).collect();
-        let pieces: Vec<TextToken> = tokens
-            .iter()
-            .map(|t| TextToken {
-                text: t.text.clone(),
-                values: chosen_values(&t.features, &t.values, &features),
-                skipped: t.skipped,
-            })
-            .collect();
-        let link = |f: u32| format!("{}/feature/{f}", self.base);
-        Ok(html(
-            200,
-            render_text_linked(index.registry(), text, &features, &pieces, &link),
-        ))
+            .map_err(|e| (500, e))
     }
-
-    /// Saves a label from the page's form or the API, atomically with the index.
-    fn save_label(&self, path: &str, body: &str) -> Result<Reply, Failure> {
-        let api = path.starts_with("/api/");
-        let feature = number(path.rsplit('/').next(), "feature")?;
-        let mut opened = self.slot.opened.write().map_err(|_| busy())?;
-        let index = &mut opened.index;
-        if feature as usize >= index.d_sae() {
-            return Err(failed(QueryError::FeatureOutOfRange {
-                feature,
-                d_sae: index.d_sae(),
-            }));
-        }
-        let label = if api {
-            serde_json::from_str::<FeatureLabel>(body)
-                .map_err(|e| (400, format!("not a label object: {e}")))?
-        } else {
-            let form = params(body);
-            let get = |key: &str| {
-                param(&form, key)
-                    .filter(|v| !v.trim().is_empty())
-                    .map(str::to_string)
-            };
-            FeatureLabel {
-                name: get("name"),
-                description: get("description"),
-                examples: index
-                    .registry()
-                    .get(feature)
-                    .map(|l| l.examples.clone())
-                    .unwrap_or_default(),
-                confidence: get("confidence"),
-                notes: get("notes"),
-                ..FeatureLabel::default()
-            }
-        };
-        let mut registry = index.registry().clone();
-        registry.edit(feature, label, &now_utc());
-        index.save_registry(registry).map_err(failed)?;
-        if api {
-            Ok(json(
-                200,
-                serde_json::json!({"feature": feature, "label": index.registry().get(feature)}),
-            ))
-        } else {
-            Ok(redirect(format!("{}/feature/{feature}", self.base)))
-        }
-    }
-
-    fn home(&self, index: &QueryIndex) -> String {
-        let base = self.base;
-        let counts = index.query_manifest().counts;
-        let manifest = index.manifest();
-        let mut body = format!(
-            "<h1>saeidx: {}</h1><p class=\"meta\">{} · {} · SAE {} ({} features) · {} documents, {} tokens, {} nonzeros</p>\
-<form action=\"{base}/search\"><input name=\"q\" placeholder=\"search labels\"> <button>search</button></form>\
-<p><a href=\"{base}/random\">a random feature</a></p>\
-<form action=\"{base}/text\"><textarea name=\"q\" rows=\"3\" cols=\"70\" placeholder=\"a text to analyse\"></textarea><br><button>analyse</button></form>",
-            escape(&self.slot.name),
-            escape(&manifest.job.model.source),
-            escape(&manifest.job.hook),
-            escape(&manifest.job.sae.source),
-            manifest.job.sae.d_sae,
-            counts.documents,
-            counts.tokens,
-            counts.nonzeros
-        );
-        if self.slots.len() > 1 {
-            body.push_str("<h2>Indexes served</h2><ul>");
-            for slot in self.slots {
-                let _ = write!(
-                    body,
-                    "<li><a href=\"/i/{0}/\">{0}</a> <span class=\"meta\">{1}</span></li>",
-                    escape(&slot.name),
-                    escape(&slot.dir.display().to_string())
-                );
-            }
-            body.push_str("</ul>");
-        }
-        body.push_str("<h2>Labelled features</h2><ul>");
-        for (feature, label) in index.registry().iter() {
-            let _ = write!(
-                body,
-                "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
-                escape(label.name.as_deref().unwrap_or(""))
-            );
-        }
-        body.push_str("</ul>");
-        page(&format!("saeidx: {}", self.slot.name), &body)
-    }
-}
-
-/// What `/api/info` and `/api/indexes` say about an index.
-fn summary(slot: &Slot, index: &QueryIndex) -> serde_json::Value {
-    let manifest = index.manifest();
-    serde_json::json!({
-        "name": slot.name, "url": format!("/i/{}/", slot.name), "index": slot.dir,
-        "counts": index.query_manifest().counts, "hook": manifest.job.hook,
-        "model": manifest.job.model.source, "sae": manifest.job.sae.source,
-        "d_sae": manifest.job.sae.d_sae, "labels": index.registry().len(),
-        "live": slot.live.is_some(),
-    })
 }

@@ -12,7 +12,8 @@ use saeidx_autointerp::{
 };
 use saeidx_query::limits::Limit;
 
-use crate::{Output, print_json, query::IndexArg};
+use super::{IndexArg, within};
+use crate::{Output, print_json};
 
 /// Which features, and the LLM.
 #[derive(Args)]
@@ -24,7 +25,7 @@ pub struct RunArgs {
     #[arg(long = "features", value_parser = parse_range)]
     ranges: Vec<Range<u32>>,
     /// N live features at random (with --seed).
-    #[arg(long, value_parser = crate::query::within::<usize>(Limit::Sample))]
+    #[arg(long, value_parser = within::<usize>(Limit::Sample))]
     sample: Option<usize>,
     /// Every live feature (draft) or every labelled one (score).
     #[arg(long)]
@@ -85,7 +86,7 @@ struct LlmArgs {
     #[arg(long, default_value_t = 10)]
     test: usize,
     /// Tokens of context on each side of an example.
-    #[arg(long, default_value_t = 10, value_parser = crate::query::within::<u32>(Limit::Context))]
+    #[arg(long, default_value_t = 10, value_parser = within::<u32>(Limit::Context))]
     context: u32,
     /// Seed of the random choices (features sampled, silent contexts, shuffles).
     #[arg(long, default_value_t = 0)]
@@ -315,17 +316,17 @@ fn print_outcome(outcome: &FeatureOutcome) {
 
 /// `saeidx labels accept F...`: a person accepts drafts as they are.
 pub fn accept(features: &[u32], index: &IndexArg) -> anyhow::Result<()> {
-    let mut index = index.open()?;
-    let mut registry = index.registry().clone();
-    let now = saeidx_query::registry::now_utc();
+    let mut opened = index.open()?;
     for &feature in features {
-        if !registry.accept(feature, &now) {
-            bail!(
-                "feature {feature} has no draft to accept (no label, or one a person already wrote or reviewed)"
-            );
-        }
+        opened.accept_label(feature)?;
     }
-    let path = index.save_registry(registry)?;
-    println!("accepted {} drafts in {}", features.len(), path.display());
+    println!(
+        "accepted {} drafts in {}",
+        features.len(),
+        opened
+            .dir()
+            .join(saeidx_query::registry::REGISTRY_FILE)
+            .display()
+    );
     Ok(())
 }

@@ -1,0 +1,184 @@
+//! The JSON API: each route reads its parameters into a request of `saeidx_query` and
+//! returns that question's answer type as JSON, the same value `saeidx ... --json`
+//! prints.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /api/indexes` | every served index: `name`, `url`, `live`, `info` |
+//! | `GET /api/info[?dead=1]` | [`Info`](saeidx_query::Info) |
+//! | `GET /api/top-texts?feature=F[&k&rank&context]` | [`TopTexts`](saeidx_query::TopTexts) |
+//! | `GET /api/top-features?doc=D\|ID[&k&aggregate&tokens=A..B&per_token=1]` | [`TopFeatures`](saeidx_query::TopFeatures) or [`PerToken`](saeidx_query::PerToken) |
+//! | `GET /api/text?q=TEXT[&k&aggregate&per_token=1]` | the same, for a text run live |
+//! | `GET /api/feature/F[?examples&bands&per_band&neighbours&context]` | [`FeatureReport`](saeidx_query::FeatureReport) |
+//! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
+//! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
+//! | `GET /api/labels/F`, `POST /api/labels/F` (a label object) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
+//!
+//! Every route takes `include_special=1` and `include_sinks=1` where tokens are counted.
+
+use saeidx_query::{
+    ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest, TopFeaturesRequest,
+    TopTextsRequest,
+};
+
+use super::{
+    form::{Failure, Params},
+    routes::{Context, Reply, answer, failed},
+};
+
+impl Context<'_> {
+    /// A `GET /api/...` route (`path` without the `/api` prefix).
+    pub(super) fn api(&self, path: &str, params: &Params) -> Result<Reply, Failure> {
+        match path {
+            "/indexes" => self.indexes(),
+            "/info" => {
+                let request = InfoRequest {
+                    list_dead: params.flag("dead"),
+                };
+                self.with_index(|index| answer(&index.info(&request).map_err(failed)?))
+            }
+            "/top-texts" => self.top_texts(params),
+            "/top-features" => self.top_features(params),
+            "/text" => self.text_features(params),
+            "/sample" => self.sample(params),
+            "/explain" => self.explain(params),
+            p if p.starts_with("/feature/") => self.feature(number_in(p)?, params),
+            p if p.starts_with("/labels/") => {
+                let feature = number_in(p)?;
+                self.with_index(|index| answer(&index.label(feature).map_err(failed)?))
+            }
+            _ => Err((404, format!("no API route {}/api{path}", self.base))),
+        }
+    }
+
+    /// A `POST /api/...` route: only labels change.
+    pub(super) fn api_write(&self, path: &str, body: &str) -> Result<Reply, Failure> {
+        if !path.starts_with("/labels/") {
+            return Err((405, format!("/api{path} does not take POST")));
+        }
+        let feature = number_in(path)?;
+        let label: FeatureLabel =
+            serde_json::from_str(body).map_err(|e| (400, format!("not a label object: {e}")))?;
+        self.with_index_mut(|index| answer(&index.set_label(feature, label).map_err(failed)?))
+    }
+
+    fn indexes(&self) -> Result<Reply, Failure> {
+        let mut listed = Vec::with_capacity(self.slots.len());
+        for slot in self.slots {
+            let info = slot
+                .opened
+                .read()
+                .map_err(|_| super::routes::busy())?
+                .index
+                .info(&InfoRequest::default())
+                .map_err(failed)?;
+            listed.push(serde_json::json!({
+                "name": slot.name, "url": format!("/i/{}/", slot.name),
+                "live": slot.live.is_some(), "info": info,
+            }));
+        }
+        answer(&listed)
+    }
+
+    fn top_texts(&self, params: &Params) -> Result<Reply, Failure> {
+        let request = TopTextsRequest {
+            feature: params.required("feature")?,
+            k: params.number("k", 10)?,
+            rank: params.rank()?,
+            context: params.number("context", 8)?,
+            exclusions: params.exclusions(),
+        };
+        self.with_index(|index| answer(&index.top_texts(&request).map_err(failed)?))
+    }
+
+    fn top_features(&self, params: &Params) -> Result<Reply, Failure> {
+        let request = features_request(params)?;
+        let doc = params.doc()?;
+        self.with_index(|index| {
+            if params.flag("per_token") {
+                answer(&index.per_token(&doc, &request).map_err(failed)?)
+            } else {
+                answer(&index.top_features(&doc, &request).map_err(failed)?)
+            }
+        })
+    }
+
+    fn text_features(&self, params: &Params) -> Result<Reply, Failure> {
+        let request = features_request(params)?;
+        let analyzed = self.analyze(&live_text(params)?)?;
+        self.with_index(|index| {
+            if params.flag("per_token") {
+                answer(&index.text_per_token(&analyzed, &request).map_err(failed)?)
+            } else {
+                answer(
+                    &index
+                        .text_top_features(&analyzed, &request)
+                        .map_err(failed)?,
+                )
+            }
+        })
+    }
+
+    fn feature(&self, feature: u32, params: &Params) -> Result<Reply, Failure> {
+        let defaults = FeatureRequest::default();
+        let request = FeatureRequest {
+            feature,
+            examples: params.number("examples", defaults.examples)?,
+            bands: params.number("bands", defaults.bands)?,
+            per_band: params.number("per_band", defaults.per_band)?,
+            neighbours: params.number("neighbours", defaults.neighbours)?,
+            context: params.number("context", defaults.context)?,
+            exclusions: params.exclusions(),
+        };
+        self.with_index(|index| answer(&index.feature(&request).map_err(failed)?))
+    }
+
+    fn sample(&self, params: &Params) -> Result<Reply, Failure> {
+        let defaults = SampleRequest::default();
+        let request = SampleRequest {
+            n: params.number("n", defaults.n)?,
+            seed: params.number("seed", defaults.seed)?,
+            examples: params.number("examples", defaults.examples)?,
+            context: params.number("context", defaults.context)?,
+        };
+        self.with_index(|index| answer(&index.sample(&request).map_err(failed)?))
+    }
+
+    fn explain(&self, params: &Params) -> Result<Reply, Failure> {
+        let defaults = ExplainRequest::default();
+        let request = ExplainRequest {
+            features: params.number("features", defaults.features)?,
+            texts: params.number("texts", defaults.texts)?,
+            context: params.number("context", defaults.context)?,
+            exclusions: params.exclusions(),
+        };
+        let analyzed = self.analyze(&live_text(params)?)?;
+        self.with_index(|index| answer(&index.explain(&analyzed, &request).map_err(failed)?))
+    }
+}
+
+/// The ranking options of `top-features` and `text`.
+fn features_request(params: &Params) -> Result<TopFeaturesRequest, Failure> {
+    Ok(TopFeaturesRequest {
+        k: params.number("k", 10)?,
+        aggregate: params.aggregate()?,
+        tokens: params.tokens()?,
+        exclusions: params.exclusions(),
+    })
+}
+
+/// The `q=` text to run live (browsers send a text area's line breaks as CRLF).
+pub(super) fn live_text(params: &Params) -> Result<String, Failure> {
+    params
+        .get("q")
+        .filter(|q| !q.trim().is_empty())
+        .map(|q| q.replace("\r\n", "\n"))
+        .ok_or_else(|| (400, "give the text as q=...".to_string()))
+}
+
+/// The feature number at the end of a path (`/feature/F`, `/labels/F`).
+pub(super) fn number_in(path: &str) -> Result<u32, Failure> {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    last.parse()
+        .map_err(|_| (400, format!("feature must be a whole number, not {last:?}")))
+}

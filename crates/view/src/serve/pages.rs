@@ -1,0 +1,184 @@
+//! The HTML pages: home, feature pages with a label form, label search, a random feature,
+//! and a text run live, coloured by its strongest features.
+
+use std::fmt::Write;
+
+use saeidx_query::{FeatureLabel, FeatureRequest, InfoRequest, QueryIndex, TopFeaturesRequest};
+
+use super::{
+    api::{live_text, number_in},
+    form::{Failure, Params},
+    routes::{Context, Reply, failed, html, redirect},
+};
+use crate::{escape, page, render_feature_linked, render_text_linked, text_tokens};
+
+/// Features a live text's page shows.
+const TEXT_FEATURES: usize = 5;
+
+impl Context<'_> {
+    /// A `GET` page.
+    pub(super) fn page(&self, path: &str, params: &Params) -> Result<Reply, Failure> {
+        match path {
+            "/" => self.with_index(|index| Ok(html(200, self.home(index)?))),
+            "/random" => self.random(),
+            "/search" => self.with_index(|index| Ok(html(200, self.search(index, params)))),
+            "/text" => self.text(&live_text(params)?),
+            p if p.starts_with("/feature/") => {
+                let feature = number_in(p)?;
+                self.with_index(|index| self.feature_page(index, feature))
+            }
+            _ => Err((404, format!("no page at {}{path}", self.base))),
+        }
+    }
+
+    /// A form post: a label saved from a feature page, then back to that page.
+    pub(super) fn page_write(&self, path: &str, body: &str) -> Result<Reply, Failure> {
+        if !path.starts_with("/labels/") {
+            return Err((405, format!("{path} does not take POST")));
+        }
+        let feature = number_in(path)?;
+        let form = Params::parse(body);
+        self.with_index_mut(|index| {
+            // The form edits the text fields; examples are kept.
+            let examples = index
+                .label(feature)
+                .map_err(failed)?
+                .label
+                .map(|l| l.examples)
+                .unwrap_or_default();
+            let label = FeatureLabel {
+                name: form.text("name"),
+                description: form.text("description"),
+                examples,
+                confidence: form.text("confidence"),
+                notes: form.text("notes"),
+                ..FeatureLabel::default()
+            };
+            index.set_label(feature, label).map_err(failed)
+        })?;
+        Ok(redirect(format!("{}/feature/{feature}", self.base)))
+    }
+
+    fn random(&self) -> Result<Reply, Failure> {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let pick = self.with_index(|index| index.sample_features(1, seed).map_err(failed))?;
+        let feature = pick.first().copied().unwrap_or(0);
+        Ok(redirect(format!("{}/feature/{feature}", self.base)))
+    }
+
+    fn search(&self, index: &QueryIndex, params: &Params) -> String {
+        let base = self.base;
+        let q = params.get("q").unwrap_or("").to_lowercase();
+        let mut body = format!("<h1>Labels matching “{}”</h1><ul>", escape(&q));
+        for (feature, label) in index.registry().iter() {
+            let text = format!(
+                "{} {} {}",
+                label.name.as_deref().unwrap_or(""),
+                label.description.as_deref().unwrap_or(""),
+                label.notes.as_deref().unwrap_or("")
+            )
+            .to_lowercase();
+            if q.split_whitespace().all(|word| text.contains(word)) {
+                let _ = write!(
+                    body,
+                    "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
+                    escape(label.name.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        let _ = write!(body, "</ul><p><a href=\"{base}/\">home</a></p>");
+        page("saeidx: search", &body)
+    }
+
+    fn feature_page(&self, index: &QueryIndex, feature: u32) -> Result<Reply, Failure> {
+        let base = self.base;
+        let request = FeatureRequest {
+            feature,
+            context: 10,
+            ..FeatureRequest::default()
+        };
+        let report = index.feature(&request).map_err(failed)?;
+        let label = report.label.clone().unwrap_or_default();
+        let field = |name: &str, value: &Option<String>| {
+            format!(
+                "<label>{name} <input name=\"{name}\" value=\"{}\"></label> ",
+                escape(value.as_deref().unwrap_or(""))
+            )
+        };
+        let form = format!(
+            "<h2>Label</h2><form method=\"post\" action=\"{base}/labels/{feature}\">{}{}{}{}<button>save</button></form><p><a href=\"{base}/\">home</a> · <a href=\"{base}/random\">random feature</a></p>",
+            field("name", &label.name),
+            field("description", &label.description),
+            field("confidence", &label.confidence),
+            field("notes", &label.notes)
+        );
+        let link = |f: u32| format!("{base}/feature/{f}");
+        render_feature_linked(index, &report, 10, &link, &form)
+            .map(|page| html(200, page))
+            .map_err(failed)
+    }
+
+    /// A text run live, coloured by its strongest features.
+    fn text(&self, text: &str) -> Result<Reply, Failure> {
+        let analyzed = self.analyze(text)?;
+        let request = TopFeaturesRequest {
+            k: TEXT_FEATURES,
+            ..TopFeaturesRequest::default()
+        };
+        self.with_index(|index| {
+            let ranked = index
+                .text_top_features(&analyzed, &request)
+                .map_err(failed)?;
+            let features: Vec<u32> = ranked.features.iter().map(|f| f.feature).collect();
+            let tokens = text_tokens(&analyzed, &features, request.exclusions);
+            let link = |f: u32| format!("{}/feature/{f}", self.base);
+            Ok(html(
+                200,
+                render_text_linked(index.registry(), text, &features, &tokens, &link),
+            ))
+        })
+    }
+
+    fn home(&self, index: &QueryIndex) -> Result<String, Failure> {
+        let base = self.base;
+        let info = index.info(&InfoRequest::default()).map_err(failed)?;
+        let mut body = format!(
+            "<h1>saeidx: {}</h1><p class=\"meta\">{} · {} · SAE {} ({} features) · {} documents, {} tokens, {} nonzeros</p>\
+<form action=\"{base}/search\"><input name=\"q\" placeholder=\"search labels\"> <button>search</button></form>\
+<p><a href=\"{base}/random\">a random feature</a></p>\
+<form action=\"{base}/text\"><textarea name=\"q\" rows=\"3\" cols=\"70\" placeholder=\"a text to analyse\"></textarea><br><button>analyse</button></form>",
+            escape(&self.slot.name),
+            escape(&info.model),
+            escape(&info.hook),
+            escape(&info.sae),
+            info.d_sae,
+            info.counts.documents,
+            info.counts.tokens,
+            info.counts.nonzeros
+        );
+        if self.slots.len() > 1 {
+            body.push_str("<h2>Indexes served</h2><ul>");
+            for slot in self.slots {
+                let _ = write!(
+                    body,
+                    "<li><a href=\"/i/{0}/\">{0}</a> <span class=\"meta\">{1}</span></li>",
+                    escape(&slot.name),
+                    escape(&slot.dir.display().to_string())
+                );
+            }
+            body.push_str("</ul>");
+        }
+        body.push_str("<h2>Labelled features</h2><ul>");
+        for (feature, label) in index.registry().iter() {
+            let _ = write!(
+                body,
+                "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
+                escape(label.name.as_deref().unwrap_or(""))
+            );
+        }
+        body.push_str("</ul>");
+        Ok(page(&format!("saeidx: {}", self.slot.name), &body))
+    }
+}
