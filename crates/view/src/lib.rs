@@ -12,8 +12,10 @@ use std::fmt::Write;
 pub mod serve;
 
 use saeidx_query::{
-    AnalyzedText, Exclusions, FeatureReport, QueryError, QueryIndex, Registry, TextHit,
+    AnalyzedText, Exclusions, FeatureLabel, FeatureReport, QueryError, QueryIndex, Registry,
+    TextHit,
     layout::{FLAG_SINK, FLAG_SPECIAL},
+    registry::Origin,
 };
 
 /// Escapes text for HTML element content and attribute values.
@@ -37,7 +39,10 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
 table.stats td{padding:0 1em 0 0}\
 .ctx{font-family:ui-monospace,monospace;white-space:pre-wrap;border-left:3px solid #ddd;padding:.2em .6em;margin:.4em 0}\
 .tok{border-radius:2px}.tok.hit{outline:2px solid #c40}.tok.skip{color:#999}\
-.meta{color:#666;font-size:.85em}svg rect{fill:#e67e22}";
+.meta{color:#666;font-size:.85em}svg rect{fill:#e67e22}\
+.origin{display:inline-block;padding:0 .5em;border-radius:3px;font-size:.85em}\
+.origin.draft{background:#fff3cd}.origin.human{background:#d4edda}\
+table.scores td,table.scores th{padding:0 .8em 0 0;text-align:left}";
 
 /// The page frame.
 pub(crate) fn page(title: &str, body: &str) -> String {
@@ -165,6 +170,8 @@ pub fn render_feature_linked(
                 let _ = writeln!(body, "<p><b>{key}</b>: {}</p>", escape(value));
             }
         }
+        body.push_str(&label_origin(label));
+        body.push_str(&label_scores(label));
     }
     let manifest = index.manifest();
     let _ = write!(
@@ -221,6 +228,74 @@ pub fn render_feature_linked(
     body.push_str("</ul>\n");
     body.push_str(extra);
     Ok(page(&format!("Feature {feature}"), &body))
+}
+
+/// Who stands behind a label, as a badge: a person, or an LLM's draft (reviewed or
+/// not) with its model, prompt version and dates.
+pub fn label_origin(label: &FeatureLabel) -> String {
+    let Some(p) = &label.provenance else {
+        return "<p><span class=\"origin human\">written by a person</span></p>\n".into();
+    };
+    let drafted = format!(
+        "drafted by {} (prompt {}, {})",
+        escape(&p.llm),
+        escape(&p.prompt_version),
+        escape(&p.drafted_at)
+    );
+    let reviewed = escape(p.reviewed_at.as_deref().unwrap_or(""));
+    let (class, text) = match p.origin {
+        Origin::Drafted => ("draft", format!("LLM draft, not reviewed: {drafted}")),
+        Origin::Accepted => (
+            "human",
+            format!("LLM draft accepted by a person {reviewed}: {drafted}"),
+        ),
+        Origin::Edited => (
+            "human",
+            format!("LLM draft edited by a person {reviewed}: {drafted}"),
+        ),
+    };
+    format!("<p><span class=\"origin {class}\">{text}</span></p>\n")
+}
+
+/// A label's scores (detection and fuzzing against the index) as a small table, or
+/// nothing when it has none.
+pub fn label_scores(label: &FeatureLabel) -> String {
+    let Some(scores) = &label.scores else {
+        return String::new();
+    };
+    let mut out = format!(
+        "<table class=\"scores\"><tr><th>score</th><th>balanced accuracy</th><th>TP</th><th>TN</th><th>FP</th><th>FN</th><th>no answer</th></tr>"
+    );
+    for (name, score) in [
+        ("detection", &scores.detection),
+        ("fuzzing", &scores.fuzzing),
+    ] {
+        if let Some(s) = score {
+            let accuracy = if s.answered() > 0 {
+                format!("{:.3}", s.balanced_accuracy)
+            } else {
+                "–".into()
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{name}</td><td>{accuracy}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                s.true_positives, s.true_negatives, s.false_positives, s.false_negatives, s.failed
+            );
+        }
+    }
+    let stale = if label.scores_current() {
+        ""
+    } else {
+        " — for an earlier text of the label"
+    };
+    let _ = write!(
+        out,
+        "</table><p class=\"meta\">scored by {} (prompts {}, {}){stale}; 0.5 is chance</p>\n",
+        escape(&scores.llm),
+        escape(&scores.prompt_version),
+        escape(&scores.scored_at)
+    );
+    out
 }
 
 /// One token of a text for [`render_text`]: its piece of the text and each chosen

@@ -231,3 +231,94 @@ fn huge_sizes_and_files_truncated_under_the_server_are_errors_not_crashes() {
     assert_eq!(status, 200);
     assert_eq!(after, before);
 }
+
+/// A drafted label with scores, as `saeidx labels draft` writes it.
+fn drafted(name: &str) -> saeidx_query::FeatureLabel {
+    use saeidx_query::registry::{LabelScores, Origin, Provenance, ScoreSummary};
+    saeidx_query::FeatureLabel {
+        name: Some(name.into()),
+        description: Some("months <i>of</i> the year".into()),
+        confidence: Some("medium".into()),
+        provenance: Some(Provenance {
+            origin: Origin::Drafted,
+            llm: "some-llm".into(),
+            prompt_version: "saeidx-draft-1".into(),
+            drafted_at: "2026-11-30T12:00:00Z".into(),
+            request_sha256: "ab".repeat(32),
+            reviewed_at: None,
+        }),
+        scores: Some(LabelScores {
+            explanation: format!("{name}: months <i>of</i> the year"),
+            llm: "some-llm".into(),
+            prompt_version: "saeidx-score-1".into(),
+            scored_at: "2026-11-30T12:01:00Z".into(),
+            detection: Some(ScoreSummary {
+                balanced_accuracy: 0.75,
+                true_positives: 4,
+                true_negatives: 2,
+                false_positives: 2,
+                false_negatives: 0,
+                failed: 0,
+            }),
+            fuzzing: None,
+        }),
+        ..saeidx_query::FeatureLabel::default()
+    }
+}
+
+#[test]
+fn drafts_are_shown_as_drafts_with_scores_and_a_person_accepts_or_edits_them() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("index");
+    index(&dir, 6);
+    let mut registry = saeidx_query::Registry::default();
+    registry.set(5, drafted("month_names"));
+    registry.set(6, drafted("other_months"));
+    registry.save(&dir).unwrap();
+    let port = start(vec![ServedIndex {
+        dir: dir.clone(),
+        live: None,
+    }]);
+    let (_, home) = http(port, "GET", "/", "");
+    assert!(
+        home.contains("month_names <span class=\"origin draft\">draft, confidence medium</span>"),
+        "{home}"
+    );
+    let (_, page) = http(port, "GET", "/feature/5", "");
+    assert!(
+        page.contains("LLM draft, not reviewed: drafted by some-llm (prompt saeidx-draft-1, 2026-11-30T12:00:00Z)"),
+        "{page}"
+    );
+    assert!(page.contains(
+        "<td>detection</td><td>0.750</td><td>4</td><td>2</td><td>2</td><td>0</td><td>0</td>"
+    ));
+    assert!(page.contains("months &lt;i&gt;of&lt;/i&gt; the year") && !page.contains("<i>of"));
+    assert!(page.contains("action=\"/labels/5/accept\""));
+
+    // Accepted from the page: a person's label now, scores kept, no accept button.
+    assert_eq!(http(port, "POST", "/labels/5/accept", "").0, 303);
+    let (_, page) = http(port, "GET", "/feature/5", "");
+    assert!(page.contains("LLM draft accepted by a person") && !page.contains("/labels/5/accept"));
+    assert!(page.contains("<td>0.750</td>") && !page.contains("for an earlier text"));
+    let (status, body) = http(port, "POST", "/api/labels/5/accept", "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("no draft to accept"), "{body}");
+
+    // Edited through the API: marked edited, the old text's scores dropped.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/labels/6",
+        r#"{"name": "months", "description": "month names"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["label"]["provenance"]["origin"], "edited");
+    assert!(answer["label"]["scores"].is_null());
+    let saved = saeidx_query::Registry::load(&dir, 16).unwrap();
+    assert_eq!(
+        saved.get(5).unwrap().provenance.as_ref().unwrap().origin,
+        saeidx_query::registry::Origin::Accepted
+    );
+    assert!(!saved.get(6).unwrap().is_draft());
+}

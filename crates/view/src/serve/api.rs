@@ -12,7 +12,8 @@
 //! | `GET /api/feature/F[?examples&bands&per_band&neighbours&context]` | [`FeatureReport`](saeidx_query::FeatureReport) |
 //! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
-//! | `GET /api/labels/F`, `POST /api/labels/F` (a label object) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
+//! | `GET /api/labels/F`, `POST /api/labels/F` (a label object: a person's edit) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
+//! | `POST /api/labels/F/accept` (a person accepts an LLM draft as it is) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //!
 //! Every route takes `include_special=1` and `include_sinks=1` where tokens are counted.
 
@@ -55,6 +56,11 @@ impl Context<'_> {
     pub(super) fn api_write(&self, path: &str, body: &str) -> Result<Reply, Failure> {
         if !path.starts_with("/labels/") {
             return Err((405, format!("/api{path} does not take POST")));
+        }
+        if let Some(accepted) = path.strip_suffix("/accept") {
+            let feature = number_in(accepted)?;
+            return self
+                .with_index_mut(|index| answer(&index.accept_label(feature).map_err(failed)?));
         }
         let feature = number_in(path)?;
         let label: FeatureLabel =

@@ -31,10 +31,16 @@ impl Context<'_> {
         }
     }
 
-    /// A form post: a label saved from a feature page, then back to that page.
+    /// A form post: a label saved (or a draft accepted) from a feature page, then back
+    /// to that page.
     pub(super) fn page_write(&self, path: &str, body: &str) -> Result<Reply, Failure> {
         if !path.starts_with("/labels/") {
             return Err((405, format!("{path} does not take POST")));
+        }
+        if let Some(accepted) = path.strip_suffix("/accept") {
+            let feature = number_in(accepted)?;
+            self.with_index_mut(|index| index.accept_label(feature).map_err(failed))?;
+            return Ok(redirect(format!("{}/feature/{feature}", self.base)));
         }
         let feature = number_in(path)?;
         let form = Params::parse(body);
@@ -107,8 +113,15 @@ impl Context<'_> {
                 escape(value.as_deref().unwrap_or(""))
             )
         };
+        let review = if label.is_draft() {
+            format!(
+                "<form method=\"post\" action=\"{base}/labels/{feature}/accept\"><button>accept the draft</button> <span class=\"meta\">as it is; or edit it below (saving marks it edited)</span></form>"
+            )
+        } else {
+            String::new()
+        };
         let form = format!(
-            "<h2>Label</h2><form method=\"post\" action=\"{base}/labels/{feature}\">{}{}{}{}<button>save</button></form><p><a href=\"{base}/\">home</a> · <a href=\"{base}/random\">random feature</a></p>",
+            "<h2>Label</h2>{review}<form method=\"post\" action=\"{base}/labels/{feature}\">{}{}{}{}<button>save</button></form><p><a href=\"{base}/\">home</a> · <a href=\"{base}/random\">random feature</a></p>",
             field("name", &label.name),
             field("description", &label.description),
             field("confidence", &label.confidence),
@@ -174,11 +187,28 @@ impl Context<'_> {
         for (feature, label) in index.registry().iter() {
             let _ = write!(
                 body,
-                "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
-                escape(label.name.as_deref().unwrap_or(""))
+                "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}{}</li>",
+                escape(label.name.as_deref().unwrap_or("")),
+                label_note(label)
             );
         }
         body.push_str("</ul>");
         Ok(page(&format!("saeidx: {}", self.slot.name), &body))
     }
+}
+
+/// A labelled feature's note on the home page: an unreviewed draft says so, with its
+/// confidence from the scores.
+fn label_note(label: &FeatureLabel) -> String {
+    if !label.is_draft() {
+        return String::new();
+    }
+    format!(
+        " <span class=\"origin draft\">draft{}</span>",
+        label
+            .confidence
+            .as_deref()
+            .map(|c| format!(", confidence {}", escape(c)))
+            .unwrap_or_default()
+    )
 }
