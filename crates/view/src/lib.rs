@@ -263,8 +263,8 @@ pub fn label_scores(label: &FeatureLabel) -> String {
     let Some(scores) = &label.scores else {
         return String::new();
     };
-    let mut out = format!(
-        "<table class=\"scores\"><tr><th>score</th><th>balanced accuracy</th><th>TP</th><th>TN</th><th>FP</th><th>FN</th><th>no answer</th></tr>"
+    let mut out = String::from(
+        "<table class=\"scores\"><tr><th>score</th><th>balanced accuracy</th><th>TP</th><th>TN</th><th>FP</th><th>FN</th><th>no answer</th></tr>",
     );
     for (name, score) in [
         ("detection", &scores.detection),
@@ -288,9 +288,9 @@ pub fn label_scores(label: &FeatureLabel) -> String {
     } else {
         " — for an earlier text of the label"
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</table><p class=\"meta\">scored by {} (prompts {}, {}){stale}; 0.5 is chance</p>\n",
+        "</table><p class=\"meta\">scored by {} (prompts {}, {}){stale}; 0.5 is chance</p>",
         escape(&scores.llm),
         escape(&scores.prompt_version),
         escape(&scores.scored_at)
