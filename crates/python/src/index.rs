@@ -9,14 +9,17 @@
 use std::path::PathBuf;
 
 use pyo3::{exceptions::PyValueError, prelude::*, types::PyDict};
+use saeidx_autointerp::{LabelRequest, Task};
 use saeidx_query::{
-    AnalyzedText, DocRef, ExplainRequest, FeatureRequest, InfoRequest, Neighbour, QueryError,
-    QueryIndex, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
+    AnalyzedText, DocRef, ExplainRequest, FeatureRequest, InfoRequest, LabelAnswer, Neighbour,
+    QueryError, QueryIndex, Registry, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts,
+    TopTextsRequest,
 };
 
 use crate::{
     args::{self, DocArg, count, exclusions, small, to_python},
     errors::{LiveAnalysisError, query_error},
+    labels,
     live::Live,
     tables,
 };
@@ -67,6 +70,13 @@ impl Index {
                     "feature {feature} does not exist: this index's SAE has {d_sae} features (0..{d_sae})"
                 ))
             })
+    }
+
+    /// Feature id arguments, each checked.
+    fn feature_list(&self, features: Option<Vec<i64>>) -> PyResult<Option<Vec<u32>>> {
+        features
+            .map(|list| list.into_iter().map(|f| self.feature_id(f)).collect())
+            .transpose()
     }
 
     /// `text` run live through the index's model and SAE.
@@ -544,13 +554,104 @@ impl Index {
         to_python(py, &answer)
     }
 
-    /// A feature's label from the index's registry: {"feature": F, "label": None or
-    /// {name, description, examples, confidence, notes}} (mlxterp's sae_features.json
-    /// fields), as `GET /api/labels/F` answers.
+    /// A feature's label from the index's registry as it is on disk now (drafts and web
+    /// edits included): {"feature": F, "label": None or {name, description, examples,
+    /// confidence, notes}} (mlxterp's sae_features.json fields; a drafted label adds
+    /// provenance and scores), as `GET /api/labels/F` answers.
     fn label<'py>(&self, py: Python<'py>, feature_id: i64) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
-        let answer = self.index.label(feature).map_err(query_error)?;
+        let registry = Registry::load(self.index.dir(), self.index.d_sae()).map_err(query_error)?;
+        let answer = LabelAnswer {
+            feature,
+            label: registry.get(feature).cloned(),
+        };
         to_python(py, &answer)
+    }
+
+    /// Drafts labels with an LLM from the index's examples and scores them, as `saeidx
+    /// labels draft` does (answers cached in INDEX/autointerp; a person's label is kept
+    /// unless overwrite_human). features: ids (default: every live feature), or sample=N
+    /// live ones at random. evidence: {"top", "bands", "per_band", "same_token",
+    /// "silent", "test", "context"}. Returns a pyarrow.Table, one row per feature
+    /// (status, label, origin, detection and fuzzing balanced accuracy, requests,
+    /// cached, ...); its schema metadata "saeidx.report" holds the run's totals (JSON).
+    #[pyo3(signature = (features = None, *, llm_model, llm = "http://127.0.0.1:8080/v1", sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, score = true, overwrite_human = false, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn draft_labels<'py>(
+        &self,
+        py: Python<'py>,
+        features: Option<Vec<i64>>,
+        llm_model: String,
+        llm: String,
+        sample: Option<i64>,
+        seed: u64,
+        api_key_env: String,
+        concurrency: i64,
+        score: bool,
+        overwrite_human: bool,
+        per_prompt: i64,
+        timeout: f64,
+        max_retries: u32,
+        evidence: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = labels::RunArgs {
+            features: self.feature_list(features)?,
+            sample: sample.map(|n| count(n, "sample")).transpose()?,
+            llm,
+            llm_model,
+            api_key_env,
+            concurrency: count(concurrency, "concurrency")?,
+            per_prompt: count(per_prompt, "per_prompt")?,
+            seed,
+            timeout,
+            max_retries,
+            evidence,
+        };
+        let request = LabelRequest {
+            score,
+            overwrite_human,
+            ..args.request(py, Task::Draft)?
+        };
+        let report = labels::run(py, &self.index, &request)?;
+        labels::table(py, &report)
+    }
+
+    /// Scores labels (a person's or drafted) against the index with an LLM, as `saeidx
+    /// labels score` does: delphi's detection and fuzzing. features: ids (default:
+    /// every labelled feature), or sample=N. Returns the same table as draft_labels.
+    #[pyo3(signature = (features = None, *, llm_model, llm = "http://127.0.0.1:8080/v1", sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn score_labels<'py>(
+        &self,
+        py: Python<'py>,
+        features: Option<Vec<i64>>,
+        llm_model: String,
+        llm: String,
+        sample: Option<i64>,
+        seed: u64,
+        api_key_env: String,
+        concurrency: i64,
+        per_prompt: i64,
+        timeout: f64,
+        max_retries: u32,
+        evidence: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = labels::RunArgs {
+            features: self.feature_list(features)?,
+            sample: sample.map(|n| count(n, "sample")).transpose()?,
+            llm,
+            llm_model,
+            api_key_env,
+            concurrency: count(concurrency, "concurrency")?,
+            per_prompt: count(per_prompt, "per_prompt")?,
+            seed,
+            timeout,
+            max_retries,
+            evidence,
+        };
+        let request = args.request(py, Task::Score)?;
+        let report = labels::run(py, &self.index, &request)?;
+        labels::table(py, &report)
     }
 
     /// A document of the index, by number or id: doc (its number), id, source, text.

@@ -14,6 +14,7 @@
 mod args;
 mod errors;
 mod index;
+mod labels;
 mod live;
 mod tables;
 
