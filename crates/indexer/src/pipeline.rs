@@ -446,14 +446,14 @@ fn tokenize_part(
     let encoded: Vec<_> = part
         .documents
         .par_iter()
-        .map(|numbered| encode_document(tokenizer, &numbered.document.text, prepend_bos))
+        .map(|numbered| tokenizer.encode_document(&numbered.document.text, prepend_bos))
         .collect::<Result<_, _>>()?;
     let mut document_rows = DocumentRows::default();
     let mut token_rows = TokenRows::default();
     let mut documents = Vec::with_capacity(encoded.len());
     for (numbered, tokens) in part.documents.into_iter().zip(encoded) {
         let count = tokens.ids.len();
-        let sinks = sink_positions(window, count);
+        let sinks = window.sink_positions(count);
         for (position, ((id, span), special)) in tokens
             .ids
             .iter()
@@ -488,36 +488,6 @@ fn tokenize_part(
         document_rows,
         token_rows,
     })
-}
-
-/// Tokenizes one document as the index job does: the tokenizer's own output, with
-/// `prepend_bos` put first when the document does not already start with it.
-pub(crate) fn encode_document(
-    tokenizer: &TextTokenizer,
-    text: &str,
-    prepend_bos: Option<u32>,
-) -> Result<saeidx_corpus::tokenizer::Tokens, CorpusError> {
-    let mut tokens = tokenizer.encode(text)?;
-    if let Some(bos) = prepend_bos
-        && tokens.ids.first() != Some(&bos)
-    {
-        tokens.ids.insert(0, bos);
-        tokens.spans.insert(0, 0..0);
-        tokens.special.insert(0, true);
-    }
-    Ok(tokens)
-}
-
-/// Positions of a document whose activations come from the first position of a window
-/// (attention sinks): the document's first token, and with no overlap every window
-/// start.
-pub(crate) fn sink_positions(window: WindowPolicy, tokens: usize) -> Vec<usize> {
-    window
-        .windows(tokens)
-        .iter()
-        .filter(|w| w.kept.start == w.tokens.start)
-        .map(|w| w.tokens.start)
-        .collect()
 }
 
 /// The compute thread's work; returns seconds spent waiting for the reader (reading and

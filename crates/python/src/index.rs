@@ -18,7 +18,7 @@ use crate::{
     args::{self, DocArg, count, exclusions, small, to_python},
     errors::{LiveAnalysisError, query_error},
     live::Live,
-    tables,
+    tables::{self, Hit},
 };
 
 /// An opened saeidx index (see `saeidx.open`).
@@ -30,15 +30,6 @@ use crate::{
 pub struct Index {
     index: QueryIndex,
     live: Live,
-}
-
-/// One top text as Python's tables and tuples show it: the snippet's text, or the whole
-/// document's, with the token's character offsets in it.
-pub(crate) struct Hit {
-    pub(crate) hit: saeidx_query::TextHit,
-    pub(crate) text: String,
-    pub(crate) hit_start: u32,
-    pub(crate) hit_end: u32,
 }
 
 /// The characters of `text` before byte `byte` (a character boundary).

@@ -1,0 +1,3 @@
+fn main() {
+    mlx_link_args::emit();
+}
