@@ -16,6 +16,9 @@ cargo build --release -p saeidx-cli
 # short") when both compile the same kernel at once. Compile the model's kernels once
 # before tests run in parallel.
 ./target/release/saeidx activations --hook blocks.15.hook_resid_post --text 'warm-up' >/dev/null
+# The Python package: its wheel built with maturin, tested with pytest in a venv. Before
+# the Rust tests, which ask the installed package too (tests/front_ends.rs).
+bash scripts/python-test.sh
 # The model families' fidelity test (12 s) compiles the GELU kernels of GPT-2, GPT-NeoX
 # and Gemma, in Rust and in mlx-lm, that later tests share; run it alone first.
 if cargo nextest --version >/dev/null 2>&1; then
@@ -29,5 +32,3 @@ else
   cargo test --release --workspace --no-fail-fast --lib --bins --tests
 fi
 cargo test --release --workspace --doc
-# The Python package: its wheel built with maturin, tested with pytest in a venv.
-bash scripts/python-test.sh

@@ -110,6 +110,9 @@ impl Index {
     ) -> PyResult<TopFeatures> {
         let index = &self.index;
         match (text, doc) {
+            (Some(_), None) if request.tokens.is_some() => {
+                Err(query_error(QueryError::NotForTexts("tokens")))
+            }
             (Some(text), None) => {
                 let analyzed = self.analyze(py, text)?;
                 py.detach(|| index.text_top_features(&analyzed, request))
@@ -386,6 +389,9 @@ impl Index {
         }
         let index = &self.index;
         let answer = match (text, doc) {
+            (Some(_), None) if request.tokens.is_some() => {
+                return Err(query_error(QueryError::NotForTexts("tokens")));
+            }
             (Some(text), None) => {
                 let analyzed = self.analyze(py, text)?;
                 py.detach(|| index.text_per_token(&analyzed, &request))
