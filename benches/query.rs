@@ -25,8 +25,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use saeidx_benches::{reference_python, repo_root};
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{DocRef, Exclusions, QueryIndex, TopFeaturesRequest, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)

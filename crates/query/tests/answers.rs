@@ -11,12 +11,10 @@ use std::{
 use arrow_array::{Array, BooleanArray, Float32Array, LargeStringArray, UInt32Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use proptest::prelude::*;
-use saeidx_format::{
-    synthetic::{SyntheticSpec, write_synthetic_index},
-    tables::Table,
-};
+use saeidx_format::tables::Table;
 use saeidx_query::{Aggregate, Exclusions, QueryIndex, Rank, build, layout::HISTOGRAM_BINS};
 use saeidx_query::{DocRef, TopFeaturesRequest, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 /// The index's rows, read straight from Parquet.
 struct Rows {

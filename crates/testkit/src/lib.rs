@@ -5,8 +5,11 @@
 //! workspace build, once for the binary and once for the tests.
 //!
 //! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1;
-//! - [`load`]: an HTTP/1.1 load generator for the web server.
+//! - [`load`]: an HTTP/1.1 load generator for the web server;
+//! - [`synthetic`]: valid index folders with random codes (no model), for tests and
+//!   benchmarks of everything after the batch stage.
 #![deny(missing_docs)]
 
 pub mod hub;
 pub mod load;
+pub mod synthetic;
