@@ -176,6 +176,7 @@ fn all_exclusions() -> [Exclusions; 2] {
     ]
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn check(spec: &SyntheticSpec) {
     let dir = tempfile::tempdir().unwrap();
     write_synthetic_index(dir.path(), spec).unwrap();

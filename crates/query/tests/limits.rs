@@ -13,6 +13,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, QueryError>, limit: Limit) {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
 fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
     let dir = tempfile::tempdir().unwrap();
