@@ -9,6 +9,8 @@ bash scripts/setup.sh --test-tools
 export HF_HUB_OFFLINE=1
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+# No crate declares a dependency its code does not use.
+.tools/bin/cargo-machete
 # The end-to-end tests run the saeidx binary itself.
 cargo build --release -p saeidx-cli
 # MLX's CPU backend compiles fused kernels on first use into a cache every process shares

@@ -28,7 +28,10 @@ const TEXT: &str = "The Senate shall make appropriations for the navy.\nParis, i
 
 /// The questions about `feature` and document `doc`, by name: (CLI arguments, API path,
 /// Python expression).
-#[expect(clippy::too_many_lines, reason = "a table: one entry per question and front end")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one entry per question and front end"
+)]
 fn questions(feature: u32, doc: u32) -> Vec<(&'static str, Vec<String>, String, String)> {
     let f = feature.to_string();
     let d = doc.to_string();
