@@ -62,57 +62,15 @@ fn main() -> anyhow::Result<()> {
         kind: HookKind::ResidPost,
     }]);
 
-    let measure_ours = || -> anyhow::Result<Vec<f64>> {
-        let mut rates = Vec::new();
-        for (batch, length) in SHAPES {
-            random::seed(0)?;
-            let ids =
-                random::randint::<_, i32>(100, arch.vocab_size as i32, &[batch, length], None)?;
-            let time = best_time(budget, 3, || {
-                model.forward(&ids, &hook).expect("the forward pass runs");
-            });
-            let rate = (batch * length) as f64 / time.as_secs_f64();
-            eprintln!("saeidx {batch} × {length}: {rate:.0} tokens/s");
-            rates.push(rate);
-        }
-        Ok(rates)
-    };
-    let peer = |mode: &str, min_runs: usize| -> anyhow::Result<Vec<f64>> {
-        eprintln!("mlx-lm ({mode}) ...");
-        let shapes: Vec<[i32; 2]> = SHAPES.iter().map(|&(b, t)| [b, t]).collect();
-        let output = Command::new(reference_python()?)
-            .arg(repo_root().join("benches/mlx_lm_forward.py"))
-            .arg(&model_dir)
-            .args(["--layer", &LAYER.to_string(), "--mode", mode])
-            .args(["--shapes", &serde_json::to_string(&shapes)?])
-            .args(["--budget", &budget.as_secs_f64().to_string()])
-            .args(["--min-runs", &min_runs.to_string()])
-            .env("LD_PRELOAD", "libopenblas.so.0")
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "mlx-lm ({mode}) failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-        anyhow::ensure!(
-            report["openblas"] == true,
-            "OpenBLAS was not preloaded for mlx-lm"
-        );
-        Ok(report["results"]
-            .as_array()
-            .context("results")?
-            .iter()
-            .map(|r| r["tokens_per_s"].as_f64().unwrap_or(0.0))
-            .collect())
-    };
+    let ours = || saeidx_rates(&model, &hook, budget);
+    let peer = |mode: &str, min_runs: usize| mlx_lm_rates(&model_dir, mode, min_runs, budget);
     // Two alternating rounds against the like-for-like peer, keeping each side's best,
     // so a burst of load on the shared machine does not decide the ratio.
     let best = |a: Vec<f64>, b: Vec<f64>| -> Vec<f64> {
         a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect()
     };
-    let first = (measure_ours()?, peer("float32", 3)?);
-    let second = (measure_ours()?, peer("float32", 3)?);
+    let first = (ours()?, peer("float32", 3)?);
+    let second = (ours()?, peer("float32", 3)?);
     let ours = best(first.0, second.0);
     let float32 = best(first.1, second.1);
     // Quantized matmuls are slow on MLX's CPU backend: one round, one timed run per shape.
@@ -139,6 +97,64 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// saeidx's forward pass up to the hook, tokens/s per shape in [`SHAPES`].
+fn saeidx_rates(
+    model: &Transformer,
+    hook: &BTreeSet<HookPoint>,
+    budget: Duration,
+) -> anyhow::Result<Vec<f64>> {
+    let vocab = model.config().architecture.vocab_size as i32;
+    let mut rates = Vec::new();
+    for (batch, length) in SHAPES {
+        random::seed(0)?;
+        let ids = random::randint::<_, i32>(100, vocab, &[batch, length], None)?;
+        let time = best_time(budget, 3, || {
+            model.forward(&ids, hook).expect("the forward pass runs");
+        });
+        let rate = (batch * length) as f64 / time.as_secs_f64();
+        eprintln!("saeidx {batch} × {length}: {rate:.0} tokens/s");
+        rates.push(rate);
+    }
+    Ok(rates)
+}
+
+/// mlx-lm's forward pass on the same shapes in `mode` (`benches/mlx_lm_forward.py`),
+/// tokens/s per shape.
+fn mlx_lm_rates(
+    model_dir: &std::path::Path,
+    mode: &str,
+    min_runs: usize,
+    budget: Duration,
+) -> anyhow::Result<Vec<f64>> {
+    eprintln!("mlx-lm ({mode}) ...");
+    let shapes: Vec<[i32; 2]> = SHAPES.iter().map(|&(b, t)| [b, t]).collect();
+    let output = Command::new(reference_python()?)
+        .arg(repo_root().join("benches/mlx_lm_forward.py"))
+        .arg(model_dir)
+        .args(["--layer", &LAYER.to_string(), "--mode", mode])
+        .args(["--shapes", &serde_json::to_string(&shapes)?])
+        .args(["--budget", &budget.as_secs_f64().to_string()])
+        .args(["--min-runs", &min_runs.to_string()])
+        .env("LD_PRELOAD", "libopenblas.so.0")
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "mlx-lm ({mode}) failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    anyhow::ensure!(
+        report["openblas"] == true,
+        "OpenBLAS was not preloaded for mlx-lm"
+    );
+    Ok(report["results"]
+        .as_array()
+        .context("results")?
+        .iter()
+        .map(|r| r["tokens_per_s"].as_f64().unwrap_or(0.0))
+        .collect())
 }
 
 /// Measured f32 GEMM throughput of this machine through MLX, in GFLOP/s.

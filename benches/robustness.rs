@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{Exclusions, FeatureRequest, QueryIndex, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 fn p50(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

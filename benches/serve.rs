@@ -23,9 +23,9 @@ use std::{
 
 use anyhow::Context;
 use saeidx_benches::repo_root;
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{DocRef, QueryIndex, TopFeaturesRequest, TopTextsRequest};
 use saeidx_testkit::load::{LoadReport, LoadSpec, run};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -9,7 +9,8 @@
 #      and of the served UI), Debian's slurm-wlm and munge (the Slurm test starts
 #      its own cluster; installing them starts no service) and Debian's postgresql (the
 #      Neuronpedia import test starts its own server in a temporary folder; Debian may
-#      also start its default cluster, which no test uses);
+#      also start its default cluster, which no test uses), and cargo-machete (CI keeps
+#      unused dependencies out) into .tools (git-ignored);
 #   4. the saeidx binary (release build);
 #   5. the embedded default assets: `saeidx assets prepare` downloads, verifies and
 #      converts the default model into the Hugging Face cache ($HF_HOME, default
@@ -85,6 +86,13 @@ if $test_tools; then
       || { rm -rf .venv; die "pip could not install $venv_requirements"; }
     echo "$venv_stamp" > .venv/.requirements-sha256
   fi
+fi
+
+# cargo-machete, pinned: a dependency no code uses fails CI (scripts/test.sh).
+if $test_tools && [[ "$(.tools/bin/cargo-machete --version 2>/dev/null)" != *0.9.2* ]]; then
+  say "installing cargo-machete 0.9.2 into .tools"
+  cargo install --quiet --locked --version 0.9.2 --root .tools cargo-machete \
+    || die "cargo install cargo-machete failed (is crates.io reachable?)"
 fi
 
 # 4. The saeidx binary ---------------------------------------------------------------------

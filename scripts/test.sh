@@ -9,6 +9,8 @@ bash scripts/setup.sh --test-tools
 export HF_HUB_OFFLINE=1
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+# No crate declares a dependency its code does not use.
+.tools/bin/cargo-machete
 # The end-to-end tests run the saeidx binary itself.
 cargo build --release -p saeidx-cli
 # MLX's CPU backend compiles fused kernels on first use into a cache every process shares
@@ -16,6 +18,9 @@ cargo build --release -p saeidx-cli
 # short") when both compile the same kernel at once. Compile the model's kernels once
 # before tests run in parallel.
 ./target/release/saeidx activations --hook blocks.15.hook_resid_post --text 'warm-up' >/dev/null
+# The Python package: its wheel built with maturin, tested with pytest in a venv. Before
+# the Rust tests, which ask the installed package too (tests/front_ends.rs).
+bash scripts/python-test.sh
 # The model families' fidelity test (12 s) compiles the GELU kernels of GPT-2, GPT-NeoX
 # and Gemma, in Rust and in mlx-lm, that later tests share; run it alone first.
 if cargo nextest --version >/dev/null 2>&1; then
@@ -29,5 +34,3 @@ else
   cargo test --release --workspace --no-fail-fast --lib --bins --tests
 fi
 cargo test --release --workspace --doc
-# The Python package: its wheel built with maturin, tested with pytest in a venv.
-bash scripts/python-test.sh

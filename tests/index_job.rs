@@ -171,6 +171,7 @@ type PerToken = (u64, String, Vec<(u64, f64)>);
 /// The query commands on the index of a run: documents and live texts agree, answers
 /// carry labels, a Parquet-only copy is queryable after `query build`, and wrong
 /// questions get clear errors.
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
 fn queries_answer_from_the_index_and_live() {
     let setup = Setup::create();
@@ -568,6 +569,7 @@ fn shards_merge_into_the_single_run_index() {
     );
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
 fn damaged_and_mismatched_inputs_are_refused() {
     let setup = Setup::create();
@@ -923,6 +925,7 @@ impl Drop for Server {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
 fn the_served_ui_works_in_a_browser() {
     use saeidx_tests::webdriver::Browser;

@@ -59,6 +59,7 @@ fn failed(output: Output) -> String {
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const NEXT_COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
 fn published_indexes_fetch_from_a_local_hub_verified_and_offline() {
     let work = tempfile::tempdir().unwrap();

@@ -215,6 +215,7 @@ fn string(value: &Value) -> String {
         .to_string()
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
 fn slurm_array_job_resubmits_a_cancelled_shard_and_merges_the_single_run_index() {
     let setup = Setup::create();

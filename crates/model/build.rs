@@ -1,3 +1,5 @@
+//! Links against the MLX runtime (see crates/mlx-link-args).
+
 fn main() {
     mlx_link_args::emit();
 }

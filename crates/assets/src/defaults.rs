@@ -241,7 +241,7 @@ impl Download {
     ) -> Result<Self, ImportError> {
         fs::create_dir_all(downloads).map_err(|e| ImportError::io(downloads, e))?;
         let dir = tempfile::Builder::new()
-            .prefix(saeidx_format::atomic::TEMP_PREFIX)
+            .prefix(atomic::TEMP_PREFIX)
             .tempdir_in(downloads)
             .map_err(|e| ImportError::io(downloads, e))?;
         let failed = |detail: String| ImportError::Download {

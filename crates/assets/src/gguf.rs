@@ -255,66 +255,11 @@ pub fn convert(gguf_path: &Path, out_dir: &Path) -> Result<ConversionSummary, Im
     let hp = llama_hyperparameters(&file)?;
     let tokenizer = GgufTokenizer::from_gguf(&file)?;
     let vocab_size = tokenizer.vocab_size();
-
-    // Ordered, so the written file is byte-identical from run to run.
-    let mut tensors: BTreeMap<String, Array> = BTreeMap::new();
-    let mut quantizations: BTreeMap<String, Quantization> = BTreeMap::new();
-    let mut triples: BTreeMap<String, HashMap<String, Array>> = BTreeMap::new();
-    for (name, array) in file.arrays()? {
-        let (base, part) = name
-            .rsplit_once('.')
-            .filter(|(_, part)| matches!(*part, "weight" | "scales" | "biases"))
-            .ok_or_else(|| ImportError::Gguf(format!("unexpected tensor name {name:?}")))?;
-        triples
-            .entry(base.to_string())
-            .or_default()
-            .insert(part.to_string(), array);
-    }
-    for (base, mut parts) in triples {
-        let target = destination(&base, &hp).ok_or_else(|| {
-            ImportError::Unsupported(format!(
-                "GGUF tensor {base:?} has no place in a {}-layer Llama model",
-                hp.num_layers
-            ))
-        })?;
-        let weight = parts
-            .remove("weight")
-            .ok_or_else(|| ImportError::Gguf(format!("{base}: scales/biases without weight")))?;
-        let quantized = match (parts.remove("scales"), parts.remove("biases")) {
-            (Some(scales), Some(biases)) => Some((scales, biases)),
-            (None, None) => None,
-            _ => {
-                return Err(ImportError::Gguf(format!(
-                    "{base}: a quantized tensor needs both scales and biases"
-                )));
-            }
-        };
-        let permute = |tensor: Array| match target.permuted_heads {
-            Some(heads) => unpermute_rows(&tensor, heads),
-            None => Ok(tensor),
-        };
-        let module = &target.module;
-        if let Some((scales, biases)) = quantized {
-            let quantization = infer_quantization(module, &weight, &scales, target.input_width)?;
-            quantizations.insert(module.clone(), quantization);
-            tensors.insert(format!("{module}.scales"), permute(scales)?);
-            tensors.insert(format!("{module}.biases"), permute(biases)?);
-        }
-        tensors.insert(format!("{module}.weight"), permute(weight)?);
-    }
-    let tied_embeddings = !tensors.keys().any(|key| key.starts_with("lm_head."));
-
-    // The most common quantization is the default; modules that differ are listed by
-    // path, which is how mlx-lm reads per-module settings.
-    let mut counts: BTreeMap<Quantization, usize> = BTreeMap::new();
-    for quantization in quantizations.values() {
-        *counts.entry(*quantization).or_default() += 1;
-    }
-    let default = counts
-        .iter()
-        .max_by_key(|(quantization, count)| (**count, std::cmp::Reverse(**quantization)))
-        .map(|(quantization, _)| *quantization);
-
+    let converted = convert_tensors(&file, &hp)?;
+    let tied_embeddings = !converted
+        .tensors
+        .keys()
+        .any(|key| key.starts_with("lm_head."));
     let mut config = json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -341,38 +286,123 @@ pub fn convert(gguf_path: &Path, out_dir: &Path) -> Result<ConversionSummary, Im
             "name": file.get_metadata_string("general.name")?,
         },
     });
-    if let Some(default) = default {
-        let mut quantization = serde_json::Map::new();
-        quantization.insert("group_size".into(), json!(default.group_size));
-        quantization.insert("bits".into(), json!(default.bits));
-        for (module, q) in &quantizations {
-            if *q != default {
-                quantization.insert(
-                    module.clone(),
-                    json!({"group_size": q.group_size, "bits": q.bits}),
-                );
-            }
-        }
-        config["quantization"] = Value::Object(quantization.clone());
+    if let Some(quantization) = quantization_config(&converted.quantizations) {
+        config["quantization"] = quantization.clone();
         // transformers reads the same entry under this name.
-        config["quantization_config"] = Value::Object(quantization);
+        config["quantization_config"] = quantization;
     }
-
     let metadata = HashMap::from([("format".to_string(), "mlx".to_string())]);
     let summary = ConversionSummary {
         hyperparameters: hp,
         vocab_size,
-        tensors: tensors.len(),
-        quantized_bits: quantizations
+        tensors: converted.tensors.len(),
+        quantized_bits: converted
+            .quantizations
             .iter()
             .map(|(module, q)| (module.clone(), q.bits))
             .collect(),
         tied_embeddings,
     };
-    Array::save_safetensors(tensors, &metadata, out_dir.join("model.safetensors"))?;
+    Array::save_safetensors(
+        converted.tensors,
+        &metadata,
+        out_dir.join("model.safetensors"),
+    )?;
     crate::write_json(&out_dir.join("config.json"), &config)?;
     tokenizer.write(out_dir)?;
     Ok(summary)
+}
+
+/// A GGUF file's tensors under their MLX names, with each quantized module's settings.
+struct ConvertedTensors {
+    /// Ordered, so the written file is byte-identical from run to run.
+    tensors: BTreeMap<String, Array>,
+    quantizations: BTreeMap<String, Quantization>,
+}
+
+/// Groups the file's tensors into (weight, scales, biases) per module and moves each to
+/// its MLX name, undoing GGUF's head permutation where it applies.
+fn convert_tensors(
+    file: &GgufFile,
+    hp: &LlamaHyperparameters,
+) -> Result<ConvertedTensors, ImportError> {
+    let mut converted = ConvertedTensors {
+        tensors: BTreeMap::new(),
+        quantizations: BTreeMap::new(),
+    };
+    let mut triples: BTreeMap<String, HashMap<String, Array>> = BTreeMap::new();
+    for (name, array) in file.arrays()? {
+        let (base, part) = name
+            .rsplit_once('.')
+            .filter(|(_, part)| matches!(*part, "weight" | "scales" | "biases"))
+            .ok_or_else(|| ImportError::Gguf(format!("unexpected tensor name {name:?}")))?;
+        triples
+            .entry(base.to_string())
+            .or_default()
+            .insert(part.to_string(), array);
+    }
+    for (base, mut parts) in triples {
+        let target = destination(&base, hp).ok_or_else(|| {
+            ImportError::Unsupported(format!(
+                "GGUF tensor {base:?} has no place in a {}-layer Llama model",
+                hp.num_layers
+            ))
+        })?;
+        let weight = parts
+            .remove("weight")
+            .ok_or_else(|| ImportError::Gguf(format!("{base}: scales/biases without weight")))?;
+        let quantized = match (parts.remove("scales"), parts.remove("biases")) {
+            (Some(scales), Some(biases)) => Some((scales, biases)),
+            (None, None) => None,
+            _ => {
+                return Err(ImportError::Gguf(format!(
+                    "{base}: a quantized tensor needs both scales and biases"
+                )));
+            }
+        };
+        let permute = |tensor: Array| match target.permuted_heads {
+            Some(heads) => unpermute_rows(&tensor, heads),
+            None => Ok(tensor),
+        };
+        let module = &target.module;
+        if let Some((scales, biases)) = quantized {
+            let quantization = infer_quantization(module, &weight, &scales, target.input_width)?;
+            converted.quantizations.insert(module.clone(), quantization);
+            let tensors = &mut converted.tensors;
+            tensors.insert(format!("{module}.scales"), permute(scales)?);
+            tensors.insert(format!("{module}.biases"), permute(biases)?);
+        }
+        converted
+            .tensors
+            .insert(format!("{module}.weight"), permute(weight)?);
+    }
+    Ok(converted)
+}
+
+/// The `quantization` entry of `config.json`: the most common quantization is the
+/// default; modules that differ are listed by path, which is how mlx-lm reads
+/// per-module settings. `None` for an unquantized model.
+fn quantization_config(quantizations: &BTreeMap<String, Quantization>) -> Option<Value> {
+    let mut counts: BTreeMap<Quantization, usize> = BTreeMap::new();
+    for quantization in quantizations.values() {
+        *counts.entry(*quantization).or_default() += 1;
+    }
+    let default = counts
+        .iter()
+        .max_by_key(|(quantization, count)| (**count, std::cmp::Reverse(**quantization)))
+        .map(|(quantization, _)| *quantization)?;
+    let mut config = serde_json::Map::new();
+    config.insert("group_size".into(), json!(default.group_size));
+    config.insert("bits".into(), json!(default.bits));
+    for (module, q) in quantizations {
+        if *q != default {
+            config.insert(
+                module.clone(),
+                json!({"group_size": q.group_size, "bits": q.bits}),
+            );
+        }
+    }
+    Some(Value::Object(config))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use saeidx_model::{
 };
 use saeidx_sae::{
     formats::{self, LoadOptions, SaeSource},
-    train::{Provenance, TrainConfig, train_on_corpus},
+    train::{Provenance, TrainConfig, TrainOutput, train_on_corpus},
 };
 
 use serde_json::json;
@@ -207,6 +207,45 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl TrainArgs {
+    /// The training settings the arguments give.
+    fn config(&self) -> anyhow::Result<TrainConfig> {
+        Ok(TrainConfig {
+            d_sae: self.d_sae,
+            k: self.k,
+            learning_rate: self.learning_rate,
+            batch_size: self.batch_size,
+            train_tokens: self.train_tokens,
+            eval_tokens: self.eval_tokens,
+            holdout_every: self.holdout_every,
+            window: WindowPolicy::new(self.window_length, self.window_overlap)?,
+            model_batch_tokens: self.model_batch_tokens,
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            save_f16: self.f16,
+            ..TrainConfig::default()
+        })
+    }
+}
+
+/// A progress bar over `tokens` training tokens (hidden for `--json`).
+fn training_bar(json: bool, tokens: usize) -> ProgressBar {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(tokens as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens ({per_sec}, ETA {eta}) {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
+
 fn train(args: TrainArgs) -> anyhow::Result<()> {
     let hook = HookPoint::parse(&args.hook, args.layer)?;
     let files = args.model.resolve()?;
@@ -219,21 +258,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         "corpus {} not found (run `saeidx assets prepare`, or pass --corpus)",
         corpus.display()
     );
-    let config = TrainConfig {
-        d_sae: args.d_sae,
-        k: args.k,
-        learning_rate: args.learning_rate,
-        batch_size: args.batch_size,
-        train_tokens: args.train_tokens,
-        eval_tokens: args.eval_tokens,
-        holdout_every: args.holdout_every,
-        window: WindowPolicy::new(args.window_length, args.window_overlap)?,
-        model_batch_tokens: args.model_batch_tokens,
-        seed: args.seed,
-        checkpoint_every: args.checkpoint_every,
-        save_f16: args.f16,
-        ..TrainConfig::default()
-    };
+    let config = args.config()?;
     let provenance = Provenance {
         model: files.source.to_string(),
         model_commit: files.commit.clone(),
@@ -256,28 +281,18 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         PathBuf::from(name)
     });
 
-    let bar = if args.output.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(config.train_tokens as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {human_pos}/{human_len} tokens ({per_sec}, ETA {eta}) {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(500));
+    let bar = training_bar(args.output.json, config.train_tokens);
     let report = train_on_corpus(
         &model,
         &tokenizer,
         hook,
         &corpus,
         &config,
-        &provenance,
-        &checkpoint_dir,
-        &args.out,
+        TrainOutput {
+            provenance: &provenance,
+            checkpoint_dir: &checkpoint_dir,
+            out: &args.out,
+        },
         &mut |step| {
             bar.set_position(step.tokens as u64);
             bar.set_message(format!(

@@ -143,7 +143,7 @@ fn activations_reject_bad_hooks_and_layers() {
 
 /// A small valid index (synthetic codes; no model needed) with its query files.
 fn synthetic_index(dir: &std::path::Path) -> std::path::PathBuf {
-    use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
+    use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
     let index = dir.join("index");
     let spec = SyntheticSpec {
         documents: 12,

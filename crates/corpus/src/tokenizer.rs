@@ -43,6 +43,25 @@ impl TextTokenizer {
         Ok(Self { inner, special_ids })
     }
 
+    /// Tokenizes a document as the index job does: [`TextTokenizer::encode`], then
+    /// `prepend_bos` (a job's `bos = "prepend"`) before the first token unless it is
+    /// already there (as a special token with an empty span).
+    pub fn encode_document(
+        &self,
+        text: &str,
+        prepend_bos: Option<u32>,
+    ) -> Result<Tokens, CorpusError> {
+        let mut tokens = self.encode(text)?;
+        if let Some(bos) = prepend_bos
+            && tokens.ids.first() != Some(&bos)
+        {
+            tokens.ids.insert(0, bos);
+            tokens.spans.insert(0, 0..0);
+            tokens.special.insert(0, true);
+        }
+        Ok(tokens)
+    }
+
     /// Tokenizes `text` exactly as the model's own tokenizer does by default: special
     /// tokens written in the text (e.g. `<|im_start|>`) become their ids, and whatever
     /// the tokenizer's post-processor adds (for some models a BOS token) is added.

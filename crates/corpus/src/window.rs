@@ -58,6 +58,17 @@ pub enum WindowError {
 }
 
 impl WindowPolicy {
+    /// Positions of a document of `tokens` tokens whose activations come from the first
+    /// position of a model window (attention sinks): the document's first token, and
+    /// with no overlap every window start.
+    pub fn sink_positions(self, tokens: usize) -> Vec<usize> {
+        self.windows(tokens)
+            .iter()
+            .filter(|w| w.kept.start == w.tokens.start)
+            .map(|w| w.tokens.start)
+            .collect()
+    }
+
     /// A checked policy.
     pub fn new(length: usize, overlap: usize) -> Result<Self, WindowError> {
         if length == 0 || overlap >= length {

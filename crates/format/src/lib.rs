@@ -10,13 +10,11 @@
 //! - [`tables`]: the index's Parquet tables (documents, tokens, activations): schemas,
 //!   encodings and the part writer.
 //! - [`verify`]: an index folder checked against its manifest, row by row.
-//! - [`synthetic`]: valid index folders with random codes, for tests and benchmarks.
 #![deny(missing_docs)]
 
 pub mod atomic;
 pub mod checksum;
 pub mod lock;
 pub mod manifest;
-pub mod synthetic;
 pub mod tables;
 pub mod verify;

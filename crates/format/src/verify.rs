@@ -199,175 +199,231 @@ fn check_part(
     d_sae: usize,
     report: &mut VerifyReport,
 ) -> Result<PartTables, VerifyError> {
-    let fail = |table: Table, reason: String| VerifyError::Corrupt {
-        path: dir.join(table.part_path(part.part)),
-        reason,
-    };
-    // Documents: consecutive numbers from first_doc; remember token counts and lengths.
-    let mut documents: HashMap<u32, (u32, usize)> = HashMap::new();
-    let mut expected_doc = part.first_doc;
-    let document_batches = read_table(dir, Table::Documents, part)?;
-    for batch in &document_batches {
-        let doc = column::<UInt32Array>(batch, "doc");
-        let text = column::<LargeStringArray>(batch, "text");
-        let tokens = column::<UInt32Array>(batch, "tokens");
-        for row in 0..batch.num_rows() {
-            if doc.value(row) != expected_doc {
-                return Err(fail(
-                    Table::Documents,
-                    format!(
-                        "document {} where {expected_doc} was expected",
-                        doc.value(row)
-                    ),
-                ));
-            }
-            documents.insert(expected_doc, (tokens.value(row), text.value(row).len()));
-            expected_doc += 1;
-        }
-    }
-    if documents.len() as u64 != part.documents {
-        return Err(fail(
-            Table::Documents,
-            format!(
-                "{} documents, the manifest says {}",
-                documents.len(),
-                part.documents
-            ),
-        ));
-    }
-    // Tokens: per document, positions 0..tokens with spans inside the text.
-    let mut current: Option<(u32, u32)> = None; // (doc, next position)
-    let finish_doc = |current: Option<(u32, u32)>| -> Result<(), VerifyError> {
-        if let Some((doc, seen)) = current {
-            let (count, _) = documents[&doc];
-            if seen != count {
-                return Err(fail(
-                    Table::Tokens,
-                    format!("document {doc} has {seen} tokens, its row says {count}"),
-                ));
-            }
-        }
-        Ok(())
-    };
-    let mut token_docs = 0usize;
-    let token_batches = read_table(dir, Table::Tokens, part)?;
-    for batch in &token_batches {
-        let doc = column::<UInt32Array>(batch, "doc");
-        let position = column::<UInt32Array>(batch, "position");
-        let start = column::<UInt32Array>(batch, "start");
-        let end = column::<UInt32Array>(batch, "end");
-        for row in 0..batch.num_rows() {
-            let (d, p) = (doc.value(row), position.value(row));
-            let Some(&(_, text_len)) = documents.get(&d) else {
-                return Err(fail(
-                    Table::Tokens,
-                    format!("token of document {d}, which is not in this part"),
-                ));
-            };
-            match current {
-                Some((cd, next)) if cd == d => {
-                    if p != next {
-                        return Err(fail(
-                            Table::Tokens,
-                            format!("document {d}: position {p} where {next} was expected"),
-                        ));
-                    }
-                    current = Some((d, next + 1));
-                }
-                _ => {
-                    if current.is_some_and(|(cd, _)| cd > d) {
-                        return Err(fail(
-                            Table::Tokens,
-                            format!("document {d} after a later document"),
-                        ));
-                    }
-                    finish_doc(current)?;
-                    token_docs += 1;
-                    if p != 0 {
-                        return Err(fail(
-                            Table::Tokens,
-                            format!("document {d} starts at position {p}"),
-                        ));
-                    }
-                    current = Some((d, 1));
-                }
-            }
-            if start.value(row) > end.value(row) || end.value(row) as usize > text_len {
-                return Err(fail(
-                    Table::Tokens,
-                    format!("document {d} position {p}: byte range outside the text"),
-                ));
-            }
-            report.tokens += 1;
-        }
-    }
-    finish_doc(current)?;
-    let with_tokens = documents.values().filter(|(count, _)| *count > 0).count();
-    if token_docs != with_tokens {
-        return Err(fail(
-            Table::Tokens,
-            format!("tokens for {token_docs} documents, {with_tokens} have tokens"),
-        ));
-    }
-    // Activations: sorted, inside documents, valid features and values.
-    let mut last: Option<(u32, u32, u32)> = None;
-    let activation_batches = read_table(dir, Table::Activations, part)?;
-    for batch in &activation_batches {
-        let doc = column::<UInt32Array>(batch, "doc");
-        let position = column::<UInt32Array>(batch, "position");
-        let feature = column::<UInt32Array>(batch, "feature");
-        let value = column::<Float32Array>(batch, "value");
-        if value.null_count() > 0 {
-            return Err(fail(Table::Activations, "null values".into()));
-        }
-        for row in 0..batch.num_rows() {
-            let key = (doc.value(row), position.value(row), feature.value(row));
-            let order = (key.0, key.1, feature_sort_key(key.1, key.2));
-            if last.is_some_and(|last| last >= order) {
-                return Err(fail(
-                    Table::Activations,
-                    format!(
-                        "row {key:?} is out of order (doc, position, then features \
-                         ascending at even positions and descending at odd ones)"
-                    ),
-                ));
-            }
-            last = Some(order);
-            let Some(&(count, _)) = documents.get(&key.0) else {
-                return Err(fail(
-                    Table::Activations,
-                    format!(
-                        "activation of document {}, which is not in this part",
-                        key.0
-                    ),
-                ));
-            };
-            if key.1 >= count {
-                return Err(fail(
-                    Table::Activations,
-                    format!("document {} has no position {}", key.0, key.1),
-                ));
-            }
-            if key.2 as usize >= d_sae {
-                return Err(fail(
-                    Table::Activations,
-                    format!("feature {} is outside the SAE's {d_sae} features", key.2),
-                ));
-            }
-            let v = value.value(row);
-            if !(v.is_finite() && v > 0.0) {
-                return Err(fail(
-                    Table::Activations,
-                    format!("value {v} at {key:?} is not finite and positive"),
-                ));
-            }
-            report.nonzeros += 1;
-        }
-    }
+    let check = PartCheck { dir, part };
+    let (documents, document_batches) = check.documents()?;
+    let token_batches = check.tokens(&documents, report)?;
+    let activation_batches = check.activations(&documents, d_sae, report)?;
     report.documents += part.documents;
     Ok(PartTables {
         documents: document_batches,
         tokens: token_batches,
         activations: activation_batches,
     })
+}
+
+/// Each document of a part: its token count and its text's length in bytes.
+type PartDocuments = HashMap<u32, (u32, usize)>;
+
+/// One part's three tables checked against each other and the manifest.
+struct PartCheck<'a> {
+    dir: &'a Path,
+    part: &'a PartRecord,
+}
+
+impl PartCheck<'_> {
+    fn fail(&self, table: Table, reason: String) -> VerifyError {
+        VerifyError::Corrupt {
+            path: self.dir.join(table.part_path(self.part.part)),
+            reason,
+        }
+    }
+
+    /// Documents: consecutive numbers from first_doc; their token counts and lengths.
+    fn documents(&self) -> Result<(PartDocuments, Vec<RecordBatch>), VerifyError> {
+        let mut documents = PartDocuments::new();
+        let mut expected_doc = self.part.first_doc;
+        let batches = read_table(self.dir, Table::Documents, self.part)?;
+        for batch in &batches {
+            let doc = column::<UInt32Array>(batch, "doc");
+            let text = column::<LargeStringArray>(batch, "text");
+            let tokens = column::<UInt32Array>(batch, "tokens");
+            for row in 0..batch.num_rows() {
+                if doc.value(row) != expected_doc {
+                    let found = doc.value(row);
+                    return Err(self.fail(
+                        Table::Documents,
+                        format!("document {found} where {expected_doc} was expected"),
+                    ));
+                }
+                documents.insert(expected_doc, (tokens.value(row), text.value(row).len()));
+                expected_doc += 1;
+            }
+        }
+        if documents.len() as u64 != self.part.documents {
+            return Err(self.fail(
+                Table::Documents,
+                format!(
+                    "{} documents, the manifest says {}",
+                    documents.len(),
+                    self.part.documents
+                ),
+            ));
+        }
+        Ok((documents, batches))
+    }
+
+    /// Tokens: per document, positions 0..tokens with spans inside the text.
+    fn tokens(
+        &self,
+        documents: &PartDocuments,
+        report: &mut VerifyReport,
+    ) -> Result<Vec<RecordBatch>, VerifyError> {
+        let mut walk = TokenWalk::default();
+        let batches = read_table(self.dir, Table::Tokens, self.part)?;
+        for batch in &batches {
+            let doc = column::<UInt32Array>(batch, "doc");
+            let position = column::<UInt32Array>(batch, "position");
+            let start = column::<UInt32Array>(batch, "start");
+            let end = column::<UInt32Array>(batch, "end");
+            for row in 0..batch.num_rows() {
+                let (d, p) = (doc.value(row), position.value(row));
+                let Some(&(_, text_len)) = documents.get(&d) else {
+                    return Err(self.fail(
+                        Table::Tokens,
+                        format!("token of document {d}, which is not in this part"),
+                    ));
+                };
+                walk.step(d, p, documents)
+                    .map_err(|reason| self.fail(Table::Tokens, reason))?;
+                if start.value(row) > end.value(row) || end.value(row) as usize > text_len {
+                    return Err(self.fail(
+                        Table::Tokens,
+                        format!("document {d} position {p}: byte range outside the text"),
+                    ));
+                }
+                report.tokens += 1;
+            }
+        }
+        walk.finish(documents)
+            .map_err(|reason| self.fail(Table::Tokens, reason))?;
+        Ok(batches)
+    }
+
+    /// Activations: sorted, inside documents, valid features and values.
+    fn activations(
+        &self,
+        documents: &PartDocuments,
+        d_sae: usize,
+        report: &mut VerifyReport,
+    ) -> Result<Vec<RecordBatch>, VerifyError> {
+        let mut last: Option<(u32, u32, u32)> = None;
+        let batches = read_table(self.dir, Table::Activations, self.part)?;
+        for batch in &batches {
+            let doc = column::<UInt32Array>(batch, "doc");
+            let position = column::<UInt32Array>(batch, "position");
+            let feature = column::<UInt32Array>(batch, "feature");
+            let value = column::<Float32Array>(batch, "value");
+            if value.null_count() > 0 {
+                return Err(self.fail(Table::Activations, "null values".into()));
+            }
+            for row in 0..batch.num_rows() {
+                let key = (doc.value(row), position.value(row), feature.value(row));
+                let order = (key.0, key.1, feature_sort_key(key.1, key.2));
+                if last.is_some_and(|last| last >= order) {
+                    return Err(self.fail(
+                        Table::Activations,
+                        format!(
+                            "row {key:?} is out of order (doc, position, then features \
+                             ascending at even positions and descending at odd ones)"
+                        ),
+                    ));
+                }
+                last = Some(order);
+                check_activation(key, value.value(row), documents, d_sae)
+                    .map_err(|reason| self.fail(Table::Activations, reason))?;
+                report.nonzeros += 1;
+            }
+        }
+        Ok(batches)
+    }
+}
+
+/// One activation row `(doc, position, feature)` with its value, checked against its
+/// part's documents and the SAE's width.
+fn check_activation(
+    (doc, position, feature): (u32, u32, u32),
+    value: f32,
+    documents: &PartDocuments,
+    d_sae: usize,
+) -> Result<(), String> {
+    let Some(&(count, _)) = documents.get(&doc) else {
+        return Err(format!(
+            "activation of document {doc}, which is not in this part"
+        ));
+    };
+    if position >= count {
+        return Err(format!("document {doc} has no position {position}"));
+    }
+    if feature as usize >= d_sae {
+        return Err(format!(
+            "feature {feature} is outside the SAE's {d_sae} features"
+        ));
+    }
+    if !(value.is_finite() && value > 0.0) {
+        return Err(format!(
+            "value {value} at {:?} is not finite and positive",
+            (doc, position, feature)
+        ));
+    }
+    Ok(())
+}
+
+/// The walk through a part's token rows: documents in order, positions consecutive.
+#[derive(Default)]
+struct TokenWalk {
+    /// The document being walked and its next expected position.
+    current: Option<(u32, u32)>,
+    /// Documents seen with tokens.
+    documents: usize,
+}
+
+impl TokenWalk {
+    fn step(&mut self, doc: u32, position: u32, documents: &PartDocuments) -> Result<(), String> {
+        match self.current {
+            Some((current, next)) if current == doc => {
+                if position != next {
+                    return Err(format!(
+                        "document {doc}: position {position} where {next} was expected"
+                    ));
+                }
+                self.current = Some((doc, next + 1));
+            }
+            _ => {
+                if self.current.is_some_and(|(current, _)| current > doc) {
+                    return Err(format!("document {doc} after a later document"));
+                }
+                self.finish_document(documents)?;
+                self.documents += 1;
+                if position != 0 {
+                    return Err(format!("document {doc} starts at position {position}"));
+                }
+                self.current = Some((doc, 1));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_document(&self, documents: &PartDocuments) -> Result<(), String> {
+        if let Some((doc, seen)) = self.current {
+            let (count, _) = documents[&doc];
+            if seen != count {
+                return Err(format!(
+                    "document {doc} has {seen} tokens, its row says {count}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self, documents: &PartDocuments) -> Result<(), String> {
+        self.finish_document(documents)?;
+        let with_tokens = documents.values().filter(|(count, _)| *count > 0).count();
+        if self.documents != with_tokens {
+            return Err(format!(
+                "tokens for {} documents, {with_tokens} have tokens",
+                self.documents
+            ));
+        }
+        Ok(())
+    }
 }

@@ -377,20 +377,7 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
     let storage = WeightStorage::for_default_device();
     let model = Transformer::from_checkpoint(checkpoint, Some(hook.layer), storage)?;
     let tokenizer = TextTokenizer::from_file(&model_files.tokenizer)?;
-
-    let sae_source = match (&file.sae.path, &file.sae.repo, &file.sae.release) {
-        (Some(path), _, _) => SaeSource::Local(path.clone()),
-        (None, Some(repo), _) => SaeSource::Hub {
-            repo_id: repo.clone(),
-            subfolder: file.sae.subfolder.clone(),
-            revision: file.sae.revision.clone(),
-        },
-        (None, None, Some(id)) => SaeSource::Release {
-            id: id.clone(),
-            revision: file.sae.revision.clone(),
-        },
-        (None, None, None) => unreachable!("JobFile::read requires one"),
-    };
+    let sae_source = sae_source(&file);
     let mut sae = formats::load(
         &sae_source,
         settings,
@@ -407,27 +394,8 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
         hook,
         file.sae.allow_mismatch,
     )?;
-
-    let mut added_ids = tokenizer.added_ids()?;
-    let bos = bos_id(&model_files, &tokenizer);
-    let fit = fit_run(
-        &file,
-        &sae.info.trained,
-        bos.is_some_and(|bos| added_ids.first() == Some(&bos)),
-    )?;
-    applied.extend(fit.notes);
-    if fit.bos == BosPolicy::Prepend {
-        let bos = bos.ok_or_else(|| IndexError::Job {
-            path: file.output.clone(),
-            reason:
-                "bos = \"prepend\", but neither config.json nor the tokenizer names a BOS token"
-                    .into(),
-        })?;
-        if added_ids.first() != Some(&bos) {
-            added_ids.insert(0, bos);
-        }
-    }
-    let corpus_files = file.corpus.files()?;
+    let (fit, added_ids) = fit_tokens(&file, &sae, &model_files, &tokenizer)?;
+    applied.extend(fit.notes.iter().cloned());
     // Recorded so that live analysis finds the SAE again from the index folder,
     // wherever that folder is: by Hub id, or by a path relative to the index.
     let (sae_recorded, sae_location) = match &sae_source {
@@ -455,20 +423,7 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
             num_layers: config.num_layers(),
             hook_width: Some(config.hook_width(&hook)).filter(|w| *w != config.hidden_size()),
         },
-        tokenizer: TokenizerRecord {
-            sha256: sha256_file(&model_files.tokenizer)
-                .map_err(IndexError::io(&model_files.tokenizer))?,
-            added_ids: added_ids.clone(),
-            policy: match fit.bos {
-                BosPolicy::Tokenizer => format!(
-                    "the tokenizer's own output: special-token strings in the text become their ids, and it adds {added_ids:?} to every document"
-                ),
-                BosPolicy::Prepend => format!(
-                    "the tokenizer's output with BOS {:?} put before every document that does not start with it",
-                    added_ids.first()
-                ),
-            },
-        },
+        tokenizer: tokenizer_record(&model_files, added_ids, fit.bos)?,
         sae: SaeRecord {
             source: sae_recorded,
             location: Some(sae_location),
@@ -489,32 +444,7 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
         batch_tokens: file.run.batch_tokens,
         positions: "every token is encoded; each document's first token (and, without overlap, every window's first token) sits at a model window's first position, an attention sink: tokens.sink marks it".into(),
         values: "float32 rounded to 11 significant bits (half precision's), BYTE_STREAM_SPLIT + zstd".into(),
-        corpus: CorpusRecord {
-            sources: if file.source_names.len() == file.corpus.sources.len() {
-                file.source_names.clone()
-            } else {
-                file.corpus
-                    .sources
-                    .iter()
-                    .map(|s| s.path.display().to_string())
-                    .collect()
-            },
-            files: corpus_files
-                .iter()
-                .map(|f| CorpusFileRecord {
-                    name: f.name.clone(),
-                    format: f.format.to_string(),
-                    bytes: f.bytes,
-                    sha256: f.sha256.clone(),
-                })
-                .collect(),
-            bad_records: serde_json::to_value(file.corpus.on_bad_record)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            max_documents: file.run.max_documents,
-            part_bytes: file.run.part_bytes,
-        },
+        corpus: corpus_record(&file)?,
     };
     Ok(LoadedJob {
         file,
@@ -525,6 +455,108 @@ pub fn load(file: JobFile, settings: &HubSettings) -> Result<LoadedJob, IndexErr
         tokenizer,
         sae,
         spec,
+    })
+}
+
+/// Where the job's `[sae]` table says the SAE is.
+fn sae_source(file: &JobFile) -> SaeSource {
+    match (&file.sae.path, &file.sae.repo, &file.sae.release) {
+        (Some(path), _, _) => SaeSource::Local(path.clone()),
+        (None, Some(repo), _) => SaeSource::Hub {
+            repo_id: repo.clone(),
+            subfolder: file.sae.subfolder.clone(),
+            revision: file.sae.revision.clone(),
+        },
+        (None, None, Some(id)) => SaeSource::Release {
+            id: id.clone(),
+            revision: file.sae.revision.clone(),
+        },
+        (None, None, None) => unreachable!("JobFile::read requires one"),
+    }
+}
+
+/// The run's window and BOS policy fitted to the SAE's training (see [`fit_run`]), and
+/// the token ids the run adds to every document (a prepended BOS included).
+fn fit_tokens(
+    file: &JobFile,
+    sae: &Sae,
+    model_files: &ModelFiles,
+    tokenizer: &TextTokenizer,
+) -> Result<(RunFit, Vec<u32>), IndexError> {
+    let mut added_ids = tokenizer.added_ids()?;
+    let bos = bos_id(model_files, tokenizer);
+    let fit = fit_run(
+        file,
+        &sae.info.trained,
+        bos.is_some_and(|bos| added_ids.first() == Some(&bos)),
+    )?;
+    if fit.bos == BosPolicy::Prepend {
+        let bos = bos.ok_or_else(|| IndexError::Job {
+            path: file.output.clone(),
+            reason:
+                "bos = \"prepend\", but neither config.json nor the tokenizer names a BOS token"
+                    .into(),
+        })?;
+        if added_ids.first() != Some(&bos) {
+            added_ids.insert(0, bos);
+        }
+    }
+    Ok((fit, added_ids))
+}
+
+/// The tokenizer as the manifest records it: its hash, the ids added to every document
+/// and the policy in words.
+fn tokenizer_record(
+    model_files: &ModelFiles,
+    added_ids: Vec<u32>,
+    bos: BosPolicy,
+) -> Result<TokenizerRecord, IndexError> {
+    let policy = match bos {
+        BosPolicy::Tokenizer => format!(
+            "the tokenizer's own output: special-token strings in the text become their ids, and it adds {added_ids:?} to every document"
+        ),
+        BosPolicy::Prepend => format!(
+            "the tokenizer's output with BOS {:?} put before every document that does not start with it",
+            added_ids.first()
+        ),
+    };
+    Ok(TokenizerRecord {
+        sha256: sha256_file(&model_files.tokenizer)
+            .map_err(IndexError::io(&model_files.tokenizer))?,
+        added_ids,
+        policy,
+    })
+}
+
+/// The corpus as the manifest records it: its sources, each file's size and hash, and
+/// the reading settings.
+fn corpus_record(file: &JobFile) -> Result<CorpusRecord, IndexError> {
+    let corpus_files = file.corpus.files()?;
+    Ok(CorpusRecord {
+        sources: if file.source_names.len() == file.corpus.sources.len() {
+            file.source_names.clone()
+        } else {
+            file.corpus
+                .sources
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect()
+        },
+        files: corpus_files
+            .iter()
+            .map(|f| CorpusFileRecord {
+                name: f.name.clone(),
+                format: f.format.to_string(),
+                bytes: f.bytes,
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+        bad_records: serde_json::to_value(file.corpus.on_bad_record)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        max_documents: file.run.max_documents,
+        part_bytes: file.run.part_bytes,
     })
 }
 

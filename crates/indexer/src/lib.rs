@@ -19,7 +19,6 @@
 #![deny(missing_docs)]
 
 pub mod job;
-pub mod live;
 pub mod merge;
 pub mod parts;
 pub mod pipeline;
@@ -90,9 +89,6 @@ pub enum IndexError {
         /// What differs.
         reason: String,
     },
-    /// Live analysis cannot find the index's SAE.
-    #[error("{0}")]
-    LiveSae(String),
     /// The job's window rule is invalid.
     #[error("invalid window rule ([run] window_length, window_overlap): {0}")]
     Window(String),

@@ -56,23 +56,46 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
         .iter()
         .map(|dir| Ok((dir.clone(), Manifest::read(dir)?)))
         .collect::<Result<_, IndexError>>()?;
+    let first = check_shards(&manifests)?;
+    let staged = StagedDir::new(destination)?;
+    let (parts, mut timings) = link_parts(&manifests, staged.path())?;
+    let numbers: Vec<u32> = parts.keys().copied().collect();
+    if numbers != (0..first.corpus_parts as u32).collect::<Vec<_>>() {
+        return Err(IndexError::Merge(format!(
+            "the shards hold parts {numbers:?}, not every part 0..{}",
+            first.corpus_parts
+        )));
+    }
+    let parts: Vec<PartRecord> = parts.into_values().collect();
+    let counts = Counts::of_parts(&parts, first.counts.skipped_records);
+    timings.insert("merge_s".into(), started.elapsed().as_secs_f64());
+    let manifest = Manifest {
+        shard: None,
+        counts,
+        parts,
+        timings,
+        ..first.clone()
+    };
+    manifest.check_consistency().map_err(IndexError::Merge)?;
+    manifest.write(staged.path())?;
+    saeidx_query::build_unlocked(staged.path())?;
+    crate::workdir::carry_labels(destination, staged.path(), &manifest)?;
+    staged.publish()?;
+    Ok(manifest)
+}
+
+/// Checks that the shards are every shard of one job, each once, splitting the corpus
+/// the same way; returns the first shard's manifest.
+fn check_shards(manifests: &[(PathBuf, Manifest)]) -> Result<&Manifest, IndexError> {
     let Some((first_dir, first)) = manifests.first() else {
         return Err(IndexError::Merge("no shards given".into()));
     };
-    let Some(first_shard) = first.shard else {
-        return Err(IndexError::Merge(format!(
-            "{} is a whole index, not a shard",
-            first_dir.display()
-        )));
-    };
+    let whole =
+        |dir: &Path| IndexError::Merge(format!("{} is a whole index, not a shard", dir.display()));
+    let first_shard = first.shard.ok_or_else(|| whole(first_dir))?;
     let mut seen = vec![None; first_shard.count as usize];
-    for (dir, manifest) in &manifests {
-        let Some(shard) = manifest.shard else {
-            return Err(IndexError::Merge(format!(
-                "{} is a whole index, not a shard",
-                dir.display()
-            )));
-        };
+    for (dir, manifest) in manifests {
+        let shard = manifest.shard.ok_or_else(|| whole(dir))?;
         if manifest.job != first.job {
             return Err(IndexError::Merge(format!(
                 "{} was made by a different job than {} ({})",
@@ -113,15 +136,25 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
             first_shard.count
         )));
     }
+    Ok(first)
+}
 
-    let staged = StagedDir::new(destination)?;
+/// Seconds per stage, as the manifest records them.
+type Timings = BTreeMap<String, f64>;
+
+/// Links (or copies) every shard's part files into `staged`, checking each against its
+/// shard's manifest; returns the parts by number and the shards' summed timings.
+fn link_parts(
+    manifests: &[(PathBuf, Manifest)],
+    staged: &Path,
+) -> Result<(BTreeMap<u32, PartRecord>, Timings), IndexError> {
     for table in Table::ALL {
-        let dir = staged.path().join(table.dir());
+        let dir = staged.join(table.dir());
         fs::create_dir_all(&dir).map_err(IndexError::io(&dir))?;
     }
     let mut parts: BTreeMap<u32, PartRecord> = BTreeMap::new();
-    let mut timings: BTreeMap<String, f64> = BTreeMap::new();
-    for (dir, manifest) in &manifests {
+    let mut timings = Timings::new();
+    for (dir, manifest) in manifests {
         for part in &manifest.parts {
             for file in &part.files {
                 if !file.matches(dir) {
@@ -130,7 +163,7 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
                         reason: "size or checksum differs from the shard's manifest".into(),
                     });
                 }
-                let target = staged.path().join(&file.path);
+                let target = staged.join(&file.path);
                 let source = dir.join(&file.path);
                 if fs::hard_link(&source, &target).is_err() {
                     fs::copy(&source, &target).map_err(IndexError::io(&target))?;
@@ -142,27 +175,5 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
             *timings.entry(format!("shards_{stage}")).or_default() += seconds;
         }
     }
-    let numbers: Vec<u32> = parts.keys().copied().collect();
-    if numbers != (0..first.corpus_parts as u32).collect::<Vec<_>>() {
-        return Err(IndexError::Merge(format!(
-            "the shards hold parts {numbers:?}, not every part 0..{}",
-            first.corpus_parts
-        )));
-    }
-    let parts: Vec<PartRecord> = parts.into_values().collect();
-    let counts = Counts::of_parts(&parts, first.counts.skipped_records);
-    timings.insert("merge_s".into(), started.elapsed().as_secs_f64());
-    let manifest = Manifest {
-        shard: None,
-        counts,
-        parts,
-        timings,
-        ..first.clone()
-    };
-    manifest.check_consistency().map_err(IndexError::Merge)?;
-    manifest.write(staged.path())?;
-    saeidx_query::build_unlocked(staged.path())?;
-    crate::workdir::carry_labels(destination, staged.path(), &manifest)?;
-    staged.publish()?;
-    Ok(manifest)
+    Ok((parts, timings))
 }

@@ -201,36 +201,10 @@ pub fn run(
     });
     let destination = shard_destination(destination, shard);
     let _lock = saeidx_format::lock::OutputLock::acquire(&destination)?;
-    let existing = Manifest::read(&destination).ok();
-    if let Some(existing) = existing.as_ref()
-        && existing.job == *job
-        && existing.shard == shard_record
-    {
-        return Ok(RunSummary {
-            manifest: existing.clone(),
-            destination,
-            computed_parts: 0,
-            resumed_parts: 0,
-            up_to_date: true,
-        });
+    if let Some(up_to_date) = check_existing(&destination, job, shard_record, options.replace)? {
+        return Ok(up_to_date);
     }
-    if !options.replace
-        && let Some(existing) = existing
-    {
-        return Err(IndexError::OtherJob {
-            path: destination.clone(),
-            reason: format!(
-                "{}; appending to an index is not supported: pass --replace to rebuild it with this job",
-                crate::workdir::describe_difference(
-                    &existing.job,
-                    job,
-                    existing.shard,
-                    shard_record
-                )
-            ),
-        });
-    }
-    let window = saeidx_corpus::window::WindowPolicy::new(job.window.length, job.window.overlap)
+    let window = WindowPolicy::new(job.window.length, job.window.overlap)
         .map_err(|e| IndexError::Window(e.to_string()))?;
     let work = WorkDir::open(&destination, job, shard_record)?;
     if let Some(reason) = work.started_over() {
@@ -270,31 +244,12 @@ pub fn run(
     }
     let ((waiting_s, model_s, sae_s), write_s) = (compute_times.0, compute_times.1);
     let computed_parts = new_parts.len();
-    let mut parts: BTreeMap<u32, PartRecord> = done;
-    for record in new_parts {
-        parts.insert(record.part, record);
-    }
-    let expected: Vec<u32> = (0..totals.parts).filter(|p| shard.owns(*p)).collect();
-    let found: Vec<u32> = parts.keys().copied().collect();
-    if found != expected {
-        return Err(IndexError::Corrupt {
+    let parts =
+        collect_parts(done, new_parts, &totals, shard).map_err(|reason| IndexError::Corrupt {
             path: work.path().to_path_buf(),
-            reason: format!(
-                "parts {found:?} were produced where {expected:?} were expected (did the corpus change while indexing?)"
-            ),
-        });
-    }
-    let parts: Vec<PartRecord> = parts.into_values().collect();
+            reason,
+        })?;
     let counts = Counts::of_parts(&parts, totals.skipped);
-    if shard == Shard::WHOLE && counts.documents != totals.documents {
-        return Err(IndexError::Corrupt {
-            path: work.path().to_path_buf(),
-            reason: format!(
-                "the parts hold {} documents but the corpus has {}",
-                counts.documents, totals.documents
-            ),
-        });
-    }
     timings.insert("wait_for_reader_s".into(), waiting_s);
     timings.insert("model_s".into(), model_s);
     timings.insert("sae_s".into(), sae_s);
@@ -325,6 +280,69 @@ pub fn run(
         resumed_parts,
         up_to_date: false,
     })
+}
+
+/// The summary of an up-to-date index of this job at `destination`, `None` when there
+/// is nothing there (or `replace` lets the run rebuild it), or the error that another
+/// job's index is there.
+fn check_existing(
+    destination: &Path,
+    job: &JobSpec,
+    shard_record: Option<ShardRecord>,
+    replace: bool,
+) -> Result<Option<RunSummary>, IndexError> {
+    let Ok(existing) = Manifest::read(destination) else {
+        return Ok(None);
+    };
+    if existing.job == *job && existing.shard == shard_record {
+        return Ok(Some(RunSummary {
+            manifest: existing,
+            destination: destination.to_path_buf(),
+            computed_parts: 0,
+            resumed_parts: 0,
+            up_to_date: true,
+        }));
+    }
+    if replace {
+        return Ok(None);
+    }
+    Err(IndexError::OtherJob {
+        path: destination.to_path_buf(),
+        reason: format!(
+            "{}; appending to an index is not supported: pass --replace to rebuild it with this job",
+            crate::workdir::describe_difference(&existing.job, job, existing.shard, shard_record)
+        ),
+    })
+}
+
+/// The parts done earlier and now, in order, checked to be exactly the shard's parts and
+/// (for a whole index) to hold every document the reader read.
+fn collect_parts(
+    done: BTreeMap<u32, PartRecord>,
+    new_parts: Vec<PartRecord>,
+    totals: &ReadTotals,
+    shard: Shard,
+) -> Result<Vec<PartRecord>, String> {
+    let mut parts = done;
+    for record in new_parts {
+        parts.insert(record.part, record);
+    }
+    let expected: Vec<u32> = (0..totals.parts).filter(|p| shard.owns(*p)).collect();
+    let found: Vec<u32> = parts.keys().copied().collect();
+    if found != expected {
+        return Err(format!(
+            "parts {found:?} were produced where {expected:?} were expected (did the corpus change while indexing?)"
+        ));
+    }
+    let parts: Vec<PartRecord> = parts.into_values().collect();
+    let documents: u64 = parts.iter().map(|part| part.documents).sum();
+    if shard == Shard::WHOLE && documents != totals.documents {
+        return Err(format!(
+            "the parts hold {documents} documents but the corpus has {}",
+            totals.documents
+        ));
+    }
+    Ok(parts)
 }
 
 /// What an empty run read, for its error message.
@@ -446,14 +464,14 @@ fn tokenize_part(
     let encoded: Vec<_> = part
         .documents
         .par_iter()
-        .map(|numbered| encode_document(tokenizer, &numbered.document.text, prepend_bos))
+        .map(|numbered| tokenizer.encode_document(&numbered.document.text, prepend_bos))
         .collect::<Result<_, _>>()?;
     let mut document_rows = DocumentRows::default();
     let mut token_rows = TokenRows::default();
     let mut documents = Vec::with_capacity(encoded.len());
     for (numbered, tokens) in part.documents.into_iter().zip(encoded) {
         let count = tokens.ids.len();
-        let sinks = sink_positions(window, count);
+        let sinks = window.sink_positions(count);
         for (position, ((id, span), special)) in tokens
             .ids
             .iter()
@@ -488,36 +506,6 @@ fn tokenize_part(
         document_rows,
         token_rows,
     })
-}
-
-/// Tokenizes one document as the index job does: the tokenizer's own output, with
-/// `prepend_bos` put first when the document does not already start with it.
-pub(crate) fn encode_document(
-    tokenizer: &TextTokenizer,
-    text: &str,
-    prepend_bos: Option<u32>,
-) -> Result<saeidx_corpus::tokenizer::Tokens, CorpusError> {
-    let mut tokens = tokenizer.encode(text)?;
-    if let Some(bos) = prepend_bos
-        && tokens.ids.first() != Some(&bos)
-    {
-        tokens.ids.insert(0, bos);
-        tokens.spans.insert(0, 0..0);
-        tokens.special.insert(0, true);
-    }
-    Ok(tokens)
-}
-
-/// Positions of a document whose activations come from the first position of a window
-/// (attention sinks): the document's first token, and with no overlap every window
-/// start.
-pub(crate) fn sink_positions(window: WindowPolicy, tokens: usize) -> Vec<usize> {
-    window
-        .windows(tokens)
-        .iter()
-        .filter(|w| w.kept.start == w.tokens.start)
-        .map(|w| w.tokens.start)
-        .collect()
 }
 
 /// The compute thread's work; returns seconds spent waiting for the reader (reading and

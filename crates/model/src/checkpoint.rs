@@ -286,97 +286,24 @@ fn check_tensors(
     config: &ModelConfig,
     tensors: &HashMap<String, Array>,
 ) -> Result<BTreeMap<String, Quantization>, String> {
-    let mut used: BTreeSet<&str> = BTreeSet::new();
-    let mut quantized = BTreeMap::new();
-    let mut problems = Vec::new();
-    let mut expect = |key: String,
-                      shape: &[usize],
-                      dtype_ok: &dyn Fn(Dtype) -> bool,
-                      what: &str| match tensors.get_key_value(&key) {
-        None => problems.push(format!("missing {key}")),
-        Some((name, tensor)) => {
-            used.insert(name.as_str());
-            let actual: Vec<usize> = tensor.shape().iter().map(|&d| d as usize).collect();
-            if actual != shape {
-                problems.push(format!("{key} has shape {actual:?}, expected {shape:?}"));
-            } else if !dtype_ok(tensor.dtype()) {
-                problems.push(format!(
-                    "{key} has dtype {:?}, expected {what}",
-                    tensor.dtype()
-                ));
-            }
-        }
+    let mut check = TensorCheck {
+        tensors,
+        used: BTreeSet::new(),
+        problems: Vec::new(),
     };
+    let mut quantized = BTreeMap::new();
     for module in expected_modules(&config.architecture) {
-        let path = &module.path;
-        if module.optional && !tensors.contains_key(&format!("{path}.weight")) {
+        if module.optional && !tensors.contains_key(&format!("{}.weight", module.path)) {
             continue;
         }
-        let (rows, inputs, bias) = match module.kind {
-            ModuleKind::Norm { width, bias } => {
-                expect(format!("{path}.weight"), &[width], &is_float, "a float");
-                if bias {
-                    expect(format!("{path}.bias"), &[width], &is_float, "a float");
-                }
-                continue;
-            }
-            ModuleKind::Linear {
-                inputs,
-                outputs,
-                bias,
-            } => (outputs, inputs, bias),
-            ModuleKind::Embedding { rows, width } => (rows, width, false),
-        };
-        if tensors.contains_key(&format!("{path}.scales")) {
-            let settings = config
-                .quantization
-                .as_ref()
-                .ok_or_else(|| {
-                    format!("{path} is quantized but config.json has no quantization entry")
-                })?
-                .for_module(path)?
-                .ok_or_else(|| format!("{path} is quantized but config.json says it is not"))?;
-            if inputs % settings.group_size != 0 || (inputs * settings.bits) % 32 != 0 {
-                return Err(format!(
-                    "{path}: input width {inputs} does not fit {}-bit groups of {}",
-                    settings.bits, settings.group_size
-                ));
-            }
-            let groups = inputs / settings.group_size;
-            expect(
-                format!("{path}.weight"),
-                &[rows, inputs * settings.bits / 32],
-                &|d| d == Dtype::Uint32,
-                "uint32 (packed)",
-            );
-            expect(
-                format!("{path}.scales"),
-                &[rows, groups],
-                &is_float,
-                "a float",
-            );
-            expect(
-                format!("{path}.biases"),
-                &[rows, groups],
-                &is_float,
-                "a float",
-            );
-            quantized.insert(path.clone(), settings);
-        } else {
-            expect(
-                format!("{path}.weight"),
-                &[rows, inputs],
-                &is_float,
-                "a float",
-            );
-        }
-        if bias {
-            expect(format!("{path}.bias"), &[rows], &is_float, "a float");
+        if let Some(settings) = check.module(config, &module)? {
+            quantized.insert(module.path.clone(), settings);
         }
     }
+    let mut problems = check.problems;
     let mut unexpected: Vec<&String> = tensors
         .keys()
-        .filter(|key| !used.contains(key.as_str()))
+        .filter(|key| !check.used.contains(key.as_str()))
         .collect();
     if !unexpected.is_empty() {
         unexpected.sort();
@@ -394,6 +321,127 @@ fn check_tensors(
         let count = problems.len();
         problems.truncate(8);
         Err(format!("{count} problems: {}", problems.join("; ")))
+    }
+}
+
+/// Checks tensors against the parameters a model expects, collecting every problem.
+struct TensorCheck<'a> {
+    tensors: &'a HashMap<String, Array>,
+    /// The tensors some parameter accounted for.
+    used: BTreeSet<&'a str>,
+    problems: Vec<String>,
+}
+
+impl TensorCheck<'_> {
+    /// Expects tensor `key` with `shape` and a dtype `dtype_ok` accepts (`what` names it).
+    fn expect(
+        &mut self,
+        key: String,
+        shape: &[usize],
+        dtype_ok: &dyn Fn(Dtype) -> bool,
+        what: &str,
+    ) {
+        let Some((name, tensor)) = self.tensors.get_key_value(&key) else {
+            self.problems.push(format!("missing {key}"));
+            return;
+        };
+        self.used.insert(name.as_str());
+        let actual: Vec<usize> = tensor.shape().iter().map(|&d| d as usize).collect();
+        if actual != shape {
+            self.problems
+                .push(format!("{key} has shape {actual:?}, expected {shape:?}"));
+        } else if !dtype_ok(tensor.dtype()) {
+            self.problems.push(format!(
+                "{key} has dtype {:?}, expected {what}",
+                tensor.dtype()
+            ));
+        }
+    }
+
+    /// Checks one module's tensors; returns its quantization when it is quantized.
+    fn module(
+        &mut self,
+        config: &ModelConfig,
+        module: &ModuleSpec,
+    ) -> Result<Option<Quantization>, String> {
+        let path = &module.path;
+        let (rows, inputs, bias) = match module.kind {
+            ModuleKind::Norm { width, bias } => {
+                self.expect(format!("{path}.weight"), &[width], &is_float, "a float");
+                if bias {
+                    self.expect(format!("{path}.bias"), &[width], &is_float, "a float");
+                }
+                return Ok(None);
+            }
+            ModuleKind::Linear {
+                inputs,
+                outputs,
+                bias,
+            } => (outputs, inputs, bias),
+            ModuleKind::Embedding { rows, width } => (rows, width, false),
+        };
+        let quantized = if self.tensors.contains_key(&format!("{path}.scales")) {
+            Some(self.quantized(config, path, rows, inputs)?)
+        } else {
+            self.expect(
+                format!("{path}.weight"),
+                &[rows, inputs],
+                &is_float,
+                "a float",
+            );
+            None
+        };
+        if bias {
+            self.expect(format!("{path}.bias"), &[rows], &is_float, "a float");
+        }
+        Ok(quantized)
+    }
+
+    /// Checks a quantized module's packed weight, scales and biases against the
+    /// settings config.json gives it.
+    fn quantized(
+        &mut self,
+        config: &ModelConfig,
+        path: &str,
+        rows: usize,
+        inputs: usize,
+    ) -> Result<Quantization, String> {
+        let settings = config
+            .quantization
+            .as_ref()
+            .ok_or_else(|| {
+                format!("{path} is quantized but config.json has no quantization entry")
+            })?
+            .for_module(path)?
+            .ok_or_else(|| format!("{path} is quantized but config.json says it is not"))?;
+        if !inputs.is_multiple_of(settings.group_size)
+            || !(inputs * settings.bits).is_multiple_of(32)
+        {
+            return Err(format!(
+                "{path}: input width {inputs} does not fit {}-bit groups of {}",
+                settings.bits, settings.group_size
+            ));
+        }
+        let groups = inputs / settings.group_size;
+        self.expect(
+            format!("{path}.weight"),
+            &[rows, inputs * settings.bits / 32],
+            &|d| d == Dtype::Uint32,
+            "uint32 (packed)",
+        );
+        self.expect(
+            format!("{path}.scales"),
+            &[rows, groups],
+            &is_float,
+            "a float",
+        );
+        self.expect(
+            format!("{path}.biases"),
+            &[rows, groups],
+            &is_float,
+            "a float",
+        );
+        Ok(settings)
     }
 }
 

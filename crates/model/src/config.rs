@@ -58,7 +58,7 @@ pub struct QuantizationConfig {
     pub bits: usize,
     /// Overrides, e.g. `"model.embed_tokens": {"group_size": 32, "bits": 8}`.
     #[serde(flatten)]
-    pub modules: BTreeMap<String, serde_json::Value>,
+    pub modules: BTreeMap<String, Value>,
 }
 
 impl QuantizationConfig {

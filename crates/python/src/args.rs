@@ -35,11 +35,15 @@ pub(crate) fn count(value: i64, name: &str) -> PyResult<usize> {
         .map_err(|_| PyValueError::new_err(format!("{name} must be 0 or more, not {value}")))
 }
 
-/// A non-negative count that fits a token position or context size.
+/// A non-negative token position or context size (sizes past the query library's limits
+/// are refused there, with the limit named).
 pub(crate) fn small(value: i64, name: &str) -> PyResult<u32> {
-    u32::try_from(value).map_err(|_| {
-        PyValueError::new_err(format!("{name} must be in 0..{}, not {value}", u32::MAX))
-    })
+    if value < 0 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be 0 or more, not {value}"
+        )));
+    }
+    Ok(u32::try_from(value).unwrap_or(u32::MAX))
 }
 
 /// The tokens an answer counts.

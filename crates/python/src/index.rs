@@ -21,7 +21,7 @@ use crate::{
     errors::{LiveAnalysisError, query_error},
     labels,
     live::Live,
-    tables,
+    tables::{self, Hit},
 };
 
 /// An opened saeidx index (see `saeidx.open`).
@@ -33,15 +33,6 @@ use crate::{
 pub struct Index {
     index: QueryIndex,
     live: Live,
-}
-
-/// One top text as Python's tables and tuples show it: the snippet's text, or the whole
-/// document's, with the token's character offsets in it.
-pub(crate) struct Hit {
-    pub(crate) hit: saeidx_query::TextHit,
-    pub(crate) text: String,
-    pub(crate) hit_start: u32,
-    pub(crate) hit_end: u32,
 }
 
 /// The characters of `text` before byte `byte` (a character boundary).
@@ -129,6 +120,9 @@ impl Index {
     ) -> PyResult<TopFeatures> {
         let index = &self.index;
         match (text, doc) {
+            (Some(_), None) if request.tokens.is_some() => {
+                Err(query_error(QueryError::NotForTexts("tokens")))
+            }
             (Some(text), None) => {
                 let analyzed = self.analyze(py, text)?;
                 py.detach(|| index.text_top_features(&analyzed, request))
@@ -405,6 +399,9 @@ impl Index {
         }
         let index = &self.index;
         let answer = match (text, doc) {
+            (Some(_), None) if request.tokens.is_some() => {
+                return Err(query_error(QueryError::NotForTexts("tokens")));
+            }
             (Some(text), None) => {
                 let analyzed = self.analyze(py, text)?;
                 py.detach(|| index.text_per_token(&analyzed, &request))

@@ -9,7 +9,7 @@ use std::{
 
 use saeidx_format::manifest::Manifest;
 use saeidx_hub::HubSettings;
-use saeidx_indexer::live::{LiveSources, LiveWorker, LiveWorkerError};
+use saeidx_live::{LiveSources, LiveWorker, LiveWorkerError};
 use saeidx_query::AnalyzedText;
 
 /// The live analyzer of one index, started on first use.

@@ -11,7 +11,14 @@ use arrow_schema::{ArrowError, Field, Schema};
 use pyo3::{Bound, PyAny, PyResult, Python, exceptions::PyRuntimeError};
 use saeidx_query::{Neighbour, RankedFeature};
 
-use crate::index::Hit;
+/// One top text as Python's tables and tuples show it: the snippet's text, or the whole
+/// document's, with the token's character offsets in it.
+pub(crate) struct Hit {
+    pub(crate) hit: saeidx_query::TextHit,
+    pub(crate) text: String,
+    pub(crate) hit_start: u32,
+    pub(crate) hit_end: u32,
+}
 
 /// A one-batch `pyarrow.Table` of `columns` (name, nullable, values).
 fn table<'py>(

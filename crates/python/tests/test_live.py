@@ -32,8 +32,9 @@ def test_a_live_text_matches_the_cli(idx: saeidx.Index, index_dir: Path, aggrega
     assert idx.top_features(text, top_k=10, aggregate=aggregate) == expected
     table = idx.top_features_table(text, top_k=10, aggregate=aggregate)
     assert table.to_pylist() == [
-        {"feature": f["feature"], "score": f32(f["score"]), "max": f32(f["max"]),
-         "position": f["position"], "tokens": f["tokens"], "label": None}
+        {"feature": f["feature"], "score": f32(f["score"]), "activation": f32(f["activation"]),
+         "position": f["position"], "token_text": f["token_text"],
+         "active_tokens": f["active_tokens"], "label": None}
         for f in cli
     ]
 

@@ -55,12 +55,7 @@ def stub() -> ast.Module:
 def test_the_stubs_describe_the_module() -> None:
     assert (PACKAGE / "py.typed").is_file()
     module = stub()
-    typed_dicts = {
-        node.name
-        for node in module.body
-        if isinstance(node, ast.ClassDef)
-        and any(isinstance(base, ast.Name) and base.id == "TypedDict" for base in node.bases)
-    }
+    typed_dicts = set(stubbed_dicts())
     declared = {
         node.name
         for node in module.body
@@ -77,15 +72,52 @@ def test_the_stubs_describe_the_module() -> None:
     }
 
 
-def test_the_stubbed_dicts_have_the_returned_keys(index_dir: Path) -> None:
-    fields = {
-        node.name: [
-            item.target.id for item in node.body if isinstance(item, ast.AnnAssign)
-        ]
-        for node in stub().body
-        if isinstance(node, ast.ClassDef)
+def stubbed_dicts() -> dict[str, set[str]]:
+    """The stub's TypedDicts (class and functional forms) and their keys."""
+    dicts = {}
+    for node in stub().body:
+        if isinstance(node, ast.ClassDef) and any(
+            isinstance(base, ast.Name) and base.id == "TypedDict" for base in node.bases
+        ):
+            dicts[node.name] = {
+                item.target.id for item in node.body if isinstance(item, ast.AnnAssign)
+            }
+        elif (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "TypedDict"
+        ):
+            fields = node.value.args[1]
+            dicts[node.targets[0].id] = {key.value for key in fields.keys}
+    return dicts
+
+
+def schema_objects() -> dict[str, set[str]]:
+    """Every object type of the answers' JSON Schemas (schemas/answers/), by name."""
+    import json
+
+    objects = {}
+    for path in (REPO / "schemas" / "answers").glob("*.schema.json"):
+        schema = json.loads(path.read_text())
+        for name, definition in [(schema["title"], schema), *schema.get("$defs", {}).items()]:
+            if "properties" in definition:
+                objects[name] = set(definition["properties"])
+    return objects
+
+
+def test_the_stubbed_dicts_are_the_answer_types(index_dir: Path) -> None:
+    """Each stubbed dict named like an answer type has that type's fields (from its JSON
+    Schema, generated from the Rust type), and the answers have the stubbed keys."""
+    dicts, schemas = stubbed_dicts(), schema_objects()
+    answer_types = set(dicts) & set(schemas)
+    assert answer_types >= {
+        "TopTexts", "TextHit", "Snippet", "TopFeatures", "RankedFeature", "PerToken",
+        "FeatureReport", "FeatureStats", "QuantileBand", "Neighbour", "Sample", "Info",
+        "LabelAnswer", "FeatureLabel", "Explain", "ExplainedFeature", "QueryCounts",
     }
+    for name in answer_types:
+        assert dicts[name] == schemas[name], name
     idx = saeidx.open(index_dir)
-    assert list(idx.info) == fields["Info"]
-    assert list(idx.feature_stats(0)) == fields["FeatureStats"]
-    assert list(idx.document(0)) == fields["Document"]
+    assert set(idx.info) == dicts["Info"]
+    assert set(idx.feature_stats(0)) == dicts["FeatureStats"]
+    assert set(idx.document(0)) == dicts["Document"]

@@ -36,19 +36,18 @@ def feature(index_dir: Path) -> int:
 def test_open_and_info(idx: saeidx.Index, index_dir: Path) -> None:
     info = idx.info
     cli = cli_json("info", "--index", str(index_dir))
-    assert info["path"] == index_dir
+    assert info == cli
+    assert info["index"] == str(index_dir)
     assert idx.path == index_dir
     assert info["model"] == cli["model"] == "saeidx-default/SmolLM2-135M-Instruct-mlx-4bit"
     assert info["hook"] == "blocks.15.hook_resid_post"
     assert info["sae"] == cli["sae"]
     assert info["d_sae"] == idx.d_sae == 8192
-    for key in ["documents", "tokens", "content_tokens", "nonzeros"]:
-        assert info[key] == cli["counts"][key], key
     assert info["live_features"] == cli["live_features"]
     assert info["dead_features"] == cli["dead_features"]
     assert info["live_features"] + info["dead_features"] == idx.d_sae
     assert info["labels"] == 0
-    assert len(idx) == len(DOCUMENTS) == info["documents"]
+    assert len(idx) == len(DOCUMENTS) == info["counts"]["documents"]
     assert repr(idx) == f'saeidx.Index("{index_dir}": {len(DOCUMENTS)} documents, 8192 features)'
     assert isinstance(saeidx.__version__, str) and saeidx.__version__
 
@@ -167,18 +166,23 @@ def test_top_features_of_a_document_match_the_cli(
     by_number = idx.top_features(doc=doc, top_k=12, aggregate=aggregate, tokens=tokens)
     assert by_id == by_number == expected
     table = idx.top_features_table(doc=doc, top_k=12, aggregate=aggregate, tokens=tokens)
-    assert table.column_names == ["feature", "score", "max", "position", "tokens", "label"]
+    assert table.column_names == [
+        "feature", "score", "activation", "position", "token_text", "active_tokens", "label"
+    ]
     assert table.to_pylist() == [
         {
             "feature": f["feature"],
             "score": f32(f["score"]),
-            "max": f32(f["max"]),
+            "activation": f32(f["activation"]),
             "position": f["position"],
-            "tokens": f["tokens"],
+            "token_text": f["token_text"],
+            "active_tokens": f["active_tokens"],
             "label": None,
         }
         for f in cli["features"]
     ]
+    answer = idx.top_features_answer(doc="long", top_k=12, aggregate=aggregate, tokens=tokens)
+    assert answer == cli
 
 
 def test_special_tokens_and_sinks_can_be_included(idx: saeidx.Index) -> None:
@@ -200,17 +204,8 @@ def test_feature_stats_and_neighbours_match_the_cli(
         "feature", str(feature), "--neighbours", "7", "--index", str(index_dir)
     )
     stats = idx.feature_stats(feature)
-    expected = report["stats"]
-    assert stats == {
-        "feature": feature,
-        "count": expected["count"],
-        "density": expected["density"],
-        "documents": expected["documents"],
-        "max": f32(expected["max"]),
-        "mean": f32(expected["mean"]),
-        "histogram": expected["histogram"],
-        "postings": expected["postings"],
-    }
+    assert stats == report["stats"]
+    assert idx.feature(feature, neighbours=7) == report
     assert stats["count"] >= 1 and len(stats["histogram"]) == 20
     assert sum(stats["histogram"]) == stats["count"]
     neighbours = idx.neighbours(feature, top_k=7)
@@ -238,13 +233,16 @@ def test_labels_and_documents(index_dir: Path, tmp_path: Path, feature: int) -> 
     assert done.returncode == 0, done.stderr
     idx = saeidx.open(copy)
     assert idx.label(feature) == {
-        "name": "flood news",
-        "description": "rivers rising",
-        "examples": ["the river rose"],
-        "confidence": "low",
-        "notes": None,
+        "feature": feature,
+        "label": {
+            "name": "flood news",
+            "description": "rivers rising",
+            "examples": ["the river rose"],
+            "confidence": "low",
+        },
     }
-    assert idx.label((feature + 1) % idx.d_sae) is None
+    other = (feature + 1) % idx.d_sae
+    assert idx.label(other) == {"feature": other, "label": None}
     assert idx.info["labels"] == 1
     labels = idx.top_features_table(doc="long", top_k=idx.d_sae).column("label").to_pylist()
     assert labels.count("flood news") == 1

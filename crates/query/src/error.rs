@@ -77,7 +77,7 @@ pub enum QueryError {
         end: u32,
     },
     /// An option that applies to documents of the index, asked of a live text.
-    #[error("{0} applies to documents of the index, not to a text")]
+    #[error("{0} selects positions of an indexed document, not of a text")]
     NotForTexts(&'static str),
     /// A question asks for more than saeidx answers at once ([`crate::limits`]).
     #[error("{asked} {what} is more than one question may ask for (at most {max}): ask for fewer")]

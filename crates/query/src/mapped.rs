@@ -282,7 +282,7 @@ impl MappedFile {
     pub(crate) fn ensure<T>(&self, slice: &[T]) -> Result<(), QueryError> {
         let base = self.bytes.as_ptr() as usize;
         let start = slice.as_ptr() as usize;
-        let bytes = std::mem::size_of_val(slice);
+        let bytes = size_of_val(slice);
         if slice.is_empty() {
             return Ok(());
         }

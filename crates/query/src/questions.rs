@@ -348,7 +348,7 @@ fn text_tokens(
 ) -> Result<Vec<Coded>, QueryError> {
     Limit::K.check(request.k)?;
     if request.tokens.is_some() {
-        return Err(QueryError::NotForTexts("a token range"));
+        return Err(QueryError::NotForTexts("tokens"));
     }
     Ok(text
         .tokens

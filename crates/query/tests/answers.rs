@@ -11,14 +11,12 @@ use std::{
 use arrow_array::{Array, BooleanArray, Float32Array, LargeStringArray, UInt32Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use proptest::prelude::*;
-use saeidx_format::{
-    synthetic::{SyntheticSpec, write_synthetic_index},
-    tables::Table,
-};
+use saeidx_format::tables::Table;
 use saeidx_query::{
     Aggregate, Exclusions, QueryIndex, Rank, SilentRequest, build, layout::HISTOGRAM_BINS,
 };
 use saeidx_query::{DocRef, TopFeaturesRequest, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 /// The index's rows, read straight from Parquet.
 struct Rows {
@@ -265,6 +263,7 @@ fn all_exclusions() -> [Exclusions; 2] {
     ]
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn check(spec: &SyntheticSpec) {
     let dir = tempfile::tempdir().unwrap();
     write_synthetic_index(dir.path(), spec).unwrap();

@@ -5,12 +5,12 @@
 
 use std::{fs::OpenOptions, path::Path, time::Duration};
 
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{
     Aggregate, Exclusions, QueryError, QueryIndex, Rank, build,
     layout::{QUERY_DIR, QueryFile},
 };
 use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 /// An index whose postings and codes span several pages (about 2 MB each).
 fn index(dir: &Path) {

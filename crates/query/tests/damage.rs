@@ -5,12 +5,12 @@
 use std::{path::Path, sync::OnceLock};
 
 use proptest::prelude::*;
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{
     Aggregate, Exclusions, QueryIndex, Rank, build,
     layout::{QUERY_DIR, QUERY_MANIFEST, QueryFile},
 };
 use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 /// A pristine index with multi-chunk codes and postings files, built once.
 fn pristine() -> &'static Path {

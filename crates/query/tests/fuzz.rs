@@ -32,16 +32,14 @@ use std::{
 };
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use saeidx_format::{
-    manifest::Manifest,
-    synthetic::{SyntheticSpec, write_synthetic_index},
-};
+use saeidx_format::manifest::Manifest;
 use saeidx_query::{
     Aggregate, Exclusions, QueryIndex, Rank, build,
     layout::{CHUNK_BYTES, QUERY_DIR, QUERY_MANIFEST, QueryFile, index_data_sha256},
     verify_query_files,
 };
 use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use twox_hash::XxHash3_64;
 
 /// Cases CI runs (the long run sets `SAEIDX_FUZZ_CASES`).

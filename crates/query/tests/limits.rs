@@ -2,9 +2,9 @@
 //! the limit, before anything is allocated (a request for 4294967295 answers used to
 //! abort the process trying to allocate 51 GB); sizes at the limit are answered.
 
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{Aggregate, Exclusions, QueryError, QueryIndex, Rank, build, limits::Limit};
 use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 fn refused<T: std::fmt::Debug>(result: Result<T, QueryError>, limit: Limit) {
     match result {
@@ -13,6 +13,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, QueryError>, limit: Limit) {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
 fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
     let dir = tempfile::tempdir().unwrap();

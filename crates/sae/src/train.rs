@@ -352,6 +352,23 @@ struct Resume {
     hook: HookPoint,
 }
 
+impl Resume {
+    /// Counts one optimizer step over `rows` rows: features that fired (`fired`, per
+    /// feature) restart their dead clock, the others age by `rows` tokens.
+    fn record_step(&mut self, fired: &[f32], rows: usize, documents_read: usize) {
+        for (since, count) in self.since_fired.iter_mut().zip(fired) {
+            *since = if *count > 0.0 {
+                0
+            } else {
+                *since + rows as u64
+            };
+        }
+        self.step += 1;
+        self.tokens += rows;
+        self.documents_read = documents_read;
+    }
+}
+
 /// Everything about the finished run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
@@ -368,6 +385,7 @@ pub struct TrainReport {
 }
 
 /// What the trained SAE is, for its metadata.
+#[derive(Debug, Clone)]
 pub struct Provenance {
     /// The model's repo id or path.
     pub model: String,
@@ -381,50 +399,46 @@ pub struct Provenance {
     pub corpus_sha256: String,
 }
 
+/// Where a training run's results go.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainOutput<'a> {
+    /// What the trained SAE is, for its metadata.
+    pub provenance: &'a Provenance,
+    /// The folder of checkpoints, resumed from when it holds one of the same settings.
+    pub checkpoint_dir: &'a Path,
+    /// The SAE's folder (mlxterp format).
+    pub out: &'a Path,
+}
+
 /// Trains a TopK SAE on `hook` activations of `model` over `corpus` (JSONL): every
 /// `holdout_every`-th document is held out for evaluation, the rest stream into training.
 /// See [`train`].
-#[allow(clippy::too_many_arguments)]
 pub fn train_on_corpus(
     model: &Transformer,
     tokenizer: &TextTokenizer,
     hook: HookPoint,
     corpus: &Path,
     config: &TrainConfig,
-    provenance: &Provenance,
-    checkpoint_dir: &Path,
-    out: &Path,
+    output: TrainOutput<'_>,
     progress: &mut dyn FnMut(StepReport),
 ) -> Result<TrainReport, SaeError> {
     let mut training =
         ActivationStream::open(model, tokenizer, hook, corpus, Holdout::Train, config)?;
     let mut held_out =
         ActivationStream::open(model, tokenizer, hook, corpus, Holdout::Eval, config)?;
-    train(
-        &mut training,
-        &mut held_out,
-        hook,
-        config,
-        provenance,
-        checkpoint_dir,
-        out,
-        progress,
-    )
+    train(&mut training, &mut held_out, hook, config, output, progress)
 }
 
 /// Trains a TopK SAE on rows from `training`, evaluates it on rows from `held_out`,
-/// checkpoints into `checkpoint_dir` every `checkpoint_every` steps (resuming from it
-/// when it holds a checkpoint of the same settings), and writes the final SAE to `out` in
-/// mlxterp format with its provenance and metrics as metadata.
-#[allow(clippy::too_many_arguments)]
+/// checkpoints into `output.checkpoint_dir` every `checkpoint_every` steps (resuming from
+/// it when it holds a checkpoint of the same settings), and writes the final SAE to
+/// `output.out` in mlxterp format with its provenance and metrics as metadata.
 pub fn train(
     training: &mut dyn ActivationSource,
     held_out: &mut dyn ActivationSource,
     hook: HookPoint,
     config: &TrainConfig,
-    provenance: &Provenance,
-    checkpoint_dir: &Path,
-    out: &Path,
+    output: TrainOutput<'_>,
     progress: &mut dyn FnMut(StepReport),
 ) -> Result<TrainReport, SaeError> {
     let started = Instant::now();
@@ -437,11 +451,10 @@ pub fn train(
     }
     let mut rng = StdRng::seed_from_u64(config.seed);
     random::seed(config.seed)?;
-
     let mut optimizer = adamw(config)?;
     let mut buffer: Vec<f32> = Vec::with_capacity(config.shuffle_buffer * width);
     let (mut params, normalizer, mut state) =
-        match read_checkpoint(checkpoint_dir, config, hook, &mut optimizer)? {
+        match read_checkpoint(output.checkpoint_dir, config, hook, &mut optimizer)? {
             Some((params, state)) => {
                 training.skip_to(state.documents_read)?;
                 let normalizer = Normalizer {
@@ -450,46 +463,103 @@ pub fn train(
                 };
                 (params, normalizer, state)
             }
-            None => {
-                fill(training, &mut buffer, config.shuffle_buffer * width)?;
-                if buffer.is_empty() {
-                    return Err(SaeError::Invalid(
-                        "the corpus yields no training tokens".into(),
-                    ));
-                }
-                let normalizer = Normalizer::fit(&buffer, width);
-                let w_dec = normalize_rows(&random::normal::<f32>(
-                    &[config.d_sae as i32, width as i32],
-                    None,
-                    None,
-                    None,
-                )?)?;
-                let params = Params {
-                    w_enc: Param::new(w_dec.t().multiply(Array::from_f32(0.1))?),
-                    b_enc: Param::new(Array::zeros::<f32>(&[config.d_sae as i32])?),
-                    w_dec: Param::new(w_dec),
-                    b_dec: Param::new(Array::zeros::<f32>(&[width as i32])?),
-                };
-                let state = Resume {
-                    step: 0,
-                    tokens: 0,
-                    documents_read: 0,
-                    since_fired: vec![0; config.d_sae],
-                    mean: normalizer.mean.clone(),
-                    scale: normalizer.scale,
-                    config: config.clone(),
-                    hook,
-                };
-                (params, normalizer, state)
-            }
+            None => start_fresh(training, &mut buffer, config, hook)?,
         };
+    let mut step_fn = nn::value_and_grad(sae_loss(config));
+    let mut source_ended = false;
+    while state.tokens < config.train_tokens {
+        if buffer.len() < config.batch_size * width && !source_ended {
+            source_ended = fill(training, &mut buffer, config.shuffle_buffer * width)?;
+        }
+        let available = buffer.len() / width;
+        if available == 0 {
+            break;
+        }
+        let rows = config
+            .batch_size
+            .min(available)
+            .min(config.train_tokens - state.tokens);
+        let batch = draw_rows(&mut buffer, &mut rng, rows, width);
+        let x = normalizer.apply(&batch, width);
+        let dead: Vec<bool> = state
+            .since_fired
+            .iter()
+            .map(|&since| since as usize >= config.dead_after_tokens)
+            .collect();
+        let dead = Array::from_slice(&dead, &[config.d_sae as i32]);
+        let (values, gradients) = step_fn(&mut params, (x, dead))?;
+        optimizer.update(&mut params, gradients)?;
+        *params.w_dec = normalize_rows(&params.w_dec)?;
+        let mut to_eval: Vec<&Array> = params.parameters().flatten().into_values().collect();
+        to_eval.extend(values.iter());
+        mlx_rs::transforms::eval(to_eval)?;
+        state.record_step(values[2].as_slice::<f32>(), rows, training.position());
+        progress(StepReport {
+            step: state.step,
+            tokens: state.tokens,
+            fvu: values[1].item_exact::<f32>(),
+            dead_fraction: dead_fraction(&state.since_fired, config.dead_after_tokens),
+        });
+        if state.step % config.checkpoint_every.max(1) == 0 {
+            write_checkpoint(output.checkpoint_dir, &params, &mut optimizer, &state)?;
+        }
+    }
+    let sae = to_sae(&params, &normalizer, config, hook, output.provenance)?;
+    ship(sae, held_out, config, &state, started, output)
+}
 
+/// A new run's parameters, normalizer and state: the normalizer is fitted on the first
+/// shuffle buffer of `training` (left in `buffer`), decoder rows are random unit vectors
+/// and the encoder starts as the decoder's transpose scaled by 0.1.
+fn start_fresh(
+    training: &mut dyn ActivationSource,
+    buffer: &mut Vec<f32>,
+    config: &TrainConfig,
+    hook: HookPoint,
+) -> Result<(Params, Normalizer, Resume), SaeError> {
+    let width = training.width();
+    fill(training, buffer, config.shuffle_buffer * width)?;
+    if buffer.is_empty() {
+        return Err(SaeError::Invalid(
+            "the corpus yields no training tokens".into(),
+        ));
+    }
+    let normalizer = Normalizer::fit(buffer, width);
+    let w_dec = normalize_rows(&random::normal::<f32>(
+        &[config.d_sae as i32, width as i32],
+        None,
+        None,
+        None,
+    )?)?;
+    let params = Params {
+        w_enc: Param::new(w_dec.t().multiply(Array::from_f32(0.1))?),
+        b_enc: Param::new(Array::zeros::<f32>(&[config.d_sae as i32])?),
+        w_dec: Param::new(w_dec),
+        b_dec: Param::new(Array::zeros::<f32>(&[width as i32])?),
+    };
+    let state = Resume {
+        step: 0,
+        tokens: 0,
+        documents_read: 0,
+        since_fired: vec![0; config.d_sae],
+        mean: normalizer.mean.clone(),
+        scale: normalizer.scale,
+        config: config.clone(),
+        hook,
+    };
+    Ok((params, normalizer, state))
+}
+
+/// The training loss of a TopK SAE with the AuxK term: given parameters, a batch `x` and
+/// the dead-feature mask, returns `[loss, fvu, per-feature firing counts]`.
+fn sae_loss(
+    config: &TrainConfig,
+) -> impl FnMut(&mut Params, (Array, Array)) -> Result<Vec<Array>, mlx_rs::error::Exception> + use<>
+{
     let k = config.k as i32;
     let aux_k = config.aux_k.min(config.d_sae) as i32;
     let aux_coefficient = config.aux_coefficient;
-    let loss_fn = move |params: &mut Params,
-                        (x, dead): (Array, Array)|
-          -> Result<Vec<Array>, mlx_rs::error::Exception> {
+    move |params: &mut Params, (x, dead): (Array, Array)| {
         let pre = x
             .subtract(&*params.b_dec)?
             .matmul(&*params.w_enc)?
@@ -516,79 +586,43 @@ pub fn train(
                 .multiply(Array::from_f32(aux_coefficient))?,
         )?;
         Ok(vec![loss, fvu, mask.sum_axis(0, None)?])
-    };
-    let mut step_fn = nn::value_and_grad(loss_fn);
-
-    let mut source_ended = false;
-    while state.tokens < config.train_tokens {
-        if buffer.len() < config.batch_size * width && !source_ended {
-            source_ended = fill(training, &mut buffer, config.shuffle_buffer * width)?;
-        }
-        let available = buffer.len() / width;
-        if available == 0 {
-            break;
-        }
-        let rows = config
-            .batch_size
-            .min(available)
-            .min(config.train_tokens - state.tokens);
-        let mut batch = Vec::with_capacity(rows * width);
-        for _ in 0..rows {
-            let remaining = buffer.len() / width;
-            let pick = rng.random_range(0..remaining);
-            let last = remaining - 1;
-            batch.extend_from_slice(&buffer[pick * width..(pick + 1) * width]);
-            if pick != last {
-                let (head, tail) = buffer.split_at_mut(last * width);
-                head[pick * width..(pick + 1) * width].copy_from_slice(&tail[..width]);
-            }
-            buffer.truncate(last * width);
-        }
-        let x = normalizer.apply(&batch, width);
-        let dead: Vec<bool> = state
-            .since_fired
-            .iter()
-            .map(|&since| since as usize >= config.dead_after_tokens)
-            .collect();
-        let dead = Array::from_slice(&dead, &[config.d_sae as i32]);
-        let (values, gradients) = step_fn(&mut params, (x, dead))?;
-        optimizer.update(&mut params, gradients)?;
-        *params.w_dec = normalize_rows(&params.w_dec)?;
-        let mut to_eval: Vec<&Array> = params.parameters().flatten().into_values().collect();
-        to_eval.extend(values.iter());
-        mlx_rs::transforms::eval(to_eval)?;
-
-        let fired = values[2].as_slice::<f32>();
-        for (since, count) in state.since_fired.iter_mut().zip(fired) {
-            *since = if *count > 0.0 {
-                0
-            } else {
-                *since + rows as u64
-            };
-        }
-        state.step += 1;
-        state.tokens += rows;
-        state.documents_read = training.position();
-        let dead_fraction = dead_fraction(&state.since_fired, config.dead_after_tokens);
-        progress(StepReport {
-            step: state.step,
-            tokens: state.tokens,
-            fvu: values[1].item_exact::<f32>(),
-            dead_fraction,
-        });
-        if state.step % config.checkpoint_every.max(1) == 0 {
-            write_checkpoint(checkpoint_dir, &params, &mut optimizer, &state)?;
-        }
     }
+}
 
+/// Draws `rows` random rows of `width` values out of `buffer` (each row once: the drawn
+/// row's place is filled by the last row).
+fn draw_rows(buffer: &mut Vec<f32>, rng: &mut StdRng, rows: usize, width: usize) -> Vec<f32> {
+    let mut batch = Vec::with_capacity(rows * width);
+    for _ in 0..rows {
+        let remaining = buffer.len() / width;
+        let pick = rng.random_range(0..remaining);
+        let last = remaining - 1;
+        batch.extend_from_slice(&buffer[pick * width..(pick + 1) * width]);
+        if pick != last {
+            let (head, tail) = buffer.split_at_mut(last * width);
+            head[pick * width..(pick + 1) * width].copy_from_slice(&tail[..width]);
+        }
+        buffer.truncate(last * width);
+    }
+    batch
+}
+
+/// Evaluates exactly what is shipped (the SAE as written and, with f16, rounded) on
+/// `held_out`, then writes it to `output.out` with its provenance and metrics.
+fn ship(
+    sae: Sae,
+    held_out: &mut dyn ActivationSource,
+    config: &TrainConfig,
+    state: &Resume,
+    started: Instant,
+    output: TrainOutput<'_>,
+) -> Result<TrainReport, SaeError> {
     let dead_in_training = dead_fraction(&state.since_fired, config.dead_after_tokens);
-    let sae = to_sae(&params, &normalizer, config, hook, provenance)?;
     let dtype = if config.save_f16 {
         mlx_rs::Dtype::Float16
     } else {
         mlx_rs::Dtype::Float32
     };
-    // Evaluate exactly what is shipped: the SAE as written (and, with f16, rounded).
     let shipped = tempfile::tempdir().map_err(|source| SaeError::Io {
         path: std::env::temp_dir(),
         source,
@@ -604,6 +638,7 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
         config: config.clone(),
     };
+    let provenance = output.provenance;
     let metadata = serde_json::json!({
         "model_name": provenance.model,
         "model_commit": provenance.model_commit,
@@ -614,7 +649,7 @@ pub fn train(
         "training": report,
         "excluded_positions": "the first position of every window (attention sink) and special tokens",
     });
-    crate::formats::mlxterp::save(&sae, config.k, metadata, dtype, out)?;
+    crate::formats::mlxterp::save(&sae, config.k, metadata, dtype, output.out)?;
     Ok(report)
 }
 
@@ -941,9 +976,11 @@ mod tests {
             &mut Synthetic::new(2, usize::MAX),
             hook,
             config,
-            &provenance(),
-            checkpoints,
-            out,
+            TrainOutput {
+                provenance: &provenance(),
+                checkpoint_dir: checkpoints,
+                out,
+            },
             &mut |_| steps += 1,
         )
         .unwrap()
@@ -1005,9 +1042,11 @@ mod tests {
             &mut Synthetic::new(2, usize::MAX),
             hook,
             &config,
-            &provenance(),
-            &checkpoints,
-            &dir.path().join("crashed"),
+            TrainOutput {
+                provenance: &provenance(),
+                checkpoint_dir: &checkpoints,
+                out: &dir.path().join("crashed"),
+            },
             &mut |_| {},
         )
         .unwrap_err();
@@ -1028,9 +1067,11 @@ mod tests {
                 k: 5,
                 ..config.clone()
             },
-            &provenance(),
-            &checkpoints,
-            &dir.path().join("other"),
+            TrainOutput {
+                provenance: &provenance(),
+                checkpoint_dir: &checkpoints,
+                out: &dir.path().join("other"),
+            },
             &mut |_| {},
         )
         .unwrap_err();
@@ -1043,9 +1084,11 @@ mod tests {
             &mut Synthetic::new(2, usize::MAX),
             hook,
             &config,
-            &provenance(),
-            &checkpoints,
-            &dir.path().join("resumed"),
+            TrainOutput {
+                provenance: &provenance(),
+                checkpoint_dir: &checkpoints,
+                out: &dir.path().join("resumed"),
+            },
             &mut |report| steps.push(report.step),
         )
         .unwrap();

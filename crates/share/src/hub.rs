@@ -469,7 +469,7 @@ every file.\n",
 #[cfg(test)]
 mod tests {
     use super::*;
-    use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
+    use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
     #[test]
     fn publishing_copies_the_verified_index_with_a_card() {

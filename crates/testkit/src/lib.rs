@@ -6,9 +6,12 @@
 //!
 //! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1;
 //! - [`llm`]: a scripted OpenAI-compatible chat endpoint, for error cases;
-//! - [`load`]: an HTTP/1.1 load generator for the web server.
+//! - [`load`]: an HTTP/1.1 load generator for the web server;
+//! - [`synthetic`]: valid index folders with random codes (no model), for tests and
+//!   benchmarks of everything after the batch stage.
 #![deny(missing_docs)]
 
 pub mod hub;
 pub mod llm;
 pub mod load;
+pub mod synthetic;

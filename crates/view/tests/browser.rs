@@ -8,9 +8,9 @@ use std::{
     process::Command,
 };
 
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::FeatureRequest;
 use saeidx_query::{Exclusions, FeatureLabel, QueryIndex, Registry, build};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_view::{TextToken, render_feature, render_text};
 
 fn chromium() -> PathBuf {

@@ -2,8 +2,8 @@
 //! document text around the hit, the marked token is the hit's, labels are escaped, and
 //! neighbours link to their pages.
 
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{Exclusions, FeatureLabel, FeatureRequest, QueryIndex, Registry, build};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_view::{feature_file, render_feature};
 
 #[test]

@@ -9,8 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::build;
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_view::serve::{ServeOptions, ServedIndex, serve};
 
 fn index(dir: &Path) {

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use saeidx_format::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::build;
 use saeidx_testkit::load::{LoadSpec, run};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_view::serve::{ServeOptions, ServedIndex, serve};
 
 #[test]

@@ -7,11 +7,9 @@ use std::{
     path::Path,
 };
 
-use saeidx_format::{
-    atomic::replace_dir,
-    synthetic::{SyntheticSpec, write_synthetic_index},
-};
+use saeidx_format::atomic::replace_dir;
 use saeidx_query::build;
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_view::serve::{ServeOptions, ServedIndex, serve};
 
 fn index(dir: &Path, documents: usize) {

@@ -8,10 +8,21 @@ use clap::Subcommand;
 use saeidx_query::{FeatureLabel, Registry};
 
 use super::IndexArg;
+use crate::{Output, print_json};
 
 /// `saeidx labels ...`: the feature registry stored with the index.
 #[derive(Subcommand)]
 pub enum LabelsCommand {
+    /// A feature's label (the answer `GET /api/labels/F` gives).
+    #[command(after_help = "Example:\n  saeidx labels get 1234 --json")]
+    Get {
+        /// The feature.
+        feature: u32,
+        #[command(flatten)]
+        index: IndexArg,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Set (or with no fields, clear) a feature's label, as a person: a draft set this
     /// way counts as reviewed (accepted when its text is unchanged, edited otherwise).
     #[command(
@@ -95,6 +106,21 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
         LabelsCommand::Draft(args) => super::drafts::draft(args),
         LabelsCommand::Score(args) => super::drafts::score(args),
         LabelsCommand::Accept { features, index } => super::drafts::accept(&features, &index),
+        LabelsCommand::Get {
+            feature,
+            index,
+            output,
+        } => {
+            let answer = index.open()?.label(feature)?;
+            if output.json {
+                return print_json(&answer);
+            }
+            match &answer.label {
+                Some(label) => println!("feature {feature}: {}", serde_json::to_string(label)?),
+                None => println!("feature {feature} has no label"),
+            }
+            Ok(())
+        }
         LabelsCommand::Set {
             feature,
             name,

@@ -15,7 +15,7 @@ use std::{ops::Range, path::PathBuf, str::FromStr};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use saeidx_hub::HubSettings;
-use saeidx_indexer::live::{LiveAnalyzer, LiveSources};
+use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits::Limit};
 
 pub use labels::{LabelsCommand, labels};

@@ -5,7 +5,7 @@ use std::{ops::Range, path::PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use saeidx_indexer::live::LiveSources;
+use saeidx_live::LiveSources;
 use saeidx_query::{
     DocRef, ExplainRequest, FeatureRequest, InfoRequest, SampleRequest, TopFeaturesRequest,
     TopTextsRequest, limits::Limit,

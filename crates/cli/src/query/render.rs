@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use saeidx_indexer::live::LiveSources;
+use saeidx_live::LiveSources;
 use saeidx_query::{FeatureRequest, TopFeaturesRequest, limits::Limit};
 
 use super::{IndexArg, analyze, within};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use saeidx_hub::HubSettings;
-use saeidx_indexer::live::{LiveSources, LiveWorker};
+use saeidx_live::{LiveSources, LiveWorker};
 use saeidx_query::{AnalyzedText, QueryIndex};
 
 use super::IndexArg;

@@ -191,8 +191,9 @@ pub(super) fn html(status: u16, body: String) -> Reply {
 
 /// An answer type as JSON (status 200).
 pub(super) fn answer<T: serde::Serialize>(value: &T) -> Result<Reply, Failure> {
-    let body =
-        serde_json::to_vec(value).map_err(|e| (500, format!("answer not serialized: {e}")))?;
+    let body = saeidx_query::answers::to_json(value)
+        .and_then(|value| serde_json::to_vec(&value))
+        .map_err(|e| (500, format!("answer not serialized: {e}")))?;
     Ok(Reply {
         status: 200,
         content_type: "application/json",

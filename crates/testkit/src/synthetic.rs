@@ -11,7 +11,7 @@ use rand::{
 };
 use rayon::prelude::*;
 
-use crate::{
+use saeidx_format::{
     checksum::sha256_file,
     manifest::{
         CorpusRecord, Counts, FORMAT_NAME, FORMAT_VERSION, FileRecord, JobSpec, Manifest,
@@ -48,7 +48,7 @@ pub enum SyntheticError {
     Table(#[from] TableError),
     /// The manifest or a folder.
     #[error(transparent)]
-    Write(#[from] crate::atomic::AtomicWriteError),
+    Write(#[from] saeidx_format::atomic::AtomicWriteError),
     /// Hashing a file.
     #[error("{0}")]
     Io(#[from] std::io::Error),
