@@ -65,6 +65,9 @@ enum Command {
     TopFeatures(query::TopFeaturesArgs),
     /// Everything about one feature: statistics, histogram, examples, neighbours, label.
     Feature(query::FeatureArgs),
+    /// Contexts where a feature does not fire (anywhere, or on given tokens): its
+    /// counter-examples.
+    Silent(query::SilentArgs),
     /// The strongest features of a text (live) and the index's top texts for each.
     Explain(query::ExplainArgs),
     /// Random live features with their top examples (feature discovery).
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
         Command::TopTexts(args) => query::top_texts(args),
         Command::TopFeatures(args) => query::top_features(args),
         Command::Feature(args) => query::feature(args),
+        Command::Silent(args) => query::silent(args),
         Command::Explain(args) => query::explain(args),
         Command::Sample(args) => query::sample(args),
         Command::Info(args) => query::info(args),

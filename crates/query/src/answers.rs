@@ -411,5 +411,9 @@ pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("info", schemars::schema_for!(Info)),
         ("label", schemars::schema_for!(LabelAnswer)),
         ("explain", schemars::schema_for!(Explain)),
+        (
+            "silent",
+            schemars::schema_for!(crate::silent::SilentContexts),
+        ),
     ]
 }

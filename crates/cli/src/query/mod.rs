@@ -1,4 +1,4 @@
-//! The query commands: `top-texts`, `top-features`, `feature`, `explain`, `sample`,
+//! The query commands: `top-texts`, `top-features`, `feature`, `silent`, `explain`, `sample`,
 //! `info`, `query build`, `labels`, `render` and `serve`. Each parses its arguments into
 //! a request of `saeidx_query`, asks the library, and prints the answer: as the answer
 //! type's JSON with `--json` (the same value the web server's API returns), else as text.
@@ -20,8 +20,8 @@ use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits
 
 pub use labels::{LabelsCommand, labels};
 pub use questions::{
-    ExplainArgs, FeatureArgs, InfoArgs, QueryCommand, SampleArgs, TopFeaturesArgs, TopTextsArgs,
-    explain, feature, info, query, sample, top_features, top_texts,
+    ExplainArgs, FeatureArgs, InfoArgs, QueryCommand, SampleArgs, SilentArgs, TopFeaturesArgs,
+    TopTextsArgs, explain, feature, info, query, sample, silent, top_features, top_texts,
 };
 pub use render::{RenderCommand, render};
 pub use serve::{ServeArgs, serve};

@@ -1,8 +1,8 @@
 //! The answers as text for people (`--json` prints the answer types themselves).
 
 use saeidx_query::{
-    Explain, FeatureLabel, FeatureReport, Info, PerToken, Rank, Sample, TextHit, TopFeatures,
-    TopTexts,
+    Explain, FeatureLabel, FeatureReport, Info, PerToken, Rank, Sample, SilentContexts, TextHit,
+    TopFeatures, TopTexts,
 };
 
 use crate::{Output, print_json};
@@ -42,6 +42,16 @@ pub(super) fn top_texts(answer: &TopTexts) {
         }
     );
     hits(&answer.texts);
+}
+
+/// A `silent` answer.
+pub(super) fn silent(answer: &SilentContexts) {
+    println!(
+        "feature {}: {} contexts where it does not fire",
+        answer.feature,
+        answer.contexts.len()
+    );
+    hits(&answer.contexts);
 }
 
 /// A `top-features` answer (as JSON with `--json`).

@@ -1,5 +1,5 @@
-//! The questions: `top-texts`, `top-features`, `feature`, `explain`, `sample`, `info`,
-//! and `query build`.
+//! The questions: `top-texts`, `top-features`, `feature`, `silent`, `explain`, `sample`,
+//! `info`, and `query build`.
 
 use std::{ops::Range, path::PathBuf};
 
@@ -7,8 +7,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use saeidx_live::LiveSources;
 use saeidx_query::{
-    DocRef, ExplainRequest, FeatureRequest, InfoRequest, SampleRequest, TopFeaturesRequest,
-    TopTextsRequest, limits::Limit,
+    DocRef, ExplainRequest, FeatureRequest, InfoRequest, SampleRequest, SilentRequest,
+    TopFeaturesRequest, TopTextsRequest, limits::Limit,
 };
 
 use super::{AggregateArg, ExclusionArgs, IndexArg, RankArg, analyze, parse_range, print, within};
@@ -106,6 +106,35 @@ pub struct FeatureArgs {
     #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
         help = Limit::Context.help("Tokens of context on each side of an example"))]
     context: u32,
+    #[command(flatten)]
+    index: IndexArg,
+    #[command(flatten)]
+    exclusions: ExclusionArgs,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// `saeidx silent`.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  saeidx silent 1234 --n 5\n  saeidx silent 1234 --token 6342 --token 3245 --context 6 --json   # the same words where it does not fire"
+)]
+pub struct SilentArgs {
+    /// The feature.
+    feature: u32,
+    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::Examples),
+        help = Limit::Examples.help("How many contexts"))]
+    n: usize,
+    /// Centre the contexts on this token id (repeatable, most wanted first; e.g. the
+    /// `token` of the feature's top texts); without it, contexts come from anywhere.
+    #[arg(long = "token")]
+    tokens: Vec<u32>,
+    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+        help = Limit::Context.help("Tokens on each side of the centre (the whole window is silent)"))]
+    context: u32,
+    /// Random seed (the same seed gives the same contexts).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     #[command(flatten)]
     index: IndexArg,
     #[command(flatten)]
@@ -280,6 +309,24 @@ pub fn feature(args: FeatureArgs) -> anyhow::Result<()> {
         return print_json(&report);
     }
     print::report(&report);
+    Ok(())
+}
+
+/// `saeidx silent`: contexts where a feature fires on no counted token.
+pub fn silent(args: SilentArgs) -> anyhow::Result<()> {
+    let index = args.index.open()?;
+    let answer = index.silent_contexts(&SilentRequest {
+        feature: args.feature,
+        n: args.n,
+        context: args.context,
+        tokens: args.tokens,
+        seed: args.seed,
+        exclusions: args.exclusions.exclusions(),
+    })?;
+    if args.output.json {
+        return print_json(&answer);
+    }
+    print::silent(&answer);
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! | `GET /api/top-features?doc=D\|ID[&k&aggregate&tokens=A..B&per_token=1]` | [`TopFeatures`](saeidx_query::TopFeatures) or [`PerToken`](saeidx_query::PerToken) |
 //! | `GET /api/text?q=TEXT[&k&aggregate&per_token=1]` | the same, for a text run live |
 //! | `GET /api/feature/F[?examples&bands&per_band&neighbours&context]` | [`FeatureReport`](saeidx_query::FeatureReport) |
+//! | `GET /api/silent/F[?n&context&seed&token=ID...]` | [`SilentContexts`](saeidx_query::SilentContexts) |
 //! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
 //! | `GET /api/labels/F`, `POST /api/labels/F` (a label object: a person's edit) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
@@ -18,8 +19,8 @@
 //! Every route takes `include_special=1` and `include_sinks=1` where tokens are counted.
 
 use saeidx_query::{
-    ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest, TopFeaturesRequest,
-    TopTextsRequest,
+    ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest, SilentRequest,
+    TopFeaturesRequest, TopTextsRequest,
 };
 
 use super::{
@@ -44,6 +45,7 @@ impl Context<'_> {
             "/sample" => self.sample(params),
             "/explain" => self.explain(params),
             p if p.starts_with("/feature/") => self.feature(number_in(p)?, params),
+            p if p.starts_with("/silent/") => self.silent(number_in(p)?, params),
             p if p.starts_with("/labels/") => {
                 let feature = number_in(p)?;
                 self.with_index(|index| answer(&index.label(feature).map_err(failed)?))
@@ -137,6 +139,19 @@ impl Context<'_> {
             exclusions: params.exclusions(),
         };
         self.with_index(|index| answer(&index.feature(&request).map_err(failed)?))
+    }
+
+    fn silent(&self, feature: u32, params: &Params) -> Result<Reply, Failure> {
+        let defaults = SilentRequest::default();
+        let request = SilentRequest {
+            feature,
+            n: params.number("n", defaults.n)?,
+            context: params.number("context", defaults.context)?,
+            tokens: params.numbers("token")?,
+            seed: params.number("seed", defaults.seed)?,
+            exclusions: params.exclusions(),
+        };
+        self.with_index(|index| answer(&index.silent_contexts(&request).map_err(failed)?))
     }
 
     fn sample(&self, params: &Params) -> Result<Reply, Failure> {

@@ -47,6 +47,15 @@ impl Params {
         }
     }
 
+    /// Every value of a repeated numeric `key` (`token=1&token=2`), in order.
+    pub fn numbers<T: std::str::FromStr>(&self, key: &str) -> Result<Vec<T>, Failure> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| parse_number(v, key))
+            .collect()
+    }
+
     /// A number that must be given.
     pub fn required<T: std::str::FromStr>(&self, key: &str) -> Result<T, Failure> {
         let text = self
