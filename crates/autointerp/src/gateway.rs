@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// What a run asked, and what it cost.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RequestStats {
     /// Requests the run needed.
     pub asked: u64,

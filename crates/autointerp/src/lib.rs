@@ -41,3 +41,9 @@ pub enum AutointerpError {
     #[error(transparent)]
     Query(#[from] saeidx_query::QueryError),
 }
+
+/// The answer types of labelling runs, by the name of their schema file (for
+/// `schemas/answers/`, beside the query library's).
+pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
+    vec![("label-run", schemars::schema_for!(LabelReport))]
+}

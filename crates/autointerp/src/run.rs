@@ -25,6 +25,7 @@ use saeidx_query::{
     limits::Limit,
     registry::{LabelScores, Origin, Provenance, now_utc},
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -44,7 +45,7 @@ use crate::{
 pub const WORK_DIR: &str = "autointerp";
 
 /// Draft labels, or score the labels there are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// Draft labels (and score them unless `score` is off).
@@ -121,7 +122,7 @@ impl Default for LabelRequest {
 }
 
 /// What happened to a feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// A new draft is in the registry.
@@ -145,7 +146,7 @@ pub enum Status {
 }
 
 /// One feature's outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FeatureOutcome {
     /// The feature.
     pub feature: u32,
@@ -163,8 +164,9 @@ pub struct FeatureOutcome {
     pub cached: u32,
 }
 
-/// What a run did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a run did: the answer of `saeidx labels draft|score --json` and of Python's
+/// `draft_labels_answer` / `score_labels_answer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LabelReport {
     /// Draft or score.
     pub task: Task,

@@ -10,8 +10,8 @@ use std::{path::Path, time::Duration};
 use saeidx_autointerp::{
     EvidenceOptions, FeatureSelection, LabelRequest, LlmSettings, Silent, Status, Task, run,
 };
-use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_query::{FeatureLabel, QueryIndex, Registry, build};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_testkit::{
     hub::closed_endpoint,
     llm::{FakeLlm, Reply, sensible},
