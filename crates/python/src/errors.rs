@@ -65,6 +65,7 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::TokenRange { .. }
         | QueryError::ReversedRange { .. }
         | QueryError::NotForTexts(_)
+        | QueryError::NoDraft { .. }
         | QueryError::Limit { .. } => PyValueError::new_err(text),
         QueryError::NotBuilt { .. } => IndexNotBuiltError::new_err(text),
         QueryError::Index(VerifyError::Manifest(ManifestError::Read { source, .. }))

@@ -104,6 +104,14 @@ pub enum QueryError {
     /// Another process is writing the index.
     #[error(transparent)]
     Locked(#[from] saeidx_format::lock::LockError),
+    /// A person asked to accept a draft where there is none.
+    #[error(
+        "feature {feature} has no draft to accept (no label, or one a person wrote or reviewed): draft one with `saeidx labels draft`, or set the label"
+    )]
+    NoDraft {
+        /// The feature.
+        feature: u32,
+    },
     /// The feature registry is unusable.
     #[error("feature registry {path}: {reason}")]
     Registry {

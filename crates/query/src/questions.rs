@@ -219,12 +219,7 @@ impl QueryIndex {
         self.check_feature(feature)?;
         let mut registry = self.registry().clone();
         if !registry.accept(feature, &crate::registry::now_utc()) {
-            return Err(QueryError::Registry {
-                path: self.dir().join(crate::registry::REGISTRY_FILE),
-                reason: format!(
-                    "feature {feature} has no draft to accept (no label, or one a person wrote or reviewed)"
-                ),
-            });
+            return Err(QueryError::NoDraft { feature });
         }
         self.save_registry(registry)?;
         self.label(feature)

@@ -299,7 +299,7 @@ fn drafts_are_shown_as_drafts_with_scores_and_a_person_accepts_or_edits_them() {
     assert!(page.contains("LLM draft accepted by a person") && !page.contains("/labels/5/accept"));
     assert!(page.contains("<td>0.750</td>") && !page.contains("for an earlier text"));
     let (status, body) = http(port, "POST", "/api/labels/5/accept", "");
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(body.contains("no draft to accept"), "{body}");
 
     // Edited through the API: marked edited, the old text's scores dropped.

@@ -244,6 +244,8 @@ pub(super) fn failed(error: QueryError) -> Failure {
         | QueryError::Limit { .. }
         | QueryError::ReversedRange { .. }
         | QueryError::NotForTexts(_) => 400,
+        // A draft to accept that is not there (any more): the state, not the request.
+        QueryError::NoDraft { .. } => 409,
         // The files changed under the open index: it is reopened before the next request.
         QueryError::Changed { .. } => 503,
         _ => 500,
