@@ -1,7 +1,9 @@
 //! One answer, four front ends: every question asked of one index through the library,
 //! the command line (`--json`), the web server's JSON API and the Python package gives
 //! the same value, field for field; and every answer validates against its JSON Schema
-//! in `schemas/answers/`.
+//! in `schemas/answers/`. Labels drafted by an LLM (a scripted endpoint on loopback) are
+//! one of those answers; a labelling run itself, which the web server does not start,
+//! gives the same answer through the library, the command line and Python.
 //!
 //! Python is the installed package of `scripts/python-test.sh` (`.venv-py`), which
 //! `scripts/test.sh` runs before the Rust tests.
@@ -14,10 +16,14 @@ use std::{
 
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
+use saeidx_autointerp::{
+    EvidenceOptions, FeatureSelection, LabelRequest, LlmSettings, Silent, Task,
+};
 use saeidx_query::{
     Aggregate, DocRef, ExplainRequest, FeatureRequest, InfoRequest, QueryIndex, Rank,
-    SampleRequest, TopFeaturesRequest, TopTextsRequest, answers::to_json,
+    SampleRequest, SilentRequest, TopFeaturesRequest, TopTextsRequest, answers::to_json,
 };
+use saeidx_testkit::llm::{FakeLlm, sensible};
 use saeidx_tests::{
     job_fixture::{Setup, saeidx_ok},
     reference_python, repo_root, saeidx_binary,
@@ -26,14 +32,35 @@ use serde_json::Value;
 
 const TEXT: &str = "The Senate shall make appropriations for the navy.\nParis, in France.";
 
-/// The questions about `feature` and document `doc`, by name: (CLI arguments, API path,
-/// Python expression).
+/// The features and document the questions are about.
+#[derive(Clone, Copy)]
+struct Subjects {
+    /// A feature with a person's label.
+    feature: u32,
+    /// A feature with an LLM's draft.
+    drafted: u32,
+    /// A document.
+    doc: u32,
+    /// A token `feature` is silent around somewhere.
+    token: u32,
+}
+
+/// The questions about `subjects`, by name: (CLI arguments, API path, Python
+/// expression).
 #[expect(
     clippy::too_many_lines,
     reason = "a table: one entry per question and front end"
 )]
-fn questions(feature: u32, doc: u32) -> Vec<(&'static str, Vec<String>, String, String)> {
+fn questions(subjects: Subjects) -> Vec<(&'static str, Vec<String>, String, String)> {
+    let Subjects {
+        feature,
+        drafted,
+        doc,
+        token,
+    } = subjects;
     let f = feature.to_string();
+    let g = drafted.to_string();
+    let t = token.to_string();
     let d = doc.to_string();
     let q = "q=The%20Senate%20shall%20make%20appropriations%20for%20the%20navy.%0AParis%2C%20in%20France.";
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
@@ -130,6 +157,20 @@ fn questions(feature: u32, doc: u32) -> Vec<(&'static str, Vec<String>, String, 
             format!("idx.label({f})"),
         ),
         (
+            "label",
+            strings(&["labels", "get", &g]),
+            format!("/api/labels/{g}"),
+            format!("idx.label({g})"),
+        ),
+        (
+            "silent",
+            strings(&[
+                "silent", &f, "--n", "4", "--context", "3", "--token", &t, "--seed", "2",
+            ]),
+            format!("/api/silent/{f}?n=4&context=3&token={t}&seed=2"),
+            format!("idx.silent_contexts({f}, 4, context=3, tokens=[{t}], seed=2)"),
+        ),
+        (
             "explain",
             strings(&[
                 "explain",
@@ -148,7 +189,17 @@ fn questions(feature: u32, doc: u32) -> Vec<(&'static str, Vec<String>, String, 
 }
 
 /// The library's answers to the same questions.
-fn library(index: &QueryIndex, feature: u32, doc: u32) -> Vec<Value> {
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one answer per question"
+)]
+fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
+    let Subjects {
+        feature,
+        drafted,
+        doc,
+        token,
+    } = subjects;
     let live = LiveAnalyzer::for_index(
         index.manifest(),
         index.dir(),
@@ -230,6 +281,19 @@ fn library(index: &QueryIndex, feature: u32, doc: u32) -> Vec<Value> {
         )),
         json(to_json(&index.info(&InfoRequest::default()).unwrap())),
         json(to_json(&index.label(feature).unwrap())),
+        json(to_json(&index.label(drafted).unwrap())),
+        json(to_json(
+            &index
+                .silent_contexts(&SilentRequest {
+                    feature,
+                    n: 4,
+                    context: 3,
+                    tokens: vec![token],
+                    seed: 2,
+                    ..SilentRequest::default()
+                })
+                .unwrap(),
+        )),
         json(to_json(
             &index
                 .explain(
@@ -352,11 +416,181 @@ fn schema_of(question: &str) -> &'static str {
         "sample" => "sample",
         "info" => "info",
         "label" => "label",
+        "silent" => "silent",
         _ => "explain",
     }
 }
 
+/// Small labelling runs: 5 requests a feature (a draft, two detection and two fuzzing
+/// prompts).
+const EVIDENCE: [&str; 18] = [
+    "--top",
+    "3",
+    "--bands",
+    "2",
+    "--per-band",
+    "1",
+    "--same-token",
+    "1",
+    "--silent",
+    "1",
+    "--test",
+    "2",
+    "--context",
+    "4",
+    "--per-prompt",
+    "2",
+    "--concurrency",
+    "2",
+];
+
+/// `saeidx labels draft|score ... --json` against `llm`, on `index`.
+fn cli_label_run(task: &str, llm: &str, features: &[u32], index: &Path, cwd: &Path) -> Value {
+    let mut args: Vec<String> = ["labels", task, "--llm", llm, "--llm-model", "fake-model"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(EVIDENCE.iter().map(|s| s.to_string()));
+    for feature in features {
+        args.extend(["--feature".into(), feature.to_string()]);
+    }
+    args.extend(["--index".into(), index.display().to_string(), "--json".into()]);
+    saeidx_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd)
+}
+
+/// The library's request of [`cli_label_run`].
+fn label_request(task: Task, llm: &str, features: &[u32]) -> LabelRequest {
+    LabelRequest {
+        task,
+        features: FeatureSelection::Listed(features.to_vec()),
+        llm: LlmSettings {
+            url: llm.into(),
+            model: "fake-model".into(),
+            ..LlmSettings::default()
+        },
+        evidence: EvidenceOptions {
+            top: 3,
+            bands: 2,
+            per_band: 1,
+            same_token: 1,
+            silent: 1,
+            test: 2,
+            context: 4,
+            seed: 0,
+        },
+        per_prompt: 2,
+        concurrency: 2,
+        ..LabelRequest::default()
+    }
+}
+
+/// A labelling answer without what differs from run to run: times, dates, paths.
+fn comparable(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(map) => {
+            for key in [
+                "seconds",
+                "features_per_minute",
+                "registry",
+                "cache",
+                "drafted_at",
+                "scored_at",
+            ] {
+                map.remove(key);
+            }
+            for item in map.values_mut() {
+                *item = comparable(item.take());
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                *item = comparable(item.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+/// A copy of the index folder `from` (its query files and labels included) at `to`.
+fn copy_index(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_index(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Drafting then scoring labels of `features` (the first labelled by a person) gives the
+/// same answers through the library, the command
+/// line and Python (each on its own copy of the index), valid against their schema.
+fn labelling_runs_agree(index_dir: &Path, features: &[u32], cwd: &Path) -> Vec<(String, Value)> {
+    let llm = FakeLlm::start(|_, seen| sensible(seen));
+    let copies: Vec<_> = ["library", "cli", "python"]
+        .iter()
+        .map(|name| {
+            let copy = cwd.join(format!("labelled-{name}"));
+            copy_index(index_dir, &copy);
+            copy
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in [Task::Draft, Task::Score] {
+        let name = if task == Task::Draft { "draft" } else { "score" };
+        let index = QueryIndex::open(&copies[0]).unwrap();
+        let report =
+            saeidx_autointerp::run(&index, &label_request(task, llm.url(), features), &Silent)
+                .unwrap();
+        let from_library = to_json(&report).unwrap();
+        let from_cli = cli_label_run(name, llm.url(), features, &copies[1], cwd);
+        let listed = features
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let call = format!(
+            "idx.{name}_labels_answer([{listed}], llm={:?}, llm_model='fake-model', \
+             evidence=dict(top=3, bands=2, per_band=1, same_token=1, silent=1, test=2, \
+             context=4), per_prompt=2, concurrency=2)",
+            llm.url()
+        );
+        let from_python = python(&copies[2], &[call]).remove(0);
+        assert_eq!(
+            comparable(from_library.clone()),
+            comparable(from_cli.clone()),
+            "labels {name}: library vs CLI"
+        );
+        assert_eq!(
+            comparable(from_library.clone()),
+            comparable(from_python),
+            "labels {name}: library vs Python"
+        );
+        answers.push(("label-run".to_string(), from_cli));
+    }
+    let statuses = |answer: &Value| -> Vec<String> {
+        answer["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A person's label is kept; both are scored.
+    assert_eq!(statuses(&answers[0].1), ["kept_human", "drafted"]);
+    assert_eq!(statuses(&answers[1].1), ["scored"; 2]);
+    answers
+}
+
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: an index, its labels, then every question in every front end"
+)]
 fn every_front_end_gives_the_same_answer() {
     let setup = Setup::create();
     saeidx_ok(
@@ -371,7 +605,7 @@ fn every_front_end_gives_the_same_answer() {
             "--doc",
             "0",
             "--k",
-            "1",
+            "2",
             "--index",
             index_arg,
             "--json",
@@ -379,6 +613,7 @@ fn every_front_end_gives_the_same_answer() {
         setup.path(),
     );
     let feature = top["features"][0]["feature"].as_u64().unwrap() as u32;
+    let drafted = top["features"][1]["feature"].as_u64().unwrap() as u32;
     saeidx_ok(
         &[
             "labels",
@@ -393,17 +628,36 @@ fn every_front_end_gives_the_same_answer() {
         ],
         setup.path(),
     );
+    let mut checked = labelling_runs_agree(&index_dir, &[feature, drafted], setup.path());
+    let llm = FakeLlm::start(|_, seen| sensible(seen));
+    cli_label_run("draft", llm.url(), &[drafted], &index_dir, setup.path());
     let index = QueryIndex::open(&index_dir).unwrap();
+    // A token with a context where the feature is silent (at least that one is found).
+    let token = index
+        .silent_contexts(&SilentRequest {
+            feature,
+            n: 1,
+            context: 3,
+            ..SilentRequest::default()
+        })
+        .unwrap()
+        .contexts[0]
+        .token;
     // The longest document (the corpus has an empty one).
     let doc = (0..index.documents())
         .max_by_key(|&d| index.document(d).unwrap().2.len())
         .unwrap();
-    let asked = questions(feature, doc);
-    let from_library = library(&index, feature, doc);
+    let subjects = Subjects {
+        feature,
+        drafted,
+        doc,
+        token,
+    };
+    let asked = questions(subjects);
+    let from_library = library(&index, subjects);
     let server = Server::start(&index_dir, setup.path());
     let expressions: Vec<String> = asked.iter().map(|q| q.3.clone()).collect();
     let from_python = python(&index_dir, &expressions);
-    let mut checked = Vec::new();
     for (i, (name, cli, api, _)) in asked.iter().enumerate() {
         let mut args: Vec<&str> = cli.iter().map(String::as_str).collect();
         args.extend(["--index", index_arg, "--json"]);
@@ -415,5 +669,11 @@ fn every_front_end_gives_the_same_answer() {
         checked.push((schema_of(name).to_string(), from_cli));
     }
     assert_eq!(from_library[7]["label"]["name"], "senate words");
+    let draft = &from_library[8]["label"];
+    assert_eq!(draft["provenance"]["origin"], "drafted");
+    assert_eq!(draft["provenance"]["llm"], "fake-model");
+    assert_eq!(draft["scores"]["detection"]["balanced_accuracy"], 0.5);
+    let silent = from_library[9]["contexts"].as_array().unwrap();
+    assert!(!silent.is_empty() && silent.iter().all(|hit| hit["token"] == token));
     validate("every answer", &checked);
 }

@@ -1,17 +1,18 @@
 """Query saeidx indexes of SAE feature activations.
 
 Which texts make a feature fire, which features fire on a text (live through the
-index's model and SAE), feature statistics, neighbours and labels. The `*_answer`
-methods, `feature`, `sample`, `explain`, `info` and `label` return the query library's
-answer types as dicts, field for field what `saeidx ... --json` prints and the web
-server's API returns (their JSON Schemas are in the repository's `schemas/answers/`);
-`top_texts` and `top_features` return mlxterp's tuples; `*_table` methods return pyarrow
-tables.
+index's model and SAE), where a feature stays silent, feature statistics, neighbours and
+labels, and labels drafted and scored by an LLM. The `*_answer` methods, `feature`,
+`silent_contexts`, `sample`, `explain`, `info` and the label methods return the
+library's answer types as dicts, field for field what `saeidx ... --json` prints and the
+web server's API returns (their JSON Schemas are in the repository's
+`schemas/answers/`); `top_texts` and `top_features` return mlxterp's tuples; `*_table`
+methods, `draft_labels` and `score_labels` return pyarrow tables.
 """
 
 import os
 import pathlib
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import pyarrow
 
@@ -43,12 +44,40 @@ class Info(TypedDict):
     model: str
     sae: str
 
+Origin = Literal["drafted", "accepted", "edited"]
+
+class Provenance(TypedDict):
+    drafted_at: str
+    llm: str
+    origin: Origin
+    prompt_version: str
+    request_sha256: str
+    reviewed_at: NotRequired[str]
+
+class ScoreSummary(TypedDict):
+    balanced_accuracy: float
+    failed: int
+    false_negatives: int
+    false_positives: int
+    true_negatives: int
+    true_positives: int
+
+class LabelScores(TypedDict):
+    detection: NotRequired[ScoreSummary]
+    explanation: str
+    fuzzing: NotRequired[ScoreSummary]
+    llm: str
+    prompt_version: str
+    scored_at: str
+
 class FeatureLabel(TypedDict, total=False):
     confidence: str
     description: str
     examples: list[str]
     name: str
     notes: str
+    provenance: Provenance
+    scores: LabelScores
 
 class LabelAnswer(TypedDict):
     feature: int
@@ -163,6 +192,69 @@ class ExplainedFeature(TypedDict):
 class Explain(TypedDict):
     features: list[ExplainedFeature]
     text: str
+
+class SilentContexts(TypedDict):
+    contexts: list[TextHit]
+    feature: int
+
+Task = Literal["draft", "score"]
+Status = Literal[
+    "drafted",
+    "unchanged",
+    "kept_human",
+    "scored",
+    "stale",
+    "unparseable",
+    "failed",
+    "skipped",
+    "not_attempted",
+]
+
+class FeatureOutcome(TypedDict):
+    answer: str | None
+    cached: int
+    feature: int
+    label: FeatureLabel | None
+    reason: str | None
+    requests: int
+    status: Status
+
+class RequestStats(TypedDict):
+    asked: int
+    cached: int
+    cached_completion_tokens: int
+    cached_prompt_tokens: int
+    completion_tokens: int
+    estimated_tokens: bool
+    failed: int
+    prompt_tokens: int
+    retries: int
+    sent: int
+
+class LabelReport(TypedDict):
+    cache: str
+    draft_prompt_version: str
+    endpoint: str
+    features: list[FeatureOutcome]
+    features_per_minute: float
+    llm: str
+    registry: str
+    requests: RequestStats
+    score_prompt_version: str
+    seconds: float
+    stopped: str | None
+    task: Task
+
+class Evidence(TypedDict, total=False):
+    """What the LLM sees of each feature (labelling runs' evidence=...)."""
+
+    bands: int
+    context: int
+    per_band: int
+    same_token: int
+    silent: int
+    test: int
+    top: int
 
 class Document(TypedDict):
     doc: int
@@ -341,7 +433,122 @@ class Index:
         include_sinks: bool = False,
     ) -> Explain:
         """A text's strongest features (run live), then each one's top texts."""
+    def silent_contexts(
+        self,
+        feature_id: int,
+        n: int = 10,
+        *,
+        context: int = 8,
+        tokens: list[int] | None = None,
+        seed: int = 0,
+        include_special: bool = False,
+        include_sinks: bool = False,
+    ) -> SilentContexts:
+        """Contexts where a feature fires on no counted token (`saeidx silent --json`):
+        anywhere, or centred on the token ids `tokens` (the same words where it does not
+        fire)."""
     def label(self, feature_id: int) -> LabelAnswer:
-        """The feature's label in the index's registry ({"feature", "label"})."""
+        """The feature's label in the index's registry ({"feature", "label"}), read again
+        from disk (so later answers show it too)."""
+    def set_label(
+        self,
+        feature_id: int,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        examples: list[str] | None = None,
+        confidence: str | None = None,
+        notes: str | None = None,
+    ) -> LabelAnswer:
+        """A person sets (or with no fields, removes) a feature's label; a draft set this
+        way counts as reviewed (accepted if unchanged, else edited)."""
+    def accept_label(self, feature_id: int) -> LabelAnswer:
+        """A person accepts a feature's LLM draft as it is (ValueError without one)."""
+    def draft_labels(
+        self,
+        features: list[int] | None = None,
+        *,
+        llm_model: str | None = None,
+        llm: str | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 4,
+        score: bool = True,
+        overwrite_human: bool = False,
+        per_prompt: int = 5,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        evidence: Evidence | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
+    ) -> pyarrow.Table:
+        """Drafts labels with an LLM from the index's examples and scores them (`saeidx
+        labels draft`); one row per feature: feature, status, name, description,
+        confidence, origin, llm, prompt_version, detection, detection_answered,
+        detection_failed, fuzzing, fuzzing_answered, fuzzing_failed (balanced accuracy
+        and sample counts; null when not scored), requests, cached, reason, answer. The
+        run's totals (a LabelReport without features) are the schema metadata
+        b"saeidx.report" (JSON)."""
+    def draft_labels_answer(
+        self,
+        features: list[int] | None = None,
+        *,
+        llm_model: str | None = None,
+        llm: str | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 4,
+        score: bool = True,
+        overwrite_human: bool = False,
+        per_prompt: int = 5,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        evidence: Evidence | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
+    ) -> LabelReport:
+        """Drafts labels (`saeidx labels draft --json`). features: ids (default every
+        live feature) or sample=N at random; llm: the OpenAI-compatible endpoint's base
+        URL (default $SAEIDX_LLM_URL, else http://127.0.0.1:8080/v1); llm_model: its
+        model name (default $SAEIDX_LLM_MODEL); the API key is read from the variable
+        api_key_env, never written. Answers are cached in INDEX/autointerp (or
+        work_dir): a rerun sends only what is new. A person's label is kept unless
+        overwrite_human."""
+    def score_labels(
+        self,
+        features: list[int] | None = None,
+        *,
+        llm_model: str | None = None,
+        llm: str | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 4,
+        per_prompt: int = 5,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        evidence: Evidence | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
+    ) -> pyarrow.Table:
+        """Scores labels, a person's or drafted, against the index (`saeidx labels
+        score`: delphi's detection and fuzzing); features default to every labelled
+        one. The table of draft_labels."""
+    def score_labels_answer(
+        self,
+        features: list[int] | None = None,
+        *,
+        llm_model: str | None = None,
+        llm: str | None = None,
+        sample: int | None = None,
+        seed: int = 0,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 4,
+        per_prompt: int = 5,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        evidence: Evidence | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
+    ) -> LabelReport:
+        """Scores labels against the index (`saeidx labels score --json`)."""
     def document(self, doc: int | str) -> Document:
         """A document of the index by number or id."""

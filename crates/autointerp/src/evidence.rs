@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// How much of a feature to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EvidenceOptions {
     /// Top examples shown to the explainer.
     pub top: usize,

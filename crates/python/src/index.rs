@@ -6,14 +6,21 @@
 //! forms (`top_texts`, `top_features`) return tuples, and `*_table` forms return
 //! pyarrow tables. Every question releases the GIL.
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    sync::{RwLock, RwLockReadGuard},
+};
 
-use pyo3::{exceptions::PyValueError, prelude::*, types::PyDict};
-use saeidx_autointerp::{LabelRequest, Task};
+use pyo3::{
+    exceptions::{PyRuntimeError, PyValueError},
+    prelude::*,
+    types::PyDict,
+};
+use saeidx_autointerp::{LabelReport, Task};
 use saeidx_query::{
-    AnalyzedText, DocRef, ExplainRequest, FeatureRequest, InfoRequest, LabelAnswer, Neighbour,
-    QueryError, QueryIndex, Registry, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts,
-    TopTextsRequest,
+    AnalyzedText, DocRef, ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, LabelAnswer,
+    Neighbour, QueryError, QueryIndex, SampleRequest, SilentRequest, TopFeatures,
+    TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
 use crate::{
@@ -28,10 +35,11 @@ use crate::{
 ///
 /// Queries read the memory-mapped query files and never need the model; a text given
 /// to `top_features(text=...)` or `explain` runs live through the model and SAE the
-/// index was built with (loaded on first use and kept).
+/// index was built with (loaded on first use and kept). Queries share the index under a
+/// read lock; re-reading the label registry takes the write lock for a moment.
 #[pyclass(module = "saeidx", frozen)]
 pub struct Index {
-    index: QueryIndex,
+    index: RwLock<QueryIndex>,
     live: Live,
 }
 
@@ -45,14 +53,67 @@ impl Index {
     /// Opens the index in `path`.
     pub(crate) fn open(path: PathBuf) -> Result<Self, QueryError> {
         Ok(Self {
-            index: QueryIndex::open(&path)?,
+            index: RwLock::new(QueryIndex::open(&path)?),
             live: Live::default(),
         })
     }
 
+    /// The index, for reading (never held across another call that takes it).
+    fn read(&self) -> PyResult<RwLockReadGuard<'_, QueryIndex>> {
+        self.index
+            .read()
+            .map_err(|_| PyRuntimeError::new_err("the index is unusable after a panic"))
+    }
+
+    /// Reads the label registry again from the index folder (after a labelling run, or
+    /// an edit by another process such as `saeidx serve`), so every answer shows it.
+    fn reload_labels(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let mut index = self
+                .index
+                .write()
+                .map_err(|_| PyRuntimeError::new_err("the index is unusable after a panic"))?;
+            index.reload_registry().map(|_| ()).map_err(query_error)
+        })
+    }
+
+    /// A person's change to the registry (`change`), made on the registry as it is on
+    /// disk now and saved by it.
+    fn write_label(
+        &self,
+        py: Python<'_>,
+        change: impl FnOnce(&mut QueryIndex) -> Result<LabelAnswer, QueryError> + Send,
+    ) -> PyResult<LabelAnswer> {
+        py.detach(|| {
+            let mut index = self
+                .index
+                .write()
+                .map_err(|_| PyRuntimeError::new_err("the index is unusable after a panic"))?;
+            index.reload_registry().map_err(query_error)?;
+            change(&mut index).map_err(query_error)
+        })
+    }
+
+    /// A labelling run (the GIL released; queries from other threads go on), then the
+    /// registry read again so every answer shows its labels.
+    fn label_run(
+        &self,
+        py: Python<'_>,
+        args: &labels::RunArgs<'_>,
+        task: Task,
+    ) -> PyResult<LabelReport> {
+        let request = args.request(py, task)?;
+        let report = labels::run(py, &*self.read()?, &request)?;
+        self.reload_labels(py)?;
+        if let Some(reason) = &report.stopped {
+            labels::warn_stopped(py, reason)?;
+        }
+        Ok(report)
+    }
+
     /// A feature id argument, checked against the SAE's width.
     fn feature_id(&self, feature: i64) -> PyResult<u32> {
-        let d_sae = self.index.d_sae();
+        let d_sae = self.read()?.d_sae();
         u32::try_from(feature)
             .ok()
             .filter(|&f| (f as usize) < d_sae)
@@ -72,21 +133,24 @@ impl Index {
 
     /// `text` run live through the index's model and SAE.
     fn analyze(&self, py: Python<'_>, text: String) -> PyResult<AnalyzedText> {
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         py.detach(|| self.live.analyze(index.manifest(), index.dir(), &text))
             .map_err(|error| LiveAnalysisError::new_err(error.to_string()))
     }
 
     /// The `top_texts` answer.
     fn texts(&self, py: Python<'_>, request: &TopTextsRequest) -> PyResult<TopTexts> {
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         py.detach(|| index.top_texts(request)).map_err(query_error)
     }
 
     /// The hits of `top_texts`, each with the whole document (`whole`) or its snippet.
     fn hits(&self, py: Python<'_>, request: &TopTextsRequest, whole: bool) -> PyResult<Vec<Hit>> {
         let answer = self.texts(py, request)?;
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         py.detach(|| -> Result<Vec<Hit>, QueryError> {
             let mut hits = Vec::with_capacity(answer.texts.len());
             for hit in answer.texts {
@@ -118,18 +182,21 @@ impl Index {
         doc: Option<DocArg>,
         request: &TopFeaturesRequest,
     ) -> PyResult<TopFeatures> {
-        let index = &self.index;
         match (text, doc) {
             (Some(_), None) if request.tokens.is_some() => {
                 Err(query_error(QueryError::NotForTexts("tokens")))
             }
             (Some(text), None) => {
                 let analyzed = self.analyze(py, text)?;
+                let guard = self.read()?;
+                let index = &*guard;
                 py.detach(|| index.text_top_features(&analyzed, request))
                     .map_err(query_error)
             }
             (None, Some(doc)) => {
                 let doc = doc.to_ref()?;
+                let guard = self.read()?;
+                let index = &*guard;
                 py.detach(|| index.top_features(&doc, request))
                     .map_err(query_error)
             }
@@ -154,7 +221,8 @@ impl Index {
             .check(k)
             .map_err(query_error)?;
         let exclusions = exclusions(include_special, include_sinks);
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         py.detach(|| index.neighbours(feature, k, exclusions))
             .map_err(query_error)
     }
@@ -198,21 +266,22 @@ fn features_request(
 impl Index {
     /// The index folder.
     #[getter]
-    fn path(&self) -> PathBuf {
-        self.index.dir().to_path_buf()
+    fn path(&self) -> PyResult<PathBuf> {
+        Ok(self.read()?.dir().to_path_buf())
     }
 
     /// The SAE's number of features (feature ids are 0..d_sae).
     #[getter]
-    fn d_sae(&self) -> usize {
-        self.index.d_sae()
+    fn d_sae(&self) -> PyResult<usize> {
+        Ok(self.read()?.d_sae())
     }
 
     /// What the index holds (`saeidx info --json`): index, model, sae, hook, d_sae,
     /// counts, live_features, dead_features, dead (None), labels.
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         let info = py
             .detach(|| index.info(&InfoRequest::default()))
             .map_err(query_error)?;
@@ -220,18 +289,19 @@ impl Index {
     }
 
     /// The number of documents.
-    fn __len__(&self) -> usize {
-        self.index.documents() as usize
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.read()?.documents() as usize)
     }
 
     /// `saeidx.Index("FOLDER": N documents, F features)`.
-    fn __repr__(&self) -> String {
-        format!(
+    fn __repr__(&self) -> PyResult<String> {
+        let index = self.read()?;
+        Ok(format!(
             "saeidx.Index({:?}: {} documents, {} features)",
-            self.index.dir().display().to_string(),
-            self.index.documents(),
-            self.index.d_sae()
-        )
+            index.dir().display().to_string(),
+            index.documents(),
+            index.d_sae()
+        ))
     }
 
     /// The texts where a feature fires most strongly, as (text, activation,
@@ -397,17 +467,20 @@ impl Index {
         if !per_token {
             return to_python(py, &self.features(py, text, doc, &request)?);
         }
-        let index = &self.index;
         let answer = match (text, doc) {
             (Some(_), None) if request.tokens.is_some() => {
                 return Err(query_error(QueryError::NotForTexts("tokens")));
             }
             (Some(text), None) => {
                 let analyzed = self.analyze(py, text)?;
+                let guard = self.read()?;
+                let index = &*guard;
                 py.detach(|| index.text_per_token(&analyzed, &request))
             }
             (None, Some(doc)) => {
                 let doc: DocRef = doc.to_ref()?;
+                let guard = self.read()?;
+                let index = &*guard;
                 py.detach(|| index.per_token(&doc, &request))
             }
             _ => {
@@ -444,7 +517,8 @@ impl Index {
             context: small(context, "context")?,
             exclusions: exclusions(include_special, include_sinks),
         };
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         let report = py.detach(|| index.feature(&request)).map_err(query_error)?;
         to_python(py, &report)
     }
@@ -462,7 +536,8 @@ impl Index {
     ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let exclusions = exclusions(include_special, include_sinks);
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         let stats = py
             .detach(|| index.feature_stats(feature, exclusions))
             .map_err(query_error)?;
@@ -518,7 +593,8 @@ impl Index {
             examples: count(examples, "examples")?,
             context: small(context, "context")?,
         };
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         let sample = py.detach(|| index.sample(&request)).map_err(query_error)?;
         to_python(py, &sample)
     }
@@ -544,45 +620,113 @@ impl Index {
             exclusions: exclusions(include_special, include_sinks),
         };
         let analyzed = self.analyze(py, text)?;
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         let answer = py
             .detach(|| index.explain(&analyzed, &request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }
 
-    /// A feature's label from the index's registry as it is on disk now (drafts and web
-    /// edits included): {"feature": F, "label": None or {name, description, examples,
-    /// confidence, notes}} (mlxterp's sae_features.json fields; a drafted label adds
-    /// provenance and scores), as `GET /api/labels/F` answers.
+    /// A feature's label, as `GET /api/labels/F` answers: {"feature": F, "label": None or
+    /// {name, description, examples, confidence, notes}} (mlxterp's sae_features.json
+    /// fields; a drafted label adds provenance and scores). The registry is read again
+    /// first, so labels drafted or edited since (here or by `saeidx serve`) show, in this
+    /// answer and in every later one.
     fn label<'py>(&self, py: Python<'py>, feature_id: i64) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
-        let registry = Registry::load(self.index.dir(), self.index.d_sae()).map_err(query_error)?;
-        let answer = LabelAnswer {
-            feature,
-            label: registry.get(feature).cloned(),
+        self.reload_labels(py)?;
+        let answer = self.read()?.label(feature).map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
+    /// A person sets (or with no fields, removes) a feature's label, saved atomically
+    /// into the index's labels.json (as `saeidx labels set` and the web UI do); a draft
+    /// set this way counts as reviewed: accepted if its text is unchanged, else edited.
+    #[pyo3(signature = (feature_id, *, name = None, description = None, examples = None, confidence = None, notes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_label<'py>(
+        &self,
+        py: Python<'py>,
+        feature_id: i64,
+        name: Option<String>,
+        description: Option<String>,
+        examples: Option<Vec<String>>,
+        confidence: Option<String>,
+        notes: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let feature = self.feature_id(feature_id)?;
+        let label = FeatureLabel {
+            name,
+            description,
+            examples: examples.unwrap_or_default(),
+            confidence,
+            notes,
+            ..FeatureLabel::default()
         };
+        let answer = self.write_label(py, |index| index.set_label(feature, label))?;
+        to_python(py, &answer)
+    }
+
+    /// A person accepts a feature's LLM draft as it is (`saeidx labels accept`); a
+    /// feature without an unreviewed draft raises ValueError.
+    fn accept_label<'py>(&self, py: Python<'py>, feature_id: i64) -> PyResult<Bound<'py, PyAny>> {
+        let feature = self.feature_id(feature_id)?;
+        let answer = self.write_label(py, |index| index.accept_label(feature))?;
+        to_python(py, &answer)
+    }
+
+    /// Contexts where a feature fires on no counted token, as `saeidx silent --json`
+    /// prints them: anywhere in the index, or centred on the token ids `tokens` (e.g.
+    /// the `token` of its top texts: the same words where it does not fire).
+    #[pyo3(signature = (feature_id, n = 10, *, context = 8, tokens = None, seed = 0, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn silent_contexts<'py>(
+        &self,
+        py: Python<'py>,
+        feature_id: i64,
+        n: i64,
+        context: i64,
+        tokens: Option<Vec<i64>>,
+        seed: u64,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = SilentRequest {
+            feature: self.feature_id(feature_id)?,
+            n: count(n, "n")?,
+            context: small(context, "context")?,
+            tokens: tokens
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| small(t, "token"))
+                .collect::<PyResult<_>>()?,
+            seed,
+            exclusions: exclusions(include_special, include_sinks),
+        };
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.silent_contexts(&request))
+            .map_err(query_error)?;
         to_python(py, &answer)
     }
 
     /// Drafts labels with an LLM from the index's examples and scores them, as `saeidx
-    /// labels draft` does (answers cached in INDEX/autointerp; a person's label is kept
-    /// unless overwrite_human). features: ids (default: every live feature), or sample=N
-    /// live ones at random. evidence: {"top", "bands", "per_band", "same_token",
-    /// "silent", "test", "context"}. Returns a pyarrow.Table, one row per feature
-    /// (status, label, origin, detection and fuzzing balanced accuracy, requests,
-    /// cached, ...); its schema metadata "saeidx.report" holds the run's totals (JSON).
-    #[pyo3(signature = (features = None, *, llm_model, llm = "http://127.0.0.1:8080/v1", sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, score = true, overwrite_human = false, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None))]
+    /// labels draft` does; returns a pyarrow.Table, one row per feature (see
+    /// draft_labels_answer for the arguments and the stub for the columns). The run's
+    /// totals are the table's schema metadata "saeidx.report" (JSON).
+    #[pyo3(signature = (features = None, *, llm_model = None, llm = None, sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, score = true, overwrite_human = false, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None, work_dir = None))]
     #[allow(clippy::too_many_arguments)]
     fn draft_labels<'py>(
         &self,
         py: Python<'py>,
         features: Option<Vec<i64>>,
-        llm_model: String,
-        llm: String,
+        llm_model: Option<String>,
+        llm: Option<String>,
         sample: Option<i64>,
         seed: u64,
-        api_key_env: String,
+        api_key_env: &str,
         concurrency: i64,
         score: bool,
         overwrite_human: bool,
@@ -590,70 +734,161 @@ impl Index {
         timeout: f64,
         max_retries: u32,
         evidence: Option<Bound<'py, PyDict>>,
+        work_dir: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let args = labels::RunArgs {
             features: self.feature_list(features)?,
             sample: sample.map(|n| count(n, "sample")).transpose()?,
             llm,
             llm_model,
-            api_key_env,
+            api_key_env: api_key_env.to_string(),
             concurrency: count(concurrency, "concurrency")?,
             per_prompt: count(per_prompt, "per_prompt")?,
             seed,
             timeout,
             max_retries,
             evidence,
-        };
-        let request = LabelRequest {
+            work_dir,
             score,
             overwrite_human,
-            ..args.request(py, Task::Draft)?
         };
-        let report = labels::run(py, &self.index, &request)?;
+        let report = self.label_run(py, &args, Task::Draft)?;
         labels::table(py, &report)
     }
 
+    /// Drafts labels with an LLM (any OpenAI-compatible endpoint) from the index's
+    /// examples and scores them, as `saeidx labels draft --json` answers. features:
+    /// ids (default: every live feature), or sample=N live ones at random (seed).
+    /// llm: the endpoint's base URL (default $SAEIDX_LLM_URL, else
+    /// http://127.0.0.1:8080/v1); llm_model: the name it knows (default
+    /// $SAEIDX_LLM_MODEL); the API key is read from the variable api_key_env and never
+    /// written. Answers are cached in INDEX/autointerp (or work_dir), so a rerun sends
+    /// only what is new; a person's label is kept unless overwrite_human. evidence:
+    /// {"top", "bands", "per_band", "same_token", "silent", "test", "context"}.
+    #[pyo3(signature = (features = None, *, llm_model = None, llm = None, sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, score = true, overwrite_human = false, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None, work_dir = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn draft_labels_answer<'py>(
+        &self,
+        py: Python<'py>,
+        features: Option<Vec<i64>>,
+        llm_model: Option<String>,
+        llm: Option<String>,
+        sample: Option<i64>,
+        seed: u64,
+        api_key_env: &str,
+        concurrency: i64,
+        score: bool,
+        overwrite_human: bool,
+        per_prompt: i64,
+        timeout: f64,
+        max_retries: u32,
+        evidence: Option<Bound<'py, PyDict>>,
+        work_dir: Option<PathBuf>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = labels::RunArgs {
+            features: self.feature_list(features)?,
+            sample: sample.map(|n| count(n, "sample")).transpose()?,
+            llm,
+            llm_model,
+            api_key_env: api_key_env.to_string(),
+            concurrency: count(concurrency, "concurrency")?,
+            per_prompt: count(per_prompt, "per_prompt")?,
+            seed,
+            timeout,
+            max_retries,
+            evidence,
+            work_dir,
+            score,
+            overwrite_human,
+        };
+        let report = self.label_run(py, &args, Task::Draft)?;
+        to_python(py, &report)
+    }
+
     /// Scores labels (a person's or drafted) against the index with an LLM, as `saeidx
-    /// labels score` does: delphi's detection and fuzzing. features: ids (default:
-    /// every labelled feature), or sample=N. Returns the same table as draft_labels.
-    #[pyo3(signature = (features = None, *, llm_model, llm = "http://127.0.0.1:8080/v1", sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None))]
+    /// labels score` does (delphi's detection and fuzzing); returns the same table as
+    /// draft_labels. features: ids (default: every labelled feature), or sample=N.
+    #[pyo3(signature = (features = None, *, llm_model = None, llm = None, sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None, work_dir = None))]
     #[allow(clippy::too_many_arguments)]
     fn score_labels<'py>(
         &self,
         py: Python<'py>,
         features: Option<Vec<i64>>,
-        llm_model: String,
-        llm: String,
+        llm_model: Option<String>,
+        llm: Option<String>,
         sample: Option<i64>,
         seed: u64,
-        api_key_env: String,
+        api_key_env: &str,
         concurrency: i64,
         per_prompt: i64,
         timeout: f64,
         max_retries: u32,
         evidence: Option<Bound<'py, PyDict>>,
+        work_dir: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let args = labels::RunArgs {
             features: self.feature_list(features)?,
             sample: sample.map(|n| count(n, "sample")).transpose()?,
             llm,
             llm_model,
-            api_key_env,
+            api_key_env: api_key_env.to_string(),
             concurrency: count(concurrency, "concurrency")?,
             per_prompt: count(per_prompt, "per_prompt")?,
             seed,
             timeout,
             max_retries,
             evidence,
+            work_dir,
+            score: true,
+            overwrite_human: false,
         };
-        let request = args.request(py, Task::Score)?;
-        let report = labels::run(py, &self.index, &request)?;
+        let report = self.label_run(py, &args, Task::Score)?;
         labels::table(py, &report)
     }
 
+    /// Scores labels against the index, as `saeidx labels score --json` answers (the
+    /// arguments of score_labels).
+    #[pyo3(signature = (features = None, *, llm_model = None, llm = None, sample = None, seed = 0, api_key_env = "OPENAI_API_KEY", concurrency = 4, per_prompt = 5, timeout = 120.0, max_retries = 5, evidence = None, work_dir = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn score_labels_answer<'py>(
+        &self,
+        py: Python<'py>,
+        features: Option<Vec<i64>>,
+        llm_model: Option<String>,
+        llm: Option<String>,
+        sample: Option<i64>,
+        seed: u64,
+        api_key_env: &str,
+        concurrency: i64,
+        per_prompt: i64,
+        timeout: f64,
+        max_retries: u32,
+        evidence: Option<Bound<'py, PyDict>>,
+        work_dir: Option<PathBuf>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = labels::RunArgs {
+            features: self.feature_list(features)?,
+            sample: sample.map(|n| count(n, "sample")).transpose()?,
+            llm,
+            llm_model,
+            api_key_env: api_key_env.to_string(),
+            concurrency: count(concurrency, "concurrency")?,
+            per_prompt: count(per_prompt, "per_prompt")?,
+            seed,
+            timeout,
+            max_retries,
+            evidence,
+            work_dir,
+            score: true,
+            overwrite_human: false,
+        };
+        let report = self.label_run(py, &args, Task::Score)?;
+        to_python(py, &report)
+    }
     /// A document of the index, by number or id: doc (its number), id, source, text.
     fn document<'py>(&self, py: Python<'py>, doc: DocArg) -> PyResult<Bound<'py, PyDict>> {
-        let index = &self.index;
+        let guard = self.read()?;
+        let index = &*guard;
         let doc = doc.to_ref()?;
         let (number, id, source, text) = py
             .detach(|| -> Result<_, QueryError> {

@@ -2,13 +2,13 @@
 //! `saeidx_autointerp`, its outcomes as a `pyarrow.Table` (one row per feature) whose
 //! schema metadata `saeidx.report` holds the run's totals as JSON.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, ffi::CString, path::PathBuf, sync::Arc, time::Duration};
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_pyarrow::{IntoPyArrow, Table};
 use arrow_schema::{ArrowError, Field, Schema};
 use pyo3::{
-    exceptions::{PyRuntimeError, PyValueError},
+    exceptions::{PyRuntimeError, PyRuntimeWarning, PyValueError},
     prelude::*,
     types::{PyDict, PyModule},
 };
@@ -24,8 +24,8 @@ use crate::errors::query_error;
 pub(crate) struct RunArgs<'py> {
     pub(crate) features: Option<Vec<u32>>,
     pub(crate) sample: Option<usize>,
-    pub(crate) llm: String,
-    pub(crate) llm_model: String,
+    pub(crate) llm: Option<String>,
+    pub(crate) llm_model: Option<String>,
     pub(crate) api_key_env: String,
     pub(crate) concurrency: usize,
     pub(crate) per_prompt: usize,
@@ -33,6 +33,22 @@ pub(crate) struct RunArgs<'py> {
     pub(crate) timeout: f64,
     pub(crate) max_retries: u32,
     pub(crate) evidence: Option<Bound<'py, PyDict>>,
+    pub(crate) work_dir: Option<PathBuf>,
+    pub(crate) score: bool,
+    pub(crate) overwrite_human: bool,
+}
+
+/// An argument given, else the environment variable `variable` (as the command line
+/// reads it), else `fallback`.
+fn given_or_env(given: &Option<String>, variable: &str, fallback: Option<&str>) -> Option<String> {
+    given
+        .clone()
+        .or_else(|| {
+            std::env::var(variable)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
+        .or_else(|| fallback.map(str::to_string))
 }
 
 impl RunArgs<'_> {
@@ -52,16 +68,23 @@ impl RunArgs<'_> {
                 "timeout must be a positive number of seconds",
             ));
         }
+        let defaults = LlmSettings::default();
+        let url = given_or_env(&self.llm, "SAEIDX_LLM_URL", Some(&defaults.url));
+        let model = given_or_env(&self.llm_model, "SAEIDX_LLM_MODEL", None).ok_or_else(|| {
+            PyValueError::new_err(
+                "llm_model: give the model name the endpoint knows (or set SAEIDX_LLM_MODEL)",
+            )
+        })?;
         Ok(LabelRequest {
             task,
             features,
             llm: LlmSettings {
-                url: self.llm.clone(),
-                model: self.llm_model.clone(),
+                url: url.unwrap_or(defaults.url.clone()),
+                model,
                 api_key_env: self.api_key_env.clone(),
                 timeout: Duration::from_secs_f64(self.timeout),
                 max_retries: self.max_retries,
-                ..LlmSettings::default()
+                ..defaults
             },
             evidence: EvidenceOptions {
                 seed: self.seed,
@@ -69,6 +92,9 @@ impl RunArgs<'_> {
             },
             concurrency: self.concurrency,
             per_prompt: self.per_prompt,
+            score: self.score,
+            overwrite_human: self.overwrite_human,
+            work_dir: self.work_dir.clone(),
             ..LabelRequest::default()
         })
     }
@@ -100,6 +126,16 @@ pub(crate) fn run(
             AutointerpError::Invalid(text) => PyValueError::new_err(text),
             AutointerpError::Query(error) => query_error(error),
         })
+}
+
+/// Warns (RuntimeWarning) that a run stopped early, as the command line fails.
+pub(crate) fn warn_stopped(py: Python<'_>, reason: &str) -> PyResult<()> {
+    let text = format!(
+        "the labelling run stopped early: {reason}. What was done is saved and its answers are cached: run it again to go on"
+    );
+    let message = CString::new(text.replace('\0', " "))
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &message, 1)
 }
 
 /// The outcomes as a table: feature, status, the label's name, description,

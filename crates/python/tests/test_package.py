@@ -114,6 +114,8 @@ def test_the_stubbed_dicts_are_the_answer_types(index_dir: Path) -> None:
         "TopTexts", "TextHit", "Snippet", "TopFeatures", "RankedFeature", "PerToken",
         "FeatureReport", "FeatureStats", "QuantileBand", "Neighbour", "Sample", "Info",
         "LabelAnswer", "FeatureLabel", "Explain", "ExplainedFeature", "QueryCounts",
+        "Provenance", "LabelScores", "ScoreSummary", "SilentContexts", "LabelReport",
+        "FeatureOutcome", "RequestStats",
     }
     for name in answer_types:
         assert dicts[name] == schemas[name], name
