@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use saeidx_testkit::llm::{FakeLlm, sensible};
 use saeidx_tests::{
     job_fixture::{Setup, assert_same_index, random_sae, saeidx, saeidx_err, saeidx_ok},
     reference_python, repo_root, saeidx_binary,
@@ -317,8 +318,28 @@ jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft20
     let sample = at(&["sample", "--n", "4", "--seed", "2"]);
     assert_eq!(sample["features"].as_array().unwrap().len(), 4);
 
+    // Labels drafted by an LLM (a scripted endpoint) leave its answers cached in the
+    // index's work folder.
+    let llm = FakeLlm::start(|_, seen| sensible(seen));
+    let drafted = at(&[
+        "labels",
+        "draft",
+        "--llm",
+        llm.url(),
+        "--llm-model",
+        "fake-model",
+        "--sample",
+        "3",
+        "--seed",
+        "1",
+    ]);
+    assert!(drafted["requests"]["sent"].as_u64().unwrap() >= 5, "{drafted:#}");
+    let cache = index.join("autointerp/cache");
+    let cached = cached_answers(&cache);
+    assert_eq!(cached.len() as u64, drafted["requests"]["sent"].as_u64().unwrap());
+
     // The nightly job republishing the index over another corpus with the same SAE
-    // keeps the labels.
+    // keeps the labels, drafts included, and the LLM's cached answers.
     let labels = fs::read(index.join("labels.json")).unwrap();
     let republished = saeidx_ok(
         &[
@@ -334,6 +355,7 @@ jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft20
     assert_eq!(republished["counts"]["documents"], 30);
     assert_eq!(fs::read(index.join("labels.json")).unwrap(), labels);
     assert_eq!(at(&["feature", &strongest])["label"]["name"], "test label");
+    assert_eq!(cached_answers(&cache), cached);
 
     // Pages: a feature page with coloured examples, a live text coloured by a feature.
     let pages = setup.path().join("pages");
@@ -1184,4 +1206,16 @@ fn copied_indexes_and_the_committed_fixture_verify_and_answer_anywhere() {
         manifest["format_version"], 1,
         "a new format version needs a new fixture (and this one kept while it is read)"
     );
+}
+
+/// The files of an answer cache (`INDEX/autointerp/cache/xx/KEY.json`), sorted.
+fn cached_answers(cache: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .flat_map(|shard| fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
 }

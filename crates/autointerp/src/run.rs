@@ -42,7 +42,7 @@ use crate::{
 };
 
 /// The work folder of an index (`INDEX/autointerp`), holding the answer cache.
-pub const WORK_DIR: &str = "autointerp";
+pub use saeidx_query::registry::WORK_DIR;
 
 /// Draft labels, or score the labels there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

@@ -238,22 +238,27 @@ impl WorkDir {
 /// Keeps the labels researchers gave the features of the index being replaced: when
 /// `destination` holds an index of the same SAE (same SHA-256, so the same features)
 /// with a label registry and the new folder `staged` has none, the registry is copied
-/// into it before the swap.
+/// into it before the swap, and the labelling work folder (`autointerp/`: the LLM's
+/// cached answers, which the old folder's removal would lose) is moved along, so a
+/// nightly `saeidx labels draft` after the nightly rebuild asks only about what is new.
 pub fn carry_labels(
     destination: &Path,
     staged: &Path,
     manifest: &Manifest,
 ) -> Result<(), IndexError> {
+    let same_sae = || {
+        Manifest::read(destination).is_ok_and(|old| old.job.sae.sha256 == manifest.job.sae.sha256)
+    };
     let old_labels = destination.join(saeidx_query::registry::REGISTRY_FILE);
     let new_labels = staged.join(saeidx_query::registry::REGISTRY_FILE);
-    if !old_labels.is_file() || new_labels.exists() {
-        return Ok(());
-    }
-    let same_sae =
-        Manifest::read(destination).is_ok_and(|old| old.job.sae.sha256 == manifest.job.sae.sha256);
-    if same_sae {
+    if old_labels.is_file() && !new_labels.exists() && same_sae() {
         let bytes = fs::read(&old_labels).map_err(IndexError::io(&old_labels))?;
         atomic::write_file(&new_labels, &bytes)?;
+    }
+    let old_work = destination.join(saeidx_query::registry::WORK_DIR);
+    let new_work = staged.join(saeidx_query::registry::WORK_DIR);
+    if old_work.is_dir() && !new_work.exists() && same_sae() {
+        fs::rename(&old_work, &new_work).map_err(IndexError::io(&old_work))?;
     }
     Ok(())
 }

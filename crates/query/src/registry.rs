@@ -31,6 +31,10 @@ use crate::error::QueryError;
 /// The registry's file name in an index folder.
 pub const REGISTRY_FILE: &str = "labels.json";
 
+/// The labelling work folder of an index (`saeidx labels draft`'s cache of LLM answers),
+/// carried with the registry when the nightly job replaces the index.
+pub const WORK_DIR: &str = "autointerp";
+
 /// What is known about one feature (every field optional, as in mlxterp's registry).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FeatureLabel {
