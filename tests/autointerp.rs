@@ -187,39 +187,7 @@ fn mlx_lm_server_drafts_and_scores_labels_and_a_rerun_sends_nothing() {
     );
     let saved: Value =
         serde_json::from_slice(&fs::read(index.join("labels.json")).unwrap()).unwrap();
-    for feature in ["199", "248"] {
-        let label = &saved[feature];
-        assert!(
-            !label["description"].as_str().unwrap().is_empty(),
-            "{label:#}"
-        );
-        let provenance = &label["provenance"];
-        assert_eq!(provenance["origin"], "drafted");
-        assert_eq!(provenance["llm"], model.as_str());
-        assert_eq!(provenance["prompt_version"], "saeidx-draft-1");
-        // Each scorer saw the same samples: up to 2 activating and 2 silent texts
-        // (fewer where the feature has few examples), each answered or failed.
-        let counted: Vec<u64> = ["detection", "fuzzing"]
-            .iter()
-            .map(|scorer| {
-                let s = &label["scores"][scorer];
-                [
-                    "true_positives",
-                    "true_negatives",
-                    "false_positives",
-                    "false_negatives",
-                    "failed",
-                ]
-                .iter()
-                .map(|k| s[k].as_u64().unwrap())
-                .sum()
-            })
-            .collect();
-        assert!(
-            counted[0] == counted[1] && (2..=4).contains(&counted[0]),
-            "{label:#}"
-        );
-    }
+    check_drafts(&saved, &model);
     validate_labels(&index);
 
     // A rerun sends nothing: the drafts are for the same requests.
@@ -260,6 +228,44 @@ fn mlx_lm_server_drafts_and_scores_labels_and_a_rerun_sends_nothing() {
     let kept = run(&draft, work.path());
     assert_eq!(statuses(&kept), ["kept_human", "unchanged"]);
     drop(server);
+}
+
+/// The drafts of features 199 and 248 in `saved` (labels.json): a description, the
+/// provenance of `model`, and scores from the same samples for both scorers.
+fn check_drafts(saved: &Value, model: &str) {
+    for feature in ["199", "248"] {
+        let label = &saved[feature];
+        assert!(
+            !label["description"].as_str().unwrap().is_empty(),
+            "{label:#}"
+        );
+        let provenance = &label["provenance"];
+        assert_eq!(provenance["origin"], "drafted");
+        assert_eq!(provenance["llm"], model);
+        assert_eq!(provenance["prompt_version"], "saeidx-draft-1");
+        // Each scorer saw the same samples: up to 2 activating and 2 silent texts
+        // (fewer where the feature has few examples), each answered or failed.
+        let counted: Vec<u64> = ["detection", "fuzzing"]
+            .iter()
+            .map(|scorer| {
+                let s = &label["scores"][scorer];
+                [
+                    "true_positives",
+                    "true_negatives",
+                    "false_positives",
+                    "false_negatives",
+                    "failed",
+                ]
+                .iter()
+                .map(|k| s[k].as_u64().unwrap())
+                .sum()
+            })
+            .collect();
+        assert!(
+            counted[0] == counted[1] && (2..=4).contains(&counted[0]),
+            "{label:#}"
+        );
+    }
 }
 
 fn validate_labels(index: &Path) {

@@ -14,11 +14,11 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use saeidx_hub::HubSettings;
-use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_autointerp::{
     EvidenceOptions, FeatureSelection, LabelRequest, LlmSettings, Silent, Task,
 };
+use saeidx_hub::HubSettings;
+use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{
     Aggregate, DocRef, ExplainRequest, FeatureRequest, InfoRequest, QueryIndex, Rank,
     SampleRequest, SilentRequest, TopFeaturesRequest, TopTextsRequest, answers::to_json,
@@ -165,7 +165,16 @@ fn questions(subjects: Subjects) -> Vec<(&'static str, Vec<String>, String, Stri
         (
             "silent",
             strings(&[
-                "silent", &f, "--n", "4", "--context", "3", "--token", &t, "--seed", "2",
+                "silent",
+                &f,
+                "--n",
+                "4",
+                "--context",
+                "3",
+                "--token",
+                &t,
+                "--seed",
+                "2",
             ]),
             format!("/api/silent/{f}?n=4&context=3&token={t}&seed=2"),
             format!("idx.silent_contexts({f}, 4, context=3, tokens=[{t}], seed=2)"),
@@ -189,10 +198,7 @@ fn questions(subjects: Subjects) -> Vec<(&'static str, Vec<String>, String, Stri
 }
 
 /// The library's answers to the same questions.
-#[expect(
-    clippy::too_many_lines,
-    reason = "a table: one answer per question"
-)]
+#[expect(clippy::too_many_lines, reason = "a table: one answer per question")]
 fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
     let Subjects {
         feature,
@@ -454,7 +460,11 @@ fn cli_label_run(task: &str, llm: &str, features: &[u32], index: &Path, cwd: &Pa
     for feature in features {
         args.extend(["--feature".into(), feature.to_string()]);
     }
-    args.extend(["--index".into(), index.display().to_string(), "--json".into()]);
+    args.extend([
+        "--index".into(),
+        index.display().to_string(),
+        "--json".into(),
+    ]);
     saeidx_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd)
 }
 
@@ -541,7 +551,11 @@ fn labelling_runs_agree(index_dir: &Path, features: &[u32], cwd: &Path) -> Vec<(
         .collect();
     let mut answers = Vec::new();
     for task in [Task::Draft, Task::Score] {
-        let name = if task == Task::Draft { "draft" } else { "score" };
+        let name = if task == Task::Draft {
+            "draft"
+        } else {
+            "score"
+        };
         let index = QueryIndex::open(&copies[0]).unwrap();
         let report =
             saeidx_autointerp::run(&index, &label_request(task, llm.url(), features), &Silent)
@@ -587,10 +601,6 @@ fn labelling_runs_agree(index_dir: &Path, features: &[u32], cwd: &Path) -> Vec<(
 }
 
 #[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one scenario: an index, its labels, then every question in every front end"
-)]
 fn every_front_end_gives_the_same_answer() {
     let setup = Setup::create();
     saeidx_ok(

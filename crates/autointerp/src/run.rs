@@ -599,11 +599,13 @@ impl Job<'_> {
             max_tokens: self.request.draft_max_tokens,
         };
         let key = AnswerCache::key(&chat);
+        // Scores are wanted only where there is something to score them on.
+        let scorable = !evidence.test_active.is_empty() && !evidence.test_silent.is_empty();
         let same = existing.filter(|l| {
             l.provenance
                 .as_ref()
                 .is_some_and(|p| p.request_sha256 == key)
-                && (!self.request.score || l.scores_current())
+                && (!self.request.score || !scorable || l.scores_current())
         });
         if let Some(label) = same {
             self.outcome.status = Status::Unchanged;

@@ -314,3 +314,20 @@ fn a_persons_labels_are_kept_and_scored_like_drafts() {
     assert_eq!(report.features[0].status, Status::Drafted);
     assert!(registry(dir.path()).get(0).unwrap().is_draft());
 }
+
+#[test]
+fn a_draft_with_nothing_to_score_it_on_is_left_alone_by_a_rerun() {
+    let (dir, index) = index();
+    let fake = FakeLlm::start(|_, seen| sensible(seen));
+    let mut unscorable = request(fake.url(), &[3]);
+    unscorable.evidence.test = 0;
+    let report = run(&index, &unscorable, &Silent).unwrap();
+    let outcome = &report.features[0];
+    assert_eq!(outcome.status, Status::Drafted);
+    assert_eq!(outcome.reason.as_deref(), Some("too few examples to score"));
+    assert_eq!(fake.seen().len(), 1, "the draft only");
+    assert!(registry(dir.path()).get(3).unwrap().scores.is_none());
+    let rerun = run(&index, &unscorable, &Silent).unwrap();
+    assert_eq!(rerun.features[0].status, Status::Unchanged);
+    assert_eq!(rerun.requests.asked, 0);
+}

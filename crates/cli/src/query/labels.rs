@@ -1,7 +1,7 @@
 //! `saeidx labels`: the feature registry stored with the index (mlxterp's
 //! `sae_features.json` shape).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -110,17 +110,7 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
             feature,
             index,
             output,
-        } => {
-            let answer = index.open()?.label(feature)?;
-            if output.json {
-                return print_json(&answer);
-            }
-            match &answer.label {
-                Some(label) => println!("feature {feature}: {}", serde_json::to_string(label)?),
-                None => println!("feature {feature} has no label"),
-            }
-            Ok(())
-        }
+        } => get(feature, &index, output),
         LabelsCommand::Set {
             feature,
             name,
@@ -130,7 +120,6 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
             notes,
             index,
         } => {
-            let mut opened = index.open()?;
             let label = FeatureLabel {
                 name,
                 description,
@@ -139,7 +128,7 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
                 notes,
                 ..FeatureLabel::default()
             };
-            opened.set_label(feature, label)?;
+            index.open()?.set_label(feature, label)?;
             println!(
                 "saved {}",
                 index
@@ -153,35 +142,50 @@ pub fn labels(command: LabelsCommand) -> anyhow::Result<()> {
             file,
             replace,
             index,
-        } => {
-            let mut index = index.open()?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let imported = Registry::parse(&bytes, &file, index.d_sae())?;
-            let count = index.import_labels(imported, replace)?;
-            let path = index.dir().join(saeidx_query::registry::REGISTRY_FILE);
-            println!("imported {count} labels into {}", path.display());
-            Ok(())
-        }
+        } => import(&file, replace, &index),
         LabelsCommand::Export {
             file,
             provenance,
             index,
-        } => {
-            let index = index.open()?;
-            let registry = index.registry();
-            let bytes = if provenance {
-                registry.to_json()
-            } else {
-                registry.to_mlxterp_json()
-            };
-            saeidx_format::atomic::write_file(&file, &bytes)?;
-            println!(
-                "exported {} labels to {}",
-                index.registry().len(),
-                file.display()
-            );
-            Ok(())
-        }
+        } => export(&file, provenance, &index),
     }
+}
+
+/// `saeidx labels get F`.
+fn get(feature: u32, index: &IndexArg, output: Output) -> anyhow::Result<()> {
+    let answer = index.open()?.label(feature)?;
+    if output.json {
+        return print_json(&answer);
+    }
+    match &answer.label {
+        Some(label) => println!("feature {feature}: {}", serde_json::to_string(label)?),
+        None => println!("feature {feature} has no label"),
+    }
+    Ok(())
+}
+
+/// `saeidx labels import FILE`.
+fn import(file: &Path, replace: bool, index: &IndexArg) -> anyhow::Result<()> {
+    let mut index = index.open()?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let imported = Registry::parse(&bytes, file, index.d_sae())?;
+    let count = index.import_labels(imported, replace)?;
+    let path = index.dir().join(saeidx_query::registry::REGISTRY_FILE);
+    println!("imported {count} labels into {}", path.display());
+    Ok(())
+}
+
+/// `saeidx labels export FILE`: mlxterp's five keys, or with `provenance` the labels as
+/// `labels.json` holds them.
+fn export(file: &Path, provenance: bool, index: &IndexArg) -> anyhow::Result<()> {
+    let index = index.open()?;
+    let registry = index.registry();
+    let bytes = if provenance {
+        registry.to_json()
+    } else {
+        registry.to_mlxterp_json()
+    };
+    saeidx_format::atomic::write_file(file, &bytes)?;
+    println!("exported {} labels to {}", registry.len(), file.display());
+    Ok(())
 }
