@@ -220,6 +220,8 @@ pub struct QueryIndex {
     manifest: Manifest,
     query: QueryManifest,
     registry: Registry,
+    /// What `labels.json` was when `registry` was read from it (or written).
+    registry_stamp: Option<RegistryStamp>,
     pub(crate) documents: Documents,
     pub(crate) tokens: Tokens,
     pub(crate) codes: Pairs,
@@ -434,12 +436,15 @@ impl QueryIndex {
             histogram,
             file,
         };
+        // Stamped before it is read: a change in between shows as a change later.
+        let registry_stamp = RegistryStamp::of(dir);
         let registry = Registry::load(dir, manifest.job.sae.d_sae)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
             query,
             registry,
+            registry_stamp,
             documents,
             tokens,
             codes,
@@ -552,14 +557,23 @@ impl QueryIndex {
     pub fn save_registry(&mut self, registry: Registry) -> Result<PathBuf, QueryError> {
         let path = registry.save(&self.dir)?;
         self.registry = registry;
+        self.registry_stamp = RegistryStamp::of(&self.dir);
         Ok(path)
     }
 
     /// Reads the registry again from the index folder (after another writer, such as
-    /// a labelling run, saved it).
+    /// a labelling run or another process's label edit, saved it).
     pub fn reload_registry(&mut self) -> Result<&Registry, QueryError> {
+        let stamp = RegistryStamp::of(&self.dir);
         self.registry = Registry::load(&self.dir, self.d_sae())?;
+        self.registry_stamp = stamp;
         Ok(&self.registry)
+    }
+
+    /// Whether `labels.json` changed on disk (written, replaced or removed by another
+    /// writer) since the registry was read or saved: one `stat`.
+    pub fn registry_changed(&self) -> bool {
+        RegistryStamp::of(&self.dir) != self.registry_stamp
     }
 
     /// The SAE's number of features.
@@ -1391,5 +1405,28 @@ impl BytesColumn for LargeBinaryArray {
 
     fn bounds(start: i64, end: i64) -> Option<(usize, usize)> {
         usize::try_from(start).ok().zip(usize::try_from(end).ok())
+    }
+}
+
+/// What identifies the contents of an index's `labels.json` without reading it: the
+/// file (inode), its size and its modification time. Registries are replaced by an
+/// atomic rename, so every save gives a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RegistryStamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl RegistryStamp {
+    /// The stamp of `dir`'s registry file (`None` when there is none).
+    fn of(dir: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir.join(crate::registry::REGISTRY_FILE)).ok()?;
+        Some(Self {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
     }
 }

@@ -199,25 +199,26 @@ impl QueryIndex {
     }
 
     /// A person sets (or with an empty label, removes) a feature's label; the registry
-    /// is saved with the index, atomically. Only the five text fields are taken: a
-    /// draft set this way counts as reviewed ([`Registry::edit`]).
+    /// is read again from disk (keeping what other writers saved) and saved with the
+    /// index, atomically. Only the five text fields are taken: a draft set this way
+    /// counts as reviewed ([`Registry::edit`]).
     pub fn set_label(
         &mut self,
         feature: u32,
         label: FeatureLabel,
     ) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        let mut registry = self.registry().clone();
+        let mut registry = self.reload_registry()?.clone();
         registry.edit(feature, label, &crate::registry::now_utc());
         self.save_registry(registry)?;
         self.label(feature)
     }
 
-    /// A person accepts a feature's LLM draft as it is; the registry is saved. A
-    /// feature without an unreviewed draft is an error.
+    /// A person accepts a feature's LLM draft as it is (in the registry as it is on disk
+    /// now); the registry is saved. A feature without an unreviewed draft is an error.
     pub fn accept_label(&mut self, feature: u32) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        let mut registry = self.registry().clone();
+        let mut registry = self.reload_registry()?.clone();
         if !registry.accept(feature, &crate::registry::now_utc()) {
             return Err(QueryError::NoDraft { feature });
         }
@@ -236,7 +237,7 @@ impl QueryIndex {
         let mut registry = if replace {
             Registry::default()
         } else {
-            self.registry().clone()
+            self.reload_registry()?.clone()
         };
         registry.merge(imported);
         self.save_registry(registry)?;

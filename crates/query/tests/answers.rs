@@ -551,3 +551,42 @@ fn a_folder_without_query_files_says_how_to_build_them() {
     let error = QueryIndex::open(dir.path()).err().unwrap().to_string();
     assert!(error.contains("saeidx query build"), "{error}");
 }
+
+#[test]
+fn label_edits_start_from_the_registry_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec {
+        documents: 2,
+        tokens_per_document: (3, 5),
+        documents_per_part: 1,
+        feature_weights: vec![1.0; 8],
+        k: 2,
+        value_step: 0.5,
+        seed: 1,
+    };
+    write_synthetic_index(dir.path(), &spec).unwrap();
+    build(dir.path()).unwrap();
+    let mut index = QueryIndex::open(dir.path()).unwrap();
+    let mut other = QueryIndex::open(dir.path()).unwrap();
+    assert!(!index.registry_changed());
+    let label = |name: &str| saeidx_query::FeatureLabel {
+        name: Some(name.into()),
+        ..saeidx_query::FeatureLabel::default()
+    };
+    // Another writer (a labelling run, another process) saves a label.
+    other.set_label(1, label("from elsewhere")).unwrap();
+    assert!(index.registry_changed());
+    assert!(index.registry().get(1).is_none(), "read only when asked");
+    // An edit here keeps it, and leaves the registry read.
+    index.set_label(2, label("here")).unwrap();
+    assert!(!index.registry_changed());
+    assert_eq!(
+        index.registry().get(1).unwrap().name.as_deref(),
+        Some("from elsewhere")
+    );
+    assert!(other.registry_changed());
+    other.reload_registry().unwrap();
+    assert_eq!(other.registry().len(), 2);
+    std::fs::remove_file(dir.path().join("labels.json")).unwrap();
+    assert!(other.registry_changed());
+}

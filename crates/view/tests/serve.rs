@@ -320,3 +320,32 @@ fn drafts_are_shown_as_drafts_with_scores_and_a_person_accepts_or_edits_them() {
     );
     assert!(!saved.get(6).unwrap().is_draft());
 }
+
+#[test]
+fn labels_another_writer_saves_show_at_once_and_survive_the_next_edit() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("index");
+    index(&dir, 6);
+    let port = start(vec![ServedIndex {
+        dir: dir.clone(),
+        live: None,
+    }]);
+    assert_eq!(
+        http(port, "GET", "/api/labels/5", "").1,
+        r#"{"feature":5,"label":null}"#
+    );
+    // A labelling run in another process saves a draft while the server runs.
+    let mut registry = saeidx_query::Registry::load(&dir, 16).unwrap();
+    registry.set(5, drafted("month_names"));
+    registry.save(&dir).unwrap();
+    let (_, label) = http(port, "GET", "/api/labels/5", "");
+    assert!(label.contains("month_names"), "{label}");
+    let (_, home) = http(port, "GET", "/", "");
+    assert!(home.contains("month_names"), "{home}");
+    // A person's edit of another feature keeps the draft.
+    let (status, _) = http(port, "POST", "/api/labels/7", r#"{"name": "mine"}"#);
+    assert_eq!(status, 200);
+    let saved = saeidx_query::Registry::load(&dir, 16).unwrap();
+    assert!(saved.get(5).unwrap().is_draft());
+    assert_eq!(saved.get(7).unwrap().name.as_deref(), Some("mine"));
+}

@@ -64,6 +64,7 @@ impl Slot {
             .map(|o| (o.folder, o.index.check_intact().is_ok()))
             .unwrap_or_default();
         if identity == current && intact {
+            self.refresh_labels();
             return;
         }
         match QueryIndex::open(&self.dir) {
@@ -78,6 +79,23 @@ impl Slot {
             Err(error) => {
                 tracing::warn!("keeping the open index of {}: {error}", self.dir.display())
             }
+        }
+    }
+}
+
+impl Slot {
+    /// Reads the label registry again if another writer (a labelling run, the command
+    /// line, Python) changed `labels.json` since, so pages and answers show its labels
+    /// and the next edit starts from them.
+    fn refresh_labels(&self) {
+        let changed = self.opened.read().is_ok_and(|o| o.index.registry_changed());
+        if !changed {
+            return;
+        }
+        if let Ok(mut opened) = self.opened.write()
+            && let Err(error) = opened.index.reload_registry()
+        {
+            tracing::warn!("keeping the labels read before: {error}");
         }
     }
 }
