@@ -224,10 +224,22 @@ fn a_refusal_stops_the_run_at_once() {
     assert!(registry(dir.path()).is_empty());
 }
 
+const TEST_KEY: &str = "sk-test-secret-1234";
+
 #[test]
 fn the_api_key_reaches_the_server_and_nothing_else() {
-    // Only this test reads the variable, and nextest runs it in its own process.
-    unsafe { std::env::set_var("SAEIDX_TEST_LLM_KEY", "sk-test-secret-1234") };
+    if std::env::var("SAEIDX_TEST_LLM_KEY").as_deref() != Ok(TEST_KEY) {
+        // This test again, alone in a child process with the key in its environment
+        // (setting a variable here would race the other tests' threads).
+        let name = "the_api_key_reaches_the_server_and_nothing_else";
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads", "1"])
+            .env("SAEIDX_TEST_LLM_KEY", TEST_KEY)
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child run of {name} failed");
+        return;
+    }
     let (dir, index) = index();
     let fake = FakeLlm::start(|_, seen| sensible(seen));
     let report = run(&index, &request(fake.url(), &[0, 3]), &Silent).unwrap();
@@ -235,7 +247,7 @@ fn the_api_key_reaches_the_server_and_nothing_else() {
     assert!(
         fake.seen()
             .iter()
-            .all(|s| s.authorization.as_deref() == Some("Bearer sk-test-secret-1234"))
+            .all(|s| s.authorization == Some(format!("Bearer {TEST_KEY}")))
     );
     assert!(!serde_json::to_string(&report).unwrap().contains("sk-test"));
     for entry in walk(dir.path()) {
