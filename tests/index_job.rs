@@ -333,10 +333,16 @@ jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft20
         "--seed",
         "1",
     ]);
-    assert!(drafted["requests"]["sent"].as_u64().unwrap() >= 5, "{drafted:#}");
+    assert!(
+        drafted["requests"]["sent"].as_u64().unwrap() >= 5,
+        "{drafted:#}"
+    );
     let cache = index.join("autointerp/cache");
     let cached = cached_answers(&cache);
-    assert_eq!(cached.len() as u64, drafted["requests"]["sent"].as_u64().unwrap());
+    assert_eq!(
+        cached.len() as u64,
+        drafted["requests"]["sent"].as_u64().unwrap()
+    );
 
     // The nightly job republishing the index over another corpus with the same SAE
     // keeps the labels, drafts included, and the LLM's cached answers.
