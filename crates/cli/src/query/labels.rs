@@ -67,7 +67,7 @@ pub enum LabelsCommand {
     #[command(after_help = "Examples:\n  \
         mlx_lm.server --model saeidx-default/SmolLM2-135M-Instruct-mlx-4bit --port 8080 &\n  \
         saeidx labels draft --features 0..100 --llm http://127.0.0.1:8080/v1 \\\n      \
-        --llm-model saeidx-default/SmolLM2-135M-Instruct-mlx-4bit\n  \
+        --llm-model saeidx-default/SmolLM2-135M-Instruct-mlx-4bit --concurrency 1 --timeout 600\n  \
         OPENAI_API_KEY=sk-... saeidx labels draft --all --llm https://api.openai.com/v1 \\\n      \
         --llm-model gpt-4o-mini --concurrency 16")]
     Draft(super::drafts::DraftArgs),
