@@ -3,8 +3,8 @@
 //! side with the same questions answered in-process by the library (the HTTP overhead is
 //! the ratio).
 //!
-//! Cases: JSON API answers (top texts of a feature, top features of a document) from 8
-//! and 32 keep-alive clients and from 32 clients that connect per request; feature
+//! Cases: JSON API answers (top texts of a feature, top features of a document) from 2,
+//! 4, 8 and 32 keep-alive clients and from 32 clients that connect per request; feature
 //! reports (statistics, examples, bands and neighbours: far more work per answer); a
 //! browser-like client (one keep-alive connection, one request after another, feature
 //! pages and API) and one JSON API client. Printed: answers/s, p50 and p99, errors. Goals (issue 20): ≥ 2,000 answers/s at
@@ -157,6 +157,12 @@ fn main() -> anyhow::Result<()> {
         server.address
     );
     println!("| case | answers/s | p50 | p99 | errors |\n|---|---|---|---|---|");
+    for clients in [2, 4] {
+        row(
+            &format!("JSON API, {clients} keep-alive clients"),
+            &run(server.address, &spec(clients, true, &api)),
+        );
+    }
     row(
         "JSON API, 8 keep-alive clients",
         &run(server.address, &spec(8, true, &api)),

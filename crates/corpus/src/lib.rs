@@ -17,8 +17,8 @@ use std::path::PathBuf;
 
 pub use documents::Document;
 pub use sources::{
-    BadRecord, BadRecordPolicy, CorpusFile, CorpusReader, CorpusSpec, RecordLocation,
-    SkippedRecords, SourceFormat, SourceSpec,
+    BadRecord, BadRecordPolicy, CorpusFile, CorpusReader, CorpusSpec, JsonlDocuments, JsonlFields,
+    RecordLocation, SkippedRecords, SourceFormat, SourceSpec,
 };
 
 /// Why text could not be read or tokenized.

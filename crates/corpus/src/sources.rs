@@ -41,6 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::{CorpusError, documents::Document};
 
 pub(crate) use jsonl::JsonlFile;
+pub use jsonl::{JsonlDocuments, JsonlFields};
 
 /// The default [`CorpusSpec::max_document_bytes`]: 256 MiB.
 pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 256 << 20;

@@ -91,7 +91,7 @@ pub enum IndexError {
     },
     /// The job's window rule is invalid.
     #[error("invalid window rule ([run] window_length, window_overlap): {0}")]
-    Window(String),
+    Window(#[source] saeidx_corpus::window::WindowError),
     /// The corpus yielded no document, so there is nothing to index.
     #[error(
         "the corpus has no documents to index ({0}); check the job's [corpus] sources (and max_documents), nothing was published"

@@ -204,8 +204,8 @@ pub fn run(
     if let Some(up_to_date) = check_existing(&destination, job, shard_record, options.replace)? {
         return Ok(up_to_date);
     }
-    let window = WindowPolicy::new(job.window.length, job.window.overlap)
-        .map_err(|e| IndexError::Window(e.to_string()))?;
+    let window =
+        WindowPolicy::new(job.window.length, job.window.overlap).map_err(IndexError::Window)?;
     let work = WorkDir::open(&destination, job, shard_record)?;
     if let Some(reason) = work.started_over() {
         on_event(Event::StartedOver {

@@ -53,7 +53,7 @@ impl PaddedBatch {
         let values = activations.as_dtype(Dtype::Float32)?.contiguous()?;
         let values = values
             .try_as_slice::<f32>()
-            .map_err(|e| ModelError::Compute(e.to_string()))?;
+            .map_err(|e| mlx_rs::error::Exception::custom(format!("reading activations: {e}")))?;
         let row = longest as usize * width;
         Ok(self
             .lengths

@@ -82,13 +82,7 @@ pub enum ModelError {
     Hook(#[from] hook::HookError),
     /// MLX failed while computing (for example, out of memory: lower the batch size).
     #[error("MLX computation failed: {0}")]
-    Compute(String),
-}
-
-impl From<mlx_rs::error::Exception> for ModelError {
-    fn from(error: mlx_rs::error::Exception) -> Self {
-        Self::Compute(error.to_string())
-    }
+    Compute(#[from] mlx_rs::error::Exception),
 }
 
 impl saeidx_hub::HubFailure for ModelError {

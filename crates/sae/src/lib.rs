@@ -60,7 +60,7 @@ pub enum SaeError {
     Corpus(#[from] saeidx_corpus::CorpusError),
     /// MLX failed while computing (for example, out of memory: lower the batch size).
     #[error("MLX computation failed: {0}")]
-    Compute(String),
+    Compute(#[from] mlx_rs::error::Exception),
 }
 
 impl saeidx_hub::HubFailure for SaeError {
@@ -70,11 +70,5 @@ impl saeidx_hub::HubFailure for SaeError {
             Self::Model(error) => saeidx_hub::HubFailure::hub_error(error),
             _ => None,
         }
-    }
-}
-
-impl From<mlx_rs::error::Exception> for SaeError {
-    fn from(error: mlx_rs::error::Exception) -> Self {
-        Self::Compute(error.to_string())
     }
 }

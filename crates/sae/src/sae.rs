@@ -329,9 +329,9 @@ impl Sae {
     pub fn encode(&self, x: &Array) -> Result<SparseCodes, SaeError> {
         let pre = self.pre_activations(x)?;
         pre.eval()?;
-        let values = pre
-            .try_as_slice::<f32>()
-            .map_err(|e| SaeError::Compute(e.to_string()))?;
+        let values = pre.try_as_slice::<f32>().map_err(|e| {
+            mlx_rs::error::Exception::custom(format!("reading pre-activations: {e}"))
+        })?;
         Ok(sparsify_rows(values, self.info.d_sae, &self.rule))
     }
 

@@ -35,11 +35,7 @@ use mlx_rs::{
 };
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use saeidx_activations::{Batcher, Exclusions, TokenizedDocument, extract};
-use saeidx_corpus::{
-    documents::{JsonlDocuments, JsonlFields},
-    tokenizer::TextTokenizer,
-    window::WindowPolicy,
-};
+use saeidx_corpus::{JsonlDocuments, JsonlFields, tokenizer::TextTokenizer, window::WindowPolicy};
 use saeidx_format::atomic::StagedDir;
 use saeidx_model::{hook::HookPoint, transformer::Transformer};
 use serde::{Deserialize, Serialize};
@@ -909,7 +905,7 @@ mod tests {
 
         fn next_rows(&mut self) -> Result<Option<Vec<f32>>, SaeError> {
             if self.produced >= self.limit {
-                return Err(SaeError::Compute("simulated crash".into()));
+                return Err(mlx_rs::error::Exception::custom("simulated crash").into());
             }
             let mut rows = Vec::with_capacity(self.rows_per_call * 32);
             for _ in 0..self.rows_per_call {

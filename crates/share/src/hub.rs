@@ -151,7 +151,7 @@ fn download(
     let dir = dir.unwrap_or_default();
     let manifest = Manifest::read(&dir).map_err(|e| ShareError::NotVerified {
         what: format!("{}@{} {manifest_file}", request.repo_id, repo.commit),
-        reason: e.to_string(),
+        reason: e.into(),
         advice: "the repo does not hold a saeidx index this version reads".into(),
     })?;
     let mut wanted: Vec<String> = manifest
@@ -190,13 +190,13 @@ fn verify_all(
     what: &str,
     advice: &str,
 ) -> Result<(Manifest, VerifyReport, Option<u64>), ShareError> {
-    let failed = |reason: String| ShareError::NotVerified {
+    let failed = |reason: Box<dyn std::error::Error + Send + Sync>| ShareError::NotVerified {
         what: what.to_string(),
         reason,
         advice: advice.to_string(),
     };
-    let (manifest, report) = verify(dir).map_err(|e| failed(e.to_string()))?;
-    let query_bytes = saeidx_query::verify_query_files(dir).map_err(|e| failed(e.to_string()))?;
+    let (manifest, report) = verify(dir).map_err(|e| failed(e.into()))?;
+    let query_bytes = saeidx_query::verify_query_files(dir).map_err(|e| failed(e.into()))?;
     Ok((manifest, report, query_bytes))
 }
 

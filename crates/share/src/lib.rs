@@ -49,8 +49,9 @@ pub enum ShareError {
     NotVerified {
         /// What was checked.
         what: String,
-        /// The first problem.
-        reason: String,
+        /// The first problem (a manifest, Parquet or query-file error).
+        #[source]
+        reason: Box<dyn std::error::Error + Send + Sync>,
         /// What to do.
         advice: String,
     },
