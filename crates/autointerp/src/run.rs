@@ -284,6 +284,9 @@ pub fn run(
     })
 }
 
+/// The most requests a run keeps in flight (one worker thread each).
+pub const MAX_CONCURRENCY: usize = 256;
+
 fn check(request: &LabelRequest) -> Result<(), AutointerpError> {
     let invalid = |what: &str| Err(AutointerpError::Invalid(what.to_string()));
     if request.llm.model.trim().is_empty() {
@@ -291,6 +294,12 @@ fn check(request: &LabelRequest) -> Result<(), AutointerpError> {
     }
     if request.concurrency == 0 || request.per_prompt == 0 {
         return invalid("concurrency and texts per prompt must be at least 1");
+    }
+    if request.concurrency > MAX_CONCURRENCY {
+        return invalid(&format!(
+            "concurrency {} is past {MAX_CONCURRENCY} (each request in flight is a thread)",
+            request.concurrency
+        ));
     }
     let e = &request.evidence;
     Limit::Examples.check(e.top + e.bands * e.per_band + e.same_token + e.silent + e.test)?;

@@ -23,13 +23,13 @@ pub struct TopTextsArgs {
     /// The feature.
     #[arg(long)]
     feature: u32,
-    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::K),
+    #[arg(long, default_value_t = TopTextsRequest::default().k, value_parser = within::<usize>(Limit::K),
         help = Limit::K.help("How many texts"))]
     k: usize,
     /// Rank tokens, or documents by their max or sum.
     #[arg(long, value_enum, default_value = "token")]
     rank: RankArg,
-    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+    #[arg(long, default_value_t = TopTextsRequest::default().context, value_parser = within::<u32>(Limit::Context),
         help = Limit::Context.help("Tokens of context on each side of the hit"))]
     context: u32,
     #[command(flatten)]
@@ -58,7 +58,7 @@ pub struct TopFeaturesArgs {
     /// Only these token positions (START..END, START <= END) of the document.
     #[arg(long, value_parser = parse_range)]
     tokens: Option<Range<u32>>,
-    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::K),
+    #[arg(long, default_value_t = TopFeaturesRequest::default().k, value_parser = within::<usize>(Limit::K),
         help = Limit::K.help("How many features"))]
     k: usize,
     /// Score per text by the max or the sum over tokens.
@@ -91,19 +91,19 @@ pub struct TopFeaturesArgs {
 pub struct FeatureArgs {
     /// The feature.
     feature: u32,
-    #[arg(long, default_value_t = 5, value_parser = within::<usize>(Limit::Examples),
+    #[arg(long, default_value_t = FeatureRequest::default().examples, value_parser = within::<usize>(Limit::Examples),
         help = Limit::Examples.help("Top examples"))]
     examples: usize,
-    #[arg(long, default_value_t = 4, value_parser = within::<usize>(Limit::Bands),
+    #[arg(long, default_value_t = FeatureRequest::default().bands, value_parser = within::<usize>(Limit::Bands),
         help = Limit::Bands.help("Activation bands (quantiles of the feature's activations) to sample from"))]
     bands: usize,
-    #[arg(long, default_value_t = 5, value_parser = within::<usize>(Limit::Examples),
+    #[arg(long, default_value_t = FeatureRequest::default().per_band, value_parser = within::<usize>(Limit::Examples),
         help = Limit::Examples.help("Examples per activation band"))]
     per_band: usize,
-    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::Neighbours),
+    #[arg(long, default_value_t = FeatureRequest::default().neighbours, value_parser = within::<usize>(Limit::Neighbours),
         help = Limit::Neighbours.help("Co-activating features to list"))]
     neighbours: usize,
-    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+    #[arg(long, default_value_t = FeatureRequest::default().context, value_parser = within::<u32>(Limit::Context),
         help = Limit::Context.help("Tokens of context on each side of an example"))]
     context: u32,
     #[command(flatten)]
@@ -122,18 +122,18 @@ pub struct FeatureArgs {
 pub struct SilentArgs {
     /// The feature.
     feature: u32,
-    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::Examples),
+    #[arg(long, default_value_t = SilentRequest::default().n, value_parser = within::<usize>(Limit::Examples),
         help = Limit::Examples.help("How many contexts"))]
     n: usize,
     /// Centre the contexts on this token id (repeatable, most wanted first; e.g. the
     /// `token` of the feature's top texts); without it, contexts come from anywhere.
     #[arg(long = "token")]
     tokens: Vec<u32>,
-    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+    #[arg(long, default_value_t = SilentRequest::default().context, value_parser = within::<u32>(Limit::Context),
         help = Limit::Context.help("Tokens on each side of the centre (the whole window is silent)"))]
     context: u32,
     /// Random seed (the same seed gives the same contexts).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = SilentRequest::default().seed)]
     seed: u64,
     #[command(flatten)]
     index: IndexArg,
@@ -151,13 +151,13 @@ pub struct SilentArgs {
 pub struct ExplainArgs {
     /// The text to analyse (run live through the index's model and SAE).
     text: String,
-    #[arg(long, default_value_t = 3, value_parser = within::<usize>(Limit::Features),
+    #[arg(long, default_value_t = ExplainRequest::default().features, value_parser = within::<usize>(Limit::Features),
         help = Limit::Features.help("How many of its strongest features to explain"))]
     features: usize,
-    #[arg(long, default_value_t = 5, value_parser = within::<usize>(Limit::Examples),
+    #[arg(long, default_value_t = ExplainRequest::default().texts, value_parser = within::<usize>(Limit::Examples),
         help = Limit::Examples.help("Top texts of the index per feature"))]
     texts: usize,
-    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+    #[arg(long, default_value_t = ExplainRequest::default().context, value_parser = within::<u32>(Limit::Context),
         help = Limit::Context.help("Tokens of context on each side of a text's hit"))]
     context: u32,
     #[command(flatten)]
@@ -174,16 +174,16 @@ pub struct ExplainArgs {
     after_help = "Examples:\n  saeidx sample --n 10\n  saeidx sample --n 50 --seed 7 --examples 3 --json"
 )]
 pub struct SampleArgs {
-    #[arg(long, default_value_t = 10, value_parser = within::<usize>(Limit::Sample),
+    #[arg(long, default_value_t = SampleRequest::default().n, value_parser = within::<usize>(Limit::Sample),
         help = Limit::Sample.help("How many live features"))]
     n: usize,
     /// Random seed (the same seed gives the same features).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = SampleRequest::default().seed)]
     seed: u64,
-    #[arg(long, default_value_t = 3, value_parser = within::<usize>(Limit::Examples),
+    #[arg(long, default_value_t = SampleRequest::default().examples, value_parser = within::<usize>(Limit::Examples),
         help = Limit::Examples.help("Top examples per feature"))]
     examples: usize,
-    #[arg(long, default_value_t = 8, value_parser = within::<u32>(Limit::Context),
+    #[arg(long, default_value_t = SampleRequest::default().context, value_parser = within::<u32>(Limit::Context),
         help = Limit::Context.help("Tokens of context on each side of an example"))]
     context: u32,
     #[command(flatten)]

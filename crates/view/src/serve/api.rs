@@ -89,11 +89,12 @@ impl Context<'_> {
     }
 
     fn top_texts(&self, params: &Params) -> Result<Reply, Failure> {
+        let defaults = TopTextsRequest::default();
         let request = TopTextsRequest {
             feature: params.required("feature")?,
-            k: params.number("k", 10)?,
+            k: params.number("k", defaults.k)?,
             rank: params.rank()?,
-            context: params.number("context", 8)?,
+            context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
         };
         self.with_index(|index| answer(&index.top_texts(&request).map_err(failed)?))
@@ -181,7 +182,7 @@ impl Context<'_> {
 /// The ranking options of `top-features` and `text`.
 fn features_request(params: &Params) -> Result<TopFeaturesRequest, Failure> {
     Ok(TopFeaturesRequest {
-        k: params.number("k", 10)?,
+        k: params.number("k", TopFeaturesRequest::default().k)?,
         aggregate: params.aggregate()?,
         tokens: params.tokens()?,
         exclusions: params.exclusions(),
