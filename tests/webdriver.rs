@@ -183,6 +183,16 @@ impl Browser {
         }
     }
 
+    /// Clicks an element that stays on the page (a link to an anchor of it).
+    pub fn click_in_page(&self, selector: &str) {
+        let element = self.find(selector);
+        self.session_call(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
+    }
+
     /// Runs a script in the page and returns its result.
     pub fn eval(&self, script: &str) -> Value {
         self.session_call(

@@ -164,9 +164,20 @@ class Neighbour(TypedDict):
     jaccard: float
     together: int
 
+class LogitEffect(TypedDict):
+    token: int
+    token_text: str
+    value: float
+
+class FeatureLogits(TypedDict):
+    top: list[LogitEffect]
+    bottom: list[LogitEffect]
+    method: str
+
 class FeatureReport(TypedDict):
     bands: list[QuantileBand]
     label: FeatureLabel | None
+    logits: FeatureLogits | None
     neighbours: list[Neighbour]
     stats: FeatureStats
     top_texts: list[TextHit]
@@ -261,6 +272,90 @@ class Document(TypedDict):
     id: str
     source: str
     text: str
+
+class DocumentFeature(TypedDict):
+    feature: int
+    max_activation: float
+    sum_activation: float
+    count: int
+    position: int
+    name: str | None
+
+class TokenActivation(TypedDict):
+    feature: int
+    activation: float
+
+class DocumentToken(TypedDict):
+    position: int
+    text: str
+    activation: float
+    special: bool
+    sink: bool
+    features: list[TokenActivation]
+
+class DocumentPage(TypedDict):
+    doc: int
+    id: str
+    source: str
+    tokens: int
+    feature: int | None
+    feature_max: float
+    page: int
+    pages: int
+    page_tokens: int
+    page_content: list[DocumentToken]
+    top_features: list[DocumentFeature]
+    exclusions: Exclusions
+
+class IndexProvenance(TypedDict):
+    model: str
+    model_commit: str | None
+    model_type: str
+    hook: str
+    sae: str
+    sae_architecture: str
+    sae_rule: str
+    d_sae: int
+    corpus: list[str]
+    saeidx_version: str
+
+class FeatureFrequency(TypedDict):
+    feature: int
+    count: int
+    density: float
+    max_activation: float
+    name: str | None
+
+class DensityHistogram(TypedDict):
+    log10_edges: list[float]
+    counts: list[int]
+    dead: int
+
+class LabelledFeature(TypedDict):
+    feature: int
+    name: str | None
+    confidence: str | None
+    draft: bool
+
+class DocumentSummary(TypedDict):
+    doc: int
+    id: str
+    source: str
+    tokens: int
+    preview: str
+
+class Overview(TypedDict):
+    provenance: IndexProvenance
+    counts: QueryCounts
+    live_features: int
+    dead_features: int
+    density: DensityHistogram
+    most_frequent: list[FeatureFrequency]
+    least_frequent: list[FeatureFrequency]
+    labelled: list[LabelledFeature]
+    sampled: list[FeatureFrequency]
+    documents: list[DocumentSummary]
+    logit_effects: bool
 
 class SaeidxError(Exception):
     """Base class of saeidx's own errors."""
@@ -552,3 +647,25 @@ class Index:
         """Scores labels against the index (`saeidx labels score --json`)."""
     def document(self, doc: int | str) -> Document:
         """A document of the index by number or id."""
+    def document_page(
+        self,
+        doc: int | str,
+        *,
+        feature: int | None = None,
+        page: int = 0,
+        page_tokens: int = 400,
+        top: int = 20,
+        include_special: bool = False,
+        include_sinks: bool = False,
+    ) -> DocumentPage:
+        """One page of a document coloured by a feature (`saeidx document --json`)."""
+    def overview(
+        self,
+        *,
+        frequent: int = 10,
+        sample: int = 10,
+        seed: int = 0,
+        docs: int = 50,
+        docs_from: int = 0,
+    ) -> Overview:
+        """What the index holds (`saeidx overview --json`)."""

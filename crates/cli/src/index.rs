@@ -16,6 +16,7 @@ use saeidx_indexer::{
     parts::Shard,
     pipeline::{self, Event, RunOptions, RunSummary},
 };
+use saeidx_sae::logits::LogitOptions;
 use serde_json::json;
 
 use crate::{Output, print_json};
@@ -95,6 +96,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    if shard == Shard::WHOLE {
+        saeidx_indexer::logits::write_logit_effects(
+            &loaded,
+            &summary.destination,
+            summary.up_to_date,
+            LogitOptions::default(),
+        )
+        .context("computing the features' logit effects (the index itself is complete)")?;
+    }
     report_run(&summary, args.output_format)
 }
 

@@ -74,6 +74,12 @@ enum Command {
     Sample(query::SampleArgs),
     /// An index's counts, model, SAE and live/dead features.
     Info(query::InfoArgs),
+    /// One page of a document: its tokens coloured by a feature, each token's features,
+    /// the document's top features (max and sum).
+    Document(query::DocumentArgs),
+    /// What an index holds: provenance, counts, feature densities, frequent, rare,
+    /// labelled and sampled features, documents.
+    Overview(query::OverviewArgs),
     /// The query files of an index (`build`).
     #[command(subcommand)]
     Query(query::QueryCommand),
@@ -175,6 +181,8 @@ fn main() -> ExitCode {
         Command::Explain(args) => query::explain(args),
         Command::Sample(args) => query::sample(args),
         Command::Info(args) => query::info(args),
+        Command::Document(args) => query::document(args),
+        Command::Overview(args) => query::overview(args),
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),

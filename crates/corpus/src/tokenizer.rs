@@ -98,6 +98,16 @@ impl TextTokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// What token `id` reads as on its own: its decoded text (` world`, not `Ġworld`;
+    /// special tokens by name), its vocabulary entry when decoding gives nothing, and
+    /// `<id N>` for an id past the tokenizer's vocabulary (a model's padding rows).
+    pub fn token_text(&self, id: u32) -> String {
+        match self.inner.decode(&[id], false) {
+            Ok(text) if !text.is_empty() => text,
+            _ => self.token(id).unwrap_or_else(|| format!("<id {id}>")),
+        }
+    }
+
     /// The id of a vocabulary entry or special token.
     pub fn id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

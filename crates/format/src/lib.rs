@@ -10,11 +10,13 @@
 //! - [`tables`]: the index's Parquet tables (documents, tokens, activations): schemas,
 //!   encodings and the part writer.
 //! - [`verify`]: an index folder checked against its manifest, row by row.
+//! - [`logits`]: `query/logit_effects.bin`, each feature's top and bottom output tokens.
 #![deny(missing_docs)]
 
 pub mod atomic;
 pub mod checksum;
 pub mod lock;
+pub mod logits;
 pub mod manifest;
 pub mod tables;
 pub mod verify;

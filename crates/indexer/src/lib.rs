@@ -14,11 +14,13 @@
 //!   destination in one atomic rename.
 //! - [`pipeline`]: the three threads above, joined by bounded channels (memory does not
 //!   grow with the corpus).
+//! - [`logits`]: the end of a run: each feature's logit effects beside the query files.
 //! - [`merge`]: shard outputs into one index identical to a single-process run.
 //! - [`job`]: the declarative job file (`pipelines/*.toml`).
 #![deny(missing_docs)]
 
 pub mod job;
+pub mod logits;
 pub mod merge;
 pub mod parts;
 pub mod pipeline;

@@ -64,6 +64,57 @@ pub fn analyzed_text(text: &str, tokens: Vec<LiveToken>) -> AnalyzedText {
     }
 }
 
+/// The model files the manifest records (or `sources.model`), offline-first, checked
+/// byte for byte against the index: weights SHA-256 and tokenizer SHA-256.
+pub(crate) fn index_model_files(
+    manifest: &Manifest,
+    sources: &LiveSources,
+    settings: &HubSettings,
+) -> Result<files::ModelFiles, LiveError> {
+    let model = sources.model.as_deref();
+    let job = &manifest.job;
+    // Where to look, in order: the recorded commit in the local cache (immutable, so
+    // no network is needed, as huggingface_hub does for commit revisions), the
+    // recorded revision in the cache (another machine's cache may name the same
+    // weights by another commit), then the Hub. The weights' SHA-256 decides.
+    let name = model.unwrap_or(&job.model.source);
+    let cached = settings.cache_only();
+    let recorded = if model.is_some() {
+        vec![None]
+    } else {
+        vec![job.model.commit.clone(), job.model.revision.clone()]
+    };
+    let mut found = None;
+    for revision in &recorded {
+        if let Ok(files) = files::resolve(&ModelSource::parse(name, revision.clone()), &cached) {
+            found = Some(files);
+            break;
+        }
+    }
+    let files = match found {
+        Some(files) => files,
+        None => {
+            let revision = recorded.last().cloned().flatten();
+            files::resolve(&ModelSource::parse(name, revision), settings)?
+        }
+    };
+    if files.weights_sha256()? != job.model.weights_sha256 {
+        return Err(LiveError::Mismatch {
+            what: "model",
+            detail: "weights differ from the index's",
+        });
+    }
+    let tokenizer_sha = saeidx_format::checksum::sha256_file(&files.tokenizer)
+        .map_err(LiveError::io(&files.tokenizer))?;
+    if tokenizer_sha != job.tokenizer.sha256 {
+        return Err(LiveError::Mismatch {
+            what: "model",
+            detail: "tokenizer differs from the index's",
+        });
+    }
+    Ok(files)
+}
+
 /// The model and SAE an index was built with, loaded for live texts.
 pub struct LiveAnalyzer {
     model: Transformer,
@@ -85,48 +136,9 @@ impl LiveAnalyzer {
         sources: &LiveSources,
         settings: &HubSettings,
     ) -> Result<Self, LiveError> {
-        let model = sources.model.as_deref();
         let job = &manifest.job;
-        // Where to look, in order: the recorded commit in the local cache (immutable, so
-        // no network is needed, as huggingface_hub does for commit revisions), the
-        // recorded revision in the cache (another machine's cache may name the same
-        // weights by another commit), then the Hub. The weights' SHA-256 decides.
-        let name = model.unwrap_or(&job.model.source);
-        let cached = settings.cache_only();
-        let recorded = if model.is_some() {
-            vec![None]
-        } else {
-            vec![job.model.commit.clone(), job.model.revision.clone()]
-        };
-        let mut found = None;
-        for revision in &recorded {
-            if let Ok(files) = files::resolve(&ModelSource::parse(name, revision.clone()), &cached)
-            {
-                found = Some(files);
-                break;
-            }
-        }
-        let files = match found {
-            Some(files) => files,
-            None => {
-                let revision = recorded.last().cloned().flatten();
-                files::resolve(&ModelSource::parse(name, revision), settings)?
-            }
-        };
-        if files.weights_sha256()? != job.model.weights_sha256 {
-            return Err(LiveError::Mismatch {
-                what: "model",
-                detail: "weights differ from the index's",
-            });
-        }
-        let tokenizer_sha = saeidx_format::checksum::sha256_file(&files.tokenizer)
-            .map_err(LiveError::io(&files.tokenizer))?;
-        if tokenizer_sha != job.tokenizer.sha256 {
-            return Err(LiveError::Mismatch {
-                what: "model",
-                detail: "tokenizer differs from the index's",
-            });
-        }
+        let name = sources.model.as_deref().unwrap_or(&job.model.source);
+        let files = index_model_files(manifest, sources, settings)?;
         let hook = HookPoint::parse(&job.hook, None).map_err(saeidx_model::ModelError::from)?;
         let checkpoint = Checkpoint::load(files.clone())?;
         let config = checkpoint.config.clone();

@@ -7,15 +7,19 @@
 //!   SHA-256: weights, tokenizer, SAE), offline-first through `saeidx-hub`;
 //! - [`LiveAnalyzer::analyze_text`] runs a text and returns it as the query layer ranks it
 //!   ([`saeidx_query::AnalyzedText`]: each token's piece of the text and codes);
+//! - [`build_logit_effects`] computes an index's logit effects from its SAE and its
+//!   model's unembedding (`saeidx query logits`);
 //! - [`LiveWorker`] keeps an analyzer on a thread of its own for callers on any thread.
 #![deny(missing_docs)]
 
 mod analyzer;
 mod error;
+mod logits;
 mod sources;
 mod worker;
 
 pub use analyzer::{LiveAnalyzer, LiveToken, analyzed_text};
 pub use error::LiveError;
+pub use logits::{LogitsBuilt, build_logit_effects};
 pub use sources::LiveSources;
 pub use worker::{LiveWorker, LiveWorkerError};

@@ -9,7 +9,8 @@
 //!   [`architecture::Architecture`] and places its published tensors;
 //! - [`checkpoint`]: load the safetensors weights (Hugging Face or MLX layout) and check
 //!   every parameter against the architecture;
-//! - [`transformer`]: the forward pass of every family up to the deepest hook.
+//! - [`transformer`]: the forward pass of every family up to the deepest hook;
+//! - [`unembedding`]: the output projection and final norm weight alone (logit effects).
 //!
 //! ```no_run
 //! use saeidx_model::{checkpoint::Checkpoint, files};
@@ -32,6 +33,7 @@ pub mod families;
 pub mod files;
 pub mod hook;
 pub mod transformer;
+pub mod unembedding;
 
 /// Why a model could not be found or loaded; each says what to do.
 #[derive(Debug, thiserror::Error)]

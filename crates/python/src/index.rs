@@ -18,9 +18,9 @@ use pyo3::{
 };
 use saeidx_autointerp::{LabelReport, Task};
 use saeidx_query::{
-    AnalyzedText, DocRef, ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, LabelAnswer,
-    Neighbour, QueryError, QueryIndex, SampleRequest, SilentRequest, TopFeatures,
-    TopFeaturesRequest, TopTexts, TopTextsRequest,
+    AnalyzedText, DocRef, DocumentRequest, ExplainRequest, FeatureLabel, FeatureRequest,
+    InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex, SampleRequest,
+    SilentRequest, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
 use crate::{
@@ -903,5 +903,65 @@ impl Index {
         out.set_item("source", source)?;
         out.set_item("text", text)?;
         Ok(out)
+    }
+
+    /// One page of a document, as `saeidx document --json` prints it: its tokens
+    /// coloured by `feature` (default: the document's strongest), each token's features,
+    /// and the document's top features (max and sum).
+    #[pyo3(signature = (doc, *, feature = None, page = 0, page_tokens = 400, top = 20, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn document_page<'py>(
+        &self,
+        py: Python<'py>,
+        doc: DocArg,
+        feature: Option<i64>,
+        page: i64,
+        page_tokens: i64,
+        top: i64,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = DocumentRequest {
+            doc: doc.to_ref()?,
+            feature: feature.map(|f| self.feature_id(f)).transpose()?,
+            page: small(page, "page")?,
+            page_tokens: small(page_tokens, "page_tokens")?,
+            top: count(top, "top")?,
+            exclusions: exclusions(include_special, include_sinks),
+        };
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.document_page(&request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
+    /// What the index holds, as `saeidx overview --json` prints it: provenance, counts,
+    /// feature densities (log10 bins, dead features), the most and least frequent
+    /// features, labelled and sampled features, documents.
+    #[pyo3(signature = (*, frequent = 10, sample = 10, seed = 0, docs = 50, docs_from = 0))]
+    fn overview<'py>(
+        &self,
+        py: Python<'py>,
+        frequent: i64,
+        sample: i64,
+        seed: u64,
+        docs: i64,
+        docs_from: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = OverviewRequest {
+            frequent: count(frequent, "frequent")?,
+            sample: count(sample, "sample")?,
+            seed,
+            documents: count(docs, "docs")?,
+            documents_from: small(docs_from, "docs_from")?,
+        };
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.overview(&request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
     }
 }

@@ -415,5 +415,10 @@ pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
             "silent",
             schemars::schema_for!(crate::silent::SilentContexts),
         ),
+        (
+            "document",
+            schemars::schema_for!(crate::browse::DocumentPage),
+        ),
+        ("overview", schemars::schema_for!(crate::browse::Overview)),
     ]
 }

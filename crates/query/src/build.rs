@@ -116,6 +116,7 @@ pub fn build_unlocked(index_dir: &Path) -> Result<BuildSummary, QueryError> {
     json.push(b'\n');
     let manifest_path = staged.path().join(QUERY_MANIFEST);
     std::fs::write(&manifest_path, json).map_err(QueryError::io(&manifest_path))?;
+    carry_logit_effects(&query_dir, staged.path())?;
     let dir = staged.publish()?;
     Ok(BuildSummary {
         dir,
@@ -123,6 +124,19 @@ pub fn build_unlocked(index_dir: &Path) -> Result<BuildSummary, QueryError> {
         bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Keeps the logit effects of the query files being replaced: they depend on the SAE
+/// and the model only, which the manifest's hashes (checked when they are read) tie to
+/// the index, not on the corpus data the query files are rebuilt from.
+fn carry_logit_effects(old: &Path, staged: &Path) -> Result<(), QueryError> {
+    let name = saeidx_format::logits::LOGIT_EFFECTS_FILE;
+    let from = old.join(name);
+    if from.is_file() {
+        let to = staged.join(name);
+        std::fs::copy(&from, &to).map_err(QueryError::io(&to))?;
+    }
+    Ok(())
 }
 
 /// Everything read from the parts, in corpus order.

@@ -38,6 +38,19 @@ pub enum QueryError {
         /// The version this saeidx reads.
         expected: u32,
     },
+    /// The logit effects file is damaged.
+    #[error(transparent)]
+    LogitEffects(#[from] saeidx_format::logits::LogitEffectsError),
+    /// The logit effects file belongs to another SAE or model than the index's.
+    #[error(
+        "{path} was computed for another {what} than this index's: rebuild it with `saeidx query logits INDEX --rebuild`"
+    )]
+    StaleLogitEffects {
+        /// The file.
+        path: PathBuf,
+        /// `SAE` or `model`.
+        what: &'static str,
+    },
     /// A feature id past the SAE's width.
     #[error("feature {feature} does not exist: this index's SAE has {d_sae} features (0..{d_sae})")]
     FeatureOutOfRange {

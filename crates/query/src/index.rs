@@ -192,6 +192,9 @@ pub struct FeatureReport {
     pub bands: Vec<QuantileBand>,
     /// Co-activating features, most similar first.
     pub neighbours: Vec<Neighbour>,
+    /// The output tokens the feature's decoder direction promotes and suppresses;
+    /// `null` when the index has no logit effects (`saeidx query logits` builds them).
+    pub logits: Option<crate::logits::FeatureLogits>,
 }
 
 /// One token of a context window ([`QueryIndex::window`]).
@@ -230,6 +233,8 @@ pub struct QueryIndex {
     /// Tokens neither special nor sinks, counted from `tokens.arrow` on first use and
     /// checked against the query manifest's `counts.content_tokens`.
     content_tokens: OnceLock<u64>,
+    /// `query/logit_effects.bin`, once read and checked ([`crate::logits`]).
+    pub(crate) logits_cache: OnceLock<Arc<saeidx_format::logits::LogitEffects>>,
 }
 
 pub(crate) struct Documents {
@@ -451,6 +456,7 @@ impl QueryIndex {
             postings,
             features,
             content_tokens: OnceLock::new(),
+            logits_cache: OnceLock::new(),
         })
     }
 
@@ -1289,6 +1295,7 @@ impl QueryIndex {
             top_texts,
             bands: banded,
             neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions)?,
+            logits: self.feature_logits(feature)?,
         })
     }
 

@@ -17,6 +17,7 @@
 //! [`rank_features`], the same function the index's own documents go through.
 
 pub mod answers;
+pub mod browse;
 pub mod build;
 mod consistency;
 mod error;
@@ -24,6 +25,7 @@ mod guard;
 pub mod index;
 pub mod layout;
 pub mod limits;
+pub mod logits;
 mod mapped;
 mod questions;
 pub mod rank;
@@ -36,6 +38,11 @@ pub use answers::{
     Sample, SampleRequest, SampledFeature, Subject, TokenFeatures, TopFeatures, TopFeaturesRequest,
     TopTexts, TopTextsRequest,
 };
+pub use browse::{
+    DensityHistogram, DocumentFeature, DocumentPage, DocumentRequest, DocumentSummary,
+    DocumentToken, FeatureFrequency, IndexProvenance, LabelledFeature, Overview, OverviewRequest,
+    TokenActivation,
+};
 pub use build::{BuildSummary, build, build_unlocked};
 pub use consistency::verify_query_files;
 pub use error::QueryError;
@@ -43,6 +50,7 @@ pub use index::{
     Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex, Rank, Snippet,
     TextHit,
 };
+pub use logits::{FeatureLogits, LogitEffect};
 pub use rank::{Aggregate, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
 pub use silent::{SilentContexts, SilentRequest};

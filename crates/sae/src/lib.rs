@@ -2,6 +2,8 @@
 //!
 //! - [`formats`]: the SAE files researchers bring (mlxterp, SAELens, sparsify, Gemma
 //!   Scope), local or from the Hub, and fitting them to a model;
+//! - [`logits`]: each feature's top and bottom output tokens through the model's
+//!   unembedding (logit effects);
 //! - [`releases`]: published SAEs by SAELens release id;
 //! - [`sae`]: one SAE in a format-independent form, and its per-token encoding into
 //!   sparse `(feature, value)` codes;
@@ -9,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod formats;
+pub mod logits;
 pub mod releases;
 pub mod sae;
 pub mod train;

@@ -9,6 +9,10 @@
 
 use std::fmt::Write;
 
+pub mod document;
+mod logits;
+pub mod overview;
+pub mod plots;
 pub mod serve;
 
 use saeidx_query::{
@@ -39,10 +43,20 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
 table.stats td{padding:0 1em 0 0}\
 .ctx{font-family:ui-monospace,monospace;white-space:pre-wrap;border-left:3px solid #ddd;padding:.2em .6em;margin:.4em 0}\
 .tok{border-radius:2px}.tok.hit{outline:2px solid #c40}.tok.skip{color:#999}\
-.meta{color:#666;font-size:.85em}svg rect{fill:#e67e22}\
+.meta{color:#666;font-size:.85em}svg.plot rect.bar{fill:#e67e22}svg.plot .grid{stroke:#eee}svg.plot .axis{stroke:#555}\
+svg.plot text{font-size:11px;fill:#333}svg.plot text.label{font-size:12px}\
+.legend{margin:.4em 0;width:16em}.legend .gradient{height:.8em;background:linear-gradient(to right,rgba(230,126,34,0),rgba(230,126,34,1));border:1px solid #ccc}\
+.legend .ticks{display:flex;justify-content:space-between;font-size:.75em}.legend figcaption{font-size:.8em;color:#666}\
+a.tok{color:inherit;text-decoration:none}a.tok:focus{outline:2px solid #2e86c1}.tok:target{outline:2px solid #c40}\
+.doc{display:flex;gap:1.5em;align-items:flex-start}.doc .text{flex:1;min-width:0}.doc aside{width:20em;font-size:.9em}\
+.tokinfo{display:none}.tokinfo:target{display:block;position:fixed;right:1em;bottom:1em;max-height:60vh;overflow:auto;background:#fff;border:1px solid #999;padding:.5em 1em;box-shadow:0 2px 8px #0003}\
+table.list td,table.list th{padding:0 .8em 0 0;text-align:left}table.list td.n{text-align:right}\
 .origin{display:inline-block;padding:0 .5em;border-radius:3px;font-size:.85em}\
 .origin.draft{background:#fff3cd}.origin.human{background:#d4edda}\
-table.scores td,table.scores th{padding:0 .8em 0 0;text-align:left}";
+table.scores td,table.scores th{padding:0 .8em 0 0;text-align:left}\
+.logits{display:flex;gap:2em;flex-wrap:wrap}table.logit caption{text-align:left;font-weight:600}\
+table.logit td{padding:0 .6em 0 0}.bar{display:inline-block;height:.8em}.bar.pos{background:#2e86c1}.bar.neg{background:#c0392b}\
+code.piece{background:#f4f4f4;padding:0 .2em}";
 
 /// The page frame.
 pub(crate) fn page(title: &str, body: &str) -> String {
@@ -82,13 +96,20 @@ fn context(
     feature: u32,
     max: f32,
     window: u32,
+    doc_link: Option<&dyn Fn(&TextHit) -> String>,
 ) -> Result<(), QueryError> {
+    let id = match doc_link {
+        Some(link) => format!(
+            "<a class=\"hit\" href=\"{}\">{}</a>",
+            escape(&link(hit)),
+            escape(&hit.id)
+        ),
+        None => escape(&hit.id),
+    };
     let _ = write!(
         out,
-        "<div class=\"meta\">{:.4} · {} · position {}</div><div class=\"ctx\">",
-        hit.activation,
-        escape(&hit.id),
-        hit.position
+        "<div class=\"meta\">{:.4} · {id} · position {}</div><div class=\"ctx\">",
+        hit.activation, hit.position
     );
     for token in index.window(hit.doc, hit.position, window, feature)? {
         let skipped = token.flags & (FLAG_SPECIAL | FLAG_SINK) != 0;
@@ -103,28 +124,6 @@ fn context(
     }
     out.push_str("</div>\n");
     Ok(())
-}
-
-/// The histogram as an inline SVG bar chart.
-fn histogram_svg(histogram: &[u32], max: f32) -> String {
-    let peak = histogram.iter().copied().max().unwrap_or(0).max(1) as f32;
-    let mut svg = String::from(
-        "<svg width=\"420\" height=\"110\" role=\"img\" aria-label=\"activation histogram\">",
-    );
-    let width = 400.0 / histogram.len().max(1) as f32;
-    for (bin, count) in histogram.iter().enumerate() {
-        let height = 100.0 * *count as f32 / peak;
-        let upper = max * (bin + 1) as f32 / histogram.len() as f32;
-        let _ = write!(
-            svg,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{height:.1}\"><title>≤ {upper:.3}: {count}</title></rect>",
-            bin as f32 * width,
-            100.0 - height,
-            width - 1.0
-        );
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// The file name of `feature`'s page (neighbour links point at these).
@@ -149,6 +148,19 @@ pub fn render_feature_linked(
     report: &FeatureReport,
     window: u32,
     link: &dyn Fn(u32) -> String,
+    extra: &str,
+) -> Result<String, QueryError> {
+    render_feature_page(index, report, window, link, None, extra)
+}
+
+/// [`render_feature_linked`] where each example's document id links to `doc_link(hit)`
+/// (the served document page, at the hit).
+pub fn render_feature_page(
+    index: &QueryIndex,
+    report: &FeatureReport,
+    window: u32,
+    link: &dyn Fn(u32) -> String,
+    doc_link: Option<&dyn Fn(&TextHit) -> String>,
     extra: &str,
 ) -> Result<String, QueryError> {
     let stats = &report.stats;
@@ -189,11 +201,20 @@ pub fn render_feature_linked(
         stats.documents,
         stats.max_activation,
         stats.mean_activation,
-        histogram_svg(&stats.histogram, stats.max_activation)
+        plots::activation_histogram(&stats.histogram, stats.max_activation)
     );
+    body.push_str(&logits::logits_section(report.logits.as_ref()));
     body.push_str("<h2>Top examples</h2>\n");
     for hit in &report.top_texts {
-        context(&mut body, index, hit, feature, stats.max_activation, window)?;
+        context(
+            &mut body,
+            index,
+            hit,
+            feature,
+            stats.max_activation,
+            window,
+            doc_link,
+        )?;
     }
     for band in &report.bands {
         let _ = writeln!(
@@ -205,7 +226,15 @@ pub fn render_feature_linked(
             band.max_activation
         );
         for hit in &band.examples {
-            context(&mut body, index, hit, feature, stats.max_activation, window)?;
+            context(
+                &mut body,
+                index,
+                hit,
+                feature,
+                stats.max_activation,
+                window,
+                doc_link,
+            )?;
         }
     }
     body.push_str("<h2>Neighbours (Jaccard over tokens)</h2>\n<ul>\n");

@@ -1,10 +1,12 @@
-//! The query commands: `top-texts`, `top-features`, `feature`, `silent`, `explain`, `sample`,
-//! `info`, `query build`, `labels`, `render` and `serve`. Each parses its arguments into
+//! The query commands: `top-texts`, `top-features`, `feature`, `document`, `overview`, `silent`, `explain`, `sample`,
+//! `info`, `query build`, `query logits`, `labels`, `render` and `serve`. Each parses its arguments into
 //! a request of `saeidx_query`, asks the library, and prints the answer: as the answer
 //! type's JSON with `--json` (the same value the web server's API returns), else as text.
 
+mod browse;
 mod drafts;
 mod labels;
+mod logits;
 mod print;
 mod questions;
 mod render;
@@ -18,6 +20,7 @@ use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits::Limit};
 
+pub use browse::{DocumentArgs, OverviewArgs, document, overview};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{
     ExplainArgs, FeatureArgs, InfoArgs, QueryCommand, SampleArgs, SilentArgs, TopFeaturesArgs,

@@ -44,6 +44,19 @@ pub(super) fn top_texts(answer: &TopTexts) {
     hits(&answer.texts);
 }
 
+/// A feature's logit effects.
+pub(super) fn logits(logits: &saeidx_query::FeatureLogits) {
+    let list = |effects: &[saeidx_query::LogitEffect]| {
+        effects
+            .iter()
+            .map(|e| format!("{:?} {:+.3}", e.token_text, e.value))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("  promotes: {}", list(&logits.top));
+    println!("  suppresses: {}", list(&logits.bottom));
+}
+
 /// A `silent` answer.
 pub(super) fn silent(answer: &SilentContexts) {
     println!(
@@ -148,6 +161,10 @@ pub(super) fn report(report: &FeatureReport) {
             band.max_activation
         );
         hits(&band.examples);
+    }
+    match &report.logits {
+        Some(logits) => self::logits(logits),
+        None => println!("  logit effects: none yet (build them: saeidx query logits INDEX)"),
     }
     println!("  neighbours (Jaccard over tokens):");
     for n in &report.neighbours {

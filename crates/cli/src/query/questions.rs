@@ -219,6 +219,12 @@ pub enum QueryCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Compute an index's logit effects (each feature's top and bottom output tokens
+    /// through the model's unembedding) when it has none, or show a feature's.
+    #[command(
+        after_help = "Examples:\n  saeidx query logits indexes/default\n  saeidx query logits indexes/default --feature 4482 --json\n  saeidx query logits indexes/default --rebuild --k 20"
+    )]
+    Logits(super::logits::LogitsArgs),
 }
 
 /// `saeidx top-texts`.
@@ -377,5 +383,6 @@ pub fn query(command: QueryCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        QueryCommand::Logits(args) => super::logits::logits(args),
     }
 }

@@ -13,6 +13,8 @@
 //! | `GET /api/silent/F[?n&context&seed&token=ID...]` | [`SilentContexts`](saeidx_query::SilentContexts) |
 //! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
+//! | `GET /api/overview[?frequent&sample&seed&docs&docs_from]` | [`Overview`](saeidx_query::Overview) |
+//! | `GET /api/document/D[?f&page&page_tokens&top]` | [`DocumentPage`](saeidx_query::DocumentPage) |
 //! | `GET /api/labels/F`, `POST /api/labels/F` (a label object: a person's edit) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //! | `POST /api/labels/F/accept` (a person accepts an LLM draft as it is) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //!
@@ -44,6 +46,8 @@ impl Context<'_> {
             "/text" => self.text_features(params),
             "/sample" => self.sample(params),
             "/explain" => self.explain(params),
+            "/overview" => self.overview_api(params),
+            p if p.starts_with("/document/") => self.document_api(p, params),
             p if p.starts_with("/feature/") => self.feature(number_in(p)?, params),
             p if p.starts_with("/silent/") => self.silent(number_in(p)?, params),
             p if p.starts_with("/labels/") => {

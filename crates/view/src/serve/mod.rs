@@ -1,9 +1,11 @@
 //! `saeidx serve`: a local web UI and JSON API over one or more index folders.
 //!
 //! Each index is served under `/i/NAME/` (NAME: its folder name); the first index also
-//! answers the same routes without the prefix. Pages: `/` (counts, the served indexes,
-//! label search, a random feature, a text box), `/feature/F` (the feature page with a
-//! label form), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
+//! answers the same routes without the prefix. Pages: `/` (the index overview: provenance,
+//! counts, feature densities, frequent, rare, labelled and sampled features, documents;
+//! the served indexes, label search, a random feature, a text box), `/feature/F` (the
+//! feature page with a label form and links to its examples' documents), `/doc/D?f=F`
+//! (a document coloured by a feature, each token's features on click), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
 //! text coloured by its strongest features, when live analysis is available). The JSON
 //! API (route table in `api`) answers every question with the answer type of
 //! `saeidx_query`, as the command line's `--json` does. Form posts to
@@ -20,6 +22,7 @@
 //! reopens it; answers in flight keep the old (unlinked) files mapped.
 
 mod api;
+mod browse;
 mod form;
 mod guard;
 mod pages;

@@ -10,7 +10,9 @@ use super::{
     form::{Failure, Params},
     routes::{Context, Reply, failed, html, redirect},
 };
-use crate::{escape, page, render_feature_linked, render_text_linked, text_tokens};
+use crate::{
+    document::document_link, escape, page, render_feature_page, render_text_linked, text_tokens,
+};
 
 /// Features a live text's page shows.
 const TEXT_FEATURES: usize = 5;
@@ -19,7 +21,8 @@ impl Context<'_> {
     /// A `GET` page.
     pub(super) fn page(&self, path: &str, params: &Params) -> Result<Reply, Failure> {
         match path {
-            "/" => self.with_index(|index| Ok(html(200, self.home(index)?))),
+            "/" => self.with_index(|index| Ok(html(200, self.home(index, params)?))),
+            p if p.starts_with("/doc/") => self.document_html(p, params),
             "/random" => self.random(),
             "/search" => self.with_index(|index| Ok(html(200, self.search(index, params)))),
             "/text" => self.text(&live_text(params)?),
@@ -128,7 +131,9 @@ impl Context<'_> {
             field("notes", &label.notes)
         );
         let link = |f: u32| format!("{base}/feature/{f}");
-        render_feature_linked(index, &report, 10, &link, &form)
+        let doc_link =
+            |hit: &saeidx_query::TextHit| document_link(base, hit.doc, feature, hit.position);
+        render_feature_page(index, &report, 10, &link, Some(&doc_link), &form)
             .map(|page| html(200, page))
             .map_err(failed)
     }
@@ -154,7 +159,7 @@ impl Context<'_> {
         })
     }
 
-    fn home(&self, index: &QueryIndex) -> Result<String, Failure> {
+    fn home(&self, index: &QueryIndex, params: &Params) -> Result<String, Failure> {
         let base = self.base;
         let info = index.info(&InfoRequest::default()).map_err(failed)?;
         let mut body = format!(
@@ -183,32 +188,10 @@ impl Context<'_> {
             }
             body.push_str("</ul>");
         }
-        body.push_str("<h2>Labelled features</h2><ul>");
-        for (feature, label) in index.registry().iter() {
-            let _ = write!(
-                body,
-                "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}{}</li>",
-                escape(label.name.as_deref().unwrap_or("")),
-                label_note(label)
-            );
-        }
-        body.push_str("</ul>");
+        let overview = index
+            .overview(&super::browse::overview_request(params)?)
+            .map_err(failed)?;
+        body.push_str(&crate::overview::render_overview(&overview, base));
         Ok(page(&format!("saeidx: {}", self.slot.name), &body))
     }
-}
-
-/// A labelled feature's note on the home page: an unreviewed draft says so, with its
-/// confidence from the scores.
-fn label_note(label: &FeatureLabel) -> String {
-    if !label.is_draft() {
-        return String::new();
-    }
-    format!(
-        " <span class=\"origin draft\">draft{}</span>",
-        label
-            .confidence
-            .as_deref()
-            .map(|c| format!(", confidence {}", escape(c)))
-            .unwrap_or_default()
-    )
 }
