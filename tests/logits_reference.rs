@@ -33,8 +33,11 @@ use serde_json::Value;
 const TOLERANCE: f32 = 1e-4;
 const K: usize = 10;
 
-/// NumPy's lists for `features`: feature → (top, bottom), each `[(token, value)]`.
-type Reference = BTreeMap<u32, (Vec<(u32, f32)>, Vec<(u32, f32)>)>;
+/// A feature's top and bottom lists, each `[(token, value)]`.
+type Lists = (Vec<(u32, f32)>, Vec<(u32, f32)>);
+
+/// NumPy's lists for `features`: feature → (top, bottom).
+type Reference = BTreeMap<u32, Lists>;
 
 fn reference(model: &Path, sae: &Path, features: &[u32]) -> Reference {
     let out = tempfile::tempdir().unwrap();
@@ -84,7 +87,7 @@ fn reference(model: &Path, sae: &Path, features: &[u32]) -> Reference {
 
 /// Asserts that `ours` (feature → top, bottom) matches NumPy's; returns the worst
 /// value difference.
-fn compare(ours: &dyn Fn(u32) -> (Vec<(u32, f32)>, Vec<(u32, f32)>), expected: &Reference) -> f32 {
+fn compare(ours: &dyn Fn(u32) -> Lists, expected: &Reference) -> f32 {
     let mut worst = 0f32;
     for (feature, (top, bottom)) in expected {
         let (our_top, our_bottom) = ours(*feature);
@@ -100,7 +103,7 @@ fn compare(ours: &dyn Fn(u32) -> (Vec<(u32, f32)>, Vec<(u32, f32)>), expected: &
     worst
 }
 
-fn table_lists(table: &LogitTable) -> impl Fn(u32) -> (Vec<(u32, f32)>, Vec<(u32, f32)>) + '_ {
+fn table_lists(table: &LogitTable) -> impl Fn(u32) -> Lists + '_ {
     |feature| {
         let entry = &table.effects[feature as usize];
         (entry.top.clone(), entry.bottom.clone())
@@ -181,7 +184,10 @@ fn tiny_untied_model(dir: &Path) -> std::path::PathBuf {
         "model.norm.weight".into(),
         random::uniform::<f32, f32>(0.2, 2.0, &[hidden], None).unwrap(),
     );
-    Array::save_safetensors(&tensors, None, &weights).unwrap();
+    // The loaded tensors read the file lazily: write a new one, then replace it.
+    let written = folder.join("rewritten.safetensors");
+    Array::save_safetensors(&tensors, None, &written).unwrap();
+    std::fs::rename(&written, &weights).unwrap();
     folder
 }
 
@@ -204,7 +210,6 @@ fn shown(index: &Path, cwd: &Path, feature: u32) -> Value {
     let answer = saeidx_ok(
         &[
             "feature",
-            "--feature",
             &feature.to_string(),
             "--index",
             index.to_str().unwrap(),
@@ -273,13 +278,7 @@ fn runs_write_them_feature_shows_them_and_query_logits_rebuilds_them() {
     bytes[middle] ^= 1;
     std::fs::write(&file, bytes).unwrap();
     let error = saeidx_tests::job_fixture::saeidx_err(
-        &[
-            "feature",
-            "--feature",
-            "3",
-            "--index",
-            index.to_str().unwrap(),
-        ],
+        &["feature", "3", "--index", index.to_str().unwrap()],
         cwd,
     );
     assert!(error.contains("--rebuild"), "{error}");

@@ -59,6 +59,9 @@ pub struct LogitEffectsHeader {
     pub direction: String,
 }
 
+/// One end of a feature's effects as read: `(token, token text, value)`, strongest first.
+pub type EffectList<'a> = Vec<(u32, &'a str, f32)>;
+
 /// One feature's effects: `(token, value)` pairs, strongest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureEffects {
@@ -240,7 +243,7 @@ impl LogitEffects {
 
     /// Feature `feature`'s effects as `(token, token text, value)`, top then bottom;
     /// `None` past `d_sae`.
-    pub fn feature(&self, feature: u32) -> Option<(Vec<(u32, &str, f32)>, Vec<(u32, &str, f32)>)> {
+    pub fn feature(&self, feature: u32) -> Option<(EffectList<'_>, EffectList<'_>)> {
         let k = self.header.k as usize;
         if feature >= self.header.d_sae {
             return None;
