@@ -222,7 +222,8 @@ mod tests {
     #[test]
     fn tokens_link_to_their_panels_and_text_stays_text() {
         let html = render_document(&answer(), "/i/x");
-        assert!(!html.contains("<script>") && !html.contains("<b>") && !html.contains("<i>"));
+        assert!(!html.contains("<script>") && !html.contains("<b>bold") && !html.contains("<i>"));
+        assert!(html.contains("&lt;b&gt;bold") && html.contains("&lt;i&gt;name&lt;/i&gt;"));
         assert!(html.contains("id=\"p400\" href=\"#t400\""), "{html}");
         assert!(html.contains("id=\"t400\""), "{html}");
         assert!(html.contains("rgba(230,126,34,1.000)") && html.contains("rgba(230,126,34,0.000)"));

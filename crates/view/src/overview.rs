@@ -121,21 +121,24 @@ fn labelled(out: &mut String, overview: &Overview, base: &str) {
         );
         return;
     }
-    out.push_str(
-        "<table class=\"list\"><tr><th>feature</th><th>name</th><th>confidence</th><th></th></tr>",
-    );
+    out.push_str("<table class=\"list\"><tr><th>feature</th><th>name</th><th>confidence</th></tr>");
     for l in &overview.labelled {
+        let confidence = escape(l.confidence.as_deref().unwrap_or(""));
+        let draft = if l.draft {
+            let of = if confidence.is_empty() {
+                String::new()
+            } else {
+                format!(", confidence {confidence}")
+            };
+            format!(" <span class=\"origin draft\">draft{of}</span>")
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
-            "<tr><td><a href=\"{base}/feature/{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td></tr>",
+            "<tr><td><a href=\"{base}/feature/{0}\">{0}</a></td><td>{1}{draft}</td><td>{confidence}</td></tr>",
             l.feature,
             escape(l.name.as_deref().unwrap_or("")),
-            escape(l.confidence.as_deref().unwrap_or("")),
-            if l.draft {
-                "<span class=\"origin draft\">draft</span>"
-            } else {
-                ""
-            }
         );
     }
     out.push_str("</table>");
