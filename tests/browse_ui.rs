@@ -114,17 +114,7 @@ fn overview_feature_and_document_pages_work_in_a_browser() {
     browser.click("#most-frequent + table a");
     let feature: u32 = most[0].parse().unwrap();
     assert_eq!(browser.url(), format!("{site}/feature/{feature}"));
-    let report = saeidx_ok(
-        &[
-            "feature",
-            "--feature",
-            &most[0],
-            "--index",
-            index_arg,
-            "--json",
-        ],
-        cwd,
-    );
+    let report = saeidx_ok(&["feature", &most[0], "--index", index_arg, "--json"], cwd);
     let promoted: Vec<Value> = report["logits"]["top"]
         .as_array()
         .expect("the run wrote logit effects")
@@ -153,8 +143,8 @@ fn overview_feature_and_document_pages_work_in_a_browser() {
         "const t = document.getElementById('p{position}'); return [t.dataset.activation, t.matches(':target')]"
     ));
     assert_eq!(
-        at_hit[0].as_str().unwrap().parse::<f64>().unwrap(),
-        hit["activation"].as_f64().unwrap()
+        at_hit[0].as_str().unwrap().parse::<f32>().unwrap(),
+        hit["activation"].as_f64().unwrap() as f32
     );
     assert_eq!(at_hit[1], true, "the hit is the page's target");
     let page = saeidx_ok(
