@@ -80,6 +80,8 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::Corrupt { .. }
         | QueryError::Version { .. }
         | QueryError::Changed { .. }
+        | QueryError::LogitEffects(_)
+        | QueryError::StaleLogitEffects { .. }
         | QueryError::Registry { .. } => CorruptIndexError::new_err(text),
         QueryError::Io { source, .. } if source.kind() == ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(text)
