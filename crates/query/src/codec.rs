@@ -82,6 +82,14 @@ impl<'a> BitReader<'a> {
     fn peek(&self) -> u64 {
         let byte = (self.position / 8) as usize;
         let shift = (self.position % 8) as u32;
+        if let Some(word) = self.bytes.get(byte..byte.saturating_add(8)) {
+            let low = <[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes) >> shift;
+            if shift == 0 {
+                return low;
+            }
+            let high = u64::from(self.bytes.get(byte + 8).copied().unwrap_or(0));
+            return low | (high << (64 - shift));
+        }
         let mut word = [0u8; 16];
         if let Some(rest) = self.bytes.get(byte..) {
             let n = rest.len().min(16);
