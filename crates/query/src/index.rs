@@ -561,6 +561,19 @@ impl QueryIndex {
         Ok(path)
     }
 
+    /// Changes the registry as it is on disk, under its lock ([`Registry::update`]:
+    /// other writers' saved changes are kept), and keeps the result as this index's
+    /// registry.
+    pub fn update_registry<T>(
+        &mut self,
+        change: impl FnOnce(&mut Registry) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        let (registry, value) = Registry::update(&self.dir, self.d_sae(), change)?;
+        self.registry = registry;
+        self.registry_stamp = RegistryStamp::of(&self.dir);
+        Ok(value)
+    }
+
     /// Reads the registry again from the index folder (after another writer, such as
     /// a labelling run or another process's label edit, saved it).
     pub fn reload_registry(&mut self) -> Result<&Registry, QueryError> {
