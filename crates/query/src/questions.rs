@@ -67,7 +67,7 @@ impl QueryIndex {
         Limit::K.check(request.k)?;
         let (number, of) = self.subject(doc, request)?;
         let codes = self.codes_of_document(number, request.tokens.clone(), request.exclusions)?;
-        let scores = rank_features(codes, request.aggregate, request.k, self.d_sae());
+        let scores = rank_features(codes.iter(), request.aggregate, request.k, self.d_sae());
         let answer = self.ranked(of, scores, request, |position| {
             self.token_text(number, position)
         });
@@ -84,12 +84,21 @@ impl QueryIndex {
         let (number, of) = self.subject(doc, request)?;
         let codes = self.codes_of_document(number, request.tokens.clone(), request.exclusions)?;
         let mut tokens = Vec::with_capacity(codes.len());
-        for codes in codes {
+        for codes in codes.iter() {
+            // Each token's strongest first, ties by feature.
+            let mut pairs: Vec<(u32, f32)> = codes
+                .features
+                .iter()
+                .copied()
+                .zip(codes.values.iter().copied())
+                .collect();
+            pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let (features, values) = pairs.into_iter().unzip();
             tokens.push(Coded {
                 position: codes.position,
                 text: self.token_text(number, codes.position)?,
-                features: codes.features.to_vec(),
-                values: codes.values.to_vec(),
+                features,
+                values,
             });
         }
         self.answer(Ok(per_token_answer(of, &tokens, request)))
