@@ -40,8 +40,8 @@ pub use build::{BuildSummary, build, build_unlocked};
 pub use consistency::verify_query_files;
 pub use error::QueryError;
 pub use index::{
-    Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex, Rank, Snippet,
-    TextHit,
+    DecoderNeighbour, Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex,
+    Rank, Snippet, TextHit,
 };
 pub use rank::{Aggregate, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
