@@ -180,6 +180,15 @@ pub struct Neighbour {
     pub count: u64,
 }
 
+/// A feature whose decoder direction is near another's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DecoderNeighbour {
+    /// Feature id.
+    pub feature: u32,
+    /// Cosine of the two features' decoder directions.
+    pub cosine: f32,
+}
+
 /// The answer of `feature`: everything about one feature.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct FeatureReport {
@@ -193,6 +202,11 @@ pub struct FeatureReport {
     pub bands: Vec<QuantileBand>,
     /// Co-activating features, most similar first.
     pub neighbours: Vec<Neighbour>,
+    /// Features whose decoder directions are nearest by cosine, nearest first, as many
+    /// as `neighbours` asks for (read from the SAE file the index records by
+    /// `saeidx_compare::feature_report`, which the front ends answer with); `null` when
+    /// that file was not available.
+    pub decoder_neighbours: Option<Vec<DecoderNeighbour>>,
 }
 
 /// One token of a context window ([`QueryIndex::window`]).
@@ -562,6 +576,19 @@ impl QueryIndex {
         self.registry = registry;
         self.registry_stamp = RegistryStamp::of(&self.dir);
         Ok(path)
+    }
+
+    /// Changes the registry as it is on disk, under its lock ([`Registry::update`]:
+    /// other writers' saved changes are kept), and keeps the result as this index's
+    /// registry.
+    pub fn update_registry<T>(
+        &mut self,
+        change: impl FnOnce(&mut Registry) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        let (registry, value) = Registry::update(&self.dir, self.d_sae(), change)?;
+        self.registry = registry;
+        self.registry_stamp = RegistryStamp::of(&self.dir);
+        Ok(value)
     }
 
     /// Reads the registry again from the index folder (after another writer, such as
@@ -1295,6 +1322,7 @@ impl QueryIndex {
             top_texts,
             bands: banded,
             neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions)?,
+            decoder_neighbours: None,
         })
     }
 

@@ -48,8 +48,8 @@ pub use build::{
 pub use consistency::verify_query_files;
 pub use error::QueryError;
 pub use index::{
-    Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex, Rank, Snippet,
-    TextHit,
+    DecoderNeighbour, Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex,
+    Rank, Snippet, TextHit,
 };
 pub use rank::{Aggregate, DecodedCodes, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};

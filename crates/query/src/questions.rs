@@ -217,9 +217,10 @@ impl QueryIndex {
         label: FeatureLabel,
     ) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        let mut registry = self.reload_registry()?.clone();
-        registry.edit(feature, label, &crate::registry::now_utc());
-        self.save_registry(registry)?;
+        self.update_registry(|registry| {
+            registry.edit(feature, label, &crate::registry::now_utc());
+            Ok(())
+        })?;
         self.label(feature)
     }
 
@@ -227,11 +228,13 @@ impl QueryIndex {
     /// now); the registry is saved. A feature without an unreviewed draft is an error.
     pub fn accept_label(&mut self, feature: u32) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        let mut registry = self.reload_registry()?.clone();
-        if !registry.accept(feature, &crate::registry::now_utc()) {
-            return Err(QueryError::NoDraft { feature });
-        }
-        self.save_registry(registry)?;
+        self.update_registry(|registry| {
+            if registry.accept(feature, &crate::registry::now_utc()) {
+                Ok(())
+            } else {
+                Err(QueryError::NoDraft { feature })
+            }
+        })?;
         self.label(feature)
     }
 
@@ -243,13 +246,13 @@ impl QueryIndex {
         replace: bool,
     ) -> Result<usize, QueryError> {
         let count = imported.len();
-        let mut registry = if replace {
-            Registry::default()
-        } else {
-            self.reload_registry()?.clone()
-        };
-        registry.merge(imported);
-        self.save_registry(registry)?;
+        self.update_registry(|registry| {
+            if replace {
+                *registry = Registry::default();
+            }
+            registry.merge(imported);
+            Ok(())
+        })?;
         Ok(count)
     }
 

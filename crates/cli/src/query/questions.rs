@@ -302,15 +302,18 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
 /// `saeidx feature`.
 pub fn feature(args: FeatureArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
-    let report = index.feature(&FeatureRequest {
-        feature: args.feature,
-        examples: args.examples,
-        bands: args.bands,
-        per_band: args.per_band,
-        neighbours: args.neighbours,
-        context: args.context,
-        exclusions: args.exclusions.exclusions(),
-    })?;
+    let report = saeidx_compare::feature_report(
+        &index,
+        &FeatureRequest {
+            feature: args.feature,
+            examples: args.examples,
+            bands: args.bands,
+            per_band: args.per_band,
+            neighbours: args.neighbours,
+            context: args.context,
+            exclusions: args.exclusions.exclusions(),
+        },
+    )?;
     if args.output.json {
         return print_json(&report);
     }
