@@ -950,8 +950,14 @@ impl PostingsFile {
             } else {
                 None
             };
-            while let Some(Strongest(value, token)) = heap.peek().copied() {
-                if upcoming.is_some_and(|(_, bound)| value <= bound) {
+            while let Some(Strongest(value, token, from)) = heap.peek().copied() {
+                // Unread blocks hold nothing stronger than `bound`; blocks of equal
+                // maxima come in file (token) order, so a posting equal to `bound` from
+                // an earlier block ranks before everything unread.
+                let later = upcoming.is_some_and(|(block, bound)| {
+                    value < bound || (value == bound && from > block)
+                });
+                if later {
                     break;
                 }
                 heap.pop();
@@ -968,15 +974,16 @@ impl PostingsFile {
             heap.extend(
                 decoded
                     .iter()
-                    .map(|(token, value)| Strongest(*value, *token)),
+                    .map(|(token, value)| Strongest(*value, *token, block)),
             );
         }
     }
 }
 
-/// A posting ordered strongest first, then by token (a max-heap pops it first).
+/// A posting (value, token, its block) ordered strongest first, then by token (a
+/// max-heap pops it first).
 #[derive(Debug, Clone, Copy)]
-struct Strongest(f32, u64);
+struct Strongest(f32, u64, u64);
 
 impl PartialEq for Strongest {
     fn eq(&self, other: &Self) -> bool {
@@ -994,6 +1001,9 @@ impl PartialOrd for Strongest {
 
 impl Ord for Strongest {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+        self.0
+            .total_cmp(&other.0)
+            .then(other.1.cmp(&self.1))
+            .then(other.2.cmp(&self.2))
     }
 }
