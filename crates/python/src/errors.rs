@@ -85,9 +85,10 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
             PyFileNotFoundError::new_err(text)
         }
         QueryError::Io { .. } => PyOSError::new_err(text),
-        QueryError::Arrow { .. } | QueryError::TooLarge { .. } | QueryError::Locked(_) => {
-            SaeidxError::new_err(text)
-        }
+        QueryError::Arrow { .. }
+        | QueryError::TooLarge { .. }
+        | QueryError::Precision { .. }
+        | QueryError::Locked(_) => SaeidxError::new_err(text),
     }
 }
 
