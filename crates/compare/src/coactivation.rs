@@ -130,22 +130,20 @@ impl<'a> SharedTokens<'a> {
         &self,
         mut visit: impl FnMut(u32, &[(TokenCodes<'_>, TokenCodes<'_>)]) -> Result<(), CompareError>,
     ) -> Result<(), CompareError> {
-        let mut pairs = Vec::new();
         for doc in 0..self.a.documents() {
             let codes_a = self.a.document_codes(doc, None, self.exclusions)?;
             let codes_b = self.b.document_codes(doc, None, self.exclusions)?;
             if codes_a.len() != codes_b.len()
                 || codes_a
                     .iter()
-                    .zip(&codes_b)
+                    .zip(codes_b.iter())
                     .any(|(x, y)| x.position != y.position)
             {
                 return Err(CompareError::NotSameTokens(format!(
                     "document {doc} is cut into different tokens in the two indexes"
                 )));
             }
-            pairs.clear();
-            pairs.extend(codes_a.into_iter().zip(codes_b));
+            let pairs: Vec<_> = codes_a.iter().zip(codes_b.iter()).collect();
             visit(doc, &pairs)?;
         }
         Ok(())
