@@ -133,14 +133,17 @@ impl<'a> SharedTokens<'a> {
         for doc in 0..self.a.documents() {
             let codes_a = self.a.document_codes(doc, None, self.exclusions)?;
             let codes_b = self.b.document_codes(doc, None, self.exclusions)?;
-            let pairs: Vec<(TokenCodes<'_>, TokenCodes<'_>)> =
-                codes_a.iter().zip(codes_b.iter()).collect();
-            if codes_a.len() != codes_b.len() || pairs.iter().any(|(x, y)| x.position != y.position)
+            if codes_a.len() != codes_b.len()
+                || codes_a
+                    .iter()
+                    .zip(codes_b.iter())
+                    .any(|(x, y)| x.position != y.position)
             {
                 return Err(CompareError::NotSameTokens(format!(
                     "document {doc} is cut into different tokens in the two indexes"
                 )));
             }
+            let pairs: Vec<_> = codes_a.iter().zip(codes_b.iter()).collect();
             visit(doc, &pairs)?;
         }
         Ok(())
