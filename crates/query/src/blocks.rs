@@ -355,6 +355,8 @@ fn feature_gaps(codes: &[(u32, u32)]) -> impl Iterator<Item = u64> + Clone + '_ 
 pub(crate) struct PostingsWriter {
     writer: BlockFileWriter,
     maxima: Vec<u32>,
+    /// Each feature's blocks (numbered from its first), largest maximum first.
+    order: Vec<u32>,
     features: u64,
     postings: u64,
 }
@@ -364,6 +366,7 @@ impl PostingsWriter {
         Ok(Self {
             writer: BlockFileWriter::create(dir, QueryFile::Postings)?,
             maxima: Vec::new(),
+            order: Vec::new(),
             features: 0,
             postings: 0,
         })
@@ -373,6 +376,7 @@ impl PostingsWriter {
     pub(crate) fn feature(&mut self, postings: &[(u64, u32)]) -> Result<(), QueryError> {
         self.features += 1;
         self.postings += postings.len() as u64;
+        let first = self.maxima.len();
         for block in postings.chunks(POSTINGS_BLOCK) {
             let first = block[0].0;
             let vmin = block.iter().map(|(_, v)| *v).min().unwrap_or(0);
@@ -395,17 +399,24 @@ impl PostingsWriter {
             self.writer.block(&bits.finish())?;
             self.maxima.push(vmax);
         }
+        let maxima = &self.maxima[first..];
+        let mut order: Vec<u32> = (0..maxima.len() as u32).collect();
+        order.sort_by_key(|i| (std::cmp::Reverse(maxima[*i as usize]), *i));
+        self.order.extend(order);
         Ok(())
     }
 
     pub(crate) fn finish(mut self) -> Result<QueryFileRecord, QueryError> {
         let blocks = self.maxima.len() as u64;
-        // The block maxima go in as one last block.
-        let mut maxima = Vec::with_capacity(self.maxima.len() * 4);
-        for max in &self.maxima {
-            maxima.extend_from_slice(&max.to_le_bytes());
+        // The block maxima, then each feature's blocks in their order, go in as two
+        // last blocks.
+        for words in [&self.maxima, &self.order] {
+            let mut bytes = Vec::with_capacity(words.len() * 4);
+            for word in words {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+            self.writer.block(&bytes)?;
         }
-        self.writer.block(&maxima)?;
         let fields = [
             self.features,
             self.postings,
@@ -739,6 +750,8 @@ pub(crate) struct PostingsFile {
     counts: Vec<u64>,
     /// Each block's largest value code.
     maxima_at: usize,
+    /// Each feature's blocks, largest maximum first.
+    order_at: usize,
     tokens: u64,
 }
 
@@ -758,7 +771,7 @@ impl PostingsFile {
         first_block.push(total);
         let postings: u64 = counts.iter().sum();
         let blocks = BlockFile::open(file, QueryFile::Postings, |f| {
-            (f[3] == POSTINGS_BLOCK as u64 && f[2] == total).then_some(f[2] + 1)
+            (f[3] == POSTINGS_BLOCK as u64 && f[2] == total).then_some(f[2] + 2)
         })?;
         if blocks.field(0) != counts.len() as u64 || blocks.field(1) != postings {
             return Err(blocks.file.corrupt(format!(
@@ -776,11 +789,20 @@ impl PostingsFile {
             )));
         }
         let maxima_at = maxima.as_ptr() as usize - blocks.file.base();
+        let order = blocks.block(total + 1)?;
+        if order.len() as u64 != total * 4 {
+            return Err(blocks.file.corrupt(format!(
+                "{} bytes of block order for {total} blocks",
+                order.len()
+            )));
+        }
+        let order_at = order.as_ptr() as usize - blocks.file.base();
         Ok(Self {
             blocks,
             first_block,
             counts,
             maxima_at,
+            order_at,
             tokens,
         })
     }
@@ -793,6 +815,42 @@ impl PostingsFile {
     /// Feature `feature`'s blocks.
     pub(crate) fn blocks_of(&self, feature: usize) -> std::ops::Range<u64> {
         self.first_block[feature]..self.first_block[feature + 1]
+    }
+
+    /// Feature `feature`'s `i`-th block by largest value (ties: file order).
+    fn ordered_block(&self, feature: usize, i: u64) -> Result<u64, QueryError> {
+        let blocks = self.blocks_of(feature);
+        let at = self.order_at + (blocks.start + i) as usize * 4;
+        let bytes = self.blocks.file.bytes(at, at + 4)?;
+        let relative = u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+        let block = blocks.start + relative;
+        if block >= blocks.end {
+            return Err(self
+                .blocks
+                .bad_block(block, "the block order names a block of another feature"));
+        }
+        Ok(block)
+    }
+
+    /// An error unless `feature`'s block order lists each of its blocks once, largest
+    /// value first, ties in file order (for `verify`).
+    pub(crate) fn check_order(&self, feature: usize) -> Result<(), QueryError> {
+        let blocks = self.blocks_of(feature);
+        let mut previous: Option<(f32, u64)> = None;
+        for i in 0..blocks.end - blocks.start {
+            let block = self.ordered_block(feature, i)?;
+            let max = self.block_max(block)?;
+            if let Some((before, before_block)) = previous {
+                let ordered = before > max || (before == max && before_block < block);
+                if !ordered {
+                    return Err(self
+                        .blocks
+                        .bad_block(block, "the block order is not by largest value"));
+                }
+            }
+            previous = Some((max, block));
+        }
+        Ok(())
     }
 
     /// The largest value in block `block`.
@@ -871,18 +929,29 @@ impl PostingsFile {
         feature: usize,
         mut take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
     ) -> Result<(), QueryError> {
-        let mut order: Vec<(f32, u64)> = Vec::new();
-        for block in self.blocks_of(feature) {
-            order.push((self.block_max(block)?, block));
-        }
-        // Highest maximum last, so `pop` gives the next block to read.
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+        let blocks = self.blocks_of(feature);
+        let count = blocks.end - blocks.start;
         let mut heap = std::collections::BinaryHeap::new();
         let mut decoded = Vec::with_capacity(POSTINGS_BLOCK);
+        let mut next = 0u64;
+        let mut bound_before = f32::INFINITY;
         loop {
-            let bound = order.last().map(|(max, _)| *max);
+            // The next block in order, and its largest value: nothing unread exceeds it.
+            let upcoming = if next < count {
+                let block = self.ordered_block(feature, next)?;
+                let max = self.block_max(block)?;
+                if max > bound_before {
+                    return Err(self
+                        .blocks
+                        .bad_block(block, "the block order is not by largest value"));
+                }
+                bound_before = max;
+                Some((block, max))
+            } else {
+                None
+            };
             while let Some(Strongest(value, token)) = heap.peek().copied() {
-                if bound.is_some_and(|bound| value <= bound) {
+                if upcoming.is_some_and(|(_, bound)| value <= bound) {
                     break;
                 }
                 heap.pop();
@@ -890,9 +959,10 @@ impl PostingsFile {
                     return Ok(());
                 }
             }
-            let Some((_, block)) = order.pop() else {
+            let Some((block, _)) = upcoming else {
                 return Ok(());
             };
+            next += 1;
             decoded.clear();
             self.decode_block(feature, block, &mut decoded)?;
             heap.extend(

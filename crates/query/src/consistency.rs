@@ -169,6 +169,7 @@ impl QueryIndex {
                     found = found.wrapping_add(fingerprint(token, value));
                 }
             }
+            self.postings.check_order(feature)?;
             if found != print {
                 return Err(fail(format!(
                     "feature {feature}: its postings are not the codes of its tokens"

@@ -316,8 +316,8 @@ fn directory(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
     let blocks = match file {
         QueryFile::Tokens => field(0).div_ceil(4096),
         QueryFile::Codes => field(2),
-        // The postings' blocks, then the block of block maxima.
-        _ => field(2) + 1,
+        // The postings' blocks, then the blocks of block maxima and block order.
+        _ => field(2) + 2,
     };
     let entries = blocks as usize + 1;
     (trailer - entries * 8, entries)
