@@ -72,6 +72,9 @@ enum Command {
     Explain(query::ExplainArgs),
     /// Random live features with their top examples (feature discovery).
     Sample(query::SampleArgs),
+    /// Which feature is which: two SAEs' features matched (decoder cosine, co-activation
+    /// on shared tokens, splits), or two runs of one SAE (what changed).
+    Compare(query::CompareArgs),
     /// An index's counts, model, SAE and live/dead features.
     Info(query::InfoArgs),
     /// One page of a document: its tokens coloured by a feature, each token's features,
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         Command::Silent(args) => query::silent(args),
         Command::Explain(args) => query::explain(args),
         Command::Sample(args) => query::sample(args),
+        Command::Compare(args) => query::compare(args),
         Command::Info(args) => query::info(args),
         Command::Document(args) => query::document(args),
         Command::Overview(args) => query::overview(args),

@@ -63,6 +63,11 @@ const WORDS: [&str; 12] = [
     "trade",
 ];
 
+/// Rewrites the codes drawn for one token (document, position, codes): how
+/// [`write_synthetic_index_recoded`] derives an index whose codes are known functions of
+/// another's (features permuted, one feature split in two, ...).
+pub type Recode<'a> = dyn Fn(u32, u32, BTreeMap<u32, f32>) -> BTreeMap<u32, f32> + Sync + 'a;
+
 /// Generates and writes part `part` (documents `docs`).
 #[allow(clippy::too_many_arguments)]
 fn write_part(
@@ -73,6 +78,7 @@ fn write_part(
     live: &[usize],
     sampler: Option<&WeightedIndex<f64>>,
     k: usize,
+    recode: &Recode<'_>,
     rng: &mut StdRng,
 ) -> Result<PartRecord, SyntheticError> {
     let first_doc = docs.start as u32;
@@ -112,6 +118,7 @@ fn write_part(
                     chosen.insert(feature, steps as f32 * spec.value_step);
                 }
             }
+            let chosen = recode(d as u32, position as u32, chosen);
             activations.push_token(d as u32, position as u32, chosen);
         }
         documents.doc.push(d as u32);
@@ -162,6 +169,18 @@ fn write_part(
 /// manifest. Each document starts with a BOS-like special token (empty span) that is
 /// also the attention sink; every other token is one word of the text.
 pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifest, SyntheticError> {
+    write_synthetic_index_recoded(dir, spec, &|_, _, codes| codes)
+}
+
+/// [`write_synthetic_index`] with each token's drawn codes passed through `recode`
+/// (features of its answer must be below the spec's width): the same spec and seed give
+/// the same documents and drawn codes, so two indexes written with different `recode`s
+/// hold the same tokens with codes related as the functions say.
+pub fn write_synthetic_index_recoded(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    recode: &Recode<'_>,
+) -> Result<Manifest, SyntheticError> {
     let d_sae = spec.feature_weights.len();
     if d_sae == 0
         || spec.documents_per_part == 0
@@ -201,11 +220,24 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
                 &live,
                 sampler.as_ref(),
                 k,
+                recode,
                 &mut rng,
             )
         })
         .collect::<Result<Vec<PartRecord>, SyntheticError>>()?;
-    let manifest = Manifest {
+    let manifest = synthetic_manifest(spec, d_sae, k, parts);
+    manifest.write(dir)?;
+    Ok(manifest)
+}
+
+/// The manifest of a synthetic index of `parts`: no model ran, the SAE is `synthetic`.
+fn synthetic_manifest(
+    spec: &SyntheticSpec,
+    d_sae: usize,
+    k: usize,
+    parts: Vec<PartRecord>,
+) -> Manifest {
+    Manifest {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
         saeidx_version: env!("CARGO_PKG_VERSION").into(),
@@ -260,7 +292,5 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
         counts: Counts::of_parts(&parts, 0),
         parts,
         timings: BTreeMap::new(),
-    };
-    manifest.write(dir)?;
-    Ok(manifest)
+    }
 }

@@ -4,6 +4,7 @@
 //! type's JSON with `--json` (the same value the web server's API returns), else as text.
 
 mod browse;
+mod compare;
 mod drafts;
 mod labels;
 mod logits;
@@ -21,6 +22,7 @@ use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits::Limit};
 
 pub use browse::{DocumentArgs, OverviewArgs, document, overview};
+pub use compare::{CompareArgs, compare};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{
     ExplainArgs, FeatureArgs, InfoArgs, QueryCommand, SampleArgs, SilentArgs, TopFeaturesArgs,

@@ -15,6 +15,7 @@
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
 //! | `GET /api/overview[?frequent&sample&seed&docs&docs_from]` | [`Overview`](saeidx_query::Overview) |
 //! | `GET /api/document/D[?f&page&page_tokens&top]` | [`DocumentPage`](saeidx_query::DocumentPage) |
+//! | `GET /api/compare?with=NAME[&candidates&by&min_score&examples&context]` | [`Comparison`](saeidx_compare::Comparison) of this index (A) and the served index NAME (B), as `saeidx compare A B --json` |
 //! | `GET /api/labels/F`, `POST /api/labels/F` (a label object: a person's edit) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //! | `POST /api/labels/F/accept` (a person accepts an LLM draft as it is) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //!
@@ -48,6 +49,7 @@ impl Context<'_> {
             "/explain" => self.explain(params),
             "/overview" => self.overview_api(params),
             p if p.starts_with("/document/") => self.document_api(p, params),
+            "/compare" => self.compare_api(params),
             p if p.starts_with("/feature/") => self.feature(number_in(p)?, params),
             p if p.starts_with("/silent/") => self.silent(number_in(p)?, params),
             p if p.starts_with("/labels/") => {
@@ -143,7 +145,9 @@ impl Context<'_> {
             context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
         };
-        self.with_index(|index| answer(&index.feature(&request).map_err(failed)?))
+        self.with_index(|index| {
+            answer(&saeidx_compare::feature_report(index, &request).map_err(failed)?)
+        })
     }
 
     fn silent(&self, feature: u32, params: &Params) -> Result<Reply, Failure> {

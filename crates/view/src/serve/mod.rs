@@ -6,7 +6,8 @@
 //! the served indexes, label search, a random feature, a text box), `/feature/F` (the
 //! feature page with a label form and links to its examples' documents), `/doc/D?f=F`
 //! (a document coloured by a feature, each token's features on click), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
-//! text coloured by its strongest features, when live analysis is available). The JSON
+//! text coloured by its strongest features, when live analysis is available), `/compare?with=NAME`
+//! (this index's features compared with those of the served index NAME; see `compare`). The JSON
 //! API (route table in `api`) answers every question with the answer type of
 //! `saeidx_query`, as the command line's `--json` does. Form posts to
 //! `/labels/F` save a label and return to the page. Labels are saved atomically with the
@@ -23,6 +24,7 @@
 
 mod api;
 mod browse;
+mod compare;
 mod form;
 mod guard;
 mod pages;
