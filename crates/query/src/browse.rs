@@ -198,7 +198,7 @@ impl QueryIndex {
         exclusions: Exclusions,
     ) -> Result<Vec<DocumentFeature>, QueryError> {
         let mut by_feature: HashMap<u32, DocumentFeature> = HashMap::new();
-        for token in self.document_codes(doc, None, exclusions)? {
+        for token in self.document_codes(doc, None, exclusions)?.iter() {
             for (&feature, &value) in token.features.iter().zip(token.values) {
                 let entry = by_feature.entry(feature).or_insert(DocumentFeature {
                     feature,
@@ -264,19 +264,30 @@ impl QueryIndex {
                 },
                 special: piece.flags & FLAG_SPECIAL != 0,
                 sink: piece.flags & FLAG_SINK != 0,
-                features: token
-                    .features
-                    .iter()
-                    .zip(token.values)
-                    .map(|(&feature, &activation)| TokenActivation {
-                        feature,
-                        activation,
-                    })
-                    .collect(),
+                features: strongest_first(token.features, token.values),
             });
         }
         Ok(out)
     }
+}
+
+/// A token's features with their values, strongest first (ties by feature id): the
+/// query files keep each token's codes in feature order.
+fn strongest_first(features: &[u32], values: &[f32]) -> Vec<TokenActivation> {
+    let mut out: Vec<TokenActivation> = features
+        .iter()
+        .zip(values)
+        .map(|(&feature, &activation)| TokenActivation {
+            feature,
+            activation,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.activation
+            .total_cmp(&a.activation)
+            .then(a.feature.cmp(&b.feature))
+    });
+    out
 }
 
 /// `overview`: what an index holds, for its home page.

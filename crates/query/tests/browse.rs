@@ -57,6 +57,7 @@ fn document_pages_tile_the_document_and_rank_its_features() {
         for token in index
             .document_codes(doc, None, Exclusions::default())
             .unwrap()
+            .iter()
         {
             for (&f, &v) in token.features.iter().zip(token.values) {
                 let e = expected.entry(f).or_insert((v, 0.0, 0));
@@ -85,19 +86,21 @@ fn document_pages_tile_the_document_and_rank_its_features() {
             })
             .collect();
         assert_eq!(pieces, whole.page_content);
-        // Each token's features are its codes; the chosen feature's activation is its.
-        for (token, codes) in whole.page_content.iter().zip(&codes) {
+        // Each token's features are its codes, strongest first; the chosen feature's
+        // activation is its.
+        for (token, codes) in whole.page_content.iter().zip(codes.iter()) {
             let features: Vec<(u32, f32)> = token
                 .features
                 .iter()
                 .map(|a| (a.feature, a.activation))
                 .collect();
-            let stored: Vec<(u32, f32)> = codes
+            let mut stored: Vec<(u32, f32)> = codes
                 .features
                 .iter()
                 .copied()
                 .zip(codes.values.iter().copied())
                 .collect();
+            stored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             assert_eq!(features, stored);
             let chosen = whole
                 .feature
