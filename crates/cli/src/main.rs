@@ -74,6 +74,8 @@ enum Command {
     Sample(query::SampleArgs),
     /// An index's counts, model, SAE and live/dead features.
     Info(query::InfoArgs),
+    /// An index's documents with their metadata, all or those a filter selects.
+    Documents(query::DocumentsArgs),
     /// The query files of an index (`build`).
     #[command(subcommand)]
     Query(query::QueryCommand),
@@ -175,6 +177,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => query::explain(args),
         Command::Sample(args) => query::sample(args),
         Command::Info(args) => query::info(args),
+        Command::Documents(args) => query::documents(args),
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),

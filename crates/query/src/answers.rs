@@ -415,5 +415,9 @@ pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
             "silent",
             schemars::schema_for!(crate::silent::SilentContexts),
         ),
+        (
+            "documents",
+            schemars::schema_for!(crate::documents::DocumentList),
+        ),
     ]
 }

@@ -19,7 +19,9 @@
 pub mod answers;
 pub mod build;
 mod consistency;
+pub mod documents;
 mod error;
+pub mod filter;
 mod guard;
 pub mod index;
 pub mod layout;
@@ -38,7 +40,9 @@ pub use answers::{
 };
 pub use build::{BuildSummary, build, build_unlocked};
 pub use consistency::verify_query_files;
+pub use documents::{DocumentEntry, DocumentList, DocumentsRequest, list_documents};
 pub use error::QueryError;
+pub use filter::{Filter, FilterError, filter_columns};
 pub use index::{
     Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex, Rank, Snippet,
     TextHit,

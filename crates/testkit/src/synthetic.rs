@@ -17,6 +17,7 @@ use saeidx_format::{
         CorpusRecord, Counts, FORMAT_NAME, FORMAT_VERSION, FileRecord, JobSpec, Manifest,
         ModelRecord, PartRecord, SaeRecord, TokenizerRecord, WindowRecord,
     },
+    metadata::MetadataColumn,
     tables::{ActivationRows, DocumentRows, Table, TableError, TableWriter, TokenRows},
 };
 
@@ -73,6 +74,7 @@ fn write_part(
     live: &[usize],
     sampler: Option<&WeightedIndex<f64>>,
     k: usize,
+    metadata: &[MetadataColumn],
     rng: &mut StdRng,
 ) -> Result<PartRecord, SyntheticError> {
     let first_doc = docs.start as u32;
@@ -119,6 +121,9 @@ fn write_part(
         documents.source.push("synthetic.jsonl".into());
         documents.text.push(text);
         documents.tokens.push(count as u32);
+        if !metadata.is_empty() {
+            documents.push_metadata(crate::filters::random_metadata(rng));
+        }
     }
     let rows = (
         documents.doc.len() as u64,
@@ -134,7 +139,10 @@ fn write_part(
         let relative = table.part_path(part);
         let path = dir.join(&relative);
         std::fs::create_dir_all(dir.join(table.dir()))?;
-        let mut writer = TableWriter::create(table, &path)?;
+        let mut writer = match table {
+            Table::Documents => TableWriter::create_documents(&path, metadata)?,
+            _ => TableWriter::create(table, &path)?,
+        };
         match table {
             Table::Documents => writer.write_documents(std::mem::take(&mut documents))?,
             Table::Tokens => writer.write_tokens(std::mem::take(&mut tokens))?,
@@ -162,6 +170,23 @@ fn write_part(
 /// manifest. Each document starts with a BOS-like special token (empty span) that is
 /// also the attention sink; every other token is one word of the text.
 pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifest, SyntheticError> {
+    write_index(dir, spec, &[])
+}
+
+/// [`write_synthetic_index`] with random document metadata in the columns of
+/// [`crate::filters::random_columns`] (declared in the manifest, nulls included).
+pub fn write_synthetic_index_with_metadata(
+    dir: &Path,
+    spec: &SyntheticSpec,
+) -> Result<Manifest, SyntheticError> {
+    write_index(dir, spec, &crate::filters::random_columns())
+}
+
+fn write_index(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    metadata: &[MetadataColumn],
+) -> Result<Manifest, SyntheticError> {
     let d_sae = spec.feature_weights.len();
     if d_sae == 0
         || spec.documents_per_part == 0
@@ -201,6 +226,7 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
                 &live,
                 sampler.as_ref(),
                 k,
+                metadata,
                 &mut rng,
             )
         })
@@ -253,6 +279,7 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
                 bad_records: "stop".into(),
                 max_documents: None,
                 part_bytes: 0,
+                metadata: metadata.to_vec(),
             },
         },
         shard: None,

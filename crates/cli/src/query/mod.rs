@@ -1,8 +1,9 @@
 //! The query commands: `top-texts`, `top-features`, `feature`, `silent`, `explain`, `sample`,
-//! `info`, `query build`, `labels`, `render` and `serve`. Each parses its arguments into
+//! `info`, `documents`, `query build`, `labels`, `render` and `serve`. Each parses its arguments into
 //! a request of `saeidx_query`, asks the library, and prints the answer: as the answer
 //! type's JSON with `--json` (the same value the web server's API returns), else as text.
 
+mod documents;
 mod drafts;
 mod labels;
 mod print;
@@ -18,6 +19,7 @@ use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits::Limit};
 
+pub use documents::{DocumentsArgs, documents};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{
     ExplainArgs, FeatureArgs, InfoArgs, QueryCommand, SampleArgs, SilentArgs, TopFeaturesArgs,
