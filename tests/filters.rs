@@ -163,6 +163,7 @@ fn documents_lists_matching_documents_with_metadata_the_same_from_cli_and_librar
         dir.path(),
         &DocumentsRequest {
             limit: 1000,
+            offset: 0,
             ..request.clone()
         },
     )
