@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use saeidx_benches::{reference_python, repo_root};
-use saeidx_query::{DocRef, Exclusions, QueryIndex, TopFeaturesRequest, TopTextsRequest};
+use saeidx_query::{DocRef, Exclusions, QueryIndex, Rank, TopFeaturesRequest, TopTextsRequest};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -46,22 +46,31 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
-/// The default SAE's activation count per feature on the default index.
-fn default_frequencies() -> anyhow::Result<Vec<f64>> {
+/// The default SAE's activation count per feature on the default index, or (without
+/// one) a Zipf law over 8,192 features, said so in the output.
+fn feature_frequencies() -> anyhow::Result<(Vec<f64>, &'static str)> {
     let dir = repo_root().join("indexes/default");
-    let index = QueryIndex::open(&dir)
-        .with_context(|| format!("{}: run `bash scripts/demo.sh` first", dir.display()))?;
-    (0..index.d_sae() as u32)
+    let Ok(index) = QueryIndex::open(&dir) else {
+        let zipf = (0..8192).map(|f| 1.0 / (1.0 + f as f64)).collect();
+        return Ok((
+            zipf,
+            "Zipf feature frequencies over 8,192 features (no indexes/default: `bash scripts/demo.sh` makes it)",
+        ));
+    };
+    let counts = (0..index.d_sae() as u32)
         .map(|f| Ok(index.feature_stats(f, Exclusions::default())?.count as f64))
-        .collect()
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    Ok((counts, "the default SAE's feature frequencies"))
 }
 
-/// The cached synthetic index (built on first use).
-fn synthetic_index(tokens: usize) -> anyhow::Result<PathBuf> {
+/// The cached synthetic index's Parquet (written on first use); returns its folder and
+/// how its feature frequencies were drawn.
+fn synthetic_index(tokens: usize) -> anyhow::Result<(PathBuf, &'static str)> {
     let documents = tokens / 1000;
     let dir = repo_root().join(format!("target/bench-data/query-{documents}docs"));
-    if QueryIndex::open(&dir).is_ok() {
-        return Ok(dir);
+    let (weights, shape) = feature_frequencies()?;
+    if dir.join("manifest.json").is_file() {
+        return Ok((dir, shape));
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -69,7 +78,7 @@ fn synthetic_index(tokens: usize) -> anyhow::Result<PathBuf> {
         documents,
         tokens_per_document: (800, 1200),
         documents_per_part: 200,
-        feature_weights: default_frequencies()?,
+        feature_weights: weights,
         k: 32,
         value_step: 0.37,
         seed: 2026,
@@ -84,25 +93,46 @@ fn synthetic_index(tokens: usize) -> anyhow::Result<PathBuf> {
         "  Parquet written in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    Ok((dir, shape))
+}
+
+/// Builds the query files with `saeidx query build` in a child process: wall seconds,
+/// the child's peak RSS (bytes) and runs spilled.
+fn timed_build(binary: &Path, dir: &Path) -> anyhow::Result<(f64, u64, u64)> {
     let started = Instant::now();
-    let summary = saeidx_query::build(&dir)?;
-    eprintln!(
-        "  query files built in {:.0} s ({:.1} GB)",
-        started.elapsed().as_secs_f64(),
-        summary.bytes as f64 / 1e9
-    );
-    Ok(dir)
+    let output = Command::new(binary)
+        .args(["query", "build", "--json"])
+        .arg(dir)
+        .output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!(
+            "saeidx query build: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    // The largest child so far: the build is the first child this bench starts.
+    let peak = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
+    Ok((seconds, peak, summary["spilled_runs"].as_u64().unwrap_or(0)))
 }
 
 /// DuckDB's p50/p99 (ms) for top-texts of `features` and top-features of `docs`.
 fn duckdb(dir: &Path, features: &[u32], docs: &[u32]) -> anyhow::Result<serde_json::Value> {
     let script = r#"
-import duckdb, json, sys, time
-root, features, docs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-con = duckdb.connect()
-con.execute("set enable_progress_bar = false")
-con.execute(f"create view act as select * from read_parquet('{root}/activations/*.parquet')")
-def timed(sql, values):
+import duckdb, json, os, sys, time
+root, features, docs, db = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+def run(con):
+    con.execute("set enable_progress_bar = false")
+    return (timed(con, "select doc, position, value from act where feature = ? order by value desc, doc, position limit 10", features),
+            timed(con, "select feature, max(value) m from act where doc = ? group by feature order by m desc, feature limit 10", docs))
+def timed(con, sql, values):
     con.execute(sql, [values[0]]).fetchall()  # warm-up
     out = []
     for value in values:
@@ -111,15 +141,26 @@ def timed(sql, values):
         out.append((time.perf_counter() - start) * 1e3)
     out.sort()
     return {"p50": out[len(out) // 2], "p99": out[min(len(out) - 1, round(0.99 * (len(out) - 1)))]}
-texts = timed("select doc, position, value from act where feature = ? order by value desc, doc, position limit 10", features)
-feats = timed("select feature, max(value) m from act where doc = ? group by feature order by m desc, feature limit 10", docs)
-print(json.dumps({"top_texts": texts, "top_features": feats}))
+con = duckdb.connect()
+con.execute(f"create view act as select * from read_parquet('{root}/activations/*.parquet')")
+texts, feats = run(con)
+# A user's best effort: a persistent database, activations sorted by feature, loaded once.
+started = time.perf_counter()
+fresh = not os.path.exists(db)
+sorted_con = duckdb.connect(db)
+if fresh:
+    sorted_con.execute(f"create table act as select * from read_parquet('{root}/activations/*.parquet') order by feature, value desc, doc, position")
+    sorted_con.execute("checkpoint")
+load = time.perf_counter() - started
+sorted_texts, sorted_feats = run(sorted_con)
+print(json.dumps({"top_texts": texts, "top_features": feats, "sorted_top_texts": sorted_texts, "sorted_top_features": sorted_feats, "sorted_load_s": load if fresh else None, "sorted_db_bytes": os.path.getsize(db)}))
 "#;
     let output = Command::new(reference_python()?)
         .args(["-c", script])
         .arg(dir)
         .arg(serde_json::to_string(features)?)
         .arg(serde_json::to_string(docs)?)
+        .arg(dir.with_extension("duckdb"))
         .output()?;
     if !output.status.success() {
         bail!("duckdb: {}", String::from_utf8_lossy(&output.stderr));
@@ -129,10 +170,105 @@ print(json.dumps({"top_texts": texts, "top_features": feats}))
     serde_json::from_str(last).with_context(|| format!("duckdb printed {stdout:?}"))
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "rewritten with the v2 query files (issue 14)"
-)]
+/// Warm in-process latencies of each question, in the order asked.
+struct Warm {
+    texts: Vec<Duration>,
+    doc_max: Vec<Duration>,
+    features: Vec<Duration>,
+}
+
+fn warm(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Result<Warm> {
+    let exclusions = Exclusions::default();
+    // Warm: touch every file once, then time each query.
+    index.verify_chunks()?;
+    let mut warm = Warm {
+        texts: Vec::new(),
+        doc_max: Vec::new(),
+        features: Vec::new(),
+    };
+    for (rank, times) in [
+        (Rank::Token, &mut warm.texts),
+        (Rank::DocumentMax, &mut warm.doc_max),
+    ] {
+        for &feature in features {
+            let start = Instant::now();
+            let hits = index.top_texts(&TopTextsRequest {
+                feature,
+                rank,
+                exclusions,
+                ..TopTextsRequest::default()
+            })?;
+            times.push(start.elapsed());
+            std::hint::black_box(hits);
+        }
+    }
+    for &doc in docs {
+        let start = Instant::now();
+        let ranked = index.top_features(
+            &DocRef::Number(doc),
+            &TopFeaturesRequest {
+                exclusions,
+                ..TopFeaturesRequest::default()
+            },
+        )?;
+        warm.features.push(start.elapsed());
+        std::hint::black_box(ranked);
+    }
+    Ok(warm)
+}
+
+/// A new `saeidx top-texts` process per answer.
+fn cold(binary: &Path, dir: &Path, features: &[u32]) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::new();
+    for &feature in features.iter().take(30) {
+        let start = Instant::now();
+        let output = Command::new(binary)
+            .args(["top-texts", "--json", "--k", "10", "--feature"])
+            .arg(feature.to_string())
+            .arg("--index")
+            .arg(dir)
+            .output()?;
+        times.push(start.elapsed());
+        if !output.status.success() {
+            bail!("saeidx: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+    Ok(times)
+}
+
+/// Bytes per nonzero of each query file, of all of them, and of the whole folder.
+fn sizes(index: &QueryIndex, dir: &Path) -> anyhow::Result<String> {
+    let nonzeros = index.query_manifest().counts.nonzeros.max(1) as f64;
+    let mut parts = Vec::new();
+    let mut query = 0;
+    for file in &index.query_manifest().files {
+        parts.push(format!("{} {:.2}", file.name, file.bytes as f64 / nonzeros));
+        query += file.bytes;
+    }
+    let folder = folder_bytes(dir)?;
+    Ok(format!(
+        "query files {:.2} B/nonzero ({}); Parquet {:.2}; whole folder {:.2}",
+        query as f64 / nonzeros,
+        parts.join(", "),
+        index.manifest().data_bytes() as f64 / nonzeros,
+        folder as f64 / nonzeros
+    ))
+}
+
+fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            folder_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
 fn main() -> anyhow::Result<()> {
     let tokens = env_number("SAEIDX_BENCH_TOKENS", 5_000_000);
     let queries = env_number("SAEIDX_BENCH_QUERIES", 2000);
@@ -143,7 +279,8 @@ fn main() -> anyhow::Result<()> {
             binary.display()
         );
     }
-    let dir = synthetic_index(tokens)?;
+    let (dir, shape) = synthetic_index(tokens)?;
+    let (build_s, build_rss, runs) = timed_build(&binary, &dir)?;
     let index = QueryIndex::open(&dir)?;
     let counts = index.query_manifest().counts;
     let live = index.live_features()?;
@@ -155,97 +292,64 @@ fn main() -> anyhow::Result<()> {
     let docs: Vec<u32> = (0..queries)
         .map(|i| ((i * 104_729) % counts.documents as usize) as u32)
         .collect();
-    let exclusions = Exclusions::default();
-    // Warm: touch every file once, then time each query.
-    index.verify_chunks()?;
-    let mut text_times = Vec::with_capacity(queries);
-    for &feature in &features {
-        let start = Instant::now();
-        let hits = index.top_texts(&TopTextsRequest {
-            feature,
-            exclusions,
-            ..TopTextsRequest::default()
-        })?;
-        text_times.push(start.elapsed());
-        std::hint::black_box(hits);
-    }
-    let mut feature_times = Vec::with_capacity(queries);
-    for &doc in &docs {
-        let start = Instant::now();
-        let ranked = index.top_features(
-            &DocRef::Number(doc),
-            &TopFeaturesRequest {
-                exclusions,
-                ..TopFeaturesRequest::default()
-            },
-        )?;
-        feature_times.push(start.elapsed());
-        std::hint::black_box(ranked);
-    }
-    // Cold: a new process per answer.
-    let mut cold_times = Vec::new();
-    for &feature in features.iter().take(30) {
-        let start = Instant::now();
-        let output = Command::new(&binary)
-            .args([
-                "top-texts",
-                "--json",
-                "--k",
-                "10",
-                "--feature",
-                &feature.to_string(),
-                "--index",
-            ])
-            .arg(&dir)
-            .output()?;
-        cold_times.push(start.elapsed());
-        if !output.status.success() {
-            bail!("saeidx: {}", String::from_utf8_lossy(&output.stderr));
-        }
-    }
+    let warm = warm(&index, &features, &docs)?;
+    let cold = cold(&binary, &dir, &features)?;
     let peer_queries = 20.min(queries);
     let duck = duckdb(&dir, &features[..peer_queries], &docs[..peer_queries])?;
-    let (texts50, texts99) = percentiles(text_times);
-    let (features50, features99) = percentiles(feature_times);
-    let (cold50, cold99) = percentiles(cold_times);
-    let duck_ms = |question: &str, q: &str| duck[question][q].as_f64().unwrap_or(f64::NAN);
-    let parquet_bytes: u64 = index.manifest().data_bytes();
-    let query_bytes: u64 = index.query_manifest().files.iter().map(|f| f.bytes).sum();
     println!(
-        "index: {} documents, {} tokens, {} nonzeros (synthetic, default SAE's feature frequencies); Parquet {:.2} B/nonzero, query files {:.2} B/nonzero",
-        counts.documents,
-        counts.tokens,
-        counts.nonzeros,
-        parquet_bytes as f64 / counts.nonzeros as f64,
-        query_bytes as f64 / counts.nonzeros as f64
+        "index: {} documents, {} tokens, {} nonzeros (synthetic, {shape})",
+        counts.documents, counts.tokens, counts.nonzeros
     );
+    println!("{}", sizes(&index, &dir)?);
     println!(
-        "| question | saeidx warm p50 | saeidx warm p99 | DuckDB p50 | DuckDB p99 | p50 ratio | p99 ratio |"
+        "build (saeidx query build, default 1 GiB budget): {build_s:.1} s, peak RSS {:.0} MiB, {runs} sorted runs spilled",
+        build_rss as f64 / f64::from(1 << 20)
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (name, key, p50, p99) in [
-        ("top-texts (k=10)", "top_texts", texts50, texts99),
-        (
-            "top-features of a document (k=10)",
-            "top_features",
-            features50,
-            features99,
-        ),
-    ] {
-        println!(
-            "| {name} | {:.3} ms | {:.3} ms | {:.1} ms | {:.1} ms | {:.0}× | {:.0}× |",
-            ms(p50),
-            ms(p99),
-            duck_ms(key, "p50"),
-            duck_ms(key, "p99"),
-            duck_ms(key, "p50") / ms(p50),
-            duck_ms(key, "p99") / ms(p99)
-        );
-    }
+    table(&warm, &duck);
+    let (cold50, cold99) = percentiles(cold);
     println!(
         "cold start (new saeidx process → top-texts JSON): p50 {:.1} ms, p99 {:.1} ms",
         ms(cold50),
         ms(cold99)
     );
+    println!(
+        "DuckDB sorted database: {:.2} B/nonzero, loaded once in {}",
+        duck["sorted_db_bytes"].as_f64().unwrap_or(f64::NAN) / counts.nonzeros.max(1) as f64,
+        duck["sorted_load_s"]
+            .as_f64()
+            .map_or("an earlier run".to_string(), |s| format!("{s:.0} s"))
+    );
     Ok(())
+}
+
+/// The latency table: saeidx warm, DuckDB over the Parquet, DuckDB's sorted database.
+fn table(warm: &Warm, duck: &serde_json::Value) {
+    let duck_ms = |question: &str, q: &str| duck[question][q].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "| question | saeidx warm p50 | saeidx warm p99 | DuckDB Parquet p50 / p99 | DuckDB sorted db p50 / p99 | p50 ratio (Parquet, sorted) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, key, times) in [
+        ("top-texts (k=10, per token)", "top_texts", &warm.texts),
+        ("top-texts (k=10, doc-max)", "top_texts", &warm.doc_max),
+        (
+            "top-features of a ~1,000-token document (k=10)",
+            "top_features",
+            &warm.features,
+        ),
+    ] {
+        let (p50, p99) = percentiles(times.clone());
+        let sorted = format!("sorted_{key}");
+        println!(
+            "| {name} | {:.3} ms | {:.3} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.0}×, {:.0}× |",
+            ms(p50),
+            ms(p99),
+            duck_ms(key, "p50"),
+            duck_ms(key, "p99"),
+            duck_ms(&sorted, "p50"),
+            duck_ms(&sorted, "p99"),
+            duck_ms(key, "p50") / ms(p50),
+            duck_ms(&sorted, "p50") / ms(p50),
+        );
+    }
 }

@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         100.0 * check.as_secs_f64() / report.as_secs_f64()
     );
     // Truncated in place while open: the last features' postings are past the new end.
-    let postings = dir.path().join("query/postings.arrow");
+    let postings = dir.path().join("query/postings.bin");
     let length = std::fs::metadata(&postings)?.len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     }
     let first = refused[0];
     println!(
-        "postings.arrow truncated from {length} to 4096 bytes under the open index: the first feature report (reading past the end: SIGBUS answered with zero pages) refused in {:.1} µs, the next 199 in p50 {:.1} µs; the process lives",
+        "postings.bin truncated from {length} to 4096 bytes under the open index: the first feature report (reading past the end: SIGBUS answered with zero pages) refused in {:.1} µs, the next 199 in p50 {:.1} µs; the process lives",
         us(first),
         us(p50(refused[1..].to_vec()))
     );

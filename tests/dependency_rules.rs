@@ -53,6 +53,19 @@ const RULES: &[(&str, &[&str], &str)] = &[
         ],
         "labels from index files and an LLM endpoint",
     ),
+    (
+        "saeidx-compare",
+        &[
+            "mlx-sys",
+            "mlx-rs",
+            "saeidx-model",
+            "saeidx-sae",
+            "saeidx-activations",
+            "saeidx-indexer",
+            "saeidx-live",
+        ],
+        "comparing features from index files and SAE decoders read as plain safetensors",
+    ),
     ("saeidx-testkit", &["mlx-sys", "mlx-rs"], "test helpers"),
     (
         "saeidx-live",

@@ -263,8 +263,9 @@ fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
                 .unwrap(),
         )),
         json(to_json(
-            &index
-                .feature(&FeatureRequest {
+            &saeidx_compare::feature_report(
+                index,
+                &FeatureRequest {
                     feature,
                     examples: 3,
                     bands: 2,
@@ -272,8 +273,9 @@ fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
                     neighbours: 4,
                     context: 3,
                     ..FeatureRequest::default()
-                })
-                .unwrap(),
+                },
+            )
+            .unwrap(),
         )),
         json(to_json(
             &index

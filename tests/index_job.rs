@@ -473,7 +473,7 @@ jsonschema.validate(json.load(open(sys.argv[2])), schema, cls=jsonschema.Draft20
     assert!(error.contains("is this an index folder?"), "{error}");
 
     // verify checks the query files too.
-    let postings = copy.join("query/postings.arrow");
+    let postings = copy.join("query/postings.bin");
     let mut bytes = fs::read(&postings).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x10;
@@ -1212,6 +1212,49 @@ fn copied_indexes_and_the_committed_fixture_verify_and_answer_anywhere() {
         manifest["format_version"], 1,
         "a new format version needs a new fixture (and this one kept while it is read)"
     );
+}
+
+/// Query files of format version 1 (`tests/fixtures/query-v1/`, the committed
+/// fixture's query folder before version 2) are refused with what to do; rebuilt, the
+/// folder gives exactly the answers recorded when version 1 answered them.
+#[test]
+fn version_1_query_files_are_refused_and_rebuild_to_the_same_answers() {
+    let work = tempfile::tempdir().unwrap();
+    let index = work.path().join("index");
+    copy_dir(
+        &repo_root().join("tests/fixtures").join(INDEX_FIXTURE),
+        &index,
+    );
+    fs::remove_dir_all(index.join("query")).unwrap();
+    copy_dir(
+        &repo_root().join("tests/fixtures/query-v1"),
+        &index.join("query"),
+    );
+    let error = saeidx_err(
+        &[
+            "top-texts",
+            "--feature",
+            "3",
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        work.path(),
+    );
+    assert!(
+        error.contains("query format version 1")
+            && error.contains("rebuild with `saeidx query build`"),
+        "{error}"
+    );
+    saeidx_ok(
+        &["query", "build", index.to_str().unwrap(), "--json"],
+        work.path(),
+    );
+    let answers_file = repo_root()
+        .join("tests/fixtures")
+        .join(INDEX_FIXTURE)
+        .with_extension("answers.json");
+    let recorded: Value = serde_json::from_slice(&fs::read(&answers_file).unwrap()).unwrap();
+    assert_eq!(fingerprint_answers(&index, work.path()), recorded);
 }
 
 /// The files of an answer cache (`INDEX/autointerp/cache/xx/KEY.json`), sorted.

@@ -12,7 +12,7 @@ methods, `draft_labels` and `score_labels` return pyarrow tables.
 
 import os
 import pathlib
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import pyarrow
 
@@ -164,8 +164,13 @@ class Neighbour(TypedDict):
     jaccard: float
     together: int
 
+class DecoderNeighbour(TypedDict):
+    cosine: float
+    feature: int
+
 class FeatureReport(TypedDict):
     bands: list[QuantileBand]
+    decoder_neighbours: list[DecoderNeighbour] | None
     label: FeatureLabel | None
     neighbours: list[Neighbour]
     stats: FeatureStats
@@ -392,6 +397,24 @@ class Index:
         include_sinks: bool = False,
     ) -> FeatureReport:
         """Everything about a feature, as `saeidx feature --json` prints it."""
+    def compare(
+        self,
+        other: Index,
+        *,
+        candidates: int = 5,
+        by: str = "auto",
+        min_score: float = 0.5,
+        examples: int = 10,
+        context: int = 8,
+        sae_a: str | os.PathLike[str] | None = None,
+        sae_b: str | os.PathLike[str] | None = None,
+        parquet: str | os.PathLike[str] | None = None,
+        include_special: bool = False,
+        include_sinks: bool = False,
+    ) -> dict[str, Any]:
+        """This index's features compared with `other`'s, as `saeidx compare A B --json`
+        prints it (schemas/answers/compare.schema.json): kind "saes" (matches, features
+        without counterpart, splits) or "runs" (one SAE, what changed)."""
     def feature_stats(
         self,
         feature_id: int,

@@ -443,23 +443,19 @@ impl<'a> Ledger<'a> {
         self.save()
     }
 
-    /// Applies pending results to the registry as it is on disk now, and saves it.
+    /// Applies pending results to the registry as it is on disk now, and saves it
+    /// (under the registry's lock: a person's edit meanwhile is kept).
     fn save(&mut self) -> Result<(), AutointerpError> {
-        let mut registry = Registry::load(self.index.dir(), self.index.d_sae())?;
-        let mut changed = false;
-        for worked in std::mem::take(&mut self.pending) {
-            let slot = worked.slot;
-            let outcome = apply(
-                &mut registry,
-                worked,
-                self.request.overwrite_human,
-                &mut changed,
-            );
-            self.outcomes[slot] = Some(outcome);
-        }
-        if changed {
-            registry.save(self.index.dir())?;
-        }
+        let pending = std::mem::take(&mut self.pending);
+        let overwrite_human = self.request.overwrite_human;
+        let outcomes = &mut self.outcomes;
+        Registry::update(self.index.dir(), self.index.d_sae(), |registry| {
+            for worked in pending {
+                let slot = worked.slot;
+                outcomes[slot] = Some(apply(registry, worked, overwrite_human));
+            }
+            Ok::<_, AutointerpError>(())
+        })?;
         Ok(())
     }
 
@@ -485,29 +481,20 @@ impl<'a> Ledger<'a> {
 }
 
 /// Puts a result into `registry` under its rules; returns the final outcome.
-fn apply(
-    registry: &mut Registry,
-    worked: Worked,
-    overwrite_human: bool,
-    changed: &mut bool,
-) -> FeatureOutcome {
+fn apply(registry: &mut Registry, worked: Worked, overwrite_human: bool) -> FeatureOutcome {
     let mut outcome = worked.outcome;
     let feature = outcome.feature;
-    if let Some(draft) = worked.draft {
-        if registry.propose_draft(feature, draft, overwrite_human) {
-            *changed = true;
-        } else {
-            outcome.status = Status::KeptHuman;
-            outcome.label = registry.get(feature).cloned();
-            return outcome;
-        }
+    if let Some(draft) = worked.draft
+        && !registry.propose_draft(feature, draft, overwrite_human)
+    {
+        outcome.status = Status::KeptHuman;
+        outcome.label = registry.get(feature).cloned();
+        return outcome;
     }
-    if let Some(scores) = worked.scores {
-        if registry.set_scores(feature, scores) {
-            *changed = true;
-        } else {
-            outcome.status = Status::Stale;
-        }
+    if let Some(scores) = worked.scores
+        && !registry.set_scores(feature, scores)
+    {
+        outcome.status = Status::Stale;
     }
     if matches!(outcome.status, Status::Drafted | Status::Scored) {
         outcome.label = registry.get(feature).cloned();

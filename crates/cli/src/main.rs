@@ -72,6 +72,9 @@ enum Command {
     Explain(query::ExplainArgs),
     /// Random live features with their top examples (feature discovery).
     Sample(query::SampleArgs),
+    /// Which feature is which: two SAEs' features matched (decoder cosine, co-activation
+    /// on shared tokens, splits), or two runs of one SAE (what changed).
+    Compare(query::CompareArgs),
     /// An index's counts, model, SAE and live/dead features.
     Info(query::InfoArgs),
     /// An index's documents with their metadata, all or those a filter selects.
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
         Command::Silent(args) => query::silent(args),
         Command::Explain(args) => query::explain(args),
         Command::Sample(args) => query::sample(args),
+        Command::Compare(args) => query::compare(args),
         Command::Info(args) => query::info(args),
         Command::Documents(args) => query::documents(args),
         Command::Query(command) => query::query(command),

@@ -316,3 +316,61 @@ fn verify_fails_without_the_query_manifest_and_query_build_waits_for_no_one() {
     let output = saeidx(&["verify", index.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+/// A synthetic index at `dir/name` of one fixed corpus, its SAE's decoder `rows` (8 wide).
+fn compared_index(dir: &std::path::Path, name: &str, rows: &[f32]) -> std::path::PathBuf {
+    use saeidx_testkit::{sae, synthetic};
+    let spec = synthetic::SyntheticSpec {
+        documents: 8,
+        tokens_per_document: (4, 16),
+        documents_per_part: 4,
+        feature_weights: vec![1.0; rows.len() / 8],
+        k: 2,
+        value_step: 0.25,
+        seed: 9,
+    };
+    let index = dir.join(name);
+    let folder = dir.join(format!("{name}-sae"));
+    synthetic::write_synthetic_index(&index, &spec).unwrap();
+    sae::write_saelens_sae(&folder, rows, rows.len() / 8, 8).unwrap();
+    let sha256 = saeidx_compare::Decoder::read_folder(&folder)
+        .unwrap()
+        .sha256()
+        .to_string();
+    sae::record_sae(&index, &folder, &sha256, 8).unwrap();
+    saeidx_query::build(&index).unwrap();
+    index
+}
+
+#[test]
+fn compare_prints_the_library_answer_and_writes_the_matching_as_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = saeidx_testkit::sae::random_decoder(12, 8, 3);
+    let moved: Vec<f32> = rows.iter().map(|v| v * 1.5 + 0.01).collect();
+    let a = compared_index(dir.path(), "a", &rows);
+    let b = compared_index(dir.path(), "b", &moved);
+    let parquet = dir.path().join("matching.parquet");
+    let (a_arg, b_arg) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let output = saeidx(&[
+        "compare",
+        a_arg,
+        b_arg,
+        "--json",
+        "--parquet",
+        parquet.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let want = saeidx_compare::compare_recorded(
+        &saeidx_query::QueryIndex::open(&a).unwrap(),
+        &saeidx_query::QueryIndex::open(&b).unwrap(),
+        &saeidx_compare::CompareRequest::default(),
+    )
+    .unwrap();
+    assert_eq!(printed, saeidx_query::answers::to_json(&want).unwrap());
+    assert_eq!(printed["matched"], 12);
+    assert!(parquet.is_file());
+    let text = saeidx(&["compare", a_arg, b_arg, "--show", "2"]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("12 pairs"));
+}

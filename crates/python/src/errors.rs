@@ -87,8 +87,22 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
             PyFileNotFoundError::new_err(text)
         }
         QueryError::Io { .. } => PyOSError::new_err(text),
-        QueryError::Arrow { .. } | QueryError::TooLarge { .. } | QueryError::Locked(_) => {
-            SaeidxError::new_err(text)
-        }
+        QueryError::Arrow { .. }
+        | QueryError::TooLarge { .. }
+        | QueryError::Precision { .. }
+        | QueryError::Locked(_) => SaeidxError::new_err(text),
+    }
+}
+
+/// A comparison's error as a Python exception: the query layer's as [`query_error`],
+/// a bad request as `ValueError`, an SAE file not found as `FileNotFoundError`,
+/// anything else as saeidx's own error.
+pub(crate) fn compare_error(error: saeidx_compare::CompareError) -> PyErr {
+    use saeidx_compare::CompareError;
+    match error {
+        CompareError::Query(error) => query_error(error),
+        CompareError::Request(_) => PyValueError::new_err(error.to_string()),
+        CompareError::SaeNotFound { .. } => PyFileNotFoundError::new_err(error.to_string()),
+        _ => SaeidxError::new_err(error.to_string()),
     }
 }

@@ -519,8 +519,70 @@ impl Index {
         };
         let guard = self.read()?;
         let index = &*guard;
-        let report = py.detach(|| index.feature(&request)).map_err(query_error)?;
+        let report = py
+            .detach(|| saeidx_compare::feature_report(index, &request))
+            .map_err(query_error)?;
         to_python(py, &report)
+    }
+
+    /// This index's features compared with `other`'s, as `saeidx compare A B --json`
+    /// prints it: two SAEs feature by feature (kind "saes": candidates by decoder cosine
+    /// and co-activation, a one-to-one matching, features without counterpart, splits),
+    /// or two runs of one SAE (kind "runs": what changed). `by` is "auto", "decoder" or
+    /// "coactivation"; `sae_a` / `sae_b` are folders tried first for each SAE's files;
+    /// `parquet` also writes the full matching there.
+    #[pyo3(signature = (other, *, candidates = 5, by = "auto", min_score = 0.5, examples = 10, context = 8, sae_a = None, sae_b = None, parquet = None, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn compare<'py>(
+        &self,
+        py: Python<'py>,
+        other: &Index,
+        candidates: i64,
+        by: &str,
+        min_score: f64,
+        examples: i64,
+        context: i64,
+        sae_a: Option<PathBuf>,
+        sae_b: Option<PathBuf>,
+        parquet: Option<PathBuf>,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = saeidx_compare::CompareRequest {
+            candidates: count(candidates, "candidates")?,
+            by: match by {
+                "auto" => saeidx_compare::MatchBy::Auto,
+                "decoder" => saeidx_compare::MatchBy::Decoder,
+                "coactivation" => saeidx_compare::MatchBy::Coactivation,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "by={other:?}: use \"auto\", \"decoder\" or \"coactivation\""
+                    )));
+                }
+            },
+            min_score,
+            examples: count(examples, "examples")?,
+            context: small(context, "context")?,
+            exclusions: exclusions(include_special, include_sinks),
+            ..saeidx_compare::CompareRequest::default()
+        };
+        let folders = saeidx_compare::SaeFolders {
+            a: sae_a.into_iter().collect(),
+            b: sae_b.into_iter().collect(),
+        };
+        let (a, b) = (self.read()?, other.read()?);
+        let (a, b) = (&*a, &*b);
+        let answer = py
+            .detach(|| {
+                let hub = saeidx_hub::HubSettings::from_env();
+                let answer = saeidx_compare::compare(a, b, &folders, &hub, &request)?;
+                if let Some(path) = &parquet {
+                    saeidx_compare::table::write_parquet(&answer, path)?;
+                }
+                Ok(answer)
+            })
+            .map_err(crate::errors::compare_error)?;
+        to_python(py, &answer)
     }
 
     /// A feature's statistics over the index's counted tokens (the `stats` of a feature

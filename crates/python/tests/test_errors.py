@@ -49,9 +49,9 @@ def test_an_index_without_query_files(index_dir: Path, tmp_path: Path) -> None:
 def test_a_damaged_index(index_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "index"
     shutil.copytree(index_dir, copy)
-    postings = copy / "query" / "postings.arrow"
+    postings = copy / "query" / "postings.bin"
     postings.write_bytes(postings.read_bytes()[: postings.stat().st_size // 2])
-    with pytest.raises(saeidx.CorruptIndexError, match="postings.arrow"):
+    with pytest.raises(saeidx.CorruptIndexError, match="postings.bin"):
         saeidx.open(copy)
 
 

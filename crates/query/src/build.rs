@@ -2,13 +2,15 @@
 //!
 //! Every part is read through the index format's full verification (checksums,
 //! schemas, numbering, bounds), so the query files are only ever built from data that
-//! is exactly what the manifest describes. The build holds the codes and postings in
-//! memory (about 16 bytes per nonzero activation at its peak) and writes the folder
-//! atomically: `query/` is either the old complete folder or the new one.
+//! is exactly what the manifest describes. Tokens and codes stream to their files in
+//! corpus order; the nonzero activations go through an external sort ([`crate::sort`])
+//! that keeps at most [`BuildOptions::memory`] bytes of them in memory, spilling sorted
+//! runs to the staging folder, and come out feature by feature for the postings and
+//! the statistics. The folder is written atomically: `query/` is either the old
+//! complete folder or the new one.
 
 use std::{
     fs::File,
-    hash::Hasher,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
     sync::Arc,
@@ -16,29 +18,49 @@ use std::{
 };
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array,
-    LargeBinaryArray, LargeStringArray, RecordBatch, StringArray, UInt8Array, UInt32Array,
-    UInt64Array,
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, LargeBinaryArray,
+    LargeStringArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
-use rayon::prelude::*;
 use saeidx_format::{
     atomic::StagedDir,
     manifest::Manifest,
     verify::{self, VerifyError, VerifyReport},
 };
 use serde::Serialize;
-use twox_hash::XxHash3_64;
 
 use crate::{
+    blocks::{ChunkHashing, CodesWriter, PostingsWriter, TokenEntry, TokensWriter},
+    codec::{VALUE_CODE_BITS, code_value, value_code},
     error::QueryError,
     layout::{
         CHUNK_BYTES, FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, QUERY_DIR, QUERY_FORMAT,
         QUERY_FORMAT_VERSION, QUERY_MANIFEST, QueryCounts, QueryFile, QueryFileRecord,
         QueryManifest, index_data_sha256,
     },
+    sort::{Posting, Sorter},
 };
+
+/// The default memory budget of a build's external sort: 1 GiB.
+pub const DEFAULT_BUILD_MEMORY: u64 = 1 << 30;
+
+/// How [`build_with`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Bytes of nonzero activations the external sort holds in memory before it spills
+    /// a sorted run to disk (the build's other memory: one Parquet part, the documents'
+    /// texts, the largest feature's postings).
+    pub memory: u64,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            memory: DEFAULT_BUILD_MEMORY,
+        }
+    }
+}
 
 /// What [`build`] wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -49,101 +71,179 @@ pub struct BuildSummary {
     pub counts: QueryCounts,
     /// Bytes of all query files.
     pub bytes: u64,
+    /// Sorted runs the external sort spilled to disk (0: it fit in memory).
+    pub spilled_runs: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
 
-/// Builds (or rebuilds) the query files of the index in `index_dir`, holding the
-/// folder's output lock ([`saeidx_format::lock`]): refused while another process writes
-/// the index.
+/// Builds (or rebuilds) the query files of the index in `index_dir` with the default
+/// options, holding the folder's output lock ([`saeidx_format::lock`]): refused while
+/// another process writes the index.
 pub fn build(index_dir: &Path) -> Result<BuildSummary, QueryError> {
+    build_with(index_dir, &BuildOptions::default())
+}
+
+/// [`build`] with `options`.
+pub fn build_with(index_dir: &Path, options: &BuildOptions) -> Result<BuildSummary, QueryError> {
     let _lock = saeidx_format::lock::OutputLock::acquire(index_dir)?;
-    build_unlocked(index_dir)
+    build_unlocked_with(index_dir, options)
 }
 
 /// [`build`] for a folder the caller already writes exclusively (a run's work folder, a
 /// merge's staging folder).
 pub fn build_unlocked(index_dir: &Path) -> Result<BuildSummary, QueryError> {
+    build_unlocked_with(index_dir, &BuildOptions::default())
+}
+
+/// [`build_unlocked`] with `options`.
+pub fn build_unlocked_with(
+    index_dir: &Path,
+    options: &BuildOptions,
+) -> Result<BuildSummary, QueryError> {
     let started = Instant::now();
     let manifest = Manifest::read(index_dir).map_err(VerifyError::from)?;
     verify::check_job(index_dir, &manifest)?;
     let d_sae = manifest.job.sae.d_sae;
-    let mut data = Collected::default();
+    let query_dir = index_dir.join(QUERY_DIR);
+    let staged = StagedDir::new(&query_dir)?;
+    let sort_dir = staged.path().join("sort");
+    let mut stream = Stream::create(staged.path(), d_sae, Sorter::new(&sort_dir, options.memory))?;
     let mut report = VerifyReport::default();
     for part in &manifest.parts {
         let tables = verify::read_part(index_dir, part, d_sae, &mut report)?;
-        data.add_part(&tables)?;
+        stream.add_part(&tables)?;
     }
-    data.finish_tokens();
+    let spilled_runs = stream.sorter.spilled();
+    let Stream {
+        documents,
+        tokens,
+        codes,
+        sorter,
+        content_tokens,
+        ..
+    } = stream;
     let counts = QueryCounts {
-        documents: data.first_token.len() as u64,
-        tokens: data.doc.len() as u64,
-        content_tokens: data.flags.iter().filter(|flags| **flags == 0).count() as u64,
-        nonzeros: data.features.len() as u64,
+        documents: documents.first_token.len() as u64,
+        tokens: documents.tokens,
+        content_tokens,
+        nonzeros: 0,
         features: d_sae as u64,
     };
-    let postings = Postings::of(&data, d_sae);
-
-    let query_dir = index_dir.join(QUERY_DIR);
-    let staged = StagedDir::new(&query_dir)?;
-    let mut files = Vec::new();
-    let (documents, tokens, codes) = data.batches()?;
-    files.push(write_file(staged.path(), QueryFile::Documents, documents)?);
-    files.push(write_file(staged.path(), QueryFile::Tokens, tokens)?);
-    files.push(write_file(staged.path(), QueryFile::Codes, codes)?);
-    let (postings_batch, features_batch) = postings.batches()?;
-    files.push(write_file(
-        staged.path(),
-        QueryFile::Postings,
-        postings_batch,
-    )?);
-    files.push(write_file(
-        staged.path(),
-        QueryFile::Features,
-        features_batch,
-    )?);
+    let tokens = tokens.finish()?;
+    let codes = codes.finish()?;
+    let counts = QueryCounts {
+        nonzeros: codes.rows,
+        ..counts
+    };
+    let (postings, features) =
+        write_postings(staged.path(), sorter, d_sae, &documents.first_token)?;
+    if sort_dir.exists() {
+        std::fs::remove_dir_all(&sort_dir).map_err(QueryError::io(&sort_dir))?;
+    }
+    let documents = write_arrow(staged.path(), QueryFile::Documents, documents.batch()?)?;
+    let features = write_arrow(staged.path(), QueryFile::Features, features.batch()?)?;
+    let files = vec![documents, tokens, codes, postings, features];
     let bytes = files.iter().map(|file| file.bytes).sum();
+    write_manifest(staged.path(), &manifest, counts, files)?;
+    let dir = staged.publish()?;
+    Ok(BuildSummary {
+        dir,
+        counts,
+        bytes,
+        spilled_runs,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes `query/manifest.json` into the staging folder.
+fn write_manifest(
+    dir: &Path,
+    manifest: &Manifest,
+    counts: QueryCounts,
+    files: Vec<QueryFileRecord>,
+) -> Result<(), QueryError> {
     let query = QueryManifest {
         format: QUERY_FORMAT.into(),
         format_version: QUERY_FORMAT_VERSION,
         saeidx_version: env!("CARGO_PKG_VERSION").into(),
-        index_data_sha256: index_data_sha256(&manifest),
+        index_data_sha256: index_data_sha256(manifest),
         counts,
         chunk_bytes: CHUNK_BYTES,
         files,
     };
     let mut json = serde_json::to_vec_pretty(&query).expect("the query manifest serializes");
     json.push(b'\n');
-    let manifest_path = staged.path().join(QUERY_MANIFEST);
-    std::fs::write(&manifest_path, json).map_err(QueryError::io(&manifest_path))?;
-    let dir = staged.publish()?;
-    Ok(BuildSummary {
-        dir,
-        counts,
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    let path = dir.join(QUERY_MANIFEST);
+    std::fs::write(&path, json).map_err(QueryError::io(&path))
 }
 
-/// Everything read from the parts, in corpus order.
+/// The documents, collected for `documents.arrow`.
 #[derive(Default)]
-struct Collected {
+struct Documents {
     ids: Vec<String>,
     sources: Vec<String>,
     text_offsets: Vec<i64>,
     text: Vec<u8>,
     first_token: Vec<u64>,
     doc_tokens: Vec<u32>,
-    documented_tokens: u64,
-    doc: Vec<u32>,
-    position: Vec<u32>,
-    token: Vec<u32>,
-    start: Vec<u32>,
-    end: Vec<u32>,
-    flags: Vec<u8>,
-    first_code: Vec<u64>,
-    features: Vec<u32>,
-    values: Vec<f32>,
+    /// Tokens the documents hold.
+    tokens: u64,
+}
+
+impl Documents {
+    fn add(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
+        if self.text_offsets.is_empty() {
+            self.text_offsets.push(0);
+        }
+        let id = column::<StringArray>(batch, "id");
+        let source = column::<StringArray>(batch, "source");
+        let text = column::<LargeStringArray>(batch, "text");
+        let tokens = column::<UInt32Array>(batch, "tokens");
+        for row in 0..batch.num_rows() {
+            self.ids.push(id.value(row).to_string());
+            self.sources.push(source.value(row).to_string());
+            self.text.extend_from_slice(text.value(row).as_bytes());
+            self.text_offsets.push(self.text.len() as i64);
+            self.first_token.push(self.tokens);
+            self.tokens += u64::from(tokens.value(row));
+            self.doc_tokens.push(tokens.value(row));
+        }
+        if self.first_token.len() as u64 > u64::from(u32::MAX) {
+            return Err(QueryError::TooLarge {
+                what: "the number of documents",
+                limit: u64::from(u32::MAX),
+            });
+        }
+        Ok(())
+    }
+
+    fn batch(mut self) -> Result<RecordBatch, QueryError> {
+        if self.text_offsets.is_empty() {
+            self.text_offsets.push(0);
+        }
+        arrow_batch(
+            QueryFile::Documents,
+            vec![
+                Arc::new(StringArray::from(self.ids)),
+                Arc::new(StringArray::from(self.sources)),
+                Arc::new(LargeBinaryArray::new(
+                    OffsetBuffer::new(ScalarBuffer::from(self.text_offsets)),
+                    Buffer::from_vec(self.text),
+                    None,
+                )),
+                Arc::new(UInt64Array::from(self.first_token)),
+                Arc::new(UInt32Array::from(self.doc_tokens)),
+            ],
+        )
+    }
+}
+
+fn arrow_batch(file: QueryFile, columns: Vec<ArrayRef>) -> Result<RecordBatch, QueryError> {
+    RecordBatch::try_new(file.schema(), columns).map_err(|source| QueryError::Arrow {
+        path: PathBuf::from(file.name()),
+        source,
+    })
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
@@ -153,263 +253,195 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .expect("verification checked the schema")
 }
 
-impl Collected {
+/// The parts, streamed in corpus order into the files that follow it.
+struct Stream {
+    documents: Documents,
+    tokens: TokensWriter,
+    codes: CodesWriter,
+    sorter: Sorter,
+    /// Tokens written so far.
+    written: u64,
+    content_tokens: u64,
+}
+
+impl Stream {
+    fn create(dir: &Path, d_sae: usize, sorter: Sorter) -> Result<Self, QueryError> {
+        Ok(Self {
+            documents: Documents::default(),
+            tokens: TokensWriter::create(dir)?,
+            codes: CodesWriter::create(dir, d_sae)?,
+            sorter,
+            written: 0,
+            content_tokens: 0,
+        })
+    }
+
     fn add_part(&mut self, tables: &verify::PartTables) -> Result<(), QueryError> {
-        if self.text_offsets.is_empty() {
-            self.text_offsets.push(0);
-        }
         for batch in &tables.documents {
-            let id = column::<StringArray>(batch, "id");
-            let source = column::<StringArray>(batch, "source");
-            let text = column::<LargeStringArray>(batch, "text");
-            let tokens = column::<UInt32Array>(batch, "tokens");
-            for row in 0..batch.num_rows() {
-                self.ids.push(id.value(row).to_string());
-                self.sources.push(source.value(row).to_string());
-                self.text.extend_from_slice(text.value(row).as_bytes());
-                self.text_offsets.push(self.text.len() as i64);
-                self.first_token.push(self.documented_tokens);
-                self.documented_tokens += u64::from(tokens.value(row));
-                self.doc_tokens.push(tokens.value(row));
-            }
+            self.documents.add(batch)?;
         }
+        let first = self.written;
+        let mut flags = Vec::new();
         for batch in &tables.tokens {
             let special = column::<BooleanArray>(batch, "special");
             let sink = column::<BooleanArray>(batch, "sink");
-            for (name, target) in [
-                ("doc", &mut self.doc),
-                ("position", &mut self.position),
-                ("token", &mut self.token),
-                ("start", &mut self.start),
-                ("end", &mut self.end),
-            ] {
-                target.extend_from_slice(column::<UInt32Array>(batch, name).values());
-            }
+            let token = column::<UInt32Array>(batch, "token");
+            let start = column::<UInt32Array>(batch, "start");
+            let end = column::<UInt32Array>(batch, "end");
             for row in 0..batch.num_rows() {
-                let mut flags = 0;
+                let mut bits = 0;
                 if special.value(row) {
-                    flags |= FLAG_SPECIAL;
+                    bits |= FLAG_SPECIAL;
                 }
                 if sink.value(row) {
-                    flags |= FLAG_SINK;
+                    bits |= FLAG_SINK;
                 }
-                self.flags.push(flags);
+                if bits == 0 {
+                    self.content_tokens += 1;
+                }
+                flags.push(bits);
+                // Verification checked start <= end within the text.
+                self.tokens.token(TokenEntry {
+                    token: token.value(row),
+                    start: start.value(row),
+                    end: end.value(row),
+                    flags: bits,
+                })?;
             }
         }
-        if self.doc.len() as u64 >= u64::from(u32::MAX) {
-            return Err(QueryError::TooLarge {
-                what: "the number of tokens",
-                limit: u64::from(u32::MAX) - 1,
-            });
-        }
+        self.written += flags.len() as u64;
+        self.add_codes(tables, first, &flags)
+    }
+
+    /// Streams the part's codes (tokens `first..` with `flags`) to `codes.bin` and the
+    /// sorter.
+    fn add_codes(
+        &mut self,
+        tables: &verify::PartTables,
+        first: u64,
+        flags: &[u8],
+    ) -> Result<(), QueryError> {
+        let mut next = first;
+        let mut codes: Vec<(u32, u32)> = Vec::new();
+        let mut current: Option<u64> = None;
         for batch in &tables.activations {
             let doc = column::<UInt32Array>(batch, "doc");
             let position = column::<UInt32Array>(batch, "position");
             let feature = column::<UInt32Array>(batch, "feature");
             let value = column::<Float32Array>(batch, "value");
             for row in 0..batch.num_rows() {
-                // Verification guarantees the document is in this part and the
-                // position inside it, and rows in token order.
-                let token =
-                    self.first_token[doc.value(row) as usize] + u64::from(position.value(row));
-                self.open_token(token as usize);
-                self.features.push(feature.value(row));
-                self.values.push(value.value(row));
+                // Verification guarantees the document is in this part, the position
+                // inside it, and rows in token order.
+                let token = self.documents.first_token[doc.value(row) as usize]
+                    + u64::from(position.value(row));
+                if current != Some(token) {
+                    if current.is_some() {
+                        self.codes.token(std::mem::take(&mut codes))?;
+                        next += 1;
+                    }
+                    while next < token {
+                        self.codes.token(Vec::new())?;
+                        next += 1;
+                    }
+                    current = Some(token);
+                }
+                let value = value.value(row);
+                let code = value_code(value).ok_or(QueryError::Precision { value })?;
+                codes.push((feature.value(row), code));
+                let token_flags = flags[(token - first) as usize];
+                self.sorter.push(Posting {
+                    feature: feature.value(row),
+                    token,
+                    payload: code | (u32::from(token_flags) << VALUE_CODE_BITS),
+                })?;
             }
+        }
+        if current.is_some() {
+            self.codes.token(codes)?;
+            next += 1;
+        }
+        while next < self.written {
+            self.codes.token(Vec::new())?;
+            next += 1;
         }
         Ok(())
     }
-
-    /// Starts the codes of `token` (closing every token before it).
-    fn open_token(&mut self, token: usize) {
-        while self.first_code.len() <= token {
-            self.close_last_token();
-            self.first_code.push(self.features.len() as u64);
-        }
-    }
-
-    /// Sorts the last opened token's codes by value, descending, then feature.
-    fn close_last_token(&mut self) {
-        let Some(&start) = self.first_code.last() else {
-            return;
-        };
-        let start = start as usize;
-        let mut pairs: Vec<(u32, f32)> = self.features[start..]
-            .iter()
-            .copied()
-            .zip(self.values[start..].iter().copied())
-            .collect();
-        pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (i, (feature, value)) in pairs.into_iter().enumerate() {
-            self.features[start + i] = feature;
-            self.values[start + i] = value;
-        }
-    }
-
-    /// Gives every token (also those without codes) its `first_code`.
-    fn finish_tokens(&mut self) {
-        let tokens = self.doc.len();
-        if tokens > 0 {
-            self.open_token(tokens - 1);
-        }
-        self.close_last_token();
-        if self.text_offsets.is_empty() {
-            self.text_offsets.push(0);
-        }
-    }
-
-    fn batches(&mut self) -> Result<(RecordBatch, RecordBatch, RecordBatch), QueryError> {
-        let arrow = |file: QueryFile, columns: Vec<ArrayRef>| {
-            RecordBatch::try_new(file.schema(), columns).map_err(|source| QueryError::Arrow {
-                path: PathBuf::from(file.name()),
-                source,
-            })
-        };
-        let documents = arrow(
-            QueryFile::Documents,
-            vec![
-                Arc::new(StringArray::from(std::mem::take(&mut self.ids))),
-                Arc::new(StringArray::from(std::mem::take(&mut self.sources))),
-                Arc::new(LargeBinaryArray::new(
-                    OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.text_offsets))),
-                    Buffer::from_vec(std::mem::take(&mut self.text)),
-                    None,
-                )),
-                Arc::new(UInt64Array::from(std::mem::take(&mut self.first_token))),
-                Arc::new(UInt32Array::from(std::mem::take(&mut self.doc_tokens))),
-            ],
-        )?;
-        let tokens = arrow(
-            QueryFile::Tokens,
-            vec![
-                Arc::new(UInt32Array::from(std::mem::take(&mut self.doc))),
-                Arc::new(UInt32Array::from(std::mem::take(&mut self.position))),
-                Arc::new(UInt32Array::from(std::mem::take(&mut self.token))),
-                Arc::new(UInt32Array::from(std::mem::take(&mut self.start))),
-                Arc::new(UInt32Array::from(std::mem::take(&mut self.end))),
-                Arc::new(UInt8Array::from(std::mem::take(&mut self.flags))),
-                Arc::new(UInt64Array::from(std::mem::take(&mut self.first_code))),
-            ],
-        )?;
-        let codes = arrow(
-            QueryFile::Codes,
-            vec![
-                Arc::new(UInt32Array::from(std::mem::take(&mut self.features))),
-                Arc::new(Float32Array::from(std::mem::take(&mut self.values))),
-            ],
-        )?;
-        Ok((documents, tokens, codes))
-    }
 }
 
-/// Feature-major postings and per-feature statistics.
-struct Postings {
+/// Per-feature offsets and statistics (`features.arrow`).
+struct Features {
     first_posting: Vec<u64>,
     postings: Vec<u32>,
-    token: Vec<u32>,
-    value: Vec<f32>,
     count: Vec<u32>,
     documents: Vec<u32>,
     max: Vec<f32>,
     sum: Vec<f64>,
     histogram: Vec<u32>,
+    total: u64,
 }
 
-impl Postings {
-    fn of(data: &Collected, d_sae: usize) -> Self {
-        let mut postings = vec![0u32; d_sae];
-        for &feature in &data.features {
-            postings[feature as usize] += 1;
+impl Features {
+    fn new(d_sae: usize) -> Self {
+        Self {
+            first_posting: Vec::with_capacity(d_sae),
+            postings: Vec::with_capacity(d_sae),
+            count: Vec::with_capacity(d_sae),
+            documents: Vec::with_capacity(d_sae),
+            max: Vec::with_capacity(d_sae),
+            sum: Vec::with_capacity(d_sae),
+            histogram: Vec::with_capacity(d_sae * HISTOGRAM_BINS),
+            total: 0,
         }
-        let mut first_posting = Vec::with_capacity(d_sae);
-        let mut total = 0u64;
-        for &count in &postings {
-            first_posting.push(total);
-            total += u64::from(count);
-        }
-        // Scatter in token order, so each feature's postings start in token order and
-        // a stable sort by value keeps ties in token order.
-        let mut pairs = vec![(0u32, 0f32); data.features.len()];
-        let mut cursor = first_posting.clone();
-        let tokens = data.first_code.len();
-        for token in 0..tokens {
-            let start = data.first_code[token] as usize;
-            let end = data
-                .first_code
-                .get(token + 1)
-                .map_or(data.features.len(), |e| *e as usize);
-            for code in start..end {
-                let feature = data.features[code] as usize;
-                pairs[cursor[feature] as usize] = (token as u32, data.values[code]);
-                cursor[feature] += 1;
-            }
-        }
-        let mut segments: Vec<&mut [(u32, f32)]> = Vec::with_capacity(d_sae);
-        let mut rest = pairs.as_mut_slice();
-        for &count in &postings {
-            let (segment, tail) = rest.split_at_mut(count as usize);
-            segments.push(segment);
-            rest = tail;
-        }
-        segments
-            .par_iter_mut()
-            .for_each(|segment| segment.sort_by(|a, b| b.1.total_cmp(&a.1)));
-
-        let mut stats = Postings {
-            first_posting,
-            postings,
-            token: Vec::with_capacity(pairs.len()),
-            value: Vec::with_capacity(pairs.len()),
-            count: vec![0; d_sae],
-            documents: vec![0; d_sae],
-            max: vec![0.0; d_sae],
-            sum: vec![0.0; d_sae],
-            histogram: vec![0; d_sae * HISTOGRAM_BINS],
-        };
-        let mut seen_by = vec![u32::MAX; data.first_token.len()];
-        for feature in 0..d_sae {
-            let start = stats.first_posting[feature] as usize;
-            let segment = &pairs[start..start + stats.postings[feature] as usize];
-            let content = || {
-                segment
-                    .iter()
-                    .filter(|(token, _)| data.flags[*token as usize] == 0)
-            };
-            let max = content().map(|(_, value)| *value).fold(0.0f32, f32::max);
-            let bins = &mut stats.histogram[feature * HISTOGRAM_BINS..][..HISTOGRAM_BINS];
-            for &(token, value) in content() {
-                stats.count[feature] += 1;
-                stats.sum[feature] += f64::from(value);
-                bins[histogram_bin(value, max)] += 1;
-                let doc = data.doc[token as usize] as usize;
-                if seen_by[doc] != feature as u32 {
-                    seen_by[doc] = feature as u32;
-                    stats.documents[feature] += 1;
-                }
-            }
-            stats.max[feature] = max;
-        }
-        for (token, value) in pairs {
-            stats.token.push(token);
-            stats.value.push(value);
-        }
-        stats
     }
 
-    fn batches(self) -> Result<(RecordBatch, RecordBatch), QueryError> {
-        let arrow = |file: QueryFile, columns: Vec<ArrayRef>| {
-            RecordBatch::try_new(file.schema(), columns).map_err(|source| QueryError::Arrow {
-                path: PathBuf::from(file.name()),
-                source,
-            })
-        };
-        let postings = arrow(
-            QueryFile::Postings,
-            vec![
-                Arc::new(UInt32Array::from(self.token)),
-                Arc::new(Float32Array::from(self.value)),
-            ],
-        )?;
+    /// Adds the next feature, whose postings are `postings` (token order) with the
+    /// tokens' `flags`; `first_token` numbers the documents' tokens.
+    fn add(
+        &mut self,
+        postings: &[(u64, u32)],
+        flags: &[u8],
+        first_token: &[u64],
+    ) -> Result<(), QueryError> {
+        let count = u32::try_from(postings.len()).map_err(|_| QueryError::TooLarge {
+            what: "one feature's postings",
+            limit: u64::from(u32::MAX),
+        })?;
+        self.first_posting.push(self.total);
+        self.postings.push(count);
+        self.total += u64::from(count);
+        let mut content: Vec<f32> = Vec::new();
+        let mut documents = 0u32;
+        let mut doc_end = 0u64;
+        for (&(token, code), &flags) in postings.iter().zip(flags) {
+            if flags != 0 {
+                continue;
+            }
+            content.push(code_value(code));
+            if token >= doc_end {
+                // Tokens ascend: a token past the current document starts another one.
+                let doc = first_token.partition_point(|first| *first <= token);
+                doc_end = first_token.get(doc).copied().unwrap_or(u64::MAX);
+                documents += 1;
+            }
+        }
+        // Strongest first, as readers recompute it.
+        content.sort_by(|a, b| b.total_cmp(a));
+        let max = content.first().copied().unwrap_or(0.0).max(0.0);
+        let mut bins = [0u32; HISTOGRAM_BINS];
+        let mut sum = 0.0f64;
+        for &value in &content {
+            sum += f64::from(value);
+            bins[histogram_bin(value, max)] += 1;
+        }
+        self.count.push(content.len() as u32);
+        self.documents.push(documents);
+        self.max.push(max);
+        self.sum.push(sum);
+        self.histogram.extend_from_slice(&bins);
+        Ok(())
+    }
+
+    fn batch(self) -> Result<RecordBatch, QueryError> {
         let histogram = FixedSizeListArray::try_new(
             Arc::new(Field::new("item", DataType::UInt32, false)),
             HISTOGRAM_BINS as i32,
@@ -420,7 +452,7 @@ impl Postings {
             path: PathBuf::from(QueryFile::Features.name()),
             source,
         })?;
-        let features = arrow(
+        arrow_batch(
             QueryFile::Features,
             vec![
                 Arc::new(UInt64Array::from(self.first_posting)),
@@ -431,9 +463,44 @@ impl Postings {
                 Arc::new(Float64Array::from(self.sum)),
                 Arc::new(histogram),
             ],
-        )?;
-        Ok((postings, features))
+        )
     }
+}
+
+/// Drains the sorter feature by feature into `postings.bin` and the statistics.
+fn write_postings(
+    dir: &Path,
+    sorter: Sorter,
+    d_sae: usize,
+    first_token: &[u64],
+) -> Result<(QueryFileRecord, Features), QueryError> {
+    let mut writer = PostingsWriter::create(dir)?;
+    let mut features = Features::new(d_sae);
+    let mut postings: Vec<(u64, u32)> = Vec::new();
+    let mut flags: Vec<u8> = Vec::new();
+    let mut feature = 0usize;
+    let value_mask = (1u32 << VALUE_CODE_BITS) - 1;
+    let mut close = |postings: &mut Vec<(u64, u32)>, flags: &mut Vec<u8>| {
+        writer.feature(postings)?;
+        features.add(postings, flags, first_token)?;
+        postings.clear();
+        flags.clear();
+        Ok::<(), QueryError>(())
+    };
+    sorter.drain(|posting| {
+        while feature < posting.feature as usize {
+            close(&mut postings, &mut flags)?;
+            feature += 1;
+        }
+        postings.push((posting.token, posting.payload & value_mask));
+        flags.push((posting.payload >> VALUE_CODE_BITS) as u8);
+        Ok(())
+    })?;
+    while feature < d_sae {
+        close(&mut postings, &mut flags)?;
+        feature += 1;
+    }
+    Ok((writer.finish()?, features))
 }
 
 /// The histogram bin of `value` among [`HISTOGRAM_BINS`] equal bins over `(0, max]`.
@@ -444,53 +511,8 @@ pub(crate) fn histogram_bin(value: f32, max: f32) -> usize {
     (((value / max) * HISTOGRAM_BINS as f32).ceil() as usize).clamp(1, HISTOGRAM_BINS) - 1
 }
 
-/// A writer that checksums what passes through it in [`CHUNK_BYTES`] chunks.
-struct ChunkHashing<W: Write> {
-    inner: W,
-    hasher: XxHash3_64,
-    in_chunk: u64,
-    bytes: u64,
-    chunks: Vec<String>,
-}
-
-impl<W: Write> ChunkHashing<W> {
-    fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: XxHash3_64::new(),
-            in_chunk: 0,
-            bytes: 0,
-            chunks: Vec::new(),
-        }
-    }
-
-    fn close_chunk(&mut self) {
-        let hasher = std::mem::replace(&mut self.hasher, XxHash3_64::new());
-        self.chunks.push(format!("{:016x}", hasher.finish()));
-        self.in_chunk = 0;
-    }
-}
-
-impl<W: Write> Write for ChunkHashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = (CHUNK_BYTES - self.in_chunk) as usize;
-        let n = self.inner.write(&buf[..buf.len().min(room)])?;
-        self.hasher.write(&buf[..n]);
-        self.in_chunk += n as u64;
-        self.bytes += n as u64;
-        if self.in_chunk == CHUNK_BYTES {
-            self.close_chunk();
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Writes `batch` as the Arrow IPC file `file` in `dir`, fsynced, and describes it.
-fn write_file(
+fn write_arrow(
     dir: &Path,
     file: QueryFile,
     batch: RecordBatch,
@@ -508,26 +530,27 @@ fn write_file(
     .map_err(arrow_error)?;
     writer.write(&batch).map_err(arrow_error)?;
     writer.finish().map_err(arrow_error)?;
-    let mut hashing = writer.into_inner().map_err(arrow_error)?;
-    hashing.flush().map_err(QueryError::io(&path))?;
-    if hashing.in_chunk > 0 {
-        hashing.close_chunk();
-    }
-    let handle = hashing
-        .inner
+    let hashing = writer.into_inner().map_err(arrow_error)?;
+    let (buffered, bytes, chunks) = hashing.finish().map_err(QueryError::io(&path))?;
+    let mut handle = buffered
         .into_inner()
         .map_err(|e| QueryError::io(&path)(e.into_error()))?;
+    handle.flush().map_err(QueryError::io(&path))?;
     handle.sync_all().map_err(QueryError::io(&path))?;
     Ok(QueryFileRecord {
         name: file.name().into(),
-        bytes: hashing.bytes,
+        bytes,
         rows: batch.num_rows() as u64,
-        chunks_xxh3: hashing.chunks,
+        chunks_xxh3: chunks,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::hash::Hasher;
+
+    use twox_hash::XxHash3_64;
+
     use super::*;
 
     #[test]
@@ -548,11 +571,16 @@ mod tests {
         for piece in data.chunks(4093) {
             hashing.write_all(piece).unwrap();
         }
-        hashing.close_chunk();
+        let (_, bytes, chunks) = hashing.finish().unwrap();
+        assert_eq!(bytes, data.len() as u64);
         let expected: Vec<String> = data
             .chunks(CHUNK_BYTES as usize)
-            .map(|chunk| format!("{:016x}", XxHash3_64::oneshot(chunk)))
+            .map(|chunk| {
+                let mut hasher = XxHash3_64::new();
+                hasher.write(chunk);
+                format!("{:016x}", hasher.finish())
+            })
             .collect();
-        assert_eq!(hashing.chunks, expected);
+        assert_eq!(chunks, expected);
     }
 }

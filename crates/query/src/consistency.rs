@@ -2,13 +2,13 @@
 //!
 //! Chunk checksums prove that the bytes are the ones the builder wrote; this proves
 //! that they describe one index. Every row is checked against the others and against
-//! the query manifest: documents' token ranges tile the tokens, every token sits at its
-//! document's position with a byte span inside the text, codes are sorted, valid and
-//! distinct per token, postings are exactly the codes regrouped by feature, and every
-//! stored statistic (count, documents, max, sum, histogram) equals its recomputation
-//! from the postings. Reading answers lazily checks only what each answer touches;
-//! this checks everything once, in time linear in the index (codes per token times
-//! nonzeros for the postings-to-codes match).
+//! the query manifest: documents' token ranges tile the tokens, every token's byte span
+//! lies inside its document's text, codes are valid and distinct per token, postings are
+//! in token order with their blocks' largest values and are the codes regrouped by
+//! feature (compared as multisets by summed 64-bit fingerprints), and every stored
+//! statistic (count, documents, max, sum, histogram) equals its recomputation from the
+//! postings. Reading answers lazily checks only what each answer touches; this checks
+//! everything once, in time linear in the index.
 
 use std::path::Path;
 
@@ -40,15 +40,18 @@ pub fn verify_query_files(index_dir: &Path) -> Result<Option<u64>, QueryError> {
 impl QueryIndex {
     /// Checks every row of every query file (their chunks must have been verified).
     pub(crate) fn check_consistency(&self) -> Result<(), QueryError> {
-        self.check_documents_and_tokens()?;
+        let flags = self.check_documents_and_tokens()?;
         let tally = self.check_codes()?;
         self.check_postings(&tally)?;
-        self.check_statistics()
+        self.check_statistics(&flags)
     }
 
-    fn check_documents_and_tokens(&self) -> Result<(), QueryError> {
-        let (d, t) = (&self.documents, &self.tokens);
+    /// Checks that documents tile the tokens and every token's bytes lie in its text;
+    /// returns every token's flags.
+    fn check_documents_and_tokens(&self) -> Result<Vec<u8>, QueryError> {
+        let d = &self.documents;
         let fail = |reason: String| self.corrupt(QueryFile::Tokens, reason);
+        let mut flags = Vec::with_capacity(self.tokens.tokens() as usize);
         let mut next = 0u64;
         for doc in 0..self.documents() {
             let i = doc as usize;
@@ -60,97 +63,77 @@ impl QueryIndex {
                 ));
             }
             next = first.saturating_add(u64::from(count));
+            if next > self.tokens.tokens() {
+                return Err(fail(format!("document {doc} runs past the last token")));
+            }
             let (_, _, text) = self.document_texts(doc)?;
-            for position in 0..count {
-                let token = usize::try_from(first + u64::from(position))
-                    .ok()
-                    .filter(|token| *token < t.doc.len())
-                    .ok_or_else(|| fail(format!("document {doc} runs past the last token")))?;
-                if t.doc[token] != doc || t.position[token] != position {
-                    return Err(fail(format!(
-                        "token {token} is (document {}, position {}), not ({doc}, {position})",
-                        t.doc[token], t.position[token]
-                    )));
-                }
-                if t.start[token] > t.end[token] || t.end[token] as usize > text.len() {
+            self.tokens.scan(first..next, |token, entry| {
+                if entry.start > entry.end || entry.end as usize > text.len() {
                     return Err(fail(format!(
                         "token {token}'s bytes {}..{} are outside its {}-byte text",
-                        t.start[token],
-                        t.end[token],
+                        entry.start,
+                        entry.end,
                         text.len()
                     )));
                 }
-                if t.flags[token] & !(FLAG_SPECIAL | FLAG_SINK) != 0 {
+                if entry.flags & !(FLAG_SPECIAL | FLAG_SINK) != 0 {
                     return Err(fail(format!(
                         "token {token} has unknown flags {:#x}",
-                        t.flags[token]
+                        entry.flags
                     )));
                 }
-            }
+                flags.push(entry.flags);
+                Ok(())
+            })?;
         }
-        if next != t.doc.len() as u64 {
+        if next != self.tokens.tokens() {
             return Err(self.corrupt(
                 QueryFile::Documents,
-                format!("documents cover {next} tokens of {}", t.doc.len()),
+                format!("documents cover {next} tokens of {}", self.tokens.tokens()),
             ));
         }
-        Ok(())
+        Ok(flags)
     }
 
-    /// Checks each token's codes; returns how many codes each feature has.
-    fn check_codes(&self) -> Result<Vec<u64>, QueryError> {
-        let (t, c) = (&self.tokens, &self.codes);
-        let nonzeros = c.key.len() as u64;
+    /// Checks each token's codes; returns, per feature, how many codes it has and a
+    /// fingerprint of its (token, value) pairs.
+    fn check_codes(&self) -> Result<Vec<(u64, u64)>, QueryError> {
         let fail = |reason: String| self.corrupt(QueryFile::Codes, reason);
-        let mut tally = vec![0u64; self.d_sae()];
-        let mut previous_end = 0u64;
-        for token in 0..t.first_code.len() {
-            let start = t.first_code[token];
-            if start != previous_end {
-                return Err(self.corrupt(
-                    QueryFile::Tokens,
-                    format!("token {token}'s codes start at {start}, not {previous_end}"),
-                ));
-            }
-            let end = t.first_code.get(token + 1).copied().unwrap_or(nonzeros);
-            previous_end = end;
-            let (features, values) = self.token_codes(token)?;
-            for (i, (&feature, &value)) in features.iter().zip(values).enumerate() {
-                if !(value.is_finite() && value > 0.0) {
-                    return Err(fail(format!("token {token}: value {value}")));
-                }
-                if let Some((&before, &before_value)) = i
-                    .checked_sub(1)
-                    .and_then(|j| features.get(j).zip(values.get(j)))
-                {
-                    let ordered =
-                        before_value > value || (before_value == value && before < feature);
-                    if !ordered {
-                        return Err(fail(format!(
-                            "token {token}: codes out of order (strongest first, then by feature)"
-                        )));
+        let mut tally = vec![(0u64, 0u64); self.d_sae()];
+        let mut total = 0u64;
+        self.codes
+            .decode(0..self.tokens.tokens(), |token, features, values| {
+                for (i, (&feature, &value)) in features.iter().zip(values).enumerate() {
+                    if !(value.is_finite() && value > 0.0) {
+                        return Err(fail(format!("token {token}: value {value}")));
                     }
+                    if i > 0 && features[i - 1] >= feature {
+                        return Err(fail(format!("token {token}: feature {feature} twice")));
+                    }
+                    let entry = &mut tally[feature as usize];
+                    entry.0 += 1;
+                    entry.1 = entry.1.wrapping_add(fingerprint(token, value));
                 }
-                if features[..i].contains(&feature) {
-                    return Err(fail(format!("token {token}: feature {feature} twice")));
-                }
-                tally[feature as usize] += 1;
-            }
-        }
-        if previous_end != nonzeros {
+                total += features.len() as u64;
+                Ok(())
+            })?;
+        if total != self.codes.nonzeros() {
             return Err(fail(format!(
-                "the tokens' codes end at {previous_end} of {nonzeros} rows"
+                "the tokens' codes are {total} of {} recorded",
+                self.codes.nonzeros()
             )));
         }
         Ok(tally)
     }
 
-    /// Checks that the postings are the codes regrouped by feature, strongest first.
-    fn check_postings(&self, tally: &[u64]) -> Result<(), QueryError> {
-        let (f, p) = (&self.features, &self.postings);
+    /// Checks that the postings are the codes regrouped by feature, in token order,
+    /// each block with its largest value.
+    fn check_postings(&self, tally: &[(u64, u64)]) -> Result<(), QueryError> {
+        let f = &self.features;
         let fail = |reason: String| self.corrupt(QueryFile::Postings, reason);
         let mut next = 0u64;
-        for (feature, &codes) in tally.iter().enumerate() {
+        let mut block_postings = Vec::new();
+        for (feature, &(codes, print)) in tally.iter().enumerate() {
             if f.first_posting[feature] != next || u64::from(f.postings[feature]) != codes {
                 return Err(self.corrupt(
                     QueryFile::Features,
@@ -161,47 +144,51 @@ impl QueryIndex {
                 ));
             }
             next += codes;
-            let (tokens, values) = self.feature_postings(feature)?;
-            for (i, (&token, &value)) in tokens.iter().zip(values).enumerate() {
-                if i > 0 {
-                    let (before, before_value) = (tokens[i - 1], values[i - 1]);
-                    let ordered = before_value > value || (before_value == value && before < token);
-                    if !ordered {
-                        return Err(fail(format!(
-                            "feature {feature}: postings out of order (strongest first, then by token)"
-                        )));
-                    }
-                }
-                let (features, codes) = self.token_codes(token as usize)?;
-                let found = features
+            let mut found = 0u64;
+            let mut previous: Option<u64> = None;
+            for block in self.postings.blocks_of(feature) {
+                block_postings.clear();
+                self.postings
+                    .decode_block(feature, block, &mut block_postings)?;
+                let max = block_postings
                     .iter()
-                    .zip(codes)
-                    .any(|(&other, &code)| other as usize == feature && code == value);
-                if !found {
+                    .map(|(_, v)| *v)
+                    .fold(0.0f32, f32::max);
+                if max.to_bits() != self.postings.block_max(block)?.to_bits() {
                     return Err(fail(format!(
-                        "feature {feature}: token {token} with {value} is not among that token's codes"
+                        "block {block}: its largest value is not {max}"
                     )));
                 }
+                for &(token, value) in &block_postings {
+                    if previous.is_some_and(|before| before >= token) {
+                        return Err(fail(format!(
+                            "feature {feature}: postings out of token order"
+                        )));
+                    }
+                    previous = Some(token);
+                    found = found.wrapping_add(fingerprint(token, value));
+                }
             }
-        }
-        if next != p.key.len() as u64 {
-            return Err(fail(format!("{next} postings of {} rows", p.key.len())));
+            self.postings.check_order(feature)?;
+            if found != print {
+                return Err(fail(format!(
+                    "feature {feature}: its postings are not the codes of its tokens"
+                )));
+            }
         }
         Ok(())
     }
 
     /// Recomputes every feature's stored statistics from its postings, as the builder
     /// does, and requires them to be equal.
-    fn check_statistics(&self) -> Result<(), QueryError> {
-        let (f, t) = (&self.features, &self.tokens);
+    fn check_statistics(&self, flags: &[u8]) -> Result<(), QueryError> {
+        let f = &self.features;
         let mut seen_by = vec![u32::MAX; self.documents() as usize];
         for feature in 0..self.d_sae() {
-            let (tokens, values) = self.feature_postings(feature)?;
-            let content: Vec<(u32, f32)> = tokens
-                .iter()
-                .zip(values)
-                .filter(|(token, _)| t.flags[**token as usize] == 0)
-                .map(|(token, value)| (*token, *value))
+            let content: Vec<(u64, f32)> = self
+                .feature_postings(feature)?
+                .into_iter()
+                .filter(|(token, _)| flags.get(*token as usize) == Some(&0))
                 .collect();
             let max = content.iter().map(|(_, v)| *v).fold(0.0f32, f32::max);
             let mut histogram = [0u32; HISTOGRAM_BINS];
@@ -209,7 +196,7 @@ impl QueryIndex {
             for &(token, value) in &content {
                 sum += f64::from(value);
                 histogram[histogram_bin(value, max)] += 1;
-                let doc = t.doc[token as usize] as usize;
+                let doc = self.token_doc(token)?.0 as usize;
                 if seen_by[doc] != feature as u32 {
                     seen_by[doc] = feature as u32;
                     documents += 1;
@@ -237,4 +224,13 @@ impl QueryIndex {
         }
         Ok(())
     }
+}
+
+/// A 64-bit fingerprint of one (token, value) pair; sums of fingerprints compare the
+/// codes of a feature with its postings as multisets.
+fn fingerprint(token: u64, value: f32) -> u64 {
+    let mut bytes = [0u8; 12];
+    bytes[..8].copy_from_slice(&token.to_le_bytes());
+    bytes[8..].copy_from_slice(&value.to_bits().to_le_bytes());
+    twox_hash::XxHash3_64::oneshot(&bytes)
 }

@@ -144,6 +144,14 @@ pub enum QueryError {
         #[source]
         source: arrow_schema::ArrowError,
     },
+    /// An activation value with more significant bits than the query files store.
+    #[error(
+        "activation value {value} has more than 11 significant bits: query files store the f16-precision values saeidx writes to the Parquet (rewrite the index with this saeidx)"
+    )]
+    Precision {
+        /// The value.
+        value: f32,
+    },
     /// An index too large for this query format.
     #[error("{what} exceeds this query format's limit of {limit}")]
     TooLarge {

@@ -10,7 +10,7 @@ use std::{
 use arrow_array::{
     Array, FixedSizeListArray, LargeBinaryArray, RecordBatch, StringArray,
     cast::AsArray,
-    types::{Float32Type, Float64Type, UInt8Type, UInt32Type, UInt64Type},
+    types::{Float32Type, Float64Type, UInt32Type, UInt64Type},
 };
 use arrow_buffer::ScalarBuffer;
 use rand::{SeedableRng, rngs::StdRng};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     answers::FeatureRequest,
+    blocks::{CodesFile, PostingsFile, TokenEntry, TokensFile},
     build::histogram_bin,
     error::QueryError,
     layout::{
@@ -28,7 +29,7 @@ use crate::{
     },
     limits::Limit,
     mapped::MappedFile,
-    rank::TokenCodes,
+    rank::DecodedCodes,
     registry::{FeatureLabel, Registry},
 };
 
@@ -179,6 +180,15 @@ pub struct Neighbour {
     pub count: u64,
 }
 
+/// A feature whose decoder direction is near another's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DecoderNeighbour {
+    /// Feature id.
+    pub feature: u32,
+    /// Cosine of the two features' decoder directions.
+    pub cosine: f32,
+}
+
 /// The answer of `feature`: everything about one feature.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct FeatureReport {
@@ -192,6 +202,11 @@ pub struct FeatureReport {
     pub bands: Vec<QuantileBand>,
     /// Co-activating features, most similar first.
     pub neighbours: Vec<Neighbour>,
+    /// Features whose decoder directions are nearest by cosine, nearest first, as many
+    /// as `neighbours` asks for (read from the SAE file the index records by
+    /// `saeidx_compare::feature_report`, which the front ends answer with); `null` when
+    /// that file was not available.
+    pub decoder_neighbours: Option<Vec<DecoderNeighbour>>,
 }
 
 /// One token of a context window ([`QueryIndex::window`]).
@@ -223,11 +238,11 @@ pub struct QueryIndex {
     /// What `labels.json` was when `registry` was read from it (or written).
     registry_stamp: Option<RegistryStamp>,
     pub(crate) documents: Documents,
-    pub(crate) tokens: Tokens,
-    pub(crate) codes: Pairs,
-    pub(crate) postings: Pairs,
+    pub(crate) tokens: TokensFile,
+    pub(crate) codes: CodesFile,
+    pub(crate) postings: PostingsFile,
     pub(crate) features: Features,
-    /// Tokens neither special nor sinks, counted from `tokens.arrow` on first use and
+    /// Tokens neither special nor sinks, counted from `tokens.bin` on first use and
     /// checked against the query manifest's `counts.content_tokens`.
     content_tokens: OnceLock<u64>,
 }
@@ -239,24 +254,6 @@ pub(crate) struct Documents {
     pub(crate) text: LargeBinaryArray,
     pub(crate) first_token: ScalarBuffer<u64>,
     pub(crate) tokens: ScalarBuffer<u32>,
-}
-
-pub(crate) struct Tokens {
-    pub(crate) file: Arc<MappedFile>,
-    pub(crate) doc: ScalarBuffer<u32>,
-    pub(crate) position: ScalarBuffer<u32>,
-    pub(crate) token: ScalarBuffer<u32>,
-    pub(crate) start: ScalarBuffer<u32>,
-    pub(crate) end: ScalarBuffer<u32>,
-    pub(crate) flags: ScalarBuffer<u8>,
-    pub(crate) first_code: ScalarBuffer<u64>,
-}
-
-/// A (u32 key, f32 value) file: codes (feature, value) or postings (token, value).
-pub(crate) struct Pairs {
-    pub(crate) file: Arc<MappedFile>,
-    pub(crate) key: ScalarBuffer<u32>,
-    pub(crate) value: ScalarBuffer<f32>,
 }
 
 pub(crate) struct Features {
@@ -294,140 +291,32 @@ fn f32s(batch: &RecordBatch, i: usize) -> ScalarBuffer<f32> {
         .clone()
 }
 
-impl QueryIndex {
-    /// Opens the query files of the index in `dir`, checking that they belong to its
-    /// data (format, version, the index's data hash, counts) and that their framing is
-    /// intact. Data chunks are checked when first used.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "split by the v2 query files (issue 14), which replace this reader"
-    )]
-    pub fn open(dir: &Path) -> Result<Self, QueryError> {
-        let manifest = Manifest::read(dir).map_err(saeidx_format::verify::VerifyError::from)?;
-        let query_dir = dir.join(QUERY_DIR);
-        let query_path = query_dir.join(QUERY_MANIFEST);
-        let bytes = match std::fs::read(&query_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(QueryError::NotBuilt {
-                    dir: dir.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(QueryError::io(&query_path)(e)),
-        };
-        let corrupt = |reason: String| QueryError::corrupt(&query_path, reason);
-        let query: QueryManifest = serde_json::from_slice(&bytes)
-            .map_err(|e| corrupt(format!("not a query manifest: {e}")))?;
-        if query.format != QUERY_FORMAT {
-            return Err(corrupt(format!(
-                "format {:?} is not {QUERY_FORMAT:?}",
-                query.format
-            )));
-        }
-        if query.format_version != QUERY_FORMAT_VERSION {
-            return Err(QueryError::Version {
-                path: query_path,
-                found: query.format_version,
-                expected: QUERY_FORMAT_VERSION,
-            });
-        }
-        if query.chunk_bytes != crate::layout::CHUNK_BYTES {
-            return Err(corrupt(format!("chunk size {}", query.chunk_bytes)));
-        }
-        if query.index_data_sha256 != index_data_sha256(&manifest) {
-            return Err(corrupt(
-                "built from other index data than this folder's (the Parquet files or the job changed)"
-                    .into(),
-            ));
-        }
-        let counts = query.counts;
-        if counts.documents != manifest.counts.documents
-            || counts.tokens != manifest.counts.tokens
-            || counts.nonzeros != manifest.counts.nonzeros
-            || counts.features != manifest.job.sae.d_sae as u64
-        {
-            return Err(corrupt(
-                "its counts differ from the index manifest's".into(),
-            ));
-        }
-        if counts.content_tokens > counts.tokens {
-            return Err(corrupt(format!(
-                "{} content tokens of {} tokens",
-                counts.content_tokens, counts.tokens
-            )));
-        }
-        // Documents and tokens are numbered with u32 in the files.
-        if counts.documents > u64::from(u32::MAX) || counts.tokens > u64::from(u32::MAX) {
-            return Err(corrupt("more documents or tokens than u32 numbers".into()));
-        }
-        if query.files.len() != QueryFile::ALL.len() {
-            return Err(corrupt(format!("{} files listed", query.files.len())));
-        }
-        let expected_rows = [
-            counts.documents,
-            counts.tokens,
-            counts.nonzeros,
-            counts.nonzeros,
-            counts.features,
-        ];
-        let mut opened = Vec::new();
-        for ((file, record), rows) in QueryFile::ALL.iter().zip(&query.files).zip(expected_rows) {
-            if record.rows != rows {
-                return Err(corrupt(format!(
-                    "{} has {} rows where the index needs {rows}",
-                    record.name, record.rows
-                )));
-            }
-            opened.push(MappedFile::open(&query_dir, *file, record)?);
-        }
-        let mut opened = opened.into_iter();
-        let mut next = || opened.next().expect("one per query file");
-
-        let (file, batch) = next();
-        let documents = Documents {
+impl Documents {
+    fn of(file: Arc<MappedFile>, batch: &RecordBatch) -> Self {
+        Documents {
             id: batch.column(0).as_string::<i32>().clone(),
             source: batch.column(1).as_string::<i32>().clone(),
             text: batch.column(2).as_binary::<i64>().clone(),
-            first_token: u64s(&batch, 3),
-            tokens: u32s(&batch, 4),
+            first_token: u64s(batch, 3),
+            tokens: u32s(batch, 4),
             file,
-        };
-        let (file, batch) = next();
-        let tokens = Tokens {
-            doc: u32s(&batch, 0),
-            position: u32s(&batch, 1),
-            token: u32s(&batch, 2),
-            start: u32s(&batch, 3),
-            end: u32s(&batch, 4),
-            flags: batch.column(5).as_primitive::<UInt8Type>().values().clone(),
-            first_code: u64s(&batch, 6),
-            file,
-        };
-        let (file, batch) = next();
-        let codes = Pairs {
-            key: u32s(&batch, 0),
-            value: f32s(&batch, 1),
-            file,
-        };
-        let (file, batch) = next();
-        let postings = Pairs {
-            key: u32s(&batch, 0),
-            value: f32s(&batch, 1),
-            file,
-        };
-        let (file, batch) = next();
+        }
+    }
+}
+
+impl Features {
+    fn of(file: Arc<MappedFile>, batch: &RecordBatch) -> Option<Self> {
         let histogram = batch
             .column(6)
             .as_any()
             .downcast_ref::<FixedSizeListArray>()
-            .map(|list| list.values().as_primitive::<UInt32Type>().values().clone())
-            .ok_or_else(|| corrupt("features.arrow has no histogram list".into()))?;
-        let features = Features {
-            first_posting: u64s(&batch, 0),
-            postings: u32s(&batch, 1),
-            count: u32s(&batch, 2),
-            documents: u32s(&batch, 3),
-            max: f32s(&batch, 4),
+            .map(|list| list.values().as_primitive::<UInt32Type>().values().clone())?;
+        Some(Features {
+            first_posting: u64s(batch, 0),
+            postings: u32s(batch, 1),
+            count: u32s(batch, 2),
+            documents: u32s(batch, 3),
+            max: f32s(batch, 4),
             sum: batch
                 .column(5)
                 .as_primitive::<Float64Type>()
@@ -435,7 +324,138 @@ impl QueryIndex {
                 .clone(),
             histogram,
             file,
-        };
+        })
+    }
+}
+
+/// Reads `query/manifest.json` of the index in `dir` and checks it against the index
+/// manifest (format, version, data hash, counts, one record per file).
+fn read_query_manifest(dir: &Path, manifest: &Manifest) -> Result<QueryManifest, QueryError> {
+    let query_path = dir.join(QUERY_DIR).join(QUERY_MANIFEST);
+    let bytes = match std::fs::read(&query_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(QueryError::NotBuilt {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(QueryError::io(&query_path)(e)),
+    };
+    let corrupt = |reason: String| QueryError::corrupt(&query_path, reason);
+    let version: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| corrupt(format!("not a query manifest: {e}")))?;
+    if let Some(found) = version["format_version"].as_u64()
+        && found != u64::from(QUERY_FORMAT_VERSION)
+        && version["format"] == QUERY_FORMAT
+    {
+        return Err(QueryError::Version {
+            path: query_path,
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+            expected: QUERY_FORMAT_VERSION,
+        });
+    }
+    let query: QueryManifest = serde_json::from_value(version)
+        .map_err(|e| corrupt(format!("not a query manifest: {e}")))?;
+    if query.format != QUERY_FORMAT {
+        return Err(corrupt(format!(
+            "format {:?} is not {QUERY_FORMAT:?}",
+            query.format
+        )));
+    }
+    if query.chunk_bytes != crate::layout::CHUNK_BYTES {
+        return Err(corrupt(format!("chunk size {}", query.chunk_bytes)));
+    }
+    if query.index_data_sha256 != index_data_sha256(manifest) {
+        return Err(corrupt(
+            "built from other index data than this folder's (the Parquet files or the job changed)"
+                .into(),
+        ));
+    }
+    let counts = query.counts;
+    if counts.documents != manifest.counts.documents
+        || counts.tokens != manifest.counts.tokens
+        || counts.nonzeros != manifest.counts.nonzeros
+        || counts.features != manifest.job.sae.d_sae as u64
+    {
+        return Err(corrupt(
+            "its counts differ from the index manifest's".into(),
+        ));
+    }
+    if counts.content_tokens > counts.tokens {
+        return Err(corrupt(format!(
+            "{} content tokens of {} tokens",
+            counts.content_tokens, counts.tokens
+        )));
+    }
+    // Documents and features are numbered with u32.
+    if counts.documents > u64::from(u32::MAX) || counts.features > u64::from(u32::MAX) {
+        return Err(corrupt(
+            "more documents or features than u32 numbers".into(),
+        ));
+    }
+    if query.files.len() != QueryFile::ALL.len() {
+        return Err(corrupt(format!("{} files listed", query.files.len())));
+    }
+    let expected_rows = [
+        counts.documents,
+        counts.tokens,
+        counts.nonzeros,
+        counts.nonzeros,
+        counts.features,
+    ];
+    for ((file, record), rows) in QueryFile::ALL.iter().zip(&query.files).zip(expected_rows) {
+        if record.name != file.name() {
+            return Err(corrupt(format!(
+                "it lists {:?} where {:?} belongs",
+                record.name,
+                file.name()
+            )));
+        }
+        if record.rows != rows {
+            return Err(corrupt(format!(
+                "{} has {} rows where the index needs {rows}",
+                record.name, record.rows
+            )));
+        }
+    }
+    Ok(query)
+}
+
+impl QueryIndex {
+    /// Opens the query files of the index in `dir`, checking that they belong to its
+    /// data (format, version, the index's data hash, counts) and that their framing is
+    /// intact. Data chunks are checked when first used.
+    pub fn open(dir: &Path) -> Result<Self, QueryError> {
+        let manifest = Manifest::read(dir).map_err(saeidx_format::verify::VerifyError::from)?;
+        let query = read_query_manifest(dir, &manifest)?;
+        let query_dir = dir.join(QUERY_DIR);
+        let counts = query.counts;
+        let record = |file: QueryFile| &query.files[file as usize];
+        let (file, batch) = MappedFile::open(
+            &query_dir,
+            QueryFile::Documents,
+            record(QueryFile::Documents),
+        )?;
+        let documents = Documents::of(file, &batch);
+        let (file, batch) =
+            MappedFile::open(&query_dir, QueryFile::Features, record(QueryFile::Features))?;
+        let features = Features::of(file, &batch).ok_or_else(|| {
+            QueryError::corrupt(
+                query_dir.join(QueryFile::Features.name()),
+                "features.arrow has no histogram list",
+            )
+        })?;
+        let raw = |file: QueryFile| MappedFile::open_raw(&query_dir, file, record(file));
+        let tokens = TokensFile::open(raw(QueryFile::Tokens)?, counts.tokens)?;
+        let codes = CodesFile::open(
+            raw(QueryFile::Codes)?,
+            counts.tokens,
+            counts.nonzeros,
+            manifest.job.sae.d_sae,
+        )?;
+        features.file.ensure(features.postings.as_ref())?;
+        let per_feature = features.postings.iter().map(|n| u64::from(*n)).collect();
+        let postings = PostingsFile::open(raw(QueryFile::Postings)?, per_feature, counts.tokens)?;
         // Stamped before it is read: a change in between shows as a change later.
         let registry_stamp = RegistryStamp::of(dir);
         let registry = Registry::load(dir, manifest.job.sae.d_sae)?;
@@ -458,9 +478,9 @@ impl QueryIndex {
     fn files(&self) -> [&MappedFile; 5] {
         [
             &self.documents.file,
-            &self.tokens.file,
-            &self.codes.file,
-            &self.postings.file,
+            self.tokens.file(),
+            self.codes.file(),
+            self.postings.file(),
             &self.features.file,
         ]
     }
@@ -517,15 +537,12 @@ impl QueryIndex {
         if let Some(counted) = self.content_tokens.get() {
             return Ok(*counted);
         }
-        let t = &self.tokens;
-        t.file.ensure(t.flags.as_ref())?;
-        let mask = Exclusions::default().mask();
-        let counted = t.flags.iter().filter(|flags| **flags & mask == 0).count() as u64;
+        let counted = self.tokens_without(Exclusions::default().mask())?;
         if counted != self.query.counts.content_tokens {
             return Err(QueryError::corrupt(
                 self.dir.join(QUERY_DIR).join(QUERY_MANIFEST),
                 format!(
-                    "counts.content_tokens is {} but tokens.arrow has {counted} tokens that are neither special nor sinks",
+                    "counts.content_tokens is {} but tokens.bin has {counted} tokens that are neither special nor sinks",
                     self.query.counts.content_tokens
                 ),
             ));
@@ -559,6 +576,19 @@ impl QueryIndex {
         self.registry = registry;
         self.registry_stamp = RegistryStamp::of(&self.dir);
         Ok(path)
+    }
+
+    /// Changes the registry as it is on disk, under its lock ([`Registry::update`]:
+    /// other writers' saved changes are kept), and keeps the result as this index's
+    /// registry.
+    pub fn update_registry<T>(
+        &mut self,
+        change: impl FnOnce(&mut Registry) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        let (registry, value) = Registry::update(&self.dir, self.d_sae(), change)?;
+        self.registry = registry;
+        self.registry_stamp = RegistryStamp::of(&self.dir);
+        Ok(value)
     }
 
     /// Reads the registry again from the index folder (after another writer, such as
@@ -637,42 +667,76 @@ impl QueryIndex {
         Ok(slice)
     }
 
-    /// The feature-major postings of `feature`: tokens and values, strongest first.
-    pub(crate) fn feature_postings(&self, feature: usize) -> Result<(&[u32], &[f32]), QueryError> {
-        let f = &self.features;
-        let start = self.at(&f.file, QueryFile::Features, &f.first_posting, feature)?;
-        let len = self.at(&f.file, QueryFile::Features, &f.postings, feature)?;
-        let end = start.saturating_add(u64::from(len));
-        let p = &self.postings;
-        Ok((
-            self.range(&p.file, QueryFile::Postings, &p.key, start, end)?,
-            self.range(&p.file, QueryFile::Postings, &p.value, start, end)?,
-        ))
+    /// The postings of `feature`: (token, value), strongest first, ties in token order.
+    pub(crate) fn feature_postings(&self, feature: usize) -> Result<Vec<(u64, f32)>, QueryError> {
+        self.postings.all(feature)
     }
 
-    /// The codes of global token `token`: features and values, strongest first.
-    pub(crate) fn token_codes(&self, token: usize) -> Result<(&[u32], &[f32]), QueryError> {
-        let t = &self.tokens;
-        let start = self.at(&t.file, QueryFile::Tokens, &t.first_code, token)?;
-        let end = if token + 1 < t.first_code.len() {
-            self.at(&t.file, QueryFile::Tokens, &t.first_code, token + 1)?
-        } else {
-            self.query.counts.nonzeros
-        };
-        let c = &self.codes;
-        let features = self.range(&c.file, QueryFile::Codes, &c.key, start, end)?;
-        if let Some(bad) = features.iter().find(|f| **f as usize >= self.d_sae()) {
-            return Err(self.corrupt(QueryFile::Codes, format!("feature {bad} out of range")));
-        }
-        Ok((
-            features,
-            self.range(&c.file, QueryFile::Codes, &c.value, start, end)?,
-        ))
+    /// The codes of global token `token`: features and values, strongest first (ties
+    /// by feature).
+    pub(crate) fn token_codes(&self, token: u64) -> Result<(Vec<u32>, Vec<f32>), QueryError> {
+        let mut out = (Vec::new(), Vec::new());
+        self.codes
+            .decode(token..token.saturating_add(1), |_, features, values| {
+                let mut pairs: Vec<(u32, f32)> = features
+                    .iter()
+                    .copied()
+                    .zip(values.iter().copied())
+                    .collect();
+                pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                out = pairs.into_iter().unzip();
+                Ok(())
+            })?;
+        Ok(out)
     }
 
-    pub(crate) fn flags(&self, token: u32) -> Result<u8, QueryError> {
-        let t = &self.tokens;
-        self.at(&t.file, QueryFile::Tokens, &t.flags, token as usize)
+    /// The entry of global token `token` in `tokens.bin`.
+    pub(crate) fn token_entry(&self, token: u64) -> Result<TokenEntry, QueryError> {
+        self.tokens.entry(token)
+    }
+
+    pub(crate) fn flags(&self, token: u64) -> Result<u8, QueryError> {
+        Ok(self.tokens.entry(token)?.flags)
+    }
+
+    /// Tokens whose flags have no bit of `mask`.
+    pub(crate) fn tokens_without(&self, mask: u8) -> Result<u64, QueryError> {
+        let mut counted = 0u64;
+        self.tokens.scan(0..self.tokens.tokens(), |_, entry| {
+            counted += u64::from(entry.flags & mask == 0);
+            Ok(())
+        })?;
+        Ok(counted)
+    }
+
+    /// The document of global token `token` and the token's position in it.
+    pub(crate) fn token_doc(&self, token: u64) -> Result<(u32, u32), QueryError> {
+        let d = &self.documents;
+        d.file.ensure(d.first_token.as_ref())?;
+        // The last document starting at or before the token (empty documents share
+        // their start with the next one, so the last of them is the one with tokens).
+        let doc = d
+            .first_token
+            .partition_point(|first| *first <= token)
+            .checked_sub(1)
+            .ok_or_else(|| {
+                self.corrupt(
+                    QueryFile::Documents,
+                    format!("no document holds token {token}"),
+                )
+            })?;
+        let doc = u32::try_from(doc).unwrap_or(u32::MAX);
+        let (first, count) = self.doc_tokens(doc)?;
+        let position = u32::try_from(token - first)
+            .ok()
+            .filter(|position| *position < count)
+            .ok_or_else(|| {
+                self.corrupt(
+                    QueryFile::Documents,
+                    format!("no document holds token {token}"),
+                )
+            })?;
+        Ok((doc, position))
     }
 
     /// The global token range of document `doc`.
@@ -766,32 +830,18 @@ impl QueryIndex {
     }
 
     /// The snippet of `context` tokens each side of global token `token`.
-    fn snippet(&self, token: u32, context: u32) -> Result<(u32, u32, u32, Snippet), QueryError> {
-        let t = &self.tokens;
-        let file = &t.file;
-        let i = token as usize;
-        let doc = self.at(file, QueryFile::Tokens, &t.doc, i)?;
-        let position = self.at(file, QueryFile::Tokens, &t.position, i)?;
-        let token_id = self.at(file, QueryFile::Tokens, &t.token, i)?;
+    fn snippet(&self, token: u64, context: u32) -> Result<(u32, u32, u32, Snippet), QueryError> {
+        let (doc, position) = self.token_doc(token)?;
+        let token_id = self.token_entry(token)?.token;
         let (first, count) = self.doc_tokens(doc)?;
-        if u64::from(token) != first + u64::from(position) || position >= count {
-            return Err(self.corrupt(
-                QueryFile::Tokens,
-                format!("token {token} does not sit at its document position"),
-            ));
-        }
         let (_, _, text) = self.document_texts(doc)?;
         let low = position.saturating_sub(context);
         let high = position.saturating_add(context).min(count - 1);
-        let at = |p: u32, column: &ScalarBuffer<u32>| -> Result<usize, QueryError> {
-            let byte = self.at(
-                file,
-                QueryFile::Tokens,
-                column,
-                (first + u64::from(p)) as usize,
-            )?;
-            (byte as usize <= text.len())
-                .then_some(byte as usize)
+        let span = |p: u32| -> Result<(usize, usize), QueryError> {
+            let entry = self.token_entry(first + u64::from(p))?;
+            let (start, end) = (entry.start as usize, entry.end as usize);
+            (start <= end && end <= text.len())
+                .then_some((start, end))
                 .ok_or_else(|| {
                     self.corrupt(
                         QueryFile::Tokens,
@@ -799,10 +849,11 @@ impl QueryIndex {
                     )
                 })
         };
-        let from = floor_char_boundary(text, at(low, &t.start)?);
-        let to = ceil_char_boundary(text, at(high, &t.end)?.max(from));
-        let hit_start = floor_char_boundary(text, at(position, &t.start)?).clamp(from, to);
-        let hit_end = ceil_char_boundary(text, at(position, &t.end)?).clamp(hit_start, to);
+        let (hit_from, hit_to) = span(position)?;
+        let from = floor_char_boundary(text, span(low)?.0);
+        let to = ceil_char_boundary(text, span(high)?.1.max(from));
+        let hit_start = floor_char_boundary(text, hit_from).clamp(from, to);
+        let hit_end = ceil_char_boundary(text, hit_to).clamp(hit_start, to);
         let snippet = Snippet {
             text: text[from..to].to_string(),
             hit_start: hit_start - from,
@@ -815,7 +866,7 @@ impl QueryIndex {
 
     pub(crate) fn hit(
         &self,
-        token: u32,
+        token: u64,
         activation: f32,
         score: f32,
         context: u32,
@@ -845,58 +896,45 @@ impl QueryIndex {
         exclusions: Exclusions,
     ) -> Result<Vec<TextHit>, QueryError> {
         let f = self.feature_index(feature)?;
-        let (tokens, values) = self.feature_postings(f)?;
         let mask = exclusions.mask();
-        let mut chosen: Vec<(u32, f32, f32)> = Vec::with_capacity(k.min(tokens.len()));
+        let mut chosen: Vec<(u64, f32, f32)> = Vec::with_capacity(k.min(1024));
         match rank {
             Rank::Token => {
-                for (&token, &value) in tokens.iter().zip(values) {
+                self.postings.strongest(f, |token, value| {
                     if chosen.len() == k {
-                        break;
+                        return Ok(false);
                     }
                     if self.flags(token)? & mask == 0 {
                         chosen.push((token, value, value));
                     }
-                }
+                    Ok(chosen.len() < k)
+                })?;
             }
             Rank::DocumentMax => {
                 let mut seen = std::collections::HashSet::new();
-                for (&token, &value) in tokens.iter().zip(values) {
+                self.postings.strongest(f, |token, value| {
                     if chosen.len() == k {
-                        break;
+                        return Ok(false);
                     }
-                    if self.flags(token)? & mask != 0 {
-                        continue;
-                    }
-                    let doc = self.at(
-                        &self.tokens.file,
-                        QueryFile::Tokens,
-                        &self.tokens.doc,
-                        token as usize,
-                    )?;
-                    if seen.insert(doc) {
+                    if self.flags(token)? & mask == 0 && seen.insert(self.token_doc(token)?.0) {
                         chosen.push((token, value, value));
                     }
-                }
+                    Ok(chosen.len() < k)
+                })?;
             }
             Rank::DocumentSum => {
-                // Per document: (sum, strongest token, its value, first seen order).
-                let mut by_doc: HashMap<u32, (f64, u32, f32)> = HashMap::new();
-                for (&token, &value) in tokens.iter().zip(values) {
+                // Per document: (sum, strongest token, its value).
+                let mut by_doc: HashMap<u32, (f64, u64, f32)> = HashMap::new();
+                for (token, value) in self.feature_postings(f)? {
                     if self.flags(token)? & mask != 0 {
                         continue;
                     }
-                    let doc = self.at(
-                        &self.tokens.file,
-                        QueryFile::Tokens,
-                        &self.tokens.doc,
-                        token as usize,
-                    )?;
+                    let (doc, _) = self.token_doc(token)?;
                     // Postings come strongest first, so the first token seen is the max.
                     let entry = by_doc.entry(doc).or_insert((0.0, token, value));
                     entry.0 += f64::from(value);
                 }
-                let mut docs: Vec<(u32, (f64, u32, f32))> = by_doc.into_iter().collect();
+                let mut docs: Vec<(u32, (f64, u64, f32))> = by_doc.into_iter().collect();
                 docs.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.0.cmp(&b.0)));
                 chosen.extend(
                     docs.into_iter()
@@ -912,13 +950,14 @@ impl QueryIndex {
     }
 
     /// The per-token codes of document `doc` (optionally positions `tokens` only), each
-    /// token's strongest first; tokens that `exclusions` leave out are skipped.
+    /// token's features in increasing id order; tokens that `exclusions` leave out are
+    /// skipped.
     pub fn document_codes(
         &self,
         doc: u32,
         tokens: Option<Range<u32>>,
         exclusions: Exclusions,
-    ) -> Result<Vec<TokenCodes<'_>>, QueryError> {
+    ) -> Result<DecodedCodes, QueryError> {
         self.answer(self.codes_of_document(doc, tokens, exclusions))
     }
 
@@ -927,7 +966,7 @@ impl QueryIndex {
         doc: u32,
         tokens: Option<Range<u32>>,
         exclusions: Exclusions,
-    ) -> Result<Vec<TokenCodes<'_>>, QueryError> {
+    ) -> Result<DecodedCodes, QueryError> {
         if let Some(range) = &tokens
             && range.start > range.end
         {
@@ -947,19 +986,20 @@ impl QueryIndex {
             });
         }
         let mask = exclusions.mask();
-        let mut out = Vec::with_capacity(range.len());
-        for position in range {
-            let token = first + u64::from(position);
-            if self.flags(token as u32)? & mask != 0 {
-                continue;
+        let span = first + u64::from(range.start)..first + u64::from(range.end);
+        let mut kept = Vec::with_capacity(range.len());
+        self.tokens.scan(span.clone(), |_, entry| {
+            kept.push(entry.flags & mask == 0);
+            Ok(())
+        })?;
+        let mut out = DecodedCodes::default();
+        self.codes.decode(span, |token, features, values| {
+            let position = (token - first) as u32;
+            if kept[(position - range.start) as usize] {
+                out.push(position, features, values);
             }
-            let (features, values) = self.token_codes(token as usize)?;
-            out.push(TokenCodes {
-                position,
-                features,
-                values,
-            });
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -997,17 +1037,15 @@ impl QueryIndex {
             });
         }
         let (_, _, text) = self.document_texts(doc)?;
-        let t = &self.tokens;
         let low = position.saturating_sub(context);
         let high = position.saturating_add(context).min(count - 1);
         let mut out = Vec::with_capacity((high - low + 1) as usize);
         let mut cursor: Option<usize> = None;
         for p in low..=high {
-            let i = (first + u64::from(p)) as usize;
-            let start =
-                (self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize).min(text.len());
-            let end =
-                (self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize).clamp(start, text.len());
+            let i = first + u64::from(p);
+            let entry = self.token_entry(i)?;
+            let start = (entry.start as usize).min(text.len());
+            let end = (entry.end as usize).clamp(start, text.len());
             let from = floor_char_boundary(text, cursor.unwrap_or(start));
             let to = ceil_char_boundary(text, end.max(from));
             cursor = Some(to);
@@ -1020,7 +1058,7 @@ impl QueryIndex {
                 position: p,
                 text: text[from..to].to_string(),
                 activation,
-                flags: self.at(&t.file, QueryFile::Tokens, &t.flags, i)?,
+                flags: entry.flags,
             });
         }
         Ok(out)
@@ -1037,12 +1075,9 @@ impl QueryIndex {
                 tokens: count,
             });
         }
-        let t = &self.tokens;
-        let i = (first + u64::from(position)) as usize;
+        let entry = self.token_entry(first + u64::from(position))?;
         let (_, _, text) = self.document_texts(doc)?;
-        let start = self.at(&t.file, QueryFile::Tokens, &t.start, i)? as usize;
-        let end = self.at(&t.file, QueryFile::Tokens, &t.end, i)? as usize;
-        Ok((text, start, end))
+        Ok((text, entry.start as usize, entry.end as usize))
     }
 
     /// The token text of position `position` of document `doc`.
@@ -1128,10 +1163,7 @@ impl QueryIndex {
         if exclusions == Exclusions::default() {
             return self.checked_content_tokens();
         }
-        let t = &self.tokens;
-        t.file.ensure(t.flags.as_ref())?;
-        let mask = exclusions.mask();
-        Ok(t.flags.iter().filter(|flags| **flags & mask == 0).count() as u64)
+        self.tokens_without(exclusions.mask())
     }
 
     fn computed_stats(&self, f: usize, exclusions: Exclusions) -> Result<Computed, QueryError> {
@@ -1143,12 +1175,7 @@ impl QueryIndex {
         for &(token, value) in &kept {
             histogram[histogram_bin(value, max)] += 1;
             sum += f64::from(value);
-            docs.insert(self.at(
-                &self.tokens.file,
-                QueryFile::Tokens,
-                &self.tokens.doc,
-                token as usize,
-            )?);
+            docs.insert(self.token_doc(token)?.0);
         }
         Ok(Computed {
             count: kept.len() as u64,
@@ -1179,16 +1206,18 @@ impl QueryIndex {
         &self,
         f: usize,
         exclusions: Exclusions,
-    ) -> Result<Vec<(u32, f32)>, QueryError> {
-        let (tokens, values) = self.feature_postings(f)?;
+    ) -> Result<Vec<(u64, f32)>, QueryError> {
+        let mut kept = self.feature_postings(f)?;
         let mask = exclusions.mask();
-        let mut kept = Vec::with_capacity(tokens.len());
-        for (&token, &value) in tokens.iter().zip(values) {
-            if self.flags(token)? & mask == 0 {
-                kept.push((token, value));
+        let mut flags = Ok(());
+        kept.retain(|(token, _)| match self.flags(*token) {
+            Ok(bits) => bits & mask == 0,
+            Err(e) => {
+                flags = Err(e);
+                false
             }
-        }
-        Ok(kept)
+        });
+        flags.map(|()| kept)
     }
 
     /// The `n` features whose token sets overlap `feature`'s most (Jaccard), computed
@@ -1209,18 +1238,22 @@ impl QueryIndex {
     fn neighbours_of(
         &self,
         feature: u32,
-        kept: &[(u32, f32)],
+        kept: &[(u64, f32)],
         n: usize,
         exclusions: Exclusions,
     ) -> Result<Vec<Neighbour>, QueryError> {
         let mut together: HashMap<u32, u64> = HashMap::new();
-        for &(token, _) in kept {
-            let (features, _) = self.token_codes(token as usize)?;
-            for &other in features {
-                if other != feature {
-                    *together.entry(other).or_default() += 1;
+        let mut tokens: Vec<u64> = kept.iter().map(|(token, _)| *token).collect();
+        tokens.sort_unstable();
+        for token in tokens {
+            self.codes.decode(token..token + 1, |_, features, _| {
+                for &other in features {
+                    if other != feature {
+                        *together.entry(other).or_default() += 1;
+                    }
                 }
-            }
+                Ok(())
+            })?;
         }
         let own = kept.len() as u64;
         let mut neighbours = Vec::with_capacity(together.len());
@@ -1289,6 +1322,7 @@ impl QueryIndex {
             top_texts,
             bands: banded,
             neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions)?,
+            decoder_neighbours: None,
         })
     }
 

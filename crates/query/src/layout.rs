@@ -1,21 +1,24 @@
-//! The `query/` folder of an index: its files, their Arrow schemas and its manifest
-//! (described for other tools in `schemas/index/query/`).
+//! The `query/` folder of an index: its files, the Arrow schemas of the two that are
+//! Arrow IPC, and its manifest (described for other tools in `schemas/index/query/`;
+//! the block files in `crates/query/FORMAT.md`).
 //!
-//! | file | one row per | columns |
+//! | file | one entry per | contents |
 //! | --- | --- | --- |
 //! | `documents.arrow` | document | `id` utf8, `source` utf8, `text` large binary (UTF-8), `first_token` u64, `tokens` u32 |
-//! | `tokens.arrow` | token (global number, corpus order) | `doc` u32, `position` u32, `token` u32, `start` u32, `end` u32, `flags` u8, `first_code` u64 |
-//! | `codes.arrow` | nonzero activation, token-major | `feature` u32, `value` f32 |
-//! | `postings.arrow` | nonzero activation, feature-major | `token` u32, `value` f32 |
+//! | `tokens.bin` | token (global number, corpus order) | bit-packed records: token id, byte start, byte length, flags |
+//! | `codes.bin` | nonzero activation, token-major | groups of 8 tokens: per token its count, Rice-coded feature gaps, bit-packed values |
+//! | `postings.bin` | nonzero activation, feature-major | blocks of 128 postings in token order: Rice-coded token gaps, bit-packed values, each block's largest value |
 //! | `features.arrow` | SAE feature | `first_posting` u64, `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` [u32; 20] |
 //!
-//! Codes of token `t` are rows `first_code[t]..first_code[t + 1]` of `codes.arrow`
-//! (the last token ends at the row count), sorted by value descending then feature.
-//! Postings of feature `f` are rows `first_posting[f]..first_posting[f] + postings[f]`,
-//! sorted by value descending then token. `flags` bit 0 marks a special token, bit 1 an
-//! attention sink (the first position of a document or model window). The statistics
-//! (`count`, `documents`, `max`, `sum`, `histogram`) leave out special and sink tokens;
-//! the histogram has [`HISTOGRAM_BINS`] equal bins over `(0, max]`.
+//! A token's document is the one whose `first_token..first_token + tokens` holds it,
+//! its position the distance from `first_token`. Values are stored exactly: the
+//! Parquet keeps 11 significant bits (f16 precision), and a value is stored as its
+//! 19 high f32 bits. Answers order a feature's postings by value descending, then
+//! token, and a token's codes by value descending, then feature. `flags` bit 0 marks
+//! a special token, bit 1 an attention sink (the first position of a document or model
+//! window). The statistics (`count`, `documents`, `max`, `sum`, `histogram`) leave out
+//! special and sink tokens; the histogram has [`HISTOGRAM_BINS`] equal bins over
+//! `(0, max]`, and `sum` adds the values strongest first.
 //!
 //! Text is stored as binary so that opening the file does not validate the whole
 //! corpus's UTF-8; each document is checked when it is read.
@@ -32,7 +35,7 @@ pub const QUERY_MANIFEST: &str = "manifest.json";
 /// The `format` of a query manifest.
 pub const QUERY_FORMAT: &str = "saeidx-query";
 /// The query format version this saeidx writes and reads.
-pub const QUERY_FORMAT_VERSION: u32 = 1;
+pub const QUERY_FORMAT_VERSION: u32 = 2;
 /// Bytes per checksummed chunk of a query file.
 pub const CHUNK_BYTES: u64 = 1 << 20;
 /// Bins of each feature's activation histogram.
@@ -72,14 +75,19 @@ impl QueryFile {
     pub fn name(self) -> &'static str {
         match self {
             QueryFile::Documents => "documents.arrow",
-            QueryFile::Tokens => "tokens.arrow",
-            QueryFile::Codes => "codes.arrow",
-            QueryFile::Postings => "postings.arrow",
+            QueryFile::Tokens => "tokens.bin",
+            QueryFile::Codes => "codes.bin",
+            QueryFile::Postings => "postings.bin",
             QueryFile::Features => "features.arrow",
         }
     }
 
-    /// The file's Arrow schema.
+    /// Whether the file is Arrow IPC (the others are block files).
+    pub fn is_arrow(self) -> bool {
+        matches!(self, QueryFile::Documents | QueryFile::Features)
+    }
+
+    /// The file's Arrow schema (empty for a block file).
     pub fn schema(self) -> SchemaRef {
         let u32_field = |name: &str| Field::new(name, DataType::UInt32, false);
         let fields = match self {
@@ -90,23 +98,7 @@ impl QueryFile {
                 Field::new("first_token", DataType::UInt64, false),
                 u32_field("tokens"),
             ],
-            QueryFile::Tokens => vec![
-                u32_field("doc"),
-                u32_field("position"),
-                u32_field("token"),
-                u32_field("start"),
-                u32_field("end"),
-                Field::new("flags", DataType::UInt8, false),
-                Field::new("first_code", DataType::UInt64, false),
-            ],
-            QueryFile::Codes => vec![
-                u32_field("feature"),
-                Field::new("value", DataType::Float32, false),
-            ],
-            QueryFile::Postings => vec![
-                u32_field("token"),
-                Field::new("value", DataType::Float32, false),
-            ],
+            QueryFile::Tokens | QueryFile::Codes | QueryFile::Postings => Vec::new(),
             QueryFile::Features => vec![
                 Field::new("first_posting", DataType::UInt64, false),
                 u32_field("postings"),
@@ -135,7 +127,7 @@ pub struct QueryFileRecord {
     pub name: String,
     /// Size in bytes.
     pub bytes: u64,
-    /// Rows of its single record batch.
+    /// Rows: of its single record batch (Arrow), or entries (block files).
     pub rows: u64,
     /// xxh3-64 (hex) of each [`CHUNK_BYTES`] chunk, in order.
     pub chunks_xxh3: Vec<String>,
@@ -193,7 +185,7 @@ mod tests {
 
     #[test]
     fn schemas_folder_describes_these_files() {
-        for file in QueryFile::ALL {
+        for file in QueryFile::ALL.into_iter().filter(|file| file.is_arrow()) {
             let stem = file.name().trim_end_matches(".arrow");
             let path = format!(
                 "{}/../../schemas/index/query/{stem}.arrow.json",

@@ -2,10 +2,12 @@
 //! fire on this text?" from an index folder, without the model.
 //!
 //! [`build()`] turns an index's Parquet tables into the query files of its `query/`
-//! folder (Arrow IPC files, see [`layout`]): feature-major postings ordered by
-//! activation, token-major codes, the documents with their texts, per-token metadata
-//! and per-feature statistics. [`QueryIndex::open`] memory-maps those files and decodes
-//! them zero-copy with arrow-rs; every byte is checked against the xxh3 chunk checksums
+//! folder (see [`layout`] and `FORMAT.md`): compact feature-major postings in blocks
+//! with their largest values, token-major codes, the documents with their texts (Arrow
+//! IPC), packed per-token metadata and per-feature statistics (Arrow IPC), in bounded
+//! memory. [`QueryIndex::open`] memory-maps those files (the Arrow ones decoded
+//! zero-copy with arrow-rs, the block files decoded on use); every byte is checked
+//! against the xxh3 chunk checksums
 //! of `query/manifest.json` before it is used (small metadata at open, data chunks on
 //! first touch), and every offset is bounds-checked, so a damaged file is an error,
 //! never a panic or a silently wrong answer. A file truncated or rewritten in place
@@ -17,7 +19,9 @@
 //! [`rank_features`], the same function the index's own documents go through.
 
 pub mod answers;
+mod blocks;
 pub mod build;
+mod codec;
 mod consistency;
 pub mod documents;
 mod error;
@@ -31,6 +35,7 @@ mod questions;
 pub mod rank;
 pub mod registry;
 pub mod silent;
+mod sort;
 
 pub use answers::{
     AnalyzedText, AnalyzedToken, DocRef, Explain, ExplainRequest, ExplainedFeature,
@@ -38,15 +43,18 @@ pub use answers::{
     Sample, SampleRequest, SampledFeature, Subject, TokenFeatures, TopFeatures, TopFeaturesRequest,
     TopTexts, TopTextsRequest,
 };
-pub use build::{BuildSummary, build, build_unlocked};
+pub use build::{
+    BuildOptions, BuildSummary, DEFAULT_BUILD_MEMORY, build, build_unlocked, build_unlocked_with,
+    build_with,
+};
 pub use consistency::verify_query_files;
 pub use documents::{DocumentEntry, DocumentList, DocumentsRequest, list_documents};
 pub use error::QueryError;
 pub use filter::{Filter, FilterError, filter_columns};
 pub use index::{
-    Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex, Rank, Snippet,
-    TextHit,
+    DecoderNeighbour, Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex,
+    Rank, Snippet, TextHit,
 };
-pub use rank::{Aggregate, FeatureScore, TokenCodes, rank_features};
+pub use rank::{Aggregate, DecodedCodes, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
 pub use silent::{SilentContexts, SilentRequest};

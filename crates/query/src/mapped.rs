@@ -61,6 +61,18 @@ impl MappedFile {
         file: QueryFile,
         record: &QueryFileRecord,
     ) -> Result<(Arc<MappedFile>, RecordBatch), QueryError> {
+        let mapped = Self::open_raw(dir, file, record)?;
+        let batch = mapped.decode(file, record.rows)?;
+        Ok((mapped, batch))
+    }
+
+    /// Maps `dir/record.name` and checks its size and checksum list against `record`
+    /// (a block file, whose reader checks its framing).
+    pub(crate) fn open_raw(
+        dir: &Path,
+        file: QueryFile,
+        record: &QueryFileRecord,
+    ) -> Result<Arc<MappedFile>, QueryError> {
         let path = dir.join(file.name());
         let corrupt = |reason: String| QueryError::corrupt(&path, reason);
         if record.name != file.name() {
@@ -111,12 +123,33 @@ impl MappedFile {
             opened: (len, modified),
             probe,
         });
-        let batch = mapped.decode(file, record.rows)?;
-        Ok((mapped, batch))
+        Ok(mapped)
     }
 
-    fn corrupt(&self, reason: impl Into<String>) -> QueryError {
+    pub(crate) fn corrupt(&self, reason: impl Into<String>) -> QueryError {
         QueryError::corrupt(&self.path, reason)
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The address of the file's first byte.
+    pub(crate) fn base(&self) -> usize {
+        self.bytes.as_ptr() as usize
+    }
+
+    /// Bytes `start..end` of the file, their chunks verified.
+    pub(crate) fn bytes(&self, start: usize, end: usize) -> Result<&[u8], QueryError> {
+        if start > end || end > self.bytes.len() {
+            return Err(self.corrupt(format!(
+                "bytes {start}..{end} are outside the file ({} bytes)",
+                self.bytes.len()
+            )));
+        }
+        self.ensure_bytes(start, end)?;
+        Ok(&self.bytes[start..end])
     }
 
     /// An error if the file was truncated or rewritten since it was mapped (answers

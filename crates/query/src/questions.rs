@@ -67,7 +67,7 @@ impl QueryIndex {
         Limit::K.check(request.k)?;
         let (number, of) = self.subject(doc, request)?;
         let codes = self.codes_of_document(number, request.tokens.clone(), request.exclusions)?;
-        let scores = rank_features(codes, request.aggregate, request.k, self.d_sae());
+        let scores = rank_features(codes.iter(), request.aggregate, request.k, self.d_sae());
         let answer = self.ranked(of, scores, request, |position| {
             self.token_text(number, position)
         });
@@ -84,12 +84,21 @@ impl QueryIndex {
         let (number, of) = self.subject(doc, request)?;
         let codes = self.codes_of_document(number, request.tokens.clone(), request.exclusions)?;
         let mut tokens = Vec::with_capacity(codes.len());
-        for codes in codes {
+        for codes in codes.iter() {
+            // Each token's strongest first, ties by feature.
+            let mut pairs: Vec<(u32, f32)> = codes
+                .features
+                .iter()
+                .copied()
+                .zip(codes.values.iter().copied())
+                .collect();
+            pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let (features, values) = pairs.into_iter().unzip();
             tokens.push(Coded {
                 position: codes.position,
                 text: self.token_text(number, codes.position)?,
-                features: codes.features.to_vec(),
-                values: codes.values.to_vec(),
+                features,
+                values,
             });
         }
         self.answer(Ok(per_token_answer(of, &tokens, request)))
@@ -208,9 +217,10 @@ impl QueryIndex {
         label: FeatureLabel,
     ) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        let mut registry = self.reload_registry()?.clone();
-        registry.edit(feature, label, &crate::registry::now_utc());
-        self.save_registry(registry)?;
+        self.update_registry(|registry| {
+            registry.edit(feature, label, &crate::registry::now_utc());
+            Ok(())
+        })?;
         self.label(feature)
     }
 
@@ -218,11 +228,13 @@ impl QueryIndex {
     /// now); the registry is saved. A feature without an unreviewed draft is an error.
     pub fn accept_label(&mut self, feature: u32) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        let mut registry = self.reload_registry()?.clone();
-        if !registry.accept(feature, &crate::registry::now_utc()) {
-            return Err(QueryError::NoDraft { feature });
-        }
-        self.save_registry(registry)?;
+        self.update_registry(|registry| {
+            if registry.accept(feature, &crate::registry::now_utc()) {
+                Ok(())
+            } else {
+                Err(QueryError::NoDraft { feature })
+            }
+        })?;
         self.label(feature)
     }
 
@@ -234,13 +246,13 @@ impl QueryIndex {
         replace: bool,
     ) -> Result<usize, QueryError> {
         let count = imported.len();
-        let mut registry = if replace {
-            Registry::default()
-        } else {
-            self.reload_registry()?.clone()
-        };
-        registry.merge(imported);
-        self.save_registry(registry)?;
+        self.update_registry(|registry| {
+            if replace {
+                *registry = Registry::default();
+            }
+            registry.merge(imported);
+            Ok(())
+        })?;
         Ok(count)
     }
 

@@ -14,6 +14,48 @@ pub struct TokenCodes<'a> {
     pub values: &'a [f32],
 }
 
+/// Tokens' codes decoded from an index, held together (one allocation per column).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodedCodes {
+    positions: Vec<u32>,
+    ends: Vec<usize>,
+    features: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl DecodedCodes {
+    /// Adds a token at `position` with its codes.
+    pub fn push(&mut self, position: u32, features: &[u32], values: &[f32]) {
+        self.positions.push(position);
+        self.features.extend_from_slice(features);
+        self.values.extend_from_slice(values);
+        self.ends.push(self.features.len());
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// The tokens, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = TokenCodes<'_>> + '_ {
+        (0..self.positions.len()).map(|i| {
+            let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+            let end = self.ends[i];
+            TokenCodes {
+                position: self.positions[i],
+                features: &self.features[start..end],
+                values: &self.values[start..end],
+            }
+        })
+    }
+}
+
 /// How a feature's activations over a text's tokens become one score.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, schemars::JsonSchema,

@@ -17,7 +17,10 @@
 //! changes. [`Registry::to_mlxterp_json`] writes the five mlxterp keys only.
 //!
 //! The file is outside the checksummed data (labels are edited, the data is not) and is
-//! replaced atomically on every change.
+//! replaced atomically on every change. Writers change it through [`Registry::update`],
+//! which holds an exclusive lock on [`REGISTRY_LOCK`] from reading to saving, so that a
+//! labelling run, the server and a person's edit at the same time never lose each
+//! other's changes.
 
 use std::{
     collections::BTreeMap,
@@ -30,6 +33,11 @@ use crate::error::QueryError;
 
 /// The registry's file name in an index folder.
 pub const REGISTRY_FILE: &str = "labels.json";
+
+/// The lock file in an index folder that writers of [`REGISTRY_FILE`] hold while they
+/// read, change and save it (an advisory `flock`, released by the kernel however the
+/// holder exits; the file itself stays).
+pub const REGISTRY_LOCK: &str = ".labels.lock";
 
 /// The labelling work folder of an index (`saeidx labels draft`'s cache of LLM answers),
 /// carried with the registry when the nightly job replaces the index.
@@ -380,7 +388,37 @@ impl Registry {
         }
     }
 
-    /// Writes the registry into the index folder `dir` atomically.
+    /// Reads the registry of the index folder `dir` as it is on disk, lets `change` edit
+    /// it, and saves it if it changed, holding the exclusive lock [`REGISTRY_LOCK`] from
+    /// the read to the rename: concurrent writers (a labelling run, the server, another
+    /// process) wait for each other and each keeps what the others saved. Nothing is
+    /// written when `change` fails. Returns the registry as it now is on disk and
+    /// `change`'s value.
+    pub fn update<T, E: From<QueryError>>(
+        dir: &Path,
+        d_sae: usize,
+        change: impl FnOnce(&mut Registry) -> Result<T, E>,
+    ) -> Result<(Registry, T), E> {
+        let lock_path = dir.join(REGISTRY_LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(QueryError::io(lock_path.clone()))?;
+        lock.lock().map_err(QueryError::io(lock_path))?;
+        let before = Registry::load(dir, d_sae)?;
+        let mut registry = before.clone();
+        let value = change(&mut registry)?;
+        if registry != before {
+            registry.save(dir)?;
+        }
+        Ok((registry, value))
+    }
+
+    /// Writes the registry into the index folder `dir` atomically. Callers that read
+    /// the registry first use [`Registry::update`] instead, which keeps concurrent
+    /// writers' changes.
     pub fn save(&self, dir: &Path) -> Result<PathBuf, QueryError> {
         let path = dir.join(REGISTRY_FILE);
         saeidx_format::atomic::write_file(&path, &self.to_json())?;
@@ -571,5 +609,45 @@ mod tests {
         let keys: Vec<&String> = exported["7"].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["confidence", "description", "name"]);
         assert_eq!(exported["7"]["confidence"], "medium");
+    }
+
+    #[test]
+    fn concurrent_updates_keep_every_writers_change() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|scope| {
+            for writer in 0..4u32 {
+                let dir = dir.path();
+                scope.spawn(move || {
+                    for step in 0..25u32 {
+                        Registry::update(dir, 8192, |registry| {
+                            let label = FeatureLabel {
+                                name: Some(format!("writer {writer} step {step}")),
+                                ..FeatureLabel::default()
+                            };
+                            registry.set(writer * 100 + step, label);
+                            Ok::<_, QueryError>(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let saved = Registry::load(dir.path(), 8192).unwrap();
+        assert_eq!(saved.len(), 100);
+        assert_eq!(
+            saved.get(317).unwrap().name.as_deref(),
+            Some("writer 3 step 17")
+        );
+    }
+
+    #[test]
+    fn a_failed_update_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let failed = Registry::update(dir.path(), 8192, |registry| {
+            registry.set(1, draft("x"));
+            Err::<(), _>(QueryError::NoDraft { feature: 1 })
+        });
+        assert!(matches!(failed, Err(QueryError::NoDraft { feature: 1 })));
+        assert!(!dir.path().join(REGISTRY_FILE).exists());
     }
 }

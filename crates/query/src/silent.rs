@@ -23,7 +23,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Exclusions, QueryError, QueryIndex, TextHit, layout::QueryFile, limits::Limit};
+use crate::{Exclusions, QueryError, QueryIndex, TextHit, limits::Limit};
 
 /// `silent_contexts`: where a feature stays silent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -84,7 +84,7 @@ impl QueryIndex {
     fn find_silent(&self, request: &SilentRequest) -> Result<Vec<TextHit>, QueryError> {
         let feature = request.feature;
         let f = self.feature_index(feature)?;
-        let mut active: Vec<u32> = self
+        let mut active: Vec<u64> = self
             .kept_postings(f, request.exclusions)?
             .into_iter()
             .map(|(token, _)| token)
@@ -112,40 +112,34 @@ impl QueryIndex {
 struct Silence<'a> {
     index: &'a QueryIndex,
     /// Global tokens where the feature is active on a counted token, ascending.
-    active: &'a [u32],
+    active: &'a [u64],
     context: u32,
     mask: u8,
 }
 
 impl Silence<'_> {
     /// Whether global token `token` is counted and its window holds no active token.
-    fn centres(&self, token: u32) -> Result<bool, QueryError> {
-        if self.index.flags(token)? & self.mask != 0 {
+    fn centres(&self, token: u64) -> Result<bool, QueryError> {
+        self.centres_with(token, self.index.flags(token)?)
+    }
+
+    /// [`Self::centres`] for a token whose flags are `flags`.
+    fn centres_with(&self, token: u64, flags: u8) -> Result<bool, QueryError> {
+        if flags & self.mask != 0 {
             return Ok(false);
         }
-        let t = &self.index.tokens;
-        let doc = self
-            .index
-            .at(&t.file, QueryFile::Tokens, &t.doc, token as usize)?;
+        let (doc, position) = self.index.token_doc(token)?;
         let (first, count) = self.index.doc_tokens(doc)?;
-        let position = u64::from(token)
-            .checked_sub(first)
-            .filter(|p| *p < u64::from(count));
-        let Some(position) = position else {
-            return Err(self.index.corrupt(
-                QueryFile::Tokens,
-                format!("token {token} is outside its document {doc}"),
-            ));
-        };
+        let position = u64::from(position);
         let low = first + position.saturating_sub(u64::from(self.context));
         let high = first + (position + u64::from(self.context)).min(u64::from(count) - 1);
-        let next = self.active.partition_point(|a| u64::from(*a) < low);
-        Ok(self.active.get(next).is_none_or(|a| u64::from(*a) > high))
+        let next = self.active.partition_point(|a| *a < low);
+        Ok(self.active.get(next).is_none_or(|a| *a > high))
     }
 
     /// Up to `n` silent centres anywhere, visiting every token once in a seeded order.
-    fn anywhere(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
-        let total = self.index.tokens.doc.len() as u64;
+    fn anywhere(&self, n: usize, seed: u64) -> Result<Vec<u64>, QueryError> {
+        let total = self.index.tokens.tokens();
         let mut found = Vec::with_capacity(n.min(total as usize));
         if total == 0 || n == 0 {
             return Ok(found);
@@ -157,7 +151,8 @@ impl Silence<'_> {
             stride = stride % total + 1;
         }
         for i in 0..total {
-            let token = ((start + i * stride) % total) as u32;
+            let token = ((u128::from(start) + u128::from(i) * u128::from(stride))
+                % u128::from(total)) as u64;
             if self.centres(token)? {
                 found.push(token);
                 if found.len() == n {
@@ -169,7 +164,7 @@ impl Silence<'_> {
     }
 
     /// Up to `n` silent centres whose token id is one of `ids`, round-robin over `ids`.
-    fn on_tokens(&self, ids: &[u32], n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+    fn on_tokens(&self, ids: &[u32], n: usize, seed: u64) -> Result<Vec<u64>, QueryError> {
         let mut order: Vec<u32> = Vec::with_capacity(ids.len());
         for id in ids {
             if !order.contains(id) {
@@ -178,22 +173,16 @@ impl Silence<'_> {
         }
         let wanted: HashMap<u32, usize> =
             order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let t = &self.index.tokens;
-        let column = self.index.range(
-            &t.file,
-            QueryFile::Tokens,
-            &t.token,
-            0,
-            t.token.len() as u64,
-        )?;
-        let mut occurrences: Vec<Vec<u32>> = vec![Vec::new(); order.len()];
-        for (token, id) in column.iter().enumerate() {
-            if let Some(&slot) = wanted.get(id)
-                && self.centres(token as u32)?
+        let mut occurrences: Vec<Vec<u64>> = vec![Vec::new(); order.len()];
+        let tokens = &self.index.tokens;
+        tokens.scan(0..tokens.tokens(), |token, entry| {
+            if let Some(&slot) = wanted.get(&entry.token)
+                && self.centres_with(token, entry.flags)?
             {
-                occurrences[slot].push(token as u32);
+                occurrences[slot].push(token);
             }
-        }
+            Ok(())
+        })?;
         let mut rng = StdRng::seed_from_u64(seed);
         for list in &mut occurrences {
             list.shuffle(&mut rng);

@@ -12,14 +12,14 @@ use saeidx_query::{
 use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
-/// An index whose postings and codes span several pages (about 2 MB each).
+/// An index whose postings and codes span several chunks (about 2 MB each).
 fn index(dir: &Path) {
     let spec = SyntheticSpec {
-        documents: 300,
+        documents: 600,
         tokens_per_document: (60, 140),
-        documents_per_part: 100,
+        documents_per_part: 200,
         feature_weights: (0..96).map(|f| 1.0 / (1.0 + f as f64)).collect(),
-        k: 8,
+        k: 12,
         value_step: 0.125,
         seed: 5,
     };
@@ -75,7 +75,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
             })
             .map(|answer| answer.texts),
     );
-    assert!(message.contains("postings.arrow"), "{message}");
+    assert!(message.contains("postings.bin"), "{message}");
     assert!(message.contains("read past its end"), "{message}");
     // Every other question is refused too, even one that does not touch the file.
     changed(

@@ -8,6 +8,7 @@
 //! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1;
 //! - [`llm`]: a scripted OpenAI-compatible chat endpoint, for error cases;
 //! - [`load`]: an HTTP/1.1 load generator for the web server;
+//! - [`sae`]: SAE folders with a chosen decoder, recorded as a synthetic index's SAE;
 //! - [`synthetic`]: valid index folders with random codes (no model), for tests and
 //!   benchmarks of everything after the batch stage.
 #![deny(missing_docs)]
@@ -16,4 +17,5 @@ pub mod filters;
 pub mod hub;
 pub mod llm;
 pub mod load;
+pub mod sae;
 pub mod synthetic;

@@ -64,6 +64,11 @@ const WORDS: [&str; 12] = [
     "trade",
 ];
 
+/// Rewrites the codes drawn for one token (document, position, codes): how
+/// [`write_synthetic_index_recoded`] derives an index whose codes are known functions of
+/// another's (features permuted, one feature split in two, ...).
+pub type Recode<'a> = dyn Fn(u32, u32, BTreeMap<u32, f32>) -> BTreeMap<u32, f32> + Sync + 'a;
+
 /// Generates and writes part `part` (documents `docs`).
 #[allow(clippy::too_many_arguments)]
 fn write_part(
@@ -75,6 +80,7 @@ fn write_part(
     sampler: Option<&WeightedIndex<f64>>,
     k: usize,
     metadata: &[MetadataColumn],
+    recode: &Recode<'_>,
     rng: &mut StdRng,
 ) -> Result<PartRecord, SyntheticError> {
     let first_doc = docs.start as u32;
@@ -114,6 +120,7 @@ fn write_part(
                     chosen.insert(feature, steps as f32 * spec.value_step);
                 }
             }
+            let chosen = recode(d as u32, position as u32, chosen);
             activations.push_token(d as u32, position as u32, chosen);
         }
         documents.doc.push(d as u32);
@@ -170,7 +177,7 @@ fn write_part(
 /// manifest. Each document starts with a BOS-like special token (empty span) that is
 /// also the attention sink; every other token is one word of the text.
 pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifest, SyntheticError> {
-    write_index(dir, spec, &[])
+    write_index(dir, spec, &[], &|_, _, codes| codes)
 }
 
 /// [`write_synthetic_index`] with random document metadata in the columns of
@@ -179,13 +186,26 @@ pub fn write_synthetic_index_with_metadata(
     dir: &Path,
     spec: &SyntheticSpec,
 ) -> Result<Manifest, SyntheticError> {
-    write_index(dir, spec, &crate::filters::random_columns())
+    write_index(dir, spec, &crate::filters::random_columns(), &|_, _, codes| codes)
+}
+
+/// [`write_synthetic_index`] with each token's drawn codes passed through `recode`
+/// (features of its answer must be below the spec's width): the same spec and seed give
+/// the same documents and drawn codes, so two indexes written with different `recode`s
+/// hold the same tokens with codes related as the functions say.
+pub fn write_synthetic_index_recoded(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    recode: &Recode<'_>,
+) -> Result<Manifest, SyntheticError> {
+    write_index(dir, spec, &[], recode)
 }
 
 fn write_index(
     dir: &Path,
     spec: &SyntheticSpec,
     metadata: &[MetadataColumn],
+    recode: &Recode<'_>,
 ) -> Result<Manifest, SyntheticError> {
     let d_sae = spec.feature_weights.len();
     if d_sae == 0
@@ -227,11 +247,25 @@ fn write_index(
                 sampler.as_ref(),
                 k,
                 metadata,
+                recode,
                 &mut rng,
             )
         })
         .collect::<Result<Vec<PartRecord>, SyntheticError>>()?;
-    let manifest = Manifest {
+    let manifest = synthetic_manifest(spec, d_sae, k, parts, metadata);
+    manifest.write(dir)?;
+    Ok(manifest)
+}
+
+/// The manifest of a synthetic index of `parts`: no model ran, the SAE is `synthetic`.
+fn synthetic_manifest(
+    spec: &SyntheticSpec,
+    d_sae: usize,
+    k: usize,
+    parts: Vec<PartRecord>,
+    metadata: &[MetadataColumn],
+) -> Manifest {
+    Manifest {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
         saeidx_version: env!("CARGO_PKG_VERSION").into(),
@@ -287,7 +321,5 @@ fn write_index(
         counts: Counts::of_parts(&parts, 0),
         parts,
         timings: BTreeMap::new(),
-    };
-    manifest.write(dir)?;
-    Ok(manifest)
+    }
 }

@@ -226,8 +226,42 @@ pub fn render_feature_linked(
         );
     }
     body.push_str("</ul>\n");
+    decoder_neighbours(&mut body, index, report, link);
     body.push_str(extra);
     Ok(page(&format!("Feature {feature}"), &body))
+}
+
+/// The feature's nearest decoder directions (when the SAE file was read), each linking
+/// to its page.
+fn decoder_neighbours(
+    body: &mut String,
+    index: &QueryIndex,
+    report: &FeatureReport,
+    link: &dyn Fn(u32) -> String,
+) {
+    let Some(neighbours) = &report.decoder_neighbours else {
+        body.push_str(
+            "<h2>Decoder neighbours</h2>\n<p class=\"meta\">the index's SAE file was not found, so decoder directions are not shown</p>\n",
+        );
+        return;
+    };
+    body.push_str("<h2>Decoder neighbours (cosine of decoder directions)</h2>\n<ul>\n");
+    for n in neighbours {
+        let label = index
+            .registry()
+            .get(n.feature)
+            .and_then(|l| l.name.clone())
+            .unwrap_or_default();
+        let _ = writeln!(
+            body,
+            "<li><a href=\"{}\">feature {}</a> {} — {:.3}</li>",
+            link(n.feature),
+            n.feature,
+            escape(&label),
+            n.cosine
+        );
+    }
+    body.push_str("</ul>\n");
 }
 
 /// Who stands behind a label, as a badge: a person, or an LLM's draft (reviewed or

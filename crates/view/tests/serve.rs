@@ -211,7 +211,7 @@ fn huge_sizes_and_files_truncated_under_the_server_are_errors_not_crashes() {
 
     // A query file truncated in place under the open index (as copying over it does):
     // reads past its end would raise SIGBUS; the answer is refused instead.
-    let postings = dir.join("query/postings.arrow");
+    let postings = dir.join("query/postings.bin");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&postings)

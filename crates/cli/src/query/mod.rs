@@ -3,6 +3,7 @@
 //! a request of `saeidx_query`, asks the library, and prints the answer: as the answer
 //! type's JSON with `--json` (the same value the web server's API returns), else as text.
 
+mod compare;
 mod documents;
 mod drafts;
 mod labels;
@@ -19,6 +20,7 @@ use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits::Limit};
 
+pub use compare::{CompareArgs, compare};
 pub use documents::{DocumentsArgs, documents};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{

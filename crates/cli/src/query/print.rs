@@ -156,6 +156,15 @@ pub(super) fn report(report: &FeatureReport) {
             n.feature, n.jaccard, n.together, n.count
         );
     }
+    match &report.decoder_neighbours {
+        Some(neighbours) => {
+            println!("  decoder neighbours (cosine of decoder directions):");
+            for n in neighbours {
+                println!("    feature {:>6}  {:.3}", n.feature, n.cosine);
+            }
+        }
+        None => println!("  decoder neighbours: the index's SAE file was not found"),
+    }
 }
 
 fn histogram(bins: &[u32], max: f32) {

@@ -212,10 +212,16 @@ pub struct InfoArgs {
 pub enum QueryCommand {
     /// Build (or rebuild) the query files of an index folder from its Parquet (for a
     /// Parquet-only folder someone shared; `saeidx run` and `merge` build them).
-    #[command(after_help = "Example:\n  saeidx query build indexes/default")]
+    #[command(
+        after_help = "Examples:\n  saeidx query build indexes/default\n  saeidx query build indexes/big --memory 512"
+    )]
     Build {
         /// The index folder.
         index: PathBuf,
+        /// MiB of activations the build's external sort holds in memory before it
+        /// spills sorted runs to disk (peak memory does not grow with the corpus).
+        #[arg(long, value_name = "MIB", default_value_t = saeidx_query::DEFAULT_BUILD_MEMORY >> 20)]
+        memory: u64,
         #[command(flatten)]
         output: Output,
     },
@@ -296,15 +302,18 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
 /// `saeidx feature`.
 pub fn feature(args: FeatureArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
-    let report = index.feature(&FeatureRequest {
-        feature: args.feature,
-        examples: args.examples,
-        bands: args.bands,
-        per_band: args.per_band,
-        neighbours: args.neighbours,
-        context: args.context,
-        exclusions: args.exclusions.exclusions(),
-    })?;
+    let report = saeidx_compare::feature_report(
+        &index,
+        &FeatureRequest {
+            feature: args.feature,
+            examples: args.examples,
+            bands: args.bands,
+            per_band: args.per_band,
+            neighbours: args.neighbours,
+            context: args.context,
+            exclusions: args.exclusions.exclusions(),
+        },
+    )?;
     if args.output.json {
         return print_json(&report);
     }
@@ -362,8 +371,15 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
 /// `saeidx query ...`.
 pub fn query(command: QueryCommand) -> anyhow::Result<()> {
     match command {
-        QueryCommand::Build { index, output } => {
-            let summary = saeidx_query::build(&index)
+        QueryCommand::Build {
+            index,
+            memory,
+            output,
+        } => {
+            let options = saeidx_query::BuildOptions {
+                memory: memory.saturating_mul(1 << 20),
+            };
+            let summary = saeidx_query::build_with(&index, &options)
                 .with_context(|| format!("building the query files of {}", index.display()))?;
             if output.json {
                 return print_json(&summary);

@@ -69,15 +69,18 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
         } => {
             let index = index.open()?;
             for feature in features {
-                let report = index.feature(&FeatureRequest {
-                    feature,
-                    examples,
-                    bands,
-                    per_band: examples,
-                    neighbours,
-                    context,
-                    ..FeatureRequest::default()
-                })?;
+                let report = saeidx_compare::feature_report(
+                    &index,
+                    &FeatureRequest {
+                        feature,
+                        examples,
+                        bands,
+                        per_band: examples,
+                        neighbours,
+                        context,
+                        ..FeatureRequest::default()
+                    },
+                )?;
                 let html = saeidx_view::render_feature(&index, &report, context)?;
                 let path = out.join(saeidx_view::feature_file(feature));
                 saeidx_format::atomic::write_file(&path, html.as_bytes())?;

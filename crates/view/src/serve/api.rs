@@ -13,6 +13,7 @@
 //! | `GET /api/silent/F[?n&context&seed&token=ID...]` | [`SilentContexts`](saeidx_query::SilentContexts) |
 //! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
+//! | `GET /api/compare?with=NAME[&candidates&by&min_score&examples&context]` | [`Comparison`](saeidx_compare::Comparison) of this index (A) and the served index NAME (B), as `saeidx compare A B --json` |
 //! | `GET /api/labels/F`, `POST /api/labels/F` (a label object: a person's edit) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //! | `POST /api/labels/F/accept` (a person accepts an LLM draft as it is) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //!
@@ -44,6 +45,7 @@ impl Context<'_> {
             "/text" => self.text_features(params),
             "/sample" => self.sample(params),
             "/explain" => self.explain(params),
+            "/compare" => self.compare_api(params),
             p if p.starts_with("/feature/") => self.feature(number_in(p)?, params),
             p if p.starts_with("/silent/") => self.silent(number_in(p)?, params),
             p if p.starts_with("/labels/") => {
@@ -139,7 +141,9 @@ impl Context<'_> {
             context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
         };
-        self.with_index(|index| answer(&index.feature(&request).map_err(failed)?))
+        self.with_index(|index| {
+            answer(&saeidx_compare::feature_report(index, &request).map_err(failed)?)
+        })
     }
 
     fn silent(&self, feature: u32, params: &Params) -> Result<Reply, Failure> {

@@ -4,7 +4,8 @@
 //! answers the same routes without the prefix. Pages: `/` (counts, the served indexes,
 //! label search, a random feature, a text box), `/feature/F` (the feature page with a
 //! label form), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
-//! text coloured by its strongest features, when live analysis is available). The JSON
+//! text coloured by its strongest features, when live analysis is available), `/compare?with=NAME`
+//! (this index's features compared with those of the served index NAME; see `compare`). The JSON
 //! API (route table in `api`) answers every question with the answer type of
 //! `saeidx_query`, as the command line's `--json` does. Form posts to
 //! `/labels/F` save a label and return to the page. Labels are saved atomically with the
@@ -20,6 +21,7 @@
 //! reopens it; answers in flight keep the old (unlinked) files mapped.
 
 mod api;
+mod compare;
 mod form;
 mod guard;
 mod pages;

@@ -23,6 +23,7 @@ impl Context<'_> {
             "/random" => self.random(),
             "/search" => self.with_index(|index| Ok(html(200, self.search(index, params)))),
             "/text" => self.text(&live_text(params)?),
+            "/compare" => self.compare_page(params),
             p if p.starts_with("/feature/") => {
                 let feature = number_in(p)?;
                 self.with_index(|index| self.feature_page(index, feature))
@@ -105,7 +106,7 @@ impl Context<'_> {
             context: 10,
             ..FeatureRequest::default()
         };
-        let report = index.feature(&request).map_err(failed)?;
+        let report = saeidx_compare::feature_report(index, &request).map_err(failed)?;
         let label = report.label.clone().unwrap_or_default();
         let field = |name: &str, value: &Option<String>| {
             format!(
