@@ -186,7 +186,12 @@ pub fn write_synthetic_index_with_metadata(
     dir: &Path,
     spec: &SyntheticSpec,
 ) -> Result<Manifest, SyntheticError> {
-    write_index(dir, spec, &crate::filters::random_columns(), &|_, _, codes| codes)
+    write_index(
+        dir,
+        spec,
+        &crate::filters::random_columns(),
+        &|_, _, codes| codes,
+    )
 }
 
 /// [`write_synthetic_index`] with each token's drawn codes passed through `recode`
