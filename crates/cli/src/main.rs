@@ -83,6 +83,8 @@ enum Command {
     /// What an index holds: provenance, counts, feature densities, frequent, rare,
     /// labelled and sampled features, documents.
     Overview(query::OverviewArgs),
+    /// An index's documents with their metadata, all or those a filter selects.
+    Documents(query::DocumentsArgs),
     /// The query files of an index (`build`).
     #[command(subcommand)]
     Query(query::QueryCommand),
@@ -187,6 +189,7 @@ fn main() -> ExitCode {
         Command::Info(args) => query::info(args),
         Command::Document(args) => query::document(args),
         Command::Overview(args) => query::overview(args),
+        Command::Documents(args) => query::documents(args),
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),

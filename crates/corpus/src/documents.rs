@@ -1,5 +1,7 @@
 //! The document: what every corpus source yields and every later stage refers to.
 
+use saeidx_format::metadata::MetadataValue;
+
 /// One document of a corpus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
@@ -11,4 +13,7 @@ pub struct Document {
     pub source: String,
     /// The text.
     pub text: String,
+    /// The values of the corpus's metadata columns ([`crate::CorpusSpec::metadata`]), in
+    /// declaration order; empty when the corpus keeps no metadata.
+    pub metadata: Vec<MetadataValue>,
 }

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub use documents::Document;
 pub use sources::{
     BadRecord, BadRecordPolicy, CorpusFile, CorpusReader, CorpusSpec, JsonlDocuments, JsonlFields,
-    RecordLocation, SkippedRecords, SourceFormat, SourceSpec,
+    MetadataSpec, RecordLocation, SkippedRecords, SourceFormat, SourceSpec,
 };
 
 /// Why text could not be read or tokenized.
@@ -67,6 +67,13 @@ pub enum CorpusError {
         column: String,
         /// The file's top-level columns, in schema order.
         columns: Vec<String>,
+    },
+    /// The metadata declaration cannot be used (a bad name, a field in no record, types
+    /// that cannot be inferred); the reason says what to change.
+    #[error("[corpus] metadata: {reason}")]
+    Metadata {
+        /// What is wrong and what to do.
+        reason: String,
     },
     /// One record is unusable and the policy is [`BadRecordPolicy::Stop`].
     #[error("{0}")]

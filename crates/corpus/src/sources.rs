@@ -25,6 +25,7 @@
 //! reading under either policy.
 
 mod jsonl;
+mod metadata;
 mod parquet_file;
 mod text;
 
@@ -33,7 +34,10 @@ use std::{
     fs::{self, File},
     io::{self, Read},
     path::{Path, PathBuf},
+    sync::Arc,
 };
+
+use saeidx_format::metadata::{MetadataColumn, MetadataValue};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,6 +46,7 @@ use crate::{CorpusError, documents::Document};
 
 pub(crate) use jsonl::JsonlFile;
 pub use jsonl::{JsonlDocuments, JsonlFields};
+pub use metadata::MetadataSpec;
 
 /// The default [`CorpusSpec::max_document_bytes`]: 256 MiB.
 pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 256 << 20;
@@ -66,6 +71,17 @@ pub const MAX_KEPT_BAD_RECORDS: usize = 100;
 /// text_field = "text"             # the default
 /// id_field = "id"                 # the default
 /// ```
+///
+/// `metadata` lists the record fields (JSONL keys, Parquet columns) kept as typed
+/// columns of the index's documents table; see [`MetadataSpec`]:
+///
+/// ```toml
+/// metadata = [
+///   { field = "year", type = "integer" },
+///   { field = "party", type = "string" },
+///   { field = "president" },        # type inferred from the corpus
+/// ]
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorpusSpec {
@@ -79,6 +95,9 @@ pub struct CorpusSpec {
     /// four times it (room for JSON escapes and other fields) is not parsed.
     #[serde(default = "default_max_document_bytes")]
     pub max_document_bytes: u64,
+    /// Record fields kept as typed document metadata, in column order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<MetadataSpec>,
 }
 
 fn default_max_document_bytes() -> u64 {
@@ -280,6 +299,7 @@ impl CorpusSpec {
             sources,
             on_bad_record: BadRecordPolicy::default(),
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            metadata: Vec::new(),
         }
     }
 
@@ -528,6 +548,8 @@ pub(crate) struct FileContext {
     pub(crate) path: PathBuf,
     pub(crate) name: String,
     pub(crate) max_document_bytes: u64,
+    /// The metadata columns every document of the file carries.
+    pub(crate) metadata: Arc<[MetadataColumn]>,
 }
 
 /// Why a file reader produced no document.
@@ -575,13 +597,34 @@ impl FileContext {
         Ok(())
     }
 
-    /// A document of this file.
+    /// A document of this file with null metadata.
     pub(crate) fn document(&self, id: String, text: String) -> Document {
+        let metadata = vec![MetadataValue::Null; self.metadata.len()];
+        self.document_with(id, text, metadata)
+    }
+
+    /// A document of this file with its metadata values.
+    pub(crate) fn document_with(
+        &self,
+        id: String,
+        text: String,
+        metadata: Vec<MetadataValue>,
+    ) -> Document {
         Document {
             id,
             source: self.name.clone(),
             text,
+            metadata,
         }
+    }
+
+    /// The reason a document's metadata field is unusable, naming both.
+    pub(crate) fn metadata_reason(id: &str, column: &MetadataColumn, problem: &str) -> String {
+        format!(
+            "document {id:?}: metadata field {:?} {problem}; fix the record, or change the \
+             field's type in the job's [corpus] metadata",
+            column.name
+        )
     }
 }
 
@@ -629,14 +672,24 @@ pub struct CorpusReader {
     current: Option<FileReader>,
     policy: BadRecordPolicy,
     max_document_bytes: u64,
+    metadata: Arc<[MetadataColumn]>,
     skipped: SkippedRecords,
     done: bool,
 }
 
 impl CorpusReader {
     /// Resolves `spec`'s files (errors as for [`CorpusSpec::files`], without reading any
-    /// file) and prepares to read them.
+    /// file) and prepares to read them. When a metadata field's type is left out, the
+    /// corpus is read once first to infer it ([`CorpusSpec::metadata_columns`]).
     pub fn open(spec: &CorpusSpec) -> Result<Self, CorpusError> {
+        let metadata = match spec.declared_columns() {
+            Some(columns) => {
+                saeidx_format::metadata::check_columns(&columns)
+                    .map_err(|reason| CorpusError::Metadata { reason })?;
+                columns
+            }
+            None => spec.metadata_columns()?,
+        };
         Ok(Self {
             sources: spec.sources.clone(),
             files: spec.resolve()?,
@@ -644,9 +697,15 @@ impl CorpusReader {
             current: None,
             policy: spec.on_bad_record,
             max_document_bytes: spec.max_document_bytes,
+            metadata: metadata.into(),
             skipped: SkippedRecords::default(),
             done: false,
         })
+    }
+
+    /// The metadata columns of every document this reader yields.
+    pub fn metadata(&self) -> &[MetadataColumn] {
+        &self.metadata
     }
 
     /// The bad records skipped so far (always none under [`BadRecordPolicy::Stop`]).
@@ -662,6 +721,7 @@ impl CorpusReader {
             path: file.path.clone(),
             name: file.name.clone(),
             max_document_bytes: self.max_document_bytes,
+            metadata: self.metadata.clone(),
         };
         Some(match file.format {
             SourceFormat::Text => Ok(FileReader::Text(Some(context))),

@@ -6,6 +6,8 @@
 //!   process id).
 //! - [`checksum`]: the one content hash (SHA-256, lowercase hex) used for manifests,
 //!   asset pins and cache blobs.
+//! - [`metadata`]: typed document metadata columns (the job's declaration, record
+//!   values, the `documents/` table's extra columns) and reading that table back.
 //! - [`manifest`]: an index's `manifest.json` (provenance, counts, files, checksums).
 //! - [`tables`]: the index's Parquet tables (documents, tokens, activations): schemas,
 //!   encodings and the part writer.
@@ -18,5 +20,6 @@ pub mod checksum;
 pub mod lock;
 pub mod logits;
 pub mod manifest;
+pub mod metadata;
 pub mod tables;
 pub mod verify;

@@ -141,6 +141,11 @@ pub struct CorpusRecord {
     pub max_documents: Option<u64>,
     /// Documents go into parts of at least this many bytes of text.
     pub part_bytes: u64,
+    /// The metadata columns kept from the corpus records, in the `documents/` table after
+    /// its fixed columns (see [`crate::metadata`]). Empty (and absent from the JSON) when
+    /// the job keeps none, as in indexes written before saeidx kept metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<crate::metadata::MetadataColumn>,
 }
 
 /// Everything that determines an index's data: equal specs give identical files.
@@ -366,8 +371,10 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Checks that parts are in order and the counts are their sums.
+    /// Checks that parts are in order, the counts are their sums and the metadata
+    /// columns are a valid declaration.
     pub fn check_consistency(&self) -> Result<(), String> {
+        crate::metadata::check_columns(&self.job.corpus.metadata)?;
         for pair in self.parts.windows(2) {
             if pair[0].part >= pair[1].part {
                 return Err(format!(

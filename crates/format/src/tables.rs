@@ -6,7 +6,7 @@
 //!
 //! | table | one row per | columns |
 //! | --- | --- | --- |
-//! | `documents/` | document | `doc` u32, `id` utf8, `source` utf8, `text` large utf8, `tokens` u32 |
+//! | `documents/` | document | `doc` u32, `id` utf8, `source` utf8, `text` large utf8, `tokens` u32, then the job's metadata columns ([`crate::metadata`]) |
 //! | `tokens/` | token | `doc` u32, `position` u32, `token` u32, `start` u32, `end` u32, `special` bool, `sink` bool |
 //! | `activations/` | nonzero feature activation | `doc` u32, `position` u32, `feature` u32, `value` f32 |
 //!
@@ -27,6 +27,8 @@ use arrow_array::{
     ArrayRef, BooleanArray, Float32Array, LargeStringArray, RecordBatch, StringArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use crate::metadata::{MetadataColumn, MetadataValue, documents_schema, metadata_array};
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, Encoding, ZstdLevel},
@@ -169,6 +171,9 @@ pub struct DocumentRows {
     pub text: Vec<String>,
     /// Token counts.
     pub tokens: Vec<u32>,
+    /// Metadata values, one vector per declared column (in declaration order), one
+    /// value per document; empty when the job keeps no metadata.
+    pub metadata: Vec<Vec<MetadataValue>>,
 }
 
 /// Token rows, in columns.
@@ -252,17 +257,44 @@ fn u32s(values: Vec<u32>) -> ArrayRef {
 }
 
 impl DocumentRows {
-    fn batch(self) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        RecordBatch::try_new(
-            Table::Documents.schema(),
-            vec![
-                u32s(self.doc),
-                Arc::new(StringArray::from(self.id)),
-                Arc::new(StringArray::from(self.source)),
-                Arc::new(LargeStringArray::from(self.text)),
-                u32s(self.tokens),
-            ],
-        )
+    /// Appends one document's metadata values (in declaration order).
+    pub fn push_metadata(&mut self, values: Vec<MetadataValue>) {
+        if self.metadata.len() < values.len() {
+            self.metadata.resize(values.len(), Vec::new());
+        }
+        for (column, value) in self.metadata.iter_mut().zip(values) {
+            column.push(value);
+        }
+    }
+
+    /// The rows as the `documents/` table's Arrow batch with the metadata columns
+    /// `metadata` (exactly what [`TableWriter::write_documents`] writes).
+    pub fn record_batch(
+        self,
+        metadata: &[MetadataColumn],
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let rows = self.doc.len();
+        let mut columns: Vec<ArrayRef> = vec![
+            u32s(self.doc),
+            Arc::new(StringArray::from(self.id)),
+            Arc::new(StringArray::from(self.source)),
+            Arc::new(LargeStringArray::from(self.text)),
+            u32s(self.tokens),
+        ];
+        let mut values = self.metadata.into_iter();
+        for column in metadata {
+            let column_values = values.next().unwrap_or_default();
+            let column_values = if column_values.is_empty() {
+                vec![MetadataValue::Null; rows]
+            } else {
+                column_values
+            };
+            columns.push(
+                metadata_array(column.kind, &column_values)
+                    .map_err(arrow_schema::ArrowError::InvalidArgumentError)?,
+            );
+        }
+        RecordBatch::try_new(documents_schema(metadata), columns)
     }
 }
 
@@ -339,25 +371,46 @@ pub enum TableError {
 /// (fsync + rename) after [`TableWriter::finish`].
 pub struct TableWriter {
     table: Table,
+    metadata: Vec<MetadataColumn>,
     path: std::path::PathBuf,
     writer: ArrowWriter<File>,
     rows: u64,
 }
 
 impl TableWriter {
-    /// Creates `path` (truncating it) for `table`.
+    /// Creates `path` (truncating it) for `table` (documents without metadata).
     pub fn create(table: Table, path: &Path) -> Result<Self, TableError> {
+        Self::create_with(table, path, &[])
+    }
+
+    /// Creates `path` (truncating it) for a part of the `documents/` table with the
+    /// metadata columns `metadata`.
+    pub fn create_documents(path: &Path, metadata: &[MetadataColumn]) -> Result<Self, TableError> {
+        Self::create_with(Table::Documents, path, metadata)
+    }
+
+    fn create_with(
+        table: Table,
+        path: &Path,
+        metadata: &[MetadataColumn],
+    ) -> Result<Self, TableError> {
+        let schema = match table {
+            Table::Documents => documents_schema(metadata),
+            _ => table.schema(),
+        };
         let file = File::create(path).map_err(|source| TableError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let writer = ArrowWriter::try_new(file, table.schema(), Some(table.writer_properties()))
-            .map_err(|source| TableError::Parquet {
+        let writer = ArrowWriter::try_new(file, schema, Some(table.writer_properties())).map_err(
+            |source| TableError::Parquet {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            },
+        )?;
         Ok(Self {
             table,
+            metadata: metadata.to_vec(),
             path: path.to_path_buf(),
             writer,
             rows: 0,
@@ -384,7 +437,8 @@ impl TableWriter {
     /// Appends document rows (the writer must be for [`Table::Documents`]).
     pub fn write_documents(&mut self, rows: DocumentRows) -> Result<(), TableError> {
         debug_assert_eq!(self.table, Table::Documents);
-        self.write(rows.batch())
+        let batch = rows.record_batch(&self.metadata);
+        self.write(batch)
     }
 
     /// Appends token rows (the writer must be for [`Table::Tokens`]).
@@ -477,6 +531,7 @@ mod tests {
                     source: vec!["s".into(), "s".into()],
                     text: vec!["x".into(), "y".into()],
                     tokens: vec![1, 1],
+                    metadata: Vec::new(),
                 }),
                 Table::Tokens => writer.write_tokens(TokenRows {
                     doc: vec![0, 1],

@@ -5,7 +5,9 @@
 //!    consistent job (SAE input width = the model's hidden size, the hook's layer within
 //!    the model, a valid window rule).
 //! 2. Every data file: present, of the recorded size and SHA-256.
-//! 3. Every Parquet file: the table's exact Arrow schema and the recorded row count.
+//! 3. Every Parquet file: the table's exact Arrow schema (for `documents/`: the fixed
+//!    columns, then the metadata columns the manifest declares, with their types) and
+//!    the recorded row count.
 //! 4. Every row: documents numbered consecutively from the part's first document, token
 //!    positions consecutive per document with byte ranges inside the text, token counts
 //!    matching, activations in the table's row order (doc, position, then
@@ -20,6 +22,7 @@ use serde::Serialize;
 
 use crate::{
     manifest::{Manifest, ManifestError, PartRecord},
+    metadata::{FIXED_COLUMNS, MetadataColumn, MetadataType, documents_schema},
     tables::{Table, feature_sort_key},
 };
 
@@ -59,8 +62,9 @@ pub fn verify(dir: &Path) -> Result<(Manifest, VerifyReport), VerifyError> {
     let manifest = Manifest::read(dir)?;
     check_job(dir, &manifest)?;
     let mut report = VerifyReport::default();
+    let metadata = DocumentColumns::Declared(&manifest.job.corpus.metadata);
     for part in &manifest.parts {
-        read_part(dir, part, manifest.job.sae.d_sae, &mut report)?;
+        read_part_with(dir, part, manifest.job.sae.d_sae, metadata, &mut report)?;
     }
     Ok((manifest, report))
 }
@@ -105,14 +109,35 @@ pub struct PartTables {
     pub activations: Vec<RecordBatch>,
 }
 
+/// Which metadata columns a part's `documents/` file must have after the fixed ones.
+#[derive(Debug, Clone, Copy)]
+pub enum DocumentColumns<'a> {
+    /// Exactly these, in this order, with these types.
+    Declared(&'a [MetadataColumn]),
+    /// Any, as long as each has a metadata type's Arrow type and no fixed column's name.
+    Any,
+}
+
 /// Reads one part of the index in `dir` and checks it completely: file sizes and
 /// SHA-256 against the manifest, schemas, row counts, document numbering, token
 /// positions and byte ranges, activation order, feature ids below `d_sae` and values.
-/// `report` accumulates what was checked.
+/// `report` accumulates what was checked. The `documents/` file may have any metadata
+/// columns ([`DocumentColumns::Any`]); [`verify`] checks them against the manifest.
 pub fn read_part(
     dir: &Path,
     part: &PartRecord,
     d_sae: usize,
+    report: &mut VerifyReport,
+) -> Result<PartTables, VerifyError> {
+    read_part_with(dir, part, d_sae, DocumentColumns::Any, report)
+}
+
+/// [`read_part`], with the metadata columns the `documents/` file must have.
+pub fn read_part_with(
+    dir: &Path,
+    part: &PartRecord,
+    d_sae: usize,
+    metadata: DocumentColumns<'_>,
     report: &mut VerifyReport,
 ) -> Result<PartTables, VerifyError> {
     for file in &part.files {
@@ -125,7 +150,7 @@ pub fn read_part(
         report.files += 1;
         report.bytes += file.bytes;
     }
-    check_part(dir, part, d_sae, report)
+    check_part(dir, part, d_sae, metadata, report)
 }
 
 /// The layer of a canonical hook name (`blocks.L.hook_...`).
@@ -136,11 +161,32 @@ fn hook_layer(hook: &str) -> Option<usize> {
     layer.parse().ok()
 }
 
+/// The metadata columns a `documents/` file has after the fixed ones, if they are valid
+/// ones (a metadata type's Arrow type, no fixed column's name).
+fn found_metadata(fields: &arrow_schema::Fields) -> Option<Vec<MetadataColumn>> {
+    let fixed = Table::Documents.schema();
+    let fixed = fixed.fields();
+    if fields.len() < fixed.len() {
+        return None;
+    }
+    fields[fixed.len()..]
+        .iter()
+        .map(|field| {
+            let kind = MetadataType::ALL
+                .into_iter()
+                .find(|kind| kind.arrow_type() == *field.data_type())?;
+            (!FIXED_COLUMNS.contains(&field.name().as_str()))
+                .then(|| MetadataColumn::new(field.name(), kind))
+        })
+        .collect()
+}
+
 /// Reads a table file whole, checking its schema and row count.
 fn read_table(
     dir: &Path,
     table: Table,
     part: &PartRecord,
+    metadata: DocumentColumns<'_>,
 ) -> Result<Vec<RecordBatch>, VerifyError> {
     let index = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
     let record = &part.files[index];
@@ -155,8 +201,14 @@ fn read_table(
     })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| corrupt(format!("not readable as Parquet: {e}")))?;
-    let expected = table.schema();
     let found = builder.schema();
+    let expected = match (table, metadata) {
+        (Table::Documents, DocumentColumns::Declared(columns)) => documents_schema(columns),
+        (Table::Documents, DocumentColumns::Any) => {
+            documents_schema(&found_metadata(found.fields()).unwrap_or_default())
+        }
+        _ => table.schema(),
+    };
     let same = found.fields().len() == expected.fields().len()
         && found
             .fields()
@@ -164,10 +216,22 @@ fn read_table(
             .zip(expected.fields())
             .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
     if !same {
+        let describe = |fields: &arrow_schema::Fields| {
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(corrupt(format!(
-            "schema {:?} is not the {table:?} schema {:?}",
-            found.fields(),
-            expected.fields()
+            "its columns ({}) are not the {table:?} table's ({}{})",
+            describe(found.fields()),
+            describe(expected.fields()),
+            if table == Table::Documents {
+                ": the fixed columns, then the metadata columns the manifest declares"
+            } else {
+                ""
+            }
         )));
     }
     let rows = builder.metadata().file_metadata().num_rows() as u64;
@@ -197,9 +261,14 @@ fn check_part(
     dir: &Path,
     part: &PartRecord,
     d_sae: usize,
+    metadata: DocumentColumns<'_>,
     report: &mut VerifyReport,
 ) -> Result<PartTables, VerifyError> {
-    let check = PartCheck { dir, part };
+    let check = PartCheck {
+        dir,
+        part,
+        metadata,
+    };
     let (documents, document_batches) = check.documents()?;
     let token_batches = check.tokens(&documents, report)?;
     let activation_batches = check.activations(&documents, d_sae, report)?;
@@ -218,6 +287,7 @@ type PartDocuments = HashMap<u32, (u32, usize)>;
 struct PartCheck<'a> {
     dir: &'a Path,
     part: &'a PartRecord,
+    metadata: DocumentColumns<'a>,
 }
 
 impl PartCheck<'_> {
@@ -232,7 +302,7 @@ impl PartCheck<'_> {
     fn documents(&self) -> Result<(PartDocuments, Vec<RecordBatch>), VerifyError> {
         let mut documents = PartDocuments::new();
         let mut expected_doc = self.part.first_doc;
-        let batches = read_table(self.dir, Table::Documents, self.part)?;
+        let batches = read_table(self.dir, Table::Documents, self.part, self.metadata)?;
         for batch in &batches {
             let doc = column::<UInt32Array>(batch, "doc");
             let text = column::<LargeStringArray>(batch, "text");
@@ -269,7 +339,7 @@ impl PartCheck<'_> {
         report: &mut VerifyReport,
     ) -> Result<Vec<RecordBatch>, VerifyError> {
         let mut walk = TokenWalk::default();
-        let batches = read_table(self.dir, Table::Tokens, self.part)?;
+        let batches = read_table(self.dir, Table::Tokens, self.part, self.metadata)?;
         for batch in &batches {
             let doc = column::<UInt32Array>(batch, "doc");
             let position = column::<UInt32Array>(batch, "position");
@@ -307,7 +377,7 @@ impl PartCheck<'_> {
         report: &mut VerifyReport,
     ) -> Result<Vec<RecordBatch>, VerifyError> {
         let mut last: Option<(u32, u32, u32)> = None;
-        let batches = read_table(self.dir, Table::Activations, self.part)?;
+        let batches = read_table(self.dir, Table::Activations, self.part, self.metadata)?;
         for batch in &batches {
             let doc = column::<UInt32Array>(batch, "doc");
             let position = column::<UInt32Array>(batch, "position");

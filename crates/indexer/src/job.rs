@@ -20,6 +20,10 @@
 //! [corpus]                               # see saeidx_corpus::CorpusSpec
 //! sources = [{ path = "../.assets/corpora/sotu.jsonl" }]
 //! on_bad_record = "skip"                 # or "stop"
+//! metadata = [                           # record fields kept as typed document columns
+//!   { field = "year", type = "integer" },  # string, integer, float, bool, timestamp
+//!   { field = "party" },                 # type left out: inferred from the corpus
+//! ]
 //!
 //! [run]
 //! max_documents = 24                     # optional: only the first N documents
@@ -239,6 +243,9 @@ impl JobFile {
                 }
             })?;
         job.corpus = job.corpus.relative_to(base);
+        // Types left out are inferred here, once, so that every reader of the job's
+        // corpus (and the manifest) sees the same columns.
+        job.corpus.resolve_metadata()?;
         if let Some(sae) = &job.sae.path {
             job.sae.path = Some(base.join(sae));
         }
@@ -557,6 +564,10 @@ fn corpus_record(file: &JobFile) -> Result<CorpusRecord, IndexError> {
             .unwrap_or_default(),
         max_documents: file.run.max_documents,
         part_bytes: file.run.part_bytes,
+        metadata: match file.corpus.declared_columns() {
+            Some(columns) => columns,
+            None => file.corpus.metadata_columns()?,
+        },
     })
 }
 

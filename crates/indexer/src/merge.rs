@@ -16,6 +16,7 @@ use std::{
 use saeidx_format::{
     atomic::StagedDir,
     manifest::{Counts, Manifest, PartRecord},
+    metadata::describe_columns,
     tables::Table,
 };
 
@@ -96,6 +97,17 @@ fn check_shards(manifests: &[(PathBuf, Manifest)]) -> Result<&Manifest, IndexErr
     let mut seen = vec![None; first_shard.count as usize];
     for (dir, manifest) in manifests {
         let shard = manifest.shard.ok_or_else(|| whole(dir))?;
+        if manifest.job.corpus.metadata != first.job.corpus.metadata {
+            return Err(IndexError::Merge(format!(
+                "{} keeps other document metadata than {} ({} vs {}); shards of one index \
+                 must come from one job file: rerun the odd shards with the same [corpus] \
+                 metadata",
+                dir.display(),
+                first_dir.display(),
+                describe_columns(&manifest.job.corpus.metadata),
+                describe_columns(&first.job.corpus.metadata),
+            )));
+        }
         if manifest.job != first.job {
             return Err(IndexError::Merge(format!(
                 "{} was made by a different job than {} ({})",

@@ -141,6 +141,7 @@ mod tests {
             id: text.into(),
             source: "s".into(),
             text: text.into(),
+            metadata: Vec::new(),
         }
     }
 

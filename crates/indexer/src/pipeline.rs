@@ -28,6 +28,7 @@ use saeidx_corpus::{
 };
 use saeidx_format::{
     manifest::{Counts, FORMAT_NAME, FORMAT_VERSION, JobSpec, Manifest, PartRecord, ShardRecord},
+    metadata::MetadataColumn,
     tables::{ActivationRows, DocumentRows, Table, TableWriter, TokenRows},
 };
 use saeidx_model::{hook::HookPoint, transformer::Transformer};
@@ -227,7 +228,7 @@ pub fn run(
         };
         let reader = scope
             .spawn(move || read_parts(source, &tokenization, job, shard, &done_parts, part_tx));
-        let writer = scope.spawn(|| write_parts(&work, row_rx));
+        let writer = scope.spawn(|| write_parts(&work, &job.corpus.metadata, row_rx));
         let computed = compute_parts(engine, job, window, part_rx, row_tx, on_event);
         let read = reader.join().map_err(|_| IndexError::Thread("reader"));
         let written = writer.join().map_err(|_| IndexError::Thread("writer"));
@@ -497,6 +498,7 @@ fn tokenize_part(
         document_rows.source.push(numbered.document.source);
         document_rows.text.push(numbered.document.text);
         document_rows.tokens.push(count as u32);
+        document_rows.push_metadata(numbered.document.metadata);
     }
     Ok(TokenizedPart {
         part: part.part,
@@ -589,6 +591,7 @@ fn compute_parts(
 /// The writer thread: writes each part's files and records the part.
 fn write_parts(
     work: &WorkDir,
+    metadata: &[MetadataColumn],
     rows: Receiver<ToWriter>,
 ) -> Result<(Vec<PartRecord>, f64), IndexError> {
     let mut records = Vec::new();
@@ -601,8 +604,9 @@ fn write_parts(
             ToWriter::Start(files) => {
                 let create =
                     |table: Table| TableWriter::create(table, &work.part_file(table, files.part).0);
+                let documents_path = work.part_file(Table::Documents, files.part).0;
                 let mut writers = [
-                    create(Table::Documents)?,
+                    TableWriter::create_documents(&documents_path, metadata)?,
                     create(Table::Tokens)?,
                     create(Table::Activations)?,
                 ];

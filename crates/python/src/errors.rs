@@ -66,6 +66,7 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::ReversedRange { .. }
         | QueryError::NotForTexts(_)
         | QueryError::NoDraft { .. }
+        | QueryError::Filter(_)
         | QueryError::Limit { .. } => PyValueError::new_err(text),
         QueryError::NotBuilt { .. } => IndexNotBuiltError::new_err(text),
         QueryError::Index(VerifyError::Manifest(ManifestError::Read { source, .. }))
@@ -82,6 +83,7 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::Changed { .. }
         | QueryError::LogitEffects(_)
         | QueryError::StaleLogitEffects { .. }
+        | QueryError::Documents(_)
         | QueryError::Registry { .. } => CorruptIndexError::new_err(text),
         QueryError::Io { source, .. } if source.kind() == ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(text)

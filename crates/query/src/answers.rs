@@ -420,5 +420,9 @@ pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
             schemars::schema_for!(crate::browse::DocumentPage),
         ),
         ("overview", schemars::schema_for!(crate::browse::Overview)),
+        (
+            "documents",
+            schemars::schema_for!(crate::documents::DocumentList),
+        ),
     ]
 }

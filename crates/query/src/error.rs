@@ -117,6 +117,12 @@ pub enum QueryError {
     /// Another process is writing the index.
     #[error(transparent)]
     Locked(#[from] saeidx_format::lock::LockError),
+    /// A filter that does not parse, or does not fit the index's columns.
+    #[error(transparent)]
+    Filter(#[from] crate::filter::FilterError),
+    /// The Parquet documents table could not be read.
+    #[error(transparent)]
+    Documents(#[from] saeidx_format::metadata::ReadDocumentsError),
     /// A person asked to accept a draft where there is none.
     #[error(
         "feature {feature} has no draft to accept (no label, or one a person wrote or reviewed): draft one with `saeidx labels draft`, or set the label"

@@ -24,7 +24,9 @@ pub mod browse;
 pub mod build;
 mod codec;
 mod consistency;
+pub mod documents;
 mod error;
+pub mod filter;
 mod guard;
 pub mod index;
 pub mod layout;
@@ -53,7 +55,9 @@ pub use build::{
     build_with,
 };
 pub use consistency::verify_query_files;
+pub use documents::{DocumentEntry, DocumentList, DocumentsRequest, list_documents};
 pub use error::QueryError;
+pub use filter::{Filter, FilterError, filter_columns};
 pub use index::{
     DecoderNeighbour, Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, QueryIndex,
     Rank, Snippet, TextHit,

@@ -4,6 +4,7 @@
 //! tests enable makes Cargo build that library (and everything above it) twice in one
 //! workspace build, once for the binary and once for the tests.
 //!
+//! - [`filters`]: random document metadata and filters with a brute-force evaluation;
 //! - [`hub`]: a local stand-in for the Hugging Face Hub on 127.0.0.1;
 //! - [`llm`]: a scripted OpenAI-compatible chat endpoint, for error cases;
 //! - [`load`]: an HTTP/1.1 load generator for the web server;
@@ -12,6 +13,7 @@
 //!   benchmarks of everything after the batch stage.
 #![deny(missing_docs)]
 
+pub mod filters;
 pub mod hub;
 pub mod llm;
 pub mod load;

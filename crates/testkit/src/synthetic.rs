@@ -17,6 +17,7 @@ use saeidx_format::{
         CorpusRecord, Counts, FORMAT_NAME, FORMAT_VERSION, FileRecord, JobSpec, Manifest,
         ModelRecord, PartRecord, SaeRecord, TokenizerRecord, WindowRecord,
     },
+    metadata::MetadataColumn,
     tables::{ActivationRows, DocumentRows, Table, TableError, TableWriter, TokenRows},
 };
 
@@ -78,6 +79,7 @@ fn write_part(
     live: &[usize],
     sampler: Option<&WeightedIndex<f64>>,
     k: usize,
+    metadata: &[MetadataColumn],
     recode: &Recode<'_>,
     rng: &mut StdRng,
 ) -> Result<PartRecord, SyntheticError> {
@@ -126,6 +128,9 @@ fn write_part(
         documents.source.push("synthetic.jsonl".into());
         documents.text.push(text);
         documents.tokens.push(count as u32);
+        if !metadata.is_empty() {
+            documents.push_metadata(crate::filters::random_metadata(rng));
+        }
     }
     let rows = (
         documents.doc.len() as u64,
@@ -141,7 +146,10 @@ fn write_part(
         let relative = table.part_path(part);
         let path = dir.join(&relative);
         std::fs::create_dir_all(dir.join(table.dir()))?;
-        let mut writer = TableWriter::create(table, &path)?;
+        let mut writer = match table {
+            Table::Documents => TableWriter::create_documents(&path, metadata)?,
+            _ => TableWriter::create(table, &path)?,
+        };
         match table {
             Table::Documents => writer.write_documents(std::mem::take(&mut documents))?,
             Table::Tokens => writer.write_tokens(std::mem::take(&mut tokens))?,
@@ -169,7 +177,21 @@ fn write_part(
 /// manifest. Each document starts with a BOS-like special token (empty span) that is
 /// also the attention sink; every other token is one word of the text.
 pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifest, SyntheticError> {
-    write_synthetic_index_recoded(dir, spec, &|_, _, codes| codes)
+    write_index(dir, spec, &[], &|_, _, codes| codes)
+}
+
+/// [`write_synthetic_index`] with random document metadata in the columns of
+/// [`crate::filters::random_columns`] (declared in the manifest, nulls included).
+pub fn write_synthetic_index_with_metadata(
+    dir: &Path,
+    spec: &SyntheticSpec,
+) -> Result<Manifest, SyntheticError> {
+    write_index(
+        dir,
+        spec,
+        &crate::filters::random_columns(),
+        &|_, _, codes| codes,
+    )
 }
 
 /// [`write_synthetic_index`] with each token's drawn codes passed through `recode`
@@ -179,6 +201,15 @@ pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifes
 pub fn write_synthetic_index_recoded(
     dir: &Path,
     spec: &SyntheticSpec,
+    recode: &Recode<'_>,
+) -> Result<Manifest, SyntheticError> {
+    write_index(dir, spec, &[], recode)
+}
+
+fn write_index(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    metadata: &[MetadataColumn],
     recode: &Recode<'_>,
 ) -> Result<Manifest, SyntheticError> {
     let d_sae = spec.feature_weights.len();
@@ -220,12 +251,13 @@ pub fn write_synthetic_index_recoded(
                 &live,
                 sampler.as_ref(),
                 k,
+                metadata,
                 recode,
                 &mut rng,
             )
         })
         .collect::<Result<Vec<PartRecord>, SyntheticError>>()?;
-    let manifest = synthetic_manifest(spec, d_sae, k, parts);
+    let manifest = synthetic_manifest(spec, d_sae, k, parts, metadata);
     manifest.write(dir)?;
     Ok(manifest)
 }
@@ -236,6 +268,7 @@ fn synthetic_manifest(
     d_sae: usize,
     k: usize,
     parts: Vec<PartRecord>,
+    metadata: &[MetadataColumn],
 ) -> Manifest {
     Manifest {
         format: FORMAT_NAME.into(),
@@ -285,6 +318,7 @@ fn synthetic_manifest(
                 bad_records: "stop".into(),
                 max_documents: None,
                 part_bytes: 0,
+                metadata: metadata.to_vec(),
             },
         },
         shard: None,

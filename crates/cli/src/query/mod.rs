@@ -1,10 +1,11 @@
 //! The query commands: `top-texts`, `top-features`, `feature`, `document`, `overview`, `silent`, `explain`, `sample`,
-//! `info`, `query build`, `query logits`, `labels`, `render` and `serve`. Each parses its arguments into
+//! `info`, `documents`, `query build`, `query logits`, `labels`, `render` and `serve`. Each parses its arguments into
 //! a request of `saeidx_query`, asks the library, and prints the answer: as the answer
 //! type's JSON with `--json` (the same value the web server's API returns), else as text.
 
 mod browse;
 mod compare;
+mod documents;
 mod drafts;
 mod labels;
 mod logits;
@@ -23,6 +24,7 @@ use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits
 
 pub use browse::{DocumentArgs, OverviewArgs, document, overview};
 pub use compare::{CompareArgs, compare};
+pub use documents::{DocumentsArgs, documents};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{
     ExplainArgs, FeatureArgs, InfoArgs, QueryCommand, SampleArgs, SilentArgs, TopFeaturesArgs,

@@ -13,6 +13,7 @@ use std::{
     path::Path,
 };
 
+use saeidx_format::metadata::MetadataValue;
 use serde_json::Value;
 
 use super::{DEFAULT_MAX_DOCUMENT_BYTES, Fault, FileContext, RecordLocation, utf8_position};
@@ -141,7 +142,13 @@ impl JsonlFile {
             Some(Value::Number(id)) => id.to_string(),
             _ => format!("{}:{}", self.context.name, self.line),
         };
-        Ok(self.context.document(id, text))
+        let mut metadata = Vec::with_capacity(self.context.metadata.len());
+        for column in self.context.metadata.iter() {
+            let value = MetadataValue::from_json(column.kind, object.get(&column.name))
+                .map_err(|problem| bad(FileContext::metadata_reason(&id, column, &problem)))?;
+            metadata.push(value);
+        }
+        Ok(self.context.document_with(id, text, metadata))
     }
 }
 
@@ -159,7 +166,7 @@ fn kind(value: &Value) -> &'static str {
 /// Reads one line into `buffer`, without its `\n` or a `\r` before it. Returns `None` at
 /// the end of the input, otherwise the line's length; when that is over `limit`, the
 /// rest of the line was skipped rather than stored, and `buffer` is empty.
-fn read_line(
+pub(super) fn read_line(
     reader: &mut impl BufRead,
     buffer: &mut Vec<u8>,
     limit: u64,
@@ -242,6 +249,7 @@ impl JsonlDocuments {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            metadata: Vec::new().into(),
         };
         Ok(Self {
             file: Some(JsonlFile::open(context, &fields.text, &fields.id)?),
@@ -289,6 +297,7 @@ mod tests {
             id: id.into(),
             source: "c.jsonl".into(),
             text: text.into(),
+            metadata: Vec::new(),
         };
         assert_eq!(docs[0], document("a", "one"));
         assert_eq!(docs[1], document("c.jsonl:3", "two"));

@@ -1,5 +1,6 @@
-//! Parquet files: one row is one document. Only the text and id columns are decoded, a
-//! few rows at a time, so memory stays bounded however large the file is.
+//! Parquet files: one row is one document. Only the text, id and metadata columns are
+//! decoded, a few rows at a time, so memory stays bounded however large the file is. A
+//! metadata column the file lacks is null in its documents.
 
 use std::fs::File;
 
@@ -9,6 +10,8 @@ use parquet::arrow::{
     ProjectionMask,
     arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder},
 };
+
+use saeidx_format::metadata::MetadataValue;
 
 use super::{Fault, FileContext, RecordLocation};
 use crate::{CorpusError, documents::Document};
@@ -33,6 +36,8 @@ pub(crate) struct ParquetFile {
 struct Columns {
     text: ArrayRef,
     id: Option<ArrayRef>,
+    /// One per metadata column; `None` where the file lacks it.
+    metadata: Vec<Option<ArrayRef>>,
 }
 
 fn is_text(data_type: &DataType) -> bool {
@@ -85,10 +90,29 @@ impl ParquetFile {
         let id_index = fields
             .iter()
             .position(|f| f.name() == id_field && is_id(f.data_type()));
+        let mut metadata_indices = Vec::new();
+        for column in context.metadata.iter() {
+            let Some(index) = fields.iter().position(|f| *f.name() == column.name) else {
+                continue;
+            };
+            let found = fields[index].data_type();
+            if !column.kind.accepts_arrow(found) {
+                return Err(context.fatal(format!(
+                    "metadata column {:?} holds {found}, but the job declares it {}; declare its type as {} (or leave the type out to infer it)",
+                    column.name,
+                    column.kind,
+                    saeidx_format::metadata::MetadataType::of_arrow(found)
+                        .map_or("a type that fits", |kind| kind.name())
+                )));
+            }
+            metadata_indices.push(index);
+        }
         // Top-level arrow fields are the Parquet schema's root columns, in order.
         let projection = ProjectionMask::roots(
             builder.parquet_schema(),
-            std::iter::once(text_index).chain(id_index),
+            std::iter::once(text_index)
+                .chain(id_index)
+                .chain(metadata_indices),
         );
         let batches = builder
             .with_projection(projection)
@@ -144,6 +168,12 @@ impl ParquetFile {
         Ok(Columns {
             text: column(&self.text_field)?,
             id: self.id_field.as_deref().map(column).transpose()?,
+            metadata: self
+                .context
+                .metadata
+                .iter()
+                .map(|c| batch.column_by_name(&c.name).cloned())
+                .collect(),
         })
     }
 
@@ -180,7 +210,21 @@ impl ParquetFile {
             .as_ref()
             .and_then(|id| id_value(id.as_ref(), index))
             .unwrap_or_else(|| format!("{}:{}", self.context.name, self.row));
-        Ok(self.context.document(id, text.to_string()))
+        let mut metadata = Vec::with_capacity(columns.metadata.len());
+        for (column, array) in self.context.metadata.iter().zip(&columns.metadata) {
+            let value = match array {
+                None => MetadataValue::Null,
+                Some(array) => MetadataValue::from_arrow(column.kind, array.as_ref(), index)
+                    .map_err(|problem| {
+                        self.context.bad(
+                            location,
+                            FileContext::metadata_reason(&id, column, &problem),
+                        )
+                    })?,
+            };
+            metadata.push(value);
+        }
+        Ok(self.context.document_with(id, text.to_string(), metadata))
     }
 }
 

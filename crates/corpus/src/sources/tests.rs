@@ -582,3 +582,166 @@ fn a_link_loop_is_an_error() {
     let error = spec(&[&root], BadRecordPolicy::Stop).files().unwrap_err();
     assert!(error.to_string().contains("loop"), "{error}");
 }
+
+fn with_metadata(spec: CorpusSpec, fields: &[(&str, Option<MetadataType>)]) -> CorpusSpec {
+    CorpusSpec {
+        metadata: fields
+            .iter()
+            .map(|(field, kind)| MetadataSpec {
+                field: (*field).into(),
+                kind: *kind,
+            })
+            .collect(),
+        ..spec
+    }
+}
+
+use saeidx_format::metadata::MetadataType;
+
+#[test]
+fn jsonl_and_parquet_records_carry_typed_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("corpus");
+    write(
+        &root.join("a.jsonl"),
+        "{\"text\": \"one\", \"year\": 1901, \"party\": \"Whig\"}\n\
+         {\"text\": \"two\", \"year\": null}\n",
+    );
+    write_parquet(
+        &root.join("b.parquet"),
+        vec![
+            ("text", strings(&["three"])),
+            (
+                "year",
+                Arc::new(arrow_array::Int32Array::from(vec![1950])) as ArrayRef,
+            ),
+        ],
+    );
+    write(&root.join("c.txt"), "four");
+    let spec = with_metadata(
+        spec(&[&root], BadRecordPolicy::Stop),
+        &[
+            ("year", Some(MetadataType::Integer)),
+            ("party", Some(MetadataType::String)),
+        ],
+    );
+    let metadata: Vec<Vec<MetadataValue>> =
+        documents(&spec).into_iter().map(|d| d.metadata).collect();
+    let party = |p: &str| MetadataValue::String(p.into());
+    assert_eq!(
+        metadata,
+        [
+            vec![MetadataValue::Integer(1901), party("Whig")],
+            vec![MetadataValue::Null, MetadataValue::Null],
+            vec![MetadataValue::Integer(1950), MetadataValue::Null],
+            vec![MetadataValue::Null, MetadataValue::Null],
+        ]
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_a_bad_record_naming_document_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    write(
+        &path,
+        "{\"id\": \"x\", \"text\": \"one\", \"year\": 1901}\n\
+         {\"id\": \"y\", \"text\": \"two\", \"year\": \"MCMI\"}\n\
+         {\"id\": \"z\", \"text\": \"three\", \"year\": 1903}\n",
+    );
+    let declared = |policy| {
+        with_metadata(
+            spec(&[&path], policy),
+            &[("year", Some(MetadataType::Integer))],
+        )
+    };
+    let (read, error) = first_error(&declared(BadRecordPolicy::Stop));
+    assert_eq!(read, 1);
+    let message = error.to_string();
+    assert!(
+        message.contains("line 2")
+            && message.contains("document \"y\"")
+            && message.contains("metadata field \"year\"")
+            && message.contains("is a string (\"MCMI\"), but the job declares it integer"),
+        "{message}"
+    );
+    let spec = declared(BadRecordPolicy::Skip);
+    let mut reader = spec.reader().unwrap();
+    let ids: Vec<String> = reader.by_ref().map(|d| d.unwrap().id).collect();
+    assert_eq!(ids, ["x", "z"]);
+    assert_eq!(reader.skipped().count, 1);
+}
+
+#[test]
+fn types_left_out_are_inferred_from_the_whole_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("corpus");
+    write(
+        &root.join("a.jsonl"),
+        "{\"text\": \"one\", \"n\": 1, \"x\": 1, \"flag\": true, \"when\": \"2020-01-01\", \"none\": null}\n\
+         {\"text\": \"two\", \"n\": 2, \"x\": 2.5}\n",
+    );
+    write_parquet(
+        &root.join("b.parquet"),
+        vec![
+            ("text", strings(&["three"])),
+            ("n", Arc::new(Int64Array::from(vec![3])) as ArrayRef),
+        ],
+    );
+    let fields = ["n", "x", "flag", "when", "none"];
+    let inferred: Vec<(&str, Option<MetadataType>)> =
+        fields.iter().map(|field| (*field, None)).collect();
+    let mut spec = with_metadata(spec(&[&root], BadRecordPolicy::Stop), &inferred);
+    let columns = spec.metadata_columns().unwrap();
+    let kinds: Vec<MetadataType> = columns.iter().map(|c| c.kind).collect();
+    use MetadataType::*;
+    // Strings are never guessed to be timestamps; all-null fields are strings.
+    assert_eq!(kinds, [Integer, Float, Bool, String, String]);
+    spec.resolve_metadata().unwrap();
+    assert_eq!(spec.declared_columns(), Some(columns));
+    assert_eq!(
+        documents(&spec)[1].metadata[..2],
+        [MetadataValue::Integer(2), MetadataValue::Float(2.5)]
+    );
+
+    let misspelt = with_metadata(spec.clone(), &[("yeer", None)]);
+    let message = misspelt.metadata_columns().unwrap_err().to_string();
+    assert!(
+        message.contains("no record of the corpus has a field \"yeer\""),
+        "{message}"
+    );
+    write(
+        &root.join("c.jsonl"),
+        "{\"text\": \"four\", \"n\": \"four\"}\n",
+    );
+    let mixed = with_metadata(spec.clone(), &[("n", None)]);
+    let message = mixed.metadata_columns().unwrap_err().to_string();
+    assert!(
+        message.contains("field \"n\" holds integer values")
+            && message.contains("declare its type"),
+        "{message}"
+    );
+    let reserved = with_metadata(spec, &[("text", Some(String))]);
+    let message = reserved.reader().err().unwrap().to_string();
+    assert!(message.contains("fixed column"), "{message}");
+}
+
+#[test]
+fn a_parquet_column_of_another_type_is_refused_when_the_file_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.parquet");
+    write_parquet(
+        &path,
+        vec![("text", strings(&["one"])), ("year", strings(&["1901"]))],
+    );
+    let spec = with_metadata(
+        spec(&[&path], BadRecordPolicy::Skip),
+        &[("year", Some(MetadataType::Integer))],
+    );
+    let (_, error) = first_error(&spec);
+    let message = error.to_string();
+    assert!(
+        message.contains("\"year\" holds Utf8") && message.contains("declare its type as string"),
+        "{message}"
+    );
+}
