@@ -319,6 +319,8 @@ fn slurm_array_job_resubmits_a_cancelled_shard_and_merges_the_single_run_index()
     assert_eq!(resumed, parts_before_resume.to_string(), "{log}");
     assert_eq!(computed + parts_before_resume, 8, "{log}");
 
+    // Merges have no logit effects; `query logits` adds the single run's file.
+    saeidx_ok(&["query", "logits", output.to_str().unwrap()], setup.path());
     assert_same_index(&setup.path().join("out/single"), &output);
     saeidx_ok(
         &["verify", output.to_str().unwrap(), "--json"],

@@ -97,13 +97,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     bar.finish_and_clear();
     if shard == Shard::WHOLE {
-        saeidx_indexer::logits::write_logit_effects(
+        let written = saeidx_indexer::logits::write_logit_effects(
             &loaded,
             &summary.destination,
             summary.up_to_date,
             LogitOptions::default(),
         )
         .context("computing the features' logit effects (the index itself is complete)")?;
+        if written.is_none() {
+            eprintln!(
+                "note: no logit effects: this SAE's decoder directions are not in the residual stream"
+            );
+        }
     }
     report_run(&summary, args.output_format)
 }

@@ -143,6 +143,12 @@ pub fn logit_effects(
     })
 }
 
+/// Whether `sae` at `hook` has logit effects: its decoder directions live in the
+/// residual stream (not so for attention heads' outputs before W_O, `attn.hook_z`).
+pub fn has_logit_effects(sae: &Sae, hook: HookPoint) -> bool {
+    hook.kind != HookKind::AttnZ && sae.input.head.is_none()
+}
+
 /// The per-dimension factor that maps a decoder row to the hook's activation space,
 /// and a description of it; refuses hooks whose directions do not live in the residual
 /// stream.
@@ -151,7 +157,7 @@ fn direction_scale(
     hook: HookPoint,
     unembedding: &Unembedding,
 ) -> Result<(Array, String), SaeError> {
-    if hook.kind == HookKind::AttnZ || sae.input.head.is_some() {
+    if !has_logit_effects(sae, hook) {
         return Err(SaeError::Unsupported(format!(
             "logit effects of an SAE on {} (attention heads' outputs before W_O): its decoder \
              directions are not in the residual stream",
