@@ -186,33 +186,48 @@ fn is_float(dtype: Dtype) -> bool {
     matches!(dtype, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16)
 }
 
+/// The tensors of the weight files in `files` that `wanted` keeps, by their place in
+/// the MLX layout (`config`'s family places and transposes them); a tensor that
+/// appears twice is an error.
+pub(crate) fn placed_tensors(
+    files: &ModelFiles,
+    config: &ModelConfig,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, Array>, ModelError> {
+    let mut tensors = HashMap::new();
+    for shard in &files.weights {
+        let loaded = Array::load_safetensors(shard).map_err(|e| ModelError::Invalid {
+            path: shard.clone(),
+            reason: format!("not a readable safetensors file: {e}"),
+        })?;
+        for (key, tensor) in loaded {
+            let (placed, tensor) = match config.family.place(&key) {
+                Placement::Ignored => continue,
+                Placement::At(placed) => (placed, tensor),
+                Placement::Transposed(placed) => (placed, tensor.t()),
+            };
+            if !wanted(&placed) {
+                continue;
+            }
+            if tensors.insert(placed.clone(), tensor).is_some() {
+                return Err(ModelError::Invalid {
+                    path: shard.clone(),
+                    reason: format!(
+                        "tensor {key} (as {placed}) appears more than once in the checkpoint"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(tensors)
+}
+
 impl Checkpoint {
     /// Loads all weight files, places their tensors in the MLX layout and checks them
     /// against the config.
     pub fn load(files: ModelFiles) -> Result<Self, ModelError> {
         let config = ModelConfig::from_file(&files.config)?;
-        let mut tensors = HashMap::new();
-        for shard in &files.weights {
-            let loaded = Array::load_safetensors(shard).map_err(|e| ModelError::Invalid {
-                path: shard.clone(),
-                reason: format!("not a readable safetensors file: {e}"),
-            })?;
-            for (key, tensor) in loaded {
-                let (placed, tensor) = match config.family.place(&key) {
-                    Placement::Ignored => continue,
-                    Placement::At(placed) => (placed, tensor),
-                    Placement::Transposed(placed) => (placed, tensor.t()),
-                };
-                if tensors.insert(placed.clone(), tensor).is_some() {
-                    return Err(ModelError::Invalid {
-                        path: shard.clone(),
-                        reason: format!(
-                            "tensor {key} (as {placed}) appears more than once in the checkpoint"
-                        ),
-                    });
-                }
-            }
-        }
+        let tensors = placed_tensors(&files, &config, |_| true)?;
         let quantized =
             check_tensors(&config, &tensors).map_err(|reason| ModelError::WeightsMismatch {
                 model: files.source.to_string(),

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use mlx_rs::{Array, Dtype, ops};
 
 use crate::{
-    ModelError, architecture::NormKind, config::ModelConfig, families::Placement, files::ModelFiles,
+    ModelError, architecture::NormKind, checkpoint::placed_tensors, config::ModelConfig,
+    files::ModelFiles,
 };
 
 /// A model's unembedding `W_U` and final norm weight, in f32.
@@ -59,23 +60,7 @@ impl Unembedding {
                         .is_some_and(|rest| matches!(rest, ".weight" | ".scales" | ".biases"))
                 })
         };
-        let mut tensors = HashMap::new();
-        for shard in &files.weights {
-            let loaded = Array::load_safetensors(shard).map_err(|e| ModelError::Invalid {
-                path: shard.clone(),
-                reason: format!("not a readable safetensors file: {e}"),
-            })?;
-            for (key, tensor) in loaded {
-                let (placed, tensor) = match config.family.place(&key) {
-                    Placement::Ignored => continue,
-                    Placement::At(placed) => (placed, tensor),
-                    Placement::Transposed(placed) => (placed, tensor.t()),
-                };
-                if wanted(&placed) {
-                    tensors.insert(placed, tensor);
-                }
-            }
-        }
+        let tensors = placed_tensors(files, &config, wanted)?;
         let mismatch = |reason: String| ModelError::WeightsMismatch {
             model: files.source.to_string(),
             reason,
