@@ -11,6 +11,8 @@
 //! - [`manifest`]: an index's `manifest.json` (provenance, counts, files, checksums).
 //! - [`tables`]: the index's Parquet tables (documents, tokens, activations): schemas,
 //!   encodings and the part writer.
+//! - [`segments`]: `segments.json`, the live segments of a segmented index and their
+//!   deleted documents, published by one atomic rename.
 //! - [`verify`]: an index folder checked against its manifest, row by row.
 //! - [`logits`]: `query/logit_effects.bin`, each feature's top and bottom output tokens.
 #![deny(missing_docs)]
@@ -21,5 +23,6 @@ pub mod lock;
 pub mod logits;
 pub mod manifest;
 pub mod metadata;
+pub mod segments;
 pub mod tables;
 pub mod verify;

@@ -78,6 +78,7 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
             NotAnIndexError::new_err(text)
         }
         QueryError::Index(_)
+        | QueryError::Segments(_)
         | QueryError::Corrupt { .. }
         | QueryError::Version { .. }
         | QueryError::Changed { .. }

@@ -112,7 +112,7 @@ pub fn build_unlocked_with(
     let mut report = VerifyReport::default();
     for part in &manifest.parts {
         let tables = verify::read_part(index_dir, part, d_sae, &mut report)?;
-        stream.add_part(&tables)?;
+        stream.add_part(&tables, part.first_doc)?;
     }
     let spilled_runs = stream.sorter.spilled();
     let Stream {
@@ -290,7 +290,10 @@ impl Stream {
         })
     }
 
-    fn add_part(&mut self, tables: &verify::PartTables) -> Result<(), QueryError> {
+    /// Adds a part whose documents are numbered from `first_doc` (0 for the first part
+    /// of an index; a segment's parts continue the numbers of the segments before it).
+    fn add_part(&mut self, tables: &verify::PartTables, first_doc: u32) -> Result<(), QueryError> {
+        let documents_before = self.documents.first_token.len();
         for batch in &tables.documents {
             self.documents.add(batch)?;
         }
@@ -324,16 +327,17 @@ impl Stream {
             }
         }
         self.written += flags.len() as u64;
-        self.add_codes(tables, first, &flags)
+        self.add_codes(tables, first, &flags, (first_doc, documents_before))
     }
 
     /// Streams the part's codes (tokens `first..` with `flags`) to `codes.bin` and the
-    /// sorter.
+    /// sorter; the part's document `first_doc` is the folder's document `local`.
     fn add_codes(
         &mut self,
         tables: &verify::PartTables,
         first: u64,
         flags: &[u8],
+        (first_doc, local): (u32, usize),
     ) -> Result<(), QueryError> {
         let mut next = first;
         let mut codes: Vec<(u32, u32)> = Vec::new();
@@ -346,8 +350,8 @@ impl Stream {
             for row in 0..batch.num_rows() {
                 // Verification guarantees the document is in this part, the position
                 // inside it, and rows in token order.
-                let token = self.documents.first_token[doc.value(row) as usize]
-                    + u64::from(position.value(row));
+                let row_doc = (doc.value(row) - first_doc) as usize + local;
+                let token = self.documents.first_token[row_doc] + u64::from(position.value(row));
                 if current != Some(token) {
                     if current.is_some() {
                         self.codes.token(std::mem::take(&mut codes))?;

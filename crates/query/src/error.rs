@@ -8,6 +8,9 @@ pub enum QueryError {
     /// The index's Parquet data or manifest failed verification.
     #[error(transparent)]
     Index(#[from] saeidx_format::verify::VerifyError),
+    /// The index's `segments.json`, or a segment it names, is wrong.
+    #[error(transparent)]
+    Segments(#[from] saeidx_format::segments::SegmentsError),
     /// The index has no query files yet.
     #[error(
         "{dir} has no query files (no {dir}/query/manifest.json): run `saeidx query build {dir}` once"

@@ -1165,7 +1165,7 @@ impl QueryIndex {
     }
 
     /// Tokens that `exclusions` leave in.
-    fn counted_tokens(&self, exclusions: Exclusions) -> Result<u64, QueryError> {
+    pub(crate) fn counted_tokens(&self, exclusions: Exclusions) -> Result<u64, QueryError> {
         if exclusions == Exclusions::default() {
             return self.checked_content_tokens();
         }
@@ -1193,7 +1193,7 @@ impl QueryIndex {
     }
 
     /// Counted tokens feature `f` is active on (stored for the default exclusions).
-    fn count(&self, f: usize, exclusions: Exclusions) -> Result<u64, QueryError> {
+    pub(crate) fn count(&self, f: usize, exclusions: Exclusions) -> Result<u64, QueryError> {
         if exclusions == Exclusions::default() {
             let file = &self.features.file;
             Ok(u64::from(self.at(

@@ -36,6 +36,7 @@ mod mapped;
 mod questions;
 pub mod rank;
 pub mod registry;
+pub mod segments;
 pub mod silent;
 mod sort;
 
@@ -65,4 +66,5 @@ pub use index::{
 pub use logits::{FeatureLogits, LogitEffect};
 pub use rank::{Aggregate, DecodedCodes, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
+pub use segments::SegmentedIndex;
 pub use silent::{SilentContexts, SilentRequest};

@@ -4,7 +4,10 @@
 //! against brute force; the query benchmark uses a large one shaped like the default
 //! SAE's measured feature frequencies. Nothing here runs a model; the manifest says so.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use rand::{
     RngExt, SeedableRng, distr::Distribution, distr::weighted::WeightedIndex, rngs::StdRng,
@@ -18,6 +21,7 @@ use saeidx_format::{
         ModelRecord, PartRecord, SaeRecord, TokenizerRecord, WindowRecord,
     },
     metadata::MetadataColumn,
+    segments::{SegmentRecord, SegmentSet},
     tables::{ActivationRows, DocumentRows, Table, TableError, TableWriter, TokenRows},
 };
 
@@ -81,13 +85,27 @@ fn write_part(
     k: usize,
     metadata: &[MetadataColumn],
     recode: &Recode<'_>,
+    removed: &BTreeSet<u32>,
     rng: &mut StdRng,
 ) -> Result<PartRecord, SyntheticError> {
-    let first_doc = docs.start as u32;
-    let mut documents = DocumentRows::default();
-    let mut tokens = TokenRows::default();
-    let mut activations = ActivationRows::default();
+    // Documents in `removed` are drawn (so the others stay the same) but not written;
+    // the others are numbered without them.
+    let renumber = |d: usize| (d - removed.range(..d as u32).count()) as u32;
+    let first_doc = renumber(docs.start);
+    let mut kept = (
+        DocumentRows::default(),
+        TokenRows::default(),
+        ActivationRows::default(),
+    );
+    let mut dropped = kept.clone();
     for d in docs {
+        let rows = if removed.contains(&(d as u32)) {
+            &mut dropped
+        } else {
+            &mut kept
+        };
+        let (documents, tokens, activations) = (&mut rows.0, &mut rows.1, &mut rows.2);
+        let number = renumber(d);
         let count = rng.random_range(spec.tokens_per_document.0..=spec.tokens_per_document.1);
         let mut text = String::new();
         for position in 0..count {
@@ -101,7 +119,7 @@ fn write_part(
                 text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
                 (start, text.len())
             };
-            tokens.doc.push(d as u32);
+            tokens.doc.push(number);
             tokens.position.push(position as u32);
             tokens.token.push(if position == 0 {
                 1
@@ -121,9 +139,9 @@ fn write_part(
                 }
             }
             let chosen = recode(d as u32, position as u32, chosen);
-            activations.push_token(d as u32, position as u32, chosen);
+            activations.push_token(number, position as u32, chosen);
         }
-        documents.doc.push(d as u32);
+        documents.doc.push(number);
         documents.id.push(format!("doc-{d}"));
         documents.source.push("synthetic.jsonl".into());
         documents.text.push(text);
@@ -132,6 +150,7 @@ fn write_part(
             documents.push_metadata(crate::filters::random_metadata(rng));
         }
     }
+    let (mut documents, mut tokens, mut activations) = kept;
     let rows = (
         documents.doc.len() as u64,
         tokens.doc.len() as u64,
@@ -177,7 +196,19 @@ fn write_part(
 /// manifest. Each document starts with a BOS-like special token (empty span) that is
 /// also the attention sink; every other token is one word of the text.
 pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifest, SyntheticError> {
-    write_index(dir, spec, &[], &|_, _, codes| codes)
+    write_index(dir, spec, &[], &|_, _, codes| codes, &BTreeSet::new())
+}
+
+/// [`write_synthetic_index`] without the documents `removed` (numbers of the full
+/// index): the other documents are the same (same ids, texts and codes) and keep their
+/// order, numbered without the removed ones. What a segmented index with `removed`
+/// deleted must answer like.
+pub fn write_synthetic_index_without(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    removed: &BTreeSet<u32>,
+) -> Result<Manifest, SyntheticError> {
+    write_index(dir, spec, &[], &|_, _, codes| codes, removed)
 }
 
 /// [`write_synthetic_index`] with random document metadata in the columns of
@@ -191,6 +222,7 @@ pub fn write_synthetic_index_with_metadata(
         spec,
         &crate::filters::random_columns(),
         &|_, _, codes| codes,
+        &BTreeSet::new(),
     )
 }
 
@@ -203,7 +235,7 @@ pub fn write_synthetic_index_recoded(
     spec: &SyntheticSpec,
     recode: &Recode<'_>,
 ) -> Result<Manifest, SyntheticError> {
-    write_index(dir, spec, &[], recode)
+    write_index(dir, spec, &[], recode, &BTreeSet::new())
 }
 
 fn write_index(
@@ -211,6 +243,7 @@ fn write_index(
     spec: &SyntheticSpec,
     metadata: &[MetadataColumn],
     recode: &Recode<'_>,
+    removed: &BTreeSet<u32>,
 ) -> Result<Manifest, SyntheticError> {
     let d_sae = spec.feature_weights.len();
     if d_sae == 0
@@ -253,6 +286,7 @@ fn write_index(
                 k,
                 metadata,
                 recode,
+                removed,
                 &mut rng,
             )
         })
@@ -327,4 +361,46 @@ fn synthetic_manifest(
         parts,
         timings: BTreeMap::new(),
     }
+}
+
+/// Writes the index in `whole` again into `dest` as a segmented index: segment `i`
+/// (named `seg-i`) holds the parts `groups[i]` (hard links of `whole`'s files), and
+/// `segments.json` names them all, nothing deleted. The segments still need their
+/// query files (`saeidx_query::build` on each [`SegmentSet::segment_dir`]).
+pub fn split_into_segments(
+    whole: &Path,
+    dest: &Path,
+    groups: &[std::ops::Range<usize>],
+) -> Result<SegmentSet, SyntheticError> {
+    let manifest = Manifest::read(whole).map_err(|e| SyntheticError::Spec(e.to_string()))?;
+    let mut set = SegmentSet::new(&manifest.job);
+    for (i, group) in groups.iter().enumerate() {
+        let name = format!("seg-{i}");
+        let dir = SegmentSet::segment_dir(dest, &name);
+        let parts = manifest.parts[group.clone()].to_vec();
+        for file in parts.iter().flat_map(|p| &p.files) {
+            let target = dir.join(&file.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::hard_link(whole.join(&file.path), &target)?;
+        }
+        let counts = Counts::of_parts(&parts, 0);
+        set.segments.push(SegmentRecord {
+            name,
+            first_doc: parts.first().map_or(0, |p| p.first_doc),
+            documents: counts.documents,
+            tokens: counts.tokens,
+            deleted: Vec::new(),
+        });
+        Manifest {
+            parts,
+            counts,
+            ..manifest.clone()
+        }
+        .write(&dir)?;
+    }
+    set.publish(dest)
+        .map_err(|e| SyntheticError::Spec(e.to_string()))?;
+    Ok(set)
 }
