@@ -717,12 +717,11 @@ fn damaged_and_mismatched_inputs_are_refused() {
         b"{\"text\": \"fine\"}\n{\"text\": \"bad \xff byte\"}\nnot json\n",
     )
     .unwrap();
-    // The corpus changed: the existing index is of another job, never appended to.
-    let error = saeidx_err(&["run", job.to_str().unwrap()], setup.path());
-    assert!(
-        error.contains("appending to an index is not supported"),
-        "{error}"
-    );
+    // The corpus changed: the run indexes only the new document, into a new segment.
+    let appended = saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    assert_eq!(appended["changes"]["new"], 1, "{appended:#}");
+    assert_eq!(appended["changes"]["changed"], 0);
+    assert_eq!(appended["segment"], "seg-000001");
     let summary = saeidx_ok(
         &["run", job.to_str().unwrap(), "--json", "--replace"],
         setup.path(),
@@ -858,6 +857,7 @@ fn progress_moves_within_a_single_large_document() {
         RunOptions {
             shard: Shard::WHOLE,
             replace: false,
+            first_doc: 0,
         },
         &mut |event| events.push(event),
     )

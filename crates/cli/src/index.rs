@@ -7,10 +7,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use saeidx_format::{
     manifest::{MANIFEST_FILE, Manifest},
+    segments::SegmentSet,
     verify as index_verify,
 };
 use saeidx_hub::HubSettings;
 use saeidx_indexer::{
+    append,
     job::{self, JobFile},
     merge,
     parts::Shard,
@@ -66,8 +68,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         progress_bar(text_bytes(&loaded.file))
     };
-    let (mut tokens, mut nonzeros) = (0u64, 0u64);
-    let started = std::time::Instant::now();
+    let output = &loaded.file.output;
+    // An index of exactly this job (same corpus files) is up to date without a look at
+    // its documents; another of the same model, SAE and settings is appended to.
+    let up_to_date = !SegmentSet::is_segmented(output)
+        && Manifest::read(output).is_ok_and(|m| m.job == loaded.spec);
+    if shard == Shard::WHOLE
+        && !args.replace
+        && !up_to_date
+        && append::appends_to(output, &loaded.spec)?
+    {
+        return run_incremental(&loaded, reader, &bar, args.output_format);
+    }
+    let mut on_event = progress_events(&bar);
     let summary = pipeline::run(
         &loaded.engine(),
         &loaded.spec,
@@ -76,24 +89,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         RunOptions {
             shard,
             replace: args.replace,
+            first_doc: 0,
         },
-        &mut |event| match event {
-            Event::Batch {
-                tokens: t,
-                nonzeros: n,
-                text_bytes,
-            } => {
-                tokens += t;
-                nonzeros += n;
-                let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("{tokens} tokens, {rate:.0} tokens/s"));
-                bar.inc(text_bytes);
-            }
-            Event::PartComputed { text_bytes } | Event::PartSkipped { text_bytes } => {
-                bar.inc(text_bytes)
-            }
-            Event::StartedOver { reason } => bar.suspend(|| eprintln!("note: {reason}")),
-        },
+        &mut on_event,
     )?;
     bar.finish_and_clear();
     if shard == Shard::WHOLE {
@@ -111,6 +109,78 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     report_run(&summary, args.output_format)
+}
+
+/// `saeidx run` on an index of the same job: only new and changed documents, into a
+/// new segment ([`append`]).
+fn run_incremental(
+    loaded: &job::LoadedJob,
+    reader: impl pipeline::DocumentSource,
+    bar: &ProgressBar,
+    output: Output,
+) -> anyhow::Result<()> {
+    let plan_reader = loaded.file.corpus.reader()?;
+    let mut on_event = progress_events(bar);
+    let summary = append::append(
+        &loaded.engine(),
+        &loaded.spec,
+        plan_reader,
+        reader,
+        &loaded.file.output,
+        &mut |changes| {
+            if !output.json {
+                bar.suspend(|| {
+                    println!(
+                        "{}: {} new, {} changed, {} removed, {} unchanged documents",
+                        loaded.file.output.display(),
+                        changes.new,
+                        changes.changed,
+                        changes.removed,
+                        changes.unchanged
+                    )
+                });
+            }
+        },
+        &mut on_event,
+    )?;
+    bar.finish_and_clear();
+    if output.json {
+        return print_json(&summary);
+    }
+    match (&summary.segment, summary.generation) {
+        (Some(segment), _) => println!(
+            "indexed the new and changed documents into segment {segment} ({:.1} s in the model and SAE); the index has {} live documents in {} segments",
+            summary.model_s, summary.documents, summary.segments
+        ),
+        (None, Some(_)) => println!(
+            "deleted the removed documents; the index has {} live documents in {} segments",
+            summary.documents, summary.segments
+        ),
+        (None, None) => println!("nothing changed: the index is up to date"),
+    }
+    Ok(())
+}
+
+/// Progress-bar updates for a run's events.
+fn progress_events(bar: &ProgressBar) -> impl FnMut(Event) + '_ {
+    let mut tokens = 0u64;
+    let started = std::time::Instant::now();
+    move |event| match event {
+        Event::Batch {
+            tokens: t,
+            text_bytes,
+            ..
+        } => {
+            tokens += t;
+            let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{tokens} tokens, {rate:.0} tokens/s"));
+            bar.inc(text_bytes);
+        }
+        Event::PartComputed { text_bytes } | Event::PartSkipped { text_bytes } => {
+            bar.inc(text_bytes)
+        }
+        Event::StartedOver { reason } => bar.suspend(|| eprintln!("note: {reason}")),
+    }
 }
 
 /// Text bytes the job will read (a quick pass over the corpus, for the progress bar's

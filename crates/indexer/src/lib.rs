@@ -16,9 +16,12 @@
 //!   grow with the corpus).
 //! - [`logits`]: the end of a run: each feature's logit effects beside the query files.
 //! - [`merge`]: shard outputs into one index identical to a single-process run.
+//! - [`append`]: incremental runs: only new and changed documents go through the
+//!   model, into a new segment; removed and replaced ones are deleted.
 //! - [`job`]: the declarative job file (`pipelines/*.toml`).
 #![deny(missing_docs)]
 
+pub mod append;
 pub mod job;
 pub mod logits;
 pub mod merge;
@@ -52,6 +55,9 @@ pub enum IndexError {
     /// An index failed verification.
     #[error(transparent)]
     Verify(#[from] saeidx_format::verify::VerifyError),
+    /// The index's segment set is wrong.
+    #[error(transparent)]
+    Segments(#[from] saeidx_format::segments::SegmentsError),
     /// The query files could not be built.
     #[error(transparent)]
     Query(#[from] saeidx_query::QueryError),

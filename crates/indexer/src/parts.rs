@@ -88,12 +88,18 @@ pub struct Partitioner {
 impl Partitioner {
     /// Parts of at least `part_bytes` bytes of text (the last may be smaller).
     pub fn new(part_bytes: u64) -> Self {
+        Self::starting_at(part_bytes, 0)
+    }
+
+    /// [`Partitioner::new`], numbering documents from `first_doc` (a segment appended
+    /// to an index).
+    pub fn starting_at(part_bytes: u64, first_doc: u32) -> Self {
         Self {
             part_bytes: part_bytes.max(1),
-            next_doc: 0,
+            next_doc: first_doc,
             current: Part {
                 part: 0,
-                first_doc: 0,
+                first_doc,
                 documents: Vec::new(),
             },
             current_bytes: 0,
@@ -116,7 +122,7 @@ impl Partitioner {
         (!self.current.documents.is_empty()).then(|| self.close())
     }
 
-    /// Documents seen so far.
+    /// The number the next document gets.
     pub fn documents(&self) -> u32 {
         self.next_doc
     }

@@ -180,8 +180,12 @@ pub struct RunOptions {
     pub shard: Shard,
     /// Replace an index of a different job at the destination. Without it such an index
     /// is an error: appending is not supported, and a different corpus, model or SAE
-    /// must never be mixed into (or silently swapped for) an existing index.
+    /// must never be mixed into (or silently swapped for) an existing index (an
+    /// incremental run goes through [`crate::append`]).
     pub replace: bool,
+    /// The number of the first document (0 for an index; the index's next number for
+    /// a segment appended to it).
+    pub first_doc: u32,
 }
 
 /// Indexes the documents of `source` into `destination` (or its shard folder), resuming
@@ -226,8 +230,17 @@ pub fn run(
             window,
             prepend_bos: engine.prepend_bos,
         };
-        let reader = scope
-            .spawn(move || read_parts(source, &tokenization, job, shard, &done_parts, part_tx));
+        let first_doc = options.first_doc;
+        let reader = scope.spawn(move || {
+            read_parts(
+                source,
+                &tokenization,
+                job,
+                (shard, first_doc),
+                &done_parts,
+                part_tx,
+            )
+        });
         let writer = scope.spawn(|| write_parts(&work, &job.corpus.metadata, row_rx));
         let computed = compute_parts(engine, job, window, part_rx, row_tx, on_event);
         let read = reader.join().map_err(|_| IndexError::Thread("reader"));
@@ -408,11 +421,11 @@ fn read_parts(
     source: impl DocumentSource,
     tokenization: &Tokenization<'_>,
     job: &JobSpec,
-    shard: Shard,
+    (shard, first_doc): (Shard, u32),
     done: &[u32],
     parts: SyncSender<FromReader>,
 ) -> Result<ReadTotals, IndexError> {
-    let mut partitioner = Partitioner::new(job.corpus.part_bytes);
+    let mut partitioner = Partitioner::starting_at(job.corpus.part_bytes, first_doc);
     let limit = job.corpus.max_documents.unwrap_or(u64::MAX);
     let mut source = source;
     // Returns false once the compute thread has stopped (its error is the one reported).

@@ -246,8 +246,12 @@ pub fn carry_labels(
     staged: &Path,
     manifest: &Manifest,
 ) -> Result<(), IndexError> {
+    // The old index's SAE: its manifest's, or its segment set's (an appended index).
     let same_sae = || {
-        Manifest::read(destination).is_ok_and(|old| old.job.sae.sha256 == manifest.job.sae.sha256)
+        let sae = &manifest.job.sae.sha256;
+        Manifest::read(destination).is_ok_and(|old| old.job.sae.sha256 == *sae)
+            || saeidx_format::segments::SegmentSet::read(destination)
+                .is_ok_and(|set| set.is_some_and(|set| set.job.sae.sha256 == *sae))
     };
     let old_labels = destination.join(saeidx_query::registry::REGISTRY_FILE);
     let new_labels = staged.join(saeidx_query::registry::REGISTRY_FILE);

@@ -18,9 +18,12 @@ use std::{ops::Range, path::PathBuf, str::FromStr};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use saeidx_format::segments::SegmentSet;
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
-use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits::Limit};
+use saeidx_query::{
+    Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, SegmentedIndex, limits::Limit,
+};
 
 pub use browse::{DocumentArgs, OverviewArgs, document, overview};
 pub use compare::{CompareArgs, compare};
@@ -58,9 +61,25 @@ where
 }
 
 impl IndexArg {
-    /// Opens the index.
+    /// Opens the index (an index of one segment).
     pub(crate) fn open(&self) -> anyhow::Result<QueryIndex> {
+        if SegmentSet::is_segmented(&self.index) {
+            anyhow::bail!(
+                "{} is an index of segments (segments.json); this command reads indexes of one segment only so far: top-texts, top-features --doc, feature, sample and info read segments",
+                self.index.display()
+            );
+        }
         QueryIndex::open(&self.index).with_context(|| format!("opening {}", self.index.display()))
+    }
+
+    /// Opens the index if it is an index of segments (`segments.json`).
+    pub(crate) fn open_segmented(&self) -> anyhow::Result<Option<SegmentedIndex>> {
+        if !SegmentSet::is_segmented(&self.index) {
+            return Ok(None);
+        }
+        SegmentedIndex::open(&self.index)
+            .map(Some)
+            .with_context(|| format!("opening {}", self.index.display()))
     }
 }
 

@@ -235,14 +235,17 @@ pub enum QueryCommand {
 
 /// `saeidx top-texts`.
 pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
-    let index = args.index.open()?;
-    let answer = index.top_texts(&TopTextsRequest {
+    let request = TopTextsRequest {
         feature: args.feature,
         k: args.k,
         rank: args.rank.into(),
         context: args.context,
         exclusions: args.exclusions.exclusions(),
-    })?;
+    };
+    let answer = match args.index.open_segmented()? {
+        Some(index) => index.top_texts(&request)?,
+        None => args.index.open()?.top_texts(&request)?,
+    };
     if args.output.json {
         return print_json(&answer);
     }
@@ -252,13 +255,22 @@ pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
 
 /// `saeidx top-features`.
 pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
-    let index = args.index.open()?;
     let request = TopFeaturesRequest {
         k: args.k,
         aggregate: args.aggregate.into(),
         tokens: args.tokens.clone(),
         exclusions: args.exclusions.exclusions(),
     };
+    if args.text.is_none()
+        && let Some(index) = args.index.open_segmented()?
+    {
+        let doc = document_of(&args)?;
+        if args.per_token {
+            return print::per_token(&index.per_token(&doc, &request)?, args.output);
+        }
+        return print::top_features(&index.top_features(&doc, &request)?, args.output);
+    }
+    let index = args.index.open()?;
     if let Some(text) = &args.text {
         if args.tokens.is_some() {
             bail!("--tokens applies to --doc and --doc-id, not --text");
@@ -273,15 +285,20 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
         }
         return print::top_features(&index.text_top_features(&analyzed, &request)?, args.output);
     }
-    let doc = match (&args.doc, &args.doc_id) {
-        (Some(doc), _) => DocRef::Number(*doc),
-        (None, Some(id)) => DocRef::Id(id.clone()),
-        (None, None) => bail!("say which text: --doc N, --doc-id ID or --text \"...\""),
-    };
+    let doc = document_of(&args)?;
     if args.per_token {
         return print::per_token(&index.per_token(&doc, &request)?, args.output);
     }
     print::top_features(&index.top_features(&doc, &request)?, args.output)
+}
+
+/// The document `--doc` or `--doc-id` names.
+fn document_of(args: &TopFeaturesArgs) -> anyhow::Result<DocRef> {
+    Ok(match (&args.doc, &args.doc_id) {
+        (Some(doc), _) => DocRef::Number(*doc),
+        (None, Some(id)) => DocRef::Id(id.clone()),
+        (None, None) => bail!("say which text: --doc N, --doc-id ID or --text \"...\""),
+    })
 }
 
 /// `saeidx explain`: the seed's whole workflow in one command — the strongest features
@@ -307,19 +324,19 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
 
 /// `saeidx feature`.
 pub fn feature(args: FeatureArgs) -> anyhow::Result<()> {
-    let index = args.index.open()?;
-    let report = saeidx_compare::feature_report(
-        &index,
-        &FeatureRequest {
-            feature: args.feature,
-            examples: args.examples,
-            bands: args.bands,
-            per_band: args.per_band,
-            neighbours: args.neighbours,
-            context: args.context,
-            exclusions: args.exclusions.exclusions(),
-        },
-    )?;
+    let request = FeatureRequest {
+        feature: args.feature,
+        examples: args.examples,
+        bands: args.bands,
+        per_band: args.per_band,
+        neighbours: args.neighbours,
+        context: args.context,
+        exclusions: args.exclusions.exclusions(),
+    };
+    let report = match args.index.open_segmented()? {
+        Some(index) => index.feature(&request)?,
+        None => saeidx_compare::feature_report(&args.index.open()?, &request)?,
+    };
     if args.output.json {
         return print_json(&report);
     }
@@ -347,13 +364,16 @@ pub fn silent(args: SilentArgs) -> anyhow::Result<()> {
 
 /// `saeidx sample`.
 pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
-    let index = args.index.open()?;
-    let answer = index.sample(&SampleRequest {
+    let request = SampleRequest {
         n: args.n,
         seed: args.seed,
         examples: args.examples,
         context: args.context,
-    })?;
+    };
+    let answer = match args.index.open_segmented()? {
+        Some(index) => index.sample(&request)?,
+        None => args.index.open()?.sample(&request)?,
+    };
     if args.output.json {
         return print_json(&answer);
     }
@@ -363,10 +383,13 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
 
 /// `saeidx info`.
 pub fn info(args: InfoArgs) -> anyhow::Result<()> {
-    let index = args.index.open()?;
-    let answer = index.info(&InfoRequest {
+    let request = InfoRequest {
         list_dead: args.dead,
-    })?;
+    };
+    let answer = match args.index.open_segmented()? {
+        Some(index) => index.info(&request)?,
+        None => args.index.open()?.info(&request)?,
+    };
     if args.output.json {
         return print_json(&answer);
     }
