@@ -191,7 +191,16 @@ pub fn appends_to(dir: &Path, job: &JobSpec) -> Result<bool, IndexError> {
     })
 }
 
-/// Runs `job` incrementally on the index in `destination` (see the module docs):
+/// Where an incremental run writes.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendTo<'a> {
+    /// The index folder.
+    pub dir: &'a Path,
+    /// How the new segment's query files are built.
+    pub query_build: saeidx_query::BuildOptions,
+}
+
+/// Runs `job` incrementally on the index in `to.dir` (see the module docs):
 /// `plan_source` and `source` read the same corpus (once to compare, once to index).
 /// `on_changes` hears what was found before anything is computed.
 pub fn append(
@@ -199,10 +208,11 @@ pub fn append(
     job: &JobSpec,
     plan_source: impl DocumentSource,
     source: impl DocumentSource,
-    destination: &Path,
+    to: AppendTo<'_>,
     on_changes: &mut dyn FnMut(&Changes),
     on_event: &mut dyn FnMut(Event),
 ) -> Result<AppendSummary, IndexError> {
+    let destination = to.dir;
     let lock = saeidx_format::lock::OutputLock::acquire(destination)?;
     let plan = plan(destination, plan_source, job.corpus.max_documents)?;
     on_changes(&plan.changes);
@@ -237,6 +247,7 @@ pub fn append(
             shard: Shard::WHOLE,
             replace: false,
             first_doc,
+            query_build: to.query_build,
         };
         let run = pipeline::run(engine, job, selected, &segment_dir, options, on_event)?;
         let counts = run.manifest.counts;

@@ -186,6 +186,9 @@ pub struct RunOptions {
     /// The number of the first document (0 for an index; the index's next number for
     /// a segment appended to it).
     pub first_doc: u32,
+    /// How the query files are built at the end (a whole index's run; shards leave it to
+    /// the merge).
+    pub query_build: saeidx_query::BuildOptions,
 }
 
 /// Indexes the documents of `source` into `destination` (or its shard folder), resuming
@@ -286,7 +289,7 @@ pub fn run(
             path: work.path().to_path_buf(),
             reason,
         })?;
-    let destination = work.publish(&manifest)?;
+    let destination = work.publish(&manifest, &options.query_build)?;
     Ok(RunSummary {
         destination,
         manifest,
