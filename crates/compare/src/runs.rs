@@ -101,6 +101,7 @@ fn new_examples(
         rank: Rank::Token,
         context: request.context,
         exclusions: request.exclusions,
+        restrict: Default::default(),
     };
     let old: HashSet<(String, u32)> = a
         .top_texts(&top)?

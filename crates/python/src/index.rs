@@ -19,8 +19,8 @@ use pyo3::{
 use saeidx_autointerp::{LabelReport, Task};
 use saeidx_query::{
     AnalyzedText, DocRef, DocumentRequest, ExplainRequest, FeatureLabel, FeatureRequest,
-    InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex, SampleRequest,
-    SilentRequest, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
+    InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex, Restriction,
+    SampleRequest, SilentRequest, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
 use crate::{
@@ -236,6 +236,7 @@ fn texts_request(
     context: i64,
     include_special: bool,
     include_sinks: bool,
+    restrict: Restriction,
 ) -> PyResult<TopTextsRequest> {
     Ok(TopTextsRequest {
         feature,
@@ -243,6 +244,22 @@ fn texts_request(
         rank: args::rank(rank)?,
         context: small(context, "context")?,
         exclusions: exclusions(include_special, include_sinks),
+        restrict,
+    })
+}
+
+/// The documents a question looks at: `where` (a filter over document metadata) and
+/// `docs` (numbers or ids); neither: all.
+fn restriction(filter: Option<String>, docs: Option<Vec<DocArg>>) -> PyResult<Restriction> {
+    Ok(Restriction {
+        filter,
+        docs: docs
+            .map(|docs| {
+                docs.iter()
+                    .map(DocArg::to_ref)
+                    .collect::<PyResult<Vec<_>>>()
+            })
+            .transpose()?,
     })
 }
 
@@ -313,7 +330,7 @@ impl Index {
     /// context: None (default) gives the whole document's text, as mlxterp does; a
     /// number gives that many tokens of context on each side of the token instead.
     /// Special tokens and attention sinks are left out unless included.
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts(
         &self,
@@ -324,6 +341,8 @@ impl Index {
         context: Option<i64>,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
     ) -> PyResult<Vec<(String, f64, u32)>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -333,6 +352,7 @@ impl Index {
             context.unwrap_or(0),
             include_special,
             include_sinks,
+            restriction(r#where, docs)?,
         )?;
         let hits = self.hits(py, &request, context.is_none())?;
         Ok(hits
@@ -344,7 +364,7 @@ impl Index {
     /// top_texts as a pyarrow.Table with one row per text: the answer's fields (doc, id,
     /// source, position, token, activation, score) and text, hit_start, hit_end (the
     /// token's characters in text: the whole document, or the snippet with context).
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts_table<'py>(
         &self,
@@ -355,6 +375,8 @@ impl Index {
         context: Option<i64>,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -364,6 +386,7 @@ impl Index {
             context.unwrap_or(0),
             include_special,
             include_sinks,
+            restriction(r#where, docs)?,
         )?;
         let hits = self.hits(py, &request, context.is_none())?;
         tables::hits(py, &hits)
@@ -371,7 +394,7 @@ impl Index {
 
     /// The top_texts answer as `saeidx top-texts --json` prints it (feature, label, rank,
     /// exclusions, texts with snippets of `context` tokens each side).
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "token", context = 8, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "token", context = 8, include_special = false, include_sinks = false, r#where = None, docs = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts_answer<'py>(
         &self,
@@ -382,6 +405,8 @@ impl Index {
         context: i64,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -391,6 +416,7 @@ impl Index {
             context,
             include_special,
             include_sinks,
+            restriction(r#where, docs)?,
         )?;
         to_python(py, &self.texts(py, &request)?)
     }
@@ -494,7 +520,7 @@ impl Index {
 
     /// Everything about a feature, as `saeidx feature --json` prints it: stats, label,
     /// top_texts, bands (examples across its activation distribution), neighbours.
-    #[pyo3(signature = (feature_id, *, examples = 5, bands = 4, per_band = 5, neighbours = 10, context = 8, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, *, examples = 5, bands = 4, per_band = 5, neighbours = 10, context = 8, include_special = false, include_sinks = false, r#where = None, docs = None))]
     #[allow(clippy::too_many_arguments)]
     fn feature<'py>(
         &self,
@@ -507,6 +533,8 @@ impl Index {
         context: i64,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = FeatureRequest {
             feature: self.feature_id(feature_id)?,
@@ -516,6 +544,7 @@ impl Index {
             neighbours: count(neighbours, "neighbours")?,
             context: small(context, "context")?,
             exclusions: exclusions(include_special, include_sinks),
+            restrict: restriction(r#where, docs)?,
         };
         let guard = self.read()?;
         let index = &*guard;
@@ -638,9 +667,35 @@ impl Index {
         tables::neighbours(py, &neighbours)
     }
 
+    /// The strongest features over every counted token of a set of documents (`where`,
+    /// a filter over their metadata, and/or `docs`), as `saeidx top-features --where
+    /// ... --json` prints them.
+    #[pyo3(signature = (*, r#where = None, docs = None, top_k = 10, aggregate = "max", include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn subset_features<'py>(
+        &self,
+        py: Python<'py>,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
+        top_k: i64,
+        aggregate: &str,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = features_request(top_k, aggregate, None, include_special, include_sinks)?;
+        let restrict = restriction(r#where, docs)?;
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.subset_features(&restrict, &request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
     /// Random live features with their statistics and top examples, as `saeidx sample
     /// --json` prints them (the same seed gives the same features).
-    #[pyo3(signature = (n = 10, *, seed = 0, examples = 3, context = 8))]
+    #[pyo3(signature = (n = 10, *, seed = 0, examples = 3, context = 8, r#where = None, docs = None))]
+    #[allow(clippy::too_many_arguments)]
     fn sample<'py>(
         &self,
         py: Python<'py>,
@@ -648,12 +703,15 @@ impl Index {
         seed: u64,
         examples: i64,
         context: i64,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = SampleRequest {
             n: count(n, "n")?,
             seed,
             examples: count(examples, "examples")?,
             context: small(context, "context")?,
+            restrict: restriction(r#where, docs)?,
         };
         let guard = self.read()?;
         let index = &*guard;

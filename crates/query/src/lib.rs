@@ -36,8 +36,10 @@ mod mapped;
 mod questions;
 pub mod rank;
 pub mod registry;
+pub mod restrict;
 pub mod silent;
 mod sort;
+pub mod subset;
 
 pub use answers::{
     AnalyzedText, AnalyzedToken, DocRef, Explain, ExplainRequest, ExplainedFeature,
@@ -65,4 +67,6 @@ pub use index::{
 pub use logits::{FeatureLogits, LogitEffect};
 pub use rank::{Aggregate, DecodedCodes, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
+pub use restrict::{DocSet, Restriction};
 pub use silent::{SilentContexts, SilentRequest};
+pub use subset::SubsetFeatures;

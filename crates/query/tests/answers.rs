@@ -285,6 +285,7 @@ fn check(spec: &SyntheticSpec) {
                     rank: Rank::Token,
                     context: 2,
                     exclusions,
+                    restrict: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap();
@@ -323,6 +324,7 @@ fn check(spec: &SyntheticSpec) {
                     rank: Rank::DocumentMax,
                     context: 2,
                     exclusions,
+                    restrict: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap()
@@ -350,6 +352,7 @@ fn check(spec: &SyntheticSpec) {
                     rank: Rank::DocumentSum,
                     context: 2,
                     exclusions,
+                    restrict: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap()
@@ -495,6 +498,7 @@ fn check(spec: &SyntheticSpec) {
             rank: Rank::Token,
             context: 0,
             exclusions: Exclusions::default(),
+            restrict: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap_err();

@@ -48,6 +48,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
             rank: Rank::Token,
             context: 3,
             exclusions,
+            restrict: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap();
@@ -72,6 +73,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 rank: Rank::Token,
                 context: 3,
                 exclusions,
+                restrict: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -86,6 +88,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 rank: Rank::Token,
                 context: 3,
                 exclusions,
+                restrict: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -97,6 +100,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
         neighbours: 3,
         context: 2,
         exclusions,
+        restrict: Default::default(),
     }));
     changed(
         index
@@ -125,7 +129,8 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 k: 10,
                 rank: Rank::Token,
                 context: 3,
-                exclusions
+                exclusions,
+                restrict: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap(),
@@ -146,6 +151,7 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
             rank: Rank::Token,
             context: 2,
             exclusions,
+            restrict: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap();
@@ -166,6 +172,7 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
                 rank: Rank::Token,
                 context: 2,
                 exclusions,
+                restrict: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -180,7 +187,8 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
                 k: 5,
                 rank: Rank::Token,
                 context: 2,
-                exclusions
+                exclusions,
+                restrict: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap(),

@@ -20,6 +20,10 @@
 //! | `POST /api/labels/F/accept` (a person accepts an LLM draft as it is) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //!
 //! Every route takes `include_special=1` and `include_sinks=1` where tokens are counted.
+//! `top-texts`, `feature` and `sample` take `where=FILTER` (a filter over document
+//! metadata, as `saeidx documents --where`) and `docs=D,ID,...` to look at those
+//! documents only; `top-features` with `where=`/`docs=` and no `doc=` ranks the features
+//! of that set of documents ([`SubsetFeatures`](saeidx_query::SubsetFeatures)).
 
 use saeidx_query::{
     ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest, SilentRequest,
@@ -102,12 +106,21 @@ impl Context<'_> {
             rank: params.rank()?,
             context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
+            restrict: params.restriction(),
         };
         self.with_index(|index| answer(&index.top_texts(&request).map_err(failed)?))
     }
 
     fn top_features(&self, params: &Params) -> Result<Reply, Failure> {
         let request = features_request(params)?;
+        if params.get("doc").is_none() {
+            let restrict = params.restriction();
+            if !restrict.is_all() {
+                return self.with_index(|index| {
+                    answer(&index.subset_features(&restrict, &request).map_err(failed)?)
+                });
+            }
+        }
         let doc = params.doc()?;
         self.with_index(|index| {
             if params.flag("per_token") {
@@ -144,6 +157,7 @@ impl Context<'_> {
             neighbours: params.number("neighbours", defaults.neighbours)?,
             context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
+            restrict: params.restriction(),
         };
         self.with_index(|index| {
             answer(&saeidx_compare::feature_report(index, &request).map_err(failed)?)
@@ -170,6 +184,7 @@ impl Context<'_> {
             seed: params.number("seed", defaults.seed)?,
             examples: params.number("examples", defaults.examples)?,
             context: params.number("context", defaults.context)?,
+            restrict: params.restriction(),
         };
         self.with_index(|index| answer(&index.sample(&request).map_err(failed)?))
     }

@@ -1,7 +1,7 @@
 //! Query strings and form bodies: decoding, and reading typed parameters with errors a
 //! client can act on (400).
 
-use saeidx_query::{Aggregate, DocRef, Exclusions, Rank};
+use saeidx_query::{Aggregate, DocRef, Exclusions, Rank, Restriction};
 
 /// A failure: HTTP status and message.
 pub(super) type Failure = (u16, String);
@@ -113,6 +113,24 @@ impl Params {
             Ok(number) => DocRef::Number(number),
             Err(_) => DocRef::Id(doc),
         })
+    }
+
+    /// The documents a question looks at: `where=FILTER` and `docs=D,ID,...` (each
+    /// optional; both: the listed documents the filter selects).
+    pub fn restriction(&self) -> Restriction {
+        Restriction {
+            filter: self.text("where"),
+            docs: self.text("docs").map(|docs| {
+                docs.split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(|d| match d.parse::<u32>() {
+                        Ok(number) => DocRef::Number(number),
+                        Err(_) => DocRef::Id(d.to_string()),
+                    })
+                    .collect()
+            }),
+        }
     }
 
     /// `tokens=A..B`, if given.

@@ -1,0 +1,507 @@
+//! Restricted answers (a metadata filter and/or a list of documents) against brute
+//! force over the Parquet rows: on random synthetic indexes with random metadata, random
+//! filters and random document lists (empty ones included), every restricted answer —
+//! top texts by token, document max and document sum, feature statistics, neighbours,
+//! the features of a set of documents, sampling — equals the unrestricted computation
+//! over the selected documents' rows alone. Which documents a filter selects is checked
+//! against DuckDB in `tests/filters.rs`; here it is read back with the same filter.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fs::File,
+    path::Path,
+};
+
+use arrow_array::{Array, BooleanArray, Float32Array, LargeStringArray, UInt32Array};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use proptest::prelude::*;
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use saeidx_format::{manifest::Manifest, metadata::read_documents, tables::Table};
+use saeidx_query::{
+    Aggregate, DocRef, Exclusions, Filter, QueryIndex, Rank, Restriction, SampleRequest,
+    TopFeaturesRequest, TopTextsRequest, build, filter_columns,
+};
+use saeidx_testkit::{
+    filters::random_predicate,
+    synthetic::{SyntheticSpec, write_synthetic_index_with_metadata},
+};
+
+/// The index's rows, read straight from Parquet.
+struct Rows {
+    texts: Vec<String>,
+    /// (doc, position) → (start, end, special, sink).
+    tokens: BTreeMap<(u32, u32), (u32, u32, bool, bool)>,
+    /// (doc, position) → token id.
+    token_ids: BTreeMap<(u32, u32), u32>,
+    /// (doc, position, feature, value), in file order.
+    activations: Vec<(u32, u32, u32, f32)>,
+}
+
+fn read_rows(dir: &Path) -> Rows {
+    let batches = |table: Table| {
+        let mut out = Vec::new();
+        let mut paths: Vec<_> = std::fs::read_dir(dir.join(table.dir()))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            out.extend(reader.map(Result::unwrap));
+        }
+        out
+    };
+    let col = |batch: &arrow_array::RecordBatch, name: &str| {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .unwrap()
+            .clone()
+    };
+    let mut rows = Rows {
+        texts: Vec::new(),
+        tokens: BTreeMap::new(),
+        token_ids: BTreeMap::new(),
+        activations: Vec::new(),
+    };
+    for batch in batches(Table::Documents) {
+        let text = batch
+            .column_by_name("text")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<LargeStringArray>()
+            .unwrap()
+            .clone();
+        for i in 0..text.len() {
+            rows.texts.push(text.value(i).to_string());
+        }
+    }
+    for batch in batches(Table::Tokens) {
+        let (doc, position, start, end, token) = (
+            col(&batch, "doc"),
+            col(&batch, "position"),
+            col(&batch, "start"),
+            col(&batch, "end"),
+            col(&batch, "token"),
+        );
+        let flag = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .unwrap()
+                .clone()
+        };
+        let (special, sink) = (flag("special"), flag("sink"));
+        for i in 0..doc.len() {
+            rows.token_ids
+                .insert((doc.value(i), position.value(i)), token.value(i));
+            rows.tokens.insert(
+                (doc.value(i), position.value(i)),
+                (
+                    start.value(i),
+                    end.value(i),
+                    special.value(i),
+                    sink.value(i),
+                ),
+            );
+        }
+    }
+    for batch in batches(Table::Activations) {
+        let (doc, position, feature) = (
+            col(&batch, "doc"),
+            col(&batch, "position"),
+            col(&batch, "feature"),
+        );
+        let value = batch
+            .column_by_name("value")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap()
+            .clone();
+        for i in 0..doc.len() {
+            rows.activations.push((
+                doc.value(i),
+                position.value(i),
+                feature.value(i),
+                value.value(i),
+            ));
+        }
+    }
+    rows
+}
+
+impl Rows {
+    fn counted(&self, doc: u32, position: u32, exclusions: Exclusions) -> bool {
+        let (_, _, special, sink) = self.tokens[&(doc, position)];
+        !((exclusions.special && special) || (exclusions.sinks && sink))
+    }
+}
+
+/// (doc, position, value) of `feature` on counted tokens of `docs`, strongest first,
+/// then in token order.
+fn postings_in(
+    rows: &Rows,
+    feature: u32,
+    exclusions: Exclusions,
+    docs: &HashSet<u32>,
+) -> Vec<(u32, u32, f32)> {
+    let mut hits: Vec<(u32, u32, f32)> = rows
+        .activations
+        .iter()
+        .filter(|a| a.2 == feature && docs.contains(&a.0) && rows.counted(a.0, a.1, exclusions))
+        .map(|a| (a.0, a.1, a.3))
+        .collect();
+    hits.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    hits
+}
+
+/// Random restrictions over `documents` documents: filters, document lists (by number
+/// and id), both, and ones that select nothing.
+fn restrictions(rng: &mut StdRng, documents: u32) -> Vec<Restriction> {
+    let mut out = vec![Restriction::filter("doc < 0"), Restriction::documents([])];
+    for _ in 0..4 {
+        out.push(Restriction::filter(random_predicate(rng, 2).render()));
+    }
+    for _ in 0..2 {
+        let listed: Vec<u32> = (0..documents)
+            .filter(|_| rng.random_range(0..3) == 0)
+            .collect();
+        out.push(Restriction::documents(listed.clone()));
+        out.push(Restriction {
+            filter: Some(random_predicate(rng, 1).render()),
+            docs: Some(listed.into_iter().map(DocRef::Number).collect()),
+        });
+    }
+    out
+}
+
+/// The documents `restriction` selects, from the filter over the Parquet documents
+/// table and the listed numbers.
+fn selected(dir: &Path, manifest: &Manifest, restriction: &Restriction) -> HashSet<u32> {
+    let table = read_documents(dir, manifest, false).unwrap();
+    let mut docs: HashSet<u32> = (0..table.num_rows() as u32).collect();
+    if let Some(text) = &restriction.filter {
+        let filter = Filter::parse(text, &filter_columns(&manifest.job.corpus.metadata)).unwrap();
+        docs = filter
+            .matching_documents(&table)
+            .unwrap()
+            .into_iter()
+            .collect();
+    }
+    if let Some(listed) = &restriction.docs {
+        let listed: HashSet<u32> = listed
+            .iter()
+            .map(|d| match d {
+                DocRef::Number(n) => *n,
+                DocRef::Id(_) => unreachable!("the tests list numbers"),
+            })
+            .collect();
+        docs.retain(|d| listed.contains(d));
+    }
+    docs
+}
+
+fn top_texts(
+    index: &QueryIndex,
+    feature: u32,
+    k: usize,
+    rank: Rank,
+    exclusions: Exclusions,
+    restrict: &Restriction,
+) -> Vec<(u32, u32, f32, f32)> {
+    index
+        .top_texts(&TopTextsRequest {
+            feature,
+            k,
+            rank,
+            context: 1,
+            exclusions,
+            restrict: restrict.clone(),
+        })
+        .unwrap()
+        .texts
+        .iter()
+        .map(|h| (h.doc, h.position, h.activation, h.score))
+        .collect()
+}
+
+fn check_top_texts(
+    index: &QueryIndex,
+    postings: &[(u32, u32, f32)],
+    feature: u32,
+    exclusions: Exclusions,
+    restrict: &Restriction,
+) {
+    let k = 9;
+    let expected: Vec<_> = postings
+        .iter()
+        .take(k)
+        .map(|p| (p.0, p.1, p.2, p.2))
+        .collect();
+    let got = top_texts(index, feature, k, Rank::Token, exclusions, restrict);
+    assert_eq!(got, expected, "top texts of {feature} in {restrict:?}");
+    let mut seen = HashSet::new();
+    let expected: Vec<_> = postings
+        .iter()
+        .filter(|p| seen.insert(p.0))
+        .take(k)
+        .map(|p| (p.0, p.1, p.2, p.2))
+        .collect();
+    let got = top_texts(index, feature, k, Rank::DocumentMax, exclusions, restrict);
+    assert_eq!(got, expected, "doc-max of {feature} in {restrict:?}");
+    let mut sums: BTreeMap<u32, (f64, u32, f32)> = BTreeMap::new();
+    for &(doc, position, value) in postings {
+        sums.entry(doc).or_insert((0.0, position, value)).0 += f64::from(value);
+    }
+    let mut by_sum: Vec<_> = sums.into_iter().collect();
+    by_sum.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    let expected: Vec<_> = by_sum
+        .iter()
+        .take(k)
+        .map(|(doc, (sum, position, value))| (*doc, *position, *value, *sum as f32))
+        .collect();
+    let got = top_texts(index, feature, k, Rank::DocumentSum, exclusions, restrict);
+    assert_eq!(got, expected, "doc-sum of {feature} in {restrict:?}");
+}
+
+fn check_stats_and_neighbours(
+    index: &QueryIndex,
+    rows: &Rows,
+    feature: u32,
+    exclusions: Exclusions,
+    docs: &HashSet<u32>,
+) {
+    let within = index.doc_set_of(docs.iter().copied()).unwrap();
+    let postings = postings_in(rows, feature, exclusions, docs);
+    let stats = index
+        .feature_stats_within(feature, exclusions, Some(&within))
+        .unwrap();
+    let counted = rows
+        .tokens
+        .keys()
+        .filter(|(d, p)| docs.contains(d) && rows.counted(*d, *p, exclusions))
+        .count() as u64;
+    let all = postings_in(rows, feature, Exclusions::none(), docs).len() as u64;
+    let documents: HashSet<u32> = postings.iter().map(|p| p.0).collect();
+    let max = postings.iter().map(|p| p.2).fold(0.0f32, f32::max);
+    assert_eq!(
+        (
+            stats.count,
+            stats.documents,
+            stats.max_activation,
+            stats.postings
+        ),
+        (postings.len() as u64, documents.len() as u64, max, all),
+        "stats of {feature} in {docs:?}"
+    );
+    let density = if counted == 0 {
+        0.0
+    } else {
+        postings.len() as f64 / counted as f64
+    };
+    assert_eq!(stats.density, density);
+    // Neighbours: Jaccard over the counted tokens of the set.
+    let own: HashSet<(u32, u32)> = postings.iter().map(|p| (p.0, p.1)).collect();
+    let mut together: HashMap<u32, u64> = HashMap::new();
+    for a in &rows.activations {
+        if a.2 != feature && own.contains(&(a.0, a.1)) {
+            *together.entry(a.2).or_default() += 1;
+        }
+    }
+    let mut expected: Vec<(u32, u64, u64, f64)> = together
+        .into_iter()
+        .map(|(other, both)| {
+            let count = postings_in(rows, other, exclusions, docs).len() as u64;
+            let jaccard = both as f64 / (own.len() as u64 + count - both) as f64;
+            (other, both, count, jaccard)
+        })
+        .collect();
+    expected.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(&b.0)));
+    expected.truncate(4);
+    let got: Vec<(u32, u64, u64, f64)> = index
+        .neighbours_within(feature, 4, exclusions, Some(&within))
+        .unwrap()
+        .iter()
+        .map(|n| (n.feature, n.together, n.count, n.jaccard))
+        .collect();
+    assert_eq!(got, expected, "neighbours of {feature} in {docs:?}");
+}
+
+/// The features of a set of documents: per feature its max (first token on ties) or
+/// its sum over the set's counted tokens.
+fn check_subset_features(
+    index: &QueryIndex,
+    rows: &Rows,
+    d_sae: u32,
+    restrict: &Restriction,
+    docs: &HashSet<u32>,
+) {
+    for aggregate in [Aggregate::Max, Aggregate::Sum] {
+        let exclusions = Exclusions::default();
+        let mut expected: Vec<(u32, f32, f32, u32, u32, u32)> = (0..d_sae)
+            .filter_map(|feature| {
+                let postings = postings_in(rows, feature, exclusions, docs);
+                let first = postings
+                    .iter()
+                    .min_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))))?;
+                let score = match aggregate {
+                    Aggregate::Max => first.2,
+                    Aggregate::Sum => postings.iter().map(|p| f64::from(p.2)).sum::<f64>() as f32,
+                };
+                Some((
+                    feature,
+                    score,
+                    first.2,
+                    first.0,
+                    first.1,
+                    postings.len() as u32,
+                ))
+            })
+            .collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        expected.truncate(6);
+        let request = TopFeaturesRequest {
+            k: 6,
+            aggregate,
+            ..TopFeaturesRequest::default()
+        };
+        let answer = index.subset_features(restrict, &request).unwrap();
+        let got: Vec<_> = answer
+            .features
+            .iter()
+            .map(|f| {
+                (
+                    f.feature,
+                    f.score,
+                    f.activation,
+                    f.doc.unwrap(),
+                    f.position,
+                    f.active_tokens,
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "features of {restrict:?} by {aggregate:?}");
+        assert_eq!(answer.documents, docs.len() as u64);
+    }
+}
+
+fn check(spec: &SyntheticSpec, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_synthetic_index_with_metadata(dir.path(), spec).unwrap();
+    build(dir.path()).unwrap();
+    let index = QueryIndex::open(dir.path()).unwrap();
+    let rows = read_rows(dir.path());
+    let d_sae = spec.feature_weights.len() as u32;
+    let mut rng = StdRng::seed_from_u64(seed);
+    for restrict in restrictions(&mut rng, rows.texts.len() as u32) {
+        let docs = selected(dir.path(), &manifest, &restrict);
+        for exclusions in [Exclusions::default(), Exclusions::none()] {
+            for feature in 0..d_sae {
+                let postings = postings_in(&rows, feature, exclusions, &docs);
+                check_top_texts(&index, &postings, feature, exclusions, &restrict);
+            }
+        }
+        for feature in 0..d_sae.min(6) {
+            check_stats_and_neighbours(&index, &rows, feature, Exclusions::default(), &docs);
+        }
+        check_subset_features(&index, &rows, d_sae, &restrict, &docs);
+        let sample = index
+            .sample(&SampleRequest {
+                n: 3,
+                examples: 2,
+                restrict: restrict.clone(),
+                ..SampleRequest::default()
+            })
+            .unwrap();
+        for sampled in &sample.features {
+            assert!(
+                sampled.stats.count > 0,
+                "sampled a feature dead in {docs:?}"
+            );
+            assert!(sampled.top_texts.iter().all(|h| docs.contains(&h.doc)));
+        }
+        let live = (0..d_sae)
+            .filter(|f| !postings_in(&rows, *f, Exclusions::default(), &docs).is_empty())
+            .count();
+        assert_eq!(sample.features.len(), live.min(3));
+    }
+}
+
+fn spec_strategy() -> impl Strategy<Value = SyntheticSpec> {
+    (
+        1usize..30,
+        0usize..6,
+        1usize..60,
+        1usize..9,
+        prop::collection::vec(prop_oneof![Just(0.0), 0.1f64..5.0], 3..12),
+        1usize..5,
+        prop_oneof![Just(0.25f32), Just(0.037f32)],
+        any::<u64>(),
+    )
+        .prop_map(
+            |(documents, min_tokens, extra, per_part, weights, k, step, seed)| SyntheticSpec {
+                documents,
+                tokens_per_document: (min_tokens, min_tokens + extra),
+                documents_per_part: per_part,
+                feature_weights: weights,
+                k,
+                value_step: step,
+                seed,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn restricted_answers_equal_brute_force_over_the_parquet_rows(
+        spec in spec_strategy(),
+        seed in any::<u64>(),
+    ) {
+        check(&spec, seed);
+    }
+}
+
+#[test]
+fn a_bad_filter_or_an_unknown_document_is_an_error_not_an_empty_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec {
+        documents: 5,
+        tokens_per_document: (3, 9),
+        documents_per_part: 2,
+        feature_weights: vec![1.0; 4],
+        k: 2,
+        value_step: 0.25,
+        seed: 1,
+    };
+    write_synthetic_index_with_metadata(dir.path(), &spec).unwrap();
+    build(dir.path()).unwrap();
+    let index = QueryIndex::open(dir.path()).unwrap();
+    let request = |restrict: Restriction| TopTextsRequest {
+        restrict,
+        ..TopTextsRequest::default()
+    };
+    let error = index
+        .top_texts(&request(Restriction::filter("year >> 3")))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("invalid filter at character"), "{error}");
+    let error = index
+        .top_texts(&request(Restriction::filter("colour = 'red'")))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("year (integer)"), "{error}");
+    let error = index
+        .top_texts(&request(Restriction::documents([5])))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains('5'), "{error}");
+}
