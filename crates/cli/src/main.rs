@@ -85,6 +85,9 @@ enum Command {
     Overview(query::OverviewArgs),
     /// An index's documents with their metadata, all or those a filter selects.
     Documents(query::DocumentsArgs),
+    /// The features of a token (or token sequence) over its occurrences: how often and
+    /// how strongly each fires, with example contexts.
+    TokenFeatures(query::TokenFeaturesArgs),
     /// The query files of an index (`build`).
     #[command(subcommand)]
     Query(query::QueryCommand),
@@ -190,6 +193,7 @@ fn main() -> ExitCode {
         Command::Document(args) => query::document(args),
         Command::Overview(args) => query::overview(args),
         Command::Documents(args) => query::documents(args),
+        Command::TokenFeatures(args) => query::token_features(args),
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),

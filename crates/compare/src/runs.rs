@@ -102,6 +102,7 @@ fn new_examples(
         context: request.context,
         exclusions: request.exclusions,
         restrict: Default::default(),
+        token: Default::default(),
     };
     let old: HashSet<(String, u32)> = a
         .top_texts(&top)?

@@ -20,7 +20,8 @@ use saeidx_autointerp::{LabelReport, Task};
 use saeidx_query::{
     AnalyzedText, DocRef, DocumentRequest, ExplainRequest, FeatureLabel, FeatureRequest,
     InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex, Restriction,
-    SampleRequest, SilentRequest, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
+    SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern, TopFeatures,
+    TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
 use crate::{
@@ -229,6 +230,7 @@ impl Index {
 }
 
 /// The request of `top_texts` and its forms.
+#[allow(clippy::too_many_arguments)]
 fn texts_request(
     feature: u32,
     top_k: i64,
@@ -237,6 +239,7 @@ fn texts_request(
     include_special: bool,
     include_sinks: bool,
     restrict: Restriction,
+    token: Option<TokenPattern>,
 ) -> PyResult<TopTextsRequest> {
     Ok(TopTextsRequest {
         feature,
@@ -245,7 +248,47 @@ fn texts_request(
         context: small(context, "context")?,
         exclusions: exclusions(include_special, include_sinks),
         restrict,
+        token,
     })
+}
+
+/// One token or a sequence of them.
+#[derive(FromPyObject)]
+enum TokensArg {
+    One(TokenArg),
+    Many(Vec<TokenArg>),
+}
+
+/// A token: its text (a str) or its id (an int).
+#[derive(FromPyObject)]
+enum TokenArg {
+    Id(i64),
+    Text(String),
+}
+
+impl TokenArg {
+    fn pattern(self) -> PyResult<TokenPattern> {
+        match self {
+            TokenArg::Text(text) => Ok(TokenPattern::Text(text)),
+            TokenArg::Id(id) => u32::try_from(id)
+                .map(TokenPattern::Id)
+                .map_err(|_| PyValueError::new_err(format!("token id {id} is not a token id"))),
+        }
+    }
+}
+
+/// `token=` (text or id) or `token_regex=`, at most one.
+fn token_pattern(
+    token: Option<TokenArg>,
+    token_regex: Option<String>,
+) -> PyResult<Option<TokenPattern>> {
+    match (token, token_regex) {
+        (Some(_), Some(_)) => Err(PyValueError::new_err(
+            "give token= (a text or an id) or token_regex=, not both",
+        )),
+        (Some(token), None) => token.pattern().map(Some),
+        (None, regex) => Ok(regex.map(TokenPattern::Regex)),
+    }
 }
 
 /// The documents a question looks at: `where` (a filter over document metadata) and
@@ -330,7 +373,7 @@ impl Index {
     /// context: None (default) gives the whole document's text, as mlxterp does; a
     /// number gives that many tokens of context on each side of the token instead.
     /// Special tokens and attention sinks are left out unless included.
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None, token = None, token_regex = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts(
         &self,
@@ -343,6 +386,8 @@ impl Index {
         include_sinks: bool,
         r#where: Option<String>,
         docs: Option<Vec<DocArg>>,
+        token: Option<TokenArg>,
+        token_regex: Option<String>,
     ) -> PyResult<Vec<(String, f64, u32)>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -353,6 +398,7 @@ impl Index {
             include_special,
             include_sinks,
             restriction(r#where, docs)?,
+            token_pattern(token, token_regex)?,
         )?;
         let hits = self.hits(py, &request, context.is_none())?;
         Ok(hits
@@ -364,7 +410,7 @@ impl Index {
     /// top_texts as a pyarrow.Table with one row per text: the answer's fields (doc, id,
     /// source, position, token, activation, score) and text, hit_start, hit_end (the
     /// token's characters in text: the whole document, or the snippet with context).
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None, token = None, token_regex = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts_table<'py>(
         &self,
@@ -377,6 +423,8 @@ impl Index {
         include_sinks: bool,
         r#where: Option<String>,
         docs: Option<Vec<DocArg>>,
+        token: Option<TokenArg>,
+        token_regex: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -387,6 +435,7 @@ impl Index {
             include_special,
             include_sinks,
             restriction(r#where, docs)?,
+            token_pattern(token, token_regex)?,
         )?;
         let hits = self.hits(py, &request, context.is_none())?;
         tables::hits(py, &hits)
@@ -394,7 +443,7 @@ impl Index {
 
     /// The top_texts answer as `saeidx top-texts --json` prints it (feature, label, rank,
     /// exclusions, texts with snippets of `context` tokens each side).
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "token", context = 8, include_special = false, include_sinks = false, r#where = None, docs = None))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "token", context = 8, include_special = false, include_sinks = false, r#where = None, docs = None, token = None, token_regex = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts_answer<'py>(
         &self,
@@ -407,6 +456,8 @@ impl Index {
         include_sinks: bool,
         r#where: Option<String>,
         docs: Option<Vec<DocArg>>,
+        token: Option<TokenArg>,
+        token_regex: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -417,6 +468,7 @@ impl Index {
             include_special,
             include_sinks,
             restriction(r#where, docs)?,
+            token_pattern(token, token_regex)?,
         )?;
         to_python(py, &self.texts(py, &request)?)
     }
@@ -688,6 +740,49 @@ impl Index {
         let index = &*guard;
         let answer = py
             .detach(|| index.subset_features(&restrict, &request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
+    /// The features of a token (a str: its text, an int: its id) or of a token sequence
+    /// (a list of them; the features of its last token) over every occurrence, as
+    /// `saeidx token-features --json` prints them; token_regex= matches token texts.
+    #[pyo3(signature = (tokens = None, *, token_regex = None, top_k = 20, examples = 2, context = 8, include_special = false, include_sinks = false, r#where = None, docs = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn token_features<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Option<TokensArg>,
+        token_regex: Option<String>,
+        top_k: i64,
+        examples: i64,
+        context: i64,
+        include_special: bool,
+        include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut patterns = match tokens {
+            None => Vec::new(),
+            Some(TokensArg::One(token)) => vec![token.pattern()?],
+            Some(TokensArg::Many(tokens)) => tokens
+                .into_iter()
+                .map(TokenArg::pattern)
+                .collect::<PyResult<_>>()?,
+        };
+        patterns.extend(token_regex.map(TokenPattern::Regex));
+        let request = TokenFeaturesRequest {
+            tokens: patterns,
+            k: count(top_k, "top_k")?,
+            examples: count(examples, "examples")?,
+            context: small(context, "context")?,
+            exclusions: exclusions(include_special, include_sinks),
+            restrict: restriction(r#where, docs)?,
+        };
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.token_features(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }

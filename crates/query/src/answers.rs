@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    by_token::TokenPattern,
     index::{Exclusions, FeatureReport, FeatureStats, Rank, TextHit},
     layout::QueryCounts,
     rank::Aggregate,
@@ -57,6 +58,8 @@ pub struct TopTextsRequest {
     pub exclusions: Exclusions,
     /// Only texts of these documents (default: all).
     pub restrict: Restriction,
+    /// Only hits on this token (by text, id or regex; default: any token).
+    pub token: Option<TokenPattern>,
 }
 
 impl Default for TopTextsRequest {
@@ -68,6 +71,7 @@ impl Default for TopTextsRequest {
             context: 8,
             exclusions: Exclusions::default(),
             restrict: Restriction::default(),
+            token: None,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct TopTexts {
     pub exclusions: Exclusions,
     /// The documents the texts were taken from.
     pub restrict: Restriction,
+    /// The token the hits are on, if one was asked for.
+    pub token: Option<TokenPattern>,
     /// The texts, best first.
     pub texts: Vec<TextHit>,
 }
@@ -443,6 +449,10 @@ pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
         (
             "documents",
             schemars::schema_for!(crate::documents::DocumentList),
+        ),
+        (
+            "token-features",
+            schemars::schema_for!(crate::by_token::TokenFeatureProfile),
         ),
         (
             "subset-features",

@@ -261,6 +261,8 @@ pub struct QueryIndex {
     pub(crate) logits_cache: OnceLock<Arc<saeidx_format::logits::LogitEffects>>,
     /// The Parquet documents table without texts, read when a filter first needs it.
     pub(crate) metadata: OnceLock<RecordBatch>,
+    /// Every token id that occurs with its text, built when a token pattern needs it.
+    pub(crate) vocabulary: OnceLock<crate::by_token::Vocabulary>,
 }
 
 pub(crate) struct Documents {
@@ -489,6 +491,7 @@ impl QueryIndex {
             content_tokens: OnceLock::new(),
             logits_cache: OnceLock::new(),
             metadata: OnceLock::new(),
+            vocabulary: OnceLock::new(),
         })
     }
 
@@ -912,10 +915,22 @@ impl QueryIndex {
         rank: Rank,
         context: u32,
         exclusions: Exclusions,
-        within: Option<&DocSet>,
+        scope: Scope<'_>,
     ) -> Result<Vec<TextHit>, QueryError> {
         let f = self.feature_index(feature)?;
         let mask = exclusions.mask();
+        let within = scope.within;
+        // Whether a posting's token counts: not left out, and of a wanted token id.
+        let counts = |token: u64| -> Result<bool, QueryError> {
+            let entry = self.token_entry(token)?;
+            if entry.flags & mask != 0 {
+                return Ok(false);
+            }
+            match scope.tokens {
+                None => Ok(true),
+                Some(ids) => self.token_matches(ids, token, entry),
+            }
+        };
         let mut chosen: Vec<(u64, f32, f32)> = Vec::with_capacity(k.min(1024));
         match rank {
             Rank::Token => {
@@ -923,7 +938,7 @@ impl QueryIndex {
                     if chosen.len() == k {
                         return Ok(false);
                     }
-                    if self.flags(token)? & mask == 0 {
+                    if counts(token)? {
                         chosen.push((token, value, value));
                     }
                     Ok(chosen.len() < k)
@@ -935,7 +950,7 @@ impl QueryIndex {
                     if chosen.len() == k {
                         return Ok(false);
                     }
-                    if self.flags(token)? & mask == 0 && seen.insert(self.token_doc(token)?.0) {
+                    if counts(token)? && seen.insert(self.token_doc(token)?.0) {
                         chosen.push((token, value, value));
                     }
                     Ok(chosen.len() < k)
@@ -945,9 +960,7 @@ impl QueryIndex {
                 // Per document: (sum, strongest token, its value).
                 let mut by_doc: HashMap<u32, (f64, u64, f32)> = HashMap::new();
                 for (token, value) in self.feature_postings(f)? {
-                    if within.is_some_and(|set| !set.contains_token(token))
-                        || self.flags(token)? & mask != 0
-                    {
+                    if within.is_some_and(|set| !set.contains_token(token)) || !counts(token)? {
                         continue;
                     }
                     let (doc, _) = self.token_doc(token)?;
@@ -1381,8 +1394,14 @@ impl QueryIndex {
             restrict: _,
         } = *request;
         let stats = self.stats_of(feature, exclusions, within)?;
-        let top_texts =
-            self.ranked_texts(feature, examples, Rank::Token, context, exclusions, within)?;
+        let top_texts = self.ranked_texts(
+            feature,
+            examples,
+            Rank::Token,
+            context,
+            exclusions,
+            Scope::docs(within),
+        )?;
         let kept = self.kept_postings(feature as usize, exclusions, within)?;
         let mut banded = Vec::with_capacity(bands);
         for band in 0..bands {
@@ -1470,6 +1489,25 @@ impl QueryIndex {
                 .map(|(i, _)| i)
                 .collect()
         }))
+    }
+}
+
+/// Which postings a top-texts question looks at, besides exclusions.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Scope<'a> {
+    /// Only tokens of these documents.
+    pub(crate) within: Option<&'a DocSet>,
+    /// Only tokens with these ids.
+    pub(crate) tokens: Option<&'a crate::by_token::TokenIds>,
+}
+
+impl<'a> Scope<'a> {
+    /// Tokens of `within`'s documents (all when `None`).
+    pub(crate) fn docs(within: Option<&'a DocSet>) -> Self {
+        Self {
+            within,
+            tokens: None,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub mod answers;
 mod blocks;
 pub mod browse;
 pub mod build;
+pub mod by_token;
 mod codec;
 mod consistency;
 pub mod documents;
@@ -56,6 +57,7 @@ pub use build::{
     BuildOptions, BuildSummary, DEFAULT_BUILD_MEMORY, build, build_unlocked, build_unlocked_with,
     build_with,
 };
+pub use by_token::{TokenFeature, TokenFeatureProfile, TokenFeaturesRequest, TokenPattern};
 pub use consistency::verify_query_files;
 pub use documents::{DocumentEntry, DocumentList, DocumentsRequest, list_documents};
 pub use error::QueryError;

@@ -10,7 +10,7 @@ use crate::{
         SampleRequest, SampledFeature, Subject, TokenFeatures, TopFeatures, TopFeaturesRequest,
         TopTexts, TopTextsRequest,
     },
-    index::{Exclusions, FeatureReport, Rank},
+    index::{Exclusions, FeatureReport, Rank, Scope},
     limits::Limit,
     rank::{FeatureScore, TokenCodes, rank_features},
     registry::{FeatureLabel, Registry},
@@ -43,13 +43,22 @@ impl QueryIndex {
         Limit::K.check(request.k)?;
         Limit::Context.check(request.context)?;
         let within = self.doc_set(&request.restrict)?;
+        let tokens = request
+            .token
+            .as_ref()
+            .map(|pattern| self.token_ids(pattern))
+            .transpose()?;
+        let scope = Scope {
+            within: within.as_ref(),
+            tokens: tokens.as_ref(),
+        };
         let texts = self.answer(self.ranked_texts(
             request.feature,
             request.k,
             request.rank,
             request.context,
             request.exclusions,
-            within.as_ref(),
+            scope,
         ))?;
         Ok(TopTexts {
             feature: request.feature,
@@ -57,6 +66,7 @@ impl QueryIndex {
             rank: request.rank,
             exclusions: request.exclusions,
             restrict: request.restrict.clone(),
+            token: request.token.clone(),
             texts,
         })
     }
@@ -178,7 +188,7 @@ impl QueryIndex {
                 Rank::Token,
                 request.context,
                 exclusions,
-                within.as_ref(),
+                Scope::docs(within.as_ref()),
             ))?;
             features.push(SampledFeature {
                 feature,

@@ -286,6 +286,7 @@ fn check(spec: &SyntheticSpec) {
                     context: 2,
                     exclusions,
                     restrict: Default::default(),
+                    token: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap();
@@ -325,6 +326,7 @@ fn check(spec: &SyntheticSpec) {
                     context: 2,
                     exclusions,
                     restrict: Default::default(),
+                    token: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap()
@@ -353,6 +355,7 @@ fn check(spec: &SyntheticSpec) {
                     context: 2,
                     exclusions,
                     restrict: Default::default(),
+                    token: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap()
@@ -499,6 +502,7 @@ fn check(spec: &SyntheticSpec) {
             context: 0,
             exclusions: Exclusions::default(),
             restrict: Default::default(),
+            token: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap_err();

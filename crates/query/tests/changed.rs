@@ -49,6 +49,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
             context: 3,
             exclusions,
             restrict: Default::default(),
+            token: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap();
@@ -74,6 +75,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 context: 3,
                 exclusions,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -89,6 +91,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 context: 3,
                 exclusions,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -131,6 +134,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 context: 3,
                 exclusions,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap(),
@@ -152,6 +156,7 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
             context: 2,
             exclusions,
             restrict: Default::default(),
+            token: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap();
@@ -173,6 +178,7 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
                 context: 2,
                 exclusions,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -189,6 +195,7 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
                 context: 2,
                 exclusions,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap(),

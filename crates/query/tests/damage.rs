@@ -58,6 +58,7 @@ fn answers(index: &QueryIndex) -> Vec<Result<String, ()>> {
                         context: 3,
                         exclusions: Exclusions::default(),
                         restrict: Default::default(),
+                        token: Default::default(),
                     })
                     .map(|answer| answer.texts)
                     .map(|hits| serde_json::to_value(hits).unwrap()),

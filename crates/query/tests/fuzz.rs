@@ -322,6 +322,7 @@ fn ask_everything(dir: &Path) -> Reach {
                         context: 2,
                         exclusions: Exclusions::default(),
                         restrict: Default::default(),
+                        token: Default::default(),
                     })
                     .map(|answer| answer.texts)
                     .is_ok(),

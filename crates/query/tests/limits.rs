@@ -39,6 +39,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 context: 8,
                 exclusions: ex,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
         Limit::K,
@@ -52,6 +53,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 context: 8,
                 exclusions: ex,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
         Limit::K,
@@ -65,6 +67,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 context: u32::MAX,
                 exclusions: ex,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
         Limit::Context,
@@ -148,6 +151,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 context: 8,
                 exclusions: ex,
                 restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap()

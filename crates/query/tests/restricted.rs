@@ -2,7 +2,8 @@
 //! force over the Parquet rows: on random synthetic indexes with random metadata, random
 //! filters and random document lists (empty ones included), every restricted answer —
 //! top texts by token, document max and document sum, feature statistics, neighbours,
-//! the features of a set of documents, sampling — equals the unrestricted computation
+//! the features of a set of documents, sampling, top texts on one token (by text, id or
+//! regex) and the features of a token or token sequence — equals the unrestricted computation
 //! over the selected documents' rows alone. Which documents a filter selects is checked
 //! against DuckDB in `tests/filters.rs`; here it is read back with the same filter.
 
@@ -19,7 +20,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use saeidx_format::{manifest::Manifest, metadata::read_documents, tables::Table};
 use saeidx_query::{
     Aggregate, DocRef, Exclusions, Filter, QueryIndex, Rank, Restriction, SampleRequest,
-    TopFeaturesRequest, TopTextsRequest, build, filter_columns,
+    TokenFeaturesRequest, TokenPattern, TopFeaturesRequest, TopTextsRequest, build, filter_columns,
 };
 use saeidx_testkit::{
     filters::random_predicate,
@@ -215,7 +216,7 @@ fn top_texts(
     k: usize,
     rank: Rank,
     exclusions: Exclusions,
-    restrict: &Restriction,
+    scope: &(Restriction, Option<TokenPattern>),
 ) -> Vec<(u32, u32, f32, f32)> {
     index
         .top_texts(&TopTextsRequest {
@@ -224,7 +225,8 @@ fn top_texts(
             rank,
             context: 1,
             exclusions,
-            restrict: restrict.clone(),
+            restrict: scope.0.clone(),
+            token: scope.1.clone(),
         })
         .unwrap()
         .texts
@@ -238,7 +240,7 @@ fn check_top_texts(
     postings: &[(u32, u32, f32)],
     feature: u32,
     exclusions: Exclusions,
-    restrict: &Restriction,
+    restrict: &(Restriction, Option<TokenPattern>),
 ) {
     let k = 9;
     let expected: Vec<_> = postings
@@ -406,13 +408,15 @@ fn check(spec: &SyntheticSpec, seed: u64) {
         for exclusions in [Exclusions::default(), Exclusions::none()] {
             for feature in 0..d_sae {
                 let postings = postings_in(&rows, feature, exclusions, &docs);
-                check_top_texts(&index, &postings, feature, exclusions, &restrict);
+                let scope = (restrict.clone(), None);
+                check_top_texts(&index, &postings, feature, exclusions, &scope);
             }
         }
         for feature in 0..d_sae.min(6) {
             check_stats_and_neighbours(&index, &rows, feature, Exclusions::default(), &docs);
         }
         check_subset_features(&index, &rows, d_sae, &restrict, &docs);
+        check_tokens(&index, &rows, d_sae, &mut rng, &restrict, &docs);
         let sample = index
             .sample(&SampleRequest {
                 n: 3,
@@ -432,6 +436,166 @@ fn check(spec: &SyntheticSpec, seed: u64) {
             .filter(|f| !postings_in(&rows, *f, Exclusions::default(), &docs).is_empty())
             .count();
         assert_eq!(sample.features.len(), live.min(3));
+    }
+}
+
+/// The text of token (doc, position), as the index defines it.
+fn token_text(rows: &Rows, doc: u32, position: u32) -> String {
+    let (start, end, _, _) = rows.tokens[&(doc, position)];
+    let bytes = rows.texts[doc as usize].as_bytes();
+    let start = (start as usize).min(bytes.len());
+    let end = (end as usize).clamp(start, bytes.len());
+    String::from_utf8_lossy(&bytes[start..end]).into_owned()
+}
+
+fn pattern_matches(rows: &Rows, pattern: &TokenPattern, doc: u32, position: u32) -> bool {
+    let text = token_text(rows, doc, position);
+    match pattern {
+        TokenPattern::Text(wanted) => *wanted == text,
+        TokenPattern::Id(id) => rows.token_ids[&(doc, position)] == *id,
+        TokenPattern::Regex(expression) => regex_lite_match(expression, &text),
+    }
+}
+
+/// The regexes the tests use, evaluated by hand (no regex engine in the brute force).
+fn regex_lite_match(expression: &str, text: &str) -> bool {
+    match expression {
+        "^t" => text.starts_with('t'),
+        "a" => text.contains('a'),
+        "^$" => text.is_empty(),
+        other => unreachable!("no brute force for {other}"),
+    }
+}
+
+fn patterns(rng: &mut StdRng, rows: &Rows) -> Vec<TokenPattern> {
+    let keys: Vec<(u32, u32)> = rows.tokens.keys().copied().collect();
+    let mut out = vec![
+        TokenPattern::Text("never a token".into()),
+        TokenPattern::Id(7),
+        TokenPattern::Regex("^t".into()),
+        TokenPattern::Regex("a".into()),
+        TokenPattern::Regex("^$".into()),
+    ];
+    for _ in 0..3 {
+        if let Some(&(doc, position)) = keys.get(rng.random_range(0..keys.len().max(1))) {
+            out.push(TokenPattern::Text(token_text(rows, doc, position)));
+            out.push(TokenPattern::Id(rows.token_ids[&(doc, position)]));
+        }
+    }
+    out
+}
+
+/// Top texts on one token, and the features of a token or a two-token sequence.
+fn check_tokens(
+    index: &QueryIndex,
+    rows: &Rows,
+    d_sae: u32,
+    rng: &mut StdRng,
+    restrict: &Restriction,
+    docs: &HashSet<u32>,
+) {
+    let exclusions = Exclusions::default();
+    let patterns = patterns(rng, rows);
+    for pattern in &patterns {
+        for feature in 0..d_sae.min(5) {
+            let postings: Vec<_> = postings_in(rows, feature, exclusions, docs)
+                .into_iter()
+                .filter(|p| pattern_matches(rows, pattern, p.0, p.1))
+                .collect();
+            let scope = (restrict.clone(), Some(pattern.clone()));
+            check_top_texts(index, &postings, feature, exclusions, &scope);
+        }
+    }
+    for sequence in [
+        vec![patterns.get(5).unwrap_or(&patterns[0]).clone()],
+        vec![patterns[2].clone(), patterns[3].clone()],
+        vec![patterns[0].clone()],
+    ] {
+        check_token_features(index, rows, &sequence, restrict, docs);
+    }
+}
+
+/// Per feature: count, sum, max, (value, doc, position) of each occurrence.
+type Tally = (u64, f64, f32, Vec<(f32, u32, u32)>);
+
+fn check_token_features(
+    index: &QueryIndex,
+    rows: &Rows,
+    sequence: &[TokenPattern],
+    restrict: &Restriction,
+    docs: &HashSet<u32>,
+) {
+    let exclusions = Exclusions::default();
+    let n = sequence.len() as u32;
+    let occurrences: Vec<(u32, u32)> = rows
+        .tokens
+        .keys()
+        .filter(|(doc, position)| {
+            docs.contains(doc)
+                && *position + 1 >= n
+                && rows.counted(*doc, *position, exclusions)
+                && sequence
+                    .iter()
+                    .enumerate()
+                    .all(|(i, p)| pattern_matches(rows, p, *doc, *position + 1 + i as u32 - n))
+        })
+        .copied()
+        .collect();
+    let at: HashSet<(u32, u32)> = occurrences.iter().copied().collect();
+    // Per feature: count, sum, max, (value, doc, position) of each occurrence.
+    let mut tallies: BTreeMap<u32, Tally> = BTreeMap::new();
+    for a in &rows.activations {
+        if at.contains(&(a.0, a.1)) {
+            let t = tallies.entry(a.2).or_insert((0, 0.0, 0.0, Vec::new()));
+            t.0 += 1;
+            t.1 += f64::from(a.3);
+            t.2 = t.2.max(a.3);
+            t.3.push((a.3, a.0, a.1));
+        }
+    }
+    let mut expected: Vec<_> = tallies.into_iter().collect();
+    expected.sort_by(|a, b| {
+        b.1.0
+            .cmp(&a.1.0)
+            .then(b.1.1.total_cmp(&a.1.1))
+            .then(a.0.cmp(&b.0))
+    });
+    expected.truncate(5);
+    let answer = index
+        .token_features(&TokenFeaturesRequest {
+            tokens: sequence.to_vec(),
+            k: 5,
+            examples: 2,
+            context: 1,
+            exclusions,
+            restrict: restrict.clone(),
+        })
+        .unwrap();
+    assert_eq!(
+        answer.occurrences,
+        occurrences.len() as u64,
+        "{sequence:?} in {docs:?}"
+    );
+    assert_eq!(answer.features.len(), expected.len(), "{sequence:?}");
+    for (got, (feature, (count, sum, max, mut hits))) in answer.features.iter().zip(expected) {
+        assert_eq!(
+            (got.feature, got.count, got.max_activation),
+            (feature, count, max),
+            "{sequence:?}"
+        );
+        assert!((f64::from(got.mean_activation) - sum / count as f64).abs() < 1e-4);
+        assert_eq!(got.frequency, count as f64 / occurrences.len() as f64);
+        hits.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        let examples: Vec<_> = got
+            .examples
+            .iter()
+            .map(|h| (h.activation, h.doc, h.position))
+            .collect();
+        assert_eq!(
+            examples,
+            hits.into_iter().take(2).collect::<Vec<_>>(),
+            "examples of {feature}"
+        );
     }
 }
 
@@ -504,4 +668,12 @@ fn a_bad_filter_or_an_unknown_document_is_an_error_not_an_empty_answer() {
         .unwrap_err()
         .to_string();
     assert!(error.contains('5'), "{error}");
+    let error = index
+        .top_texts(&TopTextsRequest {
+            token: Some(TokenPattern::Regex("(".into())),
+            ..TopTextsRequest::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("invalid token pattern"), "{error}");
 }

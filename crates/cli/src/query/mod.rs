@@ -13,6 +13,7 @@ mod print;
 mod questions;
 mod render;
 mod serve;
+mod tokens;
 
 use std::{ops::Range, path::PathBuf, str::FromStr};
 
@@ -34,6 +35,7 @@ pub use questions::{
 };
 pub use render::{RenderCommand, render};
 pub use serve::{ServeArgs, serve};
+pub use tokens::{TokenFeaturesArgs, token_features};
 
 /// Which index to query.
 #[derive(Args, Clone)]

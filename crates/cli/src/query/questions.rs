@@ -20,7 +20,7 @@ use crate::{Output, print_json};
 /// `saeidx top-texts`.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  saeidx top-texts --feature 1234\n  saeidx top-texts --feature 1234 --k 20 --rank doc-max --context 12 --json\n  saeidx top-texts --feature 1234 --where \"year >= 1900 and party = 'Democratic'\"\n  saeidx top-texts --feature 1234 --docs 3,17,sotu-1863"
+    after_help = "Examples:\n  saeidx top-texts --feature 1234\n  saeidx top-texts --feature 1234 --k 20 --rank doc-max --context 12 --json\n  saeidx top-texts --feature 1234 --where \"year >= 1900 and party = 'Democratic'\"\n  saeidx top-texts --feature 1234 --docs 3,17,sotu-1863\n  saeidx top-texts --feature 1234 --token \" Senate\"   # its strongest hits on that token"
 )]
 pub struct TopTextsArgs {
     /// The feature.
@@ -41,6 +41,9 @@ pub struct TopTextsArgs {
     exclusions: ExclusionArgs,
     #[command(flatten)]
     restrict: RestrictArgs,
+    /// Only hits on this token.
+    #[command(flatten)]
+    token: super::tokens::TokenArgs,
     #[command(flatten)]
     output: Output,
 }
@@ -255,6 +258,7 @@ pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
         context: args.context,
         exclusions: args.exclusions.exclusions(),
         restrict: args.restrict.restriction(),
+        token: args.token.one()?,
     })?;
     if args.output.json {
         return print_json(&answer);

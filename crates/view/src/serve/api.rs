@@ -12,6 +12,7 @@
 //! | `GET /api/feature/F[?examples&bands&per_band&neighbours&context]` | [`FeatureReport`](saeidx_query::FeatureReport) |
 //! | `GET /api/silent/F[?n&context&seed&token=ID...]` | [`SilentContexts`](saeidx_query::SilentContexts) |
 //! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
+//! | `GET /api/token-features?token=TEXT[&token=TEXT...][&k&examples&context]` (or `token_id=`, `token_regex=`) | [`TokenFeatureProfile`](saeidx_query::TokenFeatureProfile) |
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
 //! | `GET /api/overview[?frequent&sample&seed&docs&docs_from]` | [`Overview`](saeidx_query::Overview) |
 //! | `GET /api/document/D[?f&page&page_tokens&top]` | [`DocumentPage`](saeidx_query::DocumentPage) |
@@ -20,14 +21,15 @@
 //! | `POST /api/labels/F/accept` (a person accepts an LLM draft as it is) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //!
 //! Every route takes `include_special=1` and `include_sinks=1` where tokens are counted.
-//! `top-texts`, `feature` and `sample` take `where=FILTER` (a filter over document
+//! `top-texts` takes one `token=TEXT`, `token_id=N` or `token_regex=RE` (hits on that
+//! token only). `top-texts`, `feature`, `sample` and `token-features` take `where=FILTER` (a filter over document
 //! metadata, as `saeidx documents --where`) and `docs=D,ID,...` to look at those
 //! documents only; `top-features` with `where=`/`docs=` and no `doc=` ranks the features
 //! of that set of documents ([`SubsetFeatures`](saeidx_query::SubsetFeatures)).
 
 use saeidx_query::{
     ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest, SilentRequest,
-    TopFeaturesRequest, TopTextsRequest,
+    TokenFeaturesRequest, TopFeaturesRequest, TopTextsRequest,
 };
 
 use super::{
@@ -50,6 +52,7 @@ impl Context<'_> {
             "/top-features" => self.top_features(params),
             "/text" => self.text_features(params),
             "/sample" => self.sample(params),
+            "/token-features" => self.token_features(params),
             "/explain" => self.explain(params),
             "/overview" => self.overview_api(params),
             p if p.starts_with("/document/") => self.document_api(p, params),
@@ -107,6 +110,11 @@ impl Context<'_> {
             context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
             restrict: params.restriction(),
+            token: match params.token_patterns()?.as_slice() {
+                [] => None,
+                [one] => Some(one.clone()),
+                _ => return Err((400, "top-texts takes one token".to_string())),
+            },
         };
         self.with_index(|index| answer(&index.top_texts(&request).map_err(failed)?))
     }
@@ -187,6 +195,19 @@ impl Context<'_> {
             restrict: params.restriction(),
         };
         self.with_index(|index| answer(&index.sample(&request).map_err(failed)?))
+    }
+
+    fn token_features(&self, params: &Params) -> Result<Reply, Failure> {
+        let defaults = TokenFeaturesRequest::default();
+        let request = TokenFeaturesRequest {
+            tokens: params.token_patterns()?,
+            k: params.number("k", defaults.k)?,
+            examples: params.number("examples", defaults.examples)?,
+            context: params.number("context", defaults.context)?,
+            exclusions: params.exclusions(),
+            restrict: params.restriction(),
+        };
+        self.with_index(|index| answer(&index.token_features(&request).map_err(failed)?))
     }
 
     fn explain(&self, params: &Params) -> Result<Reply, Failure> {

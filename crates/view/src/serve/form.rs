@@ -1,7 +1,7 @@
 //! Query strings and form bodies: decoding, and reading typed parameters with errors a
 //! client can act on (400).
 
-use saeidx_query::{Aggregate, DocRef, Exclusions, Rank, Restriction};
+use saeidx_query::{Aggregate, DocRef, Exclusions, Rank, Restriction, TokenPattern};
 
 /// A failure: HTTP status and message.
 pub(super) type Failure = (u16, String);
@@ -131,6 +131,23 @@ impl Params {
                     .collect()
             }),
         }
+    }
+
+    /// Token patterns, in order: every `token=TEXT` (the text as given, spaces kept),
+    /// `token_id=N` and `token_regex=RE`.
+    pub fn token_patterns(&self) -> Result<Vec<TokenPattern>, Failure> {
+        let mut patterns = Vec::new();
+        for (key, value) in &self.0 {
+            match key.as_str() {
+                "token" if !value.is_empty() => patterns.push(TokenPattern::Text(value.clone())),
+                "token_id" => patterns.push(TokenPattern::Id(parse_number(value, key)?)),
+                "token_regex" if !value.is_empty() => {
+                    patterns.push(TokenPattern::Regex(value.clone()));
+                }
+                _ => {}
+            }
+        }
+        Ok(patterns)
     }
 
     /// `tokens=A..B`, if given.
