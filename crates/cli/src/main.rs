@@ -88,6 +88,9 @@ enum Command {
     /// The features of a token (or token sequence) over its occurrences: how often and
     /// how strongly each fires, with example contexts.
     TokenFeatures(query::TokenFeaturesArgs),
+    /// Features over-represented in one set of documents relative to another (or to the
+    /// rest), per token, both ways, with examples.
+    Contrast(query::ContrastArgs),
     /// The query files of an index (`build`).
     #[command(subcommand)]
     Query(query::QueryCommand),
@@ -194,6 +197,7 @@ fn main() -> ExitCode {
         Command::Overview(args) => query::overview(args),
         Command::Documents(args) => query::documents(args),
         Command::TokenFeatures(args) => query::token_features(args),
+        Command::Contrast(args) => query::contrast(args),
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),

@@ -68,6 +68,7 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::NoDraft { .. }
         | QueryError::Filter(_)
         | QueryError::TokenPattern { .. }
+        | QueryError::Contrast(_)
         | QueryError::Limit { .. } => PyValueError::new_err(text),
         QueryError::NotBuilt { .. } => IndexNotBuiltError::new_err(text),
         QueryError::Index(VerifyError::Manifest(ManifestError::Read { source, .. }))

@@ -18,9 +18,9 @@ use pyo3::{
 };
 use saeidx_autointerp::{LabelReport, Task};
 use saeidx_query::{
-    AnalyzedText, DocRef, DocumentRequest, ExplainRequest, FeatureLabel, FeatureRequest,
-    InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex, Restriction,
-    SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern, TopFeatures,
+    AnalyzedText, ContrastRequest, DocRef, DocumentRequest, ExplainRequest, FeatureLabel,
+    FeatureRequest, InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex,
+    Restriction, SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern, TopFeatures,
     TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
@@ -783,6 +783,47 @@ impl Index {
         let index = &*guard;
         let answer = py
             .detach(|| index.token_features(&request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
+    /// Features over-represented in documents A relative to B (or to the rest of the
+    /// index when B is not given), per token, both ways, as `saeidx contrast --json`
+    /// prints them: a and b are filters over document metadata, a_docs and b_docs
+    /// document lists. The score is a log-odds ratio with an informative Dirichlet
+    /// prior of `prior` pseudo-tokens, over its standard error.
+    #[pyo3(signature = (a = None, b = None, *, a_docs = None, b_docs = None, top_k = 10, examples = 2, context = 8, prior = 100.0, min_count = 5, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn contrast<'py>(
+        &self,
+        py: Python<'py>,
+        a: Option<String>,
+        b: Option<String>,
+        a_docs: Option<Vec<DocArg>>,
+        b_docs: Option<Vec<DocArg>>,
+        top_k: i64,
+        examples: i64,
+        context: i64,
+        prior: f64,
+        min_count: u64,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let b = restriction(b, b_docs)?;
+        let request = ContrastRequest {
+            a: restriction(a, a_docs)?,
+            b: (!b.is_all()).then_some(b),
+            k: count(top_k, "top_k")?,
+            examples: count(examples, "examples")?,
+            context: small(context, "context")?,
+            exclusions: exclusions(include_special, include_sinks),
+            prior,
+            min_count,
+        };
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.contrast(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }

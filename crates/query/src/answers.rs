@@ -450,6 +450,7 @@ pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
             "documents",
             schemars::schema_for!(crate::documents::DocumentList),
         ),
+        ("contrast", schemars::schema_for!(crate::contrast::Contrast)),
         (
             "token-features",
             schemars::schema_for!(crate::by_token::TokenFeatureProfile),

@@ -25,6 +25,7 @@ pub mod build;
 pub mod by_token;
 mod codec;
 mod consistency;
+pub mod contrast;
 pub mod documents;
 mod error;
 pub mod filter;
@@ -59,6 +60,7 @@ pub use build::{
 };
 pub use by_token::{TokenFeature, TokenFeatureProfile, TokenFeaturesRequest, TokenPattern};
 pub use consistency::verify_query_files;
+pub use contrast::{Contrast, ContrastFeature, ContrastRequest};
 pub use documents::{DocumentEntry, DocumentList, DocumentsRequest, list_documents};
 pub use error::QueryError;
 pub use filter::{Filter, FilterError, filter_columns};

@@ -19,8 +19,9 @@ use proptest::prelude::*;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use saeidx_format::{manifest::Manifest, metadata::read_documents, tables::Table};
 use saeidx_query::{
-    Aggregate, DocRef, Exclusions, Filter, QueryIndex, Rank, Restriction, SampleRequest,
-    TokenFeaturesRequest, TokenPattern, TopFeaturesRequest, TopTextsRequest, build, filter_columns,
+    Aggregate, ContrastRequest, DocRef, Exclusions, Filter, QueryIndex, Rank, Restriction,
+    SampleRequest, TokenFeaturesRequest, TokenPattern, TopFeaturesRequest, TopTextsRequest, build,
+    contrast::log_odds, filter_columns,
 };
 use saeidx_testkit::{
     filters::random_predicate,
@@ -403,7 +404,25 @@ fn check(spec: &SyntheticSpec, seed: u64) {
     let rows = read_rows(dir.path());
     let d_sae = spec.feature_weights.len() as u32;
     let mut rng = StdRng::seed_from_u64(seed);
-    for restrict in restrictions(&mut rng, rows.texts.len() as u32) {
+    let all_restrictions = restrictions(&mut rng, rows.texts.len() as u32);
+    for pair in all_restrictions.windows(2) {
+        let a_docs = selected(dir.path(), &manifest, &pair[0]);
+        if pair[0].is_all() {
+            continue;
+        }
+        let rest: HashSet<u32> = (0..rows.texts.len() as u32)
+            .filter(|d| !a_docs.contains(d))
+            .collect();
+        check_contrast(&index, &rows, (&pair[0], &a_docs), (None, &rest));
+        let b_docs = selected(dir.path(), &manifest, &pair[1]);
+        check_contrast(
+            &index,
+            &rows,
+            (&pair[0], &a_docs),
+            (Some(&pair[1]), &b_docs),
+        );
+    }
+    for restrict in all_restrictions {
         let docs = selected(dir.path(), &manifest, &restrict);
         for exclusions in [Exclusions::default(), Exclusions::none()] {
             for feature in 0..d_sae {
@@ -596,6 +615,94 @@ fn check_token_features(
             hits.into_iter().take(2).collect::<Vec<_>>(),
             "examples of {feature}"
         );
+    }
+}
+
+/// Per feature: counted tokens of `docs` it fires on.
+fn counts_in(rows: &Rows, docs: &HashSet<u32>, exclusions: Exclusions) -> BTreeMap<u32, u64> {
+    let mut counts = BTreeMap::new();
+    for a in &rows.activations {
+        if docs.contains(&a.0) && rows.counted(a.0, a.1, exclusions) {
+            *counts.entry(a.2).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// A contrast of A and B (or the rest) against the counts of the Parquet rows scored
+/// with the same formula (`log_odds`, unit-tested on its own).
+fn check_contrast(
+    index: &QueryIndex,
+    rows: &Rows,
+    (a, a_docs): (&Restriction, &HashSet<u32>),
+    (b, b_docs): (Option<&Restriction>, &HashSet<u32>),
+) {
+    let exclusions = Exclusions::default();
+    let tokens = |docs: &HashSet<u32>| {
+        rows.tokens
+            .keys()
+            .filter(|(d, p)| docs.contains(d) && rows.counted(*d, *p, exclusions))
+            .count() as u64
+    };
+    let (n_a, n_b) = (tokens(a_docs), tokens(b_docs));
+    let (counts_a, counts_b) = (
+        counts_in(rows, a_docs, exclusions),
+        counts_in(rows, b_docs, exclusions),
+    );
+    let request = ContrastRequest {
+        a: a.clone(),
+        b: b.cloned(),
+        k: 4,
+        examples: 2,
+        context: 1,
+        min_count: 2,
+        ..ContrastRequest::default()
+    };
+    let mut scored: Vec<(u32, u64, u64, f64)> = counts_a
+        .keys()
+        .chain(counts_b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|f| {
+            let (ya, yb) = (
+                counts_a.get(f).copied().unwrap_or(0),
+                counts_b.get(f).copied().unwrap_or(0),
+            );
+            (*f, ya, yb, log_odds(ya, n_a, yb, n_b, request.prior).1)
+        })
+        .filter(|s| s.1 + s.2 >= request.min_count)
+        .collect();
+    let answer = index.contrast(&request).unwrap();
+    assert_eq!((answer.tokens_a, answer.tokens_b), (n_a, n_b));
+    assert_eq!(answer.documents_b, b_docs.len() as u64);
+    for (over_a, got, docs) in [
+        (true, &answer.a_over_b, a_docs),
+        (false, &answer.b_over_a, b_docs),
+    ] {
+        scored.sort_by(|x, y| {
+            let (x_z, y_z) = if over_a { (x.3, y.3) } else { (-x.3, -y.3) };
+            y_z.total_cmp(&x_z).then(x.0.cmp(&y.0))
+        });
+        let expected: Vec<_> = scored
+            .iter()
+            .filter(|s| if over_a { s.3 > 0.0 } else { s.3 < 0.0 })
+            .take(4)
+            .map(|s| (s.0, s.1, s.2))
+            .collect();
+        let features: Vec<_> = got
+            .iter()
+            .map(|f| (f.feature, f.count_a, f.count_b))
+            .collect();
+        assert_eq!(features, expected, "contrast of {a:?} and {b:?}");
+        for feature in got {
+            let postings = postings_in(rows, feature.feature, exclusions, docs);
+            let examples: Vec<_> = feature
+                .examples
+                .iter()
+                .map(|h| (h.doc, h.position, h.activation))
+                .collect();
+            assert_eq!(examples, postings.into_iter().take(2).collect::<Vec<_>>());
+        }
     }
 }
 

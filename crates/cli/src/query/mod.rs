@@ -5,6 +5,7 @@
 
 mod browse;
 mod compare;
+mod contrast;
 mod documents;
 mod drafts;
 mod labels;
@@ -27,6 +28,7 @@ use saeidx_query::{
 
 pub use browse::{DocumentArgs, OverviewArgs, document, overview};
 pub use compare::{CompareArgs, compare};
+pub use contrast::{ContrastArgs, contrast};
 pub use documents::{DocumentsArgs, documents};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{

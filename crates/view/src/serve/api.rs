@@ -12,6 +12,7 @@
 //! | `GET /api/feature/F[?examples&bands&per_band&neighbours&context]` | [`FeatureReport`](saeidx_query::FeatureReport) |
 //! | `GET /api/silent/F[?n&context&seed&token=ID...]` | [`SilentContexts`](saeidx_query::SilentContexts) |
 //! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
+//! | `GET /api/contrast?a=FILTER[&b=FILTER][&a_docs&b_docs&k&examples&context&prior&min_count]` (no B: the rest of the index) | [`Contrast`](saeidx_query::Contrast) |
 //! | `GET /api/token-features?token=TEXT[&token=TEXT...][&k&examples&context]` (or `token_id=`, `token_regex=`) | [`TokenFeatureProfile`](saeidx_query::TokenFeatureProfile) |
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
 //! | `GET /api/overview[?frequent&sample&seed&docs&docs_from]` | [`Overview`](saeidx_query::Overview) |
@@ -28,8 +29,8 @@
 //! of that set of documents ([`SubsetFeatures`](saeidx_query::SubsetFeatures)).
 
 use saeidx_query::{
-    ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest, SilentRequest,
-    TokenFeaturesRequest, TopFeaturesRequest, TopTextsRequest,
+    ContrastRequest, ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest,
+    SilentRequest, TokenFeaturesRequest, TopFeaturesRequest, TopTextsRequest,
 };
 
 use super::{
@@ -53,6 +54,7 @@ impl Context<'_> {
             "/text" => self.text_features(params),
             "/sample" => self.sample(params),
             "/token-features" => self.token_features(params),
+            "/contrast" => self.contrast(params),
             "/explain" => self.explain(params),
             "/overview" => self.overview_api(params),
             p if p.starts_with("/document/") => self.document_api(p, params),
@@ -208,6 +210,22 @@ impl Context<'_> {
             restrict: params.restriction(),
         };
         self.with_index(|index| answer(&index.token_features(&request).map_err(failed)?))
+    }
+
+    fn contrast(&self, params: &Params) -> Result<Reply, Failure> {
+        let defaults = ContrastRequest::default();
+        let b = params.restriction_named("b", "b_docs");
+        let request = ContrastRequest {
+            a: params.restriction_named("a", "a_docs"),
+            b: (!b.is_all()).then_some(b),
+            k: params.number("k", defaults.k)?,
+            examples: params.number("examples", defaults.examples)?,
+            context: params.number("context", defaults.context)?,
+            exclusions: params.exclusions(),
+            prior: params.number("prior", defaults.prior)?,
+            min_count: params.number("min_count", defaults.min_count)?,
+        };
+        self.with_index(|index| answer(&index.contrast(&request).map_err(failed)?))
     }
 
     fn explain(&self, params: &Params) -> Result<Reply, Failure> {

@@ -118,9 +118,14 @@ impl Params {
     /// The documents a question looks at: `where=FILTER` and `docs=D,ID,...` (each
     /// optional; both: the listed documents the filter selects).
     pub fn restriction(&self) -> Restriction {
+        self.restriction_named("where", "docs")
+    }
+
+    /// A restriction from the filter parameter `filter` and the list parameter `docs`.
+    pub fn restriction_named(&self, filter: &str, docs: &str) -> Restriction {
         Restriction {
-            filter: self.text("where"),
-            docs: self.text("docs").map(|docs| {
+            filter: self.text(filter),
+            docs: self.text(docs).map(|docs| {
                 docs.split(',')
                     .map(str::trim)
                     .filter(|d| !d.is_empty())
