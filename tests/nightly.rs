@@ -125,6 +125,7 @@ fn same_answers(grown: &SegmentedIndex, fresh: &SegmentedIndex, ids: &BTreeSet<S
             seed,
             examples: 3,
             context: 2,
+            ..saeidx_query::SampleRequest::default()
         };
         let (a, b) = (
             grown.sample(&request).unwrap(),

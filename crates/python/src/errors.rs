@@ -65,8 +65,11 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::TokenRange { .. }
         | QueryError::ReversedRange { .. }
         | QueryError::NotForTexts(_)
+        | QueryError::NotForSegments(_)
         | QueryError::NoDraft { .. }
         | QueryError::Filter(_)
+        | QueryError::TokenPattern { .. }
+        | QueryError::Contrast(_)
         | QueryError::Limit { .. } => PyValueError::new_err(text),
         QueryError::NotBuilt { .. } => IndexNotBuiltError::new_err(text),
         QueryError::Index(VerifyError::Manifest(ManifestError::Read { source, .. }))

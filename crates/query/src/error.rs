@@ -8,6 +8,11 @@ pub enum QueryError {
     /// The index's Parquet data or manifest failed verification.
     #[error(transparent)]
     Index(#[from] saeidx_format::verify::VerifyError),
+    /// A question an index of segments does not answer yet.
+    #[error(
+        "{0} are not answered over an index of segments yet; ask without them, or rebuild the index as one segment with `saeidx run JOB --replace`"
+    )]
+    NotForSegments(&'static str),
     /// The index's `segments.json`, or a segment it names, is wrong.
     #[error(transparent)]
     Segments(#[from] saeidx_format::segments::SegmentsError),
@@ -123,6 +128,19 @@ pub enum QueryError {
     /// A filter that does not parse, or does not fit the index's columns.
     #[error(transparent)]
     Filter(#[from] crate::filter::FilterError),
+    /// A contrast that cannot be computed as asked.
+    #[error("invalid contrast: {0}")]
+    Contrast(String),
+    /// A token pattern that cannot be used.
+    #[error(
+        "invalid token pattern {pattern:?}: {reason} (give a token's text, its id, or a regular expression over token texts)"
+    )]
+    TokenPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The Parquet documents table could not be read.
     #[error(transparent)]
     Documents(#[from] saeidx_format::metadata::ReadDocumentsError),

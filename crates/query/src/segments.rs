@@ -105,7 +105,7 @@ impl Segment {
     /// `f`'s postings kept by `exclusions` and not deleted: (local token, value),
     /// strongest first, ties in token order.
     fn kept(&self, f: usize, exclusions: Exclusions) -> Result<Vec<(u64, f32)>, QueryError> {
-        let mut kept = self.index.kept_postings(f, exclusions)?;
+        let mut kept = self.index.kept_postings(f, exclusions, None)?;
         if !self.deleted_tokens.is_empty() {
             kept.retain(|(token, _)| !self.token_deleted(*token));
         }
@@ -115,7 +115,7 @@ impl Segment {
     /// Counted tokens `f` is active on, deleted documents left out.
     fn count(&self, f: usize, exclusions: Exclusions) -> Result<u64, QueryError> {
         if self.deleted_tokens.is_empty() {
-            self.index.count(f, exclusions)
+            self.index.count(f, exclusions, None)
         } else {
             Ok(self.kept(f, exclusions)?.len() as u64)
         }
@@ -123,7 +123,7 @@ impl Segment {
 
     /// Tokens `exclusions` leave in, deleted documents left out.
     fn counted_tokens(&self, exclusions: Exclusions) -> Result<u64, QueryError> {
-        let mut counted = self.index.counted_tokens(exclusions)?;
+        let mut counted = self.index.counted_tokens(exclusions, None)?;
         let mask = exclusions.mask();
         for range in &self.deleted_tokens {
             self.index.tokens.scan(range.clone(), |_, entry| {
@@ -334,6 +334,11 @@ impl SegmentedIndex {
 
     /// The texts where a feature fires most strongly ([`QueryIndex::top_texts`]).
     pub fn top_texts(&self, request: &TopTextsRequest) -> Result<TopTexts, QueryError> {
+        if !request.restrict.is_all() || request.token.is_some() {
+            return Err(QueryError::NotForSegments(
+                "document restrictions and token patterns",
+            ));
+        }
         Limit::K.check(request.k)?;
         Limit::Context.check(request.context)?;
         let texts = self.ranked_texts(
@@ -348,6 +353,8 @@ impl SegmentedIndex {
             label: self.registry.get(request.feature).cloned(),
             rank: request.rank,
             exclusions: request.exclusions,
+            restrict: request.restrict.clone(),
+            token: request.token.clone(),
             texts,
         })
     }
@@ -395,7 +402,7 @@ impl SegmentedIndex {
         let mask = exclusions.mask();
         let mut chosen = Vec::with_capacity(k.min(1024));
         let mut seen = HashSet::new();
-        index.postings.strongest(f, |token, value| {
+        index.postings.strongest_within(f, None, |token, value| {
             if chosen.len() == k {
                 return Ok(false);
             }
@@ -619,6 +626,9 @@ impl SegmentedIndex {
 
     /// Everything about one feature ([`QueryIndex::feature`]).
     pub fn feature(&self, request: &FeatureRequest) -> Result<FeatureReport, QueryError> {
+        if !request.restrict.is_all() {
+            return Err(QueryError::NotForSegments("document restrictions"));
+        }
         Limit::Examples.check(request.examples)?;
         Limit::Examples.check(request.per_band)?;
         Limit::Bands.check(request.bands)?;
@@ -637,7 +647,8 @@ impl SegmentedIndex {
             neighbours,
             context,
             exclusions,
-        } = *request;
+            restrict: _,
+        } = request.clone();
         let f = self.check_feature(feature)?;
         let kept = self.kept(f, exclusions)?;
         let top_texts = self.ranked_texts(feature, examples, Rank::Token, context, exclusions)?;
@@ -727,6 +738,9 @@ impl SegmentedIndex {
     /// Random live features with their statistics and top examples
     /// ([`QueryIndex::sample`]).
     pub fn sample(&self, request: &SampleRequest) -> Result<Sample, QueryError> {
+        if !request.restrict.is_all() {
+            return Err(QueryError::NotForSegments("document restrictions"));
+        }
         Limit::Examples.check(request.examples)?;
         Limit::Context.check(request.context)?;
         Limit::Sample.check(request.n)?;
@@ -755,6 +769,7 @@ impl SegmentedIndex {
             });
         }
         Ok(Sample {
+            restrict: request.restrict.clone(),
             seed: request.seed,
             features,
         })

@@ -96,6 +96,7 @@ fn same_feature_answers(seg: &SegmentedIndex, one: &QueryIndex, removed: &BTreeS
                         rank,
                         context: 2,
                         exclusions,
+                        ..TopTextsRequest::default()
                     };
                     let mut got = seg.top_texts(&request).unwrap();
                     renumber_hits(&mut got.texts, removed);
@@ -175,6 +176,7 @@ fn same_index_answers(seg: &SegmentedIndex, one: &QueryIndex, removed: &BTreeSet
             seed,
             examples: 3,
             context: 1,
+            ..SampleRequest::default()
         };
         let mut got = seg.sample(&request).unwrap();
         for feature in &mut got.features {

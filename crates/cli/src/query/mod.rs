@@ -5,6 +5,7 @@
 
 mod browse;
 mod compare;
+mod contrast;
 mod documents;
 mod drafts;
 mod labels;
@@ -13,6 +14,7 @@ mod print;
 mod questions;
 mod render;
 mod serve;
+mod tokens;
 
 use std::{ops::Range, path::PathBuf, str::FromStr};
 
@@ -22,11 +24,13 @@ use saeidx_format::segments::SegmentSet;
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{
-    Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, SegmentedIndex, limits::Limit,
+    Aggregate, AnalyzedText, DocRef, Exclusions, QueryIndex, Rank, Restriction, SegmentedIndex,
+    limits::Limit,
 };
 
 pub use browse::{DocumentArgs, OverviewArgs, document, overview};
 pub use compare::{CompareArgs, compare};
+pub use contrast::{ContrastArgs, contrast};
 pub use documents::{DocumentsArgs, documents};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{
@@ -35,6 +39,7 @@ pub use questions::{
 };
 pub use render::{RenderCommand, render};
 pub use serve::{ServeArgs, serve};
+pub use tokens::{TokenFeaturesArgs, token_features};
 
 /// Which index to query.
 #[derive(Args, Clone)]
@@ -65,7 +70,7 @@ impl IndexArg {
     pub(crate) fn open(&self) -> anyhow::Result<QueryIndex> {
         if SegmentSet::is_segmented(&self.index) {
             anyhow::bail!(
-                "{} is an index of segments (segments.json); this command reads indexes of one segment only so far: top-texts, top-features --doc, feature, sample and info read segments",
+                "{} is an index of segments (segments.json); this command reads indexes of one segment only so far (top-texts and info read segments)",
                 self.index.display()
             );
         }
@@ -100,6 +105,38 @@ impl ExclusionArgs {
             special: !self.include_special,
             sinks: !self.include_sinks,
         }
+    }
+}
+
+/// Which documents a question looks at (all by default).
+#[derive(Args, Clone, Default)]
+pub struct RestrictArgs {
+    /// Only the documents this filter selects, e.g. "year >= 1900 and party =
+    /// 'Democratic'" (columns: doc, id, source, tokens and the index's metadata; see
+    /// `saeidx documents --help`).
+    #[arg(long = "where", value_name = "FILTER")]
+    filter: Option<String>,
+    /// Only these documents: numbers or ids, comma-separated (with --where: those of
+    /// them it selects).
+    #[arg(long, value_delimiter = ',', value_name = "DOCS")]
+    docs: Vec<String>,
+}
+
+impl RestrictArgs {
+    /// The restriction these arguments say.
+    pub(crate) fn restriction(&self) -> Restriction {
+        Restriction {
+            filter: self.filter.clone(),
+            docs: (!self.docs.is_empty()).then(|| self.docs.iter().map(|d| doc_ref(d)).collect()),
+        }
+    }
+}
+
+/// A document by number when `text` is one, else by id.
+pub(crate) fn doc_ref(text: &str) -> DocRef {
+    match text.trim().parse() {
+        Ok(number) => DocRef::Number(number),
+        Err(_) => DocRef::Id(text.to_string()),
     }
 }
 
