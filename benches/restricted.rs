@@ -126,7 +126,9 @@ fn main() -> anyhow::Result<()> {
     let features: Vec<u32> = (0..queries)
         .map(|i| live[(i * 7919) % live.len()])
         .collect();
-    let token_ids: Vec<u32> = (0..queries).map(|i| 100 + ((i * 389) % 1000) as u32).collect();
+    let token_ids: Vec<u32> = (0..queries)
+        .map(|i| 100 + ((i * 389) % 1000) as u32)
+        .collect();
     let restrict = Restriction::filter(FILTER);
     // First use reads the documents table and builds the vocabulary: timed apart.
     let started = Instant::now();
