@@ -20,8 +20,9 @@ use saeidx_autointerp::{
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{
-    Aggregate, DocRef, ExplainRequest, FeatureRequest, InfoRequest, QueryIndex, Rank,
-    SampleRequest, SilentRequest, TopFeaturesRequest, TopTextsRequest, answers::to_json,
+    Aggregate, ContrastRequest, DocRef, ExplainRequest, FeatureRequest, InfoRequest, QueryIndex,
+    Rank, Restriction, SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern,
+    TopFeaturesRequest, TopTextsRequest, answers::to_json,
 };
 use saeidx_testkit::llm::{FakeLlm, sensible};
 use saeidx_tests::{
@@ -194,6 +195,56 @@ fn questions(subjects: Subjects) -> Vec<(&'static str, Vec<String>, String, Stri
             format!("/api/explain?{q}&features=2&texts=2&context=3"),
             "idx.explain(TEXT, features=2, texts=2, context=3)".into(),
         ),
+        (
+            "top_texts_where",
+            strings(&[
+                "top-texts",
+                "--feature",
+                &f,
+                "--k",
+                "4",
+                "--context",
+                "3",
+                "--where",
+                "doc >= 1",
+                "--token-id",
+                &t,
+            ]),
+            format!("/api/top-texts?feature={f}&k=4&context=3&where=doc%20%3E%3D%201&token_id={t}"),
+            format!("idx.top_texts_answer({f}, 4, context=3, where='doc >= 1', token={t})"),
+        ),
+        (
+            "token_features",
+            strings(&[
+                "token-features",
+                "--token-id",
+                &t,
+                "--k",
+                "5",
+                "--examples",
+                "1",
+                "--context",
+                "3",
+            ]),
+            format!("/api/token-features?token_id={t}&k=5&examples=1&context=3"),
+            format!("idx.token_features({t}, top_k=5, examples=1, context=3)"),
+        ),
+        (
+            "contrast",
+            strings(&[
+                "contrast",
+                "--a",
+                "doc < 2",
+                "--k",
+                "3",
+                "--examples",
+                "1",
+                "--context",
+                "3",
+            ]),
+            "/api/contrast?a=doc%20%3C%202&k=3&examples=1&context=3".into(),
+            "idx.contrast('doc < 2', top_k=3, examples=1, context=3)".into(),
+        ),
     ]
 }
 
@@ -316,6 +367,40 @@ fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
                 )
                 .unwrap(),
         )),
+        json(to_json(
+            &index
+                .top_texts(&TopTextsRequest {
+                    feature,
+                    k: 4,
+                    context: 3,
+                    restrict: Restriction::filter("doc >= 1"),
+                    token: Some(TokenPattern::Id(token)),
+                    ..TopTextsRequest::default()
+                })
+                .unwrap(),
+        )),
+        json(to_json(
+            &index
+                .token_features(&TokenFeaturesRequest {
+                    tokens: vec![TokenPattern::Id(token)],
+                    k: 5,
+                    examples: 1,
+                    context: 3,
+                    ..TokenFeaturesRequest::default()
+                })
+                .unwrap(),
+        )),
+        json(to_json(
+            &index
+                .contrast(&ContrastRequest {
+                    a: Restriction::filter("doc < 2"),
+                    k: 3,
+                    examples: 1,
+                    context: 3,
+                    ..ContrastRequest::default()
+                })
+                .unwrap(),
+        )),
     ]
 }
 
@@ -426,6 +511,9 @@ fn schema_of(question: &str) -> &'static str {
         "info" => "info",
         "label" => "label",
         "silent" => "silent",
+        "top_texts_where" => "top-texts",
+        "token_features" => "token-features",
+        "contrast" => "contrast",
         _ => "explain",
     }
 }

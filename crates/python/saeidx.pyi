@@ -100,16 +100,26 @@ class TextHit(TypedDict):
     source: str
     token: int
 
+class Restriction(TypedDict):
+    filter: str | None
+    docs: list[int | str] | None
+
+TokenPattern = dict[str, str | int]
+"""{"text": " Paris"}, {"id": 6342} or {"regex": "^ [A-Z]"}."""
+
 class TopTexts(TypedDict):
     exclusions: Exclusions
     feature: int
     label: FeatureLabel | None
     rank: str
+    restrict: Restriction
+    token: TokenPattern | None
     texts: list[TextHit]
 
 class RankedFeature(TypedDict):
     activation: float
     active_tokens: int
+    doc: NotRequired[int]
     feature: int
     label: FeatureLabel | None
     position: int
@@ -195,7 +205,59 @@ class SampledFeature(TypedDict):
 
 class Sample(TypedDict):
     features: list[SampledFeature]
+    restrict: Restriction
     seed: int
+
+class SubsetFeatures(TypedDict):
+    aggregate: str
+    documents: int
+    exclusions: Exclusions
+    features: list[RankedFeature]
+    restrict: Restriction
+    tokens: int
+
+class TokenFeature(TypedDict):
+    count: int
+    examples: list[TextHit]
+    feature: int
+    frequency: float
+    label: FeatureLabel | None
+    max_activation: float
+    mean_activation: float
+
+class TokenFeatureProfile(TypedDict):
+    exclusions: Exclusions
+    features: list[TokenFeature]
+    occurrences: int
+    restrict: Restriction
+    token_ids: list[int]
+    tokens: list[TokenPattern]
+
+class ContrastFeature(TypedDict):
+    count_a: int
+    count_b: int
+    examples: list[TextHit]
+    feature: int
+    label: FeatureLabel | None
+    log_odds: float
+    mean_a: float
+    mean_b: float
+    rate_a: float
+    rate_b: float
+    z: float
+
+class Contrast(TypedDict):
+    a: Restriction
+    a_over_b: list[ContrastFeature]
+    b: Restriction | None
+    b_over_a: list[ContrastFeature]
+    documents_a: int
+    documents_b: int
+    exclusions: Exclusions
+    min_count: int
+    prior: float
+    tokens_a: int
+    tokens_b: int
 
 class ExplainedFeature(TypedDict):
     activation: float
@@ -407,6 +469,10 @@ class Index:
         context: int | None = None,
         include_special: bool = False,
         include_sinks: bool = False,
+        where: str | None = None,
+        docs: list[int | str] | None = None,
+        token: str | int | None = None,
+        token_regex: str | None = None,
     ) -> list[tuple[str, float, int]]:
         """(text, activation, token_position) where the feature fires most, strongest first.
 
@@ -422,6 +488,10 @@ class Index:
         context: int | None = None,
         include_special: bool = False,
         include_sinks: bool = False,
+        where: str | None = None,
+        docs: list[int | str] | None = None,
+        token: str | int | None = None,
+        token_regex: str | None = None,
     ) -> pyarrow.Table:
         """top_texts as a table: doc, id, source, position, token, activation, score,
         text, hit_start, hit_end (the token's characters in text)."""
@@ -434,6 +504,10 @@ class Index:
         context: int = 8,
         include_special: bool = False,
         include_sinks: bool = False,
+        where: str | None = None,
+        docs: list[int | str] | None = None,
+        token: str | int | None = None,
+        token_regex: str | None = None,
     ) -> TopTexts:
         """The top-texts answer, as `saeidx top-texts --json` prints it."""
     def top_features(
@@ -490,6 +564,8 @@ class Index:
         context: int = 8,
         include_special: bool = False,
         include_sinks: bool = False,
+        where: str | None = None,
+        docs: list[int | str] | None = None,
     ) -> FeatureReport:
         """Everything about a feature, as `saeidx feature --json` prints it."""
     def compare(
@@ -537,9 +613,58 @@ class Index:
     ) -> pyarrow.Table:
         """neighbours as a table: feature, jaccard, together, count."""
     def sample(
-        self, n: int = 10, *, seed: int = 0, examples: int = 3, context: int = 8
+        self,
+        n: int = 10,
+        *,
+        seed: int = 0,
+        examples: int = 3,
+        context: int = 8,
+        where: str | None = None,
+        docs: list[int | str] | None = None,
     ) -> Sample:
-        """Random live features with their statistics and top examples."""
+        """Random live features with their statistics and top examples (of the
+        documents where/docs select, when given)."""
+    def subset_features(
+        self,
+        *,
+        where: str | None = None,
+        docs: list[int | str] | None = None,
+        top_k: int = 10,
+        aggregate: Aggregate = "max",
+        include_special: bool = False,
+        include_sinks: bool = False,
+    ) -> SubsetFeatures:
+        """The strongest features over every token of a set of documents."""
+    def token_features(
+        self,
+        tokens: str | int | list[str | int] | None = None,
+        *,
+        token_regex: str | None = None,
+        top_k: int = 20,
+        examples: int = 2,
+        context: int = 8,
+        include_special: bool = False,
+        include_sinks: bool = False,
+        where: str | None = None,
+        docs: list[int | str] | None = None,
+    ) -> TokenFeatureProfile:
+        """The features of a token (text or id) or token sequence over its occurrences."""
+    def contrast(
+        self,
+        a: str | None = None,
+        b: str | None = None,
+        *,
+        a_docs: list[int | str] | None = None,
+        b_docs: list[int | str] | None = None,
+        top_k: int = 10,
+        examples: int = 2,
+        context: int = 8,
+        prior: float = 100.0,
+        min_count: int = 5,
+        include_special: bool = False,
+        include_sinks: bool = False,
+    ) -> Contrast:
+        """Features over-represented in documents A relative to B (or the rest), both ways."""
     def explain(
         self,
         text: str,

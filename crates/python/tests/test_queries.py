@@ -249,3 +249,29 @@ def test_labels_and_documents(index_dir: Path, tmp_path: Path, feature: int) -> 
     assert idx.document(0) == {"doc": 0, "id": "paris", "source": idx.document("paris")["source"],
                                "text": DOCUMENTS[0][1]}
     assert idx.document("empty")["text"] == ""
+
+
+def test_restricted_token_and_contrast_answers_match_the_cli(
+    idx: saeidx.Index, index_dir: Path, feature: int
+) -> None:
+    index = str(index_dir)
+    texts = cli_json("top-texts", "--feature", str(feature), "--where", "doc >= 1",
+                     "--docs", "1,long", "--index", index)
+    assert idx.top_texts_answer(feature, where="doc >= 1", docs=[1, "long"]) == texts
+    assert all(hit["doc"] >= 1 for hit in texts["texts"])
+    token = texts["texts"][0]["token"] if texts["texts"] else 0
+    on_token = cli_json("top-texts", "--feature", str(feature), "--token-id", str(token),
+                        "--index", index)
+    assert idx.top_texts_answer(feature, token=token) == on_token
+    assert all(hit["token"] == token for hit in on_token["texts"])
+    profile = cli_json("token-features", "--token-id", str(token), "--index", index)
+    assert idx.token_features(token) == profile
+    assert idx.token_features([token]) == profile
+    contrast = cli_json("contrast", "--a", "doc < 1", "--index", index)
+    assert idx.contrast("doc < 1") == contrast
+    subset = cli_json("top-features", "--where", "doc >= 1", "--index", index)
+    assert idx.subset_features(where="doc >= 1") == subset
+    with pytest.raises(ValueError, match="invalid filter"):
+        idx.top_texts_answer(feature, where="doc >>")
+    with pytest.raises(ValueError, match="invalid token pattern"):
+        idx.top_texts_answer(feature, token_regex="(")
