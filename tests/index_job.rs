@@ -821,6 +821,11 @@ fn one_writer_per_output_and_jobs_that_cannot_run_are_refused_clearly() {
     for (from, to, key) in [
         ("part_bytes = 2000", "part_bytes = 0", "part_bytes"),
         (
+            "part_bytes = 2000",
+            "part_bytes = 2000\nquery_memory = 0",
+            "query_memory",
+        ),
+        (
             "window_overlap = 8",
             "window_overlap = 64",
             "window_overlap",
@@ -877,6 +882,7 @@ fn progress_moves_within_a_single_large_document() {
         RunOptions {
             shard: Shard::WHOLE,
             replace: false,
+            query_build: saeidx_query::BuildOptions::default(),
         },
         &mut |event| events.push(event),
     )

@@ -63,6 +63,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         file.run.max_documents = (limit > 0).then_some(limit);
     }
     let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let query_build = file.run.query_build();
     let reader = file.corpus.reader()?;
     let loaded =
         job::load(file, &HubSettings::from_env()).context("loading the job's model and SAE")?;
@@ -81,6 +82,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         RunOptions {
             shard,
             replace: args.replace,
+            query_build,
         },
         &mut |event| match event {
             Event::Batch {
@@ -226,12 +228,17 @@ fn report_run(summary: &RunSummary, output: Output) -> anyhow::Result<()> {
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     saeidx merge indexes/default                  # the shards in indexes/default.shards/\n  \
-    saeidx merge merged-index shard-a shard-b ...  # shard folders named explicitly")]
+    saeidx merge merged-index shard-a shard-b ...  # shard folders named explicitly\n  \
+    saeidx merge indexes/default --memory 512     # the query build's sort holds 512 MiB")]
 pub struct MergeArgs {
     /// The merged index folder to write.
     output: PathBuf,
     /// Shard folders (default: OUTPUT.shards/*).
     shards: Vec<PathBuf>,
+    /// MiB of nonzero activations the query-file build holds in memory before it spills
+    /// sorted runs to the output's staging folder.
+    #[arg(long, value_name = "MIB", default_value_t = saeidx_query::DEFAULT_BUILD_MEMORY >> 20)]
+    memory: u64,
     #[command(flatten)]
     output_format: Output,
 }
@@ -243,7 +250,10 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     } else {
         args.shards
     };
-    let manifest = merge::merge(&shards, &args.output)?;
+    let query_build = saeidx_query::BuildOptions {
+        memory: args.memory.saturating_mul(1 << 20),
+    };
+    let manifest = merge::merge(&shards, &args.output, &query_build)?;
     // Shards have no logit effects: compute the merged index's as `run` does, from the
     // model and SAE its manifest records, when they are at hand here.
     let logits = merged_logit_effects(&manifest, &args.output);

@@ -199,6 +199,8 @@ struct Layout {
     /// `OUTPUT.slurm`: scripts, `submitted.json` and `logs/`.
     dir: PathBuf,
     shards: u32,
+    /// The job's `[run] query_memory` (MiB), for the merge's query-file build.
+    query_memory: u64,
 }
 
 impl Layout {
@@ -242,6 +244,7 @@ pub fn slurm(request: &SlurmRequest) -> Result<SlurmOutcome, SlurmError> {
         job,
         output,
         shards: request.shards,
+        query_memory: file.run.query_memory,
     };
     scripts::write(&layout, request)?;
     let progress = progress::of(&layout.output, layout.shards)?;

@@ -129,8 +129,9 @@ pub(crate) fn write(layout: &Layout, request: &SlurmRequest) -> Result<(), Slurm
          #SBATCH --output={logs}/merge-job-%j.log\n\
          {merge_directives}\
          set -euo pipefail\n\
-         exec {saeidx} merge {output}\n",
+         exec {saeidx} merge {output} --memory {memory}\n",
         name = job_name("merge", &layout.output),
+        memory = layout.query_memory,
         logs = logs.display(),
     );
     let submit = format!(

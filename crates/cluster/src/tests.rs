@@ -11,6 +11,7 @@ fn layout(dir: &Path, shards: u32) -> Layout {
         dir: sibling(&output, "slurm"),
         output,
         shards,
+        query_memory: 1024,
     }
 }
 
@@ -72,7 +73,7 @@ fn scripts_run_the_shards_and_the_merge() {
     assert!(shards.contains(&run), "{shards}");
     let merge = fs::read_to_string(layout.merge_script()).unwrap();
     assert!(merge.contains(&format!(
-        "exec '/opt/saeidx' merge '{}'",
+        "exec '/opt/saeidx' merge '{}' --memory 1024",
         layout.output.display()
     )));
     // The merge gets the shared options, then its own (which override them).

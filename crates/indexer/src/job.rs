@@ -35,6 +35,8 @@
 //! bos = "tokenizer"                      # or "prepend": put BOS before every document
 //!                                        # (default: "prepend" when the SAE was trained
 //!                                        # with prepend_bos and the tokenizer adds none)
+//! query_memory = 1024                    # MiB the query-file build's sort holds before
+//!                                        # it spills sorted runs to disk
 //! ```
 //!
 //! Relative paths are relative to the job file's folder. A corpus source may also be a
@@ -155,6 +157,9 @@ pub struct RunSpec {
     /// BOS policy; default [`BosPolicy::Tokenizer`], or [`BosPolicy::Prepend`] when the
     /// SAE was trained with `prepend_bos` and the tokenizer adds no BOS.
     pub bos: Option<BosPolicy>,
+    /// MiB of nonzero activations the query-file build at the end of the run holds in
+    /// memory before it spills sorted runs ([`saeidx_query::BuildOptions::memory`]).
+    pub query_memory: u64,
 }
 
 /// Tokens per model window when neither the job nor the SAE says otherwise.
@@ -169,6 +174,16 @@ impl Default for RunSpec {
             window_overlap: 32,
             batch_tokens: 2048,
             bos: None,
+            query_memory: saeidx_query::DEFAULT_BUILD_MEMORY >> 20,
+        }
+    }
+}
+
+impl RunSpec {
+    /// The query-file build's options these settings ask for.
+    pub fn query_build(&self) -> saeidx_query::BuildOptions {
+        saeidx_query::BuildOptions {
+            memory: self.query_memory.saturating_mul(1 << 20),
         }
     }
 }
@@ -178,6 +193,11 @@ impl RunSpec {
     pub fn check(&self) -> Result<(), String> {
         let at_least_one = [
             ("part_bytes", self.part_bytes, "text bytes per part"),
+            (
+                "query_memory",
+                self.query_memory,
+                "MiB the query-file build's sort holds",
+            ),
             (
                 "batch_tokens",
                 self.batch_tokens as u64,

@@ -48,9 +48,13 @@ pub fn find_shards(destination: &Path) -> Result<Vec<PathBuf>, IndexError> {
     Ok(shards)
 }
 
-/// Merges shard folders into `destination` (published atomically) and returns the
-/// merged manifest.
-pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexError> {
+/// Merges shard folders into `destination` (published atomically), building its query
+/// files with `query_build`, and returns the merged manifest.
+pub fn merge(
+    shards: &[PathBuf],
+    destination: &Path,
+    query_build: &saeidx_query::BuildOptions,
+) -> Result<Manifest, IndexError> {
     let started = Instant::now();
     let _lock = saeidx_format::lock::OutputLock::acquire(destination)?;
     let manifests: Vec<(PathBuf, Manifest)> = shards
@@ -79,7 +83,7 @@ pub fn merge(shards: &[PathBuf], destination: &Path) -> Result<Manifest, IndexEr
     };
     manifest.check_consistency().map_err(IndexError::Merge)?;
     manifest.write(staged.path())?;
-    saeidx_query::build_unlocked(staged.path())?;
+    saeidx_query::build_unlocked_with(staged.path(), query_build)?;
     crate::workdir::carry_labels(destination, staged.path(), &manifest)?;
     staged.publish()?;
     Ok(manifest)

@@ -182,6 +182,9 @@ pub struct RunOptions {
     /// is an error: appending is not supported, and a different corpus, model or SAE
     /// must never be mixed into (or silently swapped for) an existing index.
     pub replace: bool,
+    /// How the query files are built at the end (a whole index's run; shards leave it to
+    /// the merge).
+    pub query_build: saeidx_query::BuildOptions,
 }
 
 /// Indexes the documents of `source` into `destination` (or its shard folder), resuming
@@ -273,7 +276,7 @@ pub fn run(
             path: work.path().to_path_buf(),
             reason,
         })?;
-    let destination = work.publish(&manifest)?;
+    let destination = work.publish(&manifest, &options.query_build)?;
     Ok(RunSummary {
         destination,
         manifest,

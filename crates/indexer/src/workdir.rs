@@ -218,13 +218,17 @@ impl WorkDir {
         Ok(record)
     }
 
-    /// Writes the manifest, builds the query files (for a whole index, not a shard),
-    /// removes the bookkeeping and publishes the folder at the destination (replacing
-    /// what was there in one atomic rename).
-    pub fn publish(self, manifest: &Manifest) -> Result<PathBuf, IndexError> {
+    /// Writes the manifest, builds the query files (for a whole index, not a shard) with
+    /// `query_build`, removes the bookkeeping and publishes the folder at the destination
+    /// (replacing what was there in one atomic rename).
+    pub fn publish(
+        self,
+        manifest: &Manifest,
+        query_build: &saeidx_query::BuildOptions,
+    ) -> Result<PathBuf, IndexError> {
         manifest.write(&self.path)?;
         if manifest.shard.is_none() {
-            saeidx_query::build_unlocked(&self.path)?;
+            saeidx_query::build_unlocked_with(&self.path, query_build)?;
         }
         fs::remove_file(self.path.join(JOB_FILE)).map_err(IndexError::io(&self.path))?;
         let parts = self.path.join(PARTS_DIR);
