@@ -4,9 +4,9 @@ Parquet table) is the command line's."""
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
-import mlx.core as mx
 import pyarrow.parquet as pq
 import pytest
 
@@ -21,6 +21,36 @@ def permutation() -> list[int]:
     return [(j * 2999 + 17) % D_SAE for j in range(D_SAE)]  # 2999 is coprime to 8192
 
 
+def permute_safetensors(source: Path, target: Path) -> None:
+    """The mlxterp weights with features reordered: encoder rows and biases, decoder
+    columns (raw bytes, whatever the float type)."""
+    data = source.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + size])
+    body = data[8 + size :]
+    order = permutation()
+    out = bytearray(body)
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        tensor = body[start:end]
+        shape = info["shape"]
+        item = (end - start) // (shape[0] * (shape[1] if len(shape) > 1 else 1))
+        if name in ("encoder.weight", "encoder.bias"):
+            row = len(tensor) // shape[0]
+            permuted = b"".join(tensor[f * row : (f + 1) * row] for f in order)
+        elif name == "decoder.weight":
+            rows = [tensor[r * shape[1] * item : (r + 1) * shape[1] * item] for r in range(shape[0])]
+            permuted = b"".join(
+                b"".join(row[f * item : (f + 1) * item] for f in order) for row in rows
+            )
+        else:
+            continue
+        out[start:end] = permuted
+    target.write_bytes(data[: 8 + size] + bytes(out))
+
+
 @pytest.fixture(scope="module")
 def permuted_index(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test index's documents indexed with the default SAE's features permuted."""
@@ -28,12 +58,7 @@ def permuted_index(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     sae = root / "sae"
     sae.mkdir()
     shutil.copy(DEFAULT_SAE / "config.json", sae / "config.json")
-    weights = mx.load(str(DEFAULT_SAE / "weights.safetensors"))
-    order = mx.array(permutation())
-    weights["encoder.weight"] = weights["encoder.weight"][order]
-    weights["encoder.bias"] = weights["encoder.bias"][order]
-    weights["decoder.weight"] = weights["decoder.weight"][:, order]
-    mx.save_safetensors(str(sae / "weights.safetensors"), weights)
+    permute_safetensors(DEFAULT_SAE / "weights.safetensors", sae / "weights.safetensors")
     job = (index_dir.parent / "job.toml").read_text(encoding="utf-8")
     job = job.replace(json.dumps(str(DEFAULT_SAE)), json.dumps(str(sae)))
     job = job.replace('"corpus.jsonl"', json.dumps(str(index_dir.parent / "corpus.jsonl")))
