@@ -67,6 +67,30 @@ fn screenshot(browser: &Browser, name: &str) {
     }
 }
 
+/// Gives the fixture's JSONL records a `year` and a `party` (its text files have none)
+/// and its job the two metadata columns.
+fn with_metadata(setup: &Setup) {
+    let corpus = setup.path().join("corpus/addresses.jsonl");
+    let records: String = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            record["year"] = (1790 + i).into();
+            record["party"] = if i % 2 == 0 { "Federalist" } else { "Whig" }.into();
+            format!("{record}\n")
+        })
+        .collect();
+    std::fs::write(&corpus, records).unwrap();
+    let job = std::fs::read_to_string(setup.job()).unwrap().replace(
+        "on_bad_record = \"skip\"",
+        "on_bad_record = \"skip\"\nmetadata = [{ field = \"year\", type = \"integer\" }, \
+         { field = \"party\", type = \"string\" }]",
+    );
+    std::fs::write(setup.job(), job).unwrap();
+}
+
 fn text_of(browser: &Browser, selector: &str) -> Value {
     browser.eval(&format!(
         "return Array.from(document.querySelectorAll({selector:?})).map(e => e.textContent)"
@@ -78,6 +102,7 @@ fn text_of(browser: &Browser, selector: &str) -> Value {
 fn overview_feature_and_document_pages_work_in_a_browser() {
     let setup = Setup::create();
     let cwd = setup.path();
+    with_metadata(&setup);
     saeidx_ok(&["run", setup.job().to_str().unwrap(), "--json"], cwd);
     let index = setup.path().join("out/index");
     let index_arg = index.to_str().unwrap();
@@ -107,6 +132,46 @@ fn overview_feature_and_document_pages_work_in_a_browser() {
     assert_eq!(
         browser.eval("return document.querySelectorAll('#documents + p + table a').length"),
         overview["documents"].as_array().unwrap().len()
+    );
+    // The documents list shows each document's metadata, as `overview --json` has it.
+    assert_eq!(
+        text_of(&browser, "#documents-list th"),
+        serde_json::json!([
+            "doc",
+            "id",
+            "source",
+            "year",
+            "party",
+            "tokens",
+            "beginning"
+        ])
+    );
+    let expected: Vec<Vec<String>> = overview["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            ["year", "party"]
+                .iter()
+                .map(|column| match &d["metadata"][column] {
+                    Value::Null => String::new(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    assert!(expected.iter().any(|row| row[0] == "1790"));
+    assert!(
+        expected.iter().any(|row| row[0].is_empty()),
+        "a text file's null"
+    );
+    assert_eq!(
+        browser.eval(
+            "return Array.from(document.querySelectorAll('#documents-list tr')).slice(1)\
+             .map(r => Array.from(r.cells).slice(3, 5).map(c => c.textContent))"
+        ),
+        serde_json::json!(expected)
     );
     screenshot(&browser, "overview.png");
 

@@ -17,16 +17,17 @@ use std::{
 use saeidx_autointerp::{
     EvidenceOptions, FeatureSelection, LabelRequest, LlmSettings, Silent, Task,
 };
+use saeidx_compare::CompareRequest;
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{
-    Aggregate, ContrastRequest, DocRef, ExplainRequest, FeatureRequest, InfoRequest, QueryIndex,
-    Rank, Restriction, SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern,
-    TopFeaturesRequest, TopTextsRequest, answers::to_json,
+    Aggregate, ContrastRequest, DocRef, DocumentRequest, ExplainRequest, FeatureRequest,
+    InfoRequest, OverviewRequest, QueryIndex, Rank, Restriction, SampleRequest, SilentRequest,
+    TokenFeaturesRequest, TokenPattern, TopFeaturesRequest, TopTextsRequest, answers::to_json,
 };
 use saeidx_testkit::llm::{FakeLlm, sensible};
 use saeidx_tests::{
-    job_fixture::{Setup, saeidx_ok},
+    job_fixture::{Setup, random_sae_seeded, saeidx_ok},
     reference_python, repo_root, saeidx_binary,
 };
 use serde_json::Value;
@@ -245,6 +246,41 @@ fn questions(subjects: Subjects) -> Vec<(&'static str, Vec<String>, String, Stri
             "/api/contrast?a=doc%20%3C%202&k=3&examples=1&context=3".into(),
             "idx.contrast('doc < 2', top_k=3, examples=1, context=3)".into(),
         ),
+        (
+            "document",
+            strings(&[
+                "document",
+                &d,
+                "--feature",
+                &f,
+                "--page",
+                "1",
+                "--page-tokens",
+                "20",
+                "--top",
+                "4",
+            ]),
+            format!("/api/document/{d}?f={f}&page=1&page_tokens=20&top=4"),
+            format!("idx.document_page({d}, feature={f}, page=1, page_tokens=20, top=4)"),
+        ),
+        (
+            "overview",
+            strings(&[
+                "overview",
+                "--frequent",
+                "3",
+                "--sample",
+                "2",
+                "--seed",
+                "1",
+                "--docs",
+                "4",
+                "--docs-from",
+                "1",
+            ]),
+            "/api/overview?frequent=3&sample=2&seed=1&docs=4&docs_from=1".into(),
+            "idx.overview(frequent=3, sample=2, seed=1, docs=4, docs_from=1)".into(),
+        ),
     ]
 }
 
@@ -401,6 +437,29 @@ fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
                 })
                 .unwrap(),
         )),
+        json(to_json(
+            &index
+                .document_page(&DocumentRequest {
+                    doc: DocRef::Number(doc),
+                    feature: Some(feature),
+                    page: 1,
+                    page_tokens: 20,
+                    top: 4,
+                    ..DocumentRequest::default()
+                })
+                .unwrap(),
+        )),
+        json(to_json(
+            &index
+                .overview(&OverviewRequest {
+                    frequent: 3,
+                    sample: 2,
+                    seed: 1,
+                    documents: 4,
+                    documents_from: 1,
+                })
+                .unwrap(),
+        )),
     ]
 }
 
@@ -409,8 +468,15 @@ struct Server(Child, String);
 
 impl Server {
     fn start(index: &Path, cwd: &Path) -> Self {
+        Self::serving(&[index], cwd)
+    }
+
+    /// Serves several indexes (the first at `/`, each at `/i/NAME/`).
+    fn serving(indexes: &[&Path], cwd: &Path) -> Self {
         let mut child = Command::new(saeidx_binary())
-            .args(["serve", index.to_str().unwrap(), "--port", "0"])
+            .arg("serve")
+            .args(indexes)
+            .args(["--port", "0"])
             .current_dir(cwd)
             .env("HF_HUB_OFFLINE", "1")
             .stdout(Stdio::piped())
@@ -514,6 +580,8 @@ fn schema_of(question: &str) -> &'static str {
         "top_texts_where" => "top-texts",
         "token_features" => "token-features",
         "contrast" => "contrast",
+        "document" => "document",
+        "overview" => "overview",
         _ => "explain",
     }
 }
@@ -776,5 +844,75 @@ fn every_front_end_gives_the_same_answer() {
     assert_eq!(draft["scores"]["detection"]["balanced_accuracy"], 0.5);
     let silent = from_library[9]["contexts"].as_array().unwrap();
     assert!(!silent.is_empty() && silent.iter().all(|hit| hit["token"] == token));
+    checked.push(comparison_agrees(&setup, &index_dir));
     validate("every answer", &checked);
+}
+
+/// `compare` of the index with an index of the same documents made with a second,
+/// differently seeded random SAE gives the same answer through the library, the
+/// command line, the API and Python.
+fn comparison_agrees(setup: &Setup, index_a: &Path) -> (String, Value) {
+    let cwd = setup.path();
+    random_sae_seeded(&cwd.join("sae-b"), 64, 4);
+    let job = setup.write_job("job-b.toml", "sae-b", "");
+    let index_b = cwd.join("out/index-b");
+    let (a_arg, b_arg) = (index_a.to_str().unwrap(), index_b.to_str().unwrap());
+    saeidx_ok(
+        &["run", job.to_str().unwrap(), "--output", b_arg, "--json"],
+        cwd,
+    );
+    let (a, b) = (
+        QueryIndex::open(index_a).unwrap(),
+        QueryIndex::open(&index_b).unwrap(),
+    );
+    let request = CompareRequest {
+        candidates: 3,
+        min_score: 0.2,
+        examples: 2,
+        context: 2,
+        ..CompareRequest::default()
+    };
+    let from_library =
+        to_json(&saeidx_compare::compare_recorded(&a, &b, &request).unwrap()).unwrap();
+    let from_cli = saeidx_ok(
+        &[
+            "compare",
+            a_arg,
+            b_arg,
+            "--candidates",
+            "3",
+            "--min-score",
+            "0.2",
+            "--examples",
+            "2",
+            "--context",
+            "2",
+            "--json",
+        ],
+        cwd,
+    );
+    let server = Server::serving(&[index_a, &index_b], cwd);
+    let from_api =
+        server.get("/api/compare?with=index-b&candidates=3&min_score=0.2&examples=2&context=2");
+    let from_python = python(
+        index_a,
+        &[format!(
+            "idx.compare(saeidx.open({b_arg:?}), candidates=3, min_score=0.2, examples=2, \
+             context=2)"
+        )],
+    )
+    .remove(0);
+    assert_eq!(from_library["kind"], "saes");
+    assert_eq!(
+        from_library["matched_by"], "coactivation",
+        "the same tokens"
+    );
+    assert!(
+        from_library["matched"].as_u64().unwrap() > 0,
+        "{from_library}"
+    );
+    assert_eq!(from_library, from_cli, "compare: library vs CLI");
+    assert_eq!(from_library, from_api, "compare: library vs API");
+    assert_eq!(from_library, from_python, "compare: library vs Python");
+    ("compare".to_string(), from_cli)
 }

@@ -602,14 +602,33 @@ fn shards_merge_into_the_single_run_index() {
         setup.path(),
     );
     assert!(missing.contains("shard 1/3 is missing"), "{missing}");
-    saeidx_ok(&["merge", merged.to_str().unwrap(), "--json"], setup.path());
-    // Merges have no logit effects; `query logits` adds the single run's file.
-    saeidx_ok(&["query", "logits", merged.to_str().unwrap()], setup.path());
+    // The shards have no logit effects; the merge computes the single run's file from
+    // the model and SAE the manifest records.
+    let merge = saeidx_ok(&["merge", merged.to_str().unwrap(), "--json"], setup.path());
+    assert!(merge["logit_effects"].is_string(), "{merge}");
+    assert!(merge["logit_effects_missing"].is_null(), "{merge}");
     assert_same_index(&setup.path().join("out/index"), &merged);
     saeidx_ok(
         &["verify", merged.to_str().unwrap(), "--json"],
         setup.path(),
     );
+    // Without the SAE at hand the merge is still complete, and says how to add them.
+    let sae = setup.path().join("sae");
+    let elsewhere = setup.path().join("sae-elsewhere");
+    fs::rename(&sae, &elsewhere).unwrap();
+    let again = setup.path().join("out/merged-again");
+    let shard_dirs: Vec<String> = (0..3)
+        .map(|i| shards.join(format!("{i}-of-3")).display().to_string())
+        .collect();
+    let mut args = vec!["merge", again.to_str().unwrap()];
+    args.extend(shard_dirs.iter().map(String::as_str));
+    args.push("--json");
+    let merge = saeidx_ok(&args, setup.path());
+    fs::rename(&elsewhere, &sae).unwrap();
+    assert!(merge["logit_effects"].is_null(), "{merge}");
+    let why = merge["logit_effects_missing"].as_str().unwrap();
+    assert!(why.contains("saeidx query logits"), "{why}");
+    saeidx_ok(&["verify", again.to_str().unwrap(), "--json"], setup.path());
 }
 
 #[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]

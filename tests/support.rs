@@ -295,11 +295,17 @@ pub mod job_fixture {
 
     /// A random mlxterp TopK SAE (k = 8, 256 features) written by the reference script.
     pub fn random_sae(out: &Path, d_in: usize) {
+        random_sae_seeded(out, d_in, 3);
+    }
+
+    /// [`random_sae`] drawn with another seed.
+    pub fn random_sae_seeded(out: &Path, d_in: usize, seed: u64) {
         fs::create_dir_all(out).unwrap();
         let status = Command::new(reference_python())
             .arg(repo_root().join("scripts/reference/sae_encode_reference.py"))
             .args(["--write-random", "mlxterp", "--d-in", &d_in.to_string()])
-            .args(["--d-sae", "256", "--k", "8", "--seed", "3", "--out-dir"])
+            .args(["--d-sae", "256", "--k", "8", "--seed", &seed.to_string()])
+            .arg("--out-dir")
             .arg(out)
             .stdout(Stdio::null())
             .status()

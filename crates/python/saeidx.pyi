@@ -404,12 +404,17 @@ class LabelledFeature(TypedDict):
     confidence: str | None
     draft: bool
 
+class MetadataColumnInfo(TypedDict):
+    name: str
+    type: str
+
 class DocumentSummary(TypedDict):
     doc: int
     id: str
     source: str
     tokens: int
     preview: str
+    metadata: dict[str, str | int | float | bool | None]
 
 class Overview(TypedDict):
     provenance: IndexProvenance
@@ -421,6 +426,7 @@ class Overview(TypedDict):
     least_frequent: list[FeatureFrequency]
     labelled: list[LabelledFeature]
     sampled: list[FeatureFrequency]
+    metadata_columns: list[MetadataColumnInfo]
     documents: list[DocumentSummary]
     logit_effects: bool
 

@@ -1,6 +1,9 @@
 //! `saeidx run`, `saeidx merge`, `saeidx verify`: build, combine and check index folders.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context;
 use clap::Args;
@@ -18,6 +21,8 @@ use saeidx_indexer::{
     parts::Shard,
     pipeline::{self, Event, RunOptions, RunSummary},
 };
+use saeidx_live::{LiveSources, LogitsBuilt, build_logit_effects};
+use saeidx_model::hook::{HookKind, HookPoint};
 use saeidx_sae::logits::LogitOptions;
 use serde_json::json;
 
@@ -322,11 +327,20 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
         memory: args.memory.saturating_mul(1 << 20),
     };
     let manifest = merge::merge(&shards, &args.output, &query_build)?;
+    // Shards have no logit effects: compute the merged index's as `run` does, from the
+    // model and SAE its manifest records, when they are at hand here.
+    let logits = merged_logit_effects(&manifest, &args.output);
     if args.output_format.json {
+        let (path, missing) = match &logits {
+            Ok(built) => (Some(&built.path), None),
+            Err(reason) => (None, Some(reason)),
+        };
         return print_json(&json!({
             "index": args.output,
             "shards": shards,
             "counts": manifest.counts,
+            "logit_effects": path,
+            "logit_effects_missing": missing,
         }));
     }
     println!(
@@ -337,7 +351,49 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
         manifest.counts.tokens,
         manifest.counts.nonzeros
     );
+    match logits {
+        Ok(built) => println!(
+            "logit effects of {} features computed in {:.1} s: {}",
+            built.features,
+            built.seconds,
+            built.path.display()
+        ),
+        Err(reason) => println!("no logit effects: {reason}"),
+    }
     Ok(())
+}
+
+/// The merged index's logit effects, computed from the model and SAE its manifest
+/// records; or why there are none (the merged index itself is complete either way).
+fn merged_logit_effects(manifest: &Manifest, index: &Path) -> Result<LogitsBuilt, String> {
+    let hook = HookPoint::parse(&manifest.job.hook, None);
+    if hook.is_ok_and(|hook| hook.kind == HookKind::AttnZ) {
+        return Err(
+            "this SAE's decoder directions are not in the residual stream (attention heads' \
+             outputs before W_O)"
+                .into(),
+        );
+    }
+    let built = saeidx_format::lock::OutputLock::acquire(index)
+        .map_err(anyhow::Error::from)
+        .and_then(|_lock| {
+            build_logit_effects(
+                manifest,
+                index,
+                &LiveSources::default(),
+                &HubSettings::from_env(),
+                LogitOptions::default(),
+            )
+            .map_err(anyhow::Error::from)
+        });
+    built.map_err(|error| {
+        format!(
+            "{error:#}. The index is complete without them; compute them where its model \
+             and SAE are at hand with `saeidx query logits {}` (--model, --sae name other \
+             places)",
+            index.display()
+        )
+    })
 }
 
 #[derive(Args)]

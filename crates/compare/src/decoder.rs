@@ -5,7 +5,8 @@
 //! that a dot product of two rows is their cosine. The files are those `saeidx_sae`
 //! loads: mlxterp (`weights.safetensors`, `decoder.weight` `[d_in, d_sae]`, or the
 //! encoder's rows when tied), SAELens (`sae_weights.safetensors`, `W_dec`), sparsify
-//! (`sae.safetensors`, `W_dec`) and Gemma Scope 2 (`params.safetensors`, `W_dec`). The
+//! (`sae.safetensors`, `W_dec`), Gemma Scope (`params.npz`, NumPy `w_dec`) and Gemma
+//! Scope 2 (`params.safetensors`, `w_dec`). The
 //! folder's SHA-256 is computed as `saeidx_sae` records it, and a folder whose SHA-256
 //! differs from the index's is refused: the directions must be the index's SAE's.
 
@@ -107,11 +108,15 @@ impl Decoder {
                 dir,
                 "holds no SAE whose decoder saeidx reads: expected mlxterp (config.json + \
                  weights.safetensors), SAELens (cfg.json + sae_weights.safetensors), sparsify \
-                 (cfg.json + sae.safetensors) or Gemma Scope 2 (params.safetensors)",
+                 (cfg.json + sae.safetensors) or Gemma Scope (params.npz or params.safetensors)",
             ));
         };
         let path = dir.join(layout.weights);
-        let (values, shape) = read_tensor(&path, layout.tensor)?;
+        let (values, shape) = if layout.weights.ends_with(".npz") {
+            read_npz_array(&path, layout.tensor)?
+        } else {
+            read_tensor(&path, layout.tensor)?
+        };
         let [first, second] = shape[..] else {
             return Err(CompareError::bad(
                 &path,
@@ -200,6 +205,11 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         .sum::<f64>() as f32
 }
 
+/// Gemma Scope's weights file (NumPy arrays; `w_dec` is `[d_sae, d_in]`).
+const GEMMA_NPZ: &str = "params.npz";
+/// Gemma Scope 2's weights file (the same tensors as safetensors).
+const GEMMA_SAFETENSORS: &str = "params.safetensors";
+
 /// Where an SAE format keeps its decoder.
 struct Layout {
     /// The safetensors file.
@@ -236,14 +246,20 @@ impl Layout {
                 });
             }
         }
-        let (weights, config) = if has("cfg.json") && has("sae_weights.safetensors") {
-            ("sae_weights.safetensors", Some("cfg.json"))
+        let (weights, config, tensor) = if has("cfg.json") && has("sae_weights.safetensors") {
+            ("sae_weights.safetensors", Some("cfg.json"), "W_dec")
         } else if has("cfg.json") && has("sae.safetensors") {
-            ("sae.safetensors", Some("cfg.json"))
-        } else if has("params.safetensors") {
+            ("sae.safetensors", Some("cfg.json"), "W_dec")
+        } else if has(GEMMA_NPZ) || has(GEMMA_SAFETENSORS) {
+            // Gemma Scope: the NumPy archive first, as `saeidx_sae` reads it.
             (
-                "params.safetensors",
+                if has(GEMMA_NPZ) {
+                    GEMMA_NPZ
+                } else {
+                    GEMMA_SAFETENSORS
+                },
                 has("config.json").then_some("config.json"),
+                "w_dec",
             )
         } else {
             return None;
@@ -251,7 +267,7 @@ impl Layout {
         Some(Self {
             weights,
             config,
-            tensor: "W_dec",
+            tensor,
             transposed: false,
         })
     }
@@ -259,7 +275,7 @@ impl Layout {
     /// The files whose SHA-256 lines make the SAE's SHA-256, in `saeidx_sae`'s order.
     fn hashed(&self) -> Vec<&'static str> {
         match (self.weights, self.config) {
-            ("params.safetensors", Some(config)) => vec![self.weights, config],
+            (GEMMA_NPZ | GEMMA_SAFETENSORS, Some(config)) => vec![self.weights, config],
             (_, Some(config)) => vec![config, self.weights],
             (_, None) => vec![self.weights],
         }
@@ -341,6 +357,58 @@ fn read_tensor(path: &Path, name: &str) -> Result<(Vec<f32>, Vec<usize>), Compar
         }
     };
     Ok((values, view.shape().to_vec()))
+}
+
+/// Reads the array `name` of a NumPy `.npz` archive as f32 values (f16, f32 or f64
+/// stored) in row-major order, with its shape.
+fn read_npz_array(path: &Path, name: &str) -> Result<(Vec<f32>, Vec<usize>), CompareError> {
+    let file = std::fs::File::open(path).map_err(CompareError::io(path))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| CompareError::bad(path, format!("not an .npz archive: {e}")))?;
+    let mut entry = archive
+        .by_name(&format!("{name}.npy"))
+        .map_err(|_| CompareError::bad(path, format!("has no array {name}")))?;
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(CompareError::io(path))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .map_err(|e| CompareError::bad(path, format!("{name}.npy is not a NumPy array: {e}")))?;
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let values =
+        npy_f32(npy).map_err(|reason| CompareError::bad(path, format!("{name}.npy: {reason}")))?;
+    let values = match (&shape[..], fortran) {
+        // A Fortran-order matrix is its transpose stored in C order.
+        ([rows, cols], true) => transpose(&values, *cols, *rows),
+        _ => values,
+    };
+    Ok((values, shape))
+}
+
+/// The values of a little-endian float NumPy array, as f32.
+fn npy_f32(npy: npyz::NpyFile<&[u8]>) -> Result<Vec<f32>, String> {
+    let dtype = npy.dtype();
+    let npyz::DType::Plain(kind) = &dtype else {
+        return Err(format!("dtype {dtype:?} is not a plain float"));
+    };
+    let read_error = |e: std::io::Error| e.to_string();
+    match (kind.type_char(), kind.size_field()) {
+        (npyz::TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(read_error),
+        (npyz::TypeChar::Float, 8) => Ok(npy
+            .into_vec::<f64>()
+            .map_err(read_error)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()),
+        (npyz::TypeChar::Float, 2) => Ok(npy
+            .into_vec::<half::f16>()
+            .map_err(read_error)?
+            .into_iter()
+            .map(f32::from)
+            .collect()),
+        _ => Err(format!(
+            "dtype {kind} is not a float; a decoder is floating point"
+        )),
+    }
 }
 
 /// A `[rows, cols]` row-major matrix transposed.

@@ -1,7 +1,8 @@
 //! `compare` on constructed SAEs whose answer is known: B is A with its features
 //! permuted and decoder rows perturbed (the matching recovers the permutation), B splits
 //! one feature of A in two (the split is reported), and two runs of one SAE over a
-//! grown corpus (the changes equal brute force over both indexes' Parquet).
+//! grown corpus (the changes equal brute force over both indexes' Parquet); a Gemma
+//! Scope SAE (`params.npz`) is matched with a SAELens one by its decoder.
 
 use std::{collections::BTreeMap, fs::File, path::Path};
 
@@ -14,7 +15,7 @@ use saeidx_compare::{
 use saeidx_hub::HubSettings;
 use saeidx_query::{QueryIndex, build};
 use saeidx_testkit::{
-    sae::{random_decoder, record_sae, write_saelens_sae},
+    sae::{NpyLayout, random_decoder, record_sae, write_gemma_scope_npz, write_saelens_sae},
     synthetic::{Recode, SyntheticSpec, write_synthetic_index_recoded},
 };
 
@@ -33,7 +34,7 @@ fn spec(d_sae: usize, documents: usize, seed: u64) -> SyntheticSpec {
 }
 
 /// Writes an index at `dir/name` with codes passed through `recode` and an SAE with
-/// decoder `rows`, and builds its query files.
+/// decoder `rows` (unless `dir/name-sae` holds one already), and builds its query files.
 fn index(
     dir: &Path,
     name: &str,
@@ -44,9 +45,8 @@ fn index(
     let index = dir.join(name);
     let sae = dir.join(format!("{name}-sae"));
     write_synthetic_index_recoded(&index, spec, recode).unwrap();
-    let d_sae = rows.len() / D_IN;
     if !sae.exists() {
-        write_saelens_sae(&sae, rows, d_sae, D_IN).unwrap();
+        write_saelens_sae(&sae, rows, rows.len() / D_IN, D_IN).unwrap();
     }
     let decoder = Decoder::read_folder(&sae).unwrap();
     record_sae(&index, &sae, decoder.sha256(), D_IN).unwrap();
@@ -317,6 +317,45 @@ fn indexes_of_different_documents_are_matched_by_decoder_alone() {
         &request,
     );
     assert!(error.unwrap_err().to_string().contains("same tokens"));
+}
+
+#[test]
+fn a_gemma_scope_npz_sae_is_matched_by_its_decoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d_sae = 30;
+    let rows_a = random_decoder(d_sae, D_IN, 41);
+    let pi = permutation(d_sae as u32);
+    let mut rows_b = vec![0.0; rows_a.len()];
+    for (f, &to) in pi.iter().enumerate() {
+        let to = to as usize;
+        rows_b[to * D_IN..(to + 1) * D_IN].copy_from_slice(&rows_a[f * D_IN..(f + 1) * D_IN]);
+    }
+    // B: Gemma Scope's params.npz, its w_dec in Fortran order as f64, deflated.
+    let sae_b = dir.path().join("b-sae");
+    let layout = NpyLayout {
+        fortran: true,
+        f64: true,
+        deflated: true,
+    };
+    write_gemma_scope_npz(&sae_b, &perturbed(&rows_b, 0.05, 42), d_sae, D_IN, layout).unwrap();
+    let a = index(dir.path(), "a", &spec(d_sae, 20, 1), &|_, _, c| c, &rows_a);
+    let b = index(dir.path(), "b", &spec(d_sae, 20, 2), &|_, _, c| c, &[]);
+    let answer = saes(
+        compare(
+            &a,
+            &b,
+            &SaeFolders::default(),
+            &HubSettings::from_env(),
+            &CompareRequest::default(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(answer.matched_by, MatchBy::Decoder);
+    assert_eq!(answer.b.d_sae, d_sae);
+    for feature in &answer.features {
+        assert_eq!(feature.matched, Some(pi[feature.feature as usize]));
+        assert!(feature.score.unwrap() > 0.95, "{feature:?}");
+    }
 }
 
 fn read(path: &Path) -> Vec<RecordBatch> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use saeidx_compare::{Decoder, DecoderNeighbour, decoder_neighbours, feature_report, nearest};
 use saeidx_query::{FeatureRequest, QueryIndex, build};
 use saeidx_testkit::{
-    sae::{random_decoder, record_sae, write_saelens_sae},
+    sae::{NpyLayout, random_decoder, record_sae, write_gemma_scope_npz, write_saelens_sae},
     synthetic::{SyntheticSpec, write_synthetic_index},
 };
 
@@ -173,4 +173,55 @@ fn an_index_without_its_sae_file_answers_without_decoder_neighbours() {
     assert_eq!(report.decoder_neighbours, None);
     let json = serde_json::to_value(&report).unwrap();
     assert!(json["decoder_neighbours"].is_null());
+}
+
+#[test]
+fn gemma_scope_params_npz_decoders_are_read_in_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d_sae, d_in) = (40, 12);
+    let rows = random_decoder(d_sae, d_in, 5);
+    let want = Decoder::from_rows(rows.clone(), d_sae, d_in).unwrap();
+    for (i, fortran, f64, deflated) in [
+        (0, false, false, false),
+        (1, true, false, true),
+        (2, false, true, false),
+        (3, true, true, true),
+    ] {
+        let sae = dir.path().join(format!("gemma-{i}"));
+        let layout = NpyLayout {
+            fortran,
+            f64,
+            deflated,
+        };
+        write_gemma_scope_npz(&sae, &rows, d_sae, d_in, layout).unwrap();
+        let got = Decoder::read_folder(&sae).unwrap();
+        assert_eq!((got.d_sae(), got.d_in()), (d_sae, d_in), "{layout:?}");
+        for (g, w) in got.rows().iter().zip(want.rows()) {
+            // f64 storage rounds through f64 and back: the same f32 values.
+            assert_eq!(g, w, "{layout:?}");
+        }
+        // The SHA-256 `saeidx_sae` records for the folder: params.npz, then config.json.
+        let npz = saeidx_format::checksum::sha256_file(&sae.join("params.npz")).unwrap();
+        let listing = format!("params.npz {npz}\n");
+        assert_eq!(
+            got.sha256(),
+            saeidx_format::checksum::sha256_hex(listing.as_bytes())
+        );
+        std::fs::write(sae.join("config.json"), "{}").unwrap();
+        let config = saeidx_format::checksum::sha256_file(&sae.join("config.json")).unwrap();
+        let listing = format!("{listing}config.json {config}\n");
+        assert_eq!(
+            Decoder::read_folder(&sae).unwrap().sha256(),
+            saeidx_format::checksum::sha256_hex(listing.as_bytes())
+        );
+    }
+    // A file that is no archive is refused, naming it.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("params.npz"), b"not a zip").unwrap();
+    let error = Decoder::read_folder(&broken).unwrap_err().to_string();
+    assert!(
+        error.contains("params.npz") && error.contains("npz"),
+        "{error}"
+    );
 }

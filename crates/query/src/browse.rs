@@ -8,10 +8,12 @@ use std::collections::HashMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::{
     QueryError,
     answers::DocRef,
+    documents::{DocumentsRequest, MetadataColumnInfo, list_documents},
     index::{Exclusions, QueryIndex},
     layout::{FLAG_SINK, FLAG_SPECIAL, QueryCounts},
     limits::Limit,
@@ -396,6 +398,9 @@ pub struct DocumentSummary {
     pub tokens: u32,
     /// The start of its text (up to 80 characters).
     pub preview: String,
+    /// Its metadata, by column name, as `documents` gives it (empty when the index keeps
+    /// no metadata columns).
+    pub metadata: Map<String, Value>,
 }
 
 /// The answer of `overview`.
@@ -419,6 +424,9 @@ pub struct Overview {
     pub labelled: Vec<LabelledFeature>,
     /// Live features sampled at random.
     pub sampled: Vec<FeatureFrequency>,
+    /// The index's document metadata columns, in table order (the job's `[corpus]
+    /// metadata`; empty when it keeps none).
+    pub metadata_columns: Vec<MetadataColumnInfo>,
     /// Documents from `documents_from`.
     pub documents: Vec<DocumentSummary>,
     /// Whether the index has logit effects.
@@ -465,6 +473,8 @@ impl QueryIndex {
             .into_iter()
             .filter_map(|f| live.iter().find(|l| l.feature == f).cloned())
             .collect();
+        let (metadata_columns, documents) =
+            self.document_summaries(request.documents_from, request.documents)?;
         Ok(Overview {
             provenance: self.provenance(),
             counts: self.counts()?,
@@ -475,7 +485,8 @@ impl QueryIndex {
             least_frequent,
             labelled: self.labelled(),
             sampled,
-            documents: self.document_summaries(request.documents_from, request.documents)?,
+            metadata_columns,
+            documents,
             logit_effects: self.logit_effects().is_ok_and(|e| e.is_some()),
         })
     }
@@ -519,9 +530,34 @@ impl QueryIndex {
             .collect()
     }
 
-    fn document_summaries(&self, from: u32, n: usize) -> Result<Vec<DocumentSummary>, QueryError> {
+    /// Documents `from..from + n` with their metadata, and the metadata columns (read
+    /// from the Parquet documents table only when the index keeps some).
+    fn document_summaries(
+        &self,
+        from: u32,
+        n: usize,
+    ) -> Result<(Vec<MetadataColumnInfo>, Vec<DocumentSummary>), QueryError> {
         let end = (u64::from(from) + n as u64).min(u64::from(self.documents())) as u32;
-        (from.min(end)..end)
+        let from = from.min(end);
+        let (columns, mut metadata) = if self.manifest().job.corpus.metadata.is_empty() {
+            (Vec::new(), HashMap::new())
+        } else {
+            let list = list_documents(
+                self.dir(),
+                &DocumentsRequest {
+                    limit: (end - from) as usize,
+                    offset: from as usize,
+                    ..DocumentsRequest::default()
+                },
+            )?;
+            let metadata = list
+                .documents
+                .into_iter()
+                .map(|entry| (entry.doc, entry.metadata))
+                .collect();
+            (list.columns, metadata)
+        };
+        let summaries = (from..end)
             .map(|doc| {
                 let (id, source, text) = self.document(doc)?;
                 let (_, tokens) = self.doc_tokens(doc)?;
@@ -531,9 +567,11 @@ impl QueryIndex {
                     source: source.to_string(),
                     tokens,
                     preview: text.chars().take(80).collect(),
+                    metadata: metadata.remove(&doc).unwrap_or_default(),
                 })
             })
-            .collect()
+            .collect::<Result<_, QueryError>>()?;
+        Ok((columns, summaries))
     }
 }
 

@@ -4,13 +4,23 @@
 use std::collections::BTreeMap;
 
 use saeidx_query::{
-    DocRef, DocumentRequest, Exclusions, OverviewRequest, QueryError, QueryIndex, build,
+    DocRef, DocumentRequest, DocumentsRequest, Exclusions, OverviewRequest, QueryError, QueryIndex,
+    build, list_documents,
 };
-use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
+use saeidx_testkit::synthetic::{
+    SyntheticSpec, write_synthetic_index, write_synthetic_index_with_metadata,
+};
 
 fn index() -> (tempfile::TempDir, QueryIndex) {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SyntheticSpec {
+    write_synthetic_index(dir.path(), &spec()).unwrap();
+    build(dir.path()).unwrap();
+    let index = QueryIndex::open(dir.path()).unwrap();
+    (dir, index)
+}
+
+fn spec() -> SyntheticSpec {
+    SyntheticSpec {
         documents: 12,
         tokens_per_document: (0, 90),
         documents_per_part: 5,
@@ -20,11 +30,7 @@ fn index() -> (tempfile::TempDir, QueryIndex) {
         k: 5,
         value_step: 0.25,
         seed: 9,
-    };
-    write_synthetic_index(dir.path(), &spec).unwrap();
-    build(dir.path()).unwrap();
-    let index = QueryIndex::open(dir.path()).unwrap();
-    (dir, index)
+    }
 }
 
 #[test]
@@ -154,6 +160,8 @@ fn the_overview_counts_every_feature_once() {
     assert_eq!(overview.documents.len(), index.documents() as usize);
     assert_eq!(overview.documents[3].doc, 3);
     assert!(!overview.logit_effects);
+    assert!(overview.metadata_columns.is_empty());
+    assert!(overview.documents.iter().all(|d| d.metadata.is_empty()));
     let later = index
         .overview(&OverviewRequest {
             documents: 2,
@@ -165,4 +173,39 @@ fn the_overview_counts_every_feature_once() {
         later.documents.iter().map(|d| d.doc).collect::<Vec<_>>(),
         [10, 11]
     );
+}
+
+#[test]
+fn the_overview_lists_documents_with_their_metadata_as_documents_does() {
+    let dir = tempfile::tempdir().unwrap();
+    write_synthetic_index_with_metadata(dir.path(), &spec()).unwrap();
+    build(dir.path()).unwrap();
+    let index = QueryIndex::open(dir.path()).unwrap();
+    let overview = index
+        .overview(&OverviewRequest {
+            documents: 4,
+            documents_from: 7,
+            ..OverviewRequest::default()
+        })
+        .unwrap();
+    let listed = list_documents(
+        dir.path(),
+        &DocumentsRequest {
+            limit: 1000,
+            ..DocumentsRequest::default()
+        },
+    )
+    .unwrap();
+    assert!(!overview.metadata_columns.is_empty());
+    assert_eq!(overview.metadata_columns, listed.columns);
+    assert_eq!(
+        overview.documents.iter().map(|d| d.doc).collect::<Vec<_>>(),
+        [7, 8, 9, 10]
+    );
+    for summary in &overview.documents {
+        let entry = &listed.documents[summary.doc as usize];
+        assert_eq!(entry.doc, summary.doc);
+        assert_eq!(summary.metadata, entry.metadata);
+        assert_eq!(summary.metadata.len(), overview.metadata_columns.len());
+    }
 }

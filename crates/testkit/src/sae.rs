@@ -1,6 +1,7 @@
 //! SAE folders with a chosen decoder, for tests of what is computed from decoder
-//! directions: a SAELens folder (`cfg.json` + `sae_weights.safetensors`) whose `W_dec`
-//! is given, recorded in a synthetic index's manifest as the index's SAE.
+//! directions: a SAELens folder (`cfg.json` + `sae_weights.safetensors`) or a Gemma
+//! Scope folder (`params.npz`) whose decoder is given, recorded in a synthetic index's
+//! manifest as the index's SAE.
 
 use std::{collections::HashMap, path::Path};
 
@@ -73,6 +74,112 @@ pub fn write_saelens_sae(
     });
     std::fs::write(dir.join("cfg.json"), cfg.to_string())?;
     Ok(())
+}
+
+/// How [`write_gemma_scope_npz`] stores the decoder array `w_dec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NpyLayout {
+    /// Fortran (column-major) order instead of C order.
+    pub fortran: bool,
+    /// `<f8` values instead of `<f4`.
+    pub f64: bool,
+    /// A deflated archive entry (`np.savez_compressed`) instead of a stored one.
+    pub deflated: bool,
+}
+
+/// Writes a Gemma Scope JumpReLU SAE folder `dir` (`params.npz`, as `np.savez` writes
+/// it) whose decoder `w_dec` is `w_dec` (`d_sae × d_in`, row-major), stored as `layout`
+/// says; `w_enc` is its transpose, the biases zero, the thresholds 0.5.
+pub fn write_gemma_scope_npz(
+    dir: &Path,
+    w_dec: &[f32],
+    d_sae: usize,
+    d_in: usize,
+    layout: NpyLayout,
+) -> Result<(), SyntheticError> {
+    if w_dec.len() != d_sae * d_in {
+        return Err(SyntheticError::Spec(format!(
+            "{} decoder values are not {d_sae} × {d_in}",
+            w_dec.len()
+        )));
+    }
+    std::fs::create_dir_all(dir)?;
+    let transposed = |values: &[f32], rows: usize, cols: usize| -> Vec<f32> {
+        let mut out = vec![0.0; values.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                out[c * rows + r] = values[r * cols + c];
+            }
+        }
+        out
+    };
+    // Fortran order stores the transpose's C-order values.
+    let stored = if layout.fortran {
+        transposed(w_dec, d_sae, d_in)
+    } else {
+        w_dec.to_vec()
+    };
+    let w_enc = transposed(w_dec, d_sae, d_in);
+    let arrays = [
+        ("w_dec", npy(&stored, &[d_sae, d_in], layout)),
+        ("w_enc", npy(&w_enc, &[d_in, d_sae], NpyLayout::default())),
+        (
+            "b_enc",
+            npy(&vec![0.0; d_sae], &[d_sae], NpyLayout::default()),
+        ),
+        (
+            "b_dec",
+            npy(&vec![0.0; d_in], &[d_in], NpyLayout::default()),
+        ),
+        (
+            "threshold",
+            npy(&vec![0.5; d_sae], &[d_sae], NpyLayout::default()),
+        ),
+    ];
+    let zip_error = |e: zip::result::ZipError| SyntheticError::Spec(e.to_string());
+    let mut archive = zip::ZipWriter::new(std::fs::File::create(dir.join("params.npz"))?);
+    let options = zip::write::SimpleFileOptions::default().compression_method(if layout.deflated {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    });
+    for (name, bytes) in arrays {
+        archive
+            .start_file(format!("{name}.npy"), options)
+            .map_err(zip_error)?;
+        std::io::Write::write_all(&mut archive, &bytes)?;
+    }
+    archive.finish().map_err(zip_error)?;
+    Ok(())
+}
+
+/// A NumPy `.npy` file (format 1.0) of `values` with `shape`.
+fn npy(values: &[f32], shape: &[usize], layout: NpyLayout) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let descr = if layout.f64 { "<f8" } else { "<f4" };
+    let fortran = if layout.fortran { "True" } else { "False" };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    for value in values {
+        if layout.f64 {
+            out.extend(f64::from(*value).to_le_bytes());
+        } else {
+            out.extend(value.to_le_bytes());
+        }
+    }
+    out
 }
 
 /// Records the SAE folder `sae_dir` (with SHA-256 `sha256`, as `saeidx_sae` computes it)

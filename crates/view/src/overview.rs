@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use saeidx_query::{FeatureFrequency, Overview};
+use serde_json::Value;
 
 use crate::{escape, plots};
 
@@ -148,9 +149,14 @@ fn documents(out: &mut String, overview: &Overview, base: &str) {
     let shown = overview.documents.len();
     let total = overview.counts.documents;
     let first = overview.documents.first().map_or(0, |d| d.doc);
+    let columns: String = overview
+        .metadata_columns
+        .iter()
+        .map(|c| format!("<th title=\"{}\">{}</th>", escape(&c.kind), escape(&c.name)))
+        .collect();
     let _ = write!(
         out,
-        "<h2 id=\"documents\">Documents</h2><p class=\"meta\">{} of {total}</p><table class=\"list\"><tr><th>doc</th><th>id</th><th>source</th><th>tokens</th><th>beginning</th></tr>",
+        "<h2 id=\"documents\">Documents</h2><p class=\"meta\">{} of {total}</p><table class=\"list\" id=\"documents-list\"><tr><th>doc</th><th>id</th><th>source</th>{columns}<th>tokens</th><th>beginning</th></tr>",
         if shown == 0 {
             "none".to_string()
         } else {
@@ -158,9 +164,14 @@ fn documents(out: &mut String, overview: &Overview, base: &str) {
         }
     );
     for d in &overview.documents {
+        let cells: String = overview
+            .metadata_columns
+            .iter()
+            .map(|c| metadata_cell(d.metadata.get(&c.name)))
+            .collect();
         let _ = write!(
             out,
-            "<tr><td><a href=\"{base}/doc/{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td class=\"n\">{3}</td><td>{4}…</td></tr>",
+            "<tr><td><a href=\"{base}/doc/{0}\">{0}</a></td><td>{1}</td><td>{2}</td>{cells}<td class=\"n\">{3}</td><td>{4}…</td></tr>",
             d.doc,
             escape(&d.id),
             escape(&d.source),
@@ -186,5 +197,16 @@ fn documents(out: &mut String, overview: &Overview, base: &str) {
     }
     if !nav.is_empty() {
         let _ = write!(out, "<nav aria-label=\"documents\">{nav}</nav>");
+    }
+}
+
+/// One metadata value as a table cell: numbers right-aligned, a missing value as an
+/// empty cell.
+fn metadata_cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => "<td class=\"meta\"></td>".to_string(),
+        Some(Value::Number(n)) => format!("<td class=\"n\">{n}</td>"),
+        Some(Value::String(s)) => format!("<td>{}</td>", escape(s)),
+        Some(other) => format!("<td>{}</td>", escape(&other.to_string())),
     }
 }

@@ -200,8 +200,17 @@ fn print_overview(answer: &Overview) {
     }
     println!("documents:");
     for doc in &answer.documents {
+        let metadata: String = answer
+            .metadata_columns
+            .iter()
+            .map(|c| match doc.metadata.get(&c.name) {
+                Some(serde_json::Value::String(s)) => format!("  {}={s}", c.name),
+                Some(value) => format!("  {}={value}", c.name),
+                None => format!("  {}=null", c.name),
+            })
+            .collect();
         println!(
-            "  {:>5}  {}  {} tokens  {}",
+            "  {:>5}  {}{metadata}  {} tokens  {}",
             doc.doc,
             doc.id,
             doc.tokens,
