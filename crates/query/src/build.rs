@@ -50,8 +50,8 @@ pub const DEFAULT_BUILD_MEMORY: u64 = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuildOptions {
     /// Bytes of nonzero activations the external sort holds in memory before it spills
-    /// a sorted run to disk (the build's other memory: one Parquet part, the documents'
-    /// texts, the largest feature's postings).
+    /// a sorted run to disk (the build's other memory: one Parquet part and the
+    /// documents' ids and offsets; at the end, after the sort, the documents' texts).
     pub memory: u64,
 }
 
@@ -193,13 +193,15 @@ fn carry_logit_effects(old: &Path, staged: &Path) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// The documents, collected for `documents.arrow`.
-#[derive(Default)]
+/// The documents, collected for `documents.arrow`. Their texts (the bulk: ~4 bytes per
+/// token) wait in a scratch file until the end, when the sort's memory is released.
 struct Documents {
     ids: Vec<String>,
     sources: Vec<String>,
     text_offsets: Vec<i64>,
-    text: Vec<u8>,
+    text_path: PathBuf,
+    text: BufWriter<File>,
+    text_bytes: u64,
     first_token: Vec<u64>,
     doc_tokens: Vec<u32>,
     /// Tokens the documents hold.
@@ -207,6 +209,22 @@ struct Documents {
 }
 
 impl Documents {
+    fn create(dir: &Path) -> Result<Self, QueryError> {
+        let text_path = dir.join(".documents.texts");
+        let file = File::create(&text_path).map_err(QueryError::io(&text_path))?;
+        Ok(Self {
+            ids: Vec::new(),
+            sources: Vec::new(),
+            text_offsets: Vec::new(),
+            text: BufWriter::with_capacity(1 << 20, file),
+            text_path,
+            text_bytes: 0,
+            first_token: Vec::new(),
+            doc_tokens: Vec::new(),
+            tokens: 0,
+        })
+    }
+
     fn add(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
         if self.text_offsets.is_empty() {
             self.text_offsets.push(0);
@@ -218,8 +236,12 @@ impl Documents {
         for row in 0..batch.num_rows() {
             self.ids.push(id.value(row).to_string());
             self.sources.push(source.value(row).to_string());
-            self.text.extend_from_slice(text.value(row).as_bytes());
-            self.text_offsets.push(self.text.len() as i64);
+            let bytes = text.value(row).as_bytes();
+            self.text
+                .write_all(bytes)
+                .map_err(QueryError::io(&self.text_path))?;
+            self.text_bytes += bytes.len() as u64;
+            self.text_offsets.push(self.text_bytes as i64);
             self.first_token.push(self.tokens);
             self.tokens += u64::from(tokens.value(row));
             self.doc_tokens.push(tokens.value(row));
@@ -237,6 +259,12 @@ impl Documents {
         if self.text_offsets.is_empty() {
             self.text_offsets.push(0);
         }
+        let path = self.text_path;
+        self.text
+            .into_inner()
+            .map_err(|e| QueryError::io(&path)(e.into_error()))?;
+        let text = std::fs::read(&path).map_err(QueryError::io(&path))?;
+        std::fs::remove_file(&path).map_err(QueryError::io(&path))?;
         arrow_batch(
             QueryFile::Documents,
             vec![
@@ -244,7 +272,7 @@ impl Documents {
                 Arc::new(StringArray::from(self.sources)),
                 Arc::new(LargeBinaryArray::new(
                     OffsetBuffer::new(ScalarBuffer::from(self.text_offsets)),
-                    Buffer::from_vec(self.text),
+                    Buffer::from_vec(text),
                     None,
                 )),
                 Arc::new(UInt64Array::from(self.first_token)),
@@ -282,7 +310,7 @@ struct Stream {
 impl Stream {
     fn create(dir: &Path, d_sae: usize, sorter: Sorter) -> Result<Self, QueryError> {
         Ok(Self {
-            documents: Documents::default(),
+            documents: Documents::create(dir)?,
             tokens: TokensWriter::create(dir)?,
             codes: CodesWriter::create(dir, d_sae)?,
             sorter,
