@@ -284,6 +284,7 @@ fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
                     seed: 7,
                     examples: 2,
                     context: 3,
+                    restrict: Default::default(),
                 })
                 .unwrap(),
         )),

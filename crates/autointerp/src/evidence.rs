@@ -127,6 +127,7 @@ pub fn gather(
         neighbours: 0,
         context: 0,
         exclusions: Exclusions::default(),
+        restrict: Default::default(),
     })?;
     let mut seen = HashSet::new();
     let mut explain_hits: Vec<&TextHit> = Vec::new();

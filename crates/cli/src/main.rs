@@ -85,6 +85,12 @@ enum Command {
     Overview(query::OverviewArgs),
     /// An index's documents with their metadata, all or those a filter selects.
     Documents(query::DocumentsArgs),
+    /// The features of a token (or token sequence) over its occurrences: how often and
+    /// how strongly each fires, with example contexts.
+    TokenFeatures(query::TokenFeaturesArgs),
+    /// Features over-represented in one set of documents relative to another (or to the
+    /// rest), per token, both ways, with examples.
+    Contrast(query::ContrastArgs),
     /// The query files of an index (`build`).
     #[command(subcommand)]
     Query(query::QueryCommand),
@@ -190,6 +196,8 @@ fn main() -> ExitCode {
         Command::Document(args) => query::document(args),
         Command::Overview(args) => query::overview(args),
         Command::Documents(args) => query::documents(args),
+        Command::TokenFeatures(args) => query::token_features(args),
+        Command::Contrast(args) => query::contrast(args),
         Command::Query(command) => query::query(command),
         Command::Labels(command) => query::labels(command),
         Command::Render(command) => query::render(command),

@@ -101,6 +101,8 @@ fn new_examples(
         rank: Rank::Token,
         context: request.context,
         exclusions: request.exclusions,
+        restrict: Default::default(),
+        token: Default::default(),
     };
     let old: HashSet<(String, u32)> = a
         .top_texts(&top)?

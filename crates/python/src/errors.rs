@@ -67,6 +67,8 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::NotForTexts(_)
         | QueryError::NoDraft { .. }
         | QueryError::Filter(_)
+        | QueryError::TokenPattern { .. }
+        | QueryError::Contrast(_)
         | QueryError::Limit { .. } => PyValueError::new_err(text),
         QueryError::NotBuilt { .. } => IndexNotBuiltError::new_err(text),
         QueryError::Index(VerifyError::Manifest(ManifestError::Read { source, .. }))

@@ -18,9 +18,10 @@ use pyo3::{
 };
 use saeidx_autointerp::{LabelReport, Task};
 use saeidx_query::{
-    AnalyzedText, DocRef, DocumentRequest, ExplainRequest, FeatureLabel, FeatureRequest,
-    InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex, SampleRequest,
-    SilentRequest, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
+    AnalyzedText, ContrastRequest, DocRef, DocumentRequest, ExplainRequest, FeatureLabel,
+    FeatureRequest, InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex,
+    Restriction, SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern, TopFeatures,
+    TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
 use crate::{
@@ -229,6 +230,7 @@ impl Index {
 }
 
 /// The request of `top_texts` and its forms.
+#[allow(clippy::too_many_arguments)]
 fn texts_request(
     feature: u32,
     top_k: i64,
@@ -236,6 +238,8 @@ fn texts_request(
     context: i64,
     include_special: bool,
     include_sinks: bool,
+    restrict: Restriction,
+    token: Option<TokenPattern>,
 ) -> PyResult<TopTextsRequest> {
     Ok(TopTextsRequest {
         feature,
@@ -243,6 +247,62 @@ fn texts_request(
         rank: args::rank(rank)?,
         context: small(context, "context")?,
         exclusions: exclusions(include_special, include_sinks),
+        restrict,
+        token,
+    })
+}
+
+/// One token or a sequence of them.
+#[derive(FromPyObject)]
+enum TokensArg {
+    One(TokenArg),
+    Many(Vec<TokenArg>),
+}
+
+/// A token: its text (a str) or its id (an int).
+#[derive(FromPyObject)]
+enum TokenArg {
+    Id(i64),
+    Text(String),
+}
+
+impl TokenArg {
+    fn pattern(self) -> PyResult<TokenPattern> {
+        match self {
+            TokenArg::Text(text) => Ok(TokenPattern::Text(text)),
+            TokenArg::Id(id) => u32::try_from(id)
+                .map(TokenPattern::Id)
+                .map_err(|_| PyValueError::new_err(format!("token id {id} is not a token id"))),
+        }
+    }
+}
+
+/// `token=` (text or id) or `token_regex=`, at most one.
+fn token_pattern(
+    token: Option<TokenArg>,
+    token_regex: Option<String>,
+) -> PyResult<Option<TokenPattern>> {
+    match (token, token_regex) {
+        (Some(_), Some(_)) => Err(PyValueError::new_err(
+            "give token= (a text or an id) or token_regex=, not both",
+        )),
+        (Some(token), None) => token.pattern().map(Some),
+        (None, regex) => Ok(regex.map(TokenPattern::Regex)),
+    }
+}
+
+/// The documents a question looks at: `where` (a filter over document metadata) and
+/// `docs` (numbers or ids); neither: all.
+fn restriction(filter: Option<String>, docs: Option<Vec<DocArg>>) -> PyResult<Restriction> {
+    Ok(Restriction {
+        filter,
+        docs: docs
+            .map(|docs| {
+                docs.iter()
+                    .map(DocArg::to_ref)
+                    .collect::<PyResult<Vec<_>>>()
+            })
+            .transpose()?,
     })
 }
 
@@ -313,7 +373,7 @@ impl Index {
     /// context: None (default) gives the whole document's text, as mlxterp does; a
     /// number gives that many tokens of context on each side of the token instead.
     /// Special tokens and attention sinks are left out unless included.
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None, token = None, token_regex = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts(
         &self,
@@ -324,6 +384,10 @@ impl Index {
         context: Option<i64>,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
+        token: Option<TokenArg>,
+        token_regex: Option<String>,
     ) -> PyResult<Vec<(String, f64, u32)>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -333,6 +397,8 @@ impl Index {
             context.unwrap_or(0),
             include_special,
             include_sinks,
+            restriction(r#where, docs)?,
+            token_pattern(token, token_regex)?,
         )?;
         let hits = self.hits(py, &request, context.is_none())?;
         Ok(hits
@@ -344,7 +410,7 @@ impl Index {
     /// top_texts as a pyarrow.Table with one row per text: the answer's fields (doc, id,
     /// source, position, token, activation, score) and text, hit_start, hit_end (the
     /// token's characters in text: the whole document, or the snippet with context).
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "document_max", context = None, include_special = false, include_sinks = false, r#where = None, docs = None, token = None, token_regex = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts_table<'py>(
         &self,
@@ -355,6 +421,10 @@ impl Index {
         context: Option<i64>,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
+        token: Option<TokenArg>,
+        token_regex: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -364,6 +434,8 @@ impl Index {
             context.unwrap_or(0),
             include_special,
             include_sinks,
+            restriction(r#where, docs)?,
+            token_pattern(token, token_regex)?,
         )?;
         let hits = self.hits(py, &request, context.is_none())?;
         tables::hits(py, &hits)
@@ -371,7 +443,7 @@ impl Index {
 
     /// The top_texts answer as `saeidx top-texts --json` prints it (feature, label, rank,
     /// exclusions, texts with snippets of `context` tokens each side).
-    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "token", context = 8, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, top_k = 10, *, rank = "token", context = 8, include_special = false, include_sinks = false, r#where = None, docs = None, token = None, token_regex = None))]
     #[allow(clippy::too_many_arguments)]
     fn top_texts_answer<'py>(
         &self,
@@ -382,6 +454,10 @@ impl Index {
         context: i64,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
+        token: Option<TokenArg>,
+        token_regex: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let feature = self.feature_id(feature_id)?;
         let request = texts_request(
@@ -391,6 +467,8 @@ impl Index {
             context,
             include_special,
             include_sinks,
+            restriction(r#where, docs)?,
+            token_pattern(token, token_regex)?,
         )?;
         to_python(py, &self.texts(py, &request)?)
     }
@@ -494,7 +572,7 @@ impl Index {
 
     /// Everything about a feature, as `saeidx feature --json` prints it: stats, label,
     /// top_texts, bands (examples across its activation distribution), neighbours.
-    #[pyo3(signature = (feature_id, *, examples = 5, bands = 4, per_band = 5, neighbours = 10, context = 8, include_special = false, include_sinks = false))]
+    #[pyo3(signature = (feature_id, *, examples = 5, bands = 4, per_band = 5, neighbours = 10, context = 8, include_special = false, include_sinks = false, r#where = None, docs = None))]
     #[allow(clippy::too_many_arguments)]
     fn feature<'py>(
         &self,
@@ -507,6 +585,8 @@ impl Index {
         context: i64,
         include_special: bool,
         include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = FeatureRequest {
             feature: self.feature_id(feature_id)?,
@@ -516,6 +596,7 @@ impl Index {
             neighbours: count(neighbours, "neighbours")?,
             context: small(context, "context")?,
             exclusions: exclusions(include_special, include_sinks),
+            restrict: restriction(r#where, docs)?,
         };
         let guard = self.read()?;
         let index = &*guard;
@@ -638,9 +719,119 @@ impl Index {
         tables::neighbours(py, &neighbours)
     }
 
+    /// The strongest features over every counted token of a set of documents (`where`,
+    /// a filter over their metadata, and/or `docs`), as `saeidx top-features --where
+    /// ... --json` prints them.
+    #[pyo3(signature = (*, r#where = None, docs = None, top_k = 10, aggregate = "max", include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn subset_features<'py>(
+        &self,
+        py: Python<'py>,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
+        top_k: i64,
+        aggregate: &str,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = features_request(top_k, aggregate, None, include_special, include_sinks)?;
+        let restrict = restriction(r#where, docs)?;
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.subset_features(&restrict, &request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
+    /// The features of a token (a str: its text, an int: its id) or of a token sequence
+    /// (a list of them; the features of its last token) over every occurrence, as
+    /// `saeidx token-features --json` prints them; token_regex= matches token texts.
+    #[pyo3(signature = (tokens = None, *, token_regex = None, top_k = 20, examples = 2, context = 8, include_special = false, include_sinks = false, r#where = None, docs = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn token_features<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Option<TokensArg>,
+        token_regex: Option<String>,
+        top_k: i64,
+        examples: i64,
+        context: i64,
+        include_special: bool,
+        include_sinks: bool,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut patterns = match tokens {
+            None => Vec::new(),
+            Some(TokensArg::One(token)) => vec![token.pattern()?],
+            Some(TokensArg::Many(tokens)) => tokens
+                .into_iter()
+                .map(TokenArg::pattern)
+                .collect::<PyResult<_>>()?,
+        };
+        patterns.extend(token_regex.map(TokenPattern::Regex));
+        let request = TokenFeaturesRequest {
+            tokens: patterns,
+            k: count(top_k, "top_k")?,
+            examples: count(examples, "examples")?,
+            context: small(context, "context")?,
+            exclusions: exclusions(include_special, include_sinks),
+            restrict: restriction(r#where, docs)?,
+        };
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.token_features(&request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
+    /// Features over-represented in documents A relative to B (or to the rest of the
+    /// index when B is not given), per token, both ways, as `saeidx contrast --json`
+    /// prints them: a and b are filters over document metadata, a_docs and b_docs
+    /// document lists. The score is a log-odds ratio with an informative Dirichlet
+    /// prior of `prior` pseudo-tokens, over its standard error.
+    #[pyo3(signature = (a = None, b = None, *, a_docs = None, b_docs = None, top_k = 10, examples = 2, context = 8, prior = 100.0, min_count = 5, include_special = false, include_sinks = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn contrast<'py>(
+        &self,
+        py: Python<'py>,
+        a: Option<String>,
+        b: Option<String>,
+        a_docs: Option<Vec<DocArg>>,
+        b_docs: Option<Vec<DocArg>>,
+        top_k: i64,
+        examples: i64,
+        context: i64,
+        prior: f64,
+        min_count: u64,
+        include_special: bool,
+        include_sinks: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let b = restriction(b, b_docs)?;
+        let request = ContrastRequest {
+            a: restriction(a, a_docs)?,
+            b: (!b.is_all()).then_some(b),
+            k: count(top_k, "top_k")?,
+            examples: count(examples, "examples")?,
+            context: small(context, "context")?,
+            exclusions: exclusions(include_special, include_sinks),
+            prior,
+            min_count,
+        };
+        let guard = self.read()?;
+        let index = &*guard;
+        let answer = py
+            .detach(|| index.contrast(&request))
+            .map_err(query_error)?;
+        to_python(py, &answer)
+    }
+
     /// Random live features with their statistics and top examples, as `saeidx sample
     /// --json` prints them (the same seed gives the same features).
-    #[pyo3(signature = (n = 10, *, seed = 0, examples = 3, context = 8))]
+    #[pyo3(signature = (n = 10, *, seed = 0, examples = 3, context = 8, r#where = None, docs = None))]
+    #[allow(clippy::too_many_arguments)]
     fn sample<'py>(
         &self,
         py: Python<'py>,
@@ -648,12 +839,15 @@ impl Index {
         seed: u64,
         examples: i64,
         context: i64,
+        r#where: Option<String>,
+        docs: Option<Vec<DocArg>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = SampleRequest {
             n: count(n, "n")?,
             seed,
             examples: count(examples, "examples")?,
             context: small(context, "context")?,
+            restrict: restriction(r#where, docs)?,
         };
         let guard = self.read()?;
         let index = &*guard;

@@ -15,10 +15,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    by_token::TokenPattern,
     index::{Exclusions, FeatureReport, FeatureStats, Rank, TextHit},
     layout::QueryCounts,
     rank::Aggregate,
     registry::FeatureLabel,
+    restrict::Restriction,
 };
 
 /// A document of the index: its number, or its stable id.
@@ -41,7 +43,7 @@ impl std::fmt::Display for DocRef {
 }
 
 /// `top_texts`: the texts where a feature fires most strongly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct TopTextsRequest {
     /// The feature.
@@ -54,6 +56,10 @@ pub struct TopTextsRequest {
     pub context: u32,
     /// Tokens left out.
     pub exclusions: Exclusions,
+    /// Only texts of these documents (default: all).
+    pub restrict: Restriction,
+    /// Only hits on this token (by text, id or regex; default: any token).
+    pub token: Option<TokenPattern>,
 }
 
 impl Default for TopTextsRequest {
@@ -64,6 +70,8 @@ impl Default for TopTextsRequest {
             rank: Rank::Token,
             context: 8,
             exclusions: Exclusions::default(),
+            restrict: Restriction::default(),
+            token: None,
         }
     }
 }
@@ -79,6 +87,10 @@ pub struct TopTexts {
     pub rank: Rank,
     /// Tokens left out.
     pub exclusions: Exclusions,
+    /// The documents the texts were taken from.
+    pub restrict: Restriction,
+    /// The token the hits are on, if one was asked for.
+    pub token: Option<TokenPattern>,
     /// The texts, best first.
     pub texts: Vec<TextHit>,
 }
@@ -139,6 +151,10 @@ pub struct RankedFeature {
     pub activation: f32,
     /// The position of that activation (the first, on ties).
     pub position: u32,
+    /// The document of that position, for an answer over several documents
+    /// (`subset_features`); absent for one document or text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc: Option<u32>,
     /// The text of the token there.
     pub token_text: String,
     /// How many of the tokens it is active on.
@@ -192,7 +208,7 @@ pub struct PerToken {
 }
 
 /// `feature`: everything about one feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct FeatureRequest {
     /// The feature.
@@ -209,6 +225,9 @@ pub struct FeatureRequest {
     pub context: u32,
     /// Tokens left out.
     pub exclusions: Exclusions,
+    /// Only these documents: statistics, examples, bands and neighbours all count
+    /// their tokens alone (default: all).
+    pub restrict: Restriction,
 }
 
 impl Default for FeatureRequest {
@@ -221,12 +240,13 @@ impl Default for FeatureRequest {
             neighbours: 10,
             context: 8,
             exclusions: Exclusions::default(),
+            restrict: Restriction::default(),
         }
     }
 }
 
 /// `sample`: random live features with their top examples (feature discovery).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SampleRequest {
     /// How many features.
@@ -237,6 +257,9 @@ pub struct SampleRequest {
     pub examples: usize,
     /// Tokens of context on each side of an example.
     pub context: u32,
+    /// Only features live in these documents, with statistics and examples from them
+    /// (default: all).
+    pub restrict: Restriction,
 }
 
 impl Default for SampleRequest {
@@ -246,6 +269,7 @@ impl Default for SampleRequest {
             seed: 0,
             examples: 3,
             context: 8,
+            restrict: Restriction::default(),
         }
     }
 }
@@ -268,6 +292,8 @@ pub struct SampledFeature {
 pub struct Sample {
     /// The seed used.
     pub seed: u64,
+    /// The documents the features were sampled from.
+    pub restrict: Restriction,
     /// The features, in increasing id order.
     pub features: Vec<SampledFeature>,
 }
@@ -423,6 +449,15 @@ pub fn answer_schemas() -> Vec<(&'static str, schemars::Schema)> {
         (
             "documents",
             schemars::schema_for!(crate::documents::DocumentList),
+        ),
+        ("contrast", schemars::schema_for!(crate::contrast::Contrast)),
+        (
+            "token-features",
+            schemars::schema_for!(crate::by_token::TokenFeatureProfile),
+        ),
+        (
+            "subset-features",
+            schemars::schema_for!(crate::subset::SubsetFeatures),
         ),
     ]
 }

@@ -24,6 +24,7 @@ use crate::{
     error::QueryError,
     layout::{CHUNK_BYTES, QueryFile, QueryFileRecord},
     mapped::MappedFile,
+    restrict::DocSet,
 };
 
 /// Postings per block of `postings.bin`.
@@ -985,13 +986,38 @@ impl PostingsFile {
         Ok(out)
     }
 
+    /// The first token of block `block` (read from its header alone).
+    fn first_token(&self, block: u64) -> Result<u64, QueryError> {
+        let bytes = self.blocks.block(block)?;
+        let bad = |_| self.blocks.bad_block(block, "postings past its end");
+        let mut bits = BitReader::new(bytes, 0);
+        let width = bits.get(7).map_err(bad)? as u32;
+        bits.get(width).map_err(bad)
+    }
+
+    /// Whether block `block` of `feature` may hold a token of `within`: its tokens lie
+    /// between its first token and the next block's (blocks are in token order).
+    fn may_hold(&self, feature: usize, block: u64, within: &DocSet) -> Result<bool, QueryError> {
+        let first = self.first_token(block)?;
+        let end = if block + 1 < self.blocks_of(feature).end {
+            self.first_token(block + 1)?
+        } else {
+            self.tokens
+        };
+        Ok(within.overlaps(first..end.max(first + 1)))
+    }
+
     /// `feature`'s postings strongest first (ties in token order), produced lazily:
     /// blocks are decoded in order of their largest value, and a posting is handed to
     /// `take` only once no unread block can hold one that comes before it. `take`
-    /// returns whether it wants more.
-    pub(crate) fn strongest(
+    /// returns whether it wants more. Only postings whose tokens `within` holds (all
+    /// when `None`) are handed out; blocks whose tokens all lie outside `within` are passed over undecoded.
+    /// Passing over a block never changes the order of what is handed out: a skipped
+    /// block holds no posting that could be handed out.
+    pub(crate) fn strongest_within(
         &self,
         feature: usize,
+        within: Option<&DocSet>,
         mut take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
     ) -> Result<(), QueryError> {
         let blocks = self.blocks_of(feature);
@@ -1034,11 +1060,17 @@ impl PostingsFile {
                 return Ok(());
             };
             next += 1;
+            if let Some(within) = within
+                && !self.may_hold(feature, block, within)?
+            {
+                continue;
+            }
             decoded.clear();
             self.decode_block(feature, block, &mut decoded)?;
             heap.extend(
                 decoded
                     .iter()
+                    .filter(|(token, _)| within.is_none_or(|set| set.contains_token(*token)))
                     .map(|(token, value)| Strongest(*value, *token, block)),
             );
         }

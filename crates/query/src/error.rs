@@ -120,6 +120,19 @@ pub enum QueryError {
     /// A filter that does not parse, or does not fit the index's columns.
     #[error(transparent)]
     Filter(#[from] crate::filter::FilterError),
+    /// A contrast that cannot be computed as asked.
+    #[error("invalid contrast: {0}")]
+    Contrast(String),
+    /// A token pattern that cannot be used.
+    #[error(
+        "invalid token pattern {pattern:?}: {reason} (give a token's text, its id, or a regular expression over token texts)"
+    )]
+    TokenPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The Parquet documents table could not be read.
     #[error(transparent)]
     Documents(#[from] saeidx_format::metadata::ReadDocumentsError),

@@ -31,6 +31,7 @@ use crate::{
     mapped::MappedFile,
     rank::DecodedCodes,
     registry::{FeatureLabel, Registry},
+    restrict::DocSet,
 };
 
 /// Which tokens answers leave out. By default both special tokens (BOS, ...) and
@@ -58,6 +59,14 @@ impl Exclusions {
     /// Whether a token with these flags is left out.
     pub fn leaves_out(self, special: bool, sink: bool) -> bool {
         (self.special && special) || (self.sinks && sink)
+    }
+
+    /// Leaves out nothing.
+    pub fn none() -> Self {
+        Self {
+            special: false,
+            sinks: false,
+        }
     }
 
     pub(crate) fn mask(self) -> u8 {
@@ -250,6 +259,10 @@ pub struct QueryIndex {
     content_tokens: OnceLock<u64>,
     /// `query/logit_effects.bin`, once read and checked ([`crate::logits`]).
     pub(crate) logits_cache: OnceLock<Arc<saeidx_format::logits::LogitEffects>>,
+    /// The Parquet documents table without texts, read when a filter first needs it.
+    pub(crate) metadata: OnceLock<RecordBatch>,
+    /// Every token id that occurs with its text, built when a token pattern needs it.
+    pub(crate) vocabulary: OnceLock<crate::by_token::Vocabulary>,
 }
 
 pub(crate) struct Documents {
@@ -477,6 +490,8 @@ impl QueryIndex {
             features,
             content_tokens: OnceLock::new(),
             logits_cache: OnceLock::new(),
+            metadata: OnceLock::new(),
+            vocabulary: OnceLock::new(),
         })
     }
 
@@ -900,17 +915,30 @@ impl QueryIndex {
         rank: Rank,
         context: u32,
         exclusions: Exclusions,
+        scope: Scope<'_>,
     ) -> Result<Vec<TextHit>, QueryError> {
         let f = self.feature_index(feature)?;
         let mask = exclusions.mask();
+        let within = scope.within;
+        // Whether a posting's token counts: not left out, and of a wanted token id.
+        let counts = |token: u64| -> Result<bool, QueryError> {
+            let entry = self.token_entry(token)?;
+            if entry.flags & mask != 0 {
+                return Ok(false);
+            }
+            match scope.tokens {
+                None => Ok(true),
+                Some(ids) => self.token_matches(ids, token, entry),
+            }
+        };
         let mut chosen: Vec<(u64, f32, f32)> = Vec::with_capacity(k.min(1024));
         match rank {
             Rank::Token => {
-                self.postings.strongest(f, |token, value| {
+                self.postings.strongest_within(f, within, |token, value| {
                     if chosen.len() == k {
                         return Ok(false);
                     }
-                    if self.flags(token)? & mask == 0 {
+                    if counts(token)? {
                         chosen.push((token, value, value));
                     }
                     Ok(chosen.len() < k)
@@ -918,11 +946,11 @@ impl QueryIndex {
             }
             Rank::DocumentMax => {
                 let mut seen = std::collections::HashSet::new();
-                self.postings.strongest(f, |token, value| {
+                self.postings.strongest_within(f, within, |token, value| {
                     if chosen.len() == k {
                         return Ok(false);
                     }
-                    if self.flags(token)? & mask == 0 && seen.insert(self.token_doc(token)?.0) {
+                    if counts(token)? && seen.insert(self.token_doc(token)?.0) {
                         chosen.push((token, value, value));
                     }
                     Ok(chosen.len() < k)
@@ -932,7 +960,7 @@ impl QueryIndex {
                 // Per document: (sum, strongest token, its value).
                 let mut by_doc: HashMap<u32, (f64, u64, f32)> = HashMap::new();
                 for (token, value) in self.feature_postings(f)? {
-                    if self.flags(token)? & mask != 0 {
+                    if within.is_some_and(|set| !set.contains_token(token)) || !counts(token)? {
                         continue;
                     }
                     let (doc, _) = self.token_doc(token)?;
@@ -1110,21 +1138,41 @@ impl QueryIndex {
         feature: u32,
         exclusions: Exclusions,
     ) -> Result<FeatureStats, QueryError> {
-        self.answer(self.stats_of(feature, exclusions))
+        self.answer(self.stats_of(feature, exclusions, None))
     }
 
-    fn stats_of(&self, feature: u32, exclusions: Exclusions) -> Result<FeatureStats, QueryError> {
+    /// Statistics of `feature` over the documents of `within` only (all when `None`);
+    /// `count`, `density`, `documents`, the mean and the histogram count only their
+    /// tokens, and `postings` their postings.
+    pub fn feature_stats_within(
+        &self,
+        feature: u32,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<FeatureStats, QueryError> {
+        self.answer(self.stats_of(feature, exclusions, within))
+    }
+
+    pub(crate) fn stats_of(
+        &self,
+        feature: u32,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<FeatureStats, QueryError> {
         let f = self.feature_index(feature)?;
         let file = &self.features.file;
         let which = QueryFile::Features;
-        let postings = u64::from(self.at(file, which, &self.features.postings, f)?);
+        let postings = match within {
+            None => u64::from(self.at(file, which, &self.features.postings, f)?),
+            Some(set) => self.kept_postings(f, Exclusions::none(), Some(set))?.len() as u64,
+        };
         let Computed {
             count,
             documents,
             max,
             sum,
             histogram,
-        } = if exclusions == Exclusions::default() {
+        } = if exclusions == Exclusions::default() && within.is_none() {
             let histogram = self.range(
                 file,
                 which,
@@ -1140,9 +1188,9 @@ impl QueryIndex {
                 histogram: histogram.to_vec(),
             }
         } else {
-            self.computed_stats(f, exclusions)?
+            self.computed_stats(f, exclusions, within)?
         };
-        let counted = self.counted_tokens(exclusions)?;
+        let counted = self.counted_tokens(exclusions, within)?;
         Ok(FeatureStats {
             feature,
             count,
@@ -1165,15 +1213,35 @@ impl QueryIndex {
     }
 
     /// Tokens that `exclusions` leave in.
-    fn counted_tokens(&self, exclusions: Exclusions) -> Result<u64, QueryError> {
-        if exclusions == Exclusions::default() {
-            return self.checked_content_tokens();
+    pub(crate) fn counted_tokens(
+        &self,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<u64, QueryError> {
+        let Some(set) = within else {
+            if exclusions == Exclusions::default() {
+                return self.checked_content_tokens();
+            }
+            return self.tokens_without(exclusions.mask());
+        };
+        let mask = exclusions.mask();
+        let mut counted = 0u64;
+        for range in set.token_ranges() {
+            self.tokens.scan(range.clone(), |_, entry| {
+                counted += u64::from(entry.flags & mask == 0);
+                Ok(())
+            })?;
         }
-        self.tokens_without(exclusions.mask())
+        Ok(counted)
     }
 
-    fn computed_stats(&self, f: usize, exclusions: Exclusions) -> Result<Computed, QueryError> {
-        let kept = self.kept_postings(f, exclusions)?;
+    fn computed_stats(
+        &self,
+        f: usize,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<Computed, QueryError> {
+        let kept = self.kept_postings(f, exclusions, within)?;
         let max = kept.iter().map(|(_, v)| *v).fold(0.0f32, f32::max);
         let mut histogram = vec![0u32; HISTOGRAM_BINS];
         let mut docs = std::collections::HashSet::new();
@@ -1193,8 +1261,13 @@ impl QueryIndex {
     }
 
     /// Counted tokens feature `f` is active on (stored for the default exclusions).
-    fn count(&self, f: usize, exclusions: Exclusions) -> Result<u64, QueryError> {
-        if exclusions == Exclusions::default() {
+    fn count(
+        &self,
+        f: usize,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<u64, QueryError> {
+        if exclusions == Exclusions::default() && within.is_none() {
             let file = &self.features.file;
             Ok(u64::from(self.at(
                 file,
@@ -1203,17 +1276,22 @@ impl QueryIndex {
                 f,
             )?))
         } else {
-            Ok(self.kept_postings(f, exclusions)?.len() as u64)
+            Ok(self.kept_postings(f, exclusions, within)?.len() as u64)
         }
     }
 
-    /// Tokens `feature` is active on (with `exclusions` applied), in postings order.
+    /// Tokens `feature` is active on (with `exclusions` applied, in the documents of
+    /// `within` only), in postings order.
     pub(crate) fn kept_postings(
         &self,
         f: usize,
         exclusions: Exclusions,
+        within: Option<&DocSet>,
     ) -> Result<Vec<(u64, f32)>, QueryError> {
         let mut kept = self.feature_postings(f)?;
+        if let Some(set) = within {
+            kept.retain(|(token, _)| set.contains_token(*token));
+        }
         let mask = exclusions.mask();
         let mut flags = Ok(());
         kept.retain(|(token, _)| match self.flags(*token) {
@@ -1234,10 +1312,22 @@ impl QueryIndex {
         n: usize,
         exclusions: Exclusions,
     ) -> Result<Vec<Neighbour>, QueryError> {
+        self.neighbours_within(feature, n, exclusions, None)
+    }
+
+    /// [`Self::neighbours`] over the documents of `within` only: both features' token
+    /// sets are restricted to them.
+    pub fn neighbours_within(
+        &self,
+        feature: u32,
+        n: usize,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<Vec<Neighbour>, QueryError> {
         Limit::Neighbours.check(n)?;
         let f = self.feature_index(feature)?;
-        let kept = self.kept_postings(f, exclusions);
-        self.answer(kept.and_then(|kept| self.neighbours_of(feature, &kept, n, exclusions)))
+        let kept = self.kept_postings(f, exclusions, within);
+        self.answer(kept.and_then(|kept| self.neighbours_of(feature, &kept, n, exclusions, within)))
     }
 
     /// [`Self::neighbours`] of `feature`, whose counted postings are `kept`.
@@ -1247,6 +1337,7 @@ impl QueryIndex {
         kept: &[(u64, f32)],
         n: usize,
         exclusions: Exclusions,
+        within: Option<&DocSet>,
     ) -> Result<Vec<Neighbour>, QueryError> {
         let mut together: HashMap<u32, u64> = HashMap::new();
         let mut tokens: Vec<u64> = kept.iter().map(|(token, _)| *token).collect();
@@ -1264,7 +1355,7 @@ impl QueryIndex {
         let own = kept.len() as u64;
         let mut neighbours = Vec::with_capacity(together.len());
         for (other, both) in together {
-            let count = self.count(other as usize, exclusions)?;
+            let count = self.count(other as usize, exclusions, within)?;
             let union = own + count - both.min(count);
             neighbours.push(Neighbour {
                 feature: other,
@@ -1287,7 +1378,11 @@ impl QueryIndex {
     }
 
     /// Everything about one feature (see [`FeatureRequest`]).
-    pub(crate) fn report(&self, request: &FeatureRequest) -> Result<FeatureReport, QueryError> {
+    pub(crate) fn report(
+        &self,
+        request: &FeatureRequest,
+        within: Option<&DocSet>,
+    ) -> Result<FeatureReport, QueryError> {
         let FeatureRequest {
             feature,
             examples,
@@ -1296,10 +1391,18 @@ impl QueryIndex {
             neighbours,
             context,
             exclusions,
+            restrict: _,
         } = *request;
-        let stats = self.stats_of(feature, exclusions)?;
-        let top_texts = self.ranked_texts(feature, examples, Rank::Token, context, exclusions)?;
-        let kept = self.kept_postings(feature as usize, exclusions)?;
+        let stats = self.stats_of(feature, exclusions, within)?;
+        let top_texts = self.ranked_texts(
+            feature,
+            examples,
+            Rank::Token,
+            context,
+            exclusions,
+            Scope::docs(within),
+        )?;
+        let kept = self.kept_postings(feature as usize, exclusions, within)?;
         let mut banded = Vec::with_capacity(bands);
         for band in 0..bands {
             let start = band * kept.len() / bands;
@@ -1327,7 +1430,7 @@ impl QueryIndex {
             label: self.registry.get(feature).cloned(),
             top_texts,
             bands: banded,
-            neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions)?,
+            neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions, within)?,
             logits: self.feature_logits(feature)?,
             decoder_neighbours: None,
         })
@@ -1336,8 +1439,18 @@ impl QueryIndex {
     /// `n` features chosen at random (seeded) among those active on some counted
     /// token, in increasing id order.
     pub fn sample_features(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
-        Limit::Sample.check(n)?;
         let live = self.live_features()?;
+        self.sample_among(&live, n, seed)
+    }
+
+    /// `n` of `live` chosen at random (seeded), in increasing id order.
+    pub(crate) fn sample_among(
+        &self,
+        live: &[u32],
+        n: usize,
+        seed: u64,
+    ) -> Result<Vec<u32>, QueryError> {
+        Limit::Sample.check(n)?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut picked: Vec<u32> =
             rand::seq::index::sample(&mut rng, live.len(), n.min(live.len()))
@@ -1376,6 +1489,25 @@ impl QueryIndex {
                 .map(|(i, _)| i)
                 .collect()
         }))
+    }
+}
+
+/// Which postings a top-texts question looks at, besides exclusions.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Scope<'a> {
+    /// Only tokens of these documents.
+    pub(crate) within: Option<&'a DocSet>,
+    /// Only tokens with these ids.
+    pub(crate) tokens: Option<&'a crate::by_token::TokenIds>,
+}
+
+impl<'a> Scope<'a> {
+    /// Tokens of `within`'s documents (all when `None`).
+    pub(crate) fn docs(within: Option<&'a DocSet>) -> Self {
+        Self {
+            within,
+            tokens: None,
+        }
     }
 }
 

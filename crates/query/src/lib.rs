@@ -22,8 +22,10 @@ pub mod answers;
 mod blocks;
 pub mod browse;
 pub mod build;
+pub mod by_token;
 mod codec;
 mod consistency;
+pub mod contrast;
 pub mod documents;
 mod error;
 pub mod filter;
@@ -36,8 +38,10 @@ mod mapped;
 mod questions;
 pub mod rank;
 pub mod registry;
+pub mod restrict;
 pub mod silent;
 mod sort;
+pub mod subset;
 
 pub use answers::{
     AnalyzedText, AnalyzedToken, DocRef, Explain, ExplainRequest, ExplainedFeature,
@@ -54,7 +58,9 @@ pub use build::{
     BuildOptions, BuildSummary, DEFAULT_BUILD_MEMORY, build, build_unlocked, build_unlocked_with,
     build_with,
 };
+pub use by_token::{TokenFeature, TokenFeatureProfile, TokenFeaturesRequest, TokenPattern};
 pub use consistency::verify_query_files;
+pub use contrast::{Contrast, ContrastFeature, ContrastRequest};
 pub use documents::{DocumentEntry, DocumentList, DocumentsRequest, list_documents};
 pub use error::QueryError;
 pub use filter::{Filter, FilterError, filter_columns};
@@ -65,4 +71,6 @@ pub use index::{
 pub use logits::{FeatureLogits, LogitEffect};
 pub use rank::{Aggregate, DecodedCodes, FeatureScore, TokenCodes, rank_features};
 pub use registry::{FeatureLabel, Registry};
+pub use restrict::{DocSet, Restriction};
 pub use silent::{SilentContexts, SilentRequest};
+pub use subset::SubsetFeatures;

@@ -10,7 +10,7 @@ use crate::{
         SampleRequest, SampledFeature, Subject, TokenFeatures, TopFeatures, TopFeaturesRequest,
         TopTexts, TopTextsRequest,
     },
-    index::{FeatureReport, Rank},
+    index::{Exclusions, FeatureReport, Rank, Scope},
     limits::Limit,
     rank::{FeatureScore, TokenCodes, rank_features},
     registry::{FeatureLabel, Registry},
@@ -42,18 +42,31 @@ impl QueryIndex {
     pub fn top_texts(&self, request: &TopTextsRequest) -> Result<TopTexts, QueryError> {
         Limit::K.check(request.k)?;
         Limit::Context.check(request.context)?;
+        let within = self.doc_set(&request.restrict)?;
+        let tokens = request
+            .token
+            .as_ref()
+            .map(|pattern| self.token_ids(pattern))
+            .transpose()?;
+        let scope = Scope {
+            within: within.as_ref(),
+            tokens: tokens.as_ref(),
+        };
         let texts = self.answer(self.ranked_texts(
             request.feature,
             request.k,
             request.rank,
             request.context,
             request.exclusions,
+            scope,
         ))?;
         Ok(TopTexts {
             feature: request.feature,
             label: self.registry().get(request.feature).cloned(),
             rank: request.rank,
             exclusions: request.exclusions,
+            restrict: request.restrict.clone(),
+            token: request.token.clone(),
             texts,
         })
     }
@@ -150,31 +163,43 @@ impl QueryIndex {
         Limit::Bands.check(request.bands)?;
         Limit::Neighbours.check(request.neighbours)?;
         Limit::Context.check(request.context)?;
-        self.answer(self.report(request))
+        let within = self.doc_set(&request.restrict)?;
+        self.answer(self.report(request, within.as_ref()))
     }
 
     /// Random live features with their statistics and top examples.
     pub fn sample(&self, request: &SampleRequest) -> Result<Sample, QueryError> {
         Limit::Examples.check(request.examples)?;
         Limit::Context.check(request.context)?;
+        let within = self.doc_set(&request.restrict)?;
+        let picked = match &within {
+            None => self.sample_features(request.n, request.seed)?,
+            Some(set) => {
+                let live = self.answer(self.live_within(set, Exclusions::default()))?;
+                self.sample_among(&live, request.n, request.seed)?
+            }
+        };
         let mut features = Vec::new();
-        for feature in self.sample_features(request.n, request.seed)? {
-            let top = TopTextsRequest {
+        for feature in picked {
+            let exclusions = Exclusions::default();
+            let texts = self.answer(self.ranked_texts(
                 feature,
-                k: request.examples,
-                context: request.context,
-                ..TopTextsRequest::default()
-            };
-            let answer = self.top_texts(&top)?;
+                request.examples,
+                Rank::Token,
+                request.context,
+                exclusions,
+                Scope::docs(within.as_ref()),
+            ))?;
             features.push(SampledFeature {
                 feature,
-                label: answer.label,
-                stats: self.feature_stats(feature, top.exclusions)?,
-                top_texts: answer.texts,
+                label: self.registry().get(feature).cloned(),
+                stats: self.feature_stats_within(feature, exclusions, within.as_ref())?,
+                top_texts: texts,
             });
         }
         Ok(Sample {
             seed: request.seed,
+            restrict: request.restrict.clone(),
             features,
         })
     }
@@ -335,6 +360,7 @@ impl QueryIndex {
                 score: score.score,
                 activation: score.max,
                 position: score.position,
+                doc: None,
                 token_text: text_of(score.position)?,
                 active_tokens: score.tokens,
                 label: self.registry().get(score.feature).cloned(),

@@ -85,7 +85,7 @@ impl QueryIndex {
         let feature = request.feature;
         let f = self.feature_index(feature)?;
         let mut active: Vec<u64> = self
-            .kept_postings(f, request.exclusions)?
+            .kept_postings(f, request.exclusions, None)?
             .into_iter()
             .map(|(token, _)| token)
             .collect();

@@ -285,6 +285,8 @@ fn check(spec: &SyntheticSpec) {
                     rank: Rank::Token,
                     context: 2,
                     exclusions,
+                    restrict: Default::default(),
+                    token: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap();
@@ -323,6 +325,8 @@ fn check(spec: &SyntheticSpec) {
                     rank: Rank::DocumentMax,
                     context: 2,
                     exclusions,
+                    restrict: Default::default(),
+                    token: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap()
@@ -350,6 +354,8 @@ fn check(spec: &SyntheticSpec) {
                     rank: Rank::DocumentSum,
                     context: 2,
                     exclusions,
+                    restrict: Default::default(),
+                    token: Default::default(),
                 })
                 .map(|answer| answer.texts)
                 .unwrap()
@@ -495,6 +501,8 @@ fn check(spec: &SyntheticSpec) {
             rank: Rank::Token,
             context: 0,
             exclusions: Exclusions::default(),
+            restrict: Default::default(),
+            token: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap_err();

@@ -48,6 +48,8 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
             rank: Rank::Token,
             context: 3,
             exclusions,
+            restrict: Default::default(),
+            token: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap();
@@ -72,6 +74,8 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 rank: Rank::Token,
                 context: 3,
                 exclusions,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -86,6 +90,8 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 rank: Rank::Token,
                 context: 3,
                 exclusions,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -97,6 +103,7 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
         neighbours: 3,
         context: 2,
         exclusions,
+        restrict: Default::default(),
     }));
     changed(
         index
@@ -125,7 +132,9 @@ fn a_file_truncated_under_an_open_index_is_an_error_not_a_signal() {
                 k: 10,
                 rank: Rank::Token,
                 context: 3,
-                exclusions
+                exclusions,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap(),
@@ -146,6 +155,8 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
             rank: Rank::Token,
             context: 2,
             exclusions,
+            restrict: Default::default(),
+            token: Default::default(),
         })
         .map(|answer| answer.texts)
         .unwrap();
@@ -166,6 +177,8 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
                 rank: Rank::Token,
                 context: 2,
                 exclusions,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
     );
@@ -180,7 +193,9 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
                 k: 5,
                 rank: Rank::Token,
                 context: 2,
-                exclusions
+                exclusions,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap(),

@@ -57,6 +57,8 @@ fn answers(index: &QueryIndex) -> Vec<Result<String, ()>> {
                         rank,
                         context: 3,
                         exclusions: Exclusions::default(),
+                        restrict: Default::default(),
+                        token: Default::default(),
                     })
                     .map(|answer| answer.texts)
                     .map(|hits| serde_json::to_value(hits).unwrap()),
@@ -72,6 +74,7 @@ fn answers(index: &QueryIndex) -> Vec<Result<String, ()>> {
                     neighbours: 3,
                     context: 2,
                     exclusions: Exclusions::default(),
+                    restrict: Default::default(),
                 })
                 .map(|r| serde_json::to_value(r).unwrap()),
         ));

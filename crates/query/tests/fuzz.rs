@@ -321,6 +321,8 @@ fn ask_everything(dir: &Path) -> Reach {
                         rank,
                         context: 2,
                         exclusions: Exclusions::default(),
+                        restrict: Default::default(),
+                        token: Default::default(),
                     })
                     .map(|answer| answer.texts)
                     .is_ok(),
@@ -336,6 +338,7 @@ fn ask_everything(dir: &Path) -> Reach {
                     neighbours: 3,
                     context: 1,
                     exclusions: Exclusions::default(),
+                    restrict: Default::default(),
                 })
                 .is_ok(),
         );

@@ -38,6 +38,8 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 rank: Rank::Token,
                 context: 8,
                 exclusions: ex,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
         Limit::K,
@@ -50,6 +52,8 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 rank: Rank::DocumentSum,
                 context: 8,
                 exclusions: ex,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
         Limit::K,
@@ -62,6 +66,8 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 rank: Rank::Token,
                 context: u32::MAX,
                 exclusions: ex,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts),
         Limit::Context,
@@ -75,6 +81,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
             neighbours: 10,
             context: 8,
             exclusions: ex,
+            restrict: Default::default(),
         }),
         Limit::Examples,
     );
@@ -87,6 +94,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
             neighbours: 10,
             context: 8,
             exclusions: ex,
+            restrict: Default::default(),
         }),
         Limit::Bands,
     );
@@ -99,6 +107,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
             neighbours: huge,
             context: 8,
             exclusions: ex,
+            restrict: Default::default(),
         }),
         Limit::Neighbours,
     );
@@ -111,6 +120,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
             neighbours: 10,
             context: u32::MAX,
             exclusions: ex,
+            restrict: Default::default(),
         }),
         Limit::Context,
     );
@@ -139,7 +149,9 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
                 k,
                 rank: Rank::Token,
                 context: 8,
-                exclusions: ex
+                exclusions: ex,
+                restrict: Default::default(),
+                token: Default::default(),
             })
             .map(|answer| answer.texts)
             .unwrap()
@@ -158,6 +170,7 @@ fn huge_sizes_are_refused_and_sizes_at_the_limit_answered() {
             neighbours: 1000,
             context,
             exclusions: ex,
+            restrict: Default::default(),
         })
         .unwrap();
     assert!(!report.top_texts.is_empty() && !report.bands.is_empty());

@@ -588,6 +588,7 @@ impl Batch {
             neighbours: 0,
             context: 0,
             exclusions: Exclusions::default(),
+            restrict: Default::default(),
         })?;
         self.features.push(target.feature_record(&report.stats));
         for (n, example) in examples(&report, request.per_band).iter().enumerate() {

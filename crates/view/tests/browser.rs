@@ -97,6 +97,7 @@ fn feature_and_text_pages_render_in_chromium() {
             neighbours: 3,
             context: 4,
             exclusions: Exclusions::default(),
+            restrict: Default::default(),
         })
         .unwrap();
     let page = dir.path().join("feature-5.html");

@@ -39,6 +39,7 @@ fn feature_pages_show_faithful_coloured_contexts() {
             neighbours: 4,
             context: 3,
             exclusions: Exclusions::default(),
+            restrict: Default::default(),
         })
         .unwrap();
     let html = render_feature(&index, &report, 3).unwrap();

@@ -5,6 +5,7 @@
 
 mod browse;
 mod compare;
+mod contrast;
 mod documents;
 mod drafts;
 mod labels;
@@ -13,6 +14,7 @@ mod print;
 mod questions;
 mod render;
 mod serve;
+mod tokens;
 
 use std::{ops::Range, path::PathBuf, str::FromStr};
 
@@ -20,10 +22,13 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
-use saeidx_query::{Aggregate, AnalyzedText, Exclusions, QueryIndex, Rank, limits::Limit};
+use saeidx_query::{
+    Aggregate, AnalyzedText, DocRef, Exclusions, QueryIndex, Rank, Restriction, limits::Limit,
+};
 
 pub use browse::{DocumentArgs, OverviewArgs, document, overview};
 pub use compare::{CompareArgs, compare};
+pub use contrast::{ContrastArgs, contrast};
 pub use documents::{DocumentsArgs, documents};
 pub use labels::{LabelsCommand, labels};
 pub use questions::{
@@ -32,6 +37,7 @@ pub use questions::{
 };
 pub use render::{RenderCommand, render};
 pub use serve::{ServeArgs, serve};
+pub use tokens::{TokenFeaturesArgs, token_features};
 
 /// Which index to query.
 #[derive(Args, Clone)]
@@ -81,6 +87,38 @@ impl ExclusionArgs {
             special: !self.include_special,
             sinks: !self.include_sinks,
         }
+    }
+}
+
+/// Which documents a question looks at (all by default).
+#[derive(Args, Clone, Default)]
+pub struct RestrictArgs {
+    /// Only the documents this filter selects, e.g. "year >= 1900 and party =
+    /// 'Democratic'" (columns: doc, id, source, tokens and the index's metadata; see
+    /// `saeidx documents --help`).
+    #[arg(long = "where", value_name = "FILTER")]
+    filter: Option<String>,
+    /// Only these documents: numbers or ids, comma-separated (with --where: those of
+    /// them it selects).
+    #[arg(long, value_delimiter = ',', value_name = "DOCS")]
+    docs: Vec<String>,
+}
+
+impl RestrictArgs {
+    /// The restriction these arguments say.
+    pub(crate) fn restriction(&self) -> Restriction {
+        Restriction {
+            filter: self.filter.clone(),
+            docs: (!self.docs.is_empty()).then(|| self.docs.iter().map(|d| doc_ref(d)).collect()),
+        }
+    }
+}
+
+/// A document by number when `text` is one, else by id.
+pub(crate) fn doc_ref(text: &str) -> DocRef {
+    match text.trim().parse() {
+        Ok(number) => DocRef::Number(number),
+        Err(_) => DocRef::Id(text.to_string()),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The answers as text for people (`--json` prints the answer types themselves).
 
 use saeidx_query::{
-    Explain, FeatureLabel, FeatureReport, Info, PerToken, Rank, Sample, SilentContexts, TextHit,
-    TopFeatures, TopTexts,
+    Explain, FeatureLabel, FeatureReport, Info, PerToken, Rank, Sample, SilentContexts,
+    SubsetFeatures, TextHit, TopFeatures, TopTexts,
 };
 
 use crate::{Output, print_json};
@@ -78,6 +78,31 @@ pub(super) fn top_features(answer: &TopFeatures, output: Output) -> anyhow::Resu
             i + 1,
             ranked.feature,
             ranked.score,
+            ranked.position,
+            ranked.token_text,
+            ranked.active_tokens,
+            label_text(ranked.label.as_ref())
+        );
+    }
+    Ok(())
+}
+
+/// A `top-features --where/--docs` answer (as JSON with `--json`).
+pub(super) fn subset_features(answer: &SubsetFeatures, output: Output) -> anyhow::Result<()> {
+    if output.json {
+        return print_json(answer);
+    }
+    println!(
+        "{} documents, {} counted tokens",
+        answer.documents, answer.tokens
+    );
+    for (i, ranked) in answer.features.iter().enumerate() {
+        println!(
+            "{:>3}. feature {:>6}  {:.3}  (max in doc {} at {} {:?}, active on {} tokens){}",
+            i + 1,
+            ranked.feature,
+            ranked.score,
+            ranked.doc.unwrap_or_default(),
             ranked.position,
             ranked.token_text,
             ranked.active_tokens,

@@ -11,13 +11,16 @@ use saeidx_query::{
     TopFeaturesRequest, TopTextsRequest, limits::Limit,
 };
 
-use super::{AggregateArg, ExclusionArgs, IndexArg, RankArg, analyze, parse_range, print, within};
+use super::{
+    AggregateArg, ExclusionArgs, IndexArg, RankArg, RestrictArgs, analyze, parse_range, print,
+    within,
+};
 use crate::{Output, print_json};
 
 /// `saeidx top-texts`.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  saeidx top-texts --feature 1234\n  saeidx top-texts --feature 1234 --k 20 --rank doc-max --context 12 --json"
+    after_help = "Examples:\n  saeidx top-texts --feature 1234\n  saeidx top-texts --feature 1234 --k 20 --rank doc-max --context 12 --json\n  saeidx top-texts --feature 1234 --where \"year >= 1900 and party = 'Democratic'\"\n  saeidx top-texts --feature 1234 --docs 3,17,sotu-1863\n  saeidx top-texts --feature 1234 --token \" Senate\"   # its strongest hits on that token"
 )]
 pub struct TopTextsArgs {
     /// The feature.
@@ -37,13 +40,18 @@ pub struct TopTextsArgs {
     #[command(flatten)]
     exclusions: ExclusionArgs,
     #[command(flatten)]
+    restrict: RestrictArgs,
+    /// Only hits on this token.
+    #[command(flatten)]
+    token: super::tokens::TokenArgs,
+    #[command(flatten)]
     output: Output,
 }
 
 /// `saeidx top-features`.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  saeidx top-features --doc 3\n  saeidx top-features --doc-id sotu-1863 --tokens 10..40 --per-token\n  saeidx top-features --text \"Paris is the capital of France\" --k 5 --json"
+    after_help = "Examples:\n  saeidx top-features --doc 3\n  saeidx top-features --doc-id sotu-1863 --tokens 10..40 --per-token\n  saeidx top-features --text \"Paris is the capital of France\" --k 5 --json\n  saeidx top-features --where \"year < 1800\" --aggregate sum   # over every token of those documents"
 )]
 pub struct TopFeaturesArgs {
     /// A document of the index, by number.
@@ -79,6 +87,9 @@ pub struct TopFeaturesArgs {
     index: IndexArg,
     #[command(flatten)]
     exclusions: ExclusionArgs,
+    /// Instead of one document: every token of a set of documents.
+    #[command(flatten)]
+    restrict: RestrictArgs,
     #[command(flatten)]
     output: Output,
 }
@@ -86,7 +97,7 @@ pub struct TopFeaturesArgs {
 /// `saeidx feature`.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  saeidx feature 1234\n  saeidx feature 1234 --examples 3 --bands 4 --neighbours 5 --json"
+    after_help = "Examples:\n  saeidx feature 1234\n  saeidx feature 1234 --examples 3 --bands 4 --neighbours 5 --json\n  saeidx feature 1234 --where \"party = 'Whig'\"   # statistics, examples and neighbours in those documents"
 )]
 pub struct FeatureArgs {
     /// The feature.
@@ -110,6 +121,8 @@ pub struct FeatureArgs {
     index: IndexArg,
     #[command(flatten)]
     exclusions: ExclusionArgs,
+    #[command(flatten)]
+    restrict: RestrictArgs,
     #[command(flatten)]
     output: Output,
 }
@@ -189,6 +202,8 @@ pub struct SampleArgs {
     #[command(flatten)]
     index: IndexArg,
     #[command(flatten)]
+    restrict: RestrictArgs,
+    #[command(flatten)]
     output: Output,
 }
 
@@ -242,6 +257,8 @@ pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
         rank: args.rank.into(),
         context: args.context,
         exclusions: args.exclusions.exclusions(),
+        restrict: args.restrict.restriction(),
+        token: args.token.one()?,
     })?;
     if args.output.json {
         return print_json(&answer);
@@ -276,7 +293,19 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
     let doc = match (&args.doc, &args.doc_id) {
         (Some(doc), _) => DocRef::Number(*doc),
         (None, Some(id)) => DocRef::Id(id.clone()),
-        (None, None) => bail!("say which text: --doc N, --doc-id ID or --text \"...\""),
+        (None, None) => {
+            let restrict = args.restrict.restriction();
+            if restrict.is_all() {
+                bail!(
+                    "say which text: --doc N, --doc-id ID, --text \"...\", or a set of documents with --where or --docs"
+                );
+            }
+            if args.per_token {
+                bail!("--per-token applies to one document or text, not a set");
+            }
+            let answer = index.subset_features(&restrict, &request)?;
+            return print::subset_features(&answer, args.output);
+        }
     };
     if args.per_token {
         return print::per_token(&index.per_token(&doc, &request)?, args.output);
@@ -318,6 +347,7 @@ pub fn feature(args: FeatureArgs) -> anyhow::Result<()> {
             neighbours: args.neighbours,
             context: args.context,
             exclusions: args.exclusions.exclusions(),
+            restrict: args.restrict.restriction(),
         },
     )?;
     if args.output.json {
@@ -353,6 +383,7 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
         seed: args.seed,
         examples: args.examples,
         context: args.context,
+        restrict: args.restrict.restriction(),
     })?;
     if args.output.json {
         return print_json(&answer);

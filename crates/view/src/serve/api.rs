@@ -12,6 +12,8 @@
 //! | `GET /api/feature/F[?examples&bands&per_band&neighbours&context]` | [`FeatureReport`](saeidx_query::FeatureReport) |
 //! | `GET /api/silent/F[?n&context&seed&token=ID...]` | [`SilentContexts`](saeidx_query::SilentContexts) |
 //! | `GET /api/sample[?n&seed&examples&context]` | [`Sample`](saeidx_query::Sample) |
+//! | `GET /api/contrast?a=FILTER[&b=FILTER][&a_docs&b_docs&k&examples&context&prior&min_count]` (no B: the rest of the index) | [`Contrast`](saeidx_query::Contrast) |
+//! | `GET /api/token-features?token=TEXT[&token=TEXT...][&k&examples&context]` (or `token_id=`, `token_regex=`) | [`TokenFeatureProfile`](saeidx_query::TokenFeatureProfile) |
 //! | `GET /api/explain?q=TEXT[&features&texts&context]` | [`Explain`](saeidx_query::Explain) |
 //! | `GET /api/overview[?frequent&sample&seed&docs&docs_from]` | [`Overview`](saeidx_query::Overview) |
 //! | `GET /api/document/D[?f&page&page_tokens&top]` | [`DocumentPage`](saeidx_query::DocumentPage) |
@@ -20,10 +22,15 @@
 //! | `POST /api/labels/F/accept` (a person accepts an LLM draft as it is) | [`LabelAnswer`](saeidx_query::LabelAnswer) |
 //!
 //! Every route takes `include_special=1` and `include_sinks=1` where tokens are counted.
+//! `top-texts` takes one `token=TEXT`, `token_id=N` or `token_regex=RE` (hits on that
+//! token only). `top-texts`, `feature`, `sample` and `token-features` take `where=FILTER` (a filter over document
+//! metadata, as `saeidx documents --where`) and `docs=D,ID,...` to look at those
+//! documents only; `top-features` with `where=`/`docs=` and no `doc=` ranks the features
+//! of that set of documents ([`SubsetFeatures`](saeidx_query::SubsetFeatures)).
 
 use saeidx_query::{
-    ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest, SilentRequest,
-    TopFeaturesRequest, TopTextsRequest,
+    ContrastRequest, ExplainRequest, FeatureLabel, FeatureRequest, InfoRequest, SampleRequest,
+    SilentRequest, TokenFeaturesRequest, TopFeaturesRequest, TopTextsRequest,
 };
 
 use super::{
@@ -46,6 +53,8 @@ impl Context<'_> {
             "/top-features" => self.top_features(params),
             "/text" => self.text_features(params),
             "/sample" => self.sample(params),
+            "/token-features" => self.token_features(params),
+            "/contrast" => self.contrast(params),
             "/explain" => self.explain(params),
             "/overview" => self.overview_api(params),
             p if p.starts_with("/document/") => self.document_api(p, params),
@@ -102,12 +111,26 @@ impl Context<'_> {
             rank: params.rank()?,
             context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
+            restrict: params.restriction(),
+            token: match params.token_patterns()?.as_slice() {
+                [] => None,
+                [one] => Some(one.clone()),
+                _ => return Err((400, "top-texts takes one token".to_string())),
+            },
         };
         self.with_index(|index| answer(&index.top_texts(&request).map_err(failed)?))
     }
 
     fn top_features(&self, params: &Params) -> Result<Reply, Failure> {
         let request = features_request(params)?;
+        if params.get("doc").is_none() {
+            let restrict = params.restriction();
+            if !restrict.is_all() {
+                return self.with_index(|index| {
+                    answer(&index.subset_features(&restrict, &request).map_err(failed)?)
+                });
+            }
+        }
         let doc = params.doc()?;
         self.with_index(|index| {
             if params.flag("per_token") {
@@ -144,6 +167,7 @@ impl Context<'_> {
             neighbours: params.number("neighbours", defaults.neighbours)?,
             context: params.number("context", defaults.context)?,
             exclusions: params.exclusions(),
+            restrict: params.restriction(),
         };
         self.with_index(|index| {
             answer(&saeidx_compare::feature_report(index, &request).map_err(failed)?)
@@ -170,8 +194,38 @@ impl Context<'_> {
             seed: params.number("seed", defaults.seed)?,
             examples: params.number("examples", defaults.examples)?,
             context: params.number("context", defaults.context)?,
+            restrict: params.restriction(),
         };
         self.with_index(|index| answer(&index.sample(&request).map_err(failed)?))
+    }
+
+    fn token_features(&self, params: &Params) -> Result<Reply, Failure> {
+        let defaults = TokenFeaturesRequest::default();
+        let request = TokenFeaturesRequest {
+            tokens: params.token_patterns()?,
+            k: params.number("k", defaults.k)?,
+            examples: params.number("examples", defaults.examples)?,
+            context: params.number("context", defaults.context)?,
+            exclusions: params.exclusions(),
+            restrict: params.restriction(),
+        };
+        self.with_index(|index| answer(&index.token_features(&request).map_err(failed)?))
+    }
+
+    fn contrast(&self, params: &Params) -> Result<Reply, Failure> {
+        let defaults = ContrastRequest::default();
+        let b = params.restriction_named("b", "b_docs");
+        let request = ContrastRequest {
+            a: params.restriction_named("a", "a_docs"),
+            b: (!b.is_all()).then_some(b),
+            k: params.number("k", defaults.k)?,
+            examples: params.number("examples", defaults.examples)?,
+            context: params.number("context", defaults.context)?,
+            exclusions: params.exclusions(),
+            prior: params.number("prior", defaults.prior)?,
+            min_count: params.number("min_count", defaults.min_count)?,
+        };
+        self.with_index(|index| answer(&index.contrast(&request).map_err(failed)?))
     }
 
     fn explain(&self, params: &Params) -> Result<Reply, Failure> {

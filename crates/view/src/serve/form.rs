@@ -1,7 +1,7 @@
 //! Query strings and form bodies: decoding, and reading typed parameters with errors a
 //! client can act on (400).
 
-use saeidx_query::{Aggregate, DocRef, Exclusions, Rank};
+use saeidx_query::{Aggregate, DocRef, Exclusions, Rank, Restriction, TokenPattern};
 
 /// A failure: HTTP status and message.
 pub(super) type Failure = (u16, String);
@@ -113,6 +113,46 @@ impl Params {
             Ok(number) => DocRef::Number(number),
             Err(_) => DocRef::Id(doc),
         })
+    }
+
+    /// The documents a question looks at: `where=FILTER` and `docs=D,ID,...` (each
+    /// optional; both: the listed documents the filter selects).
+    pub fn restriction(&self) -> Restriction {
+        self.restriction_named("where", "docs")
+    }
+
+    /// A restriction from the filter parameter `filter` and the list parameter `docs`.
+    pub fn restriction_named(&self, filter: &str, docs: &str) -> Restriction {
+        Restriction {
+            filter: self.text(filter),
+            docs: self.text(docs).map(|docs| {
+                docs.split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(|d| match d.parse::<u32>() {
+                        Ok(number) => DocRef::Number(number),
+                        Err(_) => DocRef::Id(d.to_string()),
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    /// Token patterns, in order: every `token=TEXT` (the text as given, spaces kept),
+    /// `token_id=N` and `token_regex=RE`.
+    pub fn token_patterns(&self) -> Result<Vec<TokenPattern>, Failure> {
+        let mut patterns = Vec::new();
+        for (key, value) in &self.0 {
+            match key.as_str() {
+                "token" if !value.is_empty() => patterns.push(TokenPattern::Text(value.clone())),
+                "token_id" => patterns.push(TokenPattern::Id(parse_number(value, key)?)),
+                "token_regex" if !value.is_empty() => {
+                    patterns.push(TokenPattern::Regex(value.clone()));
+                }
+                _ => {}
+            }
+        }
+        Ok(patterns)
     }
 
     /// `tokens=A..B`, if given.

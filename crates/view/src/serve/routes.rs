@@ -244,6 +244,8 @@ pub(super) fn failed(error: QueryError) -> Failure {
         | QueryError::Limit { .. }
         | QueryError::ReversedRange { .. }
         | QueryError::Filter(_)
+        | QueryError::TokenPattern { .. }
+        | QueryError::Contrast(_)
         | QueryError::NotForTexts(_) => 400,
         // A draft to accept that is not there (any more): the state, not the request.
         QueryError::NoDraft { .. } => 409,

@@ -1,0 +1,454 @@
+//! Token-conditioned questions: a feature's top texts on one token only (by its text,
+//! its id, or a regular expression over token texts), and the features of a token (or a
+//! token sequence) over every occurrence in the corpus: which fire, how often, how
+//! strongly, with example contexts.
+//!
+//! A token's text is its piece of its document (the bytes its span covers, read as
+//! UTF-8 with replacement characters). Patterns resolve, once, through the index's
+//! vocabulary (every token id that occurs with the distinct texts it has, read once per
+//! opened index from `tokens.bin` and the documents) into the ids all of whose texts
+//! match — a posting's token is then tested by its id alone — and the ids only some of
+//! whose texts match (a tokenizer whose pieces split UTF-8 characters), whose
+//! occurrences are tested by their own text. A token id that never occurs, or a text no
+//! token has, gives empty answers, not an error.
+
+use std::collections::HashMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    QueryError, QueryIndex,
+    blocks::TokenEntry,
+    index::{Exclusions, TextHit},
+    limits::Limit,
+    registry::FeatureLabel,
+    restrict::{DocSet, Restriction},
+};
+
+/// Which tokens: by exact text, by token id, or by a regular expression over token
+/// texts (Rust `regex` syntax, matched anywhere in the text unless anchored with `^`/`$`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenPattern {
+    /// Tokens whose text is exactly this (mind the leading space of BPE tokens: `" Paris"`).
+    Text(String),
+    /// The token with this id.
+    Id(u32),
+    /// Tokens whose text matches this regular expression.
+    Regex(String),
+}
+
+/// The longest regular expression accepted, in bytes.
+const MAX_REGEX: usize = 1000;
+
+/// A set of token ids.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct IdSet {
+    bits: Vec<u64>,
+}
+
+impl IdSet {
+    fn insert(&mut self, id: u32) {
+        let word = id as usize / 64;
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] |= 1 << (id % 64);
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.bits
+            .get(id as usize / 64)
+            .is_some_and(|bits| bits >> (id % 64) & 1 == 1)
+    }
+}
+
+/// How a pattern tests a token's text.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Text(String),
+    Id(u32),
+    Regex(regex::Regex),
+}
+
+impl Matcher {
+    fn matches(&self, id: u32, text: &str) -> bool {
+        match self {
+            Matcher::Text(wanted) => wanted == text,
+            Matcher::Id(wanted) => *wanted == id,
+            Matcher::Regex(regex) => regex.is_match(text),
+        }
+    }
+}
+
+/// What a pattern resolved to: the ids all of whose texts match, and those only some
+/// of whose texts match.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenIds {
+    all: IdSet,
+    some: IdSet,
+    matcher: Matcher,
+}
+
+/// Whether a token matches, from its id alone, or only from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdMatch {
+    Yes,
+    No,
+    ByText,
+}
+
+impl TokenIds {
+    /// Whether tokens with id `id` match.
+    pub(crate) fn by_id(&self, id: u32) -> IdMatch {
+        if self.all.contains(id) {
+            IdMatch::Yes
+        } else if self.some.contains(id) {
+            IdMatch::ByText
+        } else {
+            IdMatch::No
+        }
+    }
+
+    /// Whether a token with id `id` and text `text` matches.
+    pub(crate) fn matches(&self, id: u32, text: &str) -> bool {
+        match self.by_id(id) {
+            IdMatch::Yes => true,
+            IdMatch::No => false,
+            IdMatch::ByText => self.matcher.matches(id, text),
+        }
+    }
+
+    /// The matching ids, ascending (all, then those matching by text).
+    fn ids(&self, vocabulary: &Vocabulary) -> Vec<u32> {
+        let mut ids: Vec<u32> = vocabulary
+            .texts
+            .keys()
+            .copied()
+            .filter(|id| self.by_id(*id) != IdMatch::No)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// Every token id that occurs in the index, with its distinct texts.
+#[derive(Debug, Default)]
+pub(crate) struct Vocabulary {
+    texts: HashMap<u32, Vec<String>>,
+}
+
+/// The text of a token spanning `start..end` of `text` (clamped; lossy UTF-8).
+pub(crate) fn piece(text: &str, start: u32, end: u32) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let start = (start as usize).min(bytes.len());
+    let end = (end as usize).clamp(start, bytes.len());
+    String::from_utf8_lossy(&bytes[start..end])
+}
+
+/// `token_features`: the features of a token (or a token sequence) over its occurrences.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TokenFeaturesRequest {
+    /// The token, or a sequence of consecutive tokens (the features are those of the
+    /// sequence's last token, wherever the whole sequence occurs in one document).
+    pub tokens: Vec<TokenPattern>,
+    /// How many features.
+    pub k: usize,
+    /// Example contexts per feature (its strongest occurrences).
+    pub examples: usize,
+    /// Tokens of context on each side of an example.
+    pub context: u32,
+    /// Occurrences on tokens left out do not count.
+    pub exclusions: Exclusions,
+    /// Only occurrences in these documents (default: all).
+    pub restrict: Restriction,
+}
+
+impl Default for TokenFeaturesRequest {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            k: 20,
+            examples: 2,
+            context: 8,
+            exclusions: Exclusions::default(),
+            restrict: Restriction::default(),
+        }
+    }
+}
+
+/// One feature of a `token_features` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct TokenFeature {
+    /// The feature.
+    pub feature: u32,
+    /// Its label, if the registry has one.
+    pub label: Option<FeatureLabel>,
+    /// Occurrences it fires on.
+    pub count: u64,
+    /// `count` over all occurrences.
+    pub frequency: f64,
+    /// Mean activation over the occurrences it fires on.
+    pub mean_activation: f32,
+    /// Largest activation.
+    pub max_activation: f32,
+    /// Its strongest occurrences (ties: first in the corpus).
+    pub examples: Vec<TextHit>,
+}
+
+/// The answer of `token_features`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct TokenFeatureProfile {
+    /// The token or sequence asked for.
+    pub tokens: Vec<TokenPattern>,
+    /// The documents looked at.
+    pub restrict: Restriction,
+    /// Tokens left out.
+    pub exclusions: Exclusions,
+    /// Token ids the last pattern matched (the first 100).
+    pub token_ids: Vec<u32>,
+    /// Occurrences found (counted ones: the last token not left out).
+    pub occurrences: u64,
+    /// The features firing on them, most frequent first (ties: larger sum of
+    /// activations first, then lower id).
+    pub features: Vec<TokenFeature>,
+}
+
+/// Per feature over the occurrences: count, sum, max, strongest occurrences.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    sum: f64,
+    max: f32,
+    best: Vec<(f32, u64)>,
+}
+
+impl Tally {
+    fn add(&mut self, value: f32, token: u64, keep: usize) {
+        self.count += 1;
+        self.sum += f64::from(value);
+        self.max = if self.count == 1 {
+            value
+        } else {
+            self.max.max(value)
+        };
+        // Occurrences come in token order: a later one replaces only a weaker one.
+        if self.best.len() < keep {
+            self.best.push((value, token));
+        } else if let Some(weakest) = self.best.last()
+            && value > weakest.0
+        {
+            self.best.pop();
+            self.best.push((value, token));
+        } else {
+            return;
+        }
+        self.best
+            .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+}
+
+impl QueryIndex {
+    /// The index's vocabulary (built on first use and kept).
+    pub(crate) fn vocabulary(&self) -> Result<&Vocabulary, QueryError> {
+        if let Some(vocabulary) = self.vocabulary.get() {
+            return Ok(vocabulary);
+        }
+        let mut texts: HashMap<u32, Vec<String>> = HashMap::new();
+        for doc in 0..self.documents() {
+            let range = self.doc_token_range(doc)?;
+            if range.is_empty() {
+                continue;
+            }
+            let (_, _, text) = self.document_texts(doc)?;
+            self.tokens.scan(range, |_, entry| {
+                let piece = piece(text, entry.start, entry.end);
+                let known = texts.entry(entry.token).or_default();
+                if !known.iter().any(|t| *t == piece) {
+                    known.push(piece.into_owned());
+                }
+                Ok(())
+            })?;
+        }
+        Ok(self.vocabulary.get_or_init(|| Vocabulary { texts }))
+    }
+
+    /// The ids of the tokens `pattern` matches.
+    pub(crate) fn token_ids(&self, pattern: &TokenPattern) -> Result<TokenIds, QueryError> {
+        let matcher = match pattern {
+            TokenPattern::Id(id) => Matcher::Id(*id),
+            TokenPattern::Text(text) => Matcher::Text(text.clone()),
+            TokenPattern::Regex(expression) => {
+                let invalid = |reason: String| QueryError::TokenPattern {
+                    pattern: expression.clone(),
+                    reason,
+                };
+                if expression.len() > MAX_REGEX {
+                    return Err(invalid(format!("longer than {MAX_REGEX} bytes")));
+                }
+                Matcher::Regex(
+                    regex::RegexBuilder::new(expression)
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|e| invalid(e.to_string()))?,
+                )
+            }
+        };
+        let (mut all, mut some) = (IdSet::default(), IdSet::default());
+        for (id, texts) in &self.vocabulary()?.texts {
+            let matching = texts.iter().filter(|t| matcher.matches(*id, t)).count();
+            if matching == texts.len() {
+                all.insert(*id);
+            } else if matching > 0 {
+                some.insert(*id);
+            }
+        }
+        Ok(TokenIds { all, some, matcher })
+    }
+
+    /// Whether global token `token` (whose entry is `entry`) matches `ids`.
+    pub(crate) fn token_matches(
+        &self,
+        ids: &TokenIds,
+        token: u64,
+        entry: TokenEntry,
+    ) -> Result<bool, QueryError> {
+        match ids.by_id(entry.token) {
+            IdMatch::Yes => Ok(true),
+            IdMatch::No => Ok(false),
+            IdMatch::ByText => {
+                let (doc, _) = self.token_doc(token)?;
+                let (_, _, text) = self.document_texts(doc)?;
+                Ok(ids.matches(entry.token, &piece(text, entry.start, entry.end)))
+            }
+        }
+    }
+
+    /// Global tokens ending an occurrence of `patterns` (all in one document), in
+    /// `within`'s documents (all when `None`), counted under `exclusions`, in order.
+    fn occurrences(
+        &self,
+        patterns: &[TokenIds],
+        within: Option<&DocSet>,
+        exclusions: Exclusions,
+    ) -> Result<Vec<u64>, QueryError> {
+        let mask = exclusions.mask();
+        let n = patterns.len();
+        let mut found = Vec::new();
+        let mut entries = Vec::new();
+        for doc in 0..self.documents() {
+            if within.is_some_and(|set| !set.contains_doc(doc)) {
+                continue;
+            }
+            let range = self.doc_token_range(doc)?;
+            if range.is_empty() {
+                continue;
+            }
+            let (_, _, text) = self.document_texts(doc)?;
+            entries.clear();
+            self.tokens.scan(range.clone(), |_, entry| {
+                entries.push(entry);
+                Ok(())
+            })?;
+            for end in n.saturating_sub(1)..entries.len() {
+                let start = end + 1 - n;
+                let matches = patterns
+                    .iter()
+                    .zip(&entries[start..=end])
+                    .all(|(ids, e)| match ids.by_id(e.token) {
+                        IdMatch::Yes => true,
+                        IdMatch::No => false,
+                        IdMatch::ByText => ids.matches(e.token, &piece(text, e.start, e.end)),
+                    });
+                if matches && entries[end].flags & mask == 0 {
+                    found.push(range.start + end as u64);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The features of a token (or token sequence) over its occurrences.
+    pub fn token_features(
+        &self,
+        request: &TokenFeaturesRequest,
+    ) -> Result<TokenFeatureProfile, QueryError> {
+        Limit::K.check(request.k)?;
+        Limit::Examples.check(request.examples)?;
+        Limit::Context.check(request.context)?;
+        if request.tokens.is_empty() || request.tokens.len() > 16 {
+            return Err(QueryError::TokenPattern {
+                pattern: String::new(),
+                reason: "give one token, or a sequence of up to 16".into(),
+            });
+        }
+        let patterns = request
+            .tokens
+            .iter()
+            .map(|p| self.token_ids(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let within = self.doc_set(&request.restrict)?;
+        self.answer(self.profile_token(request, &patterns, within.as_ref()))
+    }
+
+    fn profile_token(
+        &self,
+        request: &TokenFeaturesRequest,
+        patterns: &[TokenIds],
+        within: Option<&DocSet>,
+    ) -> Result<TokenFeatureProfile, QueryError> {
+        let found = self.occurrences(patterns, within, request.exclusions)?;
+        let mut tallies: HashMap<u32, Tally> = HashMap::new();
+        for &token in &found {
+            self.codes.decode(token..token + 1, |_, features, values| {
+                for (&feature, &value) in features.iter().zip(values) {
+                    tallies
+                        .entry(feature)
+                        .or_default()
+                        .add(value, token, request.examples);
+                }
+                Ok(())
+            })?;
+        }
+        let mut ranked: Vec<(u32, Tally)> = tallies.into_iter().collect();
+        ranked.sort_by(|a, b| {
+            b.1.count
+                .cmp(&a.1.count)
+                .then(b.1.sum.total_cmp(&a.1.sum))
+                .then(a.0.cmp(&b.0))
+        });
+        ranked.truncate(request.k);
+        let occurrences = found.len() as u64;
+        let mut features = Vec::with_capacity(ranked.len());
+        for (feature, tally) in ranked {
+            let mut examples = Vec::with_capacity(tally.best.len());
+            for &(value, token) in &tally.best {
+                examples.push(self.hit(token, value, value, request.context)?);
+            }
+            features.push(TokenFeature {
+                feature,
+                label: self.registry().get(feature).cloned(),
+                count: tally.count,
+                frequency: tally.count as f64 / occurrences as f64,
+                mean_activation: (tally.sum / tally.count as f64) as f32,
+                max_activation: tally.max,
+                examples,
+            });
+        }
+        let mut token_ids = match patterns.last() {
+            Some(last) => last.ids(self.vocabulary()?),
+            None => Vec::new(),
+        };
+        token_ids.truncate(100);
+        Ok(TokenFeatureProfile {
+            tokens: request.tokens.clone(),
+            restrict: request.restrict.clone(),
+            exclusions: request.exclusions,
+            token_ids,
+            occurrences,
+            features,
+        })
+    }
+}
