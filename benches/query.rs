@@ -15,7 +15,12 @@
 //! Targets: warm p99 < 1 ms, ≥ 100× faster than DuckDB, cold < 50 ms.
 //!
 //! Run: `bash scripts/bench.sh query` (needs the default index: `bash scripts/demo.sh`).
-//! `SAEIDX_BENCH_TOKENS=5000000` and `SAEIDX_BENCH_QUERIES=2000` change the size.
+//! `SAEIDX_BENCH_TOKENS=5000000` (a comma-separated list measures several sizes in one
+//! run, e.g. `5000000,31250000` for 160M and 1B nonzeros) and `SAEIDX_BENCH_QUERIES=2000`
+//! change the size; `SAEIDX_BENCH_MEMORY` (MiB) the build's budget. DuckDB's sorted
+//! database is loaded up to `SAEIDX_BENCH_SORTED_MAX=200000000` nonzeros (past that its
+//! load alone takes longer than this whole benchmark on 2 cores) and DuckDB over the
+//! Parquet answers 20 questions of each kind (3 past 500M nonzeros, each a full scan).
 
 use std::{
     path::{Path, PathBuf},
@@ -26,7 +31,7 @@ use std::{
 use anyhow::{Context, bail};
 use saeidx_benches::{reference_python, repo_root};
 use saeidx_query::{DocRef, Exclusions, QueryIndex, Rank, TopFeaturesRequest, TopTextsRequest};
-use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
+use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index_quickly};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -46,9 +51,19 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
-/// The default SAE's activation count per feature on the default index, or (without
-/// one) a Zipf law over 8,192 features, said so in the output.
+/// The default SAE's activation count per feature on the default index (or in the JSON
+/// array of counts `SAEIDX_BENCH_FREQUENCIES` names, counted from a default run's
+/// activations Parquet), or (without either) a Zipf law over 8,192 features, said so in
+/// the output.
 fn feature_frequencies() -> anyhow::Result<(Vec<f64>, &'static str)> {
+    if let Ok(path) = std::env::var("SAEIDX_BENCH_FREQUENCIES") {
+        let counts: Vec<f64> = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("{path}: a JSON array of counts per feature"))?;
+        return Ok((
+            counts,
+            "the default SAE's feature frequencies (counted from SAEIDX_BENCH_FREQUENCIES)",
+        ));
+    }
     let dir = repo_root().join("indexes/default");
     let Ok(index) = QueryIndex::open(&dir) else {
         let zipf = (0..8192).map(|f| 1.0 / (1.0 + f as f64)).collect();
@@ -67,7 +82,7 @@ fn feature_frequencies() -> anyhow::Result<(Vec<f64>, &'static str)> {
 /// how its feature frequencies were drawn.
 fn synthetic_index(tokens: usize) -> anyhow::Result<(PathBuf, &'static str)> {
     let documents = tokens / 1000;
-    let dir = repo_root().join(format!("target/bench-data/query-{documents}docs"));
+    let dir = repo_root().join(format!("target/bench-data/query-alias-{documents}docs"));
     let (weights, shape) = feature_frequencies()?;
     if dir.join("manifest.json").is_file() {
         return Ok((dir, shape));
@@ -88,7 +103,7 @@ fn synthetic_index(tokens: usize) -> anyhow::Result<(PathBuf, &'static str)> {
         dir.display()
     );
     let started = Instant::now();
-    write_synthetic_index(&dir, &spec)?;
+    write_synthetic_index_quickly(&dir, &spec)?;
     eprintln!(
         "  Parquet written in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -96,38 +111,64 @@ fn synthetic_index(tokens: usize) -> anyhow::Result<(PathBuf, &'static str)> {
     Ok((dir, shape))
 }
 
-/// Builds the query files with `saeidx query build` in a child process: wall seconds,
-/// the child's peak RSS (bytes) and runs spilled.
-fn timed_build(binary: &Path, dir: &Path) -> anyhow::Result<(f64, u64, u64)> {
+/// Builds the query files with `saeidx query build --memory MIB` in a child process:
+/// wall seconds, the child's own peak RSS (bytes) and runs spilled.
+fn timed_build(binary: &Path, dir: &Path, memory_mib: usize) -> anyhow::Result<(f64, u64, u64)> {
+    use std::io::Read;
     let started = Instant::now();
-    let output = Command::new(binary)
-        .args(["query", "build", "--json"])
+    let mut child = Command::new(binary)
+        .args([
+            "query",
+            "build",
+            "--json",
+            "--memory",
+            &memory_mib.to_string(),
+        ])
         .arg(dir)
-        .output()?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !output.status.success() {
-        bail!(
-            "saeidx query build: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    let usage = unsafe {
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_string(&mut stdout)?;
+    child
+        .stderr
+        .take()
+        .context("stderr")?
+        .read_to_string(&mut stderr)?;
+    let pid = libc::pid_t::try_from(child.id())?;
+    // SAFETY: wait4 reaps our own child and writes into the zeroed structs it is given.
+    let (status, usage) = unsafe {
+        let mut status = 0;
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
+        if libc::wait4(pid, &mut status, 0, &mut usage) != pid {
+            bail!("waiting for saeidx query build failed");
+        }
+        (status, usage)
     };
-    // The largest child so far: the build is the first child this bench starts.
+    let seconds = started.elapsed().as_secs_f64();
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("saeidx query build: {stderr}");
+    }
+    let summary: serde_json::Value = serde_json::from_str(&stdout)?;
     let peak = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
     Ok((seconds, peak, summary["spilled_runs"].as_u64().unwrap_or(0)))
 }
 
 /// DuckDB's p50/p99 (ms) for top-texts of `features` and top-features of `docs`.
-fn duckdb(dir: &Path, features: &[u32], docs: &[u32]) -> anyhow::Result<serde_json::Value> {
+fn duckdb(
+    dir: &Path,
+    features: &[u32],
+    docs: &[u32],
+    sorted: bool,
+) -> anyhow::Result<serde_json::Value> {
     let script = r#"
 import duckdb, json, os, sys, time
 root, features, docs, db = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+sorted_db = sys.argv[5] == "1"
 def run(con):
     con.execute("set enable_progress_bar = false")
     return (timed(con, "select doc, position, value from act where feature = ? order by value desc, doc, position limit 10", features),
@@ -144,6 +185,9 @@ def timed(con, sql, values):
 con = duckdb.connect()
 con.execute(f"create view act as select * from read_parquet('{root}/activations/*.parquet')")
 texts, feats = run(con)
+if not sorted_db:
+    print(json.dumps({"top_texts": texts, "top_features": feats}))
+    sys.exit(0)
 # A user's best effort: a persistent database, activations sorted by feature, loaded once.
 started = time.perf_counter()
 fresh = not os.path.exists(db)
@@ -161,6 +205,7 @@ print(json.dumps({"top_texts": texts, "top_features": feats, "sorted_top_texts":
         .arg(serde_json::to_string(features)?)
         .arg(serde_json::to_string(docs)?)
         .arg(dir.with_extension("duckdb"))
+        .arg(if sorted { "1" } else { "0" })
         .output()?;
     if !output.status.success() {
         bail!("duckdb: {}", String::from_utf8_lossy(&output.stderr));
@@ -170,11 +215,28 @@ print(json.dumps({"top_texts": texts, "top_features": feats, "sorted_top_texts":
     serde_json::from_str(last).with_context(|| format!("duckdb printed {stdout:?}"))
 }
 
-/// Warm in-process latencies of each question, in the order asked.
+/// Warm in-process latencies of each question, in the order asked, and the CPU time
+/// the asking thread spent on each (on a shared machine the wall time also counts the
+/// time other processes held the core).
 struct Warm {
     texts: Vec<Duration>,
     doc_max: Vec<Duration>,
     features: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+/// The calling thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    // SAFETY: clock_gettime writes into the zeroed timespec it is given.
+    let time = unsafe {
+        let mut time: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time);
+        time
+    };
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
 }
 
 fn warm(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Result<Warm> {
@@ -185,13 +247,14 @@ fn warm(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Result<Wa
         texts: Vec::new(),
         doc_max: Vec::new(),
         features: Vec::new(),
+        cpu: Vec::new(),
     };
     for (rank, times) in [
         (Rank::Token, &mut warm.texts),
         (Rank::DocumentMax, &mut warm.doc_max),
     ] {
         for &feature in features {
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), thread_cpu());
             let hits = index.top_texts(&TopTextsRequest {
                 feature,
                 rank,
@@ -199,11 +262,12 @@ fn warm(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Result<Wa
                 ..TopTextsRequest::default()
             })?;
             times.push(start.elapsed());
+            warm.cpu.push(thread_cpu() - cpu);
             std::hint::black_box(hits);
         }
     }
     for &doc in docs {
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), thread_cpu());
         let ranked = index.top_features(
             &DocRef::Number(doc),
             &TopFeaturesRequest {
@@ -212,6 +276,7 @@ fn warm(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Result<Wa
             },
         )?;
         warm.features.push(start.elapsed());
+        warm.cpu.push(thread_cpu() - cpu);
         std::hint::black_box(ranked);
     }
     Ok(warm)
@@ -270,8 +335,12 @@ fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let tokens = env_number("SAEIDX_BENCH_TOKENS", 5_000_000);
-    let queries = env_number("SAEIDX_BENCH_QUERIES", 2000);
+    let sizes: Vec<usize> = std::env::var("SAEIDX_BENCH_TOKENS")
+        .unwrap_or_else(|_| "5000000".into())
+        .split(',')
+        .map(|n| n.trim().parse())
+        .collect::<Result<_, _>>()
+        .context("SAEIDX_BENCH_TOKENS: token counts separated by commas")?;
     let binary = repo_root().join("target/release/saeidx");
     if !binary.is_file() {
         bail!(
@@ -279,8 +348,19 @@ fn main() -> anyhow::Result<()> {
             binary.display()
         );
     }
+    for tokens in sizes {
+        bench(&binary, tokens)?;
+    }
+    Ok(())
+}
+
+/// Writes (or reuses) the synthetic index of `tokens` tokens, builds its query files and
+/// prints every figure.
+fn bench(binary: &Path, tokens: usize) -> anyhow::Result<()> {
+    let queries = env_number("SAEIDX_BENCH_QUERIES", 2000);
+    let memory = env_number("SAEIDX_BENCH_MEMORY", 1024);
     let (dir, shape) = synthetic_index(tokens)?;
-    let (build_s, build_rss, runs) = timed_build(&binary, &dir)?;
+    let (build_s, build_rss, runs) = timed_build(binary, &dir, memory)?;
     let index = QueryIndex::open(&dir)?;
     let counts = index.query_manifest().counts;
     let live = index.live_features()?;
@@ -292,19 +372,34 @@ fn main() -> anyhow::Result<()> {
     let docs: Vec<u32> = (0..queries)
         .map(|i| ((i * 104_729) % counts.documents as usize) as u32)
         .collect();
-    let warm = warm(&index, &features, &docs)?;
-    let cold = cold(&binary, &dir, &features)?;
-    let peer_queries = 20.min(queries);
-    let duck = duckdb(&dir, &features[..peer_queries], &docs[..peer_queries])?;
     println!(
         "index: {} documents, {} tokens, {} nonzeros (synthetic, {shape})",
         counts.documents, counts.tokens, counts.nonzeros
     );
     println!("{}", sizes(&index, &dir)?);
     println!(
-        "build (saeidx query build, default 1 GiB budget): {build_s:.1} s, peak RSS {:.0} MiB, {runs} sorted runs spilled",
+        "build (saeidx query build --memory {memory}): {build_s:.1} s, peak RSS {:.0} MiB, {runs} sorted runs spilled",
         build_rss as f64 / f64::from(1 << 20)
     );
+    let warm = warm(&index, &features, &docs)?;
+    for (name, times) in [
+        ("top-texts per token", &warm.texts),
+        ("top-texts doc-max", &warm.doc_max),
+        ("top-features", &warm.features),
+    ] {
+        let (p50, p99) = percentiles(times.clone());
+        println!("warm {name}: p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99));
+    }
+    let cold = cold(binary, &dir, &features)?;
+    let full_scans = if counts.nonzeros > 500_000_000 { 3 } else { 20 };
+    let peer_queries = full_scans.min(queries);
+    let sorted = counts.nonzeros <= env_number("SAEIDX_BENCH_SORTED_MAX", 200_000_000) as u64;
+    let duck = duckdb(
+        &dir,
+        &features[..peer_queries],
+        &docs[..peer_queries],
+        sorted,
+    )?;
     table(&warm, &duck);
     let (cold50, cold99) = percentiles(cold);
     println!(
@@ -312,19 +407,41 @@ fn main() -> anyhow::Result<()> {
         ms(cold50),
         ms(cold99)
     );
-    println!(
-        "DuckDB sorted database: {:.2} B/nonzero, loaded once in {}",
-        duck["sorted_db_bytes"].as_f64().unwrap_or(f64::NAN) / counts.nonzeros.max(1) as f64,
-        duck["sorted_load_s"]
-            .as_f64()
-            .map_or("an earlier run".to_string(), |s| format!("{s:.0} s"))
-    );
+    if sorted {
+        println!(
+            "DuckDB sorted database: {:.2} B/nonzero, loaded once in {}",
+            duck["sorted_db_bytes"].as_f64().unwrap_or(f64::NAN) / counts.nonzeros.max(1) as f64,
+            duck["sorted_load_s"]
+                .as_f64()
+                .map_or("an earlier run".to_string(), |s| format!("{s:.0} s"))
+        );
+    } else {
+        println!(
+            "DuckDB sorted database: not loaded (over SAEIDX_BENCH_SORTED_MAX nonzeros); DuckDB over the Parquet: {peer_queries} questions of each kind"
+        );
+    }
     Ok(())
 }
 
 /// The latency table: saeidx warm, DuckDB over the Parquet, DuckDB's sorted database.
 fn table(warm: &Warm, duck: &serde_json::Value) {
     let duck_ms = |question: &str, q: &str| duck[question][q].as_f64().unwrap_or(f64::NAN);
+    let n = warm.texts.len();
+    let cpu = |range: std::ops::Range<usize>| percentiles(warm.cpu[range].to_vec());
+    for (name, (cpu50, cpu99)) in [
+        ("top-texts (k=10, per token)", cpu(0..n)),
+        ("top-texts (k=10, doc-max)", cpu(n..2 * n)),
+        (
+            "top-features of a ~1,000-token document (k=10)",
+            cpu(2 * n..warm.cpu.len()),
+        ),
+    ] {
+        println!(
+            "  {name}: thread CPU time p50 {:.3} ms, p99 {:.3} ms",
+            ms(cpu50),
+            ms(cpu99)
+        );
+    }
     println!(
         "| question | saeidx warm p50 | saeidx warm p99 | DuckDB Parquet p50 / p99 | DuckDB sorted db p50 / p99 | p50 ratio (Parquet, sorted) |"
     );

@@ -4,12 +4,15 @@
 //!
 //! Every block file is: an 8-byte magic, the blocks, a directory of u64 byte offsets
 //! (one per block, then the end of the last), then a 64-byte trailer of seven u64
-//! fields and the magic again. Writers hold only the directory in memory.
+//! fields and the magic again. Writers hold one block in memory: the directory (and
+//! the postings' block maxima and order) go to scratch files beside the output, copied
+//! in at the end, so a build's memory does not grow with the corpus.
 
 use std::{
+    cmp::Reverse,
     fs::File,
     hash::Hasher,
-    io::{BufWriter, Write},
+    io::{BufReader, BufWriter, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -101,13 +104,48 @@ impl<W: Write> Write for ChunkHashing<W> {
     }
 }
 
+/// Bytes appended to a scratch file instead of held in memory (what grows with the
+/// corpus: a block file's directory, the postings' block maxima and order), copied into
+/// the output once at the end.
+struct Spill {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Spill {
+    fn create(path: PathBuf) -> Result<Self, QueryError> {
+        let file = File::create(&path).map_err(QueryError::io(&path))?;
+        Ok(Self {
+            path,
+            out: BufWriter::with_capacity(1 << 16, file),
+        })
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), QueryError> {
+        self.out
+            .write_all(bytes)
+            .map_err(QueryError::io(&self.path))
+    }
+
+    /// Copies what was put into `to`, then removes the scratch file.
+    fn copy_into(self, to: &mut impl Write) -> Result<(), QueryError> {
+        let io = QueryError::io(&self.path);
+        self.out
+            .into_inner()
+            .map_err(|e| QueryError::io(&self.path)(e.into_error()))?;
+        let file = File::open(&self.path).map_err(QueryError::io(&self.path))?;
+        std::io::copy(&mut BufReader::with_capacity(1 << 16, file), to).map_err(io)?;
+        std::fs::remove_file(&self.path).map_err(QueryError::io(&self.path))
+    }
+}
+
 /// A block file being written: magic, blocks, then (at [`BlockFileWriter::finish`]) the
 /// directory and the trailer.
 struct BlockFileWriter {
     path: PathBuf,
     file: QueryFile,
     out: ChunkHashing<BufWriter<File>>,
-    offsets: Vec<u64>,
+    offsets: Spill,
 }
 
 impl BlockFileWriter {
@@ -117,29 +155,33 @@ impl BlockFileWriter {
         let mut out = ChunkHashing::new(BufWriter::with_capacity(1 << 20, handle));
         out.write_all(magic(file)).map_err(QueryError::io(&path))?;
         Ok(Self {
+            offsets: Spill::create(dir.join(format!(".{}.directory", file.name())))?,
             path,
             file,
             out,
-            offsets: Vec::new(),
         })
     }
 
     fn block(&mut self, bytes: &[u8]) -> Result<(), QueryError> {
-        self.offsets.push(self.out.position());
+        self.offsets.put(&self.out.position().to_le_bytes())?;
         self.out
             .write_all(bytes)
             .map_err(QueryError::io(&self.path))
+    }
+
+    /// A block of what was put into `spill`.
+    fn spilled_block(&mut self, spill: Spill) -> Result<(), QueryError> {
+        self.offsets.put(&self.out.position().to_le_bytes())?;
+        spill.copy_into(&mut self.out)
     }
 
     /// Writes the directory and trailer, fsyncs, and describes the file (`rows` rows).
     fn finish(mut self, fields: [u64; 7], rows: u64) -> Result<QueryFileRecord, QueryError> {
         let path = self.path.clone();
         let io = |e: std::io::Error| QueryError::io(&path)(e);
-        self.offsets.push(self.out.position());
-        let mut tail = Vec::with_capacity(self.offsets.len() * 8 + TRAILER_BYTES as usize);
-        for offset in &self.offsets {
-            tail.extend_from_slice(&offset.to_le_bytes());
-        }
+        self.offsets.put(&self.out.position().to_le_bytes())?;
+        self.offsets.copy_into(&mut self.out)?;
+        let mut tail = Vec::with_capacity(TRAILER_BYTES as usize);
         for field in fields {
             tail.extend_from_slice(&field.to_le_bytes());
         }
@@ -355,31 +397,61 @@ fn feature_gaps(codes: &[(u32, u32)]) -> impl Iterator<Item = u64> + Clone + '_ 
 /// cut into blocks of [`POSTINGS_BLOCK`], each block with its largest value.
 pub(crate) struct PostingsWriter {
     writer: BlockFileWriter,
-    maxima: Vec<u32>,
-    /// Each feature's blocks (numbered from its first), largest maximum first.
-    order: Vec<u32>,
+    /// Every block's largest value code (u32 words).
+    maxima: Spill,
+    /// Each feature's blocks (numbered from its first), largest maximum first (u32 words).
+    order: Spill,
+    /// The current feature's block maxima.
+    feature_maxima: Vec<u32>,
+    /// The current feature's postings not yet in a block.
+    pending: Vec<(u64, u32)>,
+    blocks: u64,
     features: u64,
     postings: u64,
 }
 
 impl PostingsWriter {
     pub(crate) fn create(dir: &Path) -> Result<Self, QueryError> {
+        let name = QueryFile::Postings.name();
         Ok(Self {
             writer: BlockFileWriter::create(dir, QueryFile::Postings)?,
-            maxima: Vec::new(),
-            order: Vec::new(),
+            maxima: Spill::create(dir.join(format!(".{name}.maxima")))?,
+            order: Spill::create(dir.join(format!(".{name}.order")))?,
+            feature_maxima: Vec::new(),
+            pending: Vec::with_capacity(POSTINGS_BLOCK),
+            blocks: 0,
             features: 0,
             postings: 0,
         })
     }
 
-    /// Adds the next feature's postings: `(token, value code)` in increasing token order.
-    pub(crate) fn feature(&mut self, postings: &[(u64, u32)]) -> Result<(), QueryError> {
+    /// Adds the current feature's next posting (tokens increase within a feature).
+    pub(crate) fn push(&mut self, token: u64, code: u32) -> Result<(), QueryError> {
+        self.pending.push((token, code));
+        self.postings += 1;
+        if self.pending.len() == POSTINGS_BLOCK {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current feature (the next posting pushed is the next feature's).
+    pub(crate) fn end_feature(&mut self) -> Result<(), QueryError> {
+        self.flush_block()?;
         self.features += 1;
-        self.postings += postings.len() as u64;
-        let first = self.maxima.len();
-        for block in postings.chunks(POSTINGS_BLOCK) {
-            let first = block[0].0;
+        let maxima = &self.feature_maxima;
+        let mut order: Vec<u32> = (0..maxima.len() as u32).collect();
+        order.sort_by_key(|i| (Reverse(maxima[*i as usize]), *i));
+        for i in order {
+            self.order.put(&i.to_le_bytes())?;
+        }
+        self.feature_maxima.clear();
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<(), QueryError> {
+        let block = &self.pending;
+        if let Some(&(first, _)) = block.first() {
             let vmin = block.iter().map(|(_, v)| *v).min().unwrap_or(0);
             let vmax = block.iter().map(|(_, v)| *v).max().unwrap_or(0);
             let value_width = bits_for(u64::from(vmax - vmin));
@@ -398,30 +470,23 @@ impl PostingsWriter {
                 bits.put(u64::from(value - vmin), value_width);
             }
             self.writer.block(&bits.finish())?;
-            self.maxima.push(vmax);
+            self.maxima.put(&vmax.to_le_bytes())?;
+            self.feature_maxima.push(vmax);
+            self.blocks += 1;
         }
-        let maxima = &self.maxima[first..];
-        let mut order: Vec<u32> = (0..maxima.len() as u32).collect();
-        order.sort_by_key(|i| (std::cmp::Reverse(maxima[*i as usize]), *i));
-        self.order.extend(order);
+        self.pending.clear();
         Ok(())
     }
 
     pub(crate) fn finish(mut self) -> Result<QueryFileRecord, QueryError> {
-        let blocks = self.maxima.len() as u64;
         // The block maxima, then each feature's blocks in their order, go in as two
         // last blocks.
-        for words in [&self.maxima, &self.order] {
-            let mut bytes = Vec::with_capacity(words.len() * 4);
-            for word in words {
-                bytes.extend_from_slice(&word.to_le_bytes());
-            }
-            self.writer.block(&bytes)?;
-        }
+        self.writer.spilled_block(self.maxima)?;
+        self.writer.spilled_block(self.order)?;
         let fields = [
             self.features,
             self.postings,
-            blocks,
+            self.blocks,
             POSTINGS_BLOCK as u64,
             0,
             0,

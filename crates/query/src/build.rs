@@ -10,6 +10,7 @@
 //! complete folder or the new one.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
@@ -49,8 +50,8 @@ pub const DEFAULT_BUILD_MEMORY: u64 = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuildOptions {
     /// Bytes of nonzero activations the external sort holds in memory before it spills
-    /// a sorted run to disk (the build's other memory: one Parquet part, the documents'
-    /// texts, the largest feature's postings).
+    /// a sorted run to disk (the build's other memory: one Parquet part and the
+    /// documents' ids and offsets; at the end, after the sort, the documents' texts).
     pub memory: u64,
 }
 
@@ -192,13 +193,15 @@ fn carry_logit_effects(old: &Path, staged: &Path) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// The documents, collected for `documents.arrow`.
-#[derive(Default)]
+/// The documents, collected for `documents.arrow`. Their texts (the bulk: ~4 bytes per
+/// token) wait in a scratch file until the end, when the sort's memory is released.
 struct Documents {
     ids: Vec<String>,
     sources: Vec<String>,
     text_offsets: Vec<i64>,
-    text: Vec<u8>,
+    text_path: PathBuf,
+    text: BufWriter<File>,
+    text_bytes: u64,
     first_token: Vec<u64>,
     doc_tokens: Vec<u32>,
     /// Tokens the documents hold.
@@ -206,6 +209,22 @@ struct Documents {
 }
 
 impl Documents {
+    fn create(dir: &Path) -> Result<Self, QueryError> {
+        let text_path = dir.join(".documents.texts");
+        let file = File::create(&text_path).map_err(QueryError::io(&text_path))?;
+        Ok(Self {
+            ids: Vec::new(),
+            sources: Vec::new(),
+            text_offsets: Vec::new(),
+            text: BufWriter::with_capacity(1 << 20, file),
+            text_path,
+            text_bytes: 0,
+            first_token: Vec::new(),
+            doc_tokens: Vec::new(),
+            tokens: 0,
+        })
+    }
+
     fn add(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
         if self.text_offsets.is_empty() {
             self.text_offsets.push(0);
@@ -217,8 +236,12 @@ impl Documents {
         for row in 0..batch.num_rows() {
             self.ids.push(id.value(row).to_string());
             self.sources.push(source.value(row).to_string());
-            self.text.extend_from_slice(text.value(row).as_bytes());
-            self.text_offsets.push(self.text.len() as i64);
+            let bytes = text.value(row).as_bytes();
+            self.text
+                .write_all(bytes)
+                .map_err(QueryError::io(&self.text_path))?;
+            self.text_bytes += bytes.len() as u64;
+            self.text_offsets.push(self.text_bytes as i64);
             self.first_token.push(self.tokens);
             self.tokens += u64::from(tokens.value(row));
             self.doc_tokens.push(tokens.value(row));
@@ -236,6 +259,12 @@ impl Documents {
         if self.text_offsets.is_empty() {
             self.text_offsets.push(0);
         }
+        let path = self.text_path;
+        self.text
+            .into_inner()
+            .map_err(|e| QueryError::io(&path)(e.into_error()))?;
+        let text = std::fs::read(&path).map_err(QueryError::io(&path))?;
+        std::fs::remove_file(&path).map_err(QueryError::io(&path))?;
         arrow_batch(
             QueryFile::Documents,
             vec![
@@ -243,7 +272,7 @@ impl Documents {
                 Arc::new(StringArray::from(self.sources)),
                 Arc::new(LargeBinaryArray::new(
                     OffsetBuffer::new(ScalarBuffer::from(self.text_offsets)),
-                    Buffer::from_vec(self.text),
+                    Buffer::from_vec(text),
                     None,
                 )),
                 Arc::new(UInt64Array::from(self.first_token)),
@@ -281,7 +310,7 @@ struct Stream {
 impl Stream {
     fn create(dir: &Path, d_sae: usize, sorter: Sorter) -> Result<Self, QueryError> {
         Ok(Self {
-            documents: Documents::default(),
+            documents: Documents::create(dir)?,
             tokens: TokensWriter::create(dir)?,
             codes: CodesWriter::create(dir, d_sae)?,
             sorter,
@@ -386,6 +415,35 @@ impl Stream {
     }
 }
 
+/// The statistics of the feature being drained, one posting at a time: content values
+/// are counted per distinct value code (at most 2^19 of them, whatever the corpus), not
+/// held per posting.
+#[derive(Default)]
+struct FeatureTally {
+    postings: u64,
+    documents: u32,
+    doc_end: u64,
+    values: BTreeMap<u32, u32>,
+}
+
+impl FeatureTally {
+    /// Counts the next posting (tokens ascend) of a token with `flags`; `first_token`
+    /// numbers the documents' tokens.
+    fn push(&mut self, token: u64, code: u32, flags: u8, first_token: &[u64]) {
+        self.postings += 1;
+        if flags != 0 {
+            return;
+        }
+        *self.values.entry(code).or_default() += 1;
+        if token >= self.doc_end {
+            // Tokens ascend: a token past the current document starts another one.
+            let doc = first_token.partition_point(|first| *first <= token);
+            self.doc_end = first_token.get(doc).copied().unwrap_or(u64::MAX);
+            self.documents += 1;
+        }
+    }
+}
+
 /// Per-feature offsets and statistics (`features.arrow`).
 struct Features {
     first_posting: Vec<u64>,
@@ -412,47 +470,36 @@ impl Features {
         }
     }
 
-    /// Adds the next feature, whose postings are `postings` (token order) with the
-    /// tokens' `flags`; `first_token` numbers the documents' tokens.
-    fn add(
-        &mut self,
-        postings: &[(u64, u32)],
-        flags: &[u8],
-        first_token: &[u64],
-    ) -> Result<(), QueryError> {
-        let count = u32::try_from(postings.len()).map_err(|_| QueryError::TooLarge {
+    /// Adds the next feature, tallied by `tally`.
+    fn add(&mut self, tally: FeatureTally) -> Result<(), QueryError> {
+        let count = u32::try_from(tally.postings).map_err(|_| QueryError::TooLarge {
             what: "one feature's postings",
             limit: u64::from(u32::MAX),
         })?;
         self.first_posting.push(self.total);
         self.postings.push(count);
         self.total += u64::from(count);
-        let mut content: Vec<f32> = Vec::new();
-        let mut documents = 0u32;
-        let mut doc_end = 0u64;
-        for (&(token, code), &flags) in postings.iter().zip(flags) {
-            if flags != 0 {
-                continue;
-            }
-            content.push(code_value(code));
-            if token >= doc_end {
-                // Tokens ascend: a token past the current document starts another one.
-                let doc = first_token.partition_point(|first| *first <= token);
-                doc_end = first_token.get(doc).copied().unwrap_or(u64::MAX);
-                documents += 1;
-            }
-        }
-        // Strongest first, as readers recompute it.
-        content.sort_by(|a, b| b.total_cmp(a));
-        let max = content.first().copied().unwrap_or(0.0).max(0.0);
+        // Strongest first, as readers recompute it (equal values are the same code, so
+        // adding a value `n` times in a row sums exactly as the sorted postings would).
+        let mut content: Vec<(f32, u32)> = tally
+            .values
+            .into_iter()
+            .map(|(code, n)| (code_value(code), n))
+            .collect();
+        content.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let max = content.first().map_or(0.0, |(value, _)| *value).max(0.0);
         let mut bins = [0u32; HISTOGRAM_BINS];
         let mut sum = 0.0f64;
-        for &value in &content {
-            sum += f64::from(value);
-            bins[histogram_bin(value, max)] += 1;
+        let mut total = 0u32;
+        for &(value, n) in &content {
+            for _ in 0..n {
+                sum += f64::from(value);
+            }
+            bins[histogram_bin(value, max)] += n;
+            total += n;
         }
-        self.count.push(content.len() as u32);
-        self.documents.push(documents);
+        self.count.push(total);
+        self.documents.push(tally.documents);
         self.max.push(max);
         self.sum.push(sum);
         self.histogram.extend_from_slice(&bins);
@@ -494,28 +541,26 @@ fn write_postings(
 ) -> Result<(QueryFileRecord, Features), QueryError> {
     let mut writer = PostingsWriter::create(dir)?;
     let mut features = Features::new(d_sae);
-    let mut postings: Vec<(u64, u32)> = Vec::new();
-    let mut flags: Vec<u8> = Vec::new();
+    let mut tally = FeatureTally::default();
     let mut feature = 0usize;
     let value_mask = (1u32 << VALUE_CODE_BITS) - 1;
-    let mut close = |postings: &mut Vec<(u64, u32)>, flags: &mut Vec<u8>| {
-        writer.feature(postings)?;
-        features.add(postings, flags, first_token)?;
-        postings.clear();
-        flags.clear();
-        Ok::<(), QueryError>(())
+    let mut close = |writer: &mut PostingsWriter, tally: &mut FeatureTally| {
+        writer.end_feature()?;
+        features.add(std::mem::take(tally))
     };
     sorter.drain(|posting| {
         while feature < posting.feature as usize {
-            close(&mut postings, &mut flags)?;
+            close(&mut writer, &mut tally)?;
             feature += 1;
         }
-        postings.push((posting.token, posting.payload & value_mask));
-        flags.push((posting.payload >> VALUE_CODE_BITS) as u8);
+        let code = posting.payload & value_mask;
+        writer.push(posting.token, code)?;
+        let flags = (posting.payload >> VALUE_CODE_BITS) as u8;
+        tally.push(posting.token, code, flags, first_token);
         Ok(())
     })?;
     while feature < d_sae {
-        close(&mut postings, &mut flags)?;
+        close(&mut writer, &mut tally)?;
         feature += 1;
     }
     Ok((writer.finish()?, features))
