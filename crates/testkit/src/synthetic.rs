@@ -217,7 +217,14 @@ fn write_part(
 /// manifest. Each document starts with a BOS-like special token (empty span) that is
 /// also the attention sink; every other token is one word of the text.
 pub fn write_synthetic_index(dir: &Path, spec: &SyntheticSpec) -> Result<Manifest, SyntheticError> {
-    write_index(dir, spec, &[], &|_, _, codes| codes, &BTreeSet::new(), false)
+    write_index(
+        dir,
+        spec,
+        &[],
+        &|_, _, codes| codes,
+        &BTreeSet::new(),
+        false,
+    )
 }
 
 /// [`write_synthetic_index`] without the documents `removed` (numbers of the full
