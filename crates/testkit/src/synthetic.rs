@@ -170,7 +170,19 @@ fn write_part(
             documents.push_metadata(crate::filters::random_metadata(rng));
         }
     }
-    let (mut documents, mut tokens, mut activations) = kept;
+    write_tables(dir, (part, first_doc), metadata, quick, kept)
+}
+
+/// Writes the rows of part `part` (first document `first_doc`) as its three Parquet
+/// files.
+fn write_tables(
+    dir: &Path,
+    (part, first_doc): (u32, u32),
+    metadata: &[MetadataColumn],
+    quick: bool,
+    rows: (DocumentRows, TokenRows, ActivationRows),
+) -> Result<PartRecord, SyntheticError> {
+    let (mut documents, mut tokens, mut activations) = rows;
     let rows = (
         documents.doc.len() as u64,
         tokens.doc.len() as u64,
