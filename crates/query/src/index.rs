@@ -1352,29 +1352,11 @@ impl QueryIndex {
                 Ok(())
             })?;
         }
-        let own = kept.len() as u64;
-        let mut neighbours = Vec::with_capacity(together.len());
+        let mut counted = Vec::with_capacity(together.len());
         for (other, both) in together {
-            let count = self.count(other as usize, exclusions, within)?;
-            let union = own + count - both.min(count);
-            neighbours.push(Neighbour {
-                feature: other,
-                jaccard: if union == 0 {
-                    0.0
-                } else {
-                    both as f64 / union as f64
-                },
-                together: both,
-                count,
-            });
+            counted.push((other, both, self.count(other as usize, exclusions, within)?));
         }
-        neighbours.sort_by(|a, b| {
-            b.jaccard
-                .total_cmp(&a.jaccard)
-                .then(a.feature.cmp(&b.feature))
-        });
-        neighbours.truncate(n);
-        Ok(neighbours)
+        Ok(ranked_neighbours(kept.len() as u64, counted, n))
     }
 
     /// Everything about one feature (see [`FeatureRequest`]).
@@ -1602,4 +1584,37 @@ impl RegistryStamp {
             modified: meta.modified().ok(),
         })
     }
+}
+
+/// The `n` features with the highest Jaccard index against a feature active on `own`
+/// tokens, from `(feature, tokens active together, tokens the feature is active on)`;
+/// ties by feature id.
+pub(crate) fn ranked_neighbours(
+    own: u64,
+    counted: Vec<(u32, u64, u64)>,
+    n: usize,
+) -> Vec<Neighbour> {
+    let mut neighbours: Vec<Neighbour> = counted
+        .into_iter()
+        .map(|(feature, together, count)| {
+            let union = own + count - together.min(count);
+            Neighbour {
+                feature,
+                jaccard: if union == 0 {
+                    0.0
+                } else {
+                    together as f64 / union as f64
+                },
+                together,
+                count,
+            }
+        })
+        .collect();
+    neighbours.sort_by(|a, b| {
+        b.jaccard
+            .total_cmp(&a.jaccard)
+            .then(a.feature.cmp(&b.feature))
+    });
+    neighbours.truncate(n);
+    neighbours
 }

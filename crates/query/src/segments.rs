@@ -41,7 +41,10 @@ use crate::{
         SampledFeature, Subject, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
     },
     build::histogram_bin,
-    index::{Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, Rank, TextHit},
+    index::{
+        Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, Rank, TextHit,
+        ranked_neighbours,
+    },
     layout::{HISTOGRAM_BINS, QueryCounts},
     limits::Limit,
     registry::Registry,
@@ -596,32 +599,15 @@ impl SegmentedIndex {
                     Ok(())
                 })?;
         }
-        let own = kept.len() as u64;
-        let mut neighbours = Vec::with_capacity(together.len());
+        let mut counted = Vec::with_capacity(together.len());
         for (other, both) in together {
             let mut count = 0;
             for segment in &self.segments {
                 count += segment.count(other as usize, exclusions)?;
             }
-            let union = own + count - both.min(count);
-            neighbours.push(Neighbour {
-                feature: other,
-                jaccard: if union == 0 {
-                    0.0
-                } else {
-                    both as f64 / union as f64
-                },
-                together: both,
-                count,
-            });
+            counted.push((other, both, count));
         }
-        neighbours.sort_by(|a, b| {
-            b.jaccard
-                .total_cmp(&a.jaccard)
-                .then(a.feature.cmp(&b.feature))
-        });
-        neighbours.truncate(n);
-        Ok(neighbours)
+        Ok(ranked_neighbours(kept.len() as u64, counted, n))
     }
 
     /// Everything about one feature ([`QueryIndex::feature`]).
