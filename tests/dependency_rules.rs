@@ -17,6 +17,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ("saeidx-hub", &["mlx-sys", "mlx-rs"], "Hub resolution"),
     ("saeidx-corpus", &["mlx-sys", "mlx-rs"], "reading corpora"),
     (
+        "saeidx-tensors",
+        &["mlx-sys", "mlx-rs"],
+        "reading SAE weight files",
+    ),
+    (
         "saeidx-query",
         &[
             "mlx-sys",
@@ -85,11 +90,28 @@ const NEVER_A_DEPENDENCY: &[&str] = &["saeidx-cli", "saeidx-testkit", "saeidx-te
 /// The workspace's test and bench harnesses, which are no library.
 const HARNESSES: &[&str] = &["saeidx-tests", "saeidx-benches"];
 
-/// Each workspace package's normal and build dependencies, by package name.
+/// The host's target triple, from `rustc -vV`.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
+    let version = String::from_utf8_lossy(&output.stdout);
+    version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned()
+}
+
+/// Each workspace package's normal and build dependencies on this host, by package name
+/// (only this platform's: cargo has downloaded no other platform's crates offline).
 fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host_triple()])
         .current_dir(repo_root())
         .output()
         .expect("cargo metadata runs");

@@ -16,12 +16,9 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use saeidx_format::{
-    checksum,
-    manifest::{SaeLocation, SaeRecord},
-};
+use saeidx_format::manifest::{SaeLocation, SaeRecord};
 use saeidx_hub::{HubError, HubSettings, RepoKind, RepoRef};
-use safetensors::{Dtype, SafeTensors};
+use saeidx_tensors::FloatTensor;
 
 use crate::CompareError;
 
@@ -112,10 +109,10 @@ impl Decoder {
             ));
         };
         let path = dir.join(layout.weights);
-        let (values, shape) = if layout.weights.ends_with(".npz") {
-            read_npz_array(&path, layout.tensor)?
+        let FloatTensor { values, shape } = if layout.weights.ends_with(".npz") {
+            saeidx_tensors::read_npz_array(&path, layout.tensor)?
         } else {
-            read_tensor(&path, layout.tensor)?
+            saeidx_tensors::read_safetensors_tensor(&path, layout.tensor)?
         };
         let [first, second] = shape[..] else {
             return Err(CompareError::bad(
@@ -129,7 +126,7 @@ impl Decoder {
             (values, first, second)
         };
         let mut decoder = Self::from_rows(rows, d_sae, d_in)?;
-        decoder.sha256 = files_sha256(dir, &layout.hashed())?;
+        decoder.sha256 = saeidx_tensors::files_sha256(dir, &layout.hashed())?;
         Ok(decoder)
     }
 
@@ -319,98 +316,6 @@ fn recorded_folder(
     Ok(snapshot.dir.join(subfolder))
 }
 
-/// Reads one tensor of a safetensors file as f32 values with its shape.
-fn read_tensor(path: &Path, name: &str) -> Result<(Vec<f32>, Vec<usize>), CompareError> {
-    let file = std::fs::File::open(path).map_err(CompareError::io(path))?;
-    // SAFETY: the map is only read, and only while this function runs; saeidx never
-    // modifies SAE files, and a concurrent writer could at worst yield garbage values
-    // (checked for being finite), never memory unsafety in this read-only copy-out.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(CompareError::io(path))?;
-    let tensors = SafeTensors::deserialize(&map)
-        .map_err(|e| CompareError::bad(path, format!("not a safetensors file: {e}")))?;
-    let view = tensors
-        .tensor(name)
-        .map_err(|_| CompareError::bad(path, format!("has no tensor {name}")))?;
-    let bytes = view.data();
-    let values: Vec<f32> = match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-            .collect(),
-        other => {
-            return Err(CompareError::bad(
-                path,
-                format!("tensor {name} has type {other:?}; a decoder is floating point"),
-            ));
-        }
-    };
-    Ok((values, view.shape().to_vec()))
-}
-
-/// Reads the array `name` of a NumPy `.npz` archive as f32 values (f16, f32 or f64
-/// stored) in row-major order, with its shape.
-fn read_npz_array(path: &Path, name: &str) -> Result<(Vec<f32>, Vec<usize>), CompareError> {
-    let file = std::fs::File::open(path).map_err(CompareError::io(path))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|e| CompareError::bad(path, format!("not an .npz archive: {e}")))?;
-    let mut entry = archive
-        .by_name(&format!("{name}.npy"))
-        .map_err(|_| CompareError::bad(path, format!("has no array {name}")))?;
-    let mut bytes = Vec::with_capacity(entry.size() as usize);
-    std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(CompareError::io(path))?;
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .map_err(|e| CompareError::bad(path, format!("{name}.npy is not a NumPy array: {e}")))?;
-    let fortran = npy.order() == npyz::Order::Fortran;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let values =
-        npy_f32(npy).map_err(|reason| CompareError::bad(path, format!("{name}.npy: {reason}")))?;
-    let values = match (&shape[..], fortran) {
-        // A Fortran-order matrix is its transpose stored in C order.
-        ([rows, cols], true) => transpose(&values, *cols, *rows),
-        _ => values,
-    };
-    Ok((values, shape))
-}
-
-/// The values of a little-endian float NumPy array, as f32.
-fn npy_f32(npy: npyz::NpyFile<&[u8]>) -> Result<Vec<f32>, String> {
-    let dtype = npy.dtype();
-    let npyz::DType::Plain(kind) = &dtype else {
-        return Err(format!("dtype {dtype:?} is not a plain float"));
-    };
-    let read_error = |e: std::io::Error| e.to_string();
-    match (kind.type_char(), kind.size_field()) {
-        (npyz::TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(read_error),
-        (npyz::TypeChar::Float, 8) => Ok(npy
-            .into_vec::<f64>()
-            .map_err(read_error)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect()),
-        (npyz::TypeChar::Float, 2) => Ok(npy
-            .into_vec::<half::f16>()
-            .map_err(read_error)?
-            .into_iter()
-            .map(f32::from)
-            .collect()),
-        _ => Err(format!(
-            "dtype {kind} is not a float; a decoder is floating point"
-        )),
-    }
-}
-
 /// A `[rows, cols]` row-major matrix transposed.
 fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
@@ -420,16 +325,4 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// SHA-256 over `"{name} {sha256}\n"` lines of the given files of `dir`: how
-/// `saeidx_sae` names an SAE's content in the index manifest.
-fn files_sha256(dir: &Path, files: &[&str]) -> Result<String, CompareError> {
-    let mut listing = String::new();
-    for file in files {
-        let path = dir.join(file);
-        let digest = checksum::sha256_file(&path).map_err(CompareError::io(&path))?;
-        listing.push_str(&format!("{file} {digest}\n"));
-    }
-    Ok(checksum::sha256_hex(listing.as_bytes()))
 }

@@ -72,17 +72,19 @@ pub enum CompareError {
 }
 
 impl CompareError {
-    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
-        move |source| Self::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
     pub(crate) fn bad(path: &std::path::Path, reason: impl Into<String>) -> Self {
         Self::BadSae {
             path: path.to_path_buf(),
             reason: reason.into(),
+        }
+    }
+}
+
+impl From<saeidx_tensors::TensorError> for CompareError {
+    fn from(error: saeidx_tensors::TensorError) -> Self {
+        match error {
+            saeidx_tensors::TensorError::Io { path, source } => Self::Io { path, source },
+            saeidx_tensors::TensorError::Invalid { path, reason } => Self::BadSae { path, reason },
         }
     }
 }

@@ -53,3 +53,38 @@ def cli_json(*args: str) -> dict:
     done = run_cli(*args, "--json")
     assert done.returncode == 0, f"saeidx {args} failed:\n{done.stderr}"
     return json.loads(done.stdout)
+
+
+def build_index(root: Path, sae: Path) -> Path:
+    """Runs the test job (DOCUMENTS through the default model, the SAE folder `sae` at
+    layer 15) in `root` and returns its index folder, root/index."""
+    corpus = root / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": id, "text": text}) + "\n" for id, text in DOCUMENTS),
+        encoding="utf-8",
+    )
+    job = root / "job.toml"
+    job.write_text(
+        f"""output = "index"
+hook = "blocks.15.hook_resid_post"
+
+[model]
+source = "saeidx-default/SmolLM2-135M-Instruct-mlx-4bit"
+
+[sae]
+path = {json.dumps(str(sae))}
+
+[corpus]
+sources = [{{ path = "corpus.jsonl" }}]
+
+[run]
+part_bytes = 4000
+window_length = 64
+window_overlap = 8
+batch_tokens = 512
+""",
+        encoding="utf-8",
+    )
+    summary = cli_json("run", str(job))
+    assert summary["counts"]["documents"] == len(DOCUMENTS), summary
+    return root / "index"

@@ -66,6 +66,17 @@ pub enum SaeError {
     Compute(#[from] mlx_rs::error::Exception),
 }
 
+impl From<saeidx_tensors::TensorError> for SaeError {
+    fn from(error: saeidx_tensors::TensorError) -> Self {
+        match error {
+            saeidx_tensors::TensorError::Io { path, source } => Self::Io { path, source },
+            invalid @ saeidx_tensors::TensorError::Invalid { .. } => {
+                Self::Invalid(invalid.to_string())
+            }
+        }
+    }
+}
+
 impl saeidx_hub::HubFailure for SaeError {
     fn hub_error(&self) -> Option<&saeidx_hub::HubError> {
         match self {

@@ -14,7 +14,7 @@
 //! read the concatenated head outputs (`blocks.L.attn.hook_z`). Embedding SAEs and
 //! transcoders are refused with the reason.
 
-use std::{collections::HashMap, io::Read, path::Path};
+use std::{collections::HashMap, path::Path};
 
 use mlx_rs::Array;
 use saeidx_model::hook::{HookKind, HookPoint};
@@ -207,68 +207,7 @@ fn configured_model(config: &Value) -> Option<String> {
 /// Reads every array of a NumPy `.npz` archive as f32 MLX arrays (f16, f32 or f64
 /// stored, in C or Fortran order).
 pub fn read_npz(path: &Path) -> Result<HashMap<String, Array>, SaeError> {
-    let io = |source| SaeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let invalid = |reason: String| SaeError::Invalid(format!("{}: {reason}", path.display()));
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| invalid(format!("not an .npz archive: {e}")))?;
-    let mut arrays = HashMap::new();
-    for index in 0..archive.len() {
-        let mut entry = archive
-            .by_index(index)
-            .map_err(|e| invalid(format!("unreadable entry: {e}")))?;
-        let entry_name = entry
-            .name()
-            .map_err(|e| invalid(format!("unreadable entry name: {e}")))?
-            .into_owned();
-        let Some(name) = entry_name.strip_suffix(".npy").map(String::from) else {
-            continue;
-        };
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(io)?;
-        let npy = npyz::NpyFile::new(&bytes[..])
-            .map_err(|e| invalid(format!("{name}.npy is not a NumPy array: {e}")))?;
-        let fortran = npy.order() == npyz::Order::Fortran;
-        let mut shape: Vec<i32> = npy.shape().iter().map(|&d| d as i32).collect();
-        let values = npy_f32(npy).map_err(|reason| invalid(format!("{name}.npy: {reason}")))?;
-        // A Fortran-order array is its transpose stored in C order.
-        let array = if fortran {
-            shape.reverse();
-            Array::from_slice(&values, &shape).t()
-        } else {
-            Array::from_slice(&values, &shape)
-        };
-        arrays.insert(name, array);
-    }
-    Ok(arrays)
-}
-
-/// The values of a little-endian float array, as f32.
-fn npy_f32(npy: npyz::NpyFile<&[u8]>) -> Result<Vec<f32>, String> {
-    let dtype = npy.dtype();
-    let npyz::DType::Plain(kind) = &dtype else {
-        return Err(format!("dtype {dtype:?} is not a plain float"));
-    };
-    let read_error = |e: std::io::Error| e.to_string();
-    match (kind.type_char(), kind.size_field()) {
-        (npyz::TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(read_error),
-        (npyz::TypeChar::Float, 8) => Ok(npy
-            .into_vec::<f64>()
-            .map_err(read_error)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect()),
-        (npyz::TypeChar::Float, 2) => Ok(npy
-            .into_vec::<half::f16>()
-            .map_err(read_error)?
-            .into_iter()
-            .map(f32::from)
-            .collect()),
-        _ => Err(format!("dtype {kind} is not a float")),
-    }
+    Ok(crate::formats::mlx_arrays(saeidx_tensors::read_npz(path)?))
 }
 
 #[cfg(test)]

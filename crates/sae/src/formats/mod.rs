@@ -22,13 +22,13 @@ use std::{
 };
 
 use mlx_rs::Array;
-use saeidx_format::checksum;
 use saeidx_hub::{HubSettings, Listing, RepoKind, RepoRef};
 use saeidx_model::{
     architecture::NormKind,
     config::ModelConfig,
     hook::{HookKind, HookPoint},
 };
+use saeidx_tensors::FloatTensor;
 use serde_json::Value;
 
 use crate::{
@@ -453,51 +453,18 @@ pub(crate) fn read_json(path: &Path) -> Result<Value, SaeError> {
 /// type (F64, F32, F16, BF16: MLX's own reader refuses F64, which SAELens uses for
 /// `topk_threshold`).
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Array>, SaeError> {
-    let file = std::fs::File::open(path).map_err(|source| SaeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // SAFETY: the map is only read, and only while this function runs; saeidx does not
-    // modify SAE files, and a concurrent writer could at worst yield garbage values that
-    // the shape checks and encoding treat as data, never as memory addresses.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| SaeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let tensors = safetensors::SafeTensors::deserialize(&map).map_err(|e| {
-        SaeError::Invalid(format!("{}: not a safetensors file: {e}", path.display()))
-    })?;
-    let mut out = HashMap::new();
-    for (name, view) in tensors.tensors() {
-        let bytes = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            safetensors::Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            safetensors::Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(SaeError::Invalid(format!(
-                    "{}: tensor {name} has type {other:?}; SAE tensors are floating point",
-                    path.display()
-                )));
-            }
-        };
-        let shape: Vec<i32> = view.shape().iter().map(|&d| d as i32).collect();
-        out.insert(name, Array::from_slice(&values, &shape));
-    }
-    Ok(out)
+    Ok(mlx_arrays(saeidx_tensors::read_safetensors(path)?))
+}
+
+/// Tensors read by `saeidx_tensors` as f32 MLX arrays of the same shapes.
+pub(crate) fn mlx_arrays(tensors: Vec<(String, FloatTensor)>) -> HashMap<String, Array> {
+    tensors
+        .into_iter()
+        .map(|(name, tensor)| {
+            let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
+            (name, Array::from_slice(&tensor.values, &shape))
+        })
+        .collect()
 }
 
 /// Removes a tensor from loaded weights, or says which file lacks it.
@@ -513,14 +480,7 @@ pub(crate) fn take_tensor(
 
 /// SHA-256 over `"{name} {sha256}\n"` lines of the given files of `dir`.
 pub(crate) fn files_sha256(dir: &Path, files: &[&str]) -> Result<String, SaeError> {
-    let mut listing = String::new();
-    for file in files {
-        let path = dir.join(file);
-        let digest =
-            checksum::sha256_file(&path).map_err(|source| SaeError::Io { path, source })?;
-        listing.push_str(&format!("{file} {digest}\n"));
-    }
-    Ok(checksum::sha256_hex(listing.as_bytes()))
+    Ok(saeidx_tensors::files_sha256(dir, files)?)
 }
 
 #[cfg(test)]
