@@ -101,6 +101,9 @@ pub fn list_documents(
     request: &DocumentsRequest,
 ) -> Result<DocumentList, QueryError> {
     Limit::K.check(request.limit)?;
+    if saeidx_format::segments::SegmentSet::is_segmented(index_dir) {
+        return Err(QueryError::NotForSegments("document listings"));
+    }
     let manifest = Manifest::read(index_dir).map_err(VerifyError::from)?;
     let metadata = &manifest.job.corpus.metadata;
     // Parse first: a bad filter is refused before any file is read.

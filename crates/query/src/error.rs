@@ -10,7 +10,7 @@ pub enum QueryError {
     Index(#[from] saeidx_format::verify::VerifyError),
     /// A question an index of segments does not answer yet.
     #[error(
-        "{0} are not answered over an index of segments yet; ask without them, or rebuild the index as one segment with `saeidx run JOB --replace`"
+        "{0} are not answered over an index of segments yet; ask them of an index of one segment (rebuild it as one with `saeidx run JOB --replace`)"
     )]
     NotForSegments(&'static str),
     /// The index's `segments.json`, or a segment it names, is wrong.

@@ -1432,15 +1432,7 @@ impl QueryIndex {
         n: usize,
         seed: u64,
     ) -> Result<Vec<u32>, QueryError> {
-        Limit::Sample.check(n)?;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut picked: Vec<u32> =
-            rand::seq::index::sample(&mut rng, live.len(), n.min(live.len()))
-                .into_iter()
-                .map(|i| live[i])
-                .collect();
-        picked.sort_unstable();
-        Ok(picked)
+        sample_among(live, n, seed)
     }
 
     /// Features active on at least one counted (non-special, non-sink) token.
@@ -1567,7 +1559,7 @@ impl BytesColumn for LargeBinaryArray {
 /// file (inode), its size and its modification time. Registries are replaced by an
 /// atomic rename, so every save gives a new inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RegistryStamp {
+pub(crate) struct RegistryStamp {
     inode: u64,
     len: u64,
     modified: Option<std::time::SystemTime>,
@@ -1575,7 +1567,7 @@ struct RegistryStamp {
 
 impl RegistryStamp {
     /// The stamp of `dir`'s registry file (`None` when there is none).
-    fn of(dir: &Path) -> Option<Self> {
+    pub(crate) fn of(dir: &Path) -> Option<Self> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(dir.join(crate::registry::REGISTRY_FILE)).ok()?;
         Some(Self {
@@ -1584,6 +1576,18 @@ impl RegistryStamp {
             modified: meta.modified().ok(),
         })
     }
+}
+
+/// `n` of `live` chosen at random (seeded), in increasing id order.
+pub(crate) fn sample_among(live: &[u32], n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+    Limit::Sample.check(n)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut picked: Vec<u32> = rand::seq::index::sample(&mut rng, live.len(), n.min(live.len()))
+        .into_iter()
+        .map(|i| live[i])
+        .collect();
+    picked.sort_unstable();
+    Ok(picked)
 }
 
 /// The `n` features with the highest Jaccard index against a feature active on `own`

@@ -19,6 +19,7 @@
 //! [`rank_features`], the same function the index's own documents go through.
 
 pub mod answers;
+mod any;
 mod blocks;
 pub mod browse;
 pub mod build;
@@ -50,6 +51,7 @@ pub use answers::{
     Sample, SampleRequest, SampledFeature, Subject, TokenFeatures, TopFeatures, TopFeaturesRequest,
     TopTexts, TopTextsRequest,
 };
+pub use any::AnyIndex;
 pub use browse::{
     DensityHistogram, DocumentFeature, DocumentPage, DocumentRequest, DocumentSummary,
     DocumentToken, FeatureFrequency, IndexProvenance, LabelledFeature, Overview, OverviewRequest,

@@ -81,7 +81,7 @@ impl QueryIndex {
         let (number, of) = self.subject(doc, request)?;
         let codes = self.codes_of_document(number, request.tokens.clone(), request.exclusions)?;
         let scores = rank_features(codes.iter(), request.aggregate, request.k, self.d_sae());
-        let answer = self.ranked(of, scores, request, |position| {
+        let answer = ranked(self.registry(), of, scores, request, |position| {
             self.token_text(number, position)
         });
         self.answer(answer)
@@ -123,23 +123,7 @@ impl QueryIndex {
         text: &AnalyzedText,
         request: &TopFeaturesRequest,
     ) -> Result<TopFeatures, QueryError> {
-        let tokens = text_tokens(text, request)?;
-        let of = Subject::Text {
-            text: text.text.clone(),
-        };
-        let codes = tokens.iter().map(|t| TokenCodes {
-            position: t.position,
-            features: &t.features,
-            values: &t.values,
-        });
-        let scores = rank_features(codes, request.aggregate, request.k, self.d_sae());
-        self.ranked(of, scores, request, |position| {
-            Ok(tokens
-                .iter()
-                .find(|t| t.position == position)
-                .map(|t| t.text.clone())
-                .unwrap_or_default())
-        })
+        text_top_features(self.registry(), self.d_sae(), text, request)
     }
 
     /// A live text's counted tokens, each with its strongest features.
@@ -148,11 +132,7 @@ impl QueryIndex {
         text: &AnalyzedText,
         request: &TopFeaturesRequest,
     ) -> Result<PerToken, QueryError> {
-        let tokens = text_tokens(text, request)?;
-        let of = Subject::Text {
-            text: text.text.clone(),
-        };
-        Ok(per_token_answer(of, &tokens, request))
+        text_per_token(text, request)
     }
 
     /// Everything about one feature: statistics, label, top examples, examples from
@@ -242,10 +222,7 @@ impl QueryIndex {
         label: FeatureLabel,
     ) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        self.update_registry(|registry| {
-            registry.edit(feature, label, &crate::registry::now_utc());
-            Ok(())
-        })?;
+        self.update_registry(edit_label(feature, label))?;
         self.label(feature)
     }
 
@@ -253,13 +230,7 @@ impl QueryIndex {
     /// now); the registry is saved. A feature without an unreviewed draft is an error.
     pub fn accept_label(&mut self, feature: u32) -> Result<LabelAnswer, QueryError> {
         self.check_feature(feature)?;
-        self.update_registry(|registry| {
-            if registry.accept(feature, &crate::registry::now_utc()) {
-                Ok(())
-            } else {
-                Err(QueryError::NoDraft { feature })
-            }
-        })?;
+        self.update_registry(accept_draft(feature))?;
         self.label(feature)
     }
 
@@ -271,13 +242,7 @@ impl QueryIndex {
         replace: bool,
     ) -> Result<usize, QueryError> {
         let count = imported.len();
-        self.update_registry(|registry| {
-            if replace {
-                *registry = Registry::default();
-            }
-            registry.merge(imported);
-            Ok(())
-        })?;
+        self.update_registry(import(imported, replace))?;
         Ok(count)
     }
 
@@ -288,34 +253,12 @@ impl QueryIndex {
         text: &AnalyzedText,
         request: &ExplainRequest,
     ) -> Result<Explain, QueryError> {
-        Limit::Features.check(request.features)?;
-        let ranking = TopFeaturesRequest {
-            k: request.features,
-            exclusions: request.exclusions,
-            ..TopFeaturesRequest::default()
-        };
-        let mut features = Vec::new();
-        for ranked in self.text_top_features(text, &ranking)?.features {
-            let top = TopTextsRequest {
-                feature: ranked.feature,
-                k: request.texts,
-                context: request.context,
-                exclusions: request.exclusions,
-                ..TopTextsRequest::default()
-            };
-            features.push(ExplainedFeature {
-                feature: ranked.feature,
-                activation: ranked.activation,
-                position: ranked.position,
-                token_text: ranked.token_text,
-                label: ranked.label,
-                top_texts: self.top_texts(&top)?.texts,
-            });
-        }
-        Ok(Explain {
-            text: text.text.clone(),
-            features,
-        })
+        explain_with(
+            text,
+            request,
+            |ranking| self.text_top_features(text, ranking),
+            |top| self.top_texts(top),
+        )
     }
 
     fn check_feature(&self, feature: u32) -> Result<(), QueryError> {
@@ -343,35 +286,6 @@ impl QueryIndex {
             tokens: request.tokens.as_ref().map(|r| [r.start, r.end]),
         };
         Ok((number, of))
-    }
-
-    /// The top-features answer of `scores`; `text_of` gives a position's token text.
-    fn ranked(
-        &self,
-        of: Subject,
-        scores: Vec<FeatureScore>,
-        request: &TopFeaturesRequest,
-        text_of: impl Fn(u32) -> Result<String, QueryError>,
-    ) -> Result<TopFeatures, QueryError> {
-        let mut features = Vec::with_capacity(scores.len());
-        for score in scores {
-            features.push(RankedFeature {
-                feature: score.feature,
-                score: score.score,
-                activation: score.max,
-                position: score.position,
-                doc: None,
-                token_text: text_of(score.position)?,
-                active_tokens: score.tokens,
-                label: self.registry().get(score.feature).cloned(),
-            });
-        }
-        Ok(TopFeatures {
-            of,
-            aggregate: request.aggregate,
-            exclusions: request.exclusions,
-            features,
-        })
     }
 }
 
@@ -432,5 +346,146 @@ impl Rank {
             "document-sum" | "doc-sum" => Some(Rank::DocumentSum),
             _ => None,
         }
+    }
+}
+
+/// The explain answer of `text`: its features ranked by `rank`, each with the texts
+/// `top` finds (the same for one index and an index of segments).
+pub(crate) fn explain_with(
+    text: &AnalyzedText,
+    request: &ExplainRequest,
+    rank: impl Fn(&TopFeaturesRequest) -> Result<TopFeatures, QueryError>,
+    top: impl Fn(&TopTextsRequest) -> Result<TopTexts, QueryError>,
+) -> Result<Explain, QueryError> {
+    Limit::Features.check(request.features)?;
+    let ranking = TopFeaturesRequest {
+        k: request.features,
+        exclusions: request.exclusions,
+        ..TopFeaturesRequest::default()
+    };
+    let mut features = Vec::new();
+    for ranked in rank(&ranking)?.features {
+        let request = TopTextsRequest {
+            feature: ranked.feature,
+            k: request.texts,
+            context: request.context,
+            exclusions: request.exclusions,
+            ..TopTextsRequest::default()
+        };
+        features.push(ExplainedFeature {
+            feature: ranked.feature,
+            activation: ranked.activation,
+            position: ranked.position,
+            token_text: ranked.token_text,
+            label: ranked.label,
+            top_texts: top(&request)?.texts,
+        });
+    }
+    Ok(Explain {
+        text: text.text.clone(),
+        features,
+    })
+}
+
+/// The top-features answer of `scores`; `text_of` gives a position's token text.
+fn ranked(
+    registry: &Registry,
+    of: Subject,
+    scores: Vec<FeatureScore>,
+    request: &TopFeaturesRequest,
+    text_of: impl Fn(u32) -> Result<String, QueryError>,
+) -> Result<TopFeatures, QueryError> {
+    let mut features = Vec::with_capacity(scores.len());
+    for score in scores {
+        features.push(RankedFeature {
+            feature: score.feature,
+            score: score.score,
+            activation: score.max,
+            position: score.position,
+            doc: None,
+            token_text: text_of(score.position)?,
+            active_tokens: score.tokens,
+            label: registry.get(score.feature).cloned(),
+        });
+    }
+    Ok(TopFeatures {
+        of,
+        aggregate: request.aggregate,
+        exclusions: request.exclusions,
+        features,
+    })
+}
+
+/// A live text's strongest features, labelled from `registry`.
+pub(crate) fn text_top_features(
+    registry: &Registry,
+    d_sae: usize,
+    text: &AnalyzedText,
+    request: &TopFeaturesRequest,
+) -> Result<TopFeatures, QueryError> {
+    let tokens = text_tokens(text, request)?;
+    let of = Subject::Text {
+        text: text.text.clone(),
+    };
+    let codes = tokens.iter().map(|t| TokenCodes {
+        position: t.position,
+        features: &t.features,
+        values: &t.values,
+    });
+    let scores = rank_features(codes, request.aggregate, request.k, d_sae);
+    ranked(registry, of, scores, request, |position| {
+        Ok(tokens
+            .iter()
+            .find(|t| t.position == position)
+            .map(|t| t.text.clone())
+            .unwrap_or_default())
+    })
+}
+
+/// A live text's counted tokens, each with its strongest features.
+pub(crate) fn text_per_token(
+    text: &AnalyzedText,
+    request: &TopFeaturesRequest,
+) -> Result<PerToken, QueryError> {
+    let tokens = text_tokens(text, request)?;
+    let of = Subject::Text {
+        text: text.text.clone(),
+    };
+    Ok(per_token_answer(of, &tokens, request))
+}
+
+/// The registry change of a person's label edit ([`Registry::edit`]).
+pub(crate) fn edit_label(
+    feature: u32,
+    label: FeatureLabel,
+) -> impl FnOnce(&mut Registry) -> Result<(), QueryError> {
+    move |registry| {
+        registry.edit(feature, label, &crate::registry::now_utc());
+        Ok(())
+    }
+}
+
+/// The registry change of accepting a feature's draft (an error without one).
+pub(crate) fn accept_draft(feature: u32) -> impl FnOnce(&mut Registry) -> Result<(), QueryError> {
+    move |registry| {
+        if registry.accept(feature, &crate::registry::now_utc()) {
+            Ok(())
+        } else {
+            Err(QueryError::NoDraft { feature })
+        }
+    }
+}
+
+/// The registry change of importing labels (with `replace`, dropping every other).
+pub(crate) fn import(
+    imported: Registry,
+    replace: bool,
+) -> impl FnOnce(&mut Registry) -> Result<(), QueryError> {
+    move |registry| {
+        if replace {
+            *registry = Registry::default();
+        }
+        registry.merge(imported);
+        Ok(())
     }
 }

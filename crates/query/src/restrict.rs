@@ -233,7 +233,7 @@ impl QueryIndex {
     }
 
     /// The Parquet documents table without texts (read on first use and kept).
-    fn metadata_table(&self) -> Result<&RecordBatch, QueryError> {
+    pub(crate) fn metadata_table(&self) -> Result<&RecordBatch, QueryError> {
         if let Some(table) = self.metadata.get() {
             return Ok(table);
         }

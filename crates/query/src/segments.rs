@@ -16,7 +16,12 @@
 //!   segment, the sum added strongest first (the single build's order), the histogram's
 //!   bins over `(0, max]` of the whole index's max (computed from the postings: a
 //!   segment's stored histogram is binned over its own max);
-//! - neighbours, bands and samples: over the live postings and counts of every segment.
+//! - neighbours, bands and samples: over the live postings and counts of every segment;
+//! - restrictions (`--where`, `--docs`): a filter is evaluated over each segment's
+//!   documents table with global document numbers, listed documents are resolved
+//!   globally, and each segment answers within its selected live documents
+//!   ([`SegmentedIndex::doc_sets`]); token patterns are matched per segment (a token
+//!   matches by its id and text alone, so every segment's answer is the one index's).
 //!
 //! A folder without `segments.json` (every index written before segments) is opened as
 //! one segment holding every document, and answers exactly as [`QueryIndex`] does.
@@ -28,7 +33,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rand::{SeedableRng, rngs::StdRng};
 use saeidx_format::{
     manifest::JobSpec,
     segments::{SegmentRecord, SegmentSet},
@@ -37,17 +41,23 @@ use saeidx_format::{
 use crate::{
     QueryError, QueryIndex,
     answers::{
-        DocRef, FeatureRequest, Info, InfoRequest, LabelAnswer, PerToken, Sample, SampleRequest,
-        SampledFeature, Subject, TopFeatures, TopFeaturesRequest, TopTexts, TopTextsRequest,
+        AnalyzedText, DocRef, FeatureRequest, Info, InfoRequest, LabelAnswer, PerToken, Sample,
+        SampleRequest, SampledFeature, Subject, TopFeatures, TopFeaturesRequest, TopTexts,
+        TopTextsRequest,
     },
     build::histogram_bin,
+    by_token::TokenIds,
+    filter::{Filter, filter_columns},
+    index::Scope,
     index::{
-        Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, Rank, TextHit,
-        ranked_neighbours,
+        Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, Rank, RegistryStamp,
+        TextHit, WindowToken, ranked_neighbours, sample_among,
     },
     layout::{HISTOGRAM_BINS, QueryCounts},
     limits::Limit,
-    registry::Registry,
+    questions,
+    registry::{FeatureLabel, Registry},
+    restrict::{DocSet, Restriction},
 };
 
 /// One opened segment.
@@ -105,28 +115,46 @@ impl Segment {
         self.index.documents()
     }
 
-    /// `f`'s postings kept by `exclusions` and not deleted: (local token, value),
-    /// strongest first, ties in token order.
-    fn kept(&self, f: usize, exclusions: Exclusions) -> Result<Vec<(u64, f32)>, QueryError> {
-        let mut kept = self.index.kept_postings(f, exclusions, None)?;
-        if !self.deleted_tokens.is_empty() {
+    /// `f`'s postings kept by `exclusions` and not deleted (in `within`'s documents
+    /// only, a set of live documents, when given): (local token, value), strongest
+    /// first, ties in token order.
+    fn kept(
+        &self,
+        f: usize,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<Vec<(u64, f32)>, QueryError> {
+        let mut kept = self.index.kept_postings(f, exclusions, within)?;
+        if within.is_none() && !self.deleted_tokens.is_empty() {
             kept.retain(|(token, _)| !self.token_deleted(*token));
         }
         Ok(kept)
     }
 
     /// Counted tokens `f` is active on, deleted documents left out.
-    fn count(&self, f: usize, exclusions: Exclusions) -> Result<u64, QueryError> {
-        if self.deleted_tokens.is_empty() {
+    fn count(
+        &self,
+        f: usize,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<u64, QueryError> {
+        if within.is_none() && self.deleted_tokens.is_empty() {
             self.index.count(f, exclusions, None)
         } else {
-            Ok(self.kept(f, exclusions)?.len() as u64)
+            Ok(self.kept(f, exclusions, within)?.len() as u64)
         }
     }
 
     /// Tokens `exclusions` leave in, deleted documents left out.
-    fn counted_tokens(&self, exclusions: Exclusions) -> Result<u64, QueryError> {
-        let mut counted = self.index.counted_tokens(exclusions, None)?;
+    fn counted_tokens(
+        &self,
+        exclusions: Exclusions,
+        within: Option<&DocSet>,
+    ) -> Result<u64, QueryError> {
+        let mut counted = self.index.counted_tokens(exclusions, within)?;
+        if within.is_some() {
+            return Ok(counted);
+        }
         let mask = exclusions.mask();
         for range in &self.deleted_tokens {
             self.index.tokens.scan(range.clone(), |_, entry| {
@@ -135,6 +163,28 @@ impl Segment {
             })?;
         }
         Ok(counted)
+    }
+
+    /// The live documents of this segment that `filter` (over global document numbers)
+    /// and `listed` (global numbers) select, as a set of local documents.
+    fn select(
+        &self,
+        filter: Option<&Filter>,
+        listed: Option<&HashSet<u32>>,
+    ) -> Result<DocSet, QueryError> {
+        let mut local: Vec<u32> = match filter {
+            // The segment's documents table numbers its documents globally.
+            Some(filter) => filter
+                .matching_documents(self.index.metadata_table()?)?
+                .into_iter()
+                .filter_map(|doc| doc.checked_sub(self.first_doc))
+                .collect(),
+            None => (0..self.documents()).collect(),
+        };
+        local.retain(|&doc| {
+            !self.doc_deleted(doc) && listed.is_none_or(|l| l.contains(&(self.first_doc + doc)))
+        });
+        self.index.doc_set_of(local)
     }
 
     fn hit(&self, token: u64, value: f32, score: f32, context: u32) -> Result<TextHit, QueryError> {
@@ -147,6 +197,29 @@ impl Segment {
 /// A posting of the whole index: value, global token, segment, local token.
 type Posting = (f32, u64, usize, u64);
 
+/// What a question looks at, per segment: the live documents a restriction selects
+/// (local numbers; `None`: every live document) and the token ids a pattern matches.
+#[derive(Clone, Copy, Default)]
+struct Scopes<'a> {
+    within: Option<&'a [DocSet]>,
+    tokens: Option<&'a [TokenIds]>,
+}
+
+impl<'a> Scopes<'a> {
+    /// Only the documents of `within` (all live ones when `None`).
+    fn docs(within: Option<&'a [DocSet]>) -> Self {
+        Self {
+            within,
+            tokens: None,
+        }
+    }
+
+    /// Segment `s`'s document set.
+    fn within(&self, s: usize) -> Option<&'a DocSet> {
+        self.within.map(|sets| &sets[s])
+    }
+}
+
 /// Strongest first, ties in global token order.
 fn by_strength(a: &Posting, b: &Posting) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
@@ -158,6 +231,7 @@ pub struct SegmentedIndex {
     set: Option<SegmentSet>,
     segments: Vec<Segment>,
     registry: Registry,
+    registry_stamp: Option<RegistryStamp>,
     d_sae: usize,
     /// The job every segment shares.
     job: JobSpec,
@@ -180,6 +254,7 @@ impl SegmentedIndex {
                 deleted: Vec::new(),
             };
             return Ok(Self {
+                registry_stamp: RegistryStamp::of(dir),
                 dir: dir.to_path_buf(),
                 set: None,
                 segments: vec![Segment::new(index, &record, 0)?],
@@ -198,8 +273,10 @@ impl SegmentedIndex {
             first_token += tokens;
         }
         let d_sae = set.job.sae.d_sae;
+        let registry_stamp = RegistryStamp::of(dir);
         Ok(Self {
             registry: Registry::load(dir, d_sae)?,
+            registry_stamp,
             dir: dir.to_path_buf(),
             job: set.job.clone(),
             set: Some(set),
@@ -231,6 +308,89 @@ impl SegmentedIndex {
     /// The feature registry (the index folder's `labels.json`).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// What produced the index (the job every segment shares).
+    pub fn job(&self) -> &JobSpec {
+        &self.job
+    }
+
+    /// Changes the registry as it is on disk, under its lock ([`Registry::update`]),
+    /// and keeps the result.
+    pub fn update_registry<T>(
+        &mut self,
+        change: impl FnOnce(&mut Registry) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        let (registry, value) = Registry::update(&self.dir, self.d_sae, change)?;
+        self.registry = registry;
+        self.registry_stamp = RegistryStamp::of(&self.dir);
+        Ok(value)
+    }
+
+    /// Reads the registry again from the index folder.
+    pub fn reload_registry(&mut self) -> Result<&Registry, QueryError> {
+        let stamp = RegistryStamp::of(&self.dir);
+        self.registry = Registry::load(&self.dir, self.d_sae)?;
+        self.registry_stamp = stamp;
+        Ok(&self.registry)
+    }
+
+    /// Whether `labels.json` changed on disk since the registry was read or saved.
+    pub fn registry_changed(&self) -> bool {
+        RegistryStamp::of(&self.dir) != self.registry_stamp
+    }
+
+    /// A person sets (or with an empty label, removes) a feature's label
+    /// ([`QueryIndex::set_label`]).
+    pub fn set_label(
+        &mut self,
+        feature: u32,
+        label: FeatureLabel,
+    ) -> Result<LabelAnswer, QueryError> {
+        self.check_feature(feature)?;
+        self.update_registry(questions::edit_label(feature, label))?;
+        self.label(feature)
+    }
+
+    /// A person accepts a feature's LLM draft ([`QueryIndex::accept_label`]).
+    pub fn accept_label(&mut self, feature: u32) -> Result<LabelAnswer, QueryError> {
+        self.check_feature(feature)?;
+        self.update_registry(questions::accept_draft(feature))?;
+        self.label(feature)
+    }
+
+    /// Imports labels ([`QueryIndex::import_labels`]); returns how many.
+    pub fn import_labels(
+        &mut self,
+        imported: Registry,
+        replace: bool,
+    ) -> Result<usize, QueryError> {
+        let count = imported.len();
+        self.update_registry(questions::import(imported, replace))?;
+        Ok(count)
+    }
+
+    /// A live text's strongest features ([`QueryIndex::text_top_features`]).
+    pub fn text_top_features(
+        &self,
+        text: &AnalyzedText,
+        request: &TopFeaturesRequest,
+    ) -> Result<TopFeatures, QueryError> {
+        questions::text_top_features(&self.registry, self.d_sae, text, request)
+    }
+
+    /// A live text's counted tokens, each with its strongest features.
+    pub fn text_per_token(
+        &self,
+        text: &AnalyzedText,
+        request: &TopFeaturesRequest,
+    ) -> Result<PerToken, QueryError> {
+        questions::text_per_token(text, request)
+    }
+
+    /// An error if a segment's files changed under it since it was opened.
+    pub fn check_intact(&self) -> Result<(), QueryError> {
+        self.intact(Ok(()))
     }
 
     /// One past the largest document number.
@@ -335,21 +495,58 @@ impl SegmentedIndex {
         })
     }
 
+    /// The live documents `restriction` selects, as a set of local documents per
+    /// segment (`None` when it restricts nothing). A filter is evaluated over each
+    /// segment's documents table with global document numbers (`doc`); listed documents
+    /// must be live.
+    pub fn doc_sets(&self, restriction: &Restriction) -> Result<Option<Vec<DocSet>>, QueryError> {
+        if restriction.is_all() {
+            return Ok(None);
+        }
+        let filter = restriction
+            .filter
+            .as_deref()
+            .map(|text| Filter::parse(text, &filter_columns(&self.job.corpus.metadata)))
+            .transpose()?;
+        let listed: Option<HashSet<u32>> = restriction
+            .docs
+            .as_ref()
+            .map(|docs| docs.iter().map(|doc| self.resolve(doc)).collect())
+            .transpose()?;
+        let sets: Result<Vec<DocSet>, QueryError> = self
+            .segments
+            .iter()
+            .map(|segment| segment.select(filter.as_ref(), listed.as_ref()))
+            .collect();
+        self.intact(sets).map(Some)
+    }
+
     /// The texts where a feature fires most strongly ([`QueryIndex::top_texts`]).
     pub fn top_texts(&self, request: &TopTextsRequest) -> Result<TopTexts, QueryError> {
-        if !request.restrict.is_all() || request.token.is_some() {
-            return Err(QueryError::NotForSegments(
-                "document restrictions and token patterns",
-            ));
-        }
         Limit::K.check(request.k)?;
         Limit::Context.check(request.context)?;
+        let within = self.doc_sets(&request.restrict)?;
+        let tokens = request
+            .token
+            .as_ref()
+            .map(|pattern| {
+                self.segments
+                    .iter()
+                    .map(|segment| segment.index.token_ids(pattern))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let scopes = Scopes {
+            within: within.as_deref(),
+            tokens: tokens.as_deref(),
+        };
         let texts = self.ranked_texts(
             request.feature,
             request.k,
             request.rank,
             request.context,
             request.exclusions,
+            scopes,
         )?;
         Ok(TopTexts {
             feature: request.feature,
@@ -369,15 +566,20 @@ impl SegmentedIndex {
         rank: Rank,
         context: u32,
         exclusions: Exclusions,
+        scopes: Scopes<'_>,
     ) -> Result<Vec<TextHit>, QueryError> {
         let f = self.check_feature(feature)?;
         // (value, global token, segment, local token, score)
         let mut chosen: Vec<(Posting, f32)> = Vec::new();
         if rank == Rank::DocumentSum {
-            chosen = self.document_sums(f, k, exclusions)?;
+            chosen = self.document_sums(f, k, exclusions, scopes)?;
         } else {
             for (s, segment) in self.segments.iter().enumerate() {
-                for (token, value) in self.segment_top(segment, f, k, rank, exclusions)? {
+                let scope = Scope {
+                    within: scopes.within(s),
+                    tokens: scopes.tokens.map(|ids| &ids[s]),
+                };
+                for (token, value) in segment_top(segment, f, k, rank, exclusions, scope)? {
                     chosen.push(((value, segment.first_token + token, s, token), value));
                 }
             }
@@ -391,35 +593,6 @@ impl SegmentedIndex {
         self.intact(hits)
     }
 
-    /// One segment's top `k` live postings of `f` (per token, or per document by max):
-    /// (local token, value), strongest first, ties in token order.
-    fn segment_top(
-        &self,
-        segment: &Segment,
-        f: usize,
-        k: usize,
-        rank: Rank,
-        exclusions: Exclusions,
-    ) -> Result<Vec<(u64, f32)>, QueryError> {
-        let index = &segment.index;
-        let mask = exclusions.mask();
-        let mut chosen = Vec::with_capacity(k.min(1024));
-        let mut seen = HashSet::new();
-        index.postings.strongest_within(f, None, |token, value| {
-            if chosen.len() == k {
-                return Ok(false);
-            }
-            if index.flags(token)? & mask == 0
-                && !segment.token_deleted(token)
-                && (rank == Rank::Token || seen.insert(index.token_doc(token)?.0))
-            {
-                chosen.push((token, value));
-            }
-            Ok(chosen.len() < k)
-        })?;
-        Ok(chosen)
-    }
-
     /// The `k` live documents with the largest sums of `f`, each with its strongest
     /// token, sorted by sum, then document.
     fn document_sums(
@@ -427,13 +600,20 @@ impl SegmentedIndex {
         f: usize,
         k: usize,
         exclusions: Exclusions,
+        scopes: Scopes<'_>,
     ) -> Result<Vec<(Posting, f32)>, QueryError> {
         // Global document → (sum, strongest posting).
         let mut docs: Vec<(u32, f64, Posting)> = Vec::new();
         for (s, segment) in self.segments.iter().enumerate() {
+            let index = &segment.index;
             let mut by_doc: HashMap<u32, (f64, Posting)> = HashMap::new();
-            for (token, value) in segment.kept(f, exclusions)? {
-                let (doc, _) = segment.index.token_doc(token)?;
+            for (token, value) in segment.kept(f, exclusions, scopes.within(s))? {
+                if let Some(ids) = scopes.tokens
+                    && !index.token_matches(&ids[s], token, index.token_entry(token)?)?
+                {
+                    continue;
+                }
+                let (doc, _) = index.token_doc(token)?;
                 // Postings come strongest first, so the first token seen is the max.
                 let posting = (value, segment.first_token + token, s, token);
                 by_doc.entry(doc).or_insert((0.0, posting)).0 += f64::from(value);
@@ -484,14 +664,20 @@ impl SegmentedIndex {
         Ok(answer)
     }
 
-    /// `f`'s live postings kept by `exclusions` in every segment, strongest first, ties
-    /// in global token order.
-    fn kept(&self, f: usize, exclusions: Exclusions) -> Result<Vec<Posting>, QueryError> {
+    /// `f`'s live postings kept by `exclusions` in every segment (in the documents of
+    /// `within` only, when given), strongest first, ties in global token order.
+    fn kept(
+        &self,
+        f: usize,
+        exclusions: Exclusions,
+        within: Option<&[DocSet]>,
+    ) -> Result<Vec<Posting>, QueryError> {
+        let scopes = Scopes::docs(within);
         let mut all = Vec::new();
         for (s, segment) in self.segments.iter().enumerate() {
             all.extend(
                 segment
-                    .kept(f, exclusions)?
+                    .kept(f, exclusions, scopes.within(s))?
                     .into_iter()
                     .map(|(token, value)| (value, segment.first_token + token, s, token)),
             );
@@ -506,9 +692,20 @@ impl SegmentedIndex {
         feature: u32,
         exclusions: Exclusions,
     ) -> Result<FeatureStats, QueryError> {
+        self.feature_stats_within(feature, exclusions, None)
+    }
+
+    /// Statistics of `feature` over the documents of `within` only (every live one when
+    /// `None`; see [`SegmentedIndex::doc_sets`] and [`QueryIndex::feature_stats_within`]).
+    pub fn feature_stats_within(
+        &self,
+        feature: u32,
+        exclusions: Exclusions,
+        within: Option<&[DocSet]>,
+    ) -> Result<FeatureStats, QueryError> {
         let f = self.check_feature(feature)?;
-        let kept = self.kept(f, exclusions)?;
-        let stats = self.stats_of(feature, &kept, exclusions);
+        let kept = self.kept(f, exclusions, within)?;
+        let stats = self.stats_of(feature, &kept, exclusions, within);
         self.intact(stats)
     }
 
@@ -517,7 +714,9 @@ impl SegmentedIndex {
         feature: u32,
         kept: &[Posting],
         exclusions: Exclusions,
+        within: Option<&[DocSet]>,
     ) -> Result<FeatureStats, QueryError> {
+        let scopes = Scopes::docs(within);
         let f = feature as usize;
         let max = kept.first().map_or(0.0, |p| p.0.max(0.0));
         let mut histogram = vec![0u32; HISTOGRAM_BINS];
@@ -531,15 +730,9 @@ impl SegmentedIndex {
         }
         let mut counted = 0u64;
         let mut postings = 0u64;
-        for segment in &self.segments {
-            counted += segment.counted_tokens(exclusions)?;
-            postings += segment.count(
-                f,
-                Exclusions {
-                    special: false,
-                    sinks: false,
-                },
-            )?;
+        for (s, segment) in self.segments.iter().enumerate() {
+            counted += segment.counted_tokens(exclusions, scopes.within(s))?;
+            postings += segment.count(f, Exclusions::none(), scopes.within(s))?;
         }
         let count = kept.len() as u64;
         Ok(FeatureStats {
@@ -571,10 +764,22 @@ impl SegmentedIndex {
         n: usize,
         exclusions: Exclusions,
     ) -> Result<Vec<Neighbour>, QueryError> {
+        self.neighbours_within(feature, n, exclusions, None)
+    }
+
+    /// [`SegmentedIndex::neighbours`] over the documents of `within` only
+    /// ([`QueryIndex::neighbours_within`]).
+    pub fn neighbours_within(
+        &self,
+        feature: u32,
+        n: usize,
+        exclusions: Exclusions,
+        within: Option<&[DocSet]>,
+    ) -> Result<Vec<Neighbour>, QueryError> {
         Limit::Neighbours.check(n)?;
         let f = self.check_feature(feature)?;
-        let kept = self.kept(f, exclusions)?;
-        let neighbours = self.neighbours_of(feature, &kept, n, exclusions);
+        let kept = self.kept(f, exclusions, within)?;
+        let neighbours = self.neighbours_of(feature, &kept, n, exclusions, within);
         self.intact(neighbours)
     }
 
@@ -584,7 +789,9 @@ impl SegmentedIndex {
         kept: &[Posting],
         n: usize,
         exclusions: Exclusions,
+        within: Option<&[DocSet]>,
     ) -> Result<Vec<Neighbour>, QueryError> {
+        let scopes = Scopes::docs(within);
         let mut together: HashMap<u32, u64> = HashMap::new();
         for &(_, _, s, token) in kept {
             self.segments[s]
@@ -602,8 +809,8 @@ impl SegmentedIndex {
         let mut counted = Vec::with_capacity(together.len());
         for (other, both) in together {
             let mut count = 0;
-            for segment in &self.segments {
-                count += segment.count(other as usize, exclusions)?;
+            for (s, segment) in self.segments.iter().enumerate() {
+                count += segment.count(other as usize, exclusions, scopes.within(s))?;
             }
             counted.push((other, both, count));
         }
@@ -612,19 +819,21 @@ impl SegmentedIndex {
 
     /// Everything about one feature ([`QueryIndex::feature`]).
     pub fn feature(&self, request: &FeatureRequest) -> Result<FeatureReport, QueryError> {
-        if !request.restrict.is_all() {
-            return Err(QueryError::NotForSegments("document restrictions"));
-        }
         Limit::Examples.check(request.examples)?;
         Limit::Examples.check(request.per_band)?;
         Limit::Bands.check(request.bands)?;
         Limit::Neighbours.check(request.neighbours)?;
         Limit::Context.check(request.context)?;
-        let report = self.report(request);
+        let within = self.doc_sets(&request.restrict)?;
+        let report = self.report(request, within.as_deref());
         self.intact(report)
     }
 
-    fn report(&self, request: &FeatureRequest) -> Result<FeatureReport, QueryError> {
+    fn report(
+        &self,
+        request: &FeatureRequest,
+        within: Option<&[DocSet]>,
+    ) -> Result<FeatureReport, QueryError> {
         let FeatureRequest {
             feature,
             examples,
@@ -636,8 +845,15 @@ impl SegmentedIndex {
             restrict: _,
         } = request.clone();
         let f = self.check_feature(feature)?;
-        let kept = self.kept(f, exclusions)?;
-        let top_texts = self.ranked_texts(feature, examples, Rank::Token, context, exclusions)?;
+        let kept = self.kept(f, exclusions, within)?;
+        let top_texts = self.ranked_texts(
+            feature,
+            examples,
+            Rank::Token,
+            context,
+            exclusions,
+            Scopes::docs(within),
+        )?;
         let mut banded = Vec::with_capacity(bands);
         for band in 0..bands {
             let start = band * kept.len() / bands;
@@ -665,11 +881,11 @@ impl SegmentedIndex {
             None => None,
         };
         Ok(FeatureReport {
-            stats: self.stats_of(feature, &kept, exclusions)?,
+            stats: self.stats_of(feature, &kept, exclusions, within)?,
             label: self.registry.get(feature).cloned(),
             top_texts,
             bands: banded,
-            neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions)?,
+            neighbours: self.neighbours_of(feature, &kept, neighbours, exclusions, within)?,
             logits,
             decoder_neighbours: None,
         })
@@ -721,37 +937,70 @@ impl SegmentedIndex {
             .collect())
     }
 
+    /// Features active on some counted token of the documents of `within`, in
+    /// increasing id order.
+    fn live_within(&self, within: &[DocSet]) -> Result<Vec<u32>, QueryError> {
+        let mut live = Vec::new();
+        for (segment, set) in self.segments.iter().zip(within) {
+            live.extend(segment.index.live_within(set, Exclusions::default())?);
+        }
+        live.sort_unstable();
+        live.dedup();
+        self.intact(Ok(live))
+    }
+
+    /// `n` live features chosen at random (seeded), in increasing id order
+    /// ([`QueryIndex::sample_features`]).
+    pub fn sample_features(&self, n: usize, seed: u64) -> Result<Vec<u32>, QueryError> {
+        sample_among(&self.live_features()?, n, seed)
+    }
+
+    /// The tokens of live document `doc` within `context` of `position`, each with
+    /// `feature`'s activation ([`QueryIndex::window`]).
+    pub fn window(
+        &self,
+        doc: u32,
+        position: u32,
+        context: u32,
+        feature: u32,
+    ) -> Result<Vec<WindowToken>, QueryError> {
+        let (segment, local) = self.locate(doc)?;
+        segment.index.window(local, position, context, feature)
+    }
+
+    /// The byte span of live document `doc`'s token at `position` in its text
+    /// ([`QueryIndex::token_span`]).
+    pub fn token_span(&self, doc: u32, position: u32) -> Result<Range<usize>, QueryError> {
+        let (segment, local) = self.locate(doc)?;
+        segment.index.token_span(local, position)
+    }
+
     /// Random live features with their statistics and top examples
     /// ([`QueryIndex::sample`]).
     pub fn sample(&self, request: &SampleRequest) -> Result<Sample, QueryError> {
-        if !request.restrict.is_all() {
-            return Err(QueryError::NotForSegments("document restrictions"));
-        }
         Limit::Examples.check(request.examples)?;
         Limit::Context.check(request.context)?;
-        Limit::Sample.check(request.n)?;
-        let live = self.live_features()?;
-        let mut rng = StdRng::seed_from_u64(request.seed);
-        let mut picked: Vec<u32> =
-            rand::seq::index::sample(&mut rng, live.len(), request.n.min(live.len()))
-                .into_iter()
-                .map(|i| live[i])
-                .collect();
-        picked.sort_unstable();
+        let within = self.doc_sets(&request.restrict)?;
+        let within = within.as_deref();
+        let picked = match within {
+            None => self.sample_features(request.n, request.seed)?,
+            Some(sets) => sample_among(&self.live_within(sets)?, request.n, request.seed)?,
+        };
+        let exclusions = Exclusions::default();
         let mut features = Vec::with_capacity(picked.len());
         for feature in picked {
-            let top = TopTextsRequest {
-                feature,
-                k: request.examples,
-                context: request.context,
-                ..TopTextsRequest::default()
-            };
-            let answer = self.top_texts(&top)?;
             features.push(SampledFeature {
                 feature,
-                label: answer.label,
-                stats: self.feature_stats(feature, top.exclusions)?,
-                top_texts: answer.texts,
+                label: self.registry.get(feature).cloned(),
+                stats: self.feature_stats_within(feature, exclusions, within)?,
+                top_texts: self.ranked_texts(
+                    feature,
+                    request.examples,
+                    Rank::Token,
+                    request.context,
+                    exclusions,
+                    Scopes::docs(within),
+                )?,
             });
         }
         Ok(Sample {
@@ -778,7 +1027,7 @@ impl SegmentedIndex {
                 .map(|r| u64::from(r.end - r.start))
                 .sum();
             total.documents += counts.documents - deleted;
-            total.content_tokens += segment.counted_tokens(Exclusions::default())?;
+            total.content_tokens += segment.counted_tokens(Exclusions::default(), None)?;
             let mut tokens = counts.tokens;
             let mut nonzeros = counts.nonzeros;
             for range in &segment.deleted_tokens {
@@ -832,6 +1081,44 @@ impl SegmentedIndex {
         }
         result
     }
+}
+
+/// One segment's top `k` live postings of `f` in `scope` (per token, or per document by
+/// max): (local token, value), strongest first, ties in token order.
+fn segment_top(
+    segment: &Segment,
+    f: usize,
+    k: usize,
+    rank: Rank,
+    exclusions: Exclusions,
+    scope: Scope<'_>,
+) -> Result<Vec<(u64, f32)>, QueryError> {
+    let index = &segment.index;
+    let mask = exclusions.mask();
+    let counts = |token: u64| -> Result<bool, QueryError> {
+        let entry = index.token_entry(token)?;
+        if entry.flags & mask != 0 || segment.token_deleted(token) {
+            return Ok(false);
+        }
+        match scope.tokens {
+            None => Ok(true),
+            Some(ids) => index.token_matches(ids, token, entry),
+        }
+    };
+    let mut chosen = Vec::with_capacity(k.min(1024));
+    let mut seen = HashSet::new();
+    index
+        .postings
+        .strongest_within(f, scope.within, |token, value| {
+            if chosen.len() == k {
+                return Ok(false);
+            }
+            if counts(token)? && (rank == Rank::Token || seen.insert(index.token_doc(token)?.0)) {
+                chosen.push((token, value));
+            }
+            Ok(chosen.len() < k)
+        })?;
+    Ok(chosen)
 }
 
 /// A segment's answer subject with the document's global number.

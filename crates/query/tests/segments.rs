@@ -7,8 +7,9 @@ use std::{collections::BTreeSet, path::Path};
 
 use saeidx_format::segments::SegmentSet;
 use saeidx_query::{
-    Aggregate, DocRef, Exclusions, FeatureRequest, InfoRequest, QueryError, QueryIndex, Rank,
-    SampleRequest, SegmentedIndex, Subject, TextHit, TopFeaturesRequest, TopTextsRequest, build,
+    Aggregate, AnyIndex, DocRef, Exclusions, FeatureRequest, InfoRequest, QueryError, QueryIndex,
+    Rank, Restriction, SampleRequest, SegmentedIndex, Subject, TextHit, TokenPattern,
+    TopFeaturesRequest, TopTextsRequest, build,
 };
 use saeidx_testkit::synthetic::{
     SyntheticSpec, split_into_segments, write_synthetic_index, write_synthetic_index_without,
@@ -219,6 +220,202 @@ fn deleted_documents_are_never_answered() {
     same_feature_answers(&seg, &one, &removed);
     same_document_answers(&seg, &one, &removed);
     same_index_answers(&seg, &one, &removed);
+}
+
+/// The same restriction for both: documents listed by global number for the segmented
+/// index, by their numbers without `removed` for the single one.
+fn restrictions(removed: &BTreeSet<u32>) -> Vec<(Restriction, Restriction)> {
+    let listed = [1u32, 4, 12, 13, 20, 21, 22, 34, 35];
+    let live: Vec<u32> = listed
+        .into_iter()
+        .filter(|d| !removed.contains(d))
+        .collect();
+    let mut pairs = vec![
+        (
+            Restriction::documents(live.clone()),
+            Restriction::documents(live.iter().map(|&d| renumber(d, removed))),
+        ),
+        (
+            Restriction::filter("tokens >= 4 and tokens <= 8"),
+            Restriction::filter("tokens >= 4 and tokens <= 8"),
+        ),
+        (
+            Restriction::filter("id in ('doc-3', 'doc-30', 'doc-31') or tokens = 2"),
+            Restriction::filter("id in ('doc-3', 'doc-30', 'doc-31') or tokens = 2"),
+        ),
+    ];
+    let mut both = Restriction::filter("tokens > 3");
+    both.docs = Some(
+        live.iter()
+            .map(|d| DocRef::Id(format!("doc-{d}")))
+            .collect(),
+    );
+    pairs.push((both.clone(), both));
+    if removed.is_empty() {
+        // `doc` in a filter is the global document number.
+        let by_number = Restriction::filter("doc >= 10 and doc < 27");
+        pairs.push((by_number.clone(), by_number));
+    }
+    pairs
+}
+
+/// Restricted questions and token patterns, asked of both, equal once document numbers
+/// are mapped.
+fn same_restricted_answers(seg: &SegmentedIndex, one: &QueryIndex, removed: &BTreeSet<u32>) {
+    for (ours, theirs) in restrictions(removed) {
+        for feature in 0..D_SAE as u32 {
+            for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
+                let request = |restrict: &Restriction| TopTextsRequest {
+                    feature,
+                    k: 7,
+                    rank,
+                    context: 2,
+                    restrict: restrict.clone(),
+                    ..TopTextsRequest::default()
+                };
+                let mut got = seg.top_texts(&request(&ours)).unwrap();
+                renumber_hits(&mut got.texts, removed);
+                got.restrict = theirs.clone();
+                assert_eq!(got, one.top_texts(&request(&theirs)).unwrap(), "{ours:?}");
+            }
+            let request = |restrict: &Restriction| FeatureRequest {
+                feature,
+                examples: 4,
+                bands: 3,
+                per_band: 2,
+                restrict: restrict.clone(),
+                ..FeatureRequest::default()
+            };
+            let mut got = seg.feature(&request(&ours)).unwrap();
+            renumber_hits(&mut got.top_texts, removed);
+            for band in &mut got.bands {
+                renumber_hits(&mut band.examples, removed);
+            }
+            assert_eq!(got, one.feature(&request(&theirs)).unwrap(), "{ours:?}");
+        }
+        for seed in 0..3 {
+            let request = |restrict: &Restriction| SampleRequest {
+                n: 4,
+                seed,
+                examples: 3,
+                context: 1,
+                restrict: restrict.clone(),
+            };
+            let mut got = seg.sample(&request(&ours)).unwrap();
+            for feature in &mut got.features {
+                renumber_hits(&mut feature.top_texts, removed);
+            }
+            got.restrict = theirs.clone();
+            assert_eq!(got, one.sample(&request(&theirs)).unwrap(), "{ours:?}");
+        }
+    }
+    let patterns = [
+        TokenPattern::Id(1),
+        TokenPattern::Id(517),
+        TokenPattern::Text("tax".into()),
+        TokenPattern::Regex("^(the|war\\n|日本)$".into()),
+        TokenPattern::Regex("a".into()),
+    ];
+    for token in patterns {
+        for feature in 0..D_SAE as u32 {
+            for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
+                let request = TopTextsRequest {
+                    feature,
+                    k: 6,
+                    rank,
+                    context: 1,
+                    exclusions: EXCLUSIONS[1],
+                    token: Some(token.clone()),
+                    ..TopTextsRequest::default()
+                };
+                let mut got = seg.top_texts(&request).unwrap();
+                renumber_hits(&mut got.texts, removed);
+                assert_eq!(got, one.top_texts(&request).unwrap(), "{request:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn restrictions_and_token_patterns_answer_as_one_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let none = BTreeSet::new();
+    let one = single(&tmp.path().join("whole"), &none);
+    let seg = segmented(&tmp.path().join("whole"), &tmp.path().join("seg"), &none);
+    same_restricted_answers(&seg, &one, &none);
+    let removed: BTreeSet<u32> = [0, 4, 11, 12, 21, 35].into();
+    write_synthetic_index(&tmp.path().join("full"), &spec()).unwrap();
+    let seg = segmented(&tmp.path().join("full"), &tmp.path().join("seg2"), &removed);
+    let one = single(&tmp.path().join("without"), &removed);
+    same_restricted_answers(&seg, &one, &removed);
+    // A deleted document cannot be asked for.
+    let error = seg.top_texts(&TopTextsRequest {
+        restrict: Restriction::documents([4]),
+        ..TopTextsRequest::default()
+    });
+    assert!(matches!(error, Err(QueryError::UnknownDocument { .. })));
+}
+
+/// Any folder opens as [`AnyIndex`] and answers as its shape does; questions not yet
+/// answered over segments are refused with a typed error, never answered partly.
+#[test]
+fn any_index_opens_either_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let none = BTreeSet::new();
+    let one = single(&tmp.path().join("whole"), &none);
+    let seg = segmented(&tmp.path().join("whole"), &tmp.path().join("seg"), &none);
+    let any_one = AnyIndex::open(&tmp.path().join("whole")).unwrap();
+    let any_seg = AnyIndex::open(&tmp.path().join("seg")).unwrap();
+    assert_eq!((any_one.segment_count(), any_seg.segment_count()), (1, 3));
+    let request = TopTextsRequest {
+        feature: 3,
+        k: 9,
+        restrict: Restriction::filter("tokens > 2"),
+        ..TopTextsRequest::default()
+    };
+    let answer = one.top_texts(&request).unwrap();
+    assert_eq!(any_one.top_texts(&request).unwrap(), answer);
+    assert_eq!(seg.top_texts(&request).unwrap(), answer);
+    assert_eq!(any_seg.top_texts(&request).unwrap(), answer);
+    assert_eq!(
+        any_seg.info(&InfoRequest::default()).unwrap().counts,
+        one.info(&InfoRequest::default()).unwrap().counts
+    );
+    let mut windows = 0;
+    for doc in 0..spec().documents as u32 {
+        if let Ok(window) = one.window(doc, 1, 3, 5) {
+            assert_eq!(any_seg.window(doc, 1, 3, 5).unwrap(), window);
+            assert_eq!(
+                any_seg.token_span(doc, 1).unwrap(),
+                one.token_span(doc, 1).unwrap()
+            );
+            windows += 1;
+        }
+    }
+    assert!(windows > 20, "{windows}");
+    assert_eq!(
+        any_seg.sample_features(4, 9).unwrap(),
+        one.sample_features(4, 9).unwrap()
+    );
+    assert_eq!(any_seg.job(), &seg.job().clone());
+    assert!(any_one.single("overviews").is_ok());
+    assert!(matches!(
+        any_seg.single("overviews"),
+        Err(QueryError::NotForSegments("overviews"))
+    ));
+    // Labels written through either shape land in the folder's labels.json.
+    let mut any_seg = any_seg;
+    let label = saeidx_query::FeatureLabel {
+        name: Some("written".into()),
+        ..Default::default()
+    };
+    any_seg.set_label(9, label).unwrap();
+    let reopened = SegmentedIndex::open(&tmp.path().join("seg")).unwrap();
+    assert_eq!(
+        reopened.label(9).unwrap().label.unwrap().name.as_deref(),
+        Some("written")
+    );
+    assert_eq!(reopened.label(5).unwrap(), one.label(5).unwrap());
 }
 
 #[test]
