@@ -7,7 +7,10 @@
 //! feature page with a label form and links to its examples' documents), `/doc/D?f=F`
 //! (a document coloured by a feature, each token's features on click), `/search?q=` (labels containing the words), `/random`, `/text?q=` (a
 //! text coloured by its strongest features, when live analysis is available), `/compare?with=NAME`
-//! (this index's features compared with those of the served index NAME; see `compare`). The JSON
+//! (this index's features compared with those of the served index NAME; see `compare`),
+//! `/contrast?a=FILTER[&b=FILTER]` (the features over-represented in one set of documents
+//! against another or the rest). The feature and search pages carry a filter box
+//! (`where=FILTER`, `docs=D,...` in the URL; see `restricted`). The JSON
 //! API (route table in `api`) answers every question with the answer type of
 //! `saeidx_query`, as the command line's `--json` does. Form posts to
 //! `/labels/F` save a label and return to the page. Labels are saved atomically with the
@@ -28,6 +31,7 @@ mod compare;
 mod form;
 mod guard;
 mod pages;
+mod restricted;
 mod routes;
 mod slots;
 mod transport;

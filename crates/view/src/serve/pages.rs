@@ -8,6 +8,7 @@ use saeidx_query::{FeatureLabel, FeatureRequest, InfoRequest, QueryIndex, TopFea
 use super::{
     api::{live_text, number_in},
     form::{Failure, Params},
+    restricted::after_heading,
     routes::{Context, Reply, failed, html, redirect},
 };
 use crate::{
@@ -24,12 +25,13 @@ impl Context<'_> {
             "/" => self.with_index(|index| Ok(html(200, self.home(index, params)?))),
             p if p.starts_with("/doc/") => self.document_html(p, params),
             "/random" => self.random(),
-            "/search" => self.with_index(|index| Ok(html(200, self.search(index, params)))),
+            "/search" => self.with_index(|index| self.search_page(index, params)),
             "/text" => self.text(&live_text(params)?),
             "/compare" => self.compare_page(params),
+            "/contrast" => self.contrast_page(params),
             p if p.starts_with("/feature/") => {
                 let feature = number_in(p)?;
-                self.with_index(|index| self.feature_page(index, feature))
+                self.with_index(|index| self.feature_page(index, feature, params))
             }
             _ => Err((404, format!("no page at {}{path}", self.base))),
         }
@@ -78,35 +80,24 @@ impl Context<'_> {
         Ok(redirect(format!("{}/feature/{feature}", self.base)))
     }
 
-    fn search(&self, index: &QueryIndex, params: &Params) -> String {
+    /// A feature's page; `where=` and `docs=` restrict it to some documents (its filter
+    /// box, [`super::restricted`]).
+    fn feature_page(
+        &self,
+        index: &QueryIndex,
+        feature: u32,
+        params: &Params,
+    ) -> Result<Reply, Failure> {
         let base = self.base;
-        let q = params.get("q").unwrap_or("").to_lowercase();
-        let mut body = format!("<h1>Labels matching “{}”</h1><ul>", escape(&q));
-        for (feature, label) in index.registry().iter() {
-            let text = format!(
-                "{} {} {}",
-                label.name.as_deref().unwrap_or(""),
-                label.description.as_deref().unwrap_or(""),
-                label.notes.as_deref().unwrap_or("")
-            )
-            .to_lowercase();
-            if q.split_whitespace().all(|word| text.contains(word)) {
-                let _ = write!(
-                    body,
-                    "<li><a href=\"{base}/feature/{feature}\">feature {feature}</a> {}</li>",
-                    escape(label.name.as_deref().unwrap_or(""))
-                );
-            }
-        }
-        let _ = write!(body, "</ul><p><a href=\"{base}/\">home</a></p>");
-        page("saeidx: search", &body)
-    }
-
-    fn feature_page(&self, index: &QueryIndex, feature: u32) -> Result<Reply, Failure> {
-        let base = self.base;
+        let restrict = params.restriction();
+        let (filter_box, keep) = match self.feature_restriction(index, feature, &restrict) {
+            Ok(parts) => parts,
+            Err(refused) => return Ok(refused),
+        };
         let request = FeatureRequest {
             feature,
             context: 10,
+            restrict,
             ..FeatureRequest::default()
         };
         let report = saeidx_compare::feature_report(index, &request).map_err(failed)?;
@@ -131,11 +122,11 @@ impl Context<'_> {
             field("confidence", &label.confidence),
             field("notes", &label.notes)
         );
-        let link = |f: u32| format!("{base}/feature/{f}");
+        let link = |f: u32| format!("{base}/feature/{f}{}", escape(&keep));
         let doc_link =
             |hit: &saeidx_query::TextHit| document_link(base, hit.doc, feature, hit.position);
         render_feature_page(index, &report, 10, &link, Some(&doc_link), &form)
-            .map(|page| html(200, page))
+            .map(|page| html(200, after_heading(&page, &filter_box)))
             .map_err(failed)
     }
 
@@ -165,8 +156,8 @@ impl Context<'_> {
         let info = index.info(&InfoRequest::default()).map_err(failed)?;
         let mut body = format!(
             "<h1>saeidx: {}</h1><p class=\"meta\">{} · {} · SAE {} ({} features) · {} documents, {} tokens, {} nonzeros</p>\
-<form action=\"{base}/search\"><input name=\"q\" placeholder=\"search labels\"> <button>search</button></form>\
-<p><a href=\"{base}/random\">a random feature</a></p>\
+<form action=\"{base}/search\"><input name=\"q\" placeholder=\"search labels\"> <input name=\"where\" size=\"40\" placeholder=\"and/or the features of documents where year &gt;= 1900\"> <button>search</button></form>\
+<p><a href=\"{base}/random\">a random feature</a> · <a href=\"{base}/contrast\">contrast two sets of documents</a></p>\
 <form action=\"{base}/text\"><textarea name=\"q\" rows=\"3\" cols=\"70\" placeholder=\"a text to analyse\"></textarea><br><button>analyse</button></form>",
             escape(&self.slot.name),
             escape(&info.model),
