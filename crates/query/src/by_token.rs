@@ -11,8 +11,14 @@
 //! whose texts match (a tokenizer whose pieces split UTF-8 characters), whose
 //! occurrences are tested by their own text. A token id that never occurs, or a text no
 //! token has, gives empty answers, not an error.
+//!
+//! A feature's top texts on a token are found one of two ways, whichever costs less,
+//! with the same answer: from the token's occurrences (every id's global token numbers,
+//! `TokenPositions`, built from `tokens.bin` on first use), decoding the codes of each
+//! and ranking those where the feature fires; or by walking the feature's postings
+//! strongest first, testing each token against the occurrences by binary search.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     QueryError, QueryIndex,
     blocks::TokenEntry,
-    index::{Exclusions, TextHit},
+    index::{Exclusions, Rank, TextHit},
+    layout::QueryFile,
     limits::Limit,
     registry::FeatureLabel,
     restrict::{DocSet, Restriction},
@@ -62,7 +69,50 @@ impl IdSet {
             .get(id as usize / 64)
             .is_some_and(|bits| bits >> (id % 64) & 1 == 1)
     }
+
+    /// The ids in the set, ascending.
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0u32..).zip(&self.bits).flat_map(|(word, bits)| {
+            (0..64)
+                .filter(move |bit| bits >> bit & 1 == 1)
+                .map(move |bit| word * 64 + bit)
+        })
+    }
 }
+
+/// Every token id's occurrences in the index: the global token numbers of each id,
+/// ascending, one list after another (built from `tokens.bin` on first use, when the
+/// index has fewer than 2³² tokens: 4 bytes per token).
+#[derive(Debug, Default)]
+pub(crate) struct TokenPositions {
+    /// Per id, where its list starts in `positions` (then the end of the last).
+    starts: Vec<u32>,
+    /// The lists.
+    positions: Vec<u32>,
+}
+
+impl TokenPositions {
+    /// The global tokens with id `id`, ascending.
+    fn of(&self, id: u32) -> &[u32] {
+        let id = id as usize;
+        match (self.starts.get(id), self.starts.get(id + 1)) {
+            (Some(&start), Some(&end)) => &self.positions[start as usize..end as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// How a token-conditioned top-texts question is answered.
+pub(crate) enum OnToken {
+    /// Chosen from the token's occurrences: (token, value, score), best first.
+    Chosen(Vec<(u64, f32, f32)>),
+    /// By walking the feature's postings, testing each token against these
+    /// occurrences (ascending) first when known.
+    Walk(Option<Vec<u64>>),
+}
+
+/// The cost of decoding one occurrence's codes, in postings walked.
+const DECODE_COST: u64 = 16;
 
 /// How a pattern tests a token's text.
 #[derive(Debug, Clone)]
@@ -118,6 +168,13 @@ impl TokenIds {
             IdMatch::No => false,
             IdMatch::ByText => self.matcher.matches(id, text),
         }
+    }
+
+    /// The ids some of whose tokens may match, ascending.
+    fn candidates(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.all.iter().chain(self.some.iter()).collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The matching ids, ascending (all, then those matching by text).
@@ -273,6 +330,179 @@ impl QueryIndex {
             })?;
         }
         Ok(self.vocabulary.get_or_init(|| Vocabulary { texts }))
+    }
+
+    /// Every token id's occurrences (built on first use and kept; `None` when the index
+    /// has 2³² tokens or more, or ids past 2²⁴: questions then walk the postings).
+    pub(crate) fn token_positions(&self) -> Result<Option<&TokenPositions>, QueryError> {
+        if let Some(built) = self.token_positions.get() {
+            return Ok(built.as_ref());
+        }
+        let built = self.build_token_positions()?;
+        Ok(self.token_positions.get_or_init(|| built).as_ref())
+    }
+
+    fn build_token_positions(&self) -> Result<Option<TokenPositions>, QueryError> {
+        const MAX_ID: usize = 1 << 24;
+        let tokens = self.tokens.tokens();
+        if u32::try_from(tokens).is_err() {
+            return Ok(None);
+        }
+        let mut counts: Vec<u32> = Vec::new();
+        let mut too_wide = false;
+        self.tokens.scan(0..tokens, |_, entry| {
+            let id = entry.token as usize;
+            if id >= MAX_ID {
+                too_wide = true;
+            } else {
+                if counts.len() <= id {
+                    counts.resize(id + 1, 0);
+                }
+                counts[id] += 1;
+            }
+            Ok(())
+        })?;
+        if too_wide {
+            return Ok(None);
+        }
+        let mut starts = Vec::with_capacity(counts.len() + 1);
+        let mut at = 0u32;
+        for count in &counts {
+            starts.push(at);
+            at += count;
+        }
+        starts.push(at);
+        let mut next = starts[..counts.len()].to_vec();
+        let mut positions = vec![0u32; tokens as usize];
+        let changed = || self.corrupt(QueryFile::Tokens, "token ids changed while read".into());
+        self.tokens.scan(0..tokens, |token, entry| {
+            let slot = next.get_mut(entry.token as usize).ok_or_else(changed)?;
+            *positions.get_mut(*slot as usize).ok_or_else(changed)? = token as u32;
+            *slot += 1;
+            Ok(())
+        })?;
+        Ok(Some(TokenPositions { starts, positions }))
+    }
+
+    /// The global tokens `ids` may match (all of an id's tokens, whether or not its
+    /// text matches), ascending, in `within`'s documents; `None` when the occurrences
+    /// are not known.
+    fn token_candidates(
+        &self,
+        ids: &TokenIds,
+        within: Option<&DocSet>,
+    ) -> Result<Option<Vec<u64>>, QueryError> {
+        let Some(positions) = self.token_positions()? else {
+            return Ok(None);
+        };
+        let mut found: Vec<u64> = Vec::new();
+        for id in ids.candidates() {
+            found.extend(
+                positions
+                    .of(id)
+                    .iter()
+                    .map(|p| u64::from(*p))
+                    .filter(|t| within.is_none_or(|set| set.contains_token(*t))),
+            );
+        }
+        found.sort_unstable();
+        Ok(Some(found))
+    }
+
+    /// How to answer top-texts of feature `f` (index checked) on the tokens `ids`
+    /// match: from the token's occurrences when decoding their codes costs less than
+    /// walking the feature's postings until `k` of them turn up, else by that walk.
+    /// Either way the answer is the same: postings strongest first, ties in token order.
+    pub(crate) fn on_token(
+        &self,
+        f: usize,
+        k: usize,
+        rank: Rank,
+        exclusions: Exclusions,
+        ids: &TokenIds,
+        within: Option<&DocSet>,
+    ) -> Result<OnToken, QueryError> {
+        if ids.candidates().is_empty() {
+            return Ok(OnToken::Chosen(Vec::new()));
+        }
+        let Some(candidates) = self.token_candidates(ids, within)? else {
+            return Ok(OnToken::Walk(None));
+        };
+        let postings = u64::from(self.at(
+            &self.features.file,
+            QueryFile::Features,
+            &self.features.postings,
+            f,
+        )?);
+        let walk = if rank == Rank::DocumentSum {
+            postings
+        } else {
+            // Postings walked, on average, before k of the token's turn up (four times).
+            let expected = (4 * k as u64).saturating_mul(self.tokens.tokens())
+                / (candidates.len() as u64).max(1);
+            postings.min(expected)
+        };
+        if (candidates.len() as u64).saturating_mul(DECODE_COST) > walk {
+            return Ok(OnToken::Walk(Some(candidates)));
+        }
+        let mask = exclusions.mask();
+        let feature = f as u32;
+        let mut hits: Vec<(u64, f32)> = Vec::new();
+        for &token in &candidates {
+            let entry = self.token_entry(token)?;
+            if entry.flags & mask != 0 || !self.token_matches(ids, token, entry)? {
+                continue;
+            }
+            self.codes.decode(token..token + 1, |_, features, values| {
+                if let Ok(at) = features.binary_search(&feature) {
+                    hits.push((token, values[at]));
+                }
+                Ok(())
+            })?;
+        }
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(OnToken::Chosen(self.pick(hits, rank, k)?))
+    }
+
+    /// The `k` best of `hits` (strongest first, ties in token order) by `rank`:
+    /// (token, value, score).
+    fn pick(
+        &self,
+        hits: Vec<(u64, f32)>,
+        rank: Rank,
+        k: usize,
+    ) -> Result<Vec<(u64, f32, f32)>, QueryError> {
+        match rank {
+            Rank::Token => Ok(hits.into_iter().take(k).map(|(t, v)| (t, v, v)).collect()),
+            Rank::DocumentMax => {
+                let mut seen = HashSet::new();
+                let mut chosen = Vec::new();
+                for (token, value) in hits {
+                    if chosen.len() == k {
+                        break;
+                    }
+                    if seen.insert(self.token_doc(token)?.0) {
+                        chosen.push((token, value, value));
+                    }
+                }
+                Ok(chosen)
+            }
+            Rank::DocumentSum => {
+                // Per document: (sum, strongest token, its value), summed strongest first.
+                let mut by_doc: HashMap<u32, (f64, u64, f32)> = HashMap::new();
+                for (token, value) in hits {
+                    let (doc, _) = self.token_doc(token)?;
+                    by_doc.entry(doc).or_insert((0.0, token, value)).0 += f64::from(value);
+                }
+                let mut docs: Vec<(u32, (f64, u64, f32))> = by_doc.into_iter().collect();
+                docs.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.0.cmp(&b.0)));
+                Ok(docs
+                    .into_iter()
+                    .take(k)
+                    .map(|(_, (sum, token, value))| (token, value, sum as f32))
+                    .collect())
+            }
+        }
     }
 
     /// The ids of the tokens `pattern` matches.

@@ -20,6 +20,11 @@
 //! how much their rate is uncertain), and dividing by σ ranks by evidence, so a feature
 //! rises only with many firings in A *and* a rate that differs from B's. `min_count`
 //! (firings in A and B together) is a floor on top of it.
+//!
+//! A's counts come from decoding its tokens' codes once. B as "the rest of the index"
+//! (with the default exclusions) is never decoded: its counts and sums are the stored
+//! per-feature totals of `features.arrow` less A's, so contrasting a small subset with
+//! the rest costs the subset alone.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -173,7 +178,13 @@ impl QueryIndex {
             },
         };
         let profile_a = self.answer(self.profile(&a, request.exclusions))?;
-        let profile_b = self.answer(self.profile(&b, request.exclusions))?;
+        // The rest of the index: stored totals less A (they count the default
+        // exclusions); any other B is scanned.
+        let profile_b = if request.b.is_none() && request.exclusions == Exclusions::default() {
+            self.answer(self.rest_profile(&profile_a))?
+        } else {
+            self.answer(self.profile(&b, request.exclusions))?
+        };
         let scored = score(&profile_a, &profile_b, request);
         let pick = |over_a: bool| -> Result<Vec<ContrastFeature>, QueryError> {
             let mut chosen: Vec<&ContrastFeature> = scored

@@ -22,6 +22,7 @@ use crate::{
     answers::FeatureRequest,
     blocks::{CodesFile, PostingsFile, TokenEntry, TokensFile},
     build::histogram_bin,
+    by_token::OnToken,
     error::QueryError,
     layout::{
         FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, QUERY_DIR, QUERY_FORMAT, QUERY_FORMAT_VERSION,
@@ -263,6 +264,9 @@ pub struct QueryIndex {
     pub(crate) metadata: OnceLock<RecordBatch>,
     /// Every token id that occurs with its text, built when a token pattern needs it.
     pub(crate) vocabulary: OnceLock<crate::by_token::Vocabulary>,
+    /// Every token id's occurrences, built when a token-conditioned question first
+    /// needs them (`None`: too many tokens to hold).
+    pub(crate) token_positions: OnceLock<Option<crate::by_token::TokenPositions>>,
 }
 
 pub(crate) struct Documents {
@@ -492,6 +496,7 @@ impl QueryIndex {
             logits_cache: OnceLock::new(),
             metadata: OnceLock::new(),
             vocabulary: OnceLock::new(),
+            token_positions: OnceLock::new(),
         })
     }
 
@@ -920,8 +925,22 @@ impl QueryIndex {
         let f = self.feature_index(feature)?;
         let mask = exclusions.mask();
         let within = scope.within;
-        // Whether a posting's token counts: not left out, and of a wanted token id.
+        let members = match scope.tokens {
+            None => None,
+            Some(ids) => match self.on_token(f, k, rank, exclusions, ids, within)? {
+                OnToken::Chosen(chosen) => return self.hits(chosen, context),
+                OnToken::Walk(members) => members,
+            },
+        };
+        // Whether a posting's token counts: one of the token's occurrences (when they
+        // are known), not left out, and of a wanted token id.
         let counts = |token: u64| -> Result<bool, QueryError> {
+            if members
+                .as_ref()
+                .is_some_and(|m| m.binary_search(&token).is_err())
+            {
+                return Ok(false);
+            }
             let entry = self.token_entry(token)?;
             if entry.flags & mask != 0 {
                 return Ok(false);
@@ -977,6 +996,11 @@ impl QueryIndex {
                 );
             }
         }
+        self.hits(chosen, context)
+    }
+
+    /// The texts of chosen postings: (token, value, score).
+    fn hits(&self, chosen: Vec<(u64, f32, f32)>, context: u32) -> Result<Vec<TextHit>, QueryError> {
         chosen
             .into_iter()
             .map(|(token, value, score)| self.hit(token, value, score, context))

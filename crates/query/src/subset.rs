@@ -11,6 +11,7 @@ use crate::{
     QueryError, QueryIndex,
     answers::{RankedFeature, TopFeaturesRequest},
     index::Exclusions,
+    layout::QueryFile,
     limits::Limit,
     rank::Aggregate,
     restrict::{DocSet, Restriction},
@@ -98,14 +99,9 @@ impl QueryIndex {
             max: vec![0.0; d_sae],
             argmax: vec![0; d_sae],
         };
-        let mask = exclusions.mask();
-        for range in set.token_ranges() {
-            self.tokens.scan(range.clone(), |_, entry| {
-                profile.tokens += u64::from(entry.flags & mask == 0);
-                Ok(())
-            })?;
-        }
+        // `each` sees every counted token, with codes or without.
         self.scan_counted(set.token_ranges(), exclusions, |token, features, values| {
+            profile.tokens += 1;
             for (&feature, &value) in features.iter().zip(values) {
                 let f = feature as usize;
                 if f >= d_sae {
@@ -120,6 +116,42 @@ impl QueryIndex {
             }
         })?;
         Ok(profile)
+    }
+
+    /// The profile of every counted token *not* in the set `of` was computed over, with
+    /// the default exclusions: the stored per-feature totals of `features.arrow` less
+    /// `of`'s, so the rest of the index is never decoded. `max` and `argmax` are left
+    /// empty (only counts and sums are known).
+    pub(crate) fn rest_profile(&self, of: &Profile) -> Result<Profile, QueryError> {
+        let d_sae = self.d_sae() as u64;
+        let file = &self.features.file;
+        let which = QueryFile::Features;
+        let counts = self.range(file, which, &self.features.count, 0, d_sae)?;
+        let sums = self.range(file, which, &self.features.sum, 0, d_sae)?;
+        let total = self.counted_tokens(Exclusions::default(), None)?;
+        let less = |all: u64, part: u64, what: &str| {
+            all.checked_sub(part).ok_or_else(|| {
+                self.corrupt(
+                    which,
+                    format!("{what}: {all} in all, fewer than the {part} of a subset"),
+                )
+            })
+        };
+        let count = (0u32..)
+            .zip(counts.iter().zip(&of.count))
+            .map(|(f, (all, part))| less(u64::from(*all), *part, &format!("feature {f}'s count")))
+            .collect::<Result<Vec<u64>, _>>()?;
+        Ok(Profile {
+            tokens: less(total, of.tokens, "counted tokens")?,
+            count,
+            sum: sums
+                .iter()
+                .zip(&of.sum)
+                .map(|(all, part)| all - part)
+                .collect(),
+            max: Vec::new(),
+            argmax: Vec::new(),
+        })
     }
 
     /// Features active on some counted token of `set`, in increasing id order.
