@@ -311,4 +311,11 @@ fn a_killed_compaction_keeps_the_old_set_and_converges() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         assert!(set.names(&name), "{name} left behind");
     }
+    // A nightly run that compacts when it is done (`[run] compact`, here overridden).
+    write_corpus(&setup, &all);
+    let night = run(&setup, &["--compact", "all"]);
+    assert_eq!(night["segments"], 2, "{night:#}");
+    let merged = &night["compaction"];
+    assert_eq!(merged["segments"], 1, "{night:#}");
+    assert_eq!(merged["merges"][0]["from"].as_array().unwrap().len(), 2);
 }
