@@ -1,6 +1,7 @@
 //! The index job end to end, through the `saeidx` binary, on a small random Llama that
 //! uses the default tokenizer, a random mlxterp SAE and real text: verification, DuckDB
-//! reading the Parquet, kill -9 at several points and resume, shards and merge, and
+//! reading the Parquet, kill -9 at several points and resume, shards published as
+//! segments and compacted, and
 //! damaged or mismatched inputs refused with clear errors.
 
 use std::{
@@ -10,10 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use saeidx_query::{SegmentedIndex, TopTextsRequest};
 use saeidx_testkit::llm::{FakeLlm, sensible};
 use saeidx_tests::{
     job_fixture::{Setup, assert_same_index, random_sae, saeidx, saeidx_err, saeidx_ok},
     reference_python, repo_root, saeidx_binary,
+    segment_answers::{live_ids, same_answers},
 };
 use serde_json::Value;
 
@@ -569,11 +572,13 @@ fn killed_runs_resume_to_identical_output() {
     assert!(killed >= 2, "the runs should have been killed mid-way");
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 #[test]
-fn shards_merge_into_the_single_run_index() {
+fn shards_publish_as_segments_and_compact_into_the_single_run_index() {
     let setup = Setup::create();
     let job = setup.job();
     saeidx_ok(&["run", job.to_str().unwrap(), "--json"], setup.path());
+    let single = setup.path().join("out/index");
     let merged = setup.path().join("out/merged");
     for i in 0..3 {
         let shard = format!("{i}/3");
@@ -590,7 +595,7 @@ fn shards_merge_into_the_single_run_index() {
             setup.path(),
         );
     }
-    // Merging with a shard missing is refused.
+    // Publishing with a shard missing is refused.
     let shards = setup.path().join("out/merged.shards");
     let missing = saeidx_err(
         &[
@@ -602,33 +607,112 @@ fn shards_merge_into_the_single_run_index() {
         setup.path(),
     );
     assert!(missing.contains("shard 1/3 is missing"), "{missing}");
-    // The shards have no logit effects; the merge computes the single run's file from
-    // the model and SAE the manifest records.
-    let merge = saeidx_ok(&["merge", merged.to_str().unwrap(), "--json"], setup.path());
-    assert!(merge["logit_effects"].is_string(), "{merge}");
-    assert!(merge["logit_effects_missing"].is_null(), "{merge}");
-    assert_same_index(&setup.path().join("out/index"), &merged);
+    // A shard of another job (here: another document limit) is refused, with the reason.
+    let odd = setup.path().join("out/odd");
+    saeidx_ok(
+        &[
+            "run",
+            job.to_str().unwrap(),
+            "--shard",
+            "0/3",
+            "--max-documents",
+            "10",
+            "--output",
+            odd.to_str().unwrap(),
+            "--json",
+        ],
+        setup.path(),
+    );
+    let other = saeidx_err(
+        &[
+            "merge",
+            merged.to_str().unwrap(),
+            setup.path().join("out/odd.shards/0-of-3").to_str().unwrap(),
+            shards.join("1-of-3").to_str().unwrap(),
+            shards.join("2-of-3").to_str().unwrap(),
+        ],
+        setup.path(),
+    );
+    assert!(
+        other.contains("different job") && other.contains("corpus"),
+        "{other}"
+    );
+    // The shards become the index's segments: nothing rebuilt, the data files the
+    // shards' own (hard links).
+    let published = saeidx_ok(&["merge", merged.to_str().unwrap(), "--json"], setup.path());
+    assert_eq!(
+        published["segments"],
+        serde_json::json!(["shard-0-of-3", "shard-1-of-3", "shard-2-of-3"]),
+        "{published}"
+    );
+    let linked = merged.join("segments/shard-1-of-3/activations");
+    let first = fs::read_dir(&linked)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let shard_file = shards
+        .join("1-of-3/activations")
+        .join(first.file_name().unwrap());
+    assert_eq!(inode(&first), inode(&shard_file), "hard-linked, not copied");
     saeidx_ok(
         &["verify", merged.to_str().unwrap(), "--json"],
         setup.path(),
     );
-    // Without the SAE at hand the merge is still complete, and says how to add them.
-    let sae = setup.path().join("sae");
-    let elsewhere = setup.path().join("sae-elsewhere");
-    fs::rename(&sae, &elsewhere).unwrap();
+    // Every answer equals the single run's, document numbers included.
+    let reference = SegmentedIndex::open(&single).unwrap();
+    let ids = live_ids(&reference);
+    let request = TopTextsRequest {
+        feature: 5,
+        k: 100,
+        ..TopTextsRequest::default()
+    };
+    {
+        let sharded = SegmentedIndex::open(&merged).unwrap();
+        assert_eq!(sharded.segments().count(), 3);
+        same_answers(&sharded, &reference, &ids);
+        assert_eq!(
+            sharded.top_texts(&request).unwrap(),
+            reference.top_texts(&request).unwrap()
+        );
+    }
+    // Compacted (a 1 MiB sort budget): one segment, file for file the single run's index.
+    let compacted = saeidx_ok(
+        &[
+            "compact",
+            merged.to_str().unwrap(),
+            "--memory",
+            "1",
+            "--json",
+        ],
+        setup.path(),
+    );
+    assert_eq!(compacted["segments"], 1, "{compacted}");
+    let into = compacted["merges"][0]["into"].as_str().unwrap();
+    assert_same_index(&single, &merged.join("segments").join(into));
+    let one = SegmentedIndex::open(&merged).unwrap();
+    same_answers(&one, &reference, &ids);
+    saeidx_ok(
+        &["verify", merged.to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    // `merge --compact` does both at once.
     let again = setup.path().join("out/merged-again");
     let shard_dirs: Vec<String> = (0..3)
         .map(|i| shards.join(format!("{i}-of-3")).display().to_string())
         .collect();
     let mut args = vec!["merge", again.to_str().unwrap()];
     args.extend(shard_dirs.iter().map(String::as_str));
-    args.push("--json");
-    let merge = saeidx_ok(&args, setup.path());
-    fs::rename(&elsewhere, &sae).unwrap();
-    assert!(merge["logit_effects"].is_null(), "{merge}");
-    let why = merge["logit_effects_missing"].as_str().unwrap();
-    assert!(why.contains("saeidx query logits"), "{why}");
-    saeidx_ok(&["verify", again.to_str().unwrap(), "--json"], setup.path());
+    args.extend(["--compact", "--json"]);
+    let both = saeidx_ok(&args, setup.path());
+    let into = both["compaction"]["merges"][0]["into"].as_str().unwrap();
+    assert_same_index(&single, &again.join("segments").join(into));
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().ino()
 }
 
 #[expect(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
@@ -883,6 +967,7 @@ fn progress_moves_within_a_single_large_document() {
             replace: false,
             first_doc: 0,
             query_build: saeidx_query::BuildOptions::default(),
+            corpus_parts: None,
         },
         &mut |event| events.push(event),
     )

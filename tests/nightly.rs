@@ -10,12 +10,11 @@ use std::{
     time::Duration,
 };
 
-use saeidx_query::{
-    DocRef, Exclusions, Rank, SegmentedIndex, Subject, TextHit, TopFeaturesRequest, TopTextsRequest,
-};
+use saeidx_query::{SegmentedIndex, TopTextsRequest};
 use saeidx_tests::{
     job_fixture::{Setup, saeidx_ok},
     saeidx_binary,
+    segment_answers::{live_ids, same_answers},
 };
 use serde_json::Value;
 
@@ -38,119 +37,6 @@ fn run(setup: &Setup, extra: &[&str]) -> Value {
     let mut args = vec!["run", job.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     saeidx_ok(&args, setup.path())
-}
-
-/// A top-texts answer's hits as comparable rows, in answer order with ties (equal
-/// scores) sorted by document id and position: ties follow document order, and an
-/// appended index orders its documents by when they came.
-fn canonical(hits: &[TextHit]) -> Vec<(u32, u32, String, u32, u32, String)> {
-    let mut rows: Vec<_> = hits
-        .iter()
-        .map(|h| {
-            (
-                h.score.to_bits(),
-                h.activation.to_bits(),
-                h.id.clone(),
-                h.position,
-                h.token,
-                h.snippet.marked(),
-            )
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        f32::from_bits(b.0)
-            .total_cmp(&f32::from_bits(a.0))
-            .then(a.2.cmp(&b.2))
-            .then(a.3.cmp(&b.3))
-    });
-    rows
-}
-
-fn same_answers(grown: &SegmentedIndex, fresh: &SegmentedIndex, ids: &BTreeSet<String>) {
-    assert_eq!(grown.counts().unwrap(), fresh.counts().unwrap());
-    assert_eq!(
-        grown.live_features().unwrap(),
-        fresh.live_features().unwrap()
-    );
-    for feature in 0..grown.d_sae() as u32 {
-        for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
-            let request = TopTextsRequest {
-                feature,
-                k: 10_000,
-                rank,
-                context: 3,
-                ..TopTextsRequest::default()
-            };
-            let (a, b) = (
-                grown.top_texts(&request).unwrap(),
-                fresh.top_texts(&request).unwrap(),
-            );
-            assert_eq!(canonical(&a.texts), canonical(&b.texts), "{request:?}");
-            assert_eq!(a.label, b.label);
-        }
-        for exclusions in [
-            Exclusions::default(),
-            Exclusions {
-                special: false,
-                sinks: false,
-            },
-        ] {
-            assert_eq!(
-                grown.feature_stats(feature, exclusions).unwrap(),
-                fresh.feature_stats(feature, exclusions).unwrap()
-            );
-            assert_eq!(
-                grown.neighbours(feature, 1000, exclusions).unwrap(),
-                fresh.neighbours(feature, 1000, exclusions).unwrap()
-            );
-        }
-    }
-    for id in ids {
-        let doc = DocRef::Id(id.clone());
-        let request = TopFeaturesRequest::default();
-        let (mut a, mut b) = (
-            grown.top_features(&doc, &request).unwrap(),
-            fresh.top_features(&doc, &request).unwrap(),
-        );
-        for of in [&mut a.of, &mut b.of] {
-            if let Subject::Document { doc, .. } = of {
-                *doc = 0;
-            }
-        }
-        assert_eq!(a, b, "{id}");
-    }
-    for seed in 0..3 {
-        let request = saeidx_query::SampleRequest {
-            n: 8,
-            seed,
-            examples: 3,
-            context: 2,
-            ..saeidx_query::SampleRequest::default()
-        };
-        let (a, b) = (
-            grown.sample(&request).unwrap(),
-            fresh.sample(&request).unwrap(),
-        );
-        for (a, b) in a.features.iter().zip(&b.features) {
-            assert_eq!(
-                (a.feature, &a.stats, &a.label),
-                (b.feature, &b.stats, &b.label)
-            );
-            let scores = |hits: &[TextHit]| hits.iter().map(|h| h.score).collect::<Vec<_>>();
-            assert_eq!(scores(&a.top_texts), scores(&b.top_texts));
-        }
-        assert_eq!(a.features.len(), b.features.len());
-    }
-}
-
-fn live_ids(index: &SegmentedIndex) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    index
-        .each_live_document(|_, id, _| {
-            ids.insert(id.to_string());
-        })
-        .unwrap();
-    ids
 }
 
 #[test]
@@ -210,6 +96,8 @@ fn three_nights_answer_like_one_run() {
     let ids = live_ids(&fresh);
     assert_eq!(live_ids(&grown), ids);
     assert!(!ids.contains("doc-5"));
+    let removed = all[5]["text"].as_str().unwrap();
+    compacted_answers_the_same(&setup, &grown, (&ids, removed));
     same_answers(&grown, &fresh, &ids);
     assert_eq!(
         grown.label(7).unwrap().label.unwrap().name.as_deref(),
@@ -220,6 +108,77 @@ fn three_nights_answer_like_one_run() {
     assert_eq!(replaced["up_to_date"], false);
     assert!(!index.join("segments.json").exists());
     assert!(index.join("labels.json").exists());
+}
+
+/// `saeidx compact` of the grown index: one segment answering exactly as before (the
+/// same document numbers), labels kept, the removed document's text gone from the
+/// files; the old segments deleted by a later compaction after the grace period.
+fn compacted_answers_the_same(
+    setup: &Setup,
+    grown: &SegmentedIndex,
+    (ids, removed_text): (&BTreeSet<String>, &str),
+) {
+    let index = setup.path().join("out/index");
+    let request = TopTextsRequest {
+        feature: 3,
+        k: 200,
+        ..TopTextsRequest::default()
+    };
+    let before = grown.top_texts(&request).unwrap();
+    let compacted = saeidx_ok(
+        &["compact", index.to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    let merge = &compacted["merges"][0];
+    assert_eq!(merge["from"].as_array().unwrap().len(), 3, "{compacted:#}");
+    assert!(
+        merge["rewritten_parts"].as_u64().unwrap() >= 2,
+        "{compacted:#}"
+    );
+    // The old set's reader still answers (its files stay mapped).
+    assert_eq!(grown.top_texts(&request).unwrap(), before);
+    let one = SegmentedIndex::open(&index).unwrap();
+    assert_eq!(one.segments().count(), 1);
+    assert_eq!(one.top_texts(&request).unwrap(), before);
+    same_answers(&one, grown, ids);
+    assert_eq!(
+        one.label(7).unwrap().label.unwrap().name.as_deref(),
+        Some("kept label")
+    );
+    let segment = index.join("segments").join(merge["into"].as_str().unwrap());
+    let texts = saeidx_tests::index_rows::documents(&segment);
+    assert!(texts.iter().all(|(_, text)| text != removed_text));
+    saeidx_ok(&["verify", index.to_str().unwrap(), "--json"], setup.path());
+    // Nothing more to merge; the retired segments stay until their grace period ends.
+    let again = saeidx_ok(
+        &["compact", index.to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    assert_eq!(again["merges"], serde_json::json!([]));
+    assert_eq!(again["removed"], serde_json::json!([]));
+    let retired: Vec<String> = merge["from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        retired
+            .iter()
+            .all(|name| index.join("segments").join(name).is_dir())
+    );
+    let cleaned = saeidx_ok(
+        &["compact", index.to_str().unwrap(), "--grace", "0", "--json"],
+        setup.path(),
+    );
+    assert_eq!(cleaned["removed"], serde_json::json!(retired));
+    assert!(
+        retired
+            .iter()
+            .all(|name| !index.join("segments").join(name).exists())
+    );
+    // Readers that held the retired segments open still answer.
+    same_answers(&SegmentedIndex::open(&index).unwrap(), grown, ids);
 }
 
 /// Runs `saeidx run JOB` and kills it with SIGKILL after `after`.
@@ -284,4 +243,79 @@ fn a_killed_append_keeps_the_old_set_and_resumes() {
         clean.top_texts(&request).unwrap().texts
     );
     assert!(!Path::new(&setup.path().join("out/index/segments/.seg-000001.partial")).exists());
+}
+
+#[test]
+fn a_killed_compaction_keeps_the_old_set_and_converges() {
+    let setup = Setup::create();
+    let all = lines(&setup);
+    let index = setup.path().join("out/index");
+    write_corpus(&setup, &all[..20]);
+    run(&setup, &[]);
+    let mut grown = all[..30].to_vec();
+    grown[2]["text"] = Value::from("Changed.");
+    grown.remove(7);
+    write_corpus(&setup, &grown);
+    run(&setup, &[]);
+    // The index before any compaction, to compare with.
+    let copy = setup.path().join("out/before");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&index)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reference = SegmentedIndex::open(&copy).unwrap();
+    let ids = live_ids(&reference);
+    let request = TopTextsRequest {
+        feature: 3,
+        k: 50,
+        ..TopTextsRequest::default()
+    };
+    let old = SegmentedIndex::open(&index)
+        .unwrap()
+        .top_texts(&request)
+        .unwrap();
+    // Killed from early (cleaning, reading) to late (building, publishing): the index
+    // answers the same throughout, from the old set or the compacted one.
+    for millis in [20, 80, 200, 400] {
+        let mut child = Command::new(saeidx_binary())
+            .args(["compact", index.to_str().unwrap(), "--json"])
+            .current_dir(setup.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(millis));
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = SegmentedIndex::open(&index).unwrap();
+        assert_eq!(
+            now.top_texts(&request).unwrap(),
+            old,
+            "killed after {millis} ms"
+        );
+    }
+    saeidx_ok(
+        &["compact", index.to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    let compacted = SegmentedIndex::open(&index).unwrap();
+    assert_eq!(compacted.segments().count(), 1);
+    assert_eq!(compacted.top_texts(&request).unwrap(), old);
+    same_answers(&compacted, &reference, &ids);
+    // What the killed runs left is gone: only the live and retired segments remain.
+    let set = compacted.segment_set().unwrap();
+    for entry in fs::read_dir(index.join("segments")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(set.names(&name), "{name} left behind");
+    }
+    // A nightly run that compacts when it is done (`[run] compact`, here overridden).
+    write_corpus(&setup, &all);
+    let night = run(&setup, &["--compact", "all"]);
+    assert_eq!(night["segments"], 2, "{night:#}");
+    let merged = &night["compaction"];
+    assert_eq!(merged["segments"], 1, "{night:#}");
+    assert_eq!(merged["merges"][0]["from"].as_array().unwrap().len(), 2);
 }

@@ -1,8 +1,9 @@
 //! `saeidx cluster slurm` on a real Slurm: a single-node cluster (Debian's slurm-wlm and
 //! munge) started on loopback by `scripts/slurm-local.sh`, the tiny model's job in 3
 //! shards as an array job, one task cancelled mid-way, the same command resubmitting only
-//! that shard (which resumes) and a new merge, and the merged index byte-identical to a
-//! single-process run.
+//! that shard (which resumes) and a new merge that publishes the shards as segments,
+//! answering exactly as a single-process run; compacted, the one segment is
+//! byte-identical to the single run's index.
 
 use std::{
     fs,
@@ -11,10 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use saeidx_query::SegmentedIndex;
 use saeidx_tests::{
     asset_paths,
     job_fixture::{Setup, assert_same_index, saeidx_ok},
     repo_root,
+    segment_answers::{live_ids, same_answers},
 };
 use serde_json::Value;
 
@@ -319,13 +322,27 @@ fn slurm_array_job_resubmits_a_cancelled_shard_and_merges_the_single_run_index()
     assert_eq!(resumed, parts_before_resume.to_string(), "{log}");
     assert_eq!(computed + parts_before_resume, 8, "{log}");
 
-    // Merges have no logit effects; `query logits` adds the single run's file.
-    saeidx_ok(&["query", "logits", output.to_str().unwrap()], setup.path());
-    assert_same_index(&setup.path().join("out/single"), &output);
+    // The shards are the index's segments, answering as the single run.
+    let single = setup.path().join("out/single");
+    let reference = SegmentedIndex::open(&single).unwrap();
+    let ids = live_ids(&reference);
+    {
+        let sharded = SegmentedIndex::open(&output).unwrap();
+        assert_eq!(sharded.segments().count(), 3);
+        same_answers(&sharded, &reference, &ids);
+    }
     saeidx_ok(
         &["verify", output.to_str().unwrap(), "--json"],
         setup.path(),
     );
+    // Compacted: one segment, file for file the single run's index.
+    let compacted = saeidx_ok(
+        &["compact", output.to_str().unwrap(), "--json"],
+        setup.path(),
+    );
+    let into = string(&compacted["merges"][0]["into"]);
+    assert_same_index(&single, &output.join("segments").join(into));
+    same_answers(&SegmentedIndex::open(&output).unwrap(), &reference, &ids);
 
     // Once merged, the command submits nothing.
     let third = submit(&slurm, &setup, &job, &output);

@@ -429,3 +429,131 @@ pub mod job_fixture {
         }
     }
 }
+
+/// Comparing the answers of two indexes (segmented or not) question by question.
+pub mod segment_answers {
+    use std::collections::BTreeSet;
+
+    use saeidx_query::{
+        DocRef, Exclusions, Rank, SegmentedIndex, Subject, TextHit, TopFeaturesRequest,
+        TopTextsRequest,
+    };
+
+    /// A top-texts answer's hits as comparable rows, in answer order with ties (equal
+    /// scores) sorted by document id and position: ties follow document order, and an
+    /// appended index orders its documents by when they came.
+    pub fn canonical(hits: &[TextHit]) -> Vec<(u32, u32, String, u32, u32, String)> {
+        let mut rows: Vec<_> = hits
+            .iter()
+            .map(|h| {
+                (
+                    h.score.to_bits(),
+                    h.activation.to_bits(),
+                    h.id.clone(),
+                    h.position,
+                    h.token,
+                    h.snippet.marked(),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            f32::from_bits(b.0)
+                .total_cmp(&f32::from_bits(a.0))
+                .then(a.2.cmp(&b.2))
+                .then(a.3.cmp(&b.3))
+        });
+        rows
+    }
+
+    /// Asserts that every question answers the same on both indexes: every feature's
+    /// top texts in all ranks (ties up to document order), statistics with their
+    /// histograms and neighbours under both exclusions, the top features of every
+    /// document in `ids`, and samples.
+    pub fn same_answers(grown: &SegmentedIndex, fresh: &SegmentedIndex, ids: &BTreeSet<String>) {
+        assert_eq!(grown.counts().unwrap(), fresh.counts().unwrap());
+        assert_eq!(
+            grown.live_features().unwrap(),
+            fresh.live_features().unwrap()
+        );
+        for feature in 0..grown.d_sae() as u32 {
+            for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
+                let request = TopTextsRequest {
+                    feature,
+                    k: 10_000,
+                    rank,
+                    context: 3,
+                    ..TopTextsRequest::default()
+                };
+                let (a, b) = (
+                    grown.top_texts(&request).unwrap(),
+                    fresh.top_texts(&request).unwrap(),
+                );
+                assert_eq!(canonical(&a.texts), canonical(&b.texts), "{request:?}");
+                assert_eq!(a.label, b.label);
+            }
+            for exclusions in [
+                Exclusions::default(),
+                Exclusions {
+                    special: false,
+                    sinks: false,
+                },
+            ] {
+                assert_eq!(
+                    grown.feature_stats(feature, exclusions).unwrap(),
+                    fresh.feature_stats(feature, exclusions).unwrap()
+                );
+                assert_eq!(
+                    grown.neighbours(feature, 1000, exclusions).unwrap(),
+                    fresh.neighbours(feature, 1000, exclusions).unwrap()
+                );
+            }
+        }
+        for id in ids {
+            let doc = DocRef::Id(id.clone());
+            let request = TopFeaturesRequest::default();
+            let (mut a, mut b) = (
+                grown.top_features(&doc, &request).unwrap(),
+                fresh.top_features(&doc, &request).unwrap(),
+            );
+            for of in [&mut a.of, &mut b.of] {
+                if let Subject::Document { doc, .. } = of {
+                    *doc = 0;
+                }
+            }
+            assert_eq!(a, b, "{id}");
+        }
+        for seed in 0..3 {
+            let request = saeidx_query::SampleRequest {
+                n: 8,
+                seed,
+                examples: 3,
+                context: 2,
+                ..saeidx_query::SampleRequest::default()
+            };
+            let (a, b) = (
+                grown.sample(&request).unwrap(),
+                fresh.sample(&request).unwrap(),
+            );
+            for (a, b) in a.features.iter().zip(&b.features) {
+                assert_eq!(
+                    (a.feature, &a.stats, &a.label),
+                    (b.feature, &b.stats, &b.label)
+                );
+                let scores = |hits: &[TextHit]| hits.iter().map(|h| h.score).collect::<Vec<_>>();
+                assert_eq!(scores(&a.top_texts), scores(&b.top_texts));
+            }
+            assert_eq!(a.features.len(), b.features.len());
+        }
+    }
+
+    /// The ids of an index's live documents.
+    pub fn live_ids(index: &SegmentedIndex) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        index
+            .each_live_document(|_, id, _| {
+                ids.insert(id.to_string());
+            })
+            .unwrap();
+        ids
+    }
+}

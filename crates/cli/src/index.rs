@@ -1,9 +1,7 @@
-//! `saeidx run`, `saeidx merge`, `saeidx verify`: build, combine and check index folders.
+//! `saeidx run`, `saeidx merge`, `saeidx compact`, `saeidx verify`: build, combine,
+//! compact and check index folders.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
@@ -16,13 +14,12 @@ use saeidx_format::{
 use saeidx_hub::HubSettings;
 use saeidx_indexer::{
     append,
+    compact::{self, CompactOptions, Policy},
     job::{self, JobFile},
-    merge,
+    merge, parts,
     parts::Shard,
     pipeline::{self, Event, RunOptions, RunSummary},
 };
-use saeidx_live::{LiveSources, LogitsBuilt, build_logit_effects};
-use saeidx_model::hook::{HookKind, HookPoint};
 use saeidx_sae::logits::LogitOptions;
 use serde_json::json;
 
@@ -33,12 +30,14 @@ use crate::{Output, print_json};
     saeidx run pipelines/default.toml\n  \
     saeidx run pipelines/default.toml --max-documents 0 --output indexes/sotu-all\n  \
     saeidx run pipelines/default.toml --shard 2/4            # one of 4 machines\n  \
-    saeidx merge indexes/default                             # then combine the shards\n\n\
+    saeidx merge indexes/default                             # then publish the shards\n  \
+    saeidx run pipelines/nightly.toml --compact tiered --json  # append, then compact\n\n\
     Rerunning a killed job resumes it; a finished index of the same job is left as is.")]
 pub struct RunArgs {
     /// The job file (pipelines/*.toml).
     job: PathBuf,
-    /// Index shard i of n (0-based): the parts p with p mod n = i, into OUTPUT.shards/i-of-n.
+    /// Index shard i of n (0-based): the i-th of n consecutive blocks of the corpus's
+    /// parts, into OUTPUT.shards/i-of-n (a segment: `saeidx merge OUTPUT` publishes them).
     #[arg(long)]
     shard: Option<Shard>,
     /// Override the job's output folder.
@@ -51,8 +50,22 @@ pub struct RunArgs {
     /// corpus). Without it, such an index is an error: nothing is ever appended or mixed.
     #[arg(long)]
     replace: bool,
+    /// What an incremental run compacts when it is done: never, tiered (the merge
+    /// policy) or all (default: the job's `[run] compact`, else never).
+    #[arg(long, value_name = "POLICY", value_parser = parse_policy)]
+    compact: Option<Policy>,
     #[command(flatten)]
     output_format: Output,
+}
+
+/// A compaction policy's name.
+fn parse_policy(name: &str) -> Result<Policy, String> {
+    match name {
+        "never" => Ok(Policy::Never),
+        "tiered" => Ok(Policy::Tiered),
+        "all" => Ok(Policy::All),
+        _ => Err(format!("{name:?}: expected never, tiered or all")),
+    }
 }
 
 /// `saeidx run`.
@@ -64,7 +77,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(limit) = args.max_documents {
         file.run.max_documents = (limit > 0).then_some(limit);
     }
+    if let Some(policy) = args.compact {
+        file.run.compact = policy;
+    }
     let shard = args.shard.unwrap_or(Shard::WHOLE);
+    // A shard indexes its block of the corpus's parts: count them first (a quick pass
+    // over the texts, no tokenizing).
+    let corpus_parts = if shard == Shard::WHOLE {
+        None
+    } else {
+        let reader = file.corpus.reader()?;
+        Some(parts::count_parts(
+            reader,
+            file.run.part_bytes,
+            file.run.max_documents,
+        )?)
+    };
     let query_build = file.run.query_build();
     let reader = file.corpus.reader()?;
     let loaded =
@@ -97,23 +125,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             replace: args.replace,
             first_doc: 0,
             query_build,
+            corpus_parts,
         },
         &mut on_event,
     )?;
     bar.finish_and_clear();
-    if shard == Shard::WHOLE {
-        let written = saeidx_indexer::logits::write_logit_effects(
-            &loaded,
-            &summary.destination,
-            summary.up_to_date,
-            LogitOptions::default(),
-        )
-        .context("computing the features' logit effects (the index itself is complete)")?;
-        if written.is_none() {
-            eprintln!(
-                "note: no logit effects: this SAE's decoder directions are not in the residual stream"
-            );
-        }
+    // Every shard computes them too: its folder is a segment, queried as it is.
+    let written = saeidx_indexer::logits::write_logit_effects(
+        &loaded,
+        &summary.destination,
+        summary.up_to_date,
+        LogitOptions::default(),
+    )
+    .context("computing the features' logit effects (the index itself is complete)")?;
+    if written.is_none() {
+        eprintln!(
+            "note: no logit effects: this SAE's decoder directions are not in the residual stream"
+        );
     }
     report_run(&summary, args.output_format)
 }
@@ -154,8 +182,19 @@ fn run_incremental(
         &mut on_event,
     )?;
     bar.finish_and_clear();
+    let run = &loaded.file.run;
+    let compaction = compact::compact(
+        &loaded.file.output,
+        &CompactOptions {
+            policy: run.compact,
+            query_build: run.query_build(),
+            ..CompactOptions::default()
+        },
+    )?;
     if output.json {
-        return print_json(&summary);
+        let mut value = serde_json::to_value(&summary)?;
+        value["compaction"] = serde_json::to_value(&compaction)?;
+        return print_json(&value);
     }
     match (&summary.segment, summary.generation) {
         (Some(segment), _) => println!(
@@ -168,7 +207,28 @@ fn run_incremental(
         ),
         (None, None) => println!("nothing changed: the index is up to date"),
     }
+    print_compaction(&compaction);
     Ok(())
+}
+
+/// What a compaction did, in words.
+fn print_compaction(summary: &compact::CompactSummary) {
+    for merged in &summary.merges {
+        println!(
+            "compacted {} into segment {} ({} parts linked, {} rewritten without deleted documents) in {:.1} s",
+            merged.from.join(", "),
+            merged.into,
+            merged.linked_parts,
+            merged.rewritten_parts,
+            merged.seconds
+        );
+    }
+    if !summary.removed.is_empty() {
+        println!(
+            "deleted segment folders no reader needs any more: {}",
+            summary.removed.join(", ")
+        );
+    }
 }
 
 /// Progress-bar updates for a run's events.
@@ -302,14 +362,19 @@ fn report_run(summary: &RunSummary, output: Output) -> anyhow::Result<()> {
 #[command(after_help = "Examples:\n  \
     saeidx merge indexes/default                  # the shards in indexes/default.shards/\n  \
     saeidx merge merged-index shard-a shard-b ...  # shard folders named explicitly\n  \
-    saeidx merge indexes/default --memory 512     # the query build's sort holds 512 MiB")]
+    saeidx merge indexes/default --compact --memory 512  # then one segment, 512 MiB sort\n\n\
+    The shards become the index's segments (hard links: no data copied, nothing rebuilt);\n\
+    --compact then merges them into one segment, as `saeidx compact` does.")]
 pub struct MergeArgs {
-    /// The merged index folder to write.
+    /// The index folder to publish.
     output: PathBuf,
     /// Shard folders (default: OUTPUT.shards/*).
     shards: Vec<PathBuf>,
-    /// MiB of nonzero activations the query-file build holds in memory before it spills
-    /// sorted runs to the output's staging folder.
+    /// Then compact the segments into one (bounded memory: --memory).
+    #[arg(long)]
+    compact: bool,
+    /// MiB of nonzero activations the compaction's query-file build holds in memory
+    /// before it spills sorted runs to disk.
     #[arg(long, value_name = "MIB", default_value_t = saeidx_query::DEFAULT_BUILD_MEMORY >> 20)]
     memory: u64,
     #[command(flatten)]
@@ -323,77 +388,153 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
     } else {
         args.shards
     };
-    let query_build = saeidx_query::BuildOptions {
-        memory: args.memory.saturating_mul(1 << 20),
-    };
-    let manifest = merge::merge(&shards, &args.output, &query_build)?;
-    // Shards have no logit effects: compute the merged index's as `run` does, from the
-    // model and SAE its manifest records, when they are at hand here.
-    let logits = merged_logit_effects(&manifest, &args.output);
-    if args.output_format.json {
-        let (path, missing) = match &logits {
-            Ok(built) => (Some(&built.path), None),
-            Err(reason) => (None, Some(reason)),
+    let published = merge::publish_shards(&shards, &args.output)?;
+    let compaction = if args.compact {
+        let options = CompactOptions {
+            policy: Policy::All,
+            query_build: saeidx_query::BuildOptions {
+                memory: args.memory.saturating_mul(1 << 20),
+            },
+            ..CompactOptions::default()
         };
-        return print_json(&json!({
-            "index": args.output,
-            "shards": shards,
-            "counts": manifest.counts,
-            "logit_effects": path,
-            "logit_effects_missing": missing,
-        }));
+        Some(compact::compact(&args.output, &options)?)
+    } else {
+        None
+    };
+    if args.output_format.json {
+        let mut value = serde_json::to_value(&published)?;
+        value["compaction"] = serde_json::to_value(&compaction)?;
+        return print_json(&value);
     }
     println!(
-        "merged {} shards into {}: {} documents, {} tokens, {} nonzero activations",
-        shards.len(),
+        "published {} shards as the segments of {} (hard links, no data copied) in {:.1} s: {} documents, {} tokens, {} nonzero activations",
+        published.shards.len(),
         args.output.display(),
-        manifest.counts.documents,
-        manifest.counts.tokens,
-        manifest.counts.nonzeros
+        published.seconds,
+        published.counts.documents,
+        published.counts.tokens,
+        published.counts.nonzeros
     );
-    match logits {
-        Ok(built) => println!(
-            "logit effects of {} features computed in {:.1} s: {}",
-            built.features,
-            built.seconds,
-            built.path.display()
-        ),
-        Err(reason) => println!("no logit effects: {reason}"),
+    if let Some(compaction) = &compaction {
+        print_compaction(compaction);
     }
     Ok(())
 }
 
-/// The merged index's logit effects, computed from the model and SAE its manifest
-/// records; or why there are none (the merged index itself is complete either way).
-fn merged_logit_effects(manifest: &Manifest, index: &Path) -> Result<LogitsBuilt, String> {
-    let hook = HookPoint::parse(&manifest.job.hook, None);
-    if hook.is_ok_and(|hook| hook.kind == HookKind::AttnZ) {
-        return Err(
-            "this SAE's decoder directions are not in the residual stream (attention heads' \
-             outputs before W_O)"
-                .into(),
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    saeidx compact indexes/default               # every segment into one\n  \
+    saeidx compact indexes/default --tiered      # what the tiered merge policy picks\n  \
+    saeidx compact indexes/default --memory 512 --json\n\n\
+    Document numbers and answers stay the same; deleted documents' text, tokens and\n\
+    activations leave the files. Old segments are deleted by a later run or compact once\n\
+    --grace has passed (readers that opened them keep reading).")]
+pub struct CompactArgs {
+    /// The index folder.
+    index: PathBuf,
+    /// Merge only adjacent segments of one size tier (8 at a time), as `[run] compact =
+    /// "tiered"` does after a nightly run; default: every segment into one.
+    #[arg(long)]
+    tiered: bool,
+    /// MiB of nonzero activations the query-file build holds in memory before it
+    /// spills sorted runs to disk.
+    #[arg(long, value_name = "MIB", default_value_t = saeidx_query::DEFAULT_BUILD_MEMORY >> 20)]
+    memory: u64,
+    /// Seconds a retired segment stays on disk for readers that opened it before a
+    /// writer deletes it.
+    #[arg(long, value_name = "SECONDS", default_value_t = compact::DEFAULT_GRACE.as_secs())]
+    grace: u64,
+    #[command(flatten)]
+    output_format: Output,
+}
+
+/// `saeidx compact`.
+pub fn compact(args: CompactArgs) -> anyhow::Result<()> {
+    let options = CompactOptions {
+        policy: if args.tiered {
+            Policy::Tiered
+        } else {
+            Policy::All
+        },
+        query_build: saeidx_query::BuildOptions {
+            memory: args.memory.saturating_mul(1 << 20),
+        },
+        grace: Duration::from_secs(args.grace),
+        ..CompactOptions::default()
+    };
+    let summary = compact::compact(&args.index, &options)?;
+    if args.output_format.json {
+        return print_json(&summary);
+    }
+    if summary.merges.is_empty() {
+        println!(
+            "{}: nothing to compact ({} segment(s))",
+            args.index.display(),
+            summary.segments
         );
     }
-    let built = saeidx_format::lock::OutputLock::acquire(index)
-        .map_err(anyhow::Error::from)
-        .and_then(|_lock| {
-            build_logit_effects(
-                manifest,
-                index,
-                &LiveSources::default(),
-                &HubSettings::from_env(),
-                LogitOptions::default(),
+    print_compaction(&summary);
+    if let Some(generation) = summary.generation {
+        println!(
+            "{}: {} live segment(s), generation {generation}",
+            args.index.display(),
+            summary.segments
+        );
+    }
+    Ok(())
+}
+
+/// `saeidx verify` of a segmented index: every segment's Parquet and query files, and
+/// each segment's manifest against `segments.json`.
+fn verify_segments(args: &VerifyArgs, set: &SegmentSet) -> anyhow::Result<()> {
+    let mut total = index_verify::VerifyReport::default();
+    let mut query_bytes = 0u64;
+    for record in &set.segments {
+        let dir = SegmentSet::segment_dir(&args.index, &record.name);
+        let (manifest, report) = index_verify::verify(&dir)?;
+        set.check_segment(&args.index, record, &manifest)?;
+        query_bytes += saeidx_query::verify_query_files(&dir)?.with_context(|| {
+            format!(
+                "segment {} has no query files: rebuild them with `saeidx query build {}`",
+                record.name,
+                dir.display()
             )
-            .map_err(anyhow::Error::from)
-        });
-    built.map_err(|error| {
-        format!(
-            "{error:#}. The index is complete without them; compute them where its model \
-             and SAE are at hand with `saeidx query logits {}` (--model, --sae name other \
-             places)",
-            index.display()
-        )
-    })
+        })?;
+        total.files += report.files;
+        total.bytes += report.bytes;
+        total.documents += report.documents;
+        total.tokens += report.tokens;
+        total.nonzeros += report.nonzeros;
+    }
+    let names: Vec<&str> = set.segments.iter().map(|s| s.name.as_str()).collect();
+    if args.output_format.json {
+        return print_json(&json!({
+            "index": args.index,
+            "ok": true,
+            "generation": set.generation,
+            "segments": names,
+            "checked": total,
+            "query_bytes": query_bytes,
+            "model": set.job.model.source,
+            "sae": set.job.sae.source,
+            "hook": set.job.hook,
+        }));
+    }
+    println!(
+        "{} is intact: {} segments ({}), generation {}: {} files ({:.1} MB), {} documents ({} live), {} tokens, {} nonzero activations checked; query files intact ({:.1} MB)",
+        args.index.display(),
+        names.len(),
+        names.join(", "),
+        set.generation,
+        total.files,
+        total.bytes as f64 / 1e6,
+        total.documents,
+        set.live_documents(),
+        total.tokens,
+        total.nonzeros,
+        query_bytes as f64 / 1e6
+    );
+    Ok(())
 }
 
 #[derive(Args)]
@@ -407,6 +548,9 @@ pub struct VerifyArgs {
 
 /// `saeidx verify`.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    if let Some(set) = SegmentSet::read(&args.index)? {
+        return verify_segments(&args, &set);
+    }
     let (manifest, report): (Manifest, _) = index_verify::verify(&args.index)?;
     // The query files, when present, are checked chunk by chunk and row by row.
     let query_bytes = saeidx_query::verify_query_files(&args.index)?;

@@ -51,8 +51,10 @@ enum Command {
     /// Run an index job (pipelines/*.toml): corpus → model → SAE → Parquet index folder.
     #[command(visible_alias = "index")]
     Run(index::RunArgs),
-    /// Merge the shard folders of a sharded job into one index.
+    /// Publish the shard folders of a sharded job as the segments of one index.
     Merge(index::MergeArgs),
+    /// Merge an index's segments into one (bounded memory; numbers and answers kept).
+    Compact(index::CompactArgs),
     /// Run a job's shards on a cluster scheduler (Slurm), then merge them.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -183,6 +185,7 @@ fn main() -> ExitCode {
         Command::Sae(command) => sae::run(command),
         Command::Run(args) => index::run(args),
         Command::Merge(args) => index::merge(args),
+        Command::Compact(args) => index::compact(args),
         Command::Cluster(command) => cluster::run(command),
         Command::Verify(args) => index::verify(args),
         Command::TopTexts(args) => query::top_texts(args),

@@ -1,6 +1,7 @@
 //! saeidx on cluster schedulers: a sharded index job as a Slurm array job (one task per
-//! shard, each the ordinary `saeidx run --shard i/n`) and a merge job that runs after
-//! every task succeeded.
+//! shard, each the ordinary `saeidx run --shard i/n`, which writes a segment) and a merge
+//! job that runs after every task succeeded and publishes the shards as the index's
+//! segments (`saeidx merge`: hard links, nothing rebuilt).
 //!
 //! [`slurm`] writes the scripts to `OUTPUT.slurm/` beside the output (logs in
 //! `OUTPUT.slurm/logs/`) and, when asked, submits them with `sbatch`. Asked again after a
@@ -199,8 +200,6 @@ struct Layout {
     /// `OUTPUT.slurm`: scripts, `submitted.json` and `logs/`.
     dir: PathBuf,
     shards: u32,
-    /// The job's `[run] query_memory` (MiB), for the merge's query-file build.
-    query_memory: u64,
 }
 
 impl Layout {
@@ -244,7 +243,6 @@ pub fn slurm(request: &SlurmRequest) -> Result<SlurmOutcome, SlurmError> {
         job,
         output,
         shards: request.shards,
-        query_memory: file.run.query_memory,
     };
     scripts::write(&layout, request)?;
     let progress = progress::of(&layout.output, layout.shards)?;

@@ -72,7 +72,8 @@ pub(crate) fn of(output: &Path, shards: u32) -> Result<Progress, SlurmError> {
         }
     }
     Ok(Progress {
-        merged: Manifest::read(output).is_ok(),
+        merged: Manifest::read(output).is_ok()
+            || saeidx_format::segments::SegmentSet::is_segmented(output),
         finished,
         unfinished,
     })

@@ -123,15 +123,15 @@ pub(crate) fn write(layout: &Layout, request: &SlurmRequest) -> Result<(), Slurm
     );
     let merge = format!(
         "#!/bin/bash\n\
-         # Written by `saeidx cluster slurm`: merges the {n} shards into the index (submit it\n\
-         # with --dependency=afterok:<shards job>).\n\
+         # Written by `saeidx cluster slurm`: publishes the {n} shards as the segments of the\n\
+         # index (hard links: no data copied, nothing rebuilt; submit it with\n\
+         # --dependency=afterok:<shards job>). `saeidx compact` merges them later if wanted.\n\
          #SBATCH --job-name={name}\n\
          #SBATCH --output={logs}/merge-job-%j.log\n\
          {merge_directives}\
          set -euo pipefail\n\
-         exec {saeidx} merge {output} --memory {memory}\n",
+         exec {saeidx} merge {output}\n",
         name = job_name("merge", &layout.output),
-        memory = layout.query_memory,
         logs = logs.display(),
     );
     let submit = format!(

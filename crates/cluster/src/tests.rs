@@ -11,7 +11,6 @@ fn layout(dir: &Path, shards: u32) -> Layout {
         dir: sibling(&output, "slurm"),
         output,
         shards,
-        query_memory: 1024,
     }
 }
 
@@ -73,7 +72,7 @@ fn scripts_run_the_shards_and_the_merge() {
     assert!(shards.contains(&run), "{shards}");
     let merge = fs::read_to_string(layout.merge_script()).unwrap();
     assert!(merge.contains(&format!(
-        "exec '/opt/saeidx' merge '{}' --memory 1024",
+        "exec '/opt/saeidx' merge '{}'\n",
         layout.output.display()
     )));
     // The merge gets the shared options, then its own (which override them).

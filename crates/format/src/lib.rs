@@ -11,6 +11,8 @@
 //! - [`manifest`]: an index's `manifest.json` (provenance, counts, files, checksums).
 //! - [`tables`]: the index's Parquet tables (documents, tokens, activations): schemas,
 //!   encodings and the part writer.
+//! - [`purge`]: deleted documents taken out of a part's rows (a compaction keeps each
+//!   one's number as an empty placeholder).
 //! - [`segments`]: `segments.json`, the live segments of a segmented index and their
 //!   deleted documents, published by one atomic rename.
 //! - [`verify`]: an index folder checked against its manifest, row by row.
@@ -23,6 +25,7 @@ pub mod lock;
 pub mod logits;
 pub mod manifest;
 pub mod metadata;
+pub mod purge;
 pub mod segments;
 pub mod tables;
 pub mod verify;

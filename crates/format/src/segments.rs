@@ -107,6 +107,22 @@ pub struct SegmentSet {
     pub job: JobSpec,
     /// The live segments, in increasing `first_doc` order.
     pub segments: Vec<SegmentRecord>,
+    /// Segments a compaction took out of the set, left on disk for readers that opened
+    /// an earlier set until a later writer deletes them (see [`RetiredSegment`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredSegment>,
+}
+
+/// A segment no longer in the set whose folder is still on disk: a reader that read an
+/// earlier `segments.json` may still be opening it. Writers delete it once `since` is
+/// older than their grace period (an open segment's files stay readable after the
+/// deletion: they are memory-mapped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredSegment {
+    /// Its folder's name under `segments/`.
+    pub name: String,
+    /// When it left the set, in seconds since the Unix epoch.
+    pub since: u64,
 }
 
 /// Why `segments.json` could not be read or published.
@@ -191,6 +207,7 @@ impl SegmentSet {
             generation: 0,
             job: shared_job(job),
             segments: Vec::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -238,7 +255,21 @@ impl SegmentSet {
 
     /// Checks names, order and deleted ranges.
     pub fn check(&self) -> Result<(), String> {
-        check_records(&self.segments)
+        check_records(&self.segments)?;
+        for retired in &self.retired {
+            if !valid_name(&retired.name) || self.segments.iter().any(|s| s.name == retired.name) {
+                return Err(format!(
+                    "retired segment {:?} is not a valid name, or still live",
+                    retired.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `name` is a live or retired segment of this set.
+    pub fn names(&self, name: &str) -> bool {
+        self.segments.iter().any(|s| s.name == name) || self.retired.iter().any(|r| r.name == name)
     }
 
     /// Checks that segment `segment`'s manifest (read from its folder) is the one this
@@ -307,17 +338,21 @@ impl SegmentSet {
     }
 }
 
+/// Letters, digits, `-`, `_`, `.`; not empty, not starting with `.`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Checks segment names, document order and deleted ranges.
 fn check_records(segments: &[SegmentRecord]) -> Result<(), String> {
     let mut next_doc = 0u64;
     for segment in segments {
         let name = &segment.name;
-        if name.is_empty()
-            || name.starts_with('.')
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !valid_name(name) {
             return Err(format!("segment name {name:?}"));
         }
         let range = segment.doc_range();

@@ -299,7 +299,7 @@ impl DocumentRows {
 }
 
 impl TokenRows {
-    fn batch(self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    pub(crate) fn batch(self) -> Result<RecordBatch, arrow_schema::ArrowError> {
         RecordBatch::try_new(
             Table::Tokens.schema(),
             vec![
@@ -371,6 +371,7 @@ pub enum TableError {
 /// (fsync + rename) after [`TableWriter::finish`].
 pub struct TableWriter {
     table: Table,
+    schema: SchemaRef,
     metadata: Vec<MetadataColumn>,
     path: std::path::PathBuf,
     writer: ArrowWriter<File>,
@@ -411,13 +412,18 @@ impl TableWriter {
             path: path.to_path_buf(),
             source,
         })?;
-        let writer = ArrowWriter::try_new(file, schema, Some(table.writer_properties(value_level)))
-            .map_err(|source| TableError::Parquet {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let writer = ArrowWriter::try_new(
+            file,
+            schema.clone(),
+            Some(table.writer_properties(value_level)),
+        )
+        .map_err(|source| TableError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Self {
             table,
+            schema,
             metadata: metadata.to_vec(),
             path: path.to_path_buf(),
             writer,
@@ -459,6 +465,15 @@ impl TableWriter {
     pub fn write_activations(&mut self, rows: ActivationRows) -> Result<(), TableError> {
         debug_assert_eq!(self.table, Table::Activations);
         self.write(rows.batch())
+    }
+
+    /// Appends rows read from a part of the same table (e.g. by a compaction), as they
+    /// are: their columns must have this file's types.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
+        self.write(RecordBatch::try_new(
+            self.schema.clone(),
+            batch.columns().to_vec(),
+        ))
     }
 
     /// Writes the footer, flushes the file to disk and returns the rows written.

@@ -217,6 +217,13 @@ pub fn append(
     let plan = plan(destination, plan_source, job.corpus.max_documents)?;
     on_changes(&plan.changes);
     let mut set = current_set(destination)?;
+    let name = format!("seg-{:06}", set.generation + 1);
+    if set.generation > 0 {
+        // What a compaction retired a grace period ago, and what killed writers left
+        // (this run's own unfinished segment is resumed, not deleted).
+        let own = [name.clone(), format!(".{name}.partial")];
+        crate::compact::clean(destination, &mut set, crate::compact::DEFAULT_GRACE, &own)?;
+    }
     let mut summary = AppendSummary {
         index: destination.to_path_buf(),
         changes: plan.changes,
@@ -232,7 +239,6 @@ pub fn append(
         return Ok(summary);
     }
     if !plan.index.is_empty() {
-        let name = format!("seg-{:06}", set.generation + 1);
         let segment_dir = SegmentSet::segment_dir(destination, &name);
         let first_doc = u32::try_from(set.next_doc()).map_err(|_| IndexError::Corrupt {
             path: destination.to_path_buf(),
@@ -248,6 +254,7 @@ pub fn append(
             replace: false,
             first_doc,
             query_build: to.query_build,
+            corpus_parts: None,
         };
         let run = pipeline::run(engine, job, selected, &segment_dir, options, on_event)?;
         let counts = run.manifest.counts;
@@ -339,7 +346,7 @@ fn remove_legacy_files(dir: &Path) -> Result<(), IndexError> {
 }
 
 /// Hard-links (or copies, across file systems) `from` to `to`, folders recursively.
-fn link_tree(from: &Path, to: &Path) -> Result<(), IndexError> {
+pub(crate) fn link_tree(from: &Path, to: &Path) -> Result<(), IndexError> {
     if from.is_dir() {
         fs::create_dir_all(to).map_err(IndexError::io(to))?;
         for entry in fs::read_dir(from).map_err(IndexError::io(from))? {

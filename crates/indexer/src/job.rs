@@ -37,6 +37,8 @@
 //!                                        # with prepend_bos and the tokenizer adds none)
 //! query_memory = 1024                    # MiB the query-file build's sort holds before
 //!                                        # it spills sorted runs to disk
+//! compact = "tiered"                     # after an incremental run: "never" (default),
+//!                                        # "tiered" (the merge policy) or "all"
 //! ```
 //!
 //! Relative paths are relative to the job file's folder. A corpus source may also be a
@@ -160,6 +162,8 @@ pub struct RunSpec {
     /// MiB of nonzero activations the query-file build at the end of the run holds in
     /// memory before it spills sorted runs ([`saeidx_query::BuildOptions::memory`]).
     pub query_memory: u64,
+    /// What an incremental run compacts when it is done ([`crate::compact::Policy`]).
+    pub compact: crate::compact::Policy,
 }
 
 /// Tokens per model window when neither the job nor the SAE says otherwise.
@@ -175,6 +179,7 @@ impl Default for RunSpec {
             batch_tokens: 2048,
             bos: None,
             query_memory: saeidx_query::DEFAULT_BUILD_MEMORY >> 20,
+            compact: crate::compact::Policy::Never,
         }
     }
 }

@@ -15,13 +15,16 @@
 //! - [`pipeline`]: the three threads above, joined by bounded channels (memory does not
 //!   grow with the corpus).
 //! - [`logits`]: the end of a run: each feature's logit effects beside the query files.
-//! - [`merge`]: shard outputs into one index identical to a single-process run.
+//! - [`merge`]: shard outputs published together as the segments of one index.
+//! - [`compact`]: adjacent segments merged into one (all, or by a tiered policy), in
+//!   bounded memory, document numbers kept.
 //! - [`append`]: incremental runs: only new and changed documents go through the
 //!   model, into a new segment; removed and replaced ones are deleted.
 //! - [`job`]: the declarative job file (`pipelines/*.toml`).
 #![deny(missing_docs)]
 
 pub mod append;
+pub mod compact;
 pub mod job;
 pub mod logits;
 pub mod merge;

@@ -1,13 +1,14 @@
-//! Combining shard outputs into one index.
+//! Publishing shard outputs together as the segments of one index.
 //!
-//! Shard `i` of `n` holds the parts `p` with `p mod n = i` (see [`crate::parts`]). The
-//! merged index lists every part once, in order, with the same files, so its data files
-//! are byte-identical to a single-process run and its manifest differs only in
-//! `timings`. Shards of different jobs, missing or duplicate shards, and damaged files
-//! are refused.
+//! Shard `i` of `n` holds a contiguous block of the corpus's parts ([`Shard::parts`])
+//! with its own query files: it is a segment. [`publish_shards`] hard-links every shard
+//! folder under the index's `segments/` and names them in `segments.json`: no data is
+//! copied and nothing is rebuilt, and the index answers exactly as a single-process
+//! run's (the same document and token numbers). `saeidx compact` then merges them into
+//! one segment whose files equal a single-process run's. Shards of different jobs,
+//! missing or duplicate shards, and damaged files are refused.
 
 use std::{
-    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     time::Instant,
@@ -15,12 +16,13 @@ use std::{
 
 use saeidx_format::{
     atomic::StagedDir,
-    manifest::{Counts, Manifest, PartRecord},
+    manifest::{Counts, Manifest},
     metadata::describe_columns,
-    tables::Table,
+    segments::{SegmentRecord, SegmentSet},
 };
+use serde::Serialize;
 
-use crate::IndexError;
+use crate::{IndexError, parts::Shard};
 
 /// The shard folders a sharded run of `destination` wrote (`DEST.shards/I-of-N`), sorted.
 pub fn find_shards(destination: &Path) -> Result<Vec<PathBuf>, IndexError> {
@@ -48,45 +50,118 @@ pub fn find_shards(destination: &Path) -> Result<Vec<PathBuf>, IndexError> {
     Ok(shards)
 }
 
-/// Merges shard folders into `destination` (published atomically), building its query
-/// files with `query_build`, and returns the merged manifest.
-pub fn merge(
-    shards: &[PathBuf],
-    destination: &Path,
-    query_build: &saeidx_query::BuildOptions,
-) -> Result<Manifest, IndexError> {
+/// What [`publish_shards`] published.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Published {
+    /// The index folder.
+    pub index: PathBuf,
+    /// The shard folders, in shard order.
+    pub shards: Vec<PathBuf>,
+    /// The segments, named `shard-I-of-N` (shards without documents are left out).
+    pub segments: Vec<String>,
+    /// The index's totals (the shards' summed).
+    pub counts: Counts,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// Publishes shard folders together as the segments of the index at `destination` (in
+/// one atomic rename, replacing what was there; the labels of an index of the same SAE
+/// kept): every shard becomes segment `shard-I-of-N`, its files hard-linked (copied only
+/// across file systems), nothing rebuilt. Shards of different jobs or splits, missing
+/// or duplicate shards are refused with the reason.
+pub fn publish_shards(shards: &[PathBuf], destination: &Path) -> Result<Published, IndexError> {
     let started = Instant::now();
     let _lock = saeidx_format::lock::OutputLock::acquire(destination)?;
-    let manifests: Vec<(PathBuf, Manifest)> = shards
+    let mut manifests: Vec<(PathBuf, Manifest)> = shards
         .iter()
         .map(|dir| Ok((dir.clone(), Manifest::read(dir)?)))
         .collect::<Result<_, IndexError>>()?;
-    let first = check_shards(&manifests)?;
+    check_shards(&manifests)?;
+    manifests.sort_by_key(|(_, manifest)| manifest.shard.map(|s| s.index));
+    check_blocks(&manifests)?;
     let staged = StagedDir::new(destination)?;
-    let (parts, mut timings) = link_parts(&manifests, staged.path())?;
-    let numbers: Vec<u32> = parts.keys().copied().collect();
-    if numbers != (0..first.corpus_parts as u32).collect::<Vec<_>>() {
-        return Err(IndexError::Merge(format!(
-            "the shards hold parts {numbers:?}, not every part 0..{}",
-            first.corpus_parts
-        )));
+    let mut set = SegmentSet::new(&manifests[0].1.job);
+    let mut parts = Vec::new();
+    for (dir, manifest) in &manifests {
+        let (Some(shard), Some(first)) = (manifest.shard, manifest.parts.first()) else {
+            continue; // a shard without documents (more shards than parts)
+        };
+        check_files(dir, manifest)?;
+        let name = format!("shard-{}-of-{}", shard.index, shard.count);
+        crate::append::link_tree(dir, &SegmentSet::segment_dir(staged.path(), &name))?;
+        set.segments.push(SegmentRecord {
+            name,
+            first_doc: first.first_doc,
+            documents: manifest.counts.documents,
+            tokens: manifest.counts.tokens,
+            deleted: Vec::new(),
+        });
+        parts.extend(manifest.parts.iter().cloned());
     }
-    let parts: Vec<PartRecord> = parts.into_values().collect();
-    let counts = Counts::of_parts(&parts, first.counts.skipped_records);
-    timings.insert("merge_s".into(), started.elapsed().as_secs_f64());
-    let manifest = Manifest {
-        shard: None,
-        counts,
-        parts,
-        timings,
-        ..first.clone()
-    };
-    manifest.check_consistency().map_err(IndexError::Merge)?;
-    manifest.write(staged.path())?;
-    saeidx_query::build_unlocked_with(staged.path(), query_build)?;
-    crate::workdir::carry_labels(destination, staged.path(), &manifest)?;
+    set.publish(staged.path())?;
+    let first = &manifests[0].1;
+    crate::workdir::carry_labels(destination, staged.path(), first)?;
     staged.publish()?;
-    Ok(manifest)
+    let counts = Counts::of_parts(&parts, first.counts.skipped_records);
+    Ok(Published {
+        index: destination.to_path_buf(),
+        shards: manifests.into_iter().map(|(dir, _)| dir).collect(),
+        segments: set.segments.into_iter().map(|s| s.name).collect(),
+        counts,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Checks that each shard (sorted by shard number) holds exactly its block of parts
+/// ([`Shard::parts`]) with its query files built, so the shards follow each other as
+/// segments.
+fn check_blocks(manifests: &[(PathBuf, Manifest)]) -> Result<(), IndexError> {
+    for (dir, manifest) in manifests {
+        let Some(record) = manifest.shard else {
+            continue;
+        };
+        let shard = Shard {
+            index: record.index,
+            count: record.count,
+        };
+        let found: Vec<u32> = manifest.parts.iter().map(|p| p.part).collect();
+        let expected: Vec<u32> = shard.parts(manifest.corpus_parts as u32).collect();
+        if found != expected {
+            return Err(IndexError::Merge(format!(
+                "{} holds parts {found:?}, not its block {expected:?} of the corpus's {} parts \
+                 (a shard written by an older saeidx, which split parts round-robin): run \
+                 that shard again",
+                dir.display(),
+                manifest.corpus_parts
+            )));
+        }
+        let query = dir.join(saeidx_query::layout::QUERY_DIR);
+        if !manifest.parts.is_empty() && !query.is_dir() {
+            return Err(IndexError::Merge(format!(
+                "{} has no query files: build them with `saeidx query build {}`, then publish again",
+                dir.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a shard's data files have the sizes its manifest records (their
+/// checksums were verified when its query files were built from them).
+fn check_files(dir: &Path, manifest: &Manifest) -> Result<(), IndexError> {
+    for file in manifest.files() {
+        let path = dir.join(&file.path);
+        let size = fs::metadata(&path).map_err(IndexError::io(&path))?.len();
+        if size != file.bytes {
+            return Err(IndexError::Corrupt {
+                path,
+                reason: format!("{size} bytes, the shard's manifest says {}", file.bytes),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the shards are every shard of one job, each once, splitting the corpus
@@ -153,43 +228,4 @@ fn check_shards(manifests: &[(PathBuf, Manifest)]) -> Result<&Manifest, IndexErr
         )));
     }
     Ok(first)
-}
-
-/// Seconds per stage, as the manifest records them.
-type Timings = BTreeMap<String, f64>;
-
-/// Links (or copies) every shard's part files into `staged`, checking each against its
-/// shard's manifest; returns the parts by number and the shards' summed timings.
-fn link_parts(
-    manifests: &[(PathBuf, Manifest)],
-    staged: &Path,
-) -> Result<(BTreeMap<u32, PartRecord>, Timings), IndexError> {
-    for table in Table::ALL {
-        let dir = staged.join(table.dir());
-        fs::create_dir_all(&dir).map_err(IndexError::io(&dir))?;
-    }
-    let mut parts: BTreeMap<u32, PartRecord> = BTreeMap::new();
-    let mut timings = Timings::new();
-    for (dir, manifest) in manifests {
-        for part in &manifest.parts {
-            for file in &part.files {
-                if !file.matches(dir) {
-                    return Err(IndexError::Corrupt {
-                        path: dir.join(&file.path),
-                        reason: "size or checksum differs from the shard's manifest".into(),
-                    });
-                }
-                let target = staged.join(&file.path);
-                let source = dir.join(&file.path);
-                if fs::hard_link(&source, &target).is_err() {
-                    fs::copy(&source, &target).map_err(IndexError::io(&target))?;
-                }
-            }
-            parts.insert(part.part, part.clone());
-        }
-        for (stage, seconds) in &manifest.timings {
-            *timings.entry(format!("shards_{stage}")).or_default() += seconds;
-        }
-    }
-    Ok((parts, timings))
 }

@@ -4,12 +4,14 @@
 //! documents: a part closes after the document that brings its text to at least
 //! `part_bytes` bytes. The rule needs nothing but the texts, so every process that reads
 //! the same corpus cuts it the same way: a resumed run, and each of `n` shards, which
-//! takes the parts `p` with `p mod n = i`. Each part is computed on its own (batches
-//! never cross parts), so its files do not depend on which process wrote them.
+//! takes a contiguous block of the parts ([`Shard::parts`]), so that its documents are
+//! consecutive and its output is one segment of the index. Each part is computed on its
+//! own (batches never cross parts), so its files do not depend on which process wrote
+//! them.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, ops::Range, str::FromStr};
 
-use saeidx_corpus::documents::Document;
+use saeidx_corpus::{CorpusError, documents::Document};
 
 /// `i/n`: this process indexes shard `i` (0-based) of `n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +26,28 @@ impl Shard {
     /// The whole corpus as one shard.
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
-    /// Whether part `part` belongs to this shard.
-    pub fn owns(&self, part: u32) -> bool {
-        part % self.count == self.index
+    /// The parts this shard indexes when the corpus is cut into `parts` parts: the block
+    /// `[i·parts/n, (i+1)·parts/n)`, so the shards' blocks follow each other in order
+    /// and differ in size by at most one part.
+    pub fn parts(&self, parts: u32) -> Range<u32> {
+        let at = |i: u32| (u64::from(i) * u64::from(parts) / u64::from(self.count)) as u32;
+        at(self.index)..at(self.index + 1)
     }
+}
+
+/// The number of parts `documents` (the first `limit` of them) are cut into, read
+/// without tokenizing (a sharded run needs it before it starts, to know its block).
+pub fn count_parts(
+    documents: impl Iterator<Item = Result<Document, CorpusError>>,
+    part_bytes: u64,
+    limit: Option<u64>,
+) -> Result<u32, CorpusError> {
+    let mut partitioner = Partitioner::new(part_bytes);
+    let mut parts = 0u32;
+    for document in documents.take(limit.unwrap_or(u64::MAX) as usize) {
+        parts += u32::from(partitioner.push(document?).is_some());
+    }
+    Ok(parts + u32::from(partitioner.finish().is_some()))
 }
 
 impl fmt::Display for Shard {
@@ -171,9 +191,22 @@ mod tests {
     }
 
     #[test]
+    fn parts_are_counted_as_the_partitioner_cuts_them() {
+        let texts = ["abc", "de", "0123456789", ""];
+        let documents = texts.iter().map(|t| Ok(document(t)));
+        assert_eq!(count_parts(documents.clone(), 5, None).unwrap(), 3);
+        assert_eq!(count_parts(documents, 5, Some(2)).unwrap(), 1);
+    }
+
+    #[test]
     fn shards_parse_and_split_parts() {
         let shard: Shard = "1/3".parse().unwrap();
-        assert!(shard.owns(1) && shard.owns(4) && !shard.owns(0));
+        assert_eq!(shard.parts(10), 3..6);
+        let blocks: Vec<_> = (0..3)
+            .map(|i| Shard { index: i, count: 3 }.parts(10))
+            .collect();
+        assert_eq!(blocks, [0..3, 3..6, 6..10]);
+        assert_eq!(Shard { index: 0, count: 4 }.parts(2), 0..0);
         assert!("3/3".parse::<Shard>().is_err());
         assert!("0/0".parse::<Shard>().is_err());
         assert!("x".parse::<Shard>().is_err());

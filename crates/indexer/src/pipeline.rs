@@ -186,9 +186,27 @@ pub struct RunOptions {
     /// The number of the first document (0 for an index; the index's next number for
     /// a segment appended to it).
     pub first_doc: u32,
-    /// How the query files are built at the end (a whole index's run; shards leave it to
-    /// the merge).
+    /// How the query files are built at the end (every run's output, a shard's too: it
+    /// is a segment of the index).
     pub query_build: saeidx_query::BuildOptions,
+    /// The number of parts the whole corpus is cut into ([`crate::parts::count_parts`]):
+    /// a shard needs it to know its block of parts ([`Shard::parts`]); `None` for
+    /// [`Shard::WHOLE`].
+    pub corpus_parts: Option<u32>,
+}
+
+impl RunOptions {
+    /// The parts this run indexes.
+    fn block(&self) -> Result<std::ops::Range<u32>, IndexError> {
+        match (self.corpus_parts, self.shard == Shard::WHOLE) {
+            (_, true) => Ok(0..u32::MAX),
+            (Some(parts), false) => Ok(self.shard.parts(parts)),
+            (None, false) => Err(IndexError::Merge(format!(
+                "shard {} needs the corpus's number of parts (parts::count_parts)",
+                self.shard
+            ))),
+        }
+    }
 }
 
 /// Indexes the documents of `source` into `destination` (or its shard folder), resuming
@@ -203,6 +221,7 @@ pub fn run(
 ) -> Result<RunSummary, IndexError> {
     let started = Instant::now();
     let shard = options.shard;
+    let block = options.block()?;
     let shard_record = (shard != Shard::WHOLE).then_some(ShardRecord {
         index: shard.index,
         count: shard.count,
@@ -233,17 +252,9 @@ pub fn run(
             window,
             prepend_bos: engine.prepend_bos,
         };
-        let first_doc = options.first_doc;
-        let reader = scope.spawn(move || {
-            read_parts(
-                source,
-                &tokenization,
-                job,
-                (shard, first_doc),
-                &done_parts,
-                part_tx,
-            )
-        });
+        let owned = (block.clone(), options.first_doc);
+        let reader = scope
+            .spawn(move || read_parts(source, &tokenization, job, owned, &done_parts, part_tx));
         let writer = scope.spawn(|| write_parts(&work, &job.corpus.metadata, row_rx));
         let computed = compute_parts(engine, job, window, part_rx, row_tx, on_event);
         let read = reader.join().map_err(|_| IndexError::Thread("reader"));
@@ -261,11 +272,16 @@ pub fn run(
     }
     let ((waiting_s, model_s, sae_s), write_s) = (compute_times.0, compute_times.1);
     let computed_parts = new_parts.len();
-    let parts =
-        collect_parts(done, new_parts, &totals, shard).map_err(|reason| IndexError::Corrupt {
-            path: work.path().to_path_buf(),
-            reason,
-        })?;
+    let parts = collect_parts(
+        done,
+        new_parts,
+        &totals,
+        (shard, block, options.corpus_parts),
+    )
+    .map_err(|reason| IndexError::Corrupt {
+        path: work.path().to_path_buf(),
+        reason,
+    })?;
     let counts = Counts::of_parts(&parts, totals.skipped);
     timings.insert("wait_for_reader_s".into(), waiting_s);
     timings.insert("model_s".into(), model_s);
@@ -338,13 +354,21 @@ fn collect_parts(
     done: BTreeMap<u32, PartRecord>,
     new_parts: Vec<PartRecord>,
     totals: &ReadTotals,
-    shard: Shard,
+    (shard, block, counted): (Shard, std::ops::Range<u32>, Option<u32>),
 ) -> Result<Vec<PartRecord>, String> {
+    if let Some(counted) = counted.filter(|_| shard != Shard::WHOLE)
+        && counted != totals.parts
+    {
+        return Err(format!(
+            "the corpus was cut into {} parts, but {counted} when they were counted before the run (did the corpus change while indexing?)",
+            totals.parts
+        ));
+    }
     let mut parts = done;
     for record in new_parts {
         parts.insert(record.part, record);
     }
-    let expected: Vec<u32> = (0..totals.parts).filter(|p| shard.owns(*p)).collect();
+    let expected: Vec<u32> = (0..totals.parts).filter(|p| block.contains(p)).collect();
     let found: Vec<u32> = parts.keys().copied().collect();
     if found != expected {
         return Err(format!(
@@ -424,7 +448,7 @@ fn read_parts(
     source: impl DocumentSource,
     tokenization: &Tokenization<'_>,
     job: &JobSpec,
-    (shard, first_doc): (Shard, u32),
+    (block, first_doc): (std::ops::Range<u32>, u32),
     done: &[u32],
     parts: SyncSender<FromReader>,
 ) -> Result<ReadTotals, IndexError> {
@@ -438,7 +462,7 @@ fn read_parts(
             .iter()
             .map(|d| d.document.text.len() as u64)
             .sum();
-        let message = if !shard.owns(part.part) || done.contains(&part.part) {
+        let message = if !block.contains(&part.part) || done.contains(&part.part) {
             FromReader::Skipped { text_bytes }
         } else {
             FromReader::Part(Box::new(tokenize_part(part, tokenization, text_bytes)?))

@@ -218,18 +218,16 @@ impl WorkDir {
         Ok(record)
     }
 
-    /// Writes the manifest, builds the query files (for a whole index, not a shard) with
-    /// `query_build`, removes the bookkeeping and publishes the folder at the destination
-    /// (replacing what was there in one atomic rename).
+    /// Writes the manifest, builds the query files with `query_build` (a shard's too: it
+    /// is a segment of its index), removes the bookkeeping and publishes the folder at
+    /// the destination (replacing what was there in one atomic rename).
     pub fn publish(
         self,
         manifest: &Manifest,
         query_build: &saeidx_query::BuildOptions,
     ) -> Result<PathBuf, IndexError> {
         manifest.write(&self.path)?;
-        if manifest.shard.is_none() {
-            saeidx_query::build_unlocked_with(&self.path, query_build)?;
-        }
+        saeidx_query::build_unlocked_with(&self.path, query_build)?;
         fs::remove_file(self.path.join(JOB_FILE)).map_err(IndexError::io(&self.path))?;
         let parts = self.path.join(PARTS_DIR);
         fs::remove_dir_all(&parts).map_err(IndexError::io(&parts))?;
