@@ -8,6 +8,8 @@
 
 /// Rice quotients of this many zeros or more escape to a raw 64-bit value.
 const RICE_ESCAPE: u32 = 31;
+/// Bits one unaligned 8-byte load always yields, whatever the bit offset.
+const PEEK_BITS: u32 = 57;
 
 /// Appends bit fields to a byte buffer.
 #[derive(Debug, Default)]
@@ -79,6 +81,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next 64 bits (zeros past the end) without consuming them.
+    #[inline]
     fn peek(&self) -> u64 {
         let byte = (self.position / 8) as usize;
         let shift = (self.position % 8) as u32;
@@ -90,6 +93,27 @@ impl<'a> BitReader<'a> {
             let high = u64::from(self.bytes.get(byte + 8).copied().unwrap_or(0));
             return low | (high << (64 - shift));
         }
+        self.peek_tail()
+    }
+
+    /// At least the next [`PEEK_BITS`] bits (zeros past the end; bits above them
+    /// unspecified): one load where the block has 8 bytes left.
+    #[inline]
+    fn peek_short(&self) -> u64 {
+        let byte = (self.position / 8) as usize;
+        match self.bytes.get(byte..byte.saturating_add(8)) {
+            Some(word) => {
+                <[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes) >> (self.position % 8)
+            }
+            None => self.peek_tail(),
+        }
+    }
+
+    /// [`Self::peek`] in a block's last 8 bytes.
+    #[cold]
+    fn peek_tail(&self) -> u64 {
+        let byte = (self.position / 8) as usize;
+        let shift = (self.position % 8) as u32;
         let mut word = [0u8; 16];
         if let Some(rest) = self.bytes.get(byte..) {
             let n = rest.len().min(16);
@@ -116,14 +140,28 @@ impl<'a> BitReader<'a> {
         if width > 64 {
             return Err(Overrun);
         }
-        let value = self.peek() & (u64::MAX >> (64 - width));
+        let word = if width <= PEEK_BITS {
+            self.peek_short()
+        } else {
+            self.peek()
+        };
+        let value = word & (u64::MAX >> (64 - width));
         self.consume(width)?;
         Ok(value)
     }
 
     /// The next Rice-coded value with parameter `k` (see [`BitWriter::put_rice`]).
     pub(crate) fn rice(&mut self, k: u32) -> Result<u64, Overrun> {
-        let zeros = self.peek().trailing_zeros();
+        let word = self.peek_short();
+        // Only the low PEEK_BITS bits are known: a one among them is the quotient's
+        // end, none means PEEK_BITS or more zeros, which is the escape.
+        let zeros = (word | (1 << PEEK_BITS)).trailing_zeros();
+        if zeros < RICE_ESCAPE && zeros + 1 + k <= PEEK_BITS {
+            // Quotient and remainder both in the word already read.
+            let low = (word >> (zeros + 1)) & ((1u64 << k) - 1);
+            self.consume(zeros + 1 + k)?;
+            return Ok((u64::from(zeros) << k) | low);
+        }
         if zeros >= RICE_ESCAPE {
             self.consume(RICE_ESCAPE + 1)?;
             return self.get(64);
@@ -230,6 +268,45 @@ mod tests {
         }
         assert!(reader.get(16).is_err());
         assert_eq!(BitReader::new(&[], 0).rice(0), Err(Overrun));
+    }
+
+    #[test]
+    fn every_rice_parameter_reads_back_at_every_offset() {
+        // Offsets 0..8 and widths up to 64 take both the one-load and the slow paths,
+        // in the middle of a block and in its last bytes.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for lead in 0..8u32 {
+            let mut writer = BitWriter::default();
+            writer.put(0, lead);
+            let mut written = Vec::new();
+            for k in 0..32u32 {
+                for _ in 0..6 {
+                    let value = next() >> (next() % 64);
+                    let width = (next() % 65) as u32;
+                    writer.put_rice(value, k);
+                    writer.put(value, width);
+                    written.push((k, value, width));
+                }
+            }
+            let bytes = writer.finish();
+            let mut reader = BitReader::new(&bytes, u64::from(lead));
+            for (k, value, width) in written {
+                assert_eq!(reader.rice(k), Ok(value), "k {k}");
+                let mask = if width == 64 {
+                    u64::MAX
+                } else {
+                    (1 << width) - 1
+                };
+                assert_eq!(reader.get(width), Ok(value & mask), "width {width}");
+            }
+            assert!(reader.at_end());
+        }
     }
 
     #[test]

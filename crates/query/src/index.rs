@@ -1025,6 +1025,23 @@ impl QueryIndex {
         tokens: Option<Range<u32>>,
         exclusions: Exclusions,
     ) -> Result<DecodedCodes, QueryError> {
+        let mut out = DecodedCodes::default();
+        self.each_document_token(doc, tokens, exclusions, |position, features, values| {
+            out.push(position, features, values);
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `each(position, features, values)` for each token of document `doc`
+    /// (optionally positions `tokens` only) in position order, its features in
+    /// increasing id order; tokens that `exclusions` leave out are skipped.
+    pub(crate) fn each_document_token(
+        &self,
+        doc: u32,
+        tokens: Option<Range<u32>>,
+        exclusions: Exclusions,
+        mut each: impl FnMut(u32, &[u32], &[f32]),
+    ) -> Result<(), QueryError> {
         if let Some(range) = &tokens
             && range.start > range.end
         {
@@ -1050,15 +1067,13 @@ impl QueryIndex {
             kept.push(entry.flags & mask == 0);
             Ok(())
         })?;
-        let mut out = DecodedCodes::default();
         self.codes.decode(span, |token, features, values| {
             let position = (token - first) as u32;
             if kept[(position - range.start) as usize] {
-                out.push(position, features, values);
+                each(position, features, values);
             }
             Ok(())
-        })?;
-        Ok(out)
+        })
     }
 
     /// The tokens of document `doc` within `context` of `position`, each with its text
@@ -1140,7 +1155,12 @@ impl QueryIndex {
 
     /// The token text of position `position` of document `doc`.
     pub fn token_text(&self, doc: u32, position: u32) -> Result<String, QueryError> {
-        let (text, start, end) = self.answer(self.stored_span(doc, position))?;
+        self.answer(self.text_of_token(doc, position))
+    }
+
+    /// [`Self::token_text`] for an answer that checks the files once when it is done.
+    pub(crate) fn text_of_token(&self, doc: u32, position: u32) -> Result<String, QueryError> {
+        let (text, start, end) = self.stored_span(doc, position)?;
         Ok(
             String::from_utf8_lossy(text.as_bytes().get(start..end).unwrap_or_default())
                 .into_owned(),

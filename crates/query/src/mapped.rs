@@ -135,11 +135,6 @@ impl MappedFile {
         self.bytes.len()
     }
 
-    /// The address of the file's first byte.
-    pub(crate) fn base(&self) -> usize {
-        self.bytes.as_ptr() as usize
-    }
-
     /// Bytes `start..end` of the file, their chunks verified.
     pub(crate) fn bytes(&self, start: usize, end: usize) -> Result<&[u8], QueryError> {
         if start > end || end > self.bytes.len() {

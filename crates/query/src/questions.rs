@@ -12,7 +12,7 @@ use crate::{
     },
     index::{Exclusions, FeatureReport, Rank, Scope},
     limits::Limit,
-    rank::{FeatureScore, TokenCodes, rank_features},
+    rank::{FeatureRanking, FeatureScore, TokenCodes, rank_features},
     registry::{FeatureLabel, Registry},
 };
 
@@ -79,10 +79,17 @@ impl QueryIndex {
     ) -> Result<TopFeatures, QueryError> {
         Limit::K.check(request.k)?;
         let (number, of) = self.subject(doc, request)?;
-        let codes = self.codes_of_document(number, request.tokens.clone(), request.exclusions)?;
-        let scores = rank_features(codes.iter(), request.aggregate, request.k, self.d_sae());
+        // Each token's codes go straight into the ranking, as they are decoded.
+        let mut ranking = FeatureRanking::new(request.aggregate, self.d_sae());
+        self.each_document_token(
+            number,
+            request.tokens.clone(),
+            request.exclusions,
+            |position, features, values| ranking.add(position, features, values),
+        )?;
+        let scores = ranking.best(request.k);
         let answer = ranked(self.registry(), of, scores, request, |position| {
-            self.token_text(number, position)
+            self.text_of_token(number, position)
         });
         self.answer(answer)
     }

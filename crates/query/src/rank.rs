@@ -93,45 +93,79 @@ pub fn rank_features<'a>(
     k: usize,
     d_sae: usize,
 ) -> Vec<FeatureScore> {
-    let mut scores: Vec<Option<FeatureScore>> = vec![None; d_sae];
-    let mut touched = Vec::new();
+    let mut ranking = FeatureRanking::new(aggregate, d_sae);
     for token in tokens {
-        for (&feature, &value) in token.features.iter().zip(token.values) {
-            let Some(slot) = scores.get_mut(feature as usize) else {
+        ranking.add(token.position, token.features, token.values);
+    }
+    ranking.best(k)
+}
+
+/// Features' scores over a text's tokens, added one token at a time (in position
+/// order: sums add in that order). Each feature seen has one entry; a dense table of
+/// u32 (4 bytes per SAE feature) finds it.
+pub(crate) struct FeatureRanking {
+    aggregate: Aggregate,
+    /// Per feature: its entry in `scores`, or `u32::MAX` if not seen.
+    slot: Vec<u32>,
+    scores: Vec<FeatureScore>,
+}
+
+impl FeatureRanking {
+    /// An empty ranking of features below `d_sae`.
+    pub(crate) fn new(aggregate: Aggregate, d_sae: usize) -> Self {
+        Self {
+            aggregate,
+            slot: vec![u32::MAX; d_sae],
+            scores: Vec::new(),
+        }
+    }
+
+    /// Adds a token at `position` with its active `features` and their `values`.
+    #[inline]
+    pub(crate) fn add(&mut self, position: u32, features: &[u32], values: &[f32]) {
+        for (&feature, &value) in features.iter().zip(values) {
+            let Some(slot) = self.slot.get_mut(feature as usize) else {
                 continue;
             };
-            match slot {
-                None => {
-                    touched.push(feature);
-                    *slot = Some(FeatureScore {
-                        feature,
-                        score: value,
-                        max: value,
-                        position: token.position,
-                        tokens: 1,
-                    });
-                }
-                Some(score) => {
-                    score.tokens += 1;
-                    match aggregate {
-                        Aggregate::Max => score.score = score.score.max(value),
-                        Aggregate::Sum => score.score += value,
-                    }
-                    if value > score.max {
-                        score.max = value;
-                        score.position = token.position;
-                    }
-                }
+            let Some(score) = self.scores.get_mut(*slot as usize) else {
+                *slot = self.scores.len() as u32;
+                self.scores.push(FeatureScore {
+                    feature,
+                    score: value,
+                    max: value,
+                    position,
+                    tokens: 1,
+                });
+                continue;
+            };
+            score.tokens += 1;
+            match self.aggregate {
+                Aggregate::Max => score.score = score.score.max(value),
+                Aggregate::Sum => score.score += value,
+            }
+            if value > score.max {
+                score.max = value;
+                score.position = position;
             }
         }
     }
-    let mut ranked: Vec<FeatureScore> = touched
-        .into_iter()
-        .filter_map(|feature| scores[feature as usize])
-        .collect();
-    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.feature.cmp(&b.feature)));
-    ranked.truncate(k);
-    ranked
+
+    /// The `k` best, best first (ties: lower feature id first): a selection, then a
+    /// sort of the `k` selected only.
+    pub(crate) fn best(mut self, k: usize) -> Vec<FeatureScore> {
+        let order = |a: &FeatureScore, b: &FeatureScore| {
+            b.score.total_cmp(&a.score).then(a.feature.cmp(&b.feature))
+        };
+        if k == 0 {
+            return Vec::new();
+        }
+        if self.scores.len() > k {
+            self.scores.select_nth_unstable_by(k - 1, order);
+            self.scores.truncate(k);
+        }
+        self.scores.sort_unstable_by(order);
+        self.scores
+    }
 }
 
 #[cfg(test)]
