@@ -1026,6 +1026,18 @@ impl PostingsFile {
         &self,
         feature: usize,
         within: Option<&DocSet>,
+        take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
+    ) -> Result<(), QueryError> {
+        self.strongest_among(feature, within, None, take)
+    }
+
+    /// [`Self::strongest_within`], handing out only postings whose tokens are also in
+    /// `members` (ascending; all when `None`): the others never enter the heap.
+    pub(crate) fn strongest_among(
+        &self,
+        feature: usize,
+        within: Option<&DocSet>,
+        members: Option<&[u64]>,
         mut take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
     ) -> Result<(), QueryError> {
         let blocks = self.blocks_of(feature);
@@ -1078,7 +1090,10 @@ impl PostingsFile {
             heap.extend(
                 decoded
                     .iter()
-                    .filter(|(token, _)| within.is_none_or(|set| set.contains_token(*token)))
+                    .filter(|(token, _)| {
+                        within.is_none_or(|set| set.contains_token(*token))
+                            && members.is_none_or(|m| m.binary_search(token).is_ok())
+                    })
                     .map(|(token, value)| Strongest(*value, *token, block)),
             );
         }

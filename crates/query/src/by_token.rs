@@ -112,7 +112,7 @@ pub(crate) enum OnToken {
 }
 
 /// The cost of decoding one occurrence's codes, in postings walked.
-const DECODE_COST: u64 = 16;
+const DECODE_COST: u64 = 12;
 
 /// How a pattern tests a token's text.
 #[derive(Debug, Clone)]
@@ -411,7 +411,7 @@ impl QueryIndex {
 
     /// How to answer top-texts of feature `f` (index checked) on the tokens `ids`
     /// match: from the token's occurrences when decoding their codes costs less than
-    /// walking the feature's postings until `k` of them turn up, else by that walk.
+    /// walking the feature's postings, else by that walk.
     /// Either way the answer is the same: postings strongest first, ties in token order.
     pub(crate) fn on_token(
         &self,
@@ -434,15 +434,10 @@ impl QueryIndex {
             &self.features.postings,
             f,
         )?);
-        let walk = if rank == Rank::DocumentSum {
-            postings
-        } else {
-            // Postings walked, on average, before k of the token's turn up (four times).
-            let expected = (4 * k as u64).saturating_mul(self.tokens.tokens())
-                / (candidates.len() as u64).max(1);
-            postings.min(expected)
-        };
-        if (candidates.len() as u64).saturating_mul(DECODE_COST) > walk {
+        // A walk may stop after k hits, but postings of equal value tie across blocks
+        // (values are quantized), so a frequent feature's walk can decode most of its
+        // blocks before the first hit: it is priced at all of its postings.
+        if (candidates.len() as u64).saturating_mul(DECODE_COST) > postings {
             return Ok(OnToken::Walk(Some(candidates)));
         }
         let mask = exclusions.mask();

@@ -953,27 +953,29 @@ impl QueryIndex {
         let mut chosen: Vec<(u64, f32, f32)> = Vec::with_capacity(k.min(1024));
         match rank {
             Rank::Token => {
-                self.postings.strongest_within(f, within, |token, value| {
-                    if chosen.len() == k {
-                        return Ok(false);
-                    }
-                    if counts(token)? {
-                        chosen.push((token, value, value));
-                    }
-                    Ok(chosen.len() < k)
-                })?;
+                self.postings
+                    .strongest_among(f, within, members.as_deref(), |token, value| {
+                        if chosen.len() == k {
+                            return Ok(false);
+                        }
+                        if counts(token)? {
+                            chosen.push((token, value, value));
+                        }
+                        Ok(chosen.len() < k)
+                    })?;
             }
             Rank::DocumentMax => {
                 let mut seen = std::collections::HashSet::new();
-                self.postings.strongest_within(f, within, |token, value| {
-                    if chosen.len() == k {
-                        return Ok(false);
-                    }
-                    if counts(token)? && seen.insert(self.token_doc(token)?.0) {
-                        chosen.push((token, value, value));
-                    }
-                    Ok(chosen.len() < k)
-                })?;
+                self.postings
+                    .strongest_among(f, within, members.as_deref(), |token, value| {
+                        if chosen.len() == k {
+                            return Ok(false);
+                        }
+                        if counts(token)? && seen.insert(self.token_doc(token)?.0) {
+                            chosen.push((token, value, value));
+                        }
+                        Ok(chosen.len() < k)
+                    })?;
             }
             Rank::DocumentSum => {
                 // Per document: (sum, strongest token, its value).
