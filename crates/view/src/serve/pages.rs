@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use saeidx_query::{FeatureLabel, FeatureRequest, InfoRequest, QueryIndex, TopFeaturesRequest};
+use saeidx_query::{AnyIndex, FeatureLabel, FeatureRequest, InfoRequest, TopFeaturesRequest};
 
 use super::{
     api::{live_text, number_in},
@@ -78,7 +78,7 @@ impl Context<'_> {
         Ok(redirect(format!("{}/feature/{feature}", self.base)))
     }
 
-    fn search(&self, index: &QueryIndex, params: &Params) -> String {
+    fn search(&self, index: &AnyIndex, params: &Params) -> String {
         let base = self.base;
         let q = params.get("q").unwrap_or("").to_lowercase();
         let mut body = format!("<h1>Labels matching “{}”</h1><ul>", escape(&q));
@@ -102,7 +102,7 @@ impl Context<'_> {
         page("saeidx: search", &body)
     }
 
-    fn feature_page(&self, index: &QueryIndex, feature: u32) -> Result<Reply, Failure> {
+    fn feature_page(&self, index: &AnyIndex, feature: u32) -> Result<Reply, Failure> {
         let base = self.base;
         let request = FeatureRequest {
             feature,
@@ -160,7 +160,7 @@ impl Context<'_> {
         })
     }
 
-    fn home(&self, index: &QueryIndex, params: &Params) -> Result<String, Failure> {
+    fn home(&self, index: &AnyIndex, params: &Params) -> Result<String, Failure> {
         let base = self.base;
         let info = index.info(&InfoRequest::default()).map_err(failed)?;
         let mut body = format!(
@@ -189,10 +189,21 @@ impl Context<'_> {
             }
             body.push_str("</ul>");
         }
-        let overview = index
-            .overview(&super::browse::overview_request(params)?)
-            .map_err(failed)?;
-        body.push_str(&crate::overview::render_overview(&overview, base));
+        match index.single("overviews") {
+            Ok(single) => {
+                let overview = single
+                    .overview(&super::browse::overview_request(params)?)
+                    .map_err(failed)?;
+                body.push_str(&crate::overview::render_overview(&overview, base));
+            }
+            Err(_) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"meta\">an index of {} segments: the overview of one index is not drawn for it yet</p>",
+                    index.segment_count()
+                );
+            }
+        }
         Ok(page(&format!("saeidx: {}", self.slot.name), &body))
     }
 }
