@@ -351,7 +351,7 @@ fn library(index: &QueryIndex, subjects: Subjects) -> Vec<Value> {
         )),
         json(to_json(
             &saeidx_compare::feature_report(
-                index,
+                &saeidx_query::AnyIndex::open(index.dir()).unwrap(),
                 &FeatureRequest {
                     feature,
                     examples: 3,

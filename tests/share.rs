@@ -246,3 +246,116 @@ fn published_indexes_fetch_from_a_local_hub_verified_and_offline() {
     ));
     assert!(error.contains("v2"), "{error}");
 }
+
+/// An index of segments is published, fetched (into the cache and as a plain folder)
+/// and verified as a whole: exactly the segments `segments.json` names, with the
+/// labels, answering like the index it was split from.
+#[test]
+fn an_index_of_segments_publishes_and_fetches_as_one_set() {
+    use saeidx_format::segments::SegmentSet;
+    use saeidx_testkit::synthetic::{SyntheticSpec, split_into_segments, write_synthetic_index};
+    let work = tempfile::tempdir().unwrap();
+    let whole = work.path().join("whole");
+    let spec = SyntheticSpec {
+        documents: 9,
+        tokens_per_document: (3, 12),
+        documents_per_part: 3,
+        feature_weights: vec![1.0; 8],
+        k: 2,
+        value_step: 0.5,
+        seed: 15,
+    };
+    write_synthetic_index(&whole, &spec).unwrap();
+    saeidx_query::build(&whole).unwrap();
+    let seg = work.path().join("seg");
+    let set = split_into_segments(&whole, &seg, &[0..1, 1..3]).unwrap();
+    for segment in &set.segments {
+        saeidx_query::build(&SegmentSet::segment_dir(&seg, &segment.name)).unwrap();
+    }
+    let labels = r#"{"3": {"name": "three"}}"#;
+    fs::write(seg.join("labels.json"), labels).unwrap();
+    fs::write(whole.join("labels.json"), labels).unwrap();
+    // A segment left behind by an interrupted run is not part of the index.
+    fs::create_dir_all(seg.join("segments/stray")).unwrap();
+    fs::write(seg.join("segments/stray/junk"), b"not published").unwrap();
+    let upload = work.path().join("upload");
+    ok(saeidx(
+        &[
+            "publish",
+            seg.to_str().unwrap(),
+            "--out",
+            upload.to_str().unwrap(),
+            "--json",
+        ],
+        work.path(),
+        &[],
+    ));
+    let files = read_tree(&upload, "");
+    assert!(files.contains_key("segments.json") && files.contains_key("labels.json"));
+    assert!(files.contains_key("segments/seg-1/manifest.json"));
+    assert!(files.keys().any(|f| f.starts_with("segments/seg-0/query/")));
+    assert!(!files.keys().any(|f| f.contains("stray")));
+    let card = String::from_utf8(files["README.md"].clone()).unwrap();
+    assert!(card.contains("data_files: \"segments/*/activations/*.parquet\""));
+
+    let hub = LocalHub::start(vec![ServedRepo {
+        kind: RepoKind::Dataset,
+        repo_id: "team/segments".into(),
+        commit: COMMIT.into(),
+        revisions: vec!["main".into()],
+        files,
+    }]);
+    let endpoint = hub.endpoint().to_string();
+    let hf_home = work.path().join("hf");
+    let env = [
+        ("HF_ENDPOINT", endpoint.as_str()),
+        ("HF_HOME", hf_home.to_str().unwrap()),
+    ];
+    let plain = work.path().join("plain");
+    let fetched = ok(saeidx(
+        &[
+            "fetch",
+            "team/segments",
+            "--output",
+            plain.to_str().unwrap(),
+            "--json",
+        ],
+        work.path(),
+        &env,
+    ));
+    assert!(fetched["query_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(fetched["verified"]["documents"], 9);
+    let cached = PathBuf::from(fetched["index"].as_str().unwrap());
+    assert_eq!(cached, plain);
+    let answer = |index: &Path, question: &[&str]| {
+        let mut args = question.to_vec();
+        args.extend(["--index", index.to_str().unwrap(), "--json"]);
+        ok(saeidx(&args, work.path(), &[]))
+    };
+    for question in [
+        &["top-texts", "--feature", "3", "--k", "20"][..],
+        &["top-texts", "--feature", "1", "--where", "tokens > 6"],
+        &["feature", "3"],
+        &["sample", "--n", "3"],
+        &["labels", "get", "3"],
+    ] {
+        assert_eq!(
+            answer(&plain, question),
+            answer(&whole, question),
+            "{question:?}"
+        );
+    }
+    // Offline, the cached copy is found again and verified.
+    let offline = [
+        ("HF_ENDPOINT", endpoint.as_str()),
+        ("HF_HOME", hf_home.to_str().unwrap()),
+        ("HF_HUB_OFFLINE", "1"),
+    ];
+    let again = ok(saeidx(
+        &["fetch", "team/segments", "--json"],
+        work.path(),
+        &offline,
+    ));
+    assert_eq!(again["online"], false);
+    assert_eq!(again["files"], fetched["files"]);
+}

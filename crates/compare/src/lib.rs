@@ -36,17 +36,20 @@ pub use nearest::nearest;
 pub use saeidx_query::DecoderNeighbour;
 
 use saeidx_hub::HubSettings;
-use saeidx_query::{FeatureReport, FeatureRequest, QueryError, QueryIndex};
+use saeidx_query::{AnyIndex, FeatureReport, FeatureRequest, QueryError, QueryIndex};
 
 /// The `feature` question, with the feature's nearest decoder directions (as many as
 /// `request.neighbours`) when the index's SAE file can be read (see
 /// [`Decoder::cached_for_index`]); `decoder_neighbours` is `None` when it cannot.
 pub fn feature_report(
-    index: &QueryIndex,
+    index: &AnyIndex,
     request: &FeatureRequest,
 ) -> Result<FeatureReport, QueryError> {
     let mut report = index.feature(request)?;
-    if let Ok(decoder) = Decoder::cached_for_index(&index.manifest().job.sae, index.dir()) {
+    let decoder = index
+        .model_source()
+        .and_then(|(manifest, dir)| Decoder::cached_for_index(&manifest.job.sae, dir).ok());
+    if let Some(decoder) = decoder {
         report.decoder_neighbours =
             decoder_neighbours(&decoder, request.feature, request.neighbours);
     }

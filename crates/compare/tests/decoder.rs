@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use saeidx_compare::{Decoder, DecoderNeighbour, decoder_neighbours, feature_report, nearest};
-use saeidx_query::{FeatureRequest, QueryIndex, build};
+use saeidx_query::{AnyIndex, FeatureRequest, build};
 use saeidx_testkit::{
     sae::{NpyLayout, random_decoder, record_sae, write_gemma_scope_npz, write_saelens_sae},
     synthetic::{SyntheticSpec, write_synthetic_index},
@@ -110,7 +110,7 @@ fn index_with_sae(dir: &Path, d_sae: usize) -> Decoder {
 fn feature_answers_carry_decoder_neighbours_from_the_recorded_sae() {
     let dir = tempfile::tempdir().unwrap();
     let decoder = index_with_sae(dir.path(), 40);
-    let index = QueryIndex::open(&dir.path().join("index")).unwrap();
+    let index = AnyIndex::open(&dir.path().join("index")).unwrap();
     let request = FeatureRequest {
         feature: 17,
         neighbours: 4,
@@ -132,7 +132,7 @@ fn feature_answers_carry_decoder_neighbours_from_the_recorded_sae() {
 
     // The folder given first wins when the recorded place is gone; a different SAE is
     // refused by its SHA-256, naming what was tried.
-    let record = index.manifest().job.sae.clone();
+    let record = index.job().sae.clone();
     std::fs::rename(dir.path().join("sae"), dir.path().join("moved")).unwrap();
     let other = dir.path().join("other");
     write_saelens_sae(&other, &random_decoder(40, 12, 99), 40, 12).unwrap();
@@ -168,7 +168,7 @@ fn an_index_without_its_sae_file_answers_without_decoder_neighbours() {
     };
     write_synthetic_index(dir.path(), &spec).unwrap();
     build(dir.path()).unwrap();
-    let index = QueryIndex::open(dir.path()).unwrap();
+    let index = AnyIndex::open(dir.path()).unwrap();
     let report = feature_report(&index, &FeatureRequest::default()).unwrap();
     assert_eq!(report.decoder_neighbours, None);
     let json = serde_json::to_value(&report).unwrap();

@@ -18,9 +18,9 @@ use pyo3::{
 };
 use saeidx_autointerp::{LabelReport, Task};
 use saeidx_query::{
-    AnalyzedText, ContrastRequest, DocRef, DocumentRequest, ExplainRequest, FeatureLabel,
-    FeatureRequest, InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, QueryIndex,
-    Restriction, SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern, TopFeatures,
+    AnalyzedText, AnyIndex, ContrastRequest, DocRef, DocumentRequest, ExplainRequest, FeatureLabel,
+    FeatureRequest, InfoRequest, LabelAnswer, Neighbour, OverviewRequest, QueryError, Restriction,
+    SampleRequest, SilentRequest, TokenFeaturesRequest, TokenPattern, TopFeatures,
     TopFeaturesRequest, TopTexts, TopTextsRequest,
 };
 
@@ -40,7 +40,7 @@ use crate::{
 /// read lock; re-reading the label registry takes the write lock for a moment.
 #[pyclass(module = "saeidx", frozen)]
 pub struct Index {
-    index: RwLock<QueryIndex>,
+    index: RwLock<AnyIndex>,
     live: Live,
 }
 
@@ -54,13 +54,13 @@ impl Index {
     /// Opens the index in `path`.
     pub(crate) fn open(path: PathBuf) -> Result<Self, QueryError> {
         Ok(Self {
-            index: RwLock::new(QueryIndex::open(&path)?),
+            index: RwLock::new(AnyIndex::open(&path)?),
             live: Live::default(),
         })
     }
 
     /// The index, for reading (never held across another call that takes it).
-    fn read(&self) -> PyResult<RwLockReadGuard<'_, QueryIndex>> {
+    fn read(&self) -> PyResult<RwLockReadGuard<'_, AnyIndex>> {
         self.index
             .read()
             .map_err(|_| PyRuntimeError::new_err("the index is unusable after a panic"))
@@ -83,7 +83,7 @@ impl Index {
     fn write_label(
         &self,
         py: Python<'_>,
-        change: impl FnOnce(&mut QueryIndex) -> Result<LabelAnswer, QueryError> + Send,
+        change: impl FnOnce(&mut AnyIndex) -> Result<LabelAnswer, QueryError> + Send,
     ) -> PyResult<LabelAnswer> {
         py.detach(|| {
             let mut index = self
@@ -104,7 +104,11 @@ impl Index {
         task: Task,
     ) -> PyResult<LabelReport> {
         let request = args.request(py, task)?;
-        let report = labels::run(py, &*self.read()?, &request)?;
+        let report = {
+            let guard = self.read()?;
+            let index = guard.single("labelling runs").map_err(query_error)?;
+            labels::run(py, index, &request)?
+        };
         self.reload_labels(py)?;
         if let Some(reason) = &report.stopped {
             labels::warn_stopped(py, reason)?;
@@ -136,7 +140,12 @@ impl Index {
     fn analyze(&self, py: Python<'_>, text: String) -> PyResult<AnalyzedText> {
         let guard = self.read()?;
         let index = &*guard;
-        py.detach(|| self.live.analyze(index.manifest(), index.dir(), &text))
+        let (manifest, dir) = index.model_source().ok_or_else(|| {
+            LiveAnalysisError::new_err(
+                "the index has no segments, so no model and SAE to analyze a text with",
+            )
+        })?;
+        py.detach(|| self.live.analyze(manifest, dir, &text))
             .map_err(|error| LiveAnalysisError::new_err(error.to_string()))
     }
 
@@ -652,7 +661,9 @@ impl Index {
             b: sae_b.into_iter().collect(),
         };
         let (a, b) = (self.read()?, other.read()?);
-        let (a, b) = (&*a, &*b);
+        let what = "comparisons of two indexes";
+        let a = a.single(what).map_err(query_error)?;
+        let b = b.single(what).map_err(query_error)?;
         let answer = py
             .detach(|| {
                 let hub = saeidx_hub::HubSettings::from_env();
@@ -739,7 +750,11 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| index.subset_features(&restrict, &request))
+            .detach(|| {
+                index
+                    .single("document restrictions of top-features")
+                    .and_then(|index| index.subset_features(&restrict, &request))
+            })
             .map_err(query_error)?;
         to_python(py, &answer)
     }
@@ -782,7 +797,11 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| index.token_features(&request))
+            .detach(|| {
+                index
+                    .single("token feature profiles")
+                    .and_then(|index| index.token_features(&request))
+            })
             .map_err(query_error)?;
         to_python(py, &answer)
     }
@@ -823,7 +842,11 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| index.contrast(&request))
+            .detach(|| {
+                index
+                    .single("contrasts")
+                    .and_then(|index| index.contrast(&request))
+            })
             .map_err(query_error)?;
         to_python(py, &answer)
     }
@@ -963,7 +986,11 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| index.silent_contexts(&request))
+            .detach(|| {
+                index
+                    .single("silent contexts")
+                    .and_then(|index| index.silent_contexts(&request))
+            })
             .map_err(query_error)?;
         to_python(py, &answer)
     }
@@ -1188,7 +1215,11 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| index.document_page(&request))
+            .detach(|| {
+                index
+                    .single("document pages")
+                    .and_then(|index| index.document_page(&request))
+            })
             .map_err(query_error)?;
         to_python(py, &answer)
     }
@@ -1216,7 +1247,11 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| index.overview(&request))
+            .detach(|| {
+                index
+                    .single("overviews")
+                    .and_then(|index| index.overview(&request))
+            })
             .map_err(query_error)?;
         to_python(py, &answer)
     }

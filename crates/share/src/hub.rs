@@ -18,15 +18,16 @@ use std::{
 use saeidx_format::{
     atomic::{StagedDir, write_file},
     manifest::{MANIFEST_FILE, Manifest},
-    verify::{VerifyReport, verify},
+    segments::{SEGMENTS_DIR, SEGMENTS_FILE, SegmentSet},
+    verify::VerifyReport,
 };
 use saeidx_hub::{HubSettings, Listing, Origin, RepoKind, RepoRef};
 use saeidx_query::layout::QUERY_DIR;
 
-use crate::ShareError;
-
-/// The feature registry's file name in an index folder.
-const LABELS_FILE: &str = "labels.json";
+use crate::{
+    ShareError,
+    contents::{LABELS_FILE, Verified, verify_all},
+};
 
 /// Which index to fetch.
 #[derive(Debug, Clone)]
@@ -82,24 +83,21 @@ pub fn fetch(request: &FetchRequest, settings: &HubSettings) -> Result<Fetched, 
     })?;
     let (snapshot, commit) = (resolved.dir, resolved.commit);
     let online = resolved.origin == Origin::Hub;
-    let files = if online {
-        downloaded
-    } else {
-        match Manifest::read(&snapshot.join(&folder)) {
-            Ok(manifest) => index_files(&snapshot.join(&folder), &manifest).len(),
-            Err(_) => 0,
-        }
-    };
     let dir = snapshot.join(&folder);
     let what = format!("{}@{commit} ({})", request.repo_id, dir.display());
     let advice = format!(
         "delete {} from the cache and fetch again; if it happens again, the repo's files are damaged: tell the publisher",
         snapshot.display()
     );
-    let (manifest, report, query_bytes) = verify_all(&dir, &what, &advice)?;
+    let verified = verify_all(&dir, &what, &advice)?;
+    let files = if online {
+        downloaded
+    } else {
+        verified.files(&dir).len() + usize::from(verified.set.is_some())
+    };
     let index = match &request.output {
         Some(output) => {
-            copy_index(&dir, &manifest, output, true, &[])?;
+            copy_index(&dir, &verified, output, true, &[])?;
             let what = output.display().to_string();
             verify_all(output, &what, "the copy is damaged: fetch again")?;
             output.clone()
@@ -111,20 +109,50 @@ pub fn fetch(request: &FetchRequest, settings: &HubSettings) -> Result<Fetched, 
         commit,
         files,
         online,
-        manifest,
-        report,
-        query_bytes,
+        manifest: verified.manifest,
+        report: verified.report,
+        query_bytes: verified.query_bytes,
     })
 }
 
-/// Downloads the manifest and every file it names (plus query files and labels) from a
-/// listed repo. Returns the number of files.
+/// Downloads the index in `prefix` of a listed repo: the manifest and every file it
+/// names (plus query files and labels), or for an index of segments `segments.json`
+/// (read once), each segment it names that way, and the labels. Returns the number of
+/// files.
 fn download(
     repo: &Listing,
     request: &FetchRequest,
     folder: &str,
     prefix: &str,
 ) -> Result<usize, ShareError> {
+    let segments_file = format!("{prefix}{SEGMENTS_FILE}");
+    if repo.files.contains(&segments_file) {
+        let top = repo.get(&segments_file)?;
+        let top = top.parent().map(Path::to_path_buf).unwrap_or_default();
+        let read = SegmentSet::read(&top).map_err(|e| ShareError::NotVerified {
+            what: format!("{}@{} {segments_file}", request.repo_id, repo.commit),
+            reason: e.into(),
+            advice: "the repo does not hold a saeidx index this version reads".into(),
+        })?;
+        let Some(set) = read else {
+            return Err(ShareError::Incomplete {
+                repo_id: request.repo_id.clone(),
+                commit: repo.commit.clone(),
+                file: segments_file,
+            });
+        };
+        let mut files = 1;
+        for record in &set.segments {
+            let segment = format!("{prefix}{SEGMENTS_DIR}/{}/", record.name);
+            files += download_index(repo, request, &segment)?;
+        }
+        let labels = format!("{prefix}{LABELS_FILE}");
+        if repo.files.contains(&labels) {
+            repo.get(&labels)?;
+            files += 1;
+        }
+        return Ok(files);
+    }
     let manifest_file = format!("{prefix}{MANIFEST_FILE}");
     if !repo.files.contains(&manifest_file) {
         let folders: Vec<&str> = repo
@@ -147,6 +175,17 @@ fn download(
             hint,
         });
     }
+    download_index(repo, request, prefix)
+}
+
+/// Downloads the index folder in `prefix` of a listed repo: its manifest and every file
+/// it names, its query files and labels. Returns the number of files.
+fn download_index(
+    repo: &Listing,
+    request: &FetchRequest,
+    prefix: &str,
+) -> Result<usize, ShareError> {
+    let manifest_file = format!("{prefix}{MANIFEST_FILE}");
     let dir = repo.get(&manifest_file)?.parent().map(Path::to_path_buf);
     let dir = dir.unwrap_or_default();
     let manifest = Manifest::read(&dir).map_err(|e| ShareError::NotVerified {
@@ -183,61 +222,20 @@ fn download(
     Ok(wanted.len() + 1)
 }
 
-/// Verifies an index folder completely: manifest, every Parquet file (checksums, rows,
-/// schema) and, when present, every query-file chunk.
-fn verify_all(
-    dir: &Path,
-    what: &str,
-    advice: &str,
-) -> Result<(Manifest, VerifyReport, Option<u64>), ShareError> {
-    let failed = |reason: Box<dyn std::error::Error + Send + Sync>| ShareError::NotVerified {
-        what: what.to_string(),
-        reason,
-        advice: advice.to_string(),
-    };
-    let (manifest, report) = verify(dir).map_err(|e| failed(e.into()))?;
-    let query_bytes = saeidx_query::verify_query_files(dir).map_err(|e| failed(e.into()))?;
-    Ok((manifest, report, query_bytes))
-}
-
-/// Every file of the index in `dir`, relative to it: the manifest, the data files it
-/// names, the query files and the labels when present.
-fn index_files(dir: &Path, manifest: &Manifest) -> Vec<String> {
-    let mut files = vec![MANIFEST_FILE.to_string()];
-    files.extend(
-        manifest
-            .parts
-            .iter()
-            .flat_map(|part| part.files.iter().map(|f| f.path.clone())),
-    );
-    if let Ok(entries) = fs::read_dir(dir.join(QUERY_DIR)) {
-        let mut query: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| format!("{QUERY_DIR}/{}", e.file_name().to_string_lossy()))
-            .collect();
-        query.sort();
-        files.extend(query);
-    }
-    if dir.join(LABELS_FILE).is_file() {
-        files.push(LABELS_FILE.to_string());
-    }
-    files
-}
-
 /// Copies the index's files (following the cache's links) to `output`, atomically,
-/// with or without the query files, adding `extra` files (name, content). Returns the
-/// files written.
+/// with or without the query files, adding `extra` files (name, content) and, for an
+/// index of segments, the `segments.json` that was verified. Returns the files written.
 fn copy_index(
     dir: &Path,
-    manifest: &Manifest,
+    verified: &Verified,
     output: &Path,
     keep_query: bool,
     extra: &[(&str, &str)],
 ) -> Result<Vec<String>, ShareError> {
     let staged = StagedDir::new(output)?;
     let mut written = Vec::new();
-    for file in index_files(dir, manifest) {
-        if !keep_query && file.starts_with(&format!("{QUERY_DIR}/")) {
+    for file in verified.files(dir) {
+        if !keep_query && file.contains(&format!("{QUERY_DIR}/")) {
             continue;
         }
         let target = staged.path().join(&file);
@@ -247,7 +245,9 @@ fn copy_index(
         fs::copy(dir.join(&file), &target).map_err(ShareError::io(&dir.join(&file)))?;
         written.push(file);
     }
-    for (name, content) in extra {
+    let segments = verified.segments_json();
+    let segments = segments.as_ref().map(|(name, json)| (*name, json.as_str()));
+    for (name, content) in extra.iter().copied().chain(segments) {
         write_file(&staged.path().join(name), content.as_bytes())?;
         written.push(name.to_string());
     }
@@ -284,20 +284,21 @@ pub struct Published {
 /// folder, which is verified again.
 pub fn publish(request: &PublishRequest) -> Result<Published, ShareError> {
     let what = request.index.display().to_string();
-    let (manifest, report, query_bytes) = verify_all(
+    let verified = verify_all(
         &request.index,
         &what,
         "publish only an index that verifies (rebuild it with `saeidx run`)",
     )?;
     let card = dataset_card(
-        &manifest,
-        &report,
+        &verified.manifest,
+        &verified.report,
         request.repo_id.as_deref(),
-        request.query_files && query_bytes.is_some(),
+        request.query_files && verified.query_bytes.is_some(),
+        verified.set.is_some(),
     );
     let files = copy_index(
         &request.index,
-        &manifest,
+        &verified,
         &request.output,
         request.query_files,
         &[("README.md", &card)],
@@ -323,8 +324,11 @@ pub fn dataset_card(
     report: &VerifyReport,
     repo_id: Option<&str>,
     query_files: bool,
+    segmented: bool,
 ) -> String {
     let job = &manifest.job;
+    // An index of segments keeps each segment's tables in its own folder.
+    let tables = if segmented { "segments/*/" } else { "" };
     let repo = repo_id.unwrap_or("ORG/NAME");
     let mut card = String::new();
     let _ = writeln!(card, "---");
@@ -343,7 +347,7 @@ pub fn dataset_card(
     for table in ["activations", "tokens", "documents"] {
         let _ = writeln!(
             card,
-            "- config_name: {table}\n  data_files: \"{table}/*.parquet\""
+            "- config_name: {table}\n  data_files: \"{tables}{table}/*.parquet\""
         );
     }
     let _ = writeln!(card, "---\n");
@@ -457,8 +461,16 @@ every file.\n",
     let _ = writeln!(card, "```\n");
     let _ = writeln!(
         card,
-        "Any Parquet reader works too, e.g. DuckDB:\n\n```sql\nSELECT doc, position, value FROM 'activations/*.parquet'\nWHERE feature = 123 ORDER BY value DESC LIMIT 10;\n```\n"
+        "Any Parquet reader works too, e.g. DuckDB:\n\n```sql\nSELECT doc, position, value FROM '{tables}activations/*.parquet'\nWHERE feature = 123 ORDER BY value DESC LIMIT 10;\n```\n"
     );
+    if segmented {
+        let _ = writeln!(
+            card,
+            "This is an index of segments: `segments.json` names the live segments and, for each, \
+the ranges of documents removed or changed since (their rows stay in the segment's Parquet; \
+saeidx never answers them). Leave those ranges out when reading the Parquet directly.\n"
+        );
+    }
     let _ = writeln!(
         card,
         "Uploaded with `huggingface-cli upload {repo} . . --repo-type dataset` from this folder."
@@ -469,6 +481,7 @@ every file.\n",
 #[cfg(test)]
 mod tests {
     use super::*;
+    use saeidx_format::verify::verify;
     use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
     #[test]

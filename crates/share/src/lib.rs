@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+mod contents;
 pub mod hub;
 pub mod neuronpedia;
 

@@ -3,7 +3,7 @@
 //!
 //! Every piece of document text, label and id goes through [`escape`]; pages carry no
 //! script, so hostile text can neither inject markup nor run code. Token pieces come
-//! from [`QueryIndex::window`], whose pieces concatenate to the document's text exactly,
+//! from [`AnyIndex::window`], whose pieces concatenate to the document's text exactly,
 //! so whitespace, newlines and multi-byte characters render as written and the
 //! highlighted token is the one that fired.
 
@@ -16,8 +16,7 @@ pub mod plots;
 pub mod serve;
 
 use saeidx_query::{
-    AnalyzedText, Exclusions, FeatureLabel, FeatureReport, QueryError, QueryIndex, Registry,
-    TextHit,
+    AnalyzedText, AnyIndex, Exclusions, FeatureLabel, FeatureReport, QueryError, Registry, TextHit,
     layout::{FLAG_SINK, FLAG_SPECIAL},
     registry::Origin,
 };
@@ -91,7 +90,7 @@ fn token_span(out: &mut String, text: &str, value: f32, max: f32, hit: bool, ski
 /// A hit's context window, tokens coloured by `feature`'s activation.
 fn context(
     out: &mut String,
-    index: &QueryIndex,
+    index: &AnyIndex,
     hit: &TextHit,
     feature: u32,
     max: f32,
@@ -134,7 +133,7 @@ pub fn feature_file(feature: u32) -> String {
 /// A feature's page: label, statistics, histogram, top examples and examples from each
 /// activation band as coloured context windows, neighbours linking to their pages.
 pub fn render_feature(
-    index: &QueryIndex,
+    index: &AnyIndex,
     report: &FeatureReport,
     window: u32,
 ) -> Result<String, QueryError> {
@@ -144,7 +143,7 @@ pub fn render_feature(
 /// [`render_feature`] with neighbour links made by `link` and `extra` HTML (already
 /// escaped) at the end of the body.
 pub fn render_feature_linked(
-    index: &QueryIndex,
+    index: &AnyIndex,
     report: &FeatureReport,
     window: u32,
     link: &dyn Fn(u32) -> String,
@@ -156,7 +155,7 @@ pub fn render_feature_linked(
 /// [`render_feature_linked`] where each example's document id links to `doc_link(hit)`
 /// (the served document page, at the hit).
 pub fn render_feature_page(
-    index: &QueryIndex,
+    index: &AnyIndex,
     report: &FeatureReport,
     window: u32,
     link: &dyn Fn(u32) -> String,
@@ -185,17 +184,17 @@ pub fn render_feature_page(
         body.push_str(&label_origin(label));
         body.push_str(&label_scores(label));
     }
-    let manifest = index.manifest();
+    let job = index.job();
     let _ = write!(
         body,
         "<p class=\"meta\">{} · {} · SAE {} ({} features)</p>\n<table class=\"stats\">\
 <tr><td>active on</td><td>{} tokens (density {:.5})</td></tr>\
 <tr><td>documents</td><td>{}</td></tr><tr><td>max</td><td>{:.4}</td></tr>\
 <tr><td>mean</td><td>{:.4}</td></tr></table>\n{}\n",
-        escape(&manifest.job.model.source),
-        escape(&manifest.job.hook),
-        escape(&manifest.job.sae.source),
-        manifest.job.sae.d_sae,
+        escape(&job.model.source),
+        escape(&job.hook),
+        escape(&job.sae.source),
+        job.sae.d_sae,
         stats.count,
         stats.density,
         stats.documents,
@@ -264,7 +263,7 @@ pub fn render_feature_page(
 /// to its page.
 fn decoder_neighbours(
     body: &mut String,
-    index: &QueryIndex,
+    index: &AnyIndex,
     report: &FeatureReport,
     link: &dyn Fn(u32) -> String,
 ) {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use saeidx_query::FeatureRequest;
-use saeidx_query::{Exclusions, FeatureLabel, QueryIndex, Registry, build};
+use saeidx_query::{AnyIndex, Exclusions, FeatureLabel, QueryIndex, Registry, build};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_view::{TextToken, render_feature, render_text};
 
@@ -87,6 +87,7 @@ fn feature_and_text_pages_render_in_chromium() {
         },
     );
     index.save_registry(registry.clone()).unwrap();
+    let index = AnyIndex::One(index);
 
     let report = index
         .feature(&FeatureRequest {

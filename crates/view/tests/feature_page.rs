@@ -2,7 +2,9 @@
 //! document text around the hit, the marked token is the hit's, labels are escaped, and
 //! neighbours link to their pages.
 
-use saeidx_query::{Exclusions, FeatureLabel, FeatureRequest, QueryIndex, Registry, build};
+use saeidx_query::{
+    AnyIndex, Exclusions, FeatureLabel, FeatureRequest, QueryIndex, Registry, build,
+};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_view::{feature_file, render_feature};
 
@@ -30,6 +32,7 @@ fn feature_pages_show_faithful_coloured_contexts() {
         },
     );
     index.save_registry(registry).unwrap();
+    let index = AnyIndex::One(index);
     let report = index
         .feature(&FeatureRequest {
             feature: 3,

@@ -12,7 +12,7 @@ use std::{
 };
 
 use saeidx_query::{
-    ContrastRequest, FeatureRequest, QueryIndex, Restriction, TopFeaturesRequest, build,
+    AnyIndex, ContrastRequest, FeatureRequest, QueryIndex, Restriction, TopFeaturesRequest, build,
 };
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index_with_metadata};
 use saeidx_view::{
@@ -130,7 +130,7 @@ fn the_feature_page_filters_its_examples_and_keeps_the_filter_in_its_links() {
     );
     // Its examples are those of the library's restricted report, all in the set.
     let report = saeidx_compare::feature_report(
-        &index,
+        &AnyIndex::One(index),
         &FeatureRequest {
             feature,
             context: 10,

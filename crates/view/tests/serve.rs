@@ -349,3 +349,88 @@ fn labels_another_writer_saves_show_at_once_and_survive_the_next_edit() {
     assert!(saved.get(5).unwrap().is_draft());
     assert_eq!(saved.get(7).unwrap().name.as_deref(), Some("mine"));
 }
+
+/// An index of segments is served like one index: the API answers what the library
+/// answers for the index it was split from (restricted questions included), pages
+/// render, questions not answered over segments yet are a clear 501, and a newly
+/// published segment set is seen by the next request.
+#[test]
+fn serves_an_index_of_segments_and_picks_up_a_new_set() {
+    use saeidx_format::segments::SegmentSet;
+    use saeidx_query::{AnyIndex, Restriction, TopTextsRequest};
+    let root = tempfile::tempdir().unwrap();
+    let whole = root.path().join("whole");
+    index(&whole, 12);
+    let dir = root.path().join("segmented");
+    let mut set =
+        saeidx_testkit::synthetic::split_into_segments(&whole, &dir, &[0..1, 1..2, 2..3]).unwrap();
+    for segment in &set.segments {
+        build(&SegmentSet::segment_dir(&dir, &segment.name)).unwrap();
+    }
+    let one = AnyIndex::open(&whole).unwrap();
+    let port = start(vec![ServedIndex {
+        dir: dir.clone(),
+        live: None,
+    }]);
+    let get = |path: &str| {
+        let (status, body) = http(port, "GET", path, "");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    for feature in [1, 3, 9] {
+        for (query, restrict) in [
+            ("", Restriction::all()),
+            ("&where=tokens+%3E+20", Restriction::filter("tokens > 20")),
+            ("&docs=1,doc-5,11", {
+                let mut r = Restriction::documents([1]);
+                r.docs.as_mut().unwrap().extend([
+                    saeidx_query::DocRef::Id("doc-5".into()),
+                    saeidx_query::DocRef::Number(11),
+                ]);
+                r
+            }),
+        ] {
+            let request = TopTextsRequest {
+                feature,
+                k: 6,
+                restrict,
+                ..TopTextsRequest::default()
+            };
+            let want = serde_json::to_value(one.top_texts(&request).unwrap()).unwrap();
+            assert_eq!(
+                get(&format!("/api/top-texts?feature={feature}&k=6{query}")),
+                want
+            );
+        }
+    }
+    let info = get("/api/info");
+    assert_eq!(info["counts"]["documents"], 12);
+    let (status, page) = http(port, "GET", "/feature/3", "");
+    assert_eq!(status, 200);
+    assert!(page.contains("class=\"tok hit\""), "{page}");
+    let (status, home) = http(port, "GET", "/", "");
+    assert_eq!(status, 200);
+    assert!(home.contains("an index of 3 segments"), "{home}");
+    let (status, body) = http(port, "GET", "/api/overview", "");
+    assert_eq!(status, 501, "{body}");
+    assert!(body.contains("overviews are not answered over an index of segments"));
+    let (status, _) = http(port, "POST", "/api/labels/4", r#"{"name": "numbers"}"#);
+    assert_eq!(status, 200);
+    assert!(dir.join("labels.json").is_file());
+
+    // A nightly run publishes a new set (document 2 removed): the next request sees it.
+    set.segments[0].delete(2);
+    set.publish(&dir).unwrap();
+    assert_eq!(get("/api/info")["counts"]["documents"], 11);
+    let hits = get("/api/top-texts?feature=3&k=10000");
+    assert!(
+        hits["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|hit| hit["doc"] != 2)
+    );
+    let (status, _) = http(port, "GET", "/api/top-features?doc=2", "");
+    assert_eq!(status, 404);
+    assert_eq!(get("/api/labels/4")["label"]["name"], "numbers");
+}

@@ -70,14 +70,16 @@ pub fn document(args: DocumentArgs) -> anyhow::Result<()> {
         .parse()
         .map(DocRef::Number)
         .unwrap_or(DocRef::Id(args.doc.clone()));
-    let answer = index.document_page(&DocumentRequest {
-        doc,
-        feature: args.feature,
-        page: args.page,
-        page_tokens: args.page_tokens,
-        top: args.top,
-        exclusions: args.exclusions.exclusions(),
-    })?;
+    let answer = index
+        .single("document pages")?
+        .document_page(&DocumentRequest {
+            doc,
+            feature: args.feature,
+            page: args.page,
+            page_tokens: args.page_tokens,
+            top: args.top,
+            exclusions: args.exclusions.exclusions(),
+        })?;
     if args.output.json {
         return print_json(&answer);
     }
@@ -130,7 +132,7 @@ fn print_document(answer: &DocumentPage) {
 /// `saeidx overview`.
 pub fn overview(args: OverviewArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
-    let answer = index.overview(&OverviewRequest {
+    let answer = index.single("overviews")?.overview(&OverviewRequest {
         frequent: args.frequent,
         sample: args.sample,
         seed: args.seed,

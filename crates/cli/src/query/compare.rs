@@ -9,7 +9,7 @@ use saeidx_compare::{
     table::write_parquet,
 };
 use saeidx_hub::HubSettings;
-use saeidx_query::{QueryIndex, limits::Limit};
+use saeidx_query::{AnyIndex, limits::Limit};
 
 use super::{ExclusionArgs, within};
 use crate::{Output, print_json};
@@ -78,8 +78,11 @@ enum ByArg {
 
 /// `saeidx compare`.
 pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
-    let open =
-        |dir: &PathBuf| QueryIndex::open(dir).with_context(|| format!("opening {}", dir.display()));
+    let open = |dir: &PathBuf| {
+        AnyIndex::open(dir)
+            .and_then(|index| index.into_single("comparisons of two indexes"))
+            .with_context(|| format!("opening {}", dir.display()))
+    };
     let (a, b) = (open(&args.index_a)?, open(&args.index_b)?);
     let request = CompareRequest {
         candidates: args.candidates,

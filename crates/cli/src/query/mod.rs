@@ -20,12 +20,10 @@ use std::{ops::Range, path::PathBuf, str::FromStr};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use saeidx_format::segments::SegmentSet;
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{
-    Aggregate, AnalyzedText, DocRef, Exclusions, QueryIndex, Rank, Restriction, SegmentedIndex,
-    limits::Limit,
+    Aggregate, AnalyzedText, AnyIndex, DocRef, Exclusions, Rank, Restriction, limits::Limit,
 };
 
 pub use browse::{DocumentArgs, OverviewArgs, document, overview};
@@ -66,25 +64,9 @@ where
 }
 
 impl IndexArg {
-    /// Opens the index (an index of one segment).
-    pub(crate) fn open(&self) -> anyhow::Result<QueryIndex> {
-        if SegmentSet::is_segmented(&self.index) {
-            anyhow::bail!(
-                "{} is an index of segments (segments.json); this command reads indexes of one segment only so far (top-texts and info read segments)",
-                self.index.display()
-            );
-        }
-        QueryIndex::open(&self.index).with_context(|| format!("opening {}", self.index.display()))
-    }
-
-    /// Opens the index if it is an index of segments (`segments.json`).
-    pub(crate) fn open_segmented(&self) -> anyhow::Result<Option<SegmentedIndex>> {
-        if !SegmentSet::is_segmented(&self.index) {
-            return Ok(None);
-        }
-        SegmentedIndex::open(&self.index)
-            .map(Some)
-            .with_context(|| format!("opening {}", self.index.display()))
+    /// Opens the index, whatever its shape (one index, or an index of segments).
+    pub(crate) fn open(&self) -> anyhow::Result<AnyIndex> {
+        AnyIndex::open(&self.index).with_context(|| format!("opening {}", self.index.display()))
     }
 }
 
@@ -191,13 +173,11 @@ fn parse_range(text: &str) -> Result<Range<u32>, String> {
 
 /// `text` run live through `index`'s model and SAE (or those `sources` names, which must
 /// be identical to the index's).
-fn analyze(index: &QueryIndex, text: &str, sources: &LiveSources) -> anyhow::Result<AnalyzedText> {
-    let live = LiveAnalyzer::for_index(
-        index.manifest(),
-        index.dir(),
-        sources,
-        &HubSettings::from_env(),
-    )
-    .context("loading the index's model and SAE for the live text")?;
+fn analyze(index: &AnyIndex, text: &str, sources: &LiveSources) -> anyhow::Result<AnalyzedText> {
+    let (manifest, dir) = index
+        .model_source()
+        .context("the index has no segments, so no model and SAE to analyze a text with")?;
+    let live = LiveAnalyzer::for_index(manifest, dir, sources, &HubSettings::from_env())
+        .context("loading the index's model and SAE for the live text")?;
     Ok(live.analyze_text(text)?)
 }

@@ -259,10 +259,7 @@ pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
         restrict: args.restrict.restriction(),
         token: args.token.one()?,
     };
-    let answer = match args.index.open_segmented()? {
-        Some(index) => index.top_texts(&request)?,
-        None => args.index.open()?.top_texts(&request)?,
-    };
+    let answer = args.index.open()?.top_texts(&request)?;
     if args.output.json {
         return print_json(&answer);
     }
@@ -306,7 +303,9 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
             if args.per_token {
                 bail!("--per-token applies to one document or text, not a set");
             }
-            let answer = index.subset_features(&restrict, &request)?;
+            let answer = index
+                .single("document restrictions of top-features")?
+                .subset_features(&restrict, &request)?;
             return print::subset_features(&answer, args.output);
         }
     };
@@ -363,14 +362,16 @@ pub fn feature(args: FeatureArgs) -> anyhow::Result<()> {
 /// `saeidx silent`: contexts where a feature fires on no counted token.
 pub fn silent(args: SilentArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
-    let answer = index.silent_contexts(&SilentRequest {
-        feature: args.feature,
-        n: args.n,
-        context: args.context,
-        tokens: args.tokens,
-        seed: args.seed,
-        exclusions: args.exclusions.exclusions(),
-    })?;
+    let answer = index
+        .single("silent contexts")?
+        .silent_contexts(&SilentRequest {
+            feature: args.feature,
+            n: args.n,
+            context: args.context,
+            tokens: args.tokens,
+            seed: args.seed,
+            exclusions: args.exclusions.exclusions(),
+        })?;
     if args.output.json {
         return print_json(&answer);
     }
@@ -400,10 +401,7 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
     let request = InfoRequest {
         list_dead: args.dead,
     };
-    let answer = match args.index.open_segmented()? {
-        Some(index) => index.info(&request)?,
-        None => args.index.open()?.info(&request)?,
-    };
+    let answer = args.index.open()?.info(&request)?;
     if args.output.json {
         return print_json(&answer);
     }

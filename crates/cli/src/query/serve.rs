@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use saeidx_hub::HubSettings;
 use saeidx_live::{LiveSources, LiveWorker};
-use saeidx_query::{AnalyzedText, QueryIndex};
+use saeidx_query::{AnalyzedText, AnyIndex};
 
 use super::IndexArg;
 
@@ -79,13 +79,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut served = Vec::with_capacity(dirs.len());
     for dir in dirs {
-        let index = QueryIndex::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        let index = AnyIndex::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        let source = index
+            .model_source()
+            .map(|(manifest, dir)| (manifest.clone(), dir.to_path_buf()));
         let live: Option<Box<dyn saeidx_view::serve::LiveTexts>> = if args.no_live {
             None
-        } else {
+        } else if let Some((manifest, model_dir)) = source {
             let started = LiveWorker::start(
-                index.manifest().clone(),
-                dir.clone(),
+                manifest,
+                model_dir,
                 LiveSources {
                     model: None,
                     sae: args.saes.clone(),
@@ -102,6 +105,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     None
                 }
             }
+        } else {
+            None
         };
         served.push(saeidx_view::serve::ServedIndex { dir, live });
     }

@@ -127,7 +127,12 @@ impl Context<'_> {
             let restrict = params.restriction();
             if !restrict.is_all() {
                 return self.with_index(|index| {
-                    answer(&index.subset_features(&restrict, &request).map_err(failed)?)
+                    answer(
+                        &index
+                            .single("document restrictions of top-features")
+                            .and_then(|index| index.subset_features(&restrict, &request))
+                            .map_err(failed)?,
+                    )
                 });
             }
         }
@@ -184,7 +189,14 @@ impl Context<'_> {
             seed: params.number("seed", defaults.seed)?,
             exclusions: params.exclusions(),
         };
-        self.with_index(|index| answer(&index.silent_contexts(&request).map_err(failed)?))
+        self.with_index(|index| {
+            answer(
+                &index
+                    .single("silent contexts")
+                    .and_then(|index| index.silent_contexts(&request))
+                    .map_err(failed)?,
+            )
+        })
     }
 
     fn sample(&self, params: &Params) -> Result<Reply, Failure> {
@@ -209,7 +221,14 @@ impl Context<'_> {
             exclusions: params.exclusions(),
             restrict: params.restriction(),
         };
-        self.with_index(|index| answer(&index.token_features(&request).map_err(failed)?))
+        self.with_index(|index| {
+            answer(
+                &index
+                    .single("token feature profiles")
+                    .and_then(|index| index.token_features(&request))
+                    .map_err(failed)?,
+            )
+        })
     }
 
     fn contrast(&self, params: &Params) -> Result<Reply, Failure> {
@@ -225,7 +244,14 @@ impl Context<'_> {
             prior: params.number("prior", defaults.prior)?,
             min_count: params.number("min_count", defaults.min_count)?,
         };
-        self.with_index(|index| answer(&index.contrast(&request).map_err(failed)?))
+        self.with_index(|index| {
+            answer(
+                &index
+                    .single("contrasts")
+                    .and_then(|index| index.contrast(&request))
+                    .map_err(failed)?,
+            )
+        })
     }
 
     fn explain(&self, params: &Params) -> Result<Reply, Failure> {

@@ -1,7 +1,7 @@
 //! The browsing routes: a document's page and the index overview, as JSON
 //! (`/api/document/D`, `/api/overview`) and as pages (`/doc/D`, the home page's sections).
 
-use saeidx_query::{DocRef, DocumentRequest, OverviewRequest, QueryIndex};
+use saeidx_query::{AnyIndex, DocRef, DocumentRequest, OverviewRequest};
 
 use super::{
     form::{Failure, Params},
@@ -56,20 +56,37 @@ impl Context<'_> {
     /// `GET /api/document/D`.
     pub(super) fn document_api(&self, path: &str, params: &Params) -> Result<Reply, Failure> {
         let request = document_request(path, params)?;
-        self.with_index(|index| answer(&index.document_page(&request).map_err(failed)?))
+        self.with_index(|index| {
+            answer(
+                &index
+                    .single("document pages")
+                    .and_then(|index| index.document_page(&request))
+                    .map_err(failed)?,
+            )
+        })
     }
 
     /// `GET /api/overview`.
     pub(super) fn overview_api(&self, params: &Params) -> Result<Reply, Failure> {
         let request = overview_request(params)?;
-        self.with_index(|index| answer(&index.overview(&request).map_err(failed)?))
+        self.with_index(|index| {
+            answer(
+                &index
+                    .single("overviews")
+                    .and_then(|index| index.overview(&request))
+                    .map_err(failed)?,
+            )
+        })
     }
 
     /// `GET /doc/D`.
     pub(super) fn document_html(&self, path: &str, params: &Params) -> Result<Reply, Failure> {
         let request = document_request(path, params)?;
-        self.with_index(|index: &QueryIndex| {
-            let answer = index.document_page(&request).map_err(failed)?;
+        self.with_index(|index: &AnyIndex| {
+            let answer = index
+                .single("document pages")
+                .and_then(|index| index.document_page(&request))
+                .map_err(failed)?;
             Ok(html(
                 200,
                 crate::document::render_document(&answer, self.base),

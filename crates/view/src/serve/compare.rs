@@ -7,11 +7,11 @@
 use std::fmt::Write;
 
 use saeidx_compare::{CompareRequest, Comparison, MatchBy, RunComparison, SaeComparison};
-use saeidx_query::QueryIndex;
+use saeidx_query::{AnyIndex, QueryIndex};
 
 use super::{
     form::{Failure, Params},
-    routes::{Context, Reply, answer, busy, html},
+    routes::{Context, Reply, answer, busy, failed, html},
 };
 use crate::{escape, page};
 
@@ -64,7 +64,7 @@ impl Context<'_> {
         };
         self.with_index(|a| {
             let b = b_slot.opened.read().map_err(|_| busy())?;
-            let compared = compare(a, &b.index, &request)?;
+            let compared = compare(single(a)?, single(&b.index)?, &request)?;
             Ok((compared, b_base))
         })
     }
@@ -86,6 +86,11 @@ impl Context<'_> {
         };
         Ok(html(200, page("saeidx: comparison", &body)))
     }
+}
+
+/// The one index `index` is (comparisons of indexes of segments are not answered yet).
+fn single(index: &AnyIndex) -> Result<&QueryIndex, Failure> {
+    index.single("comparisons of two indexes").map_err(failed)
 }
 
 /// [`saeidx_compare::compare`] with the SAE files where the indexes record them.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use saeidx_query::{FeatureLabel, FeatureRequest, InfoRequest, QueryIndex, TopFeaturesRequest};
+use saeidx_query::{AnyIndex, FeatureLabel, FeatureRequest, InfoRequest, TopFeaturesRequest};
 
 use super::{
     api::{live_text, number_in},
@@ -84,7 +84,7 @@ impl Context<'_> {
     /// box, [`super::restricted`]).
     fn feature_page(
         &self,
-        index: &QueryIndex,
+        index: &AnyIndex,
         feature: u32,
         params: &Params,
     ) -> Result<Reply, Failure> {
@@ -151,7 +151,7 @@ impl Context<'_> {
         })
     }
 
-    fn home(&self, index: &QueryIndex, params: &Params) -> Result<String, Failure> {
+    fn home(&self, index: &AnyIndex, params: &Params) -> Result<String, Failure> {
         let base = self.base;
         let info = index.info(&InfoRequest::default()).map_err(failed)?;
         let mut body = format!(
@@ -180,10 +180,21 @@ impl Context<'_> {
             }
             body.push_str("</ul>");
         }
-        let overview = index
-            .overview(&super::browse::overview_request(params)?)
-            .map_err(failed)?;
-        body.push_str(&crate::overview::render_overview(&overview, base));
+        match index.single("overviews") {
+            Ok(single) => {
+                let overview = single
+                    .overview(&super::browse::overview_request(params)?)
+                    .map_err(failed)?;
+                body.push_str(&crate::overview::render_overview(&overview, base));
+            }
+            Err(_) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"meta\">an index of {} segments: the overview of one index is not drawn for it yet</p>",
+                    index.segment_count()
+                );
+            }
+        }
         Ok(page(&format!("saeidx: {}", self.slot.name), &body))
     }
 }

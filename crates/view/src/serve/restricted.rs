@@ -11,7 +11,7 @@
 use std::fmt::Write;
 
 use saeidx_query::{
-    Aggregate, Contrast, ContrastFeature, ContrastRequest, DocRef, QueryIndex, Restriction,
+    Aggregate, AnyIndex, Contrast, ContrastFeature, ContrastRequest, DocRef, Restriction,
     SubsetFeatures, TopFeaturesRequest,
 };
 
@@ -131,8 +131,12 @@ fn chosen_line(documents: usize, restriction: &Restriction, base: &str) -> Strin
 
 /// The number of documents `restriction` selects (all when it restricts nothing), or
 /// why it selects none (its error, for the page).
-fn selected(index: &QueryIndex, restriction: &Restriction) -> Result<usize, Failure> {
-    match index.doc_set(restriction) {
+fn selected(index: &AnyIndex, restriction: &Restriction) -> Result<usize, Failure> {
+    if restriction.is_all() {
+        return Ok(index.documents() as usize);
+    }
+    let single = index.single("filtered pages").map_err(failed)?;
+    match single.doc_set(restriction) {
         Ok(Some(set)) => Ok(set.len()),
         Ok(None) => Ok(index.documents() as usize),
         Err(e) => Err(failed(e)),
@@ -161,7 +165,7 @@ impl Context<'_> {
     /// that says why instead.
     pub(super) fn feature_restriction(
         &self,
-        index: &QueryIndex,
+        index: &AnyIndex,
         feature: u32,
         restriction: &Restriction,
     ) -> Result<(String, String), Reply> {
@@ -185,11 +189,7 @@ impl Context<'_> {
 
     /// `GET /search?q=&where=&docs=`: labels containing the words, and with a filter
     /// or a document list, the strongest features of those documents.
-    pub(super) fn search_page(
-        &self,
-        index: &QueryIndex,
-        params: &Params,
-    ) -> Result<Reply, Failure> {
+    pub(super) fn search_page(&self, index: &AnyIndex, params: &Params) -> Result<Reply, Failure> {
         let base = self.base;
         let restriction = params.restriction();
         let q = params.get("q").unwrap_or("");
@@ -227,7 +227,7 @@ impl Context<'_> {
     }
 
     /// Labels containing every word of `q`, each linking to its feature (with `keep`).
-    fn label_matches(&self, index: &QueryIndex, q: &str, keep: &str) -> String {
+    fn label_matches(&self, index: &AnyIndex, q: &str, keep: &str) -> String {
         let q = q.to_lowercase();
         let mut body = format!("<h2>Labels matching “{}”</h2><ul>", escape(&q));
         for (feature, label) in index.registry().iter() {
@@ -255,7 +255,7 @@ impl Context<'_> {
     /// The strongest features of the documents `restriction` selects, as a table.
     fn subset_section(
         &self,
-        index: &QueryIndex,
+        index: &AnyIndex,
         restriction: &Restriction,
         params: &Params,
     ) -> Result<String, Failure> {
@@ -266,7 +266,8 @@ impl Context<'_> {
             exclusions: params.exclusions(),
         };
         let answer = index
-            .subset_features(restriction, &request)
+            .single("the features of a set of documents")
+            .and_then(|index| index.subset_features(restriction, &request))
             .map_err(failed)?;
         Ok(self.render_subset(&answer, restriction))
     }
@@ -345,7 +346,11 @@ impl Context<'_> {
             prior: params.number("prior", defaults.prior)?,
             min_count: params.number("min_count", defaults.min_count)?,
         };
-        let answer = self.with_index(|index| Ok(index.contrast(&request)));
+        let answer = self.with_index(|index| {
+            Ok(index
+                .single("contrast")
+                .and_then(|index| index.contrast(&request)))
+        });
         match answer? {
             Ok(contrast) => {
                 let body = format!(

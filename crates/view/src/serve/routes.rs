@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
-use saeidx_query::{AnalyzedText, QueryError, QueryIndex};
+use saeidx_query::{AnalyzedText, AnyIndex, QueryError};
 
 use super::{
     ServeOptions,
@@ -249,6 +249,8 @@ pub(super) fn failed(error: QueryError) -> Failure {
         | QueryError::NotForTexts(_) => 400,
         // A draft to accept that is not there (any more): the state, not the request.
         QueryError::NoDraft { .. } => 409,
+        // Asked of an index of segments, which does not answer it yet.
+        QueryError::NotForSegments(_) => 501,
         // The files changed under the open index: it is reopened before the next request.
         QueryError::Changed { .. } => 503,
         _ => 500,
@@ -296,7 +298,7 @@ impl Context<'_> {
     /// Runs `read` on the addressed index, shared with other readers.
     pub fn with_index<T>(
         &self,
-        read: impl FnOnce(&QueryIndex) -> Result<T, Failure>,
+        read: impl FnOnce(&AnyIndex) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let opened = self.slot.opened.read().map_err(|_| busy())?;
         read(&opened.index)
@@ -305,7 +307,7 @@ impl Context<'_> {
     /// Runs `write` on the addressed index, alone.
     pub fn with_index_mut<T>(
         &self,
-        write: impl FnOnce(&mut QueryIndex) -> Result<T, Failure>,
+        write: impl FnOnce(&mut AnyIndex) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let mut opened = self.slot.opened.write().map_err(|_| busy())?;
         write(&mut opened.index)

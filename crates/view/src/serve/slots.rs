@@ -1,4 +1,6 @@
-//! The served indexes: each opened once, reopened when its folder is republished.
+//! The served indexes: each opened once, reopened when its folder is republished (a
+//! new `segments.json` renamed into an index of segments counts: the folder changes).
+//! A request holds the opened index for its whole answer, so it sees one segment set.
 
 use std::{
     os::unix::fs::MetadataExt,
@@ -6,7 +8,7 @@ use std::{
     sync::{Mutex, RwLock},
 };
 
-use saeidx_query::{QueryError, QueryIndex};
+use saeidx_query::{AnyIndex, QueryError};
 
 use super::{LiveTexts, ServedIndex};
 
@@ -25,7 +27,7 @@ pub(super) struct Slot {
 /// The opened index and what identifies the folder it came from.
 pub(super) struct Opened {
     /// The index.
-    pub index: QueryIndex,
+    pub index: AnyIndex,
     folder: (u64, i64),
 }
 
@@ -39,7 +41,7 @@ pub(super) fn open(indexes: Vec<ServedIndex>) -> Result<Vec<Slot>, QueryError> {
     let names = slot_names(&indexes.iter().map(|i| i.dir.as_path()).collect::<Vec<_>>());
     let mut slots = Vec::with_capacity(indexes.len());
     for (served, name) in indexes.into_iter().zip(names) {
-        let index = QueryIndex::open(&served.dir)?;
+        let index = AnyIndex::open(&served.dir)?;
         slots.push(Slot {
             name,
             opened: RwLock::new(Opened {
@@ -67,7 +69,7 @@ impl Slot {
             self.refresh_labels();
             return;
         }
-        match QueryIndex::open(&self.dir) {
+        match AnyIndex::open(&self.dir) {
             Ok(index) => {
                 if let Ok(mut opened) = self.opened.write() {
                     *opened = Opened {
