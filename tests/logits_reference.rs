@@ -92,8 +92,10 @@ fn compare(ours: &dyn Fn(u32) -> Lists, expected: &Reference) -> f32 {
     for (feature, (top, bottom)) in expected {
         let (our_top, our_bottom) = ours(*feature);
         for (what, ours, theirs) in [("top", &our_top, top), ("bottom", &our_bottom, bottom)] {
-            let ids = |list: &Vec<(u32, f32)>| list.iter().map(|p| p.0).collect::<Vec<_>>();
-            assert_eq!(ids(ours), ids(theirs), "feature {feature} {what} token ids");
+            // Near ties (values within the tolerance) may come in either order: NumPy sums
+            // in float64, MLX in float32 in an order that depends on the CPU's kernels.
+            let what = format!("feature {feature} {what}");
+            saeidx_tests::assert_same_ranking(ours, theirs, TOLERANCE, &what);
             for ((_, a), (_, b)) in ours.iter().zip(theirs) {
                 worst = worst.max((a - b).abs());
             }

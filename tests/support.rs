@@ -222,6 +222,32 @@ pub mod index_rows {
 /// The small index job of the end-to-end tests: a folder with a tiny random Llama (the
 /// default tokenizer), a random mlxterp SAE, real text and a job file, and the helpers
 /// that run `saeidx` on it and compare index folders.
+/// Asserts two ranked lists of `(token, value)` agree: values within `tolerance`
+/// position by position, and the same tokens in the same order except among near ties
+/// (values within `tolerance` of each other, which float sums taken in another order may
+/// swap, also across the lists' cut-off).
+pub fn assert_same_ranking(ours: &[(u32, f32)], theirs: &[(u32, f32)], tolerance: f32, what: &str) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: list lengths");
+    let Some(&(_, last)) = theirs.last() else {
+        return;
+    };
+    for (i, (&(id, value), &(their_id, their_value))) in ours.iter().zip(theirs).enumerate() {
+        assert!(
+            (value - their_value).abs() <= tolerance,
+            "{what}: value {i} is {value}, expected {their_value}"
+        );
+        if id == their_id {
+            continue;
+        }
+        // Where their list has our token (or would, just past its end), its value ties.
+        let partner = theirs.iter().find(|p| p.0 == id).map_or(last, |p| p.1);
+        assert!(
+            (partner - their_value).abs() <= tolerance,
+            "{what}: token {i} is {id}, expected {their_id} (not a near tie: {partner} vs {their_value})"
+        );
+    }
+}
+
 pub mod job_fixture {
     use std::{
         collections::BTreeMap,
@@ -410,8 +436,36 @@ pub mod job_fixture {
         out
     }
 
+    /// Asserts two indexes' logit effects agree (`assert_same_ranking` per feature's top
+    /// and bottom lists, values within 1e-5): computed by two processes (`run`, a resumed
+    /// `run`, `query logits`), MLX's float sums have differed in the last bit on an AMD
+    /// EPYC machine (never on the machines before it), which can swap near ties.
+    pub fn assert_same_logit_effects(a: &Path, b: &Path) {
+        let (a, b) = (
+            saeidx_query::QueryIndex::open(a).unwrap(),
+            saeidx_query::QueryIndex::open(b).unwrap(),
+        );
+        let pairs = |list: &[saeidx_query::LogitEffect]| -> Vec<(u32, f32)> {
+            list.iter().map(|e| (e.token, e.value)).collect()
+        };
+        for feature in 0..a.d_sae() as u32 {
+            let (ours, theirs) = (
+                a.feature_logits(feature).unwrap().unwrap(),
+                b.feature_logits(feature).unwrap().unwrap(),
+            );
+            for (what, x, y) in [
+                ("top", &ours.top, &theirs.top),
+                ("bottom", &ours.bottom, &theirs.bottom),
+            ] {
+                let what = format!("feature {feature} {what}");
+                crate::assert_same_ranking(&pairs(x), &pairs(y), 1e-5, &what);
+            }
+        }
+    }
+
     /// Asserts two index folders hold the same files with the same bytes (manifests
-    /// compared without their timings).
+    /// compared without their timings; logit effects, which each process computes anew,
+    /// by [`assert_same_logit_effects`]).
     pub fn assert_same_index(a: &Path, b: &Path) {
         let (left, right) = (snapshot(a), snapshot(b));
         assert_eq!(
@@ -420,6 +474,19 @@ pub mod job_fixture {
             "the same files"
         );
         for (name, bytes) in &left {
+            if name.ends_with(saeidx_format::logits::LOGIT_EFFECTS_FILE) {
+                // The index folder holding this file's query/ folder.
+                let index_of = |dir: &Path| {
+                    dir.join(name)
+                        .parent()
+                        .unwrap()
+                        .parent()
+                        .unwrap()
+                        .to_path_buf()
+                };
+                assert_same_logit_effects(&index_of(a), &index_of(b));
+                continue;
+            }
             assert!(
                 *bytes == right[name],
                 "{name} differs between {} and {}",
