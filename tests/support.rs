@@ -219,9 +219,6 @@ pub mod index_rows {
     }
 }
 
-/// The small index job of the end-to-end tests: a folder with a tiny random Llama (the
-/// default tokenizer), a random mlxterp SAE, real text and a job file, and the helpers
-/// that run `saeidx` on it and compare index folders.
 /// Asserts two ranked lists of `(token, value)` agree: values within `tolerance`
 /// position by position, and the same tokens in the same order except among near ties
 /// (values within `tolerance` of each other, which float sums taken in another order may
@@ -248,6 +245,9 @@ pub fn assert_same_ranking(ours: &[(u32, f32)], theirs: &[(u32, f32)], tolerance
     }
 }
 
+/// The small index job of the end-to-end tests: a folder with a tiny random Llama (the
+/// default tokenizer), a random mlxterp SAE, real text and a job file, and the helpers
+/// that run `saeidx` on it and compare index folders.
 pub mod job_fixture {
     use std::{
         collections::BTreeMap,
