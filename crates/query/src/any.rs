@@ -27,6 +27,7 @@ use crate::{
     index::{Exclusions, FeatureReport, FeatureStats, Neighbour, WindowToken},
     layout::QueryCounts,
     registry::{FeatureLabel, Registry},
+    restrict::{DocSet, Restriction},
 };
 
 /// An opened index folder: one index, or an index of segments answering as one.
@@ -121,6 +122,19 @@ impl AnyIndex {
     /// The SAE's number of features.
     pub fn d_sae(&self) -> usize {
         either!(self, index => index.d_sae())
+    }
+
+    /// How many live documents `restriction` selects (`None` when it restricts nothing).
+    pub fn selected_documents(
+        &self,
+        restriction: &Restriction,
+    ) -> Result<Option<usize>, QueryError> {
+        match self {
+            Self::One(index) => Ok(index.doc_set(restriction)?.map(|set| set.len())),
+            Self::Segments(index) => Ok(index
+                .doc_sets(restriction)?
+                .map(|sets| sets.iter().map(DocSet::len).sum())),
+        }
     }
 
     /// One past the largest document number.

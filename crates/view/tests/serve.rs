@@ -408,6 +408,17 @@ fn serves_an_index_of_segments_and_picks_up_a_new_set() {
     let (status, page) = http(port, "GET", "/feature/3", "");
     assert_eq!(status, 200);
     assert!(page.contains("class=\"tok hit\""), "{page}");
+    // A filtered feature page counts the documents its filter selects across segments.
+    let selected = one
+        .selected_documents(&Restriction::filter("tokens > 20"))
+        .unwrap()
+        .unwrap();
+    let (status, page) = http(port, "GET", "/feature/3?where=tokens+%3E+20", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("restricted to {selected} documents")),
+        "{page}"
+    );
     let (status, home) = http(port, "GET", "/", "");
     assert_eq!(status, 200);
     assert!(home.contains("an index of 3 segments"), "{home}");

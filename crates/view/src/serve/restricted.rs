@@ -132,12 +132,8 @@ fn chosen_line(documents: usize, restriction: &Restriction, base: &str) -> Strin
 /// The number of documents `restriction` selects (all when it restricts nothing), or
 /// why it selects none (its error, for the page).
 fn selected(index: &AnyIndex, restriction: &Restriction) -> Result<usize, Failure> {
-    if restriction.is_all() {
-        return Ok(index.documents() as usize);
-    }
-    let single = index.single("filtered pages").map_err(failed)?;
-    match single.doc_set(restriction) {
-        Ok(Some(set)) => Ok(set.len()),
+    match index.selected_documents(restriction) {
+        Ok(Some(count)) => Ok(count),
         Ok(None) => Ok(index.documents() as usize),
         Err(e) => Err(failed(e)),
     }
