@@ -40,3 +40,24 @@ pub fn best_time(budget: Duration, min_runs: usize, mut work: impl FnMut()) -> D
     }
     best
 }
+
+/// The number in environment variable `name`, or `default` when it is unset or not a
+/// number.
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// p50 and p99 of `samples` (nearest rank); `samples` must not be empty.
+pub fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// A duration in milliseconds.
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}

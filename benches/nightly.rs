@@ -14,15 +14,8 @@
 use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{Context, bail};
-use saeidx_benches::repo_root;
+use saeidx_benches::{env_number, repo_root};
 use serde_json::Value;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The job: the default job's model, SAE, hook and windowing over `corpus/sotu.jsonl`.
 fn job(sae: &Path) -> String {

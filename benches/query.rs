@@ -31,27 +31,9 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use saeidx_benches::{reference_python, repo_root};
+use saeidx_benches::{env_number, ms, percentiles, reference_python, repo_root};
 use saeidx_query::{DocRef, Exclusions, QueryIndex, Rank, TopFeaturesRequest, TopTextsRequest};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index_quickly};
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// p50 and p99 of `samples`.
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
 
 /// The default SAE's activation count per feature on the default index (or in the JSON
 /// array of counts `SAEIDX_BENCH_FREQUENCIES` names, counted from a default run's

@@ -20,30 +20,17 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context, bail};
-use saeidx_benches::{reference_python, repo_root};
+use saeidx_benches::{env_number, ms, percentiles, reference_python, repo_root};
 use saeidx_query::{
     ContrastRequest, QueryIndex, Restriction, TokenPattern, TopTextsRequest, build,
 };
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index_with_metadata};
 
 const FILTER: &str = "party = 'a'";
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5).as_secs_f64() * 1e3, at(0.99).as_secs_f64() * 1e3)
-}
 
 /// The cached synthetic index with metadata and query files.
 fn synthetic_index(tokens: usize) -> anyhow::Result<PathBuf> {
@@ -182,6 +169,7 @@ fn main() -> anyhow::Result<()> {
         ("top-texts --token-id", on_token, "on_token"),
     ] {
         let (p50, p99) = percentiles(times);
+        let (p50, p99) = (ms(p50), ms(p99));
         let (d50, d99) = (
             duck[key]["p50"].as_f64().unwrap_or(f64::NAN),
             duck[key]["p99"].as_f64().unwrap_or(f64::NAN),

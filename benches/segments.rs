@@ -21,7 +21,7 @@ use std::{
 };
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use saeidx_benches::repo_root;
+use saeidx_benches::{env_number, ms, percentiles, repo_root};
 use saeidx_format::segments::SegmentSet;
 use saeidx_query::{
     AnyIndex, DocRef, Exclusions, Restriction, TopFeaturesRequest, TopTextsRequest, build,
@@ -31,24 +31,6 @@ use saeidx_testkit::synthetic::{
 };
 
 const SEGMENTS: usize = 10;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// p50 and p99 of `samples`.
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
 
 /// The one index and its 10-segment copy, written (and cached) under `root`.
 fn indexes(root: &Path, tokens: usize) -> anyhow::Result<()> {

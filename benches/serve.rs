@@ -22,17 +22,10 @@ use std::{
 };
 
 use anyhow::Context;
-use saeidx_benches::repo_root;
+use saeidx_benches::{env_number, repo_root};
 use saeidx_query::{DocRef, QueryIndex, TopFeaturesRequest, TopTextsRequest};
 use saeidx_testkit::load::{LoadReport, LoadSpec, run};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A cached synthetic index of about `tokens` tokens (32 features per token).
 fn synthetic_index(tokens: usize) -> anyhow::Result<PathBuf> {

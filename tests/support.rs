@@ -439,7 +439,8 @@ pub mod job_fixture {
     /// Asserts two indexes' logit effects agree (`assert_same_ranking` per feature's top
     /// and bottom lists, values within 1e-5): computed by two processes (`run`, a resumed
     /// `run`, `query logits`), MLX's float sums have differed in the last bit on an AMD
-    /// EPYC machine (never on the machines before it), which can swap near ties.
+    /// EPYC machine (earlier CI runs found the files byte-identical), which can swap near
+    /// ties.
     pub fn assert_same_logit_effects(a: &Path, b: &Path) {
         let (a, b) = (
             saeidx_query::QueryIndex::open(a).unwrap(),
