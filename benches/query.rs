@@ -23,6 +23,8 @@
 //! database is loaded up to `SAEIDX_BENCH_SORTED_MAX=200000000` nonzeros (past that its
 //! load alone takes longer than this whole benchmark on 2 cores) and DuckDB over the
 //! Parquet answers 20 questions of each kind (3 past 500M nonzeros, each a full scan).
+//! `SAEIDX_BENCH_DUCKDB_MEMORY` (e.g. `8GB`) sets DuckDB's `memory_limit` (default: DuckDB's
+//! own, 80% of RAM), for machines shared with other work.
 
 use std::{
     path::{Path, PathBuf},
@@ -152,9 +154,11 @@ fn duckdb(
     let script = r#"
 import duckdb, json, os, sys, time
 root, features, docs, db = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
-sorted_db = sys.argv[5] == "1"
+sorted_db, memory_limit = sys.argv[5] == "1", sys.argv[6]
 def run(con):
     con.execute("set enable_progress_bar = false")
+    if memory_limit:
+        con.execute(f"set memory_limit = '{memory_limit}'")
     return (timed(con, "select doc, position, value from act where feature = ? order by value desc, doc, position limit 10", features),
             timed(con, "select feature, max(value) m from act where doc = ? group by feature order by m desc, feature limit 10", docs))
 def timed(con, sql, values):
@@ -177,6 +181,8 @@ started = time.perf_counter()
 fresh = not os.path.exists(db)
 sorted_con = duckdb.connect(db)
 if fresh:
+    if memory_limit:
+        sorted_con.execute(f"set memory_limit = '{memory_limit}'")
     sorted_con.execute(f"create table act as select * from read_parquet('{root}/activations/*.parquet') order by feature, value desc, doc, position")
     sorted_con.execute("checkpoint")
 load = time.perf_counter() - started
@@ -190,6 +196,7 @@ print(json.dumps({"top_texts": texts, "top_features": feats, "sorted_top_texts":
         .arg(serde_json::to_string(docs)?)
         .arg(dir.with_extension("duckdb"))
         .arg(if sorted { "1" } else { "0" })
+        .arg(std::env::var("SAEIDX_BENCH_DUCKDB_MEMORY").unwrap_or_default())
         .output()?;
     if !output.status.success() {
         bail!("duckdb: {}", String::from_utf8_lossy(&output.stderr));
