@@ -1215,11 +1215,7 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| {
-                index
-                    .single("document pages")
-                    .and_then(|index| index.document_page(&request))
-            })
+            .detach(|| index.document_page(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }

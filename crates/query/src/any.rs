@@ -24,6 +24,8 @@ use crate::{
         LabelAnswer, PerToken, Sample, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts,
         TopTextsRequest,
     },
+    browse::{DocumentPage, DocumentRequest},
+    documents::{DocumentList, DocumentsRequest, list_in},
     index::{Exclusions, FeatureReport, FeatureStats, Neighbour, WindowToken},
     layout::QueryCounts,
     registry::{FeatureLabel, Registry},
@@ -202,6 +204,20 @@ impl AnyIndex {
     /// The byte span of document `doc`'s token at `position` in its text.
     pub fn token_span(&self, doc: u32, position: u32) -> Result<Range<usize>, QueryError> {
         either!(self, index => index.token_span(doc, position))
+    }
+
+    /// The live documents `request` asks for ([`crate::list_documents`]), from the
+    /// segment set this index was opened with.
+    pub fn list_documents(&self, request: &DocumentsRequest) -> Result<DocumentList, QueryError> {
+        match self {
+            Self::One(index) => list_in(index.dir(), None, request),
+            Self::Segments(index) => list_in(index.dir(), index.segment_set(), request),
+        }
+    }
+
+    /// One page of a live document, coloured by a feature.
+    pub fn document_page(&self, request: &DocumentRequest) -> Result<DocumentPage, QueryError> {
+        either!(self, index => index.document_page(request))
     }
 
     /// The texts where a feature fires most strongly.

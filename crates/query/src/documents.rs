@@ -1,6 +1,7 @@
 //! `documents`: an index's documents with their metadata, all of them or those a
 //! [`Filter`] selects, read from the Parquet `documents/` table alone (no query files
-//! needed, so it works on a Parquet-only folder too).
+//! needed, so it works on a Parquet-only folder too), and from each segment's of an
+//! index of segments.
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 use saeidx_format::{
     manifest::Manifest,
     metadata::{MetadataColumn, MetadataType, read_documents},
+    segments::{SegmentRecord, SegmentSet},
     verify::VerifyError,
 };
 
@@ -95,38 +97,54 @@ pub struct DocumentList {
     pub documents: Vec<DocumentEntry>,
 }
 
-/// Lists the documents of the index in `index_dir` that `request` asks for.
+/// Lists the documents of the index in `index_dir` that `request` asks for. Over an
+/// index of segments, the live documents of every segment in document order (global
+/// numbers; deleted documents are neither listed nor counted), as one index over the
+/// same live documents lists them.
 pub fn list_documents(
     index_dir: &Path,
     request: &DocumentsRequest,
 ) -> Result<DocumentList, QueryError> {
     Limit::K.check(request.limit)?;
-    if saeidx_format::segments::SegmentSet::is_segmented(index_dir) {
-        return Err(QueryError::NotForSegments("document listings"));
-    }
-    let manifest = Manifest::read(index_dir).map_err(VerifyError::from)?;
-    let metadata = &manifest.job.corpus.metadata;
+    list_in(index_dir, SegmentSet::read(index_dir)?.as_ref(), request)
+}
+
+/// [`list_documents`] of the index in `index_dir` whose segments `set` names (`None`:
+/// the folder is one index).
+pub(crate) fn list_in(
+    index_dir: &Path,
+    set: Option<&SegmentSet>,
+    request: &DocumentsRequest,
+) -> Result<DocumentList, QueryError> {
+    Limit::K.check(request.limit)?;
+    let (metadata, folders) = match set {
+        Some(set) => (
+            set.job.corpus.metadata.clone(),
+            set.segments
+                .iter()
+                .map(|record| {
+                    (
+                        SegmentSet::segment_dir(index_dir, &record.name),
+                        Some(record.clone()),
+                    )
+                })
+                .collect(),
+        ),
+        None => {
+            let manifest = Manifest::read(index_dir).map_err(VerifyError::from)?;
+            (
+                manifest.job.corpus.metadata,
+                vec![(index_dir.to_path_buf(), None)],
+            )
+        }
+    };
     // Parse first: a bad filter is refused before any file is read.
     let filter = request
         .filter
         .as_deref()
-        .map(|text| Filter::parse(text, &filter_columns(metadata)))
+        .map(|text| Filter::parse(text, &filter_columns(&metadata)))
         .transpose()?;
-    let table = read_documents(index_dir, &manifest, request.text)?;
-    let selected: Vec<u32> = match &filter {
-        Some(filter) => filter.matching_documents(&table)?,
-        None => column::<UInt32Array>(&table, "doc")
-            .map(|doc| doc.values().to_vec())
-            .unwrap_or_default(),
-    };
-    let rows = row_numbers(&table);
-    let documents = selected
-        .iter()
-        .skip(request.offset)
-        .take(request.limit)
-        .filter_map(|doc| rows.get(doc).map(|&row| entry(&table, metadata, row)))
-        .collect();
-    Ok(DocumentList {
+    let mut list = DocumentList {
         filter: request.filter.clone(),
         columns: metadata
             .iter()
@@ -135,10 +153,33 @@ pub fn list_documents(
                 kind: column.kind.name().into(),
             })
             .collect(),
-        documents_total: table.num_rows() as u64,
-        matched: selected.len() as u64,
-        documents,
-    })
+        documents_total: 0,
+        matched: 0,
+        documents: Vec::new(),
+    };
+    for (folder, record) in folders {
+        let manifest = Manifest::read(&folder).map_err(VerifyError::from)?;
+        let table = read_documents(&folder, &manifest, request.text)?;
+        let live = |doc: &u32| record.as_ref().is_none_or(|r| !r.is_deleted(*doc));
+        let selected: Vec<u32> = match &filter {
+            Some(filter) => filter.matching_documents(&table)?,
+            None => column::<UInt32Array>(&table, "doc")
+                .map(|doc| doc.values().to_vec())
+                .unwrap_or_default(),
+        };
+        list.documents_total += (table.num_rows() as u64)
+            .saturating_sub(record.as_ref().map_or(0, SegmentRecord::deleted_documents));
+        let rows = row_numbers(&table);
+        for doc in selected.iter().filter(|doc| live(doc)) {
+            let at = list.matched as usize;
+            list.matched += 1;
+            if at >= request.offset && at - request.offset < request.limit {
+                list.documents
+                    .extend(rows.get(doc).map(|&row| entry(&table, &metadata, row)));
+            }
+        }
+    }
+    Ok(list)
 }
 
 fn column<'a, T: 'static>(table: &'a RecordBatch, name: &str) -> Option<&'a T> {

@@ -60,6 +60,8 @@ use crate::{
     restrict::{DocSet, Restriction},
 };
 
+mod browsing;
+
 /// One opened segment.
 struct Segment {
     index: QueryIndex,

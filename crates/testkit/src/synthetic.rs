@@ -279,6 +279,24 @@ pub fn write_synthetic_index_with_metadata(
     )
 }
 
+/// [`write_synthetic_index_with_metadata`] without the documents `removed` (see
+/// [`write_synthetic_index_without`]): what a segmented index of the full one with
+/// `removed` deleted must answer like, filters over the metadata included.
+pub fn write_synthetic_index_with_metadata_without(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    removed: &BTreeSet<u32>,
+) -> Result<Manifest, SyntheticError> {
+    write_index(
+        dir,
+        spec,
+        &crate::filters::random_columns(),
+        &|_, _, codes| codes,
+        removed,
+        false,
+    )
+}
+
 /// [`write_synthetic_index`] with each token's drawn codes passed through `recode`
 /// (features of its answer must be below the spec's width): the same spec and seed give
 /// the same documents and drawn codes, so two indexes written with different `recode`s

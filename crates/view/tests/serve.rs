@@ -405,6 +405,19 @@ fn serves_an_index_of_segments_and_picks_up_a_new_set() {
     }
     let info = get("/api/info");
     assert_eq!(info["counts"]["documents"], 12);
+    // Document pages over segments, as the library answers them for the whole index.
+    for doc in [0, 5, 11] {
+        let request = saeidx_query::DocumentRequest {
+            doc: saeidx_query::DocRef::Number(doc),
+            feature: Some(3),
+            page_tokens: 7,
+            ..saeidx_query::DocumentRequest::default()
+        };
+        let want = serde_json::to_value(one.document_page(&request).unwrap()).unwrap();
+        assert_eq!(get(&format!("/api/document/{doc}?f=3&page_tokens=7")), want);
+        let (status, page) = http(port, "GET", &format!("/doc/{doc}"), "");
+        assert_eq!(status, 200, "{page}");
+    }
     let (status, page) = http(port, "GET", "/feature/3", "");
     assert_eq!(status, 200);
     assert!(page.contains("class=\"tok hit\""), "{page}");

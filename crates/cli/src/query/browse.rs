@@ -70,16 +70,14 @@ pub fn document(args: DocumentArgs) -> anyhow::Result<()> {
         .parse()
         .map(DocRef::Number)
         .unwrap_or(DocRef::Id(args.doc.clone()));
-    let answer = index
-        .single("document pages")?
-        .document_page(&DocumentRequest {
-            doc,
-            feature: args.feature,
-            page: args.page,
-            page_tokens: args.page_tokens,
-            top: args.top,
-            exclusions: args.exclusions.exclusions(),
-        })?;
+    let answer = index.document_page(&DocumentRequest {
+        doc,
+        feature: args.feature,
+        page: args.page,
+        page_tokens: args.page_tokens,
+        top: args.top,
+        exclusions: args.exclusions.exclusions(),
+    })?;
     if args.output.json {
         return print_json(&answer);
     }

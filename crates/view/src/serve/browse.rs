@@ -56,14 +56,7 @@ impl Context<'_> {
     /// `GET /api/document/D`.
     pub(super) fn document_api(&self, path: &str, params: &Params) -> Result<Reply, Failure> {
         let request = document_request(path, params)?;
-        self.with_index(|index| {
-            answer(
-                &index
-                    .single("document pages")
-                    .and_then(|index| index.document_page(&request))
-                    .map_err(failed)?,
-            )
-        })
+        self.with_index(|index| answer(&index.document_page(&request).map_err(failed)?))
     }
 
     /// `GET /api/overview`.
@@ -83,10 +76,7 @@ impl Context<'_> {
     pub(super) fn document_html(&self, path: &str, params: &Params) -> Result<Reply, Failure> {
         let request = document_request(path, params)?;
         self.with_index(|index: &AnyIndex| {
-            let answer = index
-                .single("document pages")
-                .and_then(|index| index.document_page(&request))
-                .map_err(failed)?;
+            let answer = index.document_page(&request).map_err(failed)?;
             Ok(html(
                 200,
                 crate::document::render_document(&answer, self.base),

@@ -1,0 +1,184 @@
+//! The browsing and set questions over an index of segments (document listings and
+//! pages, the features of a set of documents, contrasts, token profiles, silent
+//! contexts, overviews) answer exactly as one index over the same live documents in the
+//! same order: three segments, a removed document and a changed one (its old version
+//! deleted; its new version is a document of the last segment, as an append writes
+//! it), compared field for field once document numbers are mapped.
+
+use std::{collections::BTreeSet, path::Path};
+
+use saeidx_format::segments::SegmentSet;
+use saeidx_query::{
+    AnyIndex, DocRef, DocumentRequest, DocumentsRequest, QueryError, QueryIndex, build,
+    list_documents,
+};
+use saeidx_testkit::synthetic::{
+    SyntheticSpec, split_into_segments, write_synthetic_index_with_metadata,
+    write_synthetic_index_with_metadata_without,
+};
+
+const D_SAE: usize = 24;
+
+fn spec() -> SyntheticSpec {
+    SyntheticSpec {
+        documents: 36,
+        tokens_per_document: (0, 10),
+        documents_per_part: 12,
+        feature_weights: (0..D_SAE)
+            .map(|f| if f % 7 == 6 { 0.0 } else { 1.0 + f as f64 })
+            .collect(),
+        k: 4,
+        value_step: 0.25,
+        seed: 1516,
+    }
+}
+
+const LABELS: &str = r#"{"2": {"name": "two"}, "5": {"name": "five", "confidence": "high"}}"#;
+
+/// Document 3 changed (its new version is document 33), documents 5, 12, 13 and 35
+/// removed: at a segment's edges and inside.
+fn removed() -> BTreeSet<u32> {
+    [3, 5, 12, 13, 35].into()
+}
+
+/// An index of segments and one index over the same live documents.
+struct Both {
+    seg: AnyIndex,
+    one: QueryIndex,
+    seg_dir: std::path::PathBuf,
+    removed: BTreeSet<u32>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Both {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let removed = removed();
+        let full = tmp.path().join("full");
+        write_synthetic_index_with_metadata(&full, &spec()).unwrap();
+        let seg_dir = tmp.path().join("seg");
+        let mut set = split_into_segments(&full, &seg_dir, &[0..1, 1..2, 2..3]).unwrap();
+        for segment in &set.segments {
+            build(&SegmentSet::segment_dir(&seg_dir, &segment.name)).unwrap();
+        }
+        for segment in &mut set.segments {
+            for &doc in &removed {
+                segment.delete(doc);
+            }
+        }
+        set.publish(&seg_dir).unwrap();
+        std::fs::write(seg_dir.join("labels.json"), LABELS).unwrap();
+        let one_dir = tmp.path().join("one");
+        write_synthetic_index_with_metadata_without(&one_dir, &spec(), &removed).unwrap();
+        build(&one_dir).unwrap();
+        std::fs::write(one_dir.join("labels.json"), LABELS).unwrap();
+        Self {
+            seg: AnyIndex::open(&seg_dir).unwrap(),
+            one: QueryIndex::open(&one_dir).unwrap(),
+            seg_dir,
+            removed,
+            _tmp: tmp,
+        }
+    }
+
+    /// The number global document `doc` has in the single index.
+    fn renumber(&self, doc: u32) -> u32 {
+        doc - self.removed.range(..doc).count() as u32
+    }
+
+    /// The live documents' global numbers.
+    fn live(&self) -> Vec<u32> {
+        (0..spec().documents as u32)
+            .filter(|d| !self.removed.contains(d))
+            .collect()
+    }
+}
+
+fn one_dir(both: &Both) -> &Path {
+    both.one.dir()
+}
+
+#[test]
+fn document_listings_answer_as_one_index() {
+    let both = Both::new();
+    let filters = [
+        None,
+        Some("year >= 1 or party = 'a'"),
+        Some("tokens > 3 and flag = true"),
+    ];
+    for filter in filters {
+        for (offset, limit) in [(0, 100), (3, 5), (29, 10)] {
+            for text in [false, true] {
+                let request = DocumentsRequest {
+                    filter: filter.map(String::from),
+                    limit,
+                    offset,
+                    text,
+                };
+                let mut got = both.seg.list_documents(&request).unwrap();
+                assert!(offset > 0 || !got.documents.is_empty(), "{request:?}");
+                assert_eq!(got, list_documents(&both.seg_dir, &request).unwrap());
+                for entry in &mut got.documents {
+                    assert!(!both.removed.contains(&entry.doc));
+                    entry.doc = both.renumber(entry.doc);
+                }
+                assert_eq!(
+                    got,
+                    list_documents(one_dir(&both), &request).unwrap(),
+                    "{request:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn document_pages_answer_as_one_index() {
+    let both = Both::new();
+    let mut pages = 0;
+    for doc in both.live() {
+        for feature in [None, Some(2), Some(9)] {
+            for page in 0.. {
+                let request = |doc: u32| DocumentRequest {
+                    doc: DocRef::Number(doc),
+                    feature,
+                    page,
+                    page_tokens: 3,
+                    top: 5,
+                    ..DocumentRequest::default()
+                };
+                let theirs = both.one.document_page(&request(both.renumber(doc)));
+                let ours = both.seg.document_page(&request(doc));
+                match (ours, theirs) {
+                    (Ok(mut ours), Ok(theirs)) => {
+                        assert_eq!(ours.doc, doc);
+                        ours.doc = both.renumber(doc);
+                        assert_eq!(ours, theirs);
+                        pages += 1;
+                    }
+                    (Err(QueryError::TokenRange { doc: d, .. }), Err(_)) => {
+                        assert_eq!(d, doc);
+                        break;
+                    }
+                    (ours, theirs) => panic!("{doc} page {page}: {ours:?} vs {theirs:?}"),
+                }
+            }
+        }
+        let by_id = DocumentRequest {
+            doc: DocRef::Id(format!("doc-{doc}")),
+            ..DocumentRequest::default()
+        };
+        assert_eq!(both.seg.document_page(&by_id).unwrap().doc, doc);
+    }
+    assert!(pages > 100, "{pages}");
+    for doc in &both.removed {
+        let request = DocumentRequest {
+            doc: DocRef::Number(*doc),
+            ..DocumentRequest::default()
+        };
+        assert!(matches!(
+            both.seg.document_page(&request),
+            Err(QueryError::UnknownDocument { .. })
+        ));
+    }
+}
