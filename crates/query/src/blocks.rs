@@ -41,6 +41,7 @@ fn magic(file: QueryFile) -> &'static [u8; 8] {
     match file {
         QueryFile::Tokens => b"SXQTOK02",
         QueryFile::Codes => b"SXQCOD02",
+        QueryFile::Occurrences => b"SXQOCC02",
         _ => b"SXQPST02",
     }
 }
@@ -141,7 +142,7 @@ impl Spill {
 
 /// A block file being written: magic, blocks, then (at [`BlockFileWriter::finish`]) the
 /// directory and the trailer.
-struct BlockFileWriter {
+pub(crate) struct BlockFileWriter {
     path: PathBuf,
     file: QueryFile,
     out: ChunkHashing<BufWriter<File>>,
@@ -149,7 +150,7 @@ struct BlockFileWriter {
 }
 
 impl BlockFileWriter {
-    fn create(dir: &Path, file: QueryFile) -> Result<Self, QueryError> {
+    pub(crate) fn create(dir: &Path, file: QueryFile) -> Result<Self, QueryError> {
         let path = dir.join(file.name());
         let handle = File::create(&path).map_err(QueryError::io(&path))?;
         let mut out = ChunkHashing::new(BufWriter::with_capacity(1 << 20, handle));
@@ -163,7 +164,17 @@ impl BlockFileWriter {
     }
 
     fn block(&mut self, bytes: &[u8]) -> Result<(), QueryError> {
-        self.offsets.put(&self.out.position().to_le_bytes())?;
+        self.start_block()?;
+        self.append(bytes)
+    }
+
+    /// Starts the next block (its bytes follow with [`Self::append`]).
+    pub(crate) fn start_block(&mut self) -> Result<(), QueryError> {
+        self.offsets.put(&self.out.position().to_le_bytes())
+    }
+
+    /// Appends `bytes` to the current block.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<(), QueryError> {
         self.out
             .write_all(bytes)
             .map_err(QueryError::io(&self.path))
@@ -176,7 +187,11 @@ impl BlockFileWriter {
     }
 
     /// Writes the directory and trailer, fsyncs, and describes the file (`rows` rows).
-    fn finish(mut self, fields: [u64; 7], rows: u64) -> Result<QueryFileRecord, QueryError> {
+    pub(crate) fn finish(
+        mut self,
+        fields: [u64; 7],
+        rows: u64,
+    ) -> Result<QueryFileRecord, QueryError> {
         let path = self.path.clone();
         let io = |e: std::io::Error| QueryError::io(&path)(e);
         self.offsets.put(&self.out.position().to_le_bytes())?;
@@ -306,6 +321,8 @@ impl TokensWriter {
 pub(crate) struct CodesWriter {
     writer: BlockFileWriter,
     group: Vec<Vec<(u32, u32)>>,
+    /// The bit offset in its group of each token written to the file and not yet taken.
+    offsets: Vec<u64>,
     tokens: u64,
     nonzeros: u64,
     d_sae: u64,
@@ -316,6 +333,7 @@ impl CodesWriter {
         Ok(Self {
             writer: BlockFileWriter::create(dir, QueryFile::Codes)?,
             group: Vec::with_capacity(CODES_GROUP),
+            offsets: Vec::with_capacity(CODES_GROUP),
             tokens: 0,
             nonzeros: 0,
             d_sae: d_sae as u64,
@@ -332,6 +350,17 @@ impl CodesWriter {
             self.flush_group()?;
         }
         Ok(())
+    }
+
+    /// The bit offsets in their groups (where their count field starts) of the tokens
+    /// written to the file since the last call, in token order.
+    pub(crate) fn take_offsets(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.offsets)
+    }
+
+    /// Writes the last, partial group (before [`Self::take_offsets`] and `finish`).
+    pub(crate) fn flush(&mut self) -> Result<(), QueryError> {
+        self.flush_group()
     }
 
     fn flush_group(&mut self) -> Result<(), QueryError> {
@@ -351,6 +380,7 @@ impl CodesWriter {
         bits.put(u64::from(k), 5);
         bits.put(u64::from(count_width), 6);
         for codes in &self.group {
+            self.offsets.push(bits.position());
             bits.put(codes.len() as u64, count_width);
             for gap in feature_gaps(codes) {
                 bits.put_rice(gap, k);
@@ -745,6 +775,89 @@ impl CodesFile {
     /// Codes in the file.
     pub(crate) fn nonzeros(&self) -> u64 {
         self.nonzeros
+    }
+
+    /// The bytes and header (vmin, value width, Rice parameter, count width) of group
+    /// `group`.
+    fn group_header(&self, group: u64) -> Result<(&[u8], [u32; 4]), QueryError> {
+        let bytes = self.blocks.block(group)?;
+        let bad = |_| self.blocks.bad_block(group, "codes past its end");
+        let mut bits = BitReader::new(bytes, 0);
+        let mut header = [0u32; 4];
+        for (field, width) in header.iter_mut().zip([VALUE_CODE_BITS, 6, 5, 6]) {
+            *field = bits.get(width).map_err(bad)? as u32;
+        }
+        Ok((bytes, header))
+    }
+
+    /// The codes of global token `token` read from bit `offset` of its group (where
+    /// `occurrences.bin` says its record starts): its features (ascending) and, for
+    /// feature `want` when it is among them, its value. Every field is bounds-checked.
+    fn read_at(
+        &self,
+        token: u64,
+        offset: u64,
+        want: Option<u32>,
+        features: &mut Vec<u32>,
+    ) -> Result<Option<f32>, QueryError> {
+        if token >= self.tokens {
+            return Err(self
+                .blocks
+                .file
+                .corrupt(format!("token {token} of {}", self.tokens)));
+        }
+        let group = token / CODES_GROUP as u64;
+        let (bytes, [vmin, value_width, k, count_width]) = self.group_header(group)?;
+        let bad = |_| self.blocks.bad_block(group, "a token's codes past its end");
+        let mut bits = BitReader::new(bytes, offset);
+        let count = bits.get(count_width).map_err(bad)?;
+        if count > u64::from(self.d_sae) {
+            return Err(self.blocks.bad_block(group, "more codes than features"));
+        }
+        features.clear();
+        let mut found = None;
+        let mut feature = 0u64;
+        for i in 0..count {
+            let gap = bits.rice(k).map_err(bad)?;
+            feature = if i == 0 { gap } else { feature + 1 + gap };
+            if feature >= u64::from(self.d_sae) {
+                return Err(self
+                    .blocks
+                    .bad_block(group, "a feature past the SAE's width"));
+            }
+            if want == Some(feature as u32) {
+                found = Some(i);
+            }
+            features.push(feature as u32);
+        }
+        let Some(i) = found else {
+            bits.skip(count, value_width).map_err(bad)?;
+            return Ok(None);
+        };
+        bits.skip(i, value_width).map_err(bad)?;
+        let code = u64::from(vmin) + bits.get(value_width).map_err(bad)?;
+        let code =
+            u32::try_from(code).map_err(|_| self.blocks.bad_block(group, "a value past f32"))?;
+        Ok(Some(code_value(code)))
+    }
+
+    /// Feature `feature`'s value on global token `token`, whose codes start at bit
+    /// `offset` of its group; `None` where it does not fire.
+    pub(crate) fn value_at(
+        &self,
+        token: u64,
+        offset: u64,
+        feature: u32,
+        scratch: &mut Vec<u32>,
+    ) -> Result<Option<f32>, QueryError> {
+        self.read_at(token, offset, Some(feature), scratch)
+    }
+
+    /// The features of global token `token` read from bit `offset` of its group.
+    pub(crate) fn features_at(&self, token: u64, offset: u64) -> Result<Vec<u32>, QueryError> {
+        let mut features = Vec::new();
+        self.read_at(token, offset, None, &mut features)?;
+        Ok(features)
     }
 
     /// Appends the codes of global tokens `tokens` (features ascending, with their

@@ -33,6 +33,7 @@ use serde::Serialize;
 
 use crate::{
     blocks::{ChunkHashing, CodesWriter, PostingsWriter, TokenEntry, TokensWriter},
+    by_token::piece,
     codec::{VALUE_CODE_BITS, code_value, value_code},
     error::QueryError,
     layout::{
@@ -40,6 +41,7 @@ use crate::{
         QUERY_FORMAT_VERSION, QUERY_MANIFEST, QueryCounts, QueryFile, QueryFileRecord,
         QueryManifest, index_data_sha256,
     },
+    occurrences::OccurrenceStream,
     sort::{Posting, Sorter},
 };
 
@@ -109,18 +111,29 @@ pub fn build_unlocked_with(
     let query_dir = index_dir.join(QUERY_DIR);
     let staged = StagedDir::new(&query_dir)?;
     let sort_dir = staged.path().join("sort");
-    let mut stream = Stream::create(staged.path(), d_sae, Sorter::new(&sort_dir, options.memory))?;
+    // The occurrences are one per token, the postings one per nonzero: an eighth of
+    // the budget sorts the first.
+    let occurrences_memory = options.memory / 8;
+    let mut stream = Stream::create(
+        staged.path(),
+        d_sae,
+        Sorter::new(&sort_dir, options.memory - occurrences_memory),
+        OccurrenceStream::new(&sort_dir.join("occurrences"), occurrences_memory),
+    )?;
     let mut report = VerifyReport::default();
     for part in &manifest.parts {
         let tables = verify::read_part(index_dir, part, d_sae, &mut report)?;
         stream.add_part(&tables, part.first_doc)?;
     }
-    let spilled_runs = stream.sorter.spilled();
+    stream.codes.flush()?;
+    stream.occurrences.offsets(stream.codes.take_offsets())?;
+    let spilled_runs = stream.sorter.spilled() + stream.occurrences.spilled();
     let Stream {
         documents,
         tokens,
         codes,
         sorter,
+        occurrences,
         content_tokens,
         ..
     } = stream;
@@ -139,12 +152,14 @@ pub fn build_unlocked_with(
     };
     let (postings, features) =
         write_postings(staged.path(), sorter, d_sae, &documents.first_token)?;
+    let occurrences = occurrences.write(staged.path(), counts.tokens)?;
     if sort_dir.exists() {
         std::fs::remove_dir_all(&sort_dir).map_err(QueryError::io(&sort_dir))?;
     }
     let documents = write_arrow(staged.path(), QueryFile::Documents, documents.batch()?)?;
     let features = write_arrow(staged.path(), QueryFile::Features, features.batch()?)?;
-    let files = vec![documents, tokens, codes, postings, features];
+    let mut files = vec![documents, tokens, codes, postings, features];
+    files.extend(occurrences);
     let bytes = files.iter().map(|file| file.bytes).sum();
     write_manifest(staged.path(), &manifest, counts, files)?;
     carry_logit_effects(&query_dir, staged.path())?;
@@ -302,18 +317,25 @@ struct Stream {
     tokens: TokensWriter,
     codes: CodesWriter,
     sorter: Sorter,
+    occurrences: OccurrenceStream,
     /// Tokens written so far.
     written: u64,
     content_tokens: u64,
 }
 
 impl Stream {
-    fn create(dir: &Path, d_sae: usize, sorter: Sorter) -> Result<Self, QueryError> {
+    fn create(
+        dir: &Path,
+        d_sae: usize,
+        sorter: Sorter,
+        occurrences: OccurrenceStream,
+    ) -> Result<Self, QueryError> {
         Ok(Self {
             documents: Documents::create(dir)?,
             tokens: TokensWriter::create(dir)?,
             codes: CodesWriter::create(dir, d_sae)?,
             sorter,
+            occurrences,
             written: 0,
             content_tokens: 0,
         })
@@ -327,8 +349,10 @@ impl Stream {
             self.documents.add(batch)?;
         }
         let first = self.written;
+        let texts = part_texts(tables);
         let mut flags = Vec::new();
         for batch in &tables.tokens {
+            let doc = column::<UInt32Array>(batch, "doc");
             let special = column::<BooleanArray>(batch, "special");
             let sink = column::<BooleanArray>(batch, "sink");
             let token = column::<UInt32Array>(batch, "token");
@@ -345,12 +369,19 @@ impl Stream {
                 if bits == 0 {
                     self.content_tokens += 1;
                 }
+                // Verification checked the document is in this part and start <= end
+                // within its text.
+                let text = texts[(doc.value(row) - first_doc) as usize];
+                let (from, to) = (start.value(row), end.value(row));
+                let number = first + flags.len() as u64;
+                let id = token.value(row);
+                self.occurrences
+                    .token(number, id, bits, &piece(text, from, to));
                 flags.push(bits);
-                // Verification checked start <= end within the text.
                 self.tokens.token(TokenEntry {
-                    token: token.value(row),
-                    start: start.value(row),
-                    end: end.value(row),
+                    token: id,
+                    start: from,
+                    end: to,
                     flags: bits,
                 })?;
             }
@@ -411,8 +442,20 @@ impl Stream {
             self.codes.token(Vec::new())?;
             next += 1;
         }
-        Ok(())
+        self.occurrences.offsets(self.codes.take_offsets())
     }
+}
+
+/// The texts of a part's documents, in document order.
+fn part_texts(tables: &verify::PartTables) -> Vec<&str> {
+    tables
+        .documents
+        .iter()
+        .flat_map(|batch| {
+            let text = column::<LargeStringArray>(batch, "text");
+            (0..batch.num_rows()).map(move |row| text.value(row))
+        })
+        .collect()
 }
 
 /// The statistics of the feature being drained, one posting at a time: content values

@@ -6,17 +6,21 @@
 //! A token's text is its piece of its document (the bytes its span covers, read as
 //! UTF-8 with replacement characters). Patterns resolve, once, through the index's
 //! vocabulary (every token id that occurs with the distinct texts it has, read once per
-//! opened index from `tokens.bin` and the documents) into the ids all of whose texts
+//! opened index from `occurrences.bin`, or from `tokens.bin` and the documents in a
+//! folder built before that file) into the ids all of whose texts
 //! match — a posting's token is then tested by its id alone — and the ids only some of
 //! whose texts match (a tokenizer whose pieces split UTF-8 characters), whose
 //! occurrences are tested by their own text. A token id that never occurs, or a text no
 //! token has, gives empty answers, not an error.
 //!
 //! A feature's top texts on a token are found one of two ways, whichever costs less,
-//! with the same answer: from the token's occurrences (every id's global token numbers,
-//! `TokenPositions`, built from `tokens.bin` on first use), decoding the codes of each
-//! and ranking those where the feature fires; or by walking the feature's postings
-//! strongest first, testing each token against the occurrences by binary search.
+//! with the same answer: from the token's occurrences (`occurrences.bin`, which also
+//! says where each occurrence's codes start, so one is read without decoding its
+//! group's other tokens; in older folders every id's global token numbers,
+//! `TokenPositions`, built from `tokens.bin` on first use), reading the feature's value
+//! in the codes of each and ranking those where it fires; or by walking the feature's
+//! postings strongest first, testing each token against the occurrences by binary
+//! search.
 
 use std::collections::{HashMap, HashSet};
 
@@ -111,8 +115,12 @@ pub(crate) enum OnToken {
     Walk(Option<Vec<u64>>),
 }
 
-/// The cost of decoding one occurrence's codes, in postings walked.
+/// The cost of decoding one occurrence's codes (its group's, up to it), in postings
+/// walked.
 const DECODE_COST: u64 = 12;
+/// The cost of reading one occurrence's value from its own codes (`occurrences.bin`
+/// says where they start), in postings walked.
+const STORED_DECODE_COST: u64 = 4;
 
 /// How a pattern tests a token's text.
 #[derive(Debug, Clone)]
@@ -308,11 +316,31 @@ impl Tally {
 }
 
 impl QueryIndex {
-    /// The index's vocabulary (built on first use and kept).
+    /// The index's vocabulary (read from `occurrences.bin`, or built from `tokens.bin`
+    /// where the folder has none, on first use, and kept).
     pub(crate) fn vocabulary(&self) -> Result<&Vocabulary, QueryError> {
         if let Some(vocabulary) = self.vocabulary.get() {
             return Ok(vocabulary);
         }
+        let texts = match &self.occurrences {
+            Some(file) => {
+                let mut texts = HashMap::new();
+                for id in 0..file.ids() as u32 {
+                    let known = file.texts(id)?;
+                    if !known.is_empty() {
+                        texts.insert(id, known);
+                    }
+                }
+                texts
+            }
+            None => self.scan_vocabulary()?,
+        };
+        Ok(self.vocabulary.get_or_init(|| Vocabulary { texts }))
+    }
+
+    /// Every token id that occurs with its distinct texts (first seen first), from
+    /// `tokens.bin` and the documents' texts.
+    pub(crate) fn scan_vocabulary(&self) -> Result<HashMap<u32, Vec<String>>, QueryError> {
         let mut texts: HashMap<u32, Vec<String>> = HashMap::new();
         for doc in 0..self.documents() {
             let range = self.doc_token_range(doc)?;
@@ -329,7 +357,7 @@ impl QueryIndex {
                 Ok(())
             })?;
         }
-        Ok(self.vocabulary.get_or_init(|| Vocabulary { texts }))
+        Ok(texts)
     }
 
     /// Every token id's occurrences (built on first use and kept; `None` when the index
@@ -392,6 +420,10 @@ impl QueryIndex {
         ids: &TokenIds,
         within: Option<&DocSet>,
     ) -> Result<Option<Vec<u64>>, QueryError> {
+        if self.occurrences.is_some() {
+            let found = self.stored_occurrences(ids, within, Exclusions::none())?;
+            return Ok(Some(found.into_iter().map(|(token, _, _)| token).collect()));
+        }
         let Some(positions) = self.token_positions()? else {
             return Ok(None);
         };
@@ -425,15 +457,18 @@ impl QueryIndex {
         if ids.candidates().is_empty() {
             return Ok(OnToken::Chosen(Vec::new()));
         }
-        let Some(candidates) = self.token_candidates(ids, within)? else {
-            return Ok(OnToken::Walk(None));
-        };
         let postings = u64::from(self.at(
             &self.features.file,
             QueryFile::Features,
             &self.features.postings,
             f,
         )?);
+        if self.occurrences.is_some() {
+            return self.on_stored_token(f, postings, (k, rank, exclusions), ids, within);
+        }
+        let Some(candidates) = self.token_candidates(ids, within)? else {
+            return Ok(OnToken::Walk(None));
+        };
         // A walk may stop after k hits, but postings of equal value tie across blocks
         // (values are quantized), so a frequent feature's walk can decode most of its
         // blocks before the first hit: it is priced at all of its postings.
@@ -454,6 +489,71 @@ impl QueryIndex {
                 }
                 Ok(())
             })?;
+        }
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(OnToken::Chosen(self.pick(hits, rank, k)?))
+    }
+
+    /// The occurrences of the ids `ids` may match (all of an id's tokens, whether or
+    /// not its text matches) in `within`'s documents, not left out by `exclusions`,
+    /// ascending, from `occurrences.bin` (empty without it): (token, codes offset, id).
+    fn stored_occurrences(
+        &self,
+        ids: &TokenIds,
+        within: Option<&DocSet>,
+        exclusions: Exclusions,
+    ) -> Result<Vec<(u64, u64, u32)>, QueryError> {
+        let Some(file) = &self.occurrences else {
+            return Ok(Vec::new());
+        };
+        let mask = exclusions.mask();
+        let candidates = ids.candidates();
+        let mut found = Vec::new();
+        for &id in &candidates {
+            file.each(id, |token, offset, flags| {
+                if flags & mask == 0 && within.is_none_or(|set| set.contains_token(token)) {
+                    found.push((token, offset, id));
+                }
+                Ok(true)
+            })?;
+        }
+        if candidates.len() > 1 {
+            found.sort_unstable();
+        }
+        Ok(found)
+    }
+
+    /// [`Self::on_token`] from `occurrences.bin`: each occurrence's value read from its
+    /// own codes, when that costs less than walking the feature's `postings`.
+    fn on_stored_token(
+        &self,
+        f: usize,
+        postings: u64,
+        (k, rank, exclusions): (usize, Rank, Exclusions),
+        ids: &TokenIds,
+        within: Option<&DocSet>,
+    ) -> Result<OnToken, QueryError> {
+        let found = self.stored_occurrences(ids, within, exclusions)?;
+        if (found.len() as u64).saturating_mul(STORED_DECODE_COST) > postings {
+            return Ok(OnToken::Walk(Some(
+                found.into_iter().map(|(token, _, _)| token).collect(),
+            )));
+        }
+        let feature = f as u32;
+        let mut scratch = Vec::new();
+        let mut hits: Vec<(u64, f32)> = Vec::new();
+        for (token, offset, id) in found {
+            let matches = match ids.by_id(id) {
+                IdMatch::Yes => true,
+                IdMatch::No => false,
+                IdMatch::ByText => self.token_matches(ids, token, self.token_entry(token)?)?,
+            };
+            if !matches {
+                continue;
+            }
+            if let Some(value) = self.codes.value_at(token, offset, feature, &mut scratch)? {
+                hits.push((token, value));
+            }
         }
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         Ok(OnToken::Chosen(self.pick(hits, rank, k)?))
@@ -522,6 +622,17 @@ impl QueryIndex {
             }
         };
         let (mut all, mut some) = (IdSet::default(), IdSet::default());
+        if let Matcher::Id(id) = matcher {
+            // An id matches all of its texts: it is in the set if it occurs at all.
+            let occurs = match &self.occurrences {
+                Some(file) => file.count(id)? > 0,
+                None => self.vocabulary()?.texts.contains_key(&id),
+            };
+            if occurs {
+                all.insert(id);
+            }
+            return Ok(TokenIds { all, some, matcher });
+        }
         for (id, texts) in &self.vocabulary()?.texts {
             let matching = texts.iter().filter(|t| matcher.matches(*id, t)).count();
             if matching == texts.len() {

@@ -54,6 +54,16 @@ impl BitWriter {
         }
     }
 
+    /// Bits written so far.
+    pub(crate) fn position(&self) -> u64 {
+        self.bytes.len() as u64 * 8 + u64::from(self.filled)
+    }
+
+    /// Takes the whole bytes written so far (the bits of a partial last byte stay).
+    pub(crate) fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
     /// The bytes written, the last one padded with zeros.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         if self.filled > 0 {

@@ -43,7 +43,71 @@ impl QueryIndex {
         let flags = self.check_documents_and_tokens()?;
         let tally = self.check_codes()?;
         self.check_postings(&tally)?;
-        self.check_statistics(&flags)
+        self.check_statistics(&flags)?;
+        self.check_occurrences()
+    }
+
+    /// Checks `occurrences.bin`, when the folder has it, against `tokens.bin` and
+    /// `codes.bin`: every token listed once, under its id with its flags, its codes
+    /// where the file says they start, and each id's texts those of its tokens.
+    fn check_occurrences(&self) -> Result<(), QueryError> {
+        let Some(file) = &self.occurrences else {
+            return Ok(());
+        };
+        let fail = |reason: String| self.corrupt(QueryFile::Occurrences, reason);
+        let scanned = self.scan_vocabulary()?;
+        let ids = scanned.keys().max().map_or(0, |id| u64::from(*id) + 1);
+        if file.ids() != ids {
+            return Err(fail(format!(
+                "{} token ids where the tokens have {ids}",
+                file.ids()
+            )));
+        }
+        let mut listed = 0u64;
+        for id in 0..ids as u32 {
+            let expected = scanned.get(&id).map_or(&[][..], Vec::as_slice);
+            if file.texts(id)? != expected {
+                return Err(fail(format!("token id {id}'s texts are not its tokens'")));
+            }
+            file.each(id, |token, offset, flags| {
+                listed += 1;
+                let entry = self.token_entry(token)?;
+                if entry.token != id || entry.flags != flags {
+                    return Err(fail(format!(
+                        "token {token} is listed under id {id} with flags {flags}"
+                    )));
+                }
+                self.check_codes_at(token, offset)?;
+                Ok(true)
+            })?;
+        }
+        if listed != self.tokens.tokens() {
+            return Err(fail(format!(
+                "{listed} occurrences of {} tokens",
+                self.tokens.tokens()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that global token `token`'s codes start at bit `offset` of its group.
+    fn check_codes_at(&self, token: u64, offset: u64) -> Result<(), QueryError> {
+        let found = self.codes.features_at(token, offset)?;
+        let mut scratch = Vec::new();
+        self.codes.decode(token..token + 1, |_, features, values| {
+            let last = features.last().zip(values.last());
+            let value = match last {
+                Some((feature, _)) => self.codes.value_at(token, offset, *feature, &mut scratch)?,
+                None => None,
+            };
+            if found != features || value != last.map(|(_, value)| *value) {
+                return Err(self.corrupt(
+                    QueryFile::Occurrences,
+                    format!("token {token}'s codes do not start at bit {offset} of its group"),
+                ));
+            }
+            Ok(())
+        })
     }
 
     /// Checks that documents tile the tokens and every token's bytes lie in its text;

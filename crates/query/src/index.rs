@@ -30,6 +30,7 @@ use crate::{
     },
     limits::Limit,
     mapped::MappedFile,
+    occurrences::OccurrencesFile,
     rank::DecodedCodes,
     registry::{FeatureLabel, Registry},
     restrict::DocSet,
@@ -255,6 +256,8 @@ pub struct QueryIndex {
     pub(crate) codes: CodesFile,
     pub(crate) postings: PostingsFile,
     pub(crate) features: Features,
+    /// `occurrences.bin`, when the folder has it (built before it, it has not).
+    pub(crate) occurrences: Option<OccurrencesFile>,
     /// Tokens neither special nor sinks, counted from `tokens.bin` on first use and
     /// checked against the query manifest's `counts.content_tokens`.
     content_tokens: OnceLock<u64>,
@@ -415,7 +418,7 @@ fn read_query_manifest(dir: &Path, manifest: &Manifest) -> Result<QueryManifest,
             "more documents or features than u32 numbers".into(),
         ));
     }
-    if query.files.len() != QueryFile::ALL.len() {
+    if !(QueryFile::REQUIRED..=QueryFile::ALL.len()).contains(&query.files.len()) {
         return Err(corrupt(format!("{} files listed", query.files.len())));
     }
     let expected_rows = [
@@ -424,6 +427,7 @@ fn read_query_manifest(dir: &Path, manifest: &Manifest) -> Result<QueryManifest,
         counts.nonzeros,
         counts.nonzeros,
         counts.features,
+        counts.tokens,
     ];
     for ((file, record), rows) in QueryFile::ALL.iter().zip(&query.files).zip(expected_rows) {
         if record.name != file.name() {
@@ -478,6 +482,13 @@ impl QueryIndex {
         features.file.ensure(features.postings.as_ref())?;
         let per_feature = features.postings.iter().map(|n| u64::from(*n)).collect();
         let postings = PostingsFile::open(raw(QueryFile::Postings)?, per_feature, counts.tokens)?;
+        let occurrences = match query.files.get(QueryFile::Occurrences as usize) {
+            Some(record) => Some(OccurrencesFile::open(
+                MappedFile::open_raw(&query_dir, QueryFile::Occurrences, record)?,
+                counts.tokens,
+            )?),
+            None => None,
+        };
         // Stamped before it is read: a change in between shows as a change later.
         let registry_stamp = RegistryStamp::of(dir);
         let registry = Registry::load(dir, manifest.job.sae.d_sae)?;
@@ -492,6 +503,7 @@ impl QueryIndex {
             codes,
             postings,
             features,
+            occurrences,
             content_tokens: OnceLock::new(),
             logits_cache: OnceLock::new(),
             metadata: OnceLock::new(),
@@ -500,8 +512,8 @@ impl QueryIndex {
         })
     }
 
-    /// The five mapped files.
-    fn files(&self) -> [&MappedFile; 5] {
+    /// The mapped files.
+    fn files(&self) -> impl Iterator<Item = &MappedFile> {
         [
             &self.documents.file,
             self.tokens.file(),
@@ -509,6 +521,8 @@ impl QueryIndex {
             self.postings.file(),
             &self.features.file,
         ]
+        .into_iter()
+        .chain(self.occurrences.as_ref().map(|file| file.file()))
     }
 
     /// Checks every chunk of every query file against its checksum (so later answers

@@ -9,6 +9,7 @@
 //! | `codes.bin` | nonzero activation, token-major | groups of 8 tokens: per token its count, Rice-coded feature gaps, bit-packed values |
 //! | `postings.bin` | nonzero activation, feature-major | blocks of 128 postings in token order: Rice-coded token gaps, bit-packed values, each block's largest value |
 //! | `features.arrow` | SAE feature | `first_posting` u64, `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` [u32; 20] |
+//! | `occurrences.bin` (optional) | token, grouped by token id | per id: its distinct texts, then its tokens ascending, each with its flags and where its codes start in `codes.bin` |
 //!
 //! A token's document is the one whose `first_token..first_token + tokens` holds it,
 //! its position the distance from `first_token`. Values are stored exactly: the
@@ -59,17 +60,29 @@ pub enum QueryFile {
     Postings,
     /// Per-feature offsets and statistics.
     Features,
+    /// Every token id's texts and occurrences (optional: folders built before it, or
+    /// with token ids past [`MAX_OCCURRENCE_IDS`], lack it).
+    Occurrences,
 }
 
+/// Token ids `occurrences.bin` can describe (one directory entry each): a build whose
+/// tokens have larger ids leaves the file out.
+pub const MAX_OCCURRENCE_IDS: u64 = 1 << 24;
+
 impl QueryFile {
-    /// Every query file, in manifest order.
-    pub const ALL: [QueryFile; 5] = [
+    /// Every query file, in manifest order (the last, [`QueryFile::Occurrences`], may
+    /// be absent).
+    pub const ALL: [QueryFile; 6] = [
         QueryFile::Documents,
         QueryFile::Tokens,
         QueryFile::Codes,
         QueryFile::Postings,
         QueryFile::Features,
+        QueryFile::Occurrences,
     ];
+
+    /// The query files every folder has.
+    pub const REQUIRED: usize = 5;
 
     /// The file name inside [`QUERY_DIR`].
     pub fn name(self) -> &'static str {
@@ -79,6 +92,7 @@ impl QueryFile {
             QueryFile::Codes => "codes.bin",
             QueryFile::Postings => "postings.bin",
             QueryFile::Features => "features.arrow",
+            QueryFile::Occurrences => "occurrences.bin",
         }
     }
 
@@ -98,7 +112,9 @@ impl QueryFile {
                 Field::new("first_token", DataType::UInt64, false),
                 u32_field("tokens"),
             ],
-            QueryFile::Tokens | QueryFile::Codes | QueryFile::Postings => Vec::new(),
+            QueryFile::Tokens | QueryFile::Codes | QueryFile::Postings | QueryFile::Occurrences => {
+                Vec::new()
+            }
             QueryFile::Features => vec![
                 Field::new("first_posting", DataType::UInt64, false),
                 u32_field("postings"),
@@ -164,7 +180,7 @@ pub struct QueryManifest {
     pub counts: QueryCounts,
     /// Bytes per checksummed chunk.
     pub chunk_bytes: u64,
-    /// The files, in [`QueryFile::ALL`] order.
+    /// The files, in [`QueryFile::ALL`] order (the last optional).
     pub files: Vec<QueryFileRecord>,
 }
 

@@ -36,6 +36,7 @@ pub mod layout;
 pub mod limits;
 pub mod logits;
 mod mapped;
+mod occurrences;
 mod questions;
 pub mod rank;
 pub mod registry;

@@ -9,7 +9,9 @@ use saeidx_query::{
     Aggregate, Exclusions, QueryIndex, Rank, build,
     layout::{QUERY_DIR, QUERY_MANIFEST, QueryFile},
 };
-use saeidx_query::{DocRef, FeatureRequest, TopFeaturesRequest, TopTextsRequest};
+use saeidx_query::{
+    DocRef, FeatureRequest, TokenFeaturesRequest, TokenPattern, TopFeaturesRequest, TopTextsRequest,
+};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 
 /// A pristine index with multi-chunk codes and postings files, built once.
@@ -101,6 +103,47 @@ fn answers(index: &QueryIndex) -> Vec<Result<String, ()>> {
         ));
     }
     out.push(json(index.live_features().map(|l| serde_json::json!(l))));
+    out.extend(token_answers(index));
+    out
+}
+
+/// Token-conditioned answers (they read `occurrences.bin`).
+fn token_answers(index: &QueryIndex) -> Vec<Result<String, ()>> {
+    let json = |value: Result<serde_json::Value, saeidx_query::QueryError>| {
+        value.map(|v| v.to_string()).map_err(|_| ())
+    };
+    let mut out = Vec::new();
+    for (feature, token) in [
+        (1, TokenPattern::Id(100)),
+        (5, TokenPattern::Id(555)),
+        (2, TokenPattern::Id(1)),
+        (40, TokenPattern::Text("the".into())),
+        (3, TokenPattern::Regex("^t".into())),
+    ] {
+        for rank in [Rank::Token, Rank::DocumentSum] {
+            out.push(json(
+                index
+                    .top_texts(&TopTextsRequest {
+                        feature,
+                        k: 5,
+                        rank,
+                        context: 2,
+                        token: Some(token.clone()),
+                        ..TopTextsRequest::default()
+                    })
+                    .map(|answer| serde_json::to_value(answer.texts).unwrap()),
+            ));
+        }
+    }
+    out.push(json(
+        index
+            .token_features(&TokenFeaturesRequest {
+                tokens: vec![TokenPattern::Id(300)],
+                k: 5,
+                ..TokenFeaturesRequest::default()
+            })
+            .map(|answer| serde_json::to_value(answer).unwrap()),
+    ));
     out
 }
 
@@ -319,6 +362,7 @@ fn directory(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
     let blocks = match file {
         QueryFile::Tokens => field(0).div_ceil(4096),
         QueryFile::Codes => field(2),
+        QueryFile::Occurrences => field(1),
         // The postings' blocks, then the blocks of block maxima and block order.
         _ => field(2) + 2,
     };
@@ -333,7 +377,12 @@ proptest! {
     /// every answer is an error or the undamaged answer, and verification fails.
     #[test]
     fn inconsistent_block_files_with_valid_checksums_are_errors_not_panics(
-        file in prop::sample::select(vec![QueryFile::Tokens, QueryFile::Codes, QueryFile::Postings]),
+        file in prop::sample::select(vec![
+            QueryFile::Tokens,
+            QueryFile::Codes,
+            QueryFile::Postings,
+            QueryFile::Occurrences,
+        ]),
         place in 0usize..3,
         at in 0.0f64..1.0,
         value in prop::sample::select(vec![0u64, 1, 7, 8, 255, 1 << 20, 1 << 40, u64::MAX]),
@@ -440,4 +489,39 @@ fn a_buffer_holding_part_of_a_value_is_an_error_not_a_panic() {
     });
     let error = QueryIndex::open(dir.path()).err().unwrap().to_string();
     assert!(error.contains("values of 4 bytes"), "{error}");
+}
+
+#[test]
+fn occurrences_changed_behind_valid_checksums_fail_verification() {
+    // In token id 555's block: its number of texts, the first bit of its first
+    // occurrence, and the flags of its first occurrence.
+    for place in 0..3 {
+        let dir = damaged(|query| {
+            let path = query.join(QueryFile::Occurrences.name());
+            let mut bytes = std::fs::read(&path).unwrap();
+            let (start, _) = directory(QueryFile::Occurrences, &bytes);
+            let at = start + 555 * 8;
+            let block = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+            let mut records = block + 4;
+            for _ in 0..word(block) {
+                records += 4 + word(records);
+            }
+            records += 8;
+            let trailer = bytes.len() - 64;
+            let field = |i: usize| bytes[trailer + i * 8] as usize;
+            let flags_bit = field(2) + field(3);
+            match place {
+                0 => bytes[block] ^= 1,
+                1 => bytes[records] ^= 1,
+                _ => bytes[records + flags_bit / 8] ^= 1 << (flags_bit % 8),
+            }
+            std::fs::write(&path, bytes).unwrap();
+            recompute_checksums(query);
+        });
+        if let Ok(index) = QueryIndex::open(dir.path()) {
+            let error = index.verify_all().unwrap_err().to_string();
+            assert!(error.contains("occurrences.bin"), "{place}: {error}");
+        }
+    }
 }

@@ -421,7 +421,8 @@ fn run_cases(
         let mut rng = case_rng(seed, case);
         // Query files 5 of 8 times, the query manifest 2, the index manifest 1.
         let target = match rng.random_range(0..8u32) {
-            0..=4 => Path::new(QUERY_DIR).join(QueryFile::ALL[rng.random_range(0..5)].name()),
+            0..=4 => Path::new(QUERY_DIR)
+                .join(QueryFile::ALL[rng.random_range(0..QueryFile::ALL.len())].name()),
             5 | 6 => Path::new(QUERY_DIR).join(QUERY_MANIFEST),
             _ => PathBuf::from("manifest.json"),
         };

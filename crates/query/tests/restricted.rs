@@ -401,6 +401,11 @@ fn check(spec: &SyntheticSpec, seed: u64) {
     let manifest = write_synthetic_index_with_metadata(dir.path(), spec).unwrap();
     build(dir.path()).unwrap();
     let index = QueryIndex::open(dir.path()).unwrap();
+    index.verify_all().unwrap();
+    // The same index as a folder built before `occurrences.bin`: token questions fall
+    // back to the occurrences read from `tokens.bin`.
+    let older = without_occurrences(dir.path());
+    let older_index = QueryIndex::open(older.path()).unwrap();
     let rows = read_rows(dir.path());
     let d_sae = spec.feature_weights.len() as u32;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -435,7 +440,9 @@ fn check(spec: &SyntheticSpec, seed: u64) {
             check_stats_and_neighbours(&index, &rows, feature, Exclusions::default(), &docs);
         }
         check_subset_features(&index, &rows, d_sae, &restrict, &docs);
-        check_tokens(&index, &rows, d_sae, &mut rng, &restrict, &docs);
+        for index in [&index, &older_index] {
+            check_tokens(index, &rows, d_sae, &mut rng, &restrict, &docs);
+        }
         let sample = index
             .sample(&SampleRequest {
                 n: 3,
@@ -456,6 +463,33 @@ fn check(spec: &SyntheticSpec, seed: u64) {
             .count();
         assert_eq!(sample.features.len(), live.min(3));
     }
+}
+
+/// A copy of the index in `dir` without `occurrences.bin` (nor its manifest record), as
+/// folders built before it are.
+fn without_occurrences(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(from) = pending.pop() {
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = copy.path().join(path.strip_prefix(dir).unwrap());
+            if path.is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                pending.push(path);
+            } else if !path.ends_with("occurrences.bin") {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let manifest = copy.path().join("query/manifest.json");
+    let mut query: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let files = query["files"].as_array_mut().unwrap();
+    assert_eq!(files.len(), 6, "the build writes occurrences.bin");
+    files.retain(|file| file["name"] != "occurrences.bin");
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&query).unwrap()).unwrap();
+    copy
 }
 
 /// The text of token (doc, position), as the index defines it.
@@ -494,6 +528,8 @@ fn patterns(rng: &mut StdRng, rows: &Rows) -> Vec<TokenPattern> {
         TokenPattern::Regex("^t".into()),
         TokenPattern::Regex("a".into()),
         TokenPattern::Regex("^$".into()),
+        // Past every id (and past what `occurrences.bin` describes).
+        TokenPattern::Id(u32::MAX),
     ];
     for _ in 0..3 {
         if let Some(&(doc, position)) = keys.get(rng.random_range(0..keys.len().max(1))) {
@@ -526,9 +562,10 @@ fn check_tokens(
         }
     }
     for sequence in [
-        vec![patterns.get(5).unwrap_or(&patterns[0]).clone()],
+        vec![patterns.get(6).unwrap_or(&patterns[0]).clone()],
         vec![patterns[2].clone(), patterns[3].clone()],
         vec![patterns[0].clone()],
+        vec![patterns[2].clone(), patterns[5].clone()],
     ] {
         check_token_features(index, rows, &sequence, restrict, docs);
     }
