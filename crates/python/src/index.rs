@@ -750,11 +750,7 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| {
-                index
-                    .single("document restrictions of top-features")
-                    .and_then(|index| index.subset_features(&restrict, &request))
-            })
+            .detach(|| index.subset_features(&restrict, &request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }
@@ -842,11 +838,7 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| {
-                index
-                    .single("contrasts")
-                    .and_then(|index| index.contrast(&request))
-            })
+            .detach(|| index.contrast(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }

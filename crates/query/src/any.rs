@@ -25,11 +25,13 @@ use crate::{
         TopTextsRequest,
     },
     browse::{DocumentPage, DocumentRequest},
+    contrast::{Contrast, ContrastRequest},
     documents::{DocumentList, DocumentsRequest, list_in},
     index::{Exclusions, FeatureReport, FeatureStats, Neighbour, WindowToken},
     layout::QueryCounts,
     registry::{FeatureLabel, Registry},
     restrict::{DocSet, Restriction},
+    subset::SubsetFeatures,
 };
 
 /// An opened index folder: one index, or an index of segments answering as one.
@@ -218,6 +220,22 @@ impl AnyIndex {
     /// One page of a live document, coloured by a feature.
     pub fn document_page(&self, request: &DocumentRequest) -> Result<DocumentPage, QueryError> {
         either!(self, index => index.document_page(request))
+    }
+
+    /// The strongest features over every counted token of the live documents
+    /// `restrict` selects ([`QueryIndex::subset_features`]).
+    pub fn subset_features(
+        &self,
+        restrict: &Restriction,
+        request: &TopFeaturesRequest,
+    ) -> Result<SubsetFeatures, QueryError> {
+        either!(self, index => index.subset_features(restrict, request))
+    }
+
+    /// Features over-represented in A relative to B per token, both ways
+    /// ([`QueryIndex::contrast`]).
+    pub fn contrast(&self, request: &ContrastRequest) -> Result<Contrast, QueryError> {
+        either!(self, index => index.contrast(request))
     }
 
     /// The texts where a feature fires most strongly.

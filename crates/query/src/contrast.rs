@@ -34,7 +34,7 @@ use crate::{
     index::{Exclusions, Rank, Scope, TextHit},
     limits::Limit,
     registry::FeatureLabel,
-    restrict::{DocSet, Restriction},
+    restrict::Restriction,
     subset::Profile,
 };
 
@@ -156,15 +156,7 @@ impl QueryIndex {
     /// Features over-represented in A relative to B per token, both ways (see the
     /// module's doc for the score).
     pub fn contrast(&self, request: &ContrastRequest) -> Result<Contrast, QueryError> {
-        Limit::K.check(request.k)?;
-        Limit::Examples.check(request.examples)?;
-        Limit::Context.check(request.context)?;
-        if !(request.prior.is_finite() && request.prior > 0.0) {
-            return Err(QueryError::Contrast(format!(
-                "the prior must be a positive number of pseudo-tokens, not {}",
-                request.prior
-            )));
-        }
+        check_request(request)?;
         let all = || self.doc_set_of(0..self.documents());
         let a = match self.doc_set(&request.a)? {
             Some(set) => set,
@@ -185,56 +177,80 @@ impl QueryIndex {
         } else {
             self.answer(self.profile(&b, request.exclusions))?
         };
-        let scored = score(&profile_a, &profile_b, request);
-        let pick = |over_a: bool| -> Result<Vec<ContrastFeature>, QueryError> {
-            let mut chosen: Vec<&ContrastFeature> = scored
-                .iter()
-                .filter(|f| if over_a { f.z > 0.0 } else { f.z < 0.0 })
-                .collect();
-            chosen.sort_by(|x, y| {
-                let (x_z, y_z) = if over_a { (x.z, y.z) } else { (-x.z, -y.z) };
-                y_z.total_cmp(&x_z).then(x.feature.cmp(&y.feature))
-            });
-            chosen.truncate(request.k);
-            let set = if over_a { &a } else { &b };
-            chosen
-                .into_iter()
-                .map(|f| self.with_examples(f.clone(), set, request))
-                .collect()
-        };
-        let (a_over_b, b_over_a) = (pick(true)?, pick(false)?);
-        self.answer(Ok(Contrast {
-            a: request.a.clone(),
-            b: request.b.clone(),
-            documents_a: a.len() as u64,
-            documents_b: b.len() as u64,
-            tokens_a: profile_a.tokens,
-            tokens_b: profile_b.tokens,
-            prior: request.prior,
-            min_count: request.min_count,
-            exclusions: request.exclusions,
-            a_over_b,
-            b_over_a,
-        }))
+        let documents = (a.len() as u64, b.len() as u64);
+        let answer = contrast_of(
+            request,
+            documents,
+            (&profile_a, &profile_b),
+            |mut feature, over_a| {
+                feature.label = self.registry().get(feature.feature).cloned();
+                feature.examples = self.ranked_texts(
+                    feature.feature,
+                    request.examples,
+                    Rank::Token,
+                    request.context,
+                    request.exclusions,
+                    Scope::docs(Some(if over_a { &a } else { &b })),
+                )?;
+                Ok(feature)
+            },
+        );
+        self.answer(answer)
     }
+}
 
-    fn with_examples(
-        &self,
-        mut feature: ContrastFeature,
-        set: &DocSet,
-        request: &ContrastRequest,
-    ) -> Result<ContrastFeature, QueryError> {
-        feature.label = self.registry().get(feature.feature).cloned();
-        feature.examples = self.ranked_texts(
-            feature.feature,
-            request.examples,
-            Rank::Token,
-            request.context,
-            request.exclusions,
-            Scope::docs(Some(set)),
-        )?;
-        Ok(feature)
+/// Checks a contrast request's sizes and prior.
+pub(crate) fn check_request(request: &ContrastRequest) -> Result<(), QueryError> {
+    Limit::K.check(request.k)?;
+    Limit::Examples.check(request.examples)?;
+    Limit::Context.check(request.context)?;
+    if !(request.prior.is_finite() && request.prior > 0.0) {
+        return Err(QueryError::Contrast(format!(
+            "the prior must be a positive number of pseudo-tokens, not {}",
+            request.prior
+        )));
     }
+    Ok(())
+}
+
+/// The contrast of A's profile with B's (`documents`: A's and B's); `examples` gives
+/// each chosen feature its label and examples (`true`: from A, over-represented there).
+pub(crate) fn contrast_of(
+    request: &ContrastRequest,
+    documents: (u64, u64),
+    (profile_a, profile_b): (&Profile, &Profile),
+    mut examples: impl FnMut(ContrastFeature, bool) -> Result<ContrastFeature, QueryError>,
+) -> Result<Contrast, QueryError> {
+    let scored = score(profile_a, profile_b, request);
+    let mut pick = |over_a: bool| -> Result<Vec<ContrastFeature>, QueryError> {
+        let mut chosen: Vec<&ContrastFeature> = scored
+            .iter()
+            .filter(|f| if over_a { f.z > 0.0 } else { f.z < 0.0 })
+            .collect();
+        chosen.sort_by(|x, y| {
+            let (x_z, y_z) = if over_a { (x.z, y.z) } else { (-x.z, -y.z) };
+            y_z.total_cmp(&x_z).then(x.feature.cmp(&y.feature))
+        });
+        chosen.truncate(request.k);
+        chosen
+            .into_iter()
+            .map(|f| examples(f.clone(), over_a))
+            .collect()
+    };
+    let (a_over_b, b_over_a) = (pick(true)?, pick(false)?);
+    Ok(Contrast {
+        a: request.a.clone(),
+        b: request.b.clone(),
+        documents_a: documents.0,
+        documents_b: documents.1,
+        tokens_a: profile_a.tokens,
+        tokens_b: profile_b.tokens,
+        prior: request.prior,
+        min_count: request.min_count,
+        exclusions: request.exclusions,
+        a_over_b,
+        b_over_a,
+    })
 }
 
 /// Every feature active in A or B with at least `min_count` firings, scored.

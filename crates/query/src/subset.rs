@@ -14,6 +14,7 @@ use crate::{
     layout::QueryFile,
     limits::Limit,
     rank::Aggregate,
+    registry::FeatureLabel,
     restrict::{DocSet, Restriction},
 };
 
@@ -33,6 +34,59 @@ pub(crate) struct Profile {
     pub(crate) max: Vec<f32>,
     /// Per feature: the global token of that largest activation (the first, on ties).
     pub(crate) argmax: Vec<u64>,
+}
+
+impl Profile {
+    /// No tokens yet, for `d_sae` features.
+    pub(crate) fn empty(d_sae: usize) -> Self {
+        Self {
+            tokens: 0,
+            count: vec![0; d_sae],
+            sum: vec![0.0; d_sae],
+            max: vec![0.0; d_sae],
+            argmax: vec![0; d_sae],
+        }
+    }
+
+    /// The `k` strongest features by `aggregate`, best first (ties: lower id first).
+    pub(crate) fn ranked(&self, aggregate: Aggregate, k: usize) -> Vec<(u32, f32)> {
+        let mut ranked: Vec<(u32, f32)> = (0u32..)
+            .zip(&self.count)
+            .filter(|(_, count)| **count > 0)
+            .map(|(feature, _)| {
+                let f = feature as usize;
+                let score = match aggregate {
+                    Aggregate::Max => self.max[f],
+                    Aggregate::Sum => self.sum[f] as f32,
+                };
+                (feature, score)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        ranked
+    }
+
+    /// Feature `feature` of [`Profile::ranked`] as an answer, its strongest token at
+    /// document `doc`, `position`, with text `token_text`.
+    pub(crate) fn feature(
+        &self,
+        (feature, score): (u32, f32),
+        (doc, position, token_text): (u32, u32, String),
+        label: Option<FeatureLabel>,
+    ) -> RankedFeature {
+        let f = feature as usize;
+        RankedFeature {
+            feature,
+            score,
+            activation: self.max[f],
+            position,
+            doc: Some(doc),
+            token_text,
+            active_tokens: u32::try_from(self.count[f]).unwrap_or(u32::MAX),
+            label,
+        }
+    }
 }
 
 /// The answer of `subset_features`: the features of a set of documents.
@@ -91,14 +145,22 @@ impl QueryIndex {
         set: &DocSet,
         exclusions: Exclusions,
     ) -> Result<Profile, QueryError> {
-        let d_sae = self.d_sae();
-        let mut profile = Profile {
-            tokens: 0,
-            count: vec![0; d_sae],
-            sum: vec![0.0; d_sae],
-            max: vec![0.0; d_sae],
-            argmax: vec![0; d_sae],
-        };
+        let mut profile = Profile::empty(self.d_sae());
+        self.add_to_profile(&mut profile, set, exclusions, 0)?;
+        Ok(profile)
+    }
+
+    /// Adds the counted tokens of `set` to `profile`, after the tokens it holds (so a
+    /// profile over several indexes in order sums as one index over all their tokens);
+    /// `first_token` is added to this index's token numbers in `argmax`.
+    pub(crate) fn add_to_profile(
+        &self,
+        profile: &mut Profile,
+        set: &DocSet,
+        exclusions: Exclusions,
+        first_token: u64,
+    ) -> Result<(), QueryError> {
+        let d_sae = profile.count.len();
         // `each` sees every counted token, with codes or without.
         self.scan_counted(set.token_ranges(), exclusions, |token, features, values| {
             profile.tokens += 1;
@@ -111,11 +173,10 @@ impl QueryIndex {
                 profile.sum[f] += f64::from(value);
                 if profile.count[f] == 1 || value > profile.max[f] {
                     profile.max[f] = value;
-                    profile.argmax[f] = token;
+                    profile.argmax[f] = first_token + token;
                 }
             }
-        })?;
-        Ok(profile)
+        })
     }
 
     /// The profile of every counted token *not* in the set `of` was computed over, with
@@ -186,34 +247,12 @@ impl QueryIndex {
             None => self.doc_set_of(0..self.documents())?,
         };
         let profile = self.answer(self.profile(&set, request.exclusions))?;
-        let mut ranked: Vec<(u32, f32)> = (0u32..)
-            .zip(&profile.count)
-            .filter(|(_, count)| **count > 0)
-            .map(|(feature, _)| {
-                let f = feature as usize;
-                let score = match request.aggregate {
-                    Aggregate::Max => profile.max[f],
-                    Aggregate::Sum => profile.sum[f] as f32,
-                };
-                (feature, score)
-            })
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(request.k);
-        let mut features = Vec::with_capacity(ranked.len());
-        for (feature, score) in ranked {
-            let f = feature as usize;
-            let (doc, position) = self.token_doc(profile.argmax[f])?;
-            features.push(RankedFeature {
-                feature,
-                score,
-                activation: profile.max[f],
-                position,
-                doc: Some(doc),
-                token_text: self.token_text(doc, position)?,
-                active_tokens: u32::try_from(profile.count[f]).unwrap_or(u32::MAX),
-                label: self.registry().get(feature).cloned(),
-            });
+        let mut features = Vec::new();
+        for ranked in profile.ranked(request.aggregate, request.k) {
+            let (doc, position) = self.token_doc(profile.argmax[ranked.0 as usize])?;
+            let at = (doc, position, self.token_text(doc, position)?);
+            let label = self.registry().get(ranked.0).cloned();
+            features.push(profile.feature(ranked, at, label));
         }
         self.answer(Ok(SubsetFeatures {
             restrict: restrict.clone(),

@@ -9,8 +9,8 @@ use std::{collections::BTreeSet, path::Path};
 
 use saeidx_format::segments::SegmentSet;
 use saeidx_query::{
-    AnyIndex, DocRef, DocumentRequest, DocumentsRequest, QueryError, QueryIndex, build,
-    list_documents,
+    Aggregate, AnyIndex, ContrastRequest, DocRef, DocumentRequest, DocumentsRequest, Exclusions,
+    QueryError, QueryIndex, Restriction, TopFeaturesRequest, build, list_documents,
 };
 use saeidx_testkit::synthetic::{
     SyntheticSpec, split_into_segments, write_synthetic_index_with_metadata,
@@ -181,4 +181,113 @@ fn document_pages_answer_as_one_index() {
             Err(QueryError::UnknownDocument { .. })
         ));
     }
+}
+
+impl Both {
+    /// The same restriction for both: documents listed by global number for the index
+    /// of segments, by their numbers in the single index for it; filters and ids alike.
+    fn restrictions(&self) -> Vec<(Restriction, Restriction)> {
+        let listed: Vec<u32> = [1u32, 4, 11, 14, 20, 21, 33, 34]
+            .into_iter()
+            .filter(|d| !self.removed.contains(d))
+            .collect();
+        let mut by_id = Restriction::filter("tokens > 3");
+        by_id.docs = Some(
+            listed
+                .iter()
+                .map(|d| DocRef::Id(format!("doc-{d}")))
+                .collect(),
+        );
+        vec![
+            (Restriction::all(), Restriction::all()),
+            (
+                Restriction::documents(listed.clone()),
+                Restriction::documents(listed.iter().map(|&d| self.renumber(d))),
+            ),
+            (
+                Restriction::filter("year >= 1 or party = 'a'"),
+                Restriction::filter("year >= 1 or party = 'a'"),
+            ),
+            (by_id.clone(), by_id),
+        ]
+    }
+}
+
+const EXCLUSIONS: [Exclusions; 2] = [
+    Exclusions {
+        special: true,
+        sinks: true,
+    },
+    Exclusions {
+        special: false,
+        sinks: false,
+    },
+];
+
+#[test]
+fn features_of_a_set_of_documents_answer_as_one_index() {
+    let both = Both::new();
+    for (ours, theirs) in both.restrictions() {
+        for aggregate in [Aggregate::Max, Aggregate::Sum] {
+            for exclusions in EXCLUSIONS {
+                for k in [3, 1000] {
+                    let request = TopFeaturesRequest {
+                        k,
+                        aggregate,
+                        exclusions,
+                        ..TopFeaturesRequest::default()
+                    };
+                    let mut got = both.seg.subset_features(&ours, &request).unwrap();
+                    assert!(!got.features.is_empty());
+                    for feature in &mut got.features {
+                        feature.doc = feature.doc.map(|d| both.renumber(d));
+                    }
+                    got.restrict = theirs.clone();
+                    assert_eq!(
+                        got,
+                        both.one.subset_features(&theirs, &request).unwrap(),
+                        "{ours:?} {request:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn contrasts_answer_as_one_index() {
+    let both = Both::new();
+    let restrictions = both.restrictions();
+    let mut bs: Vec<Option<(Restriction, Restriction)>> = vec![None];
+    bs.extend(restrictions.iter().cloned().map(Some));
+    let mut features = 0;
+    for (a_ours, a_theirs) in &restrictions {
+        for b in &bs {
+            for exclusions in EXCLUSIONS {
+                let request = |a: &Restriction, b: Option<&Restriction>| ContrastRequest {
+                    a: a.clone(),
+                    b: b.cloned(),
+                    k: 50,
+                    examples: 3,
+                    context: 2,
+                    exclusions,
+                    prior: 10.0,
+                    min_count: 1,
+                };
+                let ours = request(a_ours, b.as_ref().map(|b| &b.0));
+                let theirs = request(a_theirs, b.as_ref().map(|b| &b.1));
+                let mut got = both.seg.contrast(&ours).unwrap();
+                for feature in got.a_over_b.iter_mut().chain(&mut got.b_over_a) {
+                    for hit in &mut feature.examples {
+                        hit.doc = both.renumber(hit.doc);
+                    }
+                    features += 1;
+                }
+                got.a = theirs.a.clone();
+                got.b = theirs.b.clone();
+                assert_eq!(got, both.one.contrast(&theirs).unwrap(), "{ours:?}");
+            }
+        }
+    }
+    assert!(features > 100, "{features}");
 }

@@ -350,6 +350,51 @@ fn labels_another_writer_saves_show_at_once_and_survive_the_next_edit() {
     assert_eq!(saved.get(7).unwrap().name.as_deref(), Some("mine"));
 }
 
+/// Document pages, the features of a set of documents and contrasts served from an index
+/// of segments, as the library answers them for the index it was split from (`one`).
+fn same_segment_pages(port: u16, one: &saeidx_query::AnyIndex) {
+    use saeidx_query::Restriction;
+    let get = |path: &str| {
+        let (status, body) = http(port, "GET", path, "");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    // Document pages over segments, as the library answers them for the whole index.
+    for doc in [0, 5, 11] {
+        let request = saeidx_query::DocumentRequest {
+            doc: saeidx_query::DocRef::Number(doc),
+            feature: Some(3),
+            page_tokens: 7,
+            ..saeidx_query::DocumentRequest::default()
+        };
+        let want = serde_json::to_value(one.document_page(&request).unwrap()).unwrap();
+        assert_eq!(get(&format!("/api/document/{doc}?f=3&page_tokens=7")), want);
+        let (status, page) = http(port, "GET", &format!("/doc/{doc}"), "");
+        assert_eq!(status, 200, "{page}");
+    }
+    // The features of a set of documents and contrasts, across segments.
+    let subset = one
+        .subset_features(
+            &Restriction::filter("tokens > 20"),
+            &saeidx_query::TopFeaturesRequest::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        get("/api/top-features?where=tokens+%3E+20"),
+        serde_json::to_value(subset).unwrap()
+    );
+    let contrast = one
+        .contrast(&saeidx_query::ContrastRequest {
+            a: Restriction::filter("tokens > 20"),
+            ..saeidx_query::ContrastRequest::default()
+        })
+        .unwrap();
+    assert_eq!(
+        get("/api/contrast?a=tokens+%3E+20"),
+        serde_json::to_value(contrast).unwrap()
+    );
+}
+
 /// An index of segments is served like one index: the API answers what the library
 /// answers for the index it was split from (restricted questions included), pages
 /// render, questions not answered over segments yet are a clear 501, and a newly
@@ -405,19 +450,7 @@ fn serves_an_index_of_segments_and_picks_up_a_new_set() {
     }
     let info = get("/api/info");
     assert_eq!(info["counts"]["documents"], 12);
-    // Document pages over segments, as the library answers them for the whole index.
-    for doc in [0, 5, 11] {
-        let request = saeidx_query::DocumentRequest {
-            doc: saeidx_query::DocRef::Number(doc),
-            feature: Some(3),
-            page_tokens: 7,
-            ..saeidx_query::DocumentRequest::default()
-        };
-        let want = serde_json::to_value(one.document_page(&request).unwrap()).unwrap();
-        assert_eq!(get(&format!("/api/document/{doc}?f=3&page_tokens=7")), want);
-        let (status, page) = http(port, "GET", &format!("/doc/{doc}"), "");
-        assert_eq!(status, 200, "{page}");
-    }
+    same_segment_pages(port, &one);
     let (status, page) = http(port, "GET", "/feature/3", "");
     assert_eq!(status, 200);
     assert!(page.contains("class=\"tok hit\""), "{page}");

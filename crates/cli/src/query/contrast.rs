@@ -66,7 +66,7 @@ pub fn contrast(args: ContrastArgs) -> anyhow::Result<()> {
     }
     let b = restriction(args.b, &args.b_docs);
     let index = args.index.open()?;
-    let answer = index.single("contrasts")?.contrast(&ContrastRequest {
+    let answer = index.contrast(&ContrastRequest {
         a,
         b: (!b.is_all()).then_some(b),
         k: args.k,

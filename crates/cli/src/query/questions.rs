@@ -303,9 +303,7 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
             if args.per_token {
                 bail!("--per-token applies to one document or text, not a set");
             }
-            let answer = index
-                .single("document restrictions of top-features")?
-                .subset_features(&restrict, &request)?;
+            let answer = index.subset_features(&restrict, &request)?;
             return print::subset_features(&answer, args.output);
         }
     };

@@ -4,11 +4,17 @@
 
 use crate::{
     QueryError,
-    answers::DocRef,
+    answers::{DocRef, TopFeaturesRequest},
     browse::{DocumentPage, DocumentRequest},
+    contrast::{Contrast, ContrastRequest, check_request, contrast_of},
+    index::Exclusions,
+    index::Rank,
+    limits::Limit,
+    restrict::{DocSet, Restriction},
+    subset::{Profile, SubsetFeatures},
 };
 
-use super::SegmentedIndex;
+use super::{Scopes, Segment, SegmentedIndex};
 
 impl SegmentedIndex {
     /// One page of a live document ([`crate::QueryIndex::document_page`]), with its
@@ -45,5 +51,182 @@ impl SegmentedIndex {
                 .and_then(|label| label.name.clone());
         }
         self.intact(Ok(page))
+    }
+}
+
+impl SegmentedIndex {
+    /// The live documents `restrict` selects, per segment (every live one when it
+    /// restricts nothing).
+    pub(crate) fn live_sets(&self, restrict: &Restriction) -> Result<Vec<DocSet>, QueryError> {
+        match self.doc_sets(restrict)? {
+            Some(sets) => Ok(sets),
+            None => self
+                .segments
+                .iter()
+                .map(|segment| segment.select(None, None))
+                .collect(),
+        }
+    }
+
+    /// The segment holding global token `token`, and its local number.
+    fn at_token(&self, token: u64) -> (&Segment, u64) {
+        let at = self
+            .segments
+            .partition_point(|s| s.first_token <= token)
+            .saturating_sub(1);
+        let segment = &self.segments[at];
+        (segment, token - segment.first_token)
+    }
+
+    /// The document, position and text of global token `token`.
+    fn token_at(&self, token: u64) -> Result<(u32, u32, String), QueryError> {
+        let (segment, local) = self.at_token(token);
+        let (doc, position) = segment.index.token_doc(local)?;
+        let text = segment.index.token_text(doc, position)?;
+        Ok((segment.first_doc + doc, position, text))
+    }
+
+    /// The profile of the counted tokens of `sets` (one per segment), summed in global
+    /// token order as one index sums it.
+    pub(crate) fn profile_of(
+        &self,
+        sets: &[DocSet],
+        exclusions: Exclusions,
+    ) -> Result<Profile, QueryError> {
+        let mut profile = Profile::empty(self.d_sae);
+        for (segment, set) in self.segments.iter().zip(sets) {
+            segment
+                .index
+                .add_to_profile(&mut profile, set, exclusions, segment.first_token)?;
+        }
+        self.intact(Ok(profile))
+    }
+
+    /// The strongest features over every counted token of the live documents
+    /// `restrict` selects ([`crate::QueryIndex::subset_features`]).
+    pub fn subset_features(
+        &self,
+        restrict: &Restriction,
+        request: &TopFeaturesRequest,
+    ) -> Result<SubsetFeatures, QueryError> {
+        Limit::K.check(request.k)?;
+        if request.tokens.is_some() {
+            return Err(QueryError::NotForTexts("tokens"));
+        }
+        let sets = self.live_sets(restrict)?;
+        let profile = self.profile_of(&sets, request.exclusions)?;
+        let mut features = Vec::new();
+        for ranked in profile.ranked(request.aggregate, request.k) {
+            let at = self.token_at(profile.argmax[ranked.0 as usize])?;
+            let label = self.registry.get(ranked.0).cloned();
+            features.push(profile.feature(ranked, at, label));
+        }
+        self.intact(Ok(SubsetFeatures {
+            restrict: restrict.clone(),
+            documents: sets.iter().map(|set| set.len() as u64).sum(),
+            tokens: profile.tokens,
+            aggregate: request.aggregate,
+            exclusions: request.exclusions,
+            features,
+        }))
+    }
+}
+
+impl SegmentedIndex {
+    /// Per segment, its live documents not in `sets`' segment's set.
+    fn rest_sets(&self, sets: &[DocSet]) -> Result<Vec<DocSet>, QueryError> {
+        self.segments
+            .iter()
+            .zip(sets)
+            .map(|(segment, set)| {
+                let live = segment.select(None, None)?;
+                let rest = live.docs().iter().copied();
+                segment
+                    .index
+                    .doc_set_of(rest.filter(|doc| !set.contains_doc(*doc)))
+            })
+            .collect()
+    }
+
+    /// The profile of every live counted token (default exclusions) not in the set `of`
+    /// was computed over: what one index's stored totals less `of`'s are
+    /// ([`crate::QueryIndex::rest_profile`]), its sums added strongest first as one
+    /// index's build adds them. `max` and `argmax` are left empty.
+    fn rest_profile(&self, of: &Profile) -> Result<Profile, QueryError> {
+        let everything = self.live_sets(&Restriction::all())?;
+        // Per feature, how often each value occurs.
+        let mut values: Vec<std::collections::HashMap<u32, u64>> =
+            vec![std::collections::HashMap::new(); self.d_sae];
+        let mut tokens = 0u64;
+        for (segment, set) in self.segments.iter().zip(&everything) {
+            segment.index.scan_counted(
+                set.token_ranges(),
+                Exclusions::default(),
+                |_, features, found| {
+                    tokens += 1;
+                    for (&feature, &value) in features.iter().zip(found) {
+                        if let Some(tally) = values.get_mut(feature as usize) {
+                            *tally.entry(value.to_bits()).or_default() += 1;
+                        }
+                    }
+                },
+            )?;
+        }
+        let mut rest = Profile::empty(0);
+        rest.tokens = tokens.saturating_sub(of.tokens);
+        for (f, tally) in values.into_iter().enumerate() {
+            let mut content: Vec<(f32, u64)> = tally
+                .into_iter()
+                .map(|(bits, n)| (f32::from_bits(bits), n))
+                .collect();
+            content.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut sum = 0.0f64;
+            let mut count = 0u64;
+            for (value, n) in content {
+                for _ in 0..n {
+                    sum += f64::from(value);
+                }
+                count += n;
+            }
+            rest.count.push(count.saturating_sub(of.count[f]));
+            rest.sum.push(sum - of.sum[f]);
+        }
+        self.intact(Ok(rest))
+    }
+
+    /// Features over-represented in A relative to B per token, both ways
+    /// ([`crate::QueryIndex::contrast`]), over the live documents.
+    pub fn contrast(&self, request: &ContrastRequest) -> Result<Contrast, QueryError> {
+        check_request(request)?;
+        let a = self.live_sets(&request.a)?;
+        let b = match &request.b {
+            None => self.rest_sets(&a)?,
+            Some(b) => self.live_sets(b)?,
+        };
+        let profile_a = self.profile_of(&a, request.exclusions)?;
+        let profile_b = if request.b.is_none() && request.exclusions == Exclusions::default() {
+            self.rest_profile(&profile_a)?
+        } else {
+            self.profile_of(&b, request.exclusions)?
+        };
+        let documents = |sets: &[DocSet]| sets.iter().map(|set| set.len() as u64).sum();
+        let answer = contrast_of(
+            request,
+            (documents(&a), documents(&b)),
+            (&profile_a, &profile_b),
+            |mut feature, over_a| {
+                feature.label = self.registry.get(feature.feature).cloned();
+                feature.examples = self.ranked_texts(
+                    feature.feature,
+                    request.examples,
+                    Rank::Token,
+                    request.context,
+                    request.exclusions,
+                    Scopes::docs(Some(if over_a { &a } else { &b })),
+                )?;
+                Ok(feature)
+            },
+        );
+        self.intact(answer)
     }
 }

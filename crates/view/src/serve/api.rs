@@ -127,12 +127,7 @@ impl Context<'_> {
             let restrict = params.restriction();
             if !restrict.is_all() {
                 return self.with_index(|index| {
-                    answer(
-                        &index
-                            .single("document restrictions of top-features")
-                            .and_then(|index| index.subset_features(&restrict, &request))
-                            .map_err(failed)?,
-                    )
+                    answer(&index.subset_features(&restrict, &request).map_err(failed)?)
                 });
             }
         }
@@ -244,14 +239,7 @@ impl Context<'_> {
             prior: params.number("prior", defaults.prior)?,
             min_count: params.number("min_count", defaults.min_count)?,
         };
-        self.with_index(|index| {
-            answer(
-                &index
-                    .single("contrasts")
-                    .and_then(|index| index.contrast(&request))
-                    .map_err(failed)?,
-            )
-        })
+        self.with_index(|index| answer(&index.contrast(&request).map_err(failed)?))
     }
 
     fn explain(&self, params: &Params) -> Result<Reply, Failure> {

@@ -262,8 +262,7 @@ impl Context<'_> {
             exclusions: params.exclusions(),
         };
         let answer = index
-            .single("the features of a set of documents")
-            .and_then(|index| index.subset_features(restriction, &request))
+            .subset_features(restriction, &request)
             .map_err(failed)?;
         Ok(self.render_subset(&answer, restriction))
     }
@@ -342,11 +341,7 @@ impl Context<'_> {
             prior: params.number("prior", defaults.prior)?,
             min_count: params.number("min_count", defaults.min_count)?,
         };
-        let answer = self.with_index(|index| {
-            Ok(index
-                .single("contrast")
-                .and_then(|index| index.contrast(&request)))
-        });
+        let answer = self.with_index(|index| Ok(index.contrast(&request)));
         match answer? {
             Ok(contrast) => {
                 let body = format!(
