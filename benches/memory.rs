@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let binary = repo_root().join("target/release/saeidx");
     if !binary.is_file() {
         bail!(
-            "{} is missing: cargo build --release -p saeidx-cli",
+            "{} is missing: cargo build --release -p saeidx-cli -p saeidx-cli-model",
             binary.display()
         );
     }

@@ -9,9 +9,10 @@
 //!
 //! Printed: warm p50/p99 of `top-texts` (k = 10, per token, sinks and special tokens
 //! left out, with snippets) and `top-features` of a document (k = 10, max) in-process;
-//! cold start (a new `saeidx top-texts` process to its JSON answer, and what it is made
-//! of: a new process that only prints its version, and an in-process fresh open plus
-//! first answer); DuckDB's p50/p99
+//! cold start (a new `saeidx top-texts` process to its JSON answer, beside the same from
+//! `saeidx-model`, which links MLX as `saeidx` once did; and what it is made of: a new
+//! process that only prints its version, and an in-process fresh open plus first
+//! answer); DuckDB's p50/p99
 //! for the same questions over the same Parquet (warm connection, no exclusions, no
 //! snippets: less work than saeidx does); the ratios; and the index's size per nonzero.
 //! Targets: warm p99 < 1 ms, ≥ 100× faster than DuckDB, cold < 50 ms.
@@ -273,20 +274,28 @@ fn warm(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Result<Wa
     Ok(warm)
 }
 
-/// A new `saeidx top-texts` process per answer.
-fn cold(binary: &Path, dir: &Path, features: &[u32]) -> anyhow::Result<Vec<Duration>> {
-    let mut times = Vec::new();
+/// A new `top-texts` process per answer, of each binary in turn (so that both see the
+/// same load): `saeidx`, and `saeidx-model`, which answers it too but links MLX, as
+/// `saeidx` did before it handed the model commands over.
+fn cold(binaries: &[&Path], dir: &Path, features: &[u32]) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut times = vec![Vec::new(); binaries.len()];
     for &feature in features.iter().take(30) {
-        let start = Instant::now();
-        let output = Command::new(binary)
-            .args(["top-texts", "--json", "--k", "10", "--feature"])
-            .arg(feature.to_string())
-            .arg("--index")
-            .arg(dir)
-            .output()?;
-        times.push(start.elapsed());
-        if !output.status.success() {
-            bail!("saeidx: {}", String::from_utf8_lossy(&output.stderr));
+        for (binary, times) in binaries.iter().zip(&mut times) {
+            let start = Instant::now();
+            let output = Command::new(binary)
+                .args(["top-texts", "--json", "--k", "10", "--feature"])
+                .arg(feature.to_string())
+                .arg("--index")
+                .arg(dir)
+                .output()?;
+            times.push(start.elapsed());
+            if !output.status.success() {
+                bail!(
+                    "{}: {}",
+                    binary.display(),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
         }
     }
     Ok(times)
@@ -310,7 +319,7 @@ fn cold_parts(
             .status()?;
         process.push(start.elapsed());
         if !status.success() {
-            bail!("saeidx --version failed");
+            bail!("{} --version failed", binary.display());
         }
         let start = Instant::now();
         let index = QueryIndex::open(dir)?;
@@ -367,7 +376,7 @@ fn main() -> anyhow::Result<()> {
     let binary = repo_root().join("target/release/saeidx");
     if !binary.is_file() {
         bail!(
-            "{} is missing: cargo build --release -p saeidx-cli",
+            "{} is missing: cargo build --release -p saeidx-cli -p saeidx-cli-model",
             binary.display()
         );
     }
@@ -413,8 +422,10 @@ fn bench(binary: &Path, tokens: usize) -> anyhow::Result<()> {
         let (p50, p99) = percentiles(times.clone());
         println!("warm {name}: p50 {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99));
     }
-    let cold = cold(binary, &dir, &features)?;
+    let model_binary = binary.with_file_name("saeidx-model");
+    let cold = cold(&[binary, &model_binary], &dir, &features)?;
     let (process, open) = cold_parts(binary, &dir, &features)?;
+    let (model_process, _) = cold_parts(&model_binary, &dir, &features)?;
     let full_scans = if counts.nonzeros > 500_000_000 { 3 } else { 20 };
     let peer_queries = full_scans.min(queries);
     let sorted = counts.nonzeros <= env_number("SAEIDX_BENCH_SORTED_MAX", 200_000_000) as u64;
@@ -425,16 +436,23 @@ fn bench(binary: &Path, tokens: usize) -> anyhow::Result<()> {
         sorted,
     )?;
     table(&warm, &duck);
-    let (cold50, cold99) = percentiles(cold);
+    let [(cold50, cold99), (model50, model99)] = [0, 1].map(|i| percentiles(cold[i].clone()));
     println!(
-        "cold start (new saeidx process → top-texts JSON): p50 {:.1} ms, p99 {:.1} ms",
+        "cold start (new saeidx process → top-texts JSON): p50 {:.1} ms, p99 {:.1} ms; \
+         the same from saeidx-model (links MLX, as saeidx did before): p50 {:.1} ms, p99 {:.1} ms \
+         ({:.1}× at p50)",
         ms(cold50),
-        ms(cold99)
+        ms(cold99),
+        ms(model50),
+        ms(model99),
+        model50.as_secs_f64() / cold50.as_secs_f64()
     );
     let ((process50, _), (open50, open99)) = (percentiles(process), percentiles(open));
+    let (model_process50, _) = percentiles(model_process);
     println!(
-        "  of which: a new process printing its version p50 {:.1} ms; in-process open + first top-texts p50 {:.2} ms, p99 {:.2} ms",
+        "  of which: a new process printing its version p50 {:.1} ms (saeidx-model: {:.1} ms); in-process open + first top-texts p50 {:.2} ms, p99 {:.2} ms",
         ms(process50),
+        ms(model_process50),
         ms(open50),
         ms(open99)
     );

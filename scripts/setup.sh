@@ -95,9 +95,9 @@ if $test_tools && [[ "$(.tools/bin/cargo-machete --version 2>/dev/null)" != *0.9
     || die "cargo install cargo-machete failed (is crates.io reachable?)"
 fi
 
-# 4. The saeidx binary ---------------------------------------------------------------------
+# 4. The saeidx binaries -------------------------------------------------------------------
 say "building saeidx (release)"
-cargo build --release -p saeidx-cli
+cargo build --release -p saeidx-cli -p saeidx-cli-model
 
 # 5. Default assets --------------------------------------------------------------------------
 ./target/release/saeidx assets prepare

@@ -12,7 +12,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 # No crate declares a dependency its code does not use.
 .tools/bin/cargo-machete
 # The end-to-end tests run the saeidx binary itself.
-cargo build --release -p saeidx-cli
+cargo build --release -p saeidx-cli -p saeidx-cli-model
 # MLX's CPU backend compiles fused kernels on first use into a cache every process shares
 # (/tmp/mlx), and a process can load a library another one is still writing ("file too
 # short") when both compile the same kernel at once. Compile the model's kernels once

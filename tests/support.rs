@@ -120,21 +120,25 @@ pub fn tiny_text_model(dir: &std::path::Path, layers: usize) -> PathBuf {
     folder
 }
 
-/// The `saeidx` binary built beside the test executables (`cargo build --release -p
-/// saeidx-cli`; `scripts/test.sh` builds it first).
+/// The `saeidx` binary built beside the test executables, with `saeidx-model` (the
+/// commands that run a model, which `saeidx` hands over) beside it (`cargo build
+/// --release -p saeidx-cli -p saeidx-cli-model`; `scripts/test.sh` builds them first).
 pub fn saeidx_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test executables live in target/PROFILE/deps");
-    let binary = dir.join("saeidx");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it with `cargo build --release -p saeidx-cli`",
-        binary.display()
-    );
-    binary
+    for name in ["saeidx", "saeidx-model"] {
+        let binary = dir.join(name);
+        assert!(
+            binary.is_file(),
+            "{} is missing: build it with `cargo build --release -p saeidx-cli -p \
+             saeidx-cli-model`",
+            binary.display()
+        );
+    }
+    dir.join("saeidx")
 }
 
 pub mod postgres;

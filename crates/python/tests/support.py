@@ -41,7 +41,7 @@ DOCUMENTS = [
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """Runs the saeidx binary (offline)."""
-    assert SAEIDX.is_file(), f"{SAEIDX} is missing: cargo build --release -p saeidx-cli"
+    assert SAEIDX.is_file(), f"{SAEIDX} is missing: cargo build --release -p saeidx-cli -p saeidx-cli-model"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.run(
         [str(SAEIDX), *args], env=env, capture_output=True, text=True

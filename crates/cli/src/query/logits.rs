@@ -6,13 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use saeidx_hub::HubSettings;
-use saeidx_live::{LiveSources, build_logit_effects};
 use saeidx_query::QueryIndex;
-use saeidx_sae::logits::LogitOptions;
 
 use super::print;
-use crate::{Output, print_json};
+use crate::{Models, Output, Sources, print_json};
+
+/// Tokens kept at each end by default (`saeidx_sae::logits::LogitOptions`'s default,
+/// which `saeidx-model` checks).
+pub const DEFAULT_LOGIT_K: u64 = 10;
 
 /// `saeidx query logits`.
 #[derive(Args)]
@@ -23,7 +24,7 @@ pub struct LogitsArgs {
     #[arg(long)]
     feature: Option<u32>,
     /// Tokens kept at each end (top and bottom) when computing.
-    #[arg(long, default_value_t = LogitOptions::default().k as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, default_value_t = DEFAULT_LOGIT_K, value_parser = clap::value_parser!(u64).range(1..=1000))]
     k: u64,
     /// Compute them again even if the index has them.
     #[arg(long)]
@@ -41,7 +42,7 @@ pub struct LogitsArgs {
 }
 
 /// `saeidx query logits`.
-pub fn logits(args: LogitsArgs) -> anyhow::Result<()> {
+pub fn logits(args: LogitsArgs, models: &dyn Models) -> anyhow::Result<()> {
     let open = || {
         QueryIndex::open(&args.index).with_context(|| format!("opening {}", args.index.display()))
     };
@@ -50,24 +51,14 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<()> {
     let built = if present {
         None
     } else {
-        let sources = LiveSources {
+        let sources = Sources {
             model: args.model.clone(),
             sae: args.sae.iter().cloned().collect(),
         };
-        let options = LogitOptions {
-            k: args.k as usize,
-            ..LogitOptions::default()
-        };
-        let _lock = saeidx_format::lock::OutputLock::acquire(&args.index)?;
         Some(
-            build_logit_effects(
-                index.manifest(),
-                index.dir(),
-                &sources,
-                &HubSettings::from_env(),
-                options,
-            )
-            .context("computing the index's logit effects")?,
+            models
+                .logit_effects(index.manifest(), index.dir(), &sources, args.k as usize)
+                .context("computing the index's logit effects")?,
         )
     };
     // Read back through the query layer: what every front end will read.

@@ -18,10 +18,9 @@ mod tokens;
 
 use std::{ops::Range, path::PathBuf, str::FromStr};
 
+use crate::{Models, Sources};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use saeidx_hub::HubSettings;
-use saeidx_live::{LiveAnalyzer, LiveSources};
 use saeidx_query::{
     Aggregate, AnalyzedText, AnyIndex, DocRef, Exclusions, Rank, Restriction, limits::Limit,
 };
@@ -31,6 +30,7 @@ pub use compare::{CompareArgs, compare};
 pub use contrast::{ContrastArgs, contrast};
 pub use documents::{DocumentsArgs, documents};
 pub use labels::{LabelsCommand, labels};
+pub use logits::DEFAULT_LOGIT_K;
 pub use questions::{
     ExplainArgs, FeatureArgs, InfoArgs, QueryCommand, SampleArgs, SilentArgs, TopFeaturesArgs,
     TopTextsArgs, explain, feature, info, query, sample, silent, top_features, top_texts,
@@ -173,11 +173,14 @@ fn parse_range(text: &str) -> Result<Range<u32>, String> {
 
 /// `text` run live through `index`'s model and SAE (or those `sources` names, which must
 /// be identical to the index's).
-fn analyze(index: &AnyIndex, text: &str, sources: &LiveSources) -> anyhow::Result<AnalyzedText> {
-    let (manifest, dir) = index
+fn analyze(
+    index: &AnyIndex,
+    text: &str,
+    sources: &Sources,
+    models: &dyn Models,
+) -> anyhow::Result<AnalyzedText> {
+    index
         .model_source()
         .context("the index has no segments, so no model and SAE to analyze a text with")?;
-    let live = LiveAnalyzer::for_index(manifest, dir, sources, &HubSettings::from_env())
-        .context("loading the index's model and SAE for the live text")?;
-    Ok(live.analyze_text(text)?)
+    models.analyze(index, text, sources)
 }

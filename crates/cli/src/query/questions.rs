@@ -5,7 +5,6 @@ use std::{ops::Range, path::PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use saeidx_live::LiveSources;
 use saeidx_query::{
     DocRef, ExplainRequest, FeatureRequest, InfoRequest, SampleRequest, SilentRequest,
     TopFeaturesRequest, TopTextsRequest, limits::Limit,
@@ -15,7 +14,7 @@ use super::{
     AggregateArg, ExclusionArgs, IndexArg, RankArg, RestrictArgs, analyze, parse_range, print,
     within,
 };
-use crate::{Output, print_json};
+use crate::{Models, Output, Sources, print_json};
 
 /// `saeidx top-texts`.
 #[derive(Args)]
@@ -268,7 +267,7 @@ pub fn top_texts(args: TopTextsArgs) -> anyhow::Result<()> {
 }
 
 /// `saeidx top-features`.
-pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
+pub fn top_features(args: TopFeaturesArgs, models: &dyn Models) -> anyhow::Result<()> {
     let index = args.index.open()?;
     let request = TopFeaturesRequest {
         k: args.k,
@@ -280,11 +279,11 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
         if args.tokens.is_some() {
             bail!("--tokens applies to --doc and --doc-id, not --text");
         }
-        let sources = LiveSources {
+        let sources = Sources {
             model: args.model.clone(),
             sae: args.sae.iter().cloned().collect(),
         };
-        let analyzed = analyze(&index, text, &sources)?;
+        let analyzed = analyze(&index, text, &sources, models)?;
         if args.per_token {
             return print::per_token(&index.text_per_token(&analyzed, &request)?, args.output);
         }
@@ -315,9 +314,9 @@ pub fn top_features(args: TopFeaturesArgs) -> anyhow::Result<()> {
 
 /// `saeidx explain`: the seed's whole workflow in one command — the strongest features
 /// of a text (live), then what makes each of them fire in the index.
-pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+pub fn explain(args: ExplainArgs, models: &dyn Models) -> anyhow::Result<()> {
     let index = args.index.open()?;
-    let analyzed = analyze(&index, &args.text, &LiveSources::default())?;
+    let analyzed = analyze(&index, &args.text, &Sources::default(), models)?;
     let answer = index.explain(
         &analyzed,
         &ExplainRequest {
@@ -408,7 +407,7 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 /// `saeidx query ...`.
-pub fn query(command: QueryCommand) -> anyhow::Result<()> {
+pub fn query(command: QueryCommand, models: &dyn Models) -> anyhow::Result<()> {
     match command {
         QueryCommand::Build {
             index,
@@ -432,6 +431,6 @@ pub fn query(command: QueryCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        QueryCommand::Logits(args) => super::logits::logits(args),
+        QueryCommand::Logits(args) => super::logits::logits(args, models),
     }
 }

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use saeidx_live::LiveSources;
 use saeidx_query::{FeatureRequest, TopFeaturesRequest, limits::Limit};
 
 use super::{IndexArg, analyze, within};
+use crate::{Models, Sources};
 
 /// `saeidx render ...`: self-contained HTML pages.
 #[derive(Subcommand)]
@@ -56,7 +56,7 @@ pub enum RenderCommand {
 }
 
 /// `saeidx render ...`.
-pub fn render(command: RenderCommand) -> anyhow::Result<()> {
+pub fn render(command: RenderCommand, models: &dyn Models) -> anyhow::Result<()> {
     match command {
         RenderCommand::Feature {
             features,
@@ -95,7 +95,7 @@ pub fn render(command: RenderCommand) -> anyhow::Result<()> {
             index,
         } => {
             let index = index.open()?;
-            let analyzed = analyze(&index, &text, &LiveSources::default())?;
+            let analyzed = analyze(&index, &text, &Sources::default(), models)?;
             let request = TopFeaturesRequest {
                 k: 5,
                 ..TopFeaturesRequest::default()

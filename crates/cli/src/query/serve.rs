@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use saeidx_hub::HubSettings;
-use saeidx_live::{LiveSources, LiveWorker};
-use saeidx_query::{AnalyzedText, AnyIndex};
+use saeidx_query::AnyIndex;
 
 use super::IndexArg;
+use crate::{Models, Sources};
 
 /// `saeidx serve`.
 #[derive(Args)]
@@ -59,19 +58,8 @@ pub struct ServeArgs {
     index: IndexArg,
 }
 
-/// Live texts for the server: the index's model and SAE on their own thread.
-struct ServerLive {
-    worker: LiveWorker,
-}
-
-impl saeidx_view::serve::LiveTexts for ServerLive {
-    fn analyze(&mut self, text: &str) -> Result<AnalyzedText, String> {
-        self.worker.analyze_text(text).map_err(|e| e.to_string())
-    }
-}
-
 /// `saeidx serve`.
-pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub fn serve(args: ServeArgs, models: &dyn Models) -> anyhow::Result<()> {
     let dirs = if args.indexes.is_empty() {
         vec![args.index.index.clone()]
     } else {
@@ -86,17 +74,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let live: Option<Box<dyn saeidx_view::serve::LiveTexts>> = if args.no_live {
             None
         } else if let Some((manifest, model_dir)) = source {
-            let started = LiveWorker::start(
-                manifest,
-                model_dir,
-                LiveSources {
-                    model: None,
-                    sae: args.saes.clone(),
-                },
-                HubSettings::from_env(),
-            );
-            match started {
-                Ok(worker) => Some(Box::new(ServerLive { worker })),
+            let sources = Sources {
+                model: None,
+                sae: args.saes.clone(),
+            };
+            match models.live_texts(&manifest, &model_dir, sources) {
+                Ok(live) => Some(live),
                 Err(error) => {
                     eprintln!(
                         "warning: live texts (/text) are off for {}: {error}",

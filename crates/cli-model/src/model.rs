@@ -5,7 +5,9 @@ use saeidx_corpus::tokenizer::TextTokenizer;
 use saeidx_model::checkpoint::Checkpoint;
 use serde_json::json;
 
-use crate::{ModelArgs, Output, print_json};
+use saeidx_cli::{Output, print_json};
+
+use crate::ModelArgs;
 
 #[derive(Subcommand)]
 pub enum ModelCommand {

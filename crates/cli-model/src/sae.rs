@@ -21,7 +21,9 @@ use saeidx_sae::{
 
 use serde_json::json;
 
-use crate::{AssetsDir, ModelArgs, Output, print_json};
+use saeidx_cli::{Output, print_json};
+
+use crate::{AssetsDir, ModelArgs};
 
 #[derive(Subcommand)]
 pub enum SaeCommand {

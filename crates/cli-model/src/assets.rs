@@ -11,7 +11,9 @@ use saeidx_assets::{
 };
 use serde_json::json;
 
-use crate::{AssetsDir, Output, print_json};
+use saeidx_cli::{Output, print_json};
+
+use crate::AssetsDir;
 
 #[derive(Subcommand)]
 pub enum AssetsCommand {

@@ -13,7 +13,9 @@ use saeidx_model::{
 };
 use serde_json::json;
 
-use crate::{ModelArgs, Output, print_json};
+use saeidx_cli::{Output, print_json};
+
+use crate::ModelArgs;
 
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use saeidx_cluster::{SbatchOptions, SlurmOutcome, SlurmRequest, array_spec};
 
-use crate::{Output, print_json};
+use saeidx_cli::{Output, print_json};
 
 /// Cluster schedulers.
 #[derive(Subcommand)]
@@ -79,7 +79,7 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
 fn slurm(args: SlurmArgs) -> anyhow::Result<()> {
     let saeidx = match args.saeidx {
         Some(path) => std::path::absolute(path)?,
-        None => std::env::current_exe().context("finding this saeidx binary")?,
+        None => front_binary()?,
     };
     let request = SlurmRequest {
         job: args.job,
@@ -103,6 +103,14 @@ fn slurm(args: SlurmArgs) -> anyhow::Result<()> {
     }
     print_outcome(&outcome);
     Ok(())
+}
+
+/// The `saeidx` the jobs run by default: the one beside this executable (which handed
+/// it this command), else this executable itself.
+fn front_binary() -> anyhow::Result<PathBuf> {
+    let this = std::env::current_exe().context("finding this saeidx binary")?;
+    let front = this.with_file_name("saeidx");
+    Ok(if front.is_file() { front } else { this })
 }
 
 fn print_outcome(outcome: &SlurmOutcome) {
