@@ -793,11 +793,7 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| {
-                index
-                    .single("token feature profiles")
-                    .and_then(|index| index.token_features(&request))
-            })
+            .detach(|| index.token_features(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }

@@ -25,6 +25,7 @@ use crate::{
         TopTextsRequest,
     },
     browse::{DocumentPage, DocumentRequest},
+    by_token::{TokenFeatureProfile, TokenFeaturesRequest},
     contrast::{Contrast, ContrastRequest},
     documents::{DocumentList, DocumentsRequest, list_in},
     index::{Exclusions, FeatureReport, FeatureStats, Neighbour, WindowToken},
@@ -236,6 +237,15 @@ impl AnyIndex {
     /// ([`QueryIndex::contrast`]).
     pub fn contrast(&self, request: &ContrastRequest) -> Result<Contrast, QueryError> {
         either!(self, index => index.contrast(request))
+    }
+
+    /// The features of a token (or token sequence) over its live occurrences
+    /// ([`QueryIndex::token_features`]).
+    pub fn token_features(
+        &self,
+        request: &TokenFeaturesRequest,
+    ) -> Result<TokenFeatureProfile, QueryError> {
+        either!(self, index => index.token_features(request))
     }
 
     /// The texts where a feature fires most strongly.

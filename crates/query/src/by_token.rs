@@ -664,7 +664,7 @@ impl QueryIndex {
 
     /// Global tokens ending an occurrence of `patterns` (all in one document), in
     /// `within`'s documents (all when `None`), counted under `exclusions`, in order.
-    fn occurrences(
+    pub(crate) fn occurrences(
         &self,
         patterns: &[TokenIds],
         within: Option<&DocSet>,
@@ -711,15 +711,7 @@ impl QueryIndex {
         &self,
         request: &TokenFeaturesRequest,
     ) -> Result<TokenFeatureProfile, QueryError> {
-        Limit::K.check(request.k)?;
-        Limit::Examples.check(request.examples)?;
-        Limit::Context.check(request.context)?;
-        if request.tokens.is_empty() || request.tokens.len() > 16 {
-            return Err(QueryError::TokenPattern {
-                pattern: String::new(),
-                reason: "give one token, or a sequence of up to 16".into(),
-            });
-        }
+        check_token_request(request)?;
         let patterns = request
             .tokens
             .iter()
@@ -736,19 +728,81 @@ impl QueryIndex {
         within: Option<&DocSet>,
     ) -> Result<TokenFeatureProfile, QueryError> {
         let found = self.occurrences(patterns, within, request.exclusions)?;
-        let mut tallies: HashMap<u32, Tally> = HashMap::new();
-        for &token in &found {
-            self.codes.decode(token..token + 1, |_, features, values| {
-                for (&feature, &value) in features.iter().zip(values) {
-                    tallies
-                        .entry(feature)
-                        .or_default()
-                        .add(value, token, request.examples);
-                }
-                Ok(())
-            })?;
+        let mut tallies = Tallies::default();
+        tallies.add(self, &found, 0, request.examples)?;
+        let mut token_ids = match patterns.last() {
+            Some(last) => last.ids(self.vocabulary()?),
+            None => Vec::new(),
+        };
+        token_ids.truncate(100);
+        tallies.answer(
+            request,
+            token_ids,
+            |token, value| self.hit(token, value, value, request.context),
+            |feature| self.registry().get(feature).cloned(),
+        )
+    }
+}
+
+/// Checks a `token_features` request's sizes and patterns.
+pub(crate) fn check_token_request(request: &TokenFeaturesRequest) -> Result<(), QueryError> {
+    Limit::K.check(request.k)?;
+    Limit::Examples.check(request.examples)?;
+    Limit::Context.check(request.context)?;
+    if request.tokens.is_empty() || request.tokens.len() > 16 {
+        return Err(QueryError::TokenPattern {
+            pattern: String::new(),
+            reason: "give one token, or a sequence of up to 16".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Per feature, its tally over the occurrences seen so far (in token order).
+#[derive(Default)]
+pub(crate) struct Tallies {
+    by_feature: HashMap<u32, Tally>,
+    occurrences: u64,
+}
+
+impl Tallies {
+    /// Adds `index`'s occurrences `found` (its tokens, ascending, after every occurrence
+    /// added before); `first_token` is added to its token numbers.
+    pub(crate) fn add(
+        &mut self,
+        index: &QueryIndex,
+        found: &[u64],
+        first_token: u64,
+        keep: usize,
+    ) -> Result<(), QueryError> {
+        self.occurrences += found.len() as u64;
+        for &token in found {
+            index
+                .codes
+                .decode(token..token + 1, |_, features, values| {
+                    for (&feature, &value) in features.iter().zip(values) {
+                        self.by_feature.entry(feature).or_default().add(
+                            value,
+                            first_token + token,
+                            keep,
+                        );
+                    }
+                    Ok(())
+                })?;
         }
-        let mut ranked: Vec<(u32, Tally)> = tallies.into_iter().collect();
+        Ok(())
+    }
+
+    /// The answer: the `k` most frequent features with their examples (`hit` of a
+    /// token and value) and labels.
+    pub(crate) fn answer(
+        self,
+        request: &TokenFeaturesRequest,
+        token_ids: Vec<u32>,
+        hit: impl Fn(u64, f32) -> Result<TextHit, QueryError>,
+        label: impl Fn(u32) -> Option<FeatureLabel>,
+    ) -> Result<TokenFeatureProfile, QueryError> {
+        let mut ranked: Vec<(u32, Tally)> = self.by_feature.into_iter().collect();
         ranked.sort_by(|a, b| {
             b.1.count
                 .cmp(&a.1.count)
@@ -756,16 +810,16 @@ impl QueryIndex {
                 .then(a.0.cmp(&b.0))
         });
         ranked.truncate(request.k);
-        let occurrences = found.len() as u64;
+        let occurrences = self.occurrences;
         let mut features = Vec::with_capacity(ranked.len());
         for (feature, tally) in ranked {
             let mut examples = Vec::with_capacity(tally.best.len());
             for &(value, token) in &tally.best {
-                examples.push(self.hit(token, value, value, request.context)?);
+                examples.push(hit(token, value)?);
             }
             features.push(TokenFeature {
                 feature,
-                label: self.registry().get(feature).cloned(),
+                label: label(feature),
                 count: tally.count,
                 frequency: tally.count as f64 / occurrences as f64,
                 mean_activation: (tally.sum / tally.count as f64) as f32,
@@ -773,11 +827,6 @@ impl QueryIndex {
                 examples,
             });
         }
-        let mut token_ids = match patterns.last() {
-            Some(last) => last.ids(self.vocabulary()?),
-            None => Vec::new(),
-        };
-        token_ids.truncate(100);
         Ok(TokenFeatureProfile {
             tokens: request.tokens.clone(),
             restrict: request.restrict.clone(),

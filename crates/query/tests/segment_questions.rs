@@ -10,7 +10,8 @@ use std::{collections::BTreeSet, path::Path};
 use saeidx_format::segments::SegmentSet;
 use saeidx_query::{
     Aggregate, AnyIndex, ContrastRequest, DocRef, DocumentRequest, DocumentsRequest, Exclusions,
-    QueryError, QueryIndex, Restriction, TopFeaturesRequest, build, list_documents,
+    QueryError, QueryIndex, Restriction, TokenFeaturesRequest, TokenPattern, TopFeaturesRequest,
+    build, list_documents,
 };
 use saeidx_testkit::synthetic::{
     SyntheticSpec, split_into_segments, write_synthetic_index_with_metadata,
@@ -290,4 +291,49 @@ fn contrasts_answer_as_one_index() {
         }
     }
     assert!(features > 100, "{features}");
+}
+
+#[test]
+fn token_features_answer_as_one_index() {
+    let both = Both::new();
+    let patterns = [
+        vec![TokenPattern::Id(1)],
+        vec![TokenPattern::Id(517)],
+        vec![TokenPattern::Text("tax".into())],
+        vec![TokenPattern::Regex("^(the|war\\n|日本)$".into())],
+        vec![TokenPattern::Regex("a".into())],
+        vec![
+            TokenPattern::Regex("a".into()),
+            TokenPattern::Regex("e".into()),
+        ],
+    ];
+    let mut occurrences = 0;
+    for (ours, theirs) in both.restrictions() {
+        for tokens in &patterns {
+            for exclusions in EXCLUSIONS {
+                let request = |restrict: &Restriction| TokenFeaturesRequest {
+                    tokens: tokens.clone(),
+                    k: 30,
+                    examples: 3,
+                    context: 2,
+                    exclusions,
+                    restrict: restrict.clone(),
+                };
+                let mut got = both.seg.token_features(&request(&ours)).unwrap();
+                occurrences += got.occurrences;
+                for feature in &mut got.features {
+                    for hit in &mut feature.examples {
+                        hit.doc = both.renumber(hit.doc);
+                    }
+                }
+                got.restrict = theirs.clone();
+                assert_eq!(
+                    got,
+                    both.one.token_features(&request(&theirs)).unwrap(),
+                    "{ours:?} {tokens:?}"
+                );
+            }
+        }
+    }
+    assert!(occurrences > 500, "{occurrences}");
 }

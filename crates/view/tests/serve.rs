@@ -393,6 +393,17 @@ fn same_segment_pages(port: u16, one: &saeidx_query::AnyIndex) {
         get("/api/contrast?a=tokens+%3E+20"),
         serde_json::to_value(contrast).unwrap()
     );
+    let profile = one
+        .token_features(&saeidx_query::TokenFeaturesRequest {
+            tokens: vec![saeidx_query::TokenPattern::Regex("a".into())],
+            ..saeidx_query::TokenFeaturesRequest::default()
+        })
+        .unwrap();
+    assert!(profile.occurrences > 0);
+    assert_eq!(
+        get("/api/token-features?token_regex=a"),
+        serde_json::to_value(profile).unwrap()
+    );
 }
 
 /// An index of segments is served like one index: the API answers what the library

@@ -87,16 +87,14 @@ pub fn token_features(args: TokenFeaturesArgs) -> anyhow::Result<()> {
         bail!("say which token: --token TEXT, --token-id ID or --token-regex REGEX");
     }
     let index = args.index.open()?;
-    let answer = index
-        .single("token feature profiles")?
-        .token_features(&TokenFeaturesRequest {
-            tokens,
-            k: args.k,
-            examples: args.examples,
-            context: args.context,
-            exclusions: args.exclusions.exclusions(),
-            restrict: args.restrict.restriction(),
-        })?;
+    let answer = index.token_features(&TokenFeaturesRequest {
+        tokens,
+        k: args.k,
+        examples: args.examples,
+        context: args.context,
+        exclusions: args.exclusions.exclusions(),
+        restrict: args.restrict.restriction(),
+    })?;
     if args.output.json {
         return print_json(&answer);
     }

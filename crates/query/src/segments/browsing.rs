@@ -15,6 +15,10 @@ use crate::{
 };
 
 use super::{Scopes, Segment, SegmentedIndex};
+use crate::by_token::{
+    IdMatch, Tallies, TokenFeatureProfile, TokenFeaturesRequest, TokenIds, check_token_request,
+    piece,
+};
 
 impl SegmentedIndex {
     /// One page of a live document ([`crate::QueryIndex::document_page`]), with its
@@ -228,5 +232,85 @@ impl SegmentedIndex {
             },
         );
         self.intact(answer)
+    }
+}
+
+impl SegmentedIndex {
+    /// The features of a token (or token sequence) over its live occurrences
+    /// ([`crate::QueryIndex::token_features`]).
+    pub fn token_features(
+        &self,
+        request: &TokenFeaturesRequest,
+    ) -> Result<TokenFeatureProfile, QueryError> {
+        check_token_request(request)?;
+        // Per segment, the patterns' ids: a token matches by its id and text alone.
+        let patterns = self
+            .segments
+            .iter()
+            .map(|segment| {
+                request
+                    .tokens
+                    .iter()
+                    .map(|p| segment.index.token_ids(p))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let within = self.live_sets(&request.restrict)?;
+        let mut tallies = Tallies::default();
+        for ((segment, set), patterns) in self.segments.iter().zip(&within).zip(&patterns) {
+            let found = segment
+                .index
+                .occurrences(patterns, Some(set), request.exclusions)?;
+            tallies.add(
+                &segment.index,
+                &found,
+                segment.first_token,
+                request.examples,
+            )?;
+        }
+        let last: Vec<&TokenIds> = patterns.iter().filter_map(|p| p.last()).collect();
+        let mut token_ids = self.live_ids(&last)?;
+        token_ids.truncate(100);
+        let answer = tallies.answer(
+            request,
+            token_ids,
+            |token, value| {
+                let (segment, local) = self.at_token(token);
+                segment.hit(local, value, value, request.context)
+            },
+            |feature| self.registry.get(feature).cloned(),
+        );
+        self.intact(answer)
+    }
+
+    /// The ids of live tokens that `ids` (one per segment) match, ascending: the ids of
+    /// one index's vocabulary over the live documents that match.
+    fn live_ids(&self, ids: &[&TokenIds]) -> Result<Vec<u32>, QueryError> {
+        let mut found = std::collections::BTreeSet::new();
+        let everything = self.live_sets(&Restriction::all())?;
+        for ((segment, set), ids) in self.segments.iter().zip(&everything).zip(ids) {
+            let index = &segment.index;
+            for &doc in set.docs() {
+                let range = index.doc_token_range(doc)?;
+                if range.is_empty() {
+                    continue;
+                }
+                let (_, _, text) = index.document_texts(doc)?;
+                index.tokens.scan(range, |_, entry| {
+                    let matches = match ids.by_id(entry.token) {
+                        IdMatch::Yes => true,
+                        IdMatch::No => false,
+                        IdMatch::ByText => {
+                            ids.matches(entry.token, &piece(text, entry.start, entry.end))
+                        }
+                    };
+                    if matches {
+                        found.insert(entry.token);
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(found.into_iter().collect())
     }
 }

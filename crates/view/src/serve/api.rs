@@ -216,14 +216,7 @@ impl Context<'_> {
             exclusions: params.exclusions(),
             restrict: params.restriction(),
         };
-        self.with_index(|index| {
-            answer(
-                &index
-                    .single("token feature profiles")
-                    .and_then(|index| index.token_features(&request))
-                    .map_err(failed)?,
-            )
-        })
+        self.with_index(|index| answer(&index.token_features(&request).map_err(failed)?))
     }
 
     fn contrast(&self, params: &Params) -> Result<Reply, Failure> {
