@@ -161,6 +161,9 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next Rice-coded value with parameter `k` (see [`BitWriter::put_rice`]).
+    /// Always inlined into the block decoders: it runs once per code read (29,312 calls
+    /// of 52 instructions for one top-features answer; `#[inline]` alone left it a call).
+    #[inline(always)]
     pub(crate) fn rice(&mut self, k: u32) -> Result<u64, Overrun> {
         let word = self.peek_short();
         // Only the low PEEK_BITS bits are known: a one among them is the quotient's
