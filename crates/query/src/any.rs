@@ -32,6 +32,7 @@ use crate::{
     layout::QueryCounts,
     registry::{FeatureLabel, Registry},
     restrict::{DocSet, Restriction},
+    silent::{SilentContexts, SilentRequest},
     subset::SubsetFeatures,
 };
 
@@ -246,6 +247,12 @@ impl AnyIndex {
         request: &TokenFeaturesRequest,
     ) -> Result<TokenFeatureProfile, QueryError> {
         either!(self, index => index.token_features(request))
+    }
+
+    /// Up to `request.n` contexts in which a feature is active on no counted token
+    /// ([`QueryIndex::silent_contexts`]).
+    pub fn silent_contexts(&self, request: &SilentRequest) -> Result<SilentContexts, QueryError> {
+        either!(self, index => index.silent_contexts(request))
     }
 
     /// The texts where a feature fires most strongly.

@@ -404,6 +404,19 @@ fn same_segment_pages(port: u16, one: &saeidx_query::AnyIndex) {
         get("/api/token-features?token_regex=a"),
         serde_json::to_value(profile).unwrap()
     );
+    let silent = one
+        .silent_contexts(&saeidx_query::SilentRequest {
+            feature: 3,
+            n: 7,
+            seed: 2,
+            ..saeidx_query::SilentRequest::default()
+        })
+        .unwrap();
+    assert_eq!(silent.contexts.len(), 7);
+    assert_eq!(
+        get("/api/silent/3?n=7&seed=2"),
+        serde_json::to_value(silent).unwrap()
+    );
 }
 
 /// An index of segments is served like one index: the API answers what the library

@@ -19,6 +19,9 @@ use crate::by_token::{
     IdMatch, Tallies, TokenFeatureProfile, TokenFeaturesRequest, TokenIds, check_token_request,
     piece,
 };
+use crate::silent::{
+    Silence, SilentContexts, SilentRequest, round_robin, visiting_order, wanted_ids,
+};
 
 impl SegmentedIndex {
     /// One page of a live document ([`crate::QueryIndex::document_page`]), with its
@@ -312,5 +315,103 @@ impl SegmentedIndex {
             }
         }
         Ok(found.into_iter().collect())
+    }
+}
+
+impl SegmentedIndex {
+    /// Up to `request.n` contexts of live documents in which `request.feature` is
+    /// active on no counted token ([`crate::QueryIndex::silent_contexts`]): the live
+    /// tokens are visited in the order one index over them visits its tokens.
+    pub fn silent_contexts(&self, request: &SilentRequest) -> Result<SilentContexts, QueryError> {
+        Limit::Examples.check(request.n)?;
+        Limit::Context.check(request.context)?;
+        Limit::K.check(request.tokens.len())?;
+        let f = self.check_feature(request.feature)?;
+        let mut active = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            let mut tokens: Vec<u64> = segment
+                .index
+                .kept_postings(f, request.exclusions, None)?
+                .into_iter()
+                .map(|(token, _)| token)
+                .collect();
+            tokens.sort_unstable();
+            active.push(tokens);
+        }
+        let silences: Vec<Silence<'_>> = self
+            .segments
+            .iter()
+            .zip(&active)
+            .map(|(segment, active)| Silence {
+                index: &segment.index,
+                active,
+                context: request.context,
+                mask: request.exclusions.mask(),
+            })
+            .collect();
+        // Each segment's live tokens: (segment, local token ranges).
+        let live = self.live_sets(&Restriction::all())?;
+        let centres = if request.tokens.is_empty() {
+            self.silent_anywhere(&silences, &live, request)?
+        } else {
+            let (order, wanted) = wanted_ids(&request.tokens);
+            let mut occurrences: Vec<Vec<(usize, u64)>> = vec![Vec::new(); order.len()];
+            for (s, (silence, set)) in silences.iter().zip(&live).enumerate() {
+                for range in set.token_ranges() {
+                    silence.index.tokens.scan(range.clone(), |token, entry| {
+                        if let Some(&slot) = wanted.get(&entry.token)
+                            && silence.centres_with(token, entry.flags)?
+                        {
+                            occurrences[slot].push((s, token));
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+            round_robin(occurrences, request.n, request.seed)
+        };
+        let contexts = centres
+            .into_iter()
+            .map(|(s, token)| self.segments[s].hit(token, 0.0, 0.0, request.context))
+            .collect();
+        Ok(SilentContexts {
+            feature: request.feature,
+            contexts: self.intact(contexts)?,
+        })
+    }
+
+    /// Up to `request.n` silent centres anywhere in the live documents `live`, as
+    /// (segment, local token).
+    fn silent_anywhere(
+        &self,
+        silences: &[Silence<'_>],
+        live: &[DocSet],
+        request: &SilentRequest,
+    ) -> Result<Vec<(usize, u64)>, QueryError> {
+        // The live tokens, numbered in order: (first such number, segment, local range).
+        let mut spans = Vec::new();
+        let mut total = 0u64;
+        for (s, set) in live.iter().enumerate() {
+            for range in set.token_ranges() {
+                spans.push((total, s, range.clone()));
+                total += range.end - range.start;
+            }
+        }
+        let mut found = Vec::new();
+        if total == 0 || request.n == 0 {
+            return Ok(found);
+        }
+        for number in visiting_order(total, request.seed) {
+            let at = spans.partition_point(|span| span.0 <= number) - 1;
+            let (first, s, range) = &spans[at];
+            let token = range.start + (number - first);
+            if silences[*s].centres(token)? {
+                found.push((*s, token));
+                if found.len() == request.n {
+                    break;
+                }
+            }
+        }
+        Ok(found)
     }
 }
