@@ -1227,11 +1227,7 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| {
-                index
-                    .single("overviews")
-                    .and_then(|index| index.overview(&request))
-            })
+            .detach(|| index.overview(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }

@@ -24,7 +24,7 @@ use crate::{
         LabelAnswer, PerToken, Sample, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts,
         TopTextsRequest,
     },
-    browse::{DocumentPage, DocumentRequest},
+    browse::{DocumentPage, DocumentRequest, Overview, OverviewRequest},
     by_token::{TokenFeatureProfile, TokenFeaturesRequest},
     contrast::{Contrast, ContrastRequest},
     documents::{DocumentList, DocumentsRequest, list_in},
@@ -253,6 +253,12 @@ impl AnyIndex {
     /// ([`QueryIndex::silent_contexts`]).
     pub fn silent_contexts(&self, request: &SilentRequest) -> Result<SilentContexts, QueryError> {
         either!(self, index => index.silent_contexts(request))
+    }
+
+    /// What the index holds: provenance, counts, feature densities, frequent and rare
+    /// features, labels, a sample, documents ([`QueryIndex::overview`]).
+    pub fn overview(&self, request: &OverviewRequest) -> Result<Overview, QueryError> {
+        either!(self, index => index.overview(request))
     }
 
     /// The texts where a feature fires most strongly.

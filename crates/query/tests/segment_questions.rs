@@ -10,8 +10,8 @@ use std::{collections::BTreeSet, path::Path};
 use saeidx_format::segments::SegmentSet;
 use saeidx_query::{
     Aggregate, AnyIndex, ContrastRequest, DocRef, DocumentRequest, DocumentsRequest, Exclusions,
-    QueryError, QueryIndex, Restriction, SilentRequest, TokenFeaturesRequest, TokenPattern,
-    TopFeaturesRequest, build, list_documents,
+    OverviewRequest, QueryError, QueryIndex, Restriction, SilentRequest, TokenFeaturesRequest,
+    TokenPattern, TopFeaturesRequest, build, list_documents,
 };
 use saeidx_testkit::synthetic::{
     SyntheticSpec, split_into_segments, write_synthetic_index_with_metadata,
@@ -379,4 +379,28 @@ fn silent_contexts_answer_as_one_index() {
         }
     }
     assert!(contexts > 5_000, "{contexts}");
+}
+
+#[test]
+fn overviews_answer_as_one_index() {
+    let both = Both::new();
+    for (frequent, sample, seed, documents, from) in
+        [(5, 5, 3, 100, 0), (30, 10, 0, 7, 14), (1, 0, 1, 3, 33)]
+    {
+        let request = |documents_from| OverviewRequest {
+            frequent,
+            sample,
+            seed,
+            documents,
+            documents_from,
+        };
+        let mut got = both.seg.overview(&request(from)).unwrap();
+        assert!(!got.documents.is_empty() && got.live_features > 0);
+        for summary in &mut got.documents {
+            assert!(!both.removed.contains(&summary.doc));
+            summary.doc = both.renumber(summary.doc);
+        }
+        let want = both.one.overview(&request(both.renumber(from))).unwrap();
+        assert_eq!(got, want, "{from}");
+    }
 }

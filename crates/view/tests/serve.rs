@@ -492,9 +492,13 @@ fn serves_an_index_of_segments_and_picks_up_a_new_set() {
     let (status, home) = http(port, "GET", "/", "");
     assert_eq!(status, 200);
     assert!(home.contains("an index of 3 segments"), "{home}");
-    let (status, body) = http(port, "GET", "/api/overview", "");
-    assert_eq!(status, 501, "{body}");
-    assert!(body.contains("overviews are not answered over an index of segments"));
+    let overview = one
+        .overview(&saeidx_query::OverviewRequest::default())
+        .unwrap();
+    assert_eq!(
+        get("/api/overview"),
+        serde_json::to_value(overview).unwrap()
+    );
     let (status, _) = http(port, "POST", "/api/labels/4", r#"{"name": "numbers"}"#);
     assert_eq!(status, 200);
     assert!(dir.join("labels.json").is_file());

@@ -15,10 +15,15 @@ use crate::{
 };
 
 use super::{Scopes, Segment, SegmentedIndex};
+use crate::browse::{
+    DocumentSummary, Overview, OverviewParts, OverviewRequest, check_overview, frequencies,
+    provenance,
+};
 use crate::by_token::{
     IdMatch, Tallies, TokenFeatureProfile, TokenFeaturesRequest, TokenIds, check_token_request,
     piece,
 };
+use crate::documents::{DocumentsRequest, MetadataColumnInfo, list_in};
 use crate::silent::{
     Silence, SilentContexts, SilentRequest, round_robin, visiting_order, wanted_ids,
 };
@@ -413,5 +418,94 @@ impl SegmentedIndex {
             }
         }
         Ok(found)
+    }
+}
+
+impl SegmentedIndex {
+    /// What the index holds over its live documents ([`crate::QueryIndex::overview`]);
+    /// its documents are the first `request.documents` live ones numbered from
+    /// `request.documents_from` on.
+    pub fn overview(&self, request: &OverviewRequest) -> Result<Overview, QueryError> {
+        check_overview(request)?;
+        let (live, dead) = frequencies(self.d_sae, &self.registry, |feature| {
+            self.feature_stats(feature, Exclusions::default())
+        })?;
+        let sampled = self.sample_features(request.sample, request.seed)?;
+        let (metadata_columns, documents) =
+            self.document_summaries(request.documents_from, request.documents)?;
+        let first = self.segments.first().map(|s| &s.index);
+        let version = first.map_or(env!("CARGO_PKG_VERSION"), |index| {
+            index.manifest().saeidx_version.as_str()
+        });
+        let parts = OverviewParts {
+            provenance: provenance(&self.job, version),
+            counts: self.counts()?,
+            live,
+            dead,
+            sampled,
+            metadata_columns,
+            documents,
+            logit_effects: first
+                .is_some_and(|index| index.logit_effects().is_ok_and(|e| e.is_some())),
+        };
+        self.intact(Ok(parts.overview(request, &self.registry)))
+    }
+
+    /// The first `n` live documents numbered `from` or more, with their metadata, and
+    /// the metadata columns (read from the Parquet documents tables only when the index
+    /// keeps some).
+    fn document_summaries(
+        &self,
+        from: u32,
+        n: usize,
+    ) -> Result<(Vec<MetadataColumnInfo>, Vec<DocumentSummary>), QueryError> {
+        let mut docs = Vec::with_capacity(n.min(1024));
+        let mut before = 0usize;
+        for segment in &self.segments {
+            for local in 0..segment.documents() {
+                let doc = segment.first_doc + local;
+                if segment.doc_deleted(local) {
+                    continue;
+                }
+                if doc < from {
+                    before += 1;
+                } else if docs.len() < n {
+                    docs.push((segment, local));
+                }
+            }
+        }
+        let (columns, mut metadata) = if self.job.corpus.metadata.is_empty() {
+            (Vec::new(), std::collections::HashMap::new())
+        } else {
+            let request = DocumentsRequest {
+                limit: docs.len(),
+                offset: before,
+                ..DocumentsRequest::default()
+            };
+            let list = list_in(&self.dir, self.set.as_ref(), &request)?;
+            let metadata = list
+                .documents
+                .into_iter()
+                .map(|entry| (entry.doc, entry.metadata))
+                .collect();
+            (list.columns, metadata)
+        };
+        let summaries = docs
+            .into_iter()
+            .map(|(segment, local)| {
+                let doc = segment.first_doc + local;
+                let (id, source, text) = segment.index.document(local)?;
+                let (_, tokens) = segment.index.doc_tokens(local)?;
+                Ok(DocumentSummary {
+                    doc,
+                    id: id.to_string(),
+                    source: source.to_string(),
+                    tokens,
+                    preview: text.chars().take(80).collect(),
+                    metadata: metadata.remove(&doc).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, QueryError>>()?;
+        Ok((columns, summaries))
     }
 }
