@@ -974,11 +974,7 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| {
-                index
-                    .single("silent contexts")
-                    .and_then(|index| index.silent_contexts(&request))
-            })
+            .detach(|| index.silent_contexts(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }
@@ -1231,11 +1227,7 @@ impl Index {
         let guard = self.read()?;
         let index = &*guard;
         let answer = py
-            .detach(|| {
-                index
-                    .single("overviews")
-                    .and_then(|index| index.overview(&request))
-            })
+            .detach(|| index.overview(&request))
             .map_err(query_error)?;
         to_python(py, &answer)
     }

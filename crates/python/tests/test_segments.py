@@ -90,9 +90,11 @@ def test_python_answers_as_the_cli_over_segments(segmented: Path) -> None:
     assert idx.top_features_answer(doc="budget") == cli_json(
         "top-features", "--doc-id", "budget", *index
     )
-    # Questions not answered over segments yet say so.
-    with pytest.raises(ValueError, match="not answered over an index of segments"):
-        idx.overview()
+    # Overviews and document pages over segments, as the CLI answers them.
+    assert idx.overview() == cli_json("overview", *index)
+    assert idx.document_page("long", page_tokens=7) == cli_json(
+        "document", "long", "--page-tokens", "7", *index
+    )
 
 
 def test_labels_set_through_python_are_the_index_labels(segmented: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ use crate::{
         LabelAnswer, PerToken, Sample, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts,
         TopTextsRequest,
     },
-    browse::{DocumentPage, DocumentRequest},
+    browse::{DocumentPage, DocumentRequest, Overview, OverviewRequest},
     by_token::{TokenFeatureProfile, TokenFeaturesRequest},
     contrast::{Contrast, ContrastRequest},
     documents::{DocumentList, DocumentsRequest, list_in},
@@ -32,6 +32,7 @@ use crate::{
     layout::QueryCounts,
     registry::{FeatureLabel, Registry},
     restrict::{DocSet, Restriction},
+    silent::{SilentContexts, SilentRequest},
     subset::SubsetFeatures,
 };
 
@@ -246,6 +247,18 @@ impl AnyIndex {
         request: &TokenFeaturesRequest,
     ) -> Result<TokenFeatureProfile, QueryError> {
         either!(self, index => index.token_features(request))
+    }
+
+    /// Up to `request.n` contexts in which a feature is active on no counted token
+    /// ([`QueryIndex::silent_contexts`]).
+    pub fn silent_contexts(&self, request: &SilentRequest) -> Result<SilentContexts, QueryError> {
+        either!(self, index => index.silent_contexts(request))
+    }
+
+    /// What the index holds: provenance, counts, feature densities, frequent and rare
+    /// features, labels, a sample, documents ([`QueryIndex::overview`]).
+    pub fn overview(&self, request: &OverviewRequest) -> Result<Overview, QueryError> {
+        either!(self, index => index.overview(request))
     }
 
     /// The texts where a feature fires most strongly.

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use saeidx_format::manifest::JobSpec;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,9 +15,10 @@ use crate::{
     QueryError,
     answers::DocRef,
     documents::{DocumentsRequest, MetadataColumnInfo, list_documents},
-    index::{Exclusions, QueryIndex},
+    index::{Exclusions, FeatureStats, QueryIndex},
     layout::{FLAG_SINK, FLAG_SPECIAL, QueryCounts},
     limits::Limit,
+    registry::Registry,
 };
 
 /// No token left out: pages show every token.
@@ -440,94 +442,25 @@ impl QueryIndex {
     /// What the index holds: provenance, counts, feature densities, frequent and rare
     /// features, labels, a sample, documents.
     pub fn overview(&self, request: &OverviewRequest) -> Result<Overview, QueryError> {
-        Limit::K.check(request.frequent)?;
-        Limit::Sample.check(request.sample)?;
-        Limit::K.check(request.documents)?;
-        let mut live = Vec::new();
-        let mut dead = 0usize;
-        for feature in 0..self.d_sae() as u32 {
-            let stats = self.feature_stats(feature, Exclusions::default())?;
-            if stats.count == 0 {
-                dead += 1;
-            } else {
-                live.push(self.frequency(
-                    feature,
-                    stats.count,
-                    stats.density,
-                    stats.max_activation,
-                ));
-            }
-        }
-        let density = density_histogram(&live, dead as u64);
-        let mut by_count = live.clone();
-        by_count.sort_by(|a, b| b.count.cmp(&a.count).then(a.feature.cmp(&b.feature)));
-        let most_frequent = by_count.iter().take(request.frequent).cloned().collect();
-        let least_frequent = by_count
-            .iter()
-            .rev()
-            .take(request.frequent)
-            .cloned()
-            .collect();
-        let sampled = self
-            .sample_features(request.sample, request.seed)?
-            .into_iter()
-            .filter_map(|f| live.iter().find(|l| l.feature == f).cloned())
-            .collect();
+        check_overview(request)?;
+        let (live, dead) = frequencies(self.d_sae(), self.registry(), |feature| {
+            self.feature_stats(feature, Exclusions::default())
+        })?;
+        let sampled = self.sample_features(request.sample, request.seed)?;
         let (metadata_columns, documents) =
             self.document_summaries(request.documents_from, request.documents)?;
-        Ok(Overview {
-            provenance: self.provenance(),
+        let manifest = self.manifest();
+        Ok(OverviewParts {
+            provenance: provenance(&manifest.job, &manifest.saeidx_version),
             counts: self.counts()?,
-            live_features: live.len(),
-            dead_features: dead,
-            density,
-            most_frequent,
-            least_frequent,
-            labelled: self.labelled(),
+            live,
+            dead,
             sampled,
             metadata_columns,
             documents,
             logit_effects: self.logit_effects().is_ok_and(|e| e.is_some()),
-        })
-    }
-
-    fn frequency(&self, feature: u32, count: u64, density: f64, max: f32) -> FeatureFrequency {
-        FeatureFrequency {
-            feature,
-            count,
-            density,
-            max_activation: max,
-            name: self.registry().get(feature).and_then(|l| l.name.clone()),
         }
-    }
-
-    fn provenance(&self) -> IndexProvenance {
-        let manifest = self.manifest();
-        let job = &manifest.job;
-        IndexProvenance {
-            model: job.model.source.clone(),
-            model_commit: job.model.commit.clone(),
-            model_type: job.model.model_type.clone(),
-            hook: job.hook.clone(),
-            sae: job.sae.source.clone(),
-            sae_architecture: format!("{} {}", job.sae.format, job.sae.architecture),
-            sae_rule: job.sae.rule.clone(),
-            d_sae: job.sae.d_sae,
-            corpus: job.corpus.sources.clone(),
-            saeidx_version: manifest.saeidx_version.clone(),
-        }
-    }
-
-    fn labelled(&self) -> Vec<LabelledFeature> {
-        self.registry()
-            .iter()
-            .map(|(feature, label)| LabelledFeature {
-                feature,
-                name: label.name.clone(),
-                confidence: label.confidence.clone(),
-                draft: label.is_draft(),
-            })
-            .collect()
+        .overview(request, self.registry()))
     }
 
     /// Documents `from..from + n` with their metadata, and the metadata columns (read
@@ -572,6 +505,114 @@ impl QueryIndex {
             })
             .collect::<Result<_, QueryError>>()?;
         Ok((columns, summaries))
+    }
+}
+
+/// Checks an overview request's sizes.
+pub(crate) fn check_overview(request: &OverviewRequest) -> Result<(), QueryError> {
+    Limit::K.check(request.frequent)?;
+    Limit::Sample.check(request.sample)?;
+    Limit::K.check(request.documents)?;
+    Ok(())
+}
+
+/// The live features' frequencies (from each feature's statistics with the default
+/// exclusions), in id order, and how many features are dead.
+pub(crate) fn frequencies(
+    d_sae: usize,
+    registry: &Registry,
+    stats: impl Fn(u32) -> Result<FeatureStats, QueryError>,
+) -> Result<(Vec<FeatureFrequency>, usize), QueryError> {
+    let mut live = Vec::new();
+    let mut dead = 0usize;
+    for feature in 0..d_sae as u32 {
+        let stats = stats(feature)?;
+        if stats.count == 0 {
+            dead += 1;
+        } else {
+            live.push(FeatureFrequency {
+                feature,
+                count: stats.count,
+                density: stats.density,
+                max_activation: stats.max_activation,
+                name: registry.get(feature).and_then(|l| l.name.clone()),
+            });
+        }
+    }
+    Ok((live, dead))
+}
+
+/// Where an index made by `job` with saeidx `version` came from.
+pub(crate) fn provenance(job: &JobSpec, version: &str) -> IndexProvenance {
+    IndexProvenance {
+        model: job.model.source.clone(),
+        model_commit: job.model.commit.clone(),
+        model_type: job.model.model_type.clone(),
+        hook: job.hook.clone(),
+        sae: job.sae.source.clone(),
+        sae_architecture: format!("{} {}", job.sae.format, job.sae.architecture),
+        sae_rule: job.sae.rule.clone(),
+        d_sae: job.sae.d_sae,
+        corpus: job.corpus.sources.clone(),
+        saeidx_version: version.to_string(),
+    }
+}
+
+/// What an overview is made of, whatever the index's shape.
+pub(crate) struct OverviewParts {
+    pub(crate) provenance: IndexProvenance,
+    pub(crate) counts: QueryCounts,
+    /// Live features' frequencies, in id order ([`frequencies`]).
+    pub(crate) live: Vec<FeatureFrequency>,
+    pub(crate) dead: usize,
+    /// The sampled live features.
+    pub(crate) sampled: Vec<u32>,
+    pub(crate) metadata_columns: Vec<MetadataColumnInfo>,
+    pub(crate) documents: Vec<DocumentSummary>,
+    pub(crate) logit_effects: bool,
+}
+
+impl OverviewParts {
+    /// The overview `request` asks for, with the labels of `registry`.
+    pub(crate) fn overview(self, request: &OverviewRequest, registry: &Registry) -> Overview {
+        let live = self.live;
+        let density = density_histogram(&live, self.dead as u64);
+        let mut by_count = live.clone();
+        by_count.sort_by(|a, b| b.count.cmp(&a.count).then(a.feature.cmp(&b.feature)));
+        let most_frequent = by_count.iter().take(request.frequent).cloned().collect();
+        let least_frequent = by_count
+            .iter()
+            .rev()
+            .take(request.frequent)
+            .cloned()
+            .collect();
+        let sampled = self
+            .sampled
+            .into_iter()
+            .filter_map(|f| live.iter().find(|l| l.feature == f).cloned())
+            .collect();
+        Overview {
+            provenance: self.provenance,
+            counts: self.counts,
+            live_features: live.len(),
+            dead_features: self.dead,
+            density,
+            most_frequent,
+            least_frequent,
+            labelled: registry
+                .iter()
+                .map(|(feature, label)| LabelledFeature {
+                    feature,
+                    name: label.name.clone(),
+                    confidence: label.confidence.clone(),
+                    draft: label.is_draft(),
+                })
+                .collect(),
+            sampled,
+            metadata_columns: self.metadata_columns,
+            documents: self.documents,
+            logit_effects: self.logit_effects,
+        }
     }
 }
 

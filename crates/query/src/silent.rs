@@ -109,22 +109,22 @@ impl QueryIndex {
 }
 
 /// Whether windows are silent for one feature.
-struct Silence<'a> {
-    index: &'a QueryIndex,
+pub(crate) struct Silence<'a> {
+    pub(crate) index: &'a QueryIndex,
     /// Global tokens where the feature is active on a counted token, ascending.
-    active: &'a [u64],
-    context: u32,
-    mask: u8,
+    pub(crate) active: &'a [u64],
+    pub(crate) context: u32,
+    pub(crate) mask: u8,
 }
 
 impl Silence<'_> {
     /// Whether global token `token` is counted and its window holds no active token.
-    fn centres(&self, token: u64) -> Result<bool, QueryError> {
+    pub(crate) fn centres(&self, token: u64) -> Result<bool, QueryError> {
         self.centres_with(token, self.index.flags(token)?)
     }
 
     /// [`Self::centres`] for a token whose flags are `flags`.
-    fn centres_with(&self, token: u64, flags: u8) -> Result<bool, QueryError> {
+    pub(crate) fn centres_with(&self, token: u64, flags: u8) -> Result<bool, QueryError> {
         if flags & self.mask != 0 {
             return Ok(false);
         }
@@ -144,15 +144,7 @@ impl Silence<'_> {
         if total == 0 || n == 0 {
             return Ok(found);
         }
-        let mut rng = StdRng::seed_from_u64(seed);
-        let start = rng.random_range(0..total);
-        let mut stride = rng.random_range(1..total.max(2));
-        while gcd(stride, total) != 1 {
-            stride = stride % total + 1;
-        }
-        for i in 0..total {
-            let token = ((u128::from(start) + u128::from(i) * u128::from(stride))
-                % u128::from(total)) as u64;
+        for token in visiting_order(total, seed) {
             if self.centres(token)? {
                 found.push(token);
                 if found.len() == n {
@@ -165,14 +157,7 @@ impl Silence<'_> {
 
     /// Up to `n` silent centres whose token id is one of `ids`, round-robin over `ids`.
     fn on_tokens(&self, ids: &[u32], n: usize, seed: u64) -> Result<Vec<u64>, QueryError> {
-        let mut order: Vec<u32> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if !order.contains(id) {
-                order.push(*id);
-            }
-        }
-        let wanted: HashMap<u32, usize> =
-            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let (order, wanted) = wanted_ids(ids);
         let mut occurrences: Vec<Vec<u64>> = vec![Vec::new(); order.len()];
         let tokens = &self.index.tokens;
         tokens.scan(0..tokens.tokens(), |token, entry| {
@@ -183,28 +168,59 @@ impl Silence<'_> {
             }
             Ok(())
         })?;
-        let mut rng = StdRng::seed_from_u64(seed);
-        for list in &mut occurrences {
-            list.shuffle(&mut rng);
-        }
-        let mut found = Vec::with_capacity(n);
-        let mut round = 0;
-        while found.len() < n {
-            let before = found.len();
-            for list in &occurrences {
-                if let Some(token) = list.get(round)
-                    && found.len() < n
-                {
-                    found.push(*token);
-                }
-            }
-            if found.len() == before {
-                break;
-            }
-            round += 1;
-        }
-        Ok(found)
+        Ok(round_robin(occurrences, n, seed))
     }
+}
+
+/// Every token of `0..total` once, in the seeded order of silent contexts anywhere.
+pub(crate) fn visiting_order(total: u64, seed: u64) -> impl Iterator<Item = u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let start = rng.random_range(0..total.max(1));
+    let mut stride = rng.random_range(1..total.max(2));
+    while gcd(stride, total) != 1 {
+        stride = stride % total + 1;
+    }
+    (0..total).map(move |i| {
+        ((u128::from(start) + u128::from(i) * u128::from(stride)) % u128::from(total)) as u64
+    })
+}
+
+/// The distinct ids of `ids` in their order, and each one's slot in it.
+pub(crate) fn wanted_ids(ids: &[u32]) -> (Vec<u32>, HashMap<u32, usize>) {
+    let mut order: Vec<u32> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !order.contains(id) {
+            order.push(*id);
+        }
+    }
+    let wanted = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    (order, wanted)
+}
+
+/// Up to `n` of `occurrences` (one list per id, in token order): each list shuffled
+/// (seeded), then taken round-robin over the ids.
+pub(crate) fn round_robin<T: Copy>(mut occurrences: Vec<Vec<T>>, n: usize, seed: u64) -> Vec<T> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for list in &mut occurrences {
+        list.shuffle(&mut rng);
+    }
+    let mut found = Vec::with_capacity(n);
+    let mut round = 0;
+    while found.len() < n {
+        let before = found.len();
+        for list in &occurrences {
+            if let Some(token) = list.get(round)
+                && found.len() < n
+            {
+                found.push(*token);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+        round += 1;
+    }
+    found
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {

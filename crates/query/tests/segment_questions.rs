@@ -10,8 +10,8 @@ use std::{collections::BTreeSet, path::Path};
 use saeidx_format::segments::SegmentSet;
 use saeidx_query::{
     Aggregate, AnyIndex, ContrastRequest, DocRef, DocumentRequest, DocumentsRequest, Exclusions,
-    QueryError, QueryIndex, Restriction, TokenFeaturesRequest, TokenPattern, TopFeaturesRequest,
-    build, list_documents,
+    OverviewRequest, QueryError, QueryIndex, Restriction, SilentRequest, TokenFeaturesRequest,
+    TokenPattern, TopFeaturesRequest, build, list_documents,
 };
 use saeidx_testkit::synthetic::{
     SyntheticSpec, split_into_segments, write_synthetic_index_with_metadata,
@@ -336,4 +336,71 @@ fn token_features_answer_as_one_index() {
         }
     }
     assert!(occurrences > 500, "{occurrences}");
+}
+
+#[test]
+fn silent_contexts_answer_as_one_index() {
+    let both = Both::new();
+    let ids = both
+        .one
+        .token_features(&TokenFeaturesRequest {
+            tokens: vec![TokenPattern::Regex("[aeo]".into())],
+            ..TokenFeaturesRequest::default()
+        })
+        .unwrap()
+        .token_ids;
+    let mut some_ids = vec![1];
+    some_ids.extend(ids.iter().step_by(3).take(12));
+    let mut contexts = 0;
+    for feature in 0..D_SAE as u32 {
+        for exclusions in EXCLUSIONS {
+            for tokens in [Vec::new(), some_ids.clone()] {
+                for (n, context, seed) in [(5, 0, 0), (100, 2, 1), (100, 1, 7)] {
+                    let request = SilentRequest {
+                        feature,
+                        n,
+                        context,
+                        tokens: tokens.clone(),
+                        seed,
+                        exclusions,
+                    };
+                    let mut got = both.seg.silent_contexts(&request).unwrap();
+                    contexts += got.contexts.len();
+                    for hit in &mut got.contexts {
+                        hit.doc = both.renumber(hit.doc);
+                    }
+                    assert_eq!(
+                        got,
+                        both.one.silent_contexts(&request).unwrap(),
+                        "{request:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(contexts > 5_000, "{contexts}");
+}
+
+#[test]
+fn overviews_answer_as_one_index() {
+    let both = Both::new();
+    for (frequent, sample, seed, documents, from) in
+        [(5, 5, 3, 100, 0), (30, 10, 0, 7, 14), (1, 0, 1, 3, 33)]
+    {
+        let request = |documents_from| OverviewRequest {
+            frequent,
+            sample,
+            seed,
+            documents,
+            documents_from,
+        };
+        let mut got = both.seg.overview(&request(from)).unwrap();
+        assert!(!got.documents.is_empty() && got.live_features > 0);
+        for summary in &mut got.documents {
+            assert!(!both.removed.contains(&summary.doc));
+            summary.doc = both.renumber(summary.doc);
+        }
+        let want = both.one.overview(&request(both.renumber(from))).unwrap();
+        assert_eq!(got, want, "{from}");
+    }
 }

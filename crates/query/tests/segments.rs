@@ -398,10 +398,10 @@ fn any_index_opens_either_shape() {
         one.sample_features(4, 9).unwrap()
     );
     assert_eq!(any_seg.job(), &seg.job().clone());
-    assert!(any_one.single("overviews").is_ok());
+    assert!(any_one.single("comparisons").is_ok());
     assert!(matches!(
-        any_seg.single("overviews"),
-        Err(QueryError::NotForSegments("overviews"))
+        any_seg.single("comparisons"),
+        Err(QueryError::NotForSegments("comparisons"))
     ));
     // Labels written through either shape land in the folder's labels.json.
     let mut any_seg = any_seg;

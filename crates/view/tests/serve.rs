@@ -404,6 +404,19 @@ fn same_segment_pages(port: u16, one: &saeidx_query::AnyIndex) {
         get("/api/token-features?token_regex=a"),
         serde_json::to_value(profile).unwrap()
     );
+    let silent = one
+        .silent_contexts(&saeidx_query::SilentRequest {
+            feature: 3,
+            n: 7,
+            seed: 2,
+            ..saeidx_query::SilentRequest::default()
+        })
+        .unwrap();
+    assert_eq!(silent.contexts.len(), 7);
+    assert_eq!(
+        get("/api/silent/3?n=7&seed=2"),
+        serde_json::to_value(silent).unwrap()
+    );
 }
 
 /// An index of segments is served like one index: the API answers what the library
@@ -479,9 +492,13 @@ fn serves_an_index_of_segments_and_picks_up_a_new_set() {
     let (status, home) = http(port, "GET", "/", "");
     assert_eq!(status, 200);
     assert!(home.contains("an index of 3 segments"), "{home}");
-    let (status, body) = http(port, "GET", "/api/overview", "");
-    assert_eq!(status, 501, "{body}");
-    assert!(body.contains("overviews are not answered over an index of segments"));
+    let overview = one
+        .overview(&saeidx_query::OverviewRequest::default())
+        .unwrap();
+    assert_eq!(
+        get("/api/overview"),
+        serde_json::to_value(overview).unwrap()
+    );
     let (status, _) = http(port, "POST", "/api/labels/4", r#"{"name": "numbers"}"#);
     assert_eq!(status, 200);
     assert!(dir.join("labels.json").is_file());

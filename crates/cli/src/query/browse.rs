@@ -130,7 +130,7 @@ fn print_document(answer: &DocumentPage) {
 /// `saeidx overview`.
 pub fn overview(args: OverviewArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
-    let answer = index.single("overviews")?.overview(&OverviewRequest {
+    let answer = index.overview(&OverviewRequest {
         frequent: args.frequent,
         sample: args.sample,
         seed: args.seed,

@@ -359,16 +359,14 @@ pub fn feature(args: FeatureArgs) -> anyhow::Result<()> {
 /// `saeidx silent`: contexts where a feature fires on no counted token.
 pub fn silent(args: SilentArgs) -> anyhow::Result<()> {
     let index = args.index.open()?;
-    let answer = index
-        .single("silent contexts")?
-        .silent_contexts(&SilentRequest {
-            feature: args.feature,
-            n: args.n,
-            context: args.context,
-            tokens: args.tokens,
-            seed: args.seed,
-            exclusions: args.exclusions.exclusions(),
-        })?;
+    let answer = index.silent_contexts(&SilentRequest {
+        feature: args.feature,
+        n: args.n,
+        context: args.context,
+        tokens: args.tokens,
+        seed: args.seed,
+        exclusions: args.exclusions.exclusions(),
+    })?;
     if args.output.json {
         return print_json(&answer);
     }

@@ -15,9 +15,17 @@ use crate::{
 };
 
 use super::{Scopes, Segment, SegmentedIndex};
+use crate::browse::{
+    DocumentSummary, Overview, OverviewParts, OverviewRequest, check_overview, frequencies,
+    provenance,
+};
 use crate::by_token::{
     IdMatch, Tallies, TokenFeatureProfile, TokenFeaturesRequest, TokenIds, check_token_request,
     piece,
+};
+use crate::documents::{DocumentsRequest, MetadataColumnInfo, list_in};
+use crate::silent::{
+    Silence, SilentContexts, SilentRequest, round_robin, visiting_order, wanted_ids,
 };
 
 impl SegmentedIndex {
@@ -312,5 +320,192 @@ impl SegmentedIndex {
             }
         }
         Ok(found.into_iter().collect())
+    }
+}
+
+impl SegmentedIndex {
+    /// Up to `request.n` contexts of live documents in which `request.feature` is
+    /// active on no counted token ([`crate::QueryIndex::silent_contexts`]): the live
+    /// tokens are visited in the order one index over them visits its tokens.
+    pub fn silent_contexts(&self, request: &SilentRequest) -> Result<SilentContexts, QueryError> {
+        Limit::Examples.check(request.n)?;
+        Limit::Context.check(request.context)?;
+        Limit::K.check(request.tokens.len())?;
+        let f = self.check_feature(request.feature)?;
+        let mut active = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            let mut tokens: Vec<u64> = segment
+                .index
+                .kept_postings(f, request.exclusions, None)?
+                .into_iter()
+                .map(|(token, _)| token)
+                .collect();
+            tokens.sort_unstable();
+            active.push(tokens);
+        }
+        let silences: Vec<Silence<'_>> = self
+            .segments
+            .iter()
+            .zip(&active)
+            .map(|(segment, active)| Silence {
+                index: &segment.index,
+                active,
+                context: request.context,
+                mask: request.exclusions.mask(),
+            })
+            .collect();
+        // Each segment's live tokens: (segment, local token ranges).
+        let live = self.live_sets(&Restriction::all())?;
+        let centres = if request.tokens.is_empty() {
+            self.silent_anywhere(&silences, &live, request)?
+        } else {
+            let (order, wanted) = wanted_ids(&request.tokens);
+            let mut occurrences: Vec<Vec<(usize, u64)>> = vec![Vec::new(); order.len()];
+            for (s, (silence, set)) in silences.iter().zip(&live).enumerate() {
+                for range in set.token_ranges() {
+                    silence.index.tokens.scan(range.clone(), |token, entry| {
+                        if let Some(&slot) = wanted.get(&entry.token)
+                            && silence.centres_with(token, entry.flags)?
+                        {
+                            occurrences[slot].push((s, token));
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+            round_robin(occurrences, request.n, request.seed)
+        };
+        let contexts = centres
+            .into_iter()
+            .map(|(s, token)| self.segments[s].hit(token, 0.0, 0.0, request.context))
+            .collect();
+        Ok(SilentContexts {
+            feature: request.feature,
+            contexts: self.intact(contexts)?,
+        })
+    }
+
+    /// Up to `request.n` silent centres anywhere in the live documents `live`, as
+    /// (segment, local token).
+    fn silent_anywhere(
+        &self,
+        silences: &[Silence<'_>],
+        live: &[DocSet],
+        request: &SilentRequest,
+    ) -> Result<Vec<(usize, u64)>, QueryError> {
+        // The live tokens, numbered in order: (first such number, segment, local range).
+        let mut spans = Vec::new();
+        let mut total = 0u64;
+        for (s, set) in live.iter().enumerate() {
+            for range in set.token_ranges() {
+                spans.push((total, s, range.clone()));
+                total += range.end - range.start;
+            }
+        }
+        let mut found = Vec::new();
+        if total == 0 || request.n == 0 {
+            return Ok(found);
+        }
+        for number in visiting_order(total, request.seed) {
+            let at = spans.partition_point(|span| span.0 <= number) - 1;
+            let (first, s, range) = &spans[at];
+            let token = range.start + (number - first);
+            if silences[*s].centres(token)? {
+                found.push((*s, token));
+                if found.len() == request.n {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl SegmentedIndex {
+    /// What the index holds over its live documents ([`crate::QueryIndex::overview`]);
+    /// its documents are the first `request.documents` live ones numbered from
+    /// `request.documents_from` on.
+    pub fn overview(&self, request: &OverviewRequest) -> Result<Overview, QueryError> {
+        check_overview(request)?;
+        let (live, dead) = frequencies(self.d_sae, &self.registry, |feature| {
+            self.feature_stats(feature, Exclusions::default())
+        })?;
+        let sampled = self.sample_features(request.sample, request.seed)?;
+        let (metadata_columns, documents) =
+            self.document_summaries(request.documents_from, request.documents)?;
+        let first = self.segments.first().map(|s| &s.index);
+        let version = first.map_or(env!("CARGO_PKG_VERSION"), |index| {
+            index.manifest().saeidx_version.as_str()
+        });
+        let parts = OverviewParts {
+            provenance: provenance(&self.job, version),
+            counts: self.counts()?,
+            live,
+            dead,
+            sampled,
+            metadata_columns,
+            documents,
+            logit_effects: first
+                .is_some_and(|index| index.logit_effects().is_ok_and(|e| e.is_some())),
+        };
+        self.intact(Ok(parts.overview(request, &self.registry)))
+    }
+
+    /// The first `n` live documents numbered `from` or more, with their metadata, and
+    /// the metadata columns (read from the Parquet documents tables only when the index
+    /// keeps some).
+    fn document_summaries(
+        &self,
+        from: u32,
+        n: usize,
+    ) -> Result<(Vec<MetadataColumnInfo>, Vec<DocumentSummary>), QueryError> {
+        let mut docs = Vec::with_capacity(n.min(1024));
+        let mut before = 0usize;
+        for segment in &self.segments {
+            for local in 0..segment.documents() {
+                let doc = segment.first_doc + local;
+                if segment.doc_deleted(local) {
+                    continue;
+                }
+                if doc < from {
+                    before += 1;
+                } else if docs.len() < n {
+                    docs.push((segment, local));
+                }
+            }
+        }
+        let (columns, mut metadata) = if self.job.corpus.metadata.is_empty() {
+            (Vec::new(), std::collections::HashMap::new())
+        } else {
+            let request = DocumentsRequest {
+                limit: docs.len(),
+                offset: before,
+                ..DocumentsRequest::default()
+            };
+            let list = list_in(&self.dir, self.set.as_ref(), &request)?;
+            let metadata = list
+                .documents
+                .into_iter()
+                .map(|entry| (entry.doc, entry.metadata))
+                .collect();
+            (list.columns, metadata)
+        };
+        let summaries = docs
+            .into_iter()
+            .map(|(segment, local)| {
+                let doc = segment.first_doc + local;
+                let (id, source, text) = segment.index.document(local)?;
+                let (_, tokens) = segment.index.doc_tokens(local)?;
+                Ok(DocumentSummary {
+                    doc,
+                    id: id.to_string(),
+                    source: source.to_string(),
+                    tokens,
+                    preview: text.chars().take(80).collect(),
+                    metadata: metadata.remove(&doc).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, QueryError>>()?;
+        Ok((columns, summaries))
     }
 }

@@ -184,14 +184,7 @@ impl Context<'_> {
             seed: params.number("seed", defaults.seed)?,
             exclusions: params.exclusions(),
         };
-        self.with_index(|index| {
-            answer(
-                &index
-                    .single("silent contexts")
-                    .and_then(|index| index.silent_contexts(&request))
-                    .map_err(failed)?,
-            )
-        })
+        self.with_index(|index| answer(&index.silent_contexts(&request).map_err(failed)?))
     }
 
     fn sample(&self, params: &Params) -> Result<Reply, Failure> {

@@ -62,14 +62,7 @@ impl Context<'_> {
     /// `GET /api/overview`.
     pub(super) fn overview_api(&self, params: &Params) -> Result<Reply, Failure> {
         let request = overview_request(params)?;
-        self.with_index(|index| {
-            answer(
-                &index
-                    .single("overviews")
-                    .and_then(|index| index.overview(&request))
-                    .map_err(failed)?,
-            )
-        })
+        self.with_index(|index| answer(&index.overview(&request).map_err(failed)?))
     }
 
     /// `GET /doc/D`.

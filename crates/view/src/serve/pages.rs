@@ -180,21 +180,17 @@ impl Context<'_> {
             }
             body.push_str("</ul>");
         }
-        match index.single("overviews") {
-            Ok(single) => {
-                let overview = single
-                    .overview(&super::browse::overview_request(params)?)
-                    .map_err(failed)?;
-                body.push_str(&crate::overview::render_overview(&overview, base));
-            }
-            Err(_) => {
-                let _ = write!(
-                    body,
-                    "<p class=\"meta\">an index of {} segments: the overview of one index is not drawn for it yet</p>",
-                    index.segment_count()
-                );
-            }
+        if matches!(index, AnyIndex::Segments(_)) {
+            let _ = write!(
+                body,
+                "<p class=\"meta\">an index of {} segments</p>",
+                index.segment_count()
+            );
         }
+        let overview = index
+            .overview(&super::browse::overview_request(params)?)
+            .map_err(failed)?;
+        body.push_str(&crate::overview::render_overview(&overview, base));
         Ok(page(&format!("saeidx: {}", self.slot.name), &body))
     }
 }
