@@ -298,4 +298,84 @@ fn overview_feature_and_document_pages_work_in_a_browser() {
         browser.eval("return document.querySelectorAll('#tokens .tok:not(a[href])').length"),
         0
     );
+
+    filter_box_and_contrast_form(&browser, &site, (index_arg, cwd), &most[0]);
+}
+
+/// A filter typed into a feature page's filter box and into the contrast form: the
+/// answers shown are the CLI's for the same predicate.
+fn filter_box_and_contrast_form(
+    browser: &Browser,
+    site: &str,
+    (index_arg, cwd): (&str, &Path),
+    feature: &str,
+) {
+    let filter = "party = 'Whig'";
+    browser.open(&format!("{site}/feature/{feature}"));
+    browser.type_into("form.filter-box input.filter", filter);
+    browser.click("form.filter-box button");
+    assert!(
+        browser
+            .url()
+            .starts_with(&format!("{site}/feature/{feature}?where=")),
+        "{}",
+        browser.url()
+    );
+    // The top examples: the hits between "Top examples" and the next heading.
+    let shown = browser.eval(
+        "const out = []; let e = Array.from(document.querySelectorAll('h2')).find(h => h.textContent === 'Top examples');          while ((e = e.nextElementSibling) && e.tagName !== 'H2') { const a = e.querySelector('a.hit');          if (a) { const u = new URL(a.href); out.push([Number(u.pathname.split('/').pop()), Number(u.hash.slice(2))]); } } return out",
+    );
+    let shown = shown.as_array().unwrap();
+    assert!(!shown.is_empty(), "the filter keeps some examples");
+    let k = shown.len().to_string();
+    let expected = saeidx_ok(
+        &[
+            "top-texts",
+            "--feature",
+            feature,
+            "--where",
+            filter,
+            "--k",
+            &k,
+            "--index",
+            index_arg,
+            "--json",
+        ],
+        cwd,
+    );
+    let expected: Vec<Value> = expected["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| serde_json::json!([hit["doc"], hit["position"]]))
+        .collect();
+    assert_eq!(shown, &expected);
+    assert!(browser.dom().contains("restricted to"), "the page says so");
+    screenshot(browser, "feature-filtered.png");
+
+    // The contrast form: A by a filter, B left empty (the rest of the index).
+    browser.open(&format!("{site}/contrast"));
+    browser.type_into("form.contrast-form input[name=a]", filter);
+    browser.click("form.contrast-form button");
+    let contrast = saeidx_ok(
+        &["contrast", "--a", filter, "--index", index_arg, "--json"],
+        cwd,
+    );
+    for (side, key) in [("a-over-b", "a_over_b"), ("b-over-a", "b_over_a")] {
+        let shown = browser.eval(&format!(
+            "return Array.from(document.querySelectorAll('table.{side} tr[data-feature]')).map(r => Number(r.dataset.feature))"
+        ));
+        let expected: Vec<Value> = contrast[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["feature"].clone())
+            .collect();
+        assert_eq!(shown, Value::Array(expected), "{side}");
+    }
+    assert!(
+        !contrast["a_over_b"].as_array().unwrap().is_empty(),
+        "a contrast with features to show"
+    );
+    screenshot(browser, "contrast.png");
 }

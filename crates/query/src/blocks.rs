@@ -791,8 +791,9 @@ impl CodesFile {
     }
 
     /// The codes of global token `token` read from bit `offset` of its group (where
-    /// `occurrences.bin` says its record starts): its features (ascending) and, for
-    /// feature `want` when it is among them, its value. Every field is bounds-checked.
+    /// `occurrences.bin` says its record starts): its features (ascending; only up to
+    /// `want`'s place when it is not among them) and, for feature `want` when it is
+    /// among them, its value. Every field is bounds-checked.
     fn read_at(
         &self,
         token: u64,
@@ -825,8 +826,13 @@ impl CodesFile {
                     .blocks
                     .bad_block(group, "a feature past the SAE's width"));
             }
-            if want == Some(feature as u32) {
-                found = Some(i);
+            match want {
+                Some(wanted) if u64::from(wanted) == feature => found = Some(i),
+                // Features ascend: the wanted one is not among the rest.
+                Some(wanted) if u64::from(wanted) < feature && found.is_none() => {
+                    return Ok(None);
+                }
+                _ => {}
             }
             features.push(feature as u32);
         }
