@@ -61,3 +61,17 @@ pub fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
+
+/// The calling thread's CPU time so far.
+pub fn thread_cpu() -> Duration {
+    // SAFETY: clock_gettime writes into the zeroed timespec it is given.
+    let time = unsafe {
+        let mut time: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time);
+        time
+    };
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
+}

@@ -34,7 +34,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use saeidx_benches::{env_number, ms, percentiles, reference_python, repo_root};
+use saeidx_benches::{env_number, ms, percentiles, reference_python, repo_root, thread_cpu};
 use saeidx_query::{DocRef, Exclusions, QueryIndex, Rank, TopFeaturesRequest, TopTextsRequest};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index_quickly};
 
@@ -215,20 +215,6 @@ struct Warm {
     doc_max: Vec<Duration>,
     features: Vec<Duration>,
     cpu: Vec<Duration>,
-}
-
-/// The calling thread's CPU time so far.
-fn thread_cpu() -> Duration {
-    // SAFETY: clock_gettime writes into the zeroed timespec it is given.
-    let time = unsafe {
-        let mut time: libc::timespec = std::mem::zeroed();
-        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time);
-        time
-    };
-    Duration::new(
-        u64::try_from(time.tv_sec).unwrap_or(0),
-        u32::try_from(time.tv_nsec).unwrap_or(0),
-    )
 }
 
 fn warm(index: &QueryIndex, features: &[u32], docs: &[u32]) -> anyhow::Result<Warm> {

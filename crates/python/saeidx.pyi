@@ -153,6 +153,7 @@ class FeatureStats(TypedDict):
     exclusions: Exclusions
     feature: int
     histogram: list[int]
+    histogram_max: float
     max_activation: float
     mean_activation: float
     postings: int

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use saeidx_format::{manifest::Manifest, segments::SegmentSet, verify as index_verify};
 use serde_json::json;
@@ -11,28 +10,11 @@ use serde_json::json;
 use crate::{Output, print_json};
 
 /// `saeidx verify` of a segmented index: every segment's Parquet and query files, and
-/// each segment's manifest against `segments.json`.
+/// each segment's manifest against `segments.json` ([`saeidx_query::verify_segments`]).
 fn verify_segments(args: &VerifyArgs, set: &SegmentSet) -> anyhow::Result<()> {
-    let mut total = index_verify::VerifyReport::default();
-    let mut query_bytes = 0u64;
-    for record in &set.segments {
-        let dir = SegmentSet::segment_dir(&args.index, &record.name);
-        let (manifest, report) = index_verify::verify(&dir)?;
-        set.check_segment(&args.index, record, &manifest)?;
-        query_bytes += saeidx_query::verify_query_files(&dir)?.with_context(|| {
-            format!(
-                "segment {} has no query files: rebuild them with `saeidx query build {}`",
-                record.name,
-                dir.display()
-            )
-        })?;
-        total.files += report.files;
-        total.bytes += report.bytes;
-        total.documents += report.documents;
-        total.tokens += report.tokens;
-        total.nonzeros += report.nonzeros;
-    }
-    let names: Vec<&str> = set.segments.iter().map(|s| s.name.as_str()).collect();
+    let verified = saeidx_query::verify_segments(&args.index, set)?;
+    let (total, query_bytes) = (&verified.checked, verified.query_bytes);
+    let names = &verified.segments;
     if args.output_format.json {
         return print_json(&json!({
             "index": args.index,

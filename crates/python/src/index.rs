@@ -679,7 +679,8 @@ impl Index {
 
     /// A feature's statistics over the index's counted tokens (the `stats` of a feature
     /// report): feature, count, density, documents, max_activation, mean_activation
-    /// (where active), histogram (20 equal bins over (0, max]), postings, exclusions.
+    /// (where active), histogram (20 equal bins over (0, histogram_max], the smallest
+    /// power of two at least max_activation), histogram_max, postings, exclusions.
     #[pyo3(signature = (feature_id, *, include_special = false, include_sinks = false))]
     fn feature_stats<'py>(
         &self,

@@ -1103,6 +1103,15 @@ impl PostingsFile {
         Ok(())
     }
 
+    /// `feature`'s largest value (its strongest block's largest), `None` when it has no
+    /// postings: a bound on every answer of [`Self::strongest_within`].
+    pub(crate) fn strongest_value(&self, feature: usize) -> Result<Option<f32>, QueryError> {
+        if self.blocks_of(feature).is_empty() {
+            return Ok(None);
+        }
+        self.block_max(self.ordered_block(feature, 0)?).map(Some)
+    }
+
     /// Every posting of `feature`, strongest first, ties in token order.
     pub(crate) fn all(&self, feature: usize) -> Result<Vec<(u64, f32)>, QueryError> {
         let mut out = Vec::with_capacity(self.counts[feature] as usize);

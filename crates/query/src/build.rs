@@ -496,6 +496,7 @@ struct Features {
     max: Vec<f32>,
     sum: Vec<f64>,
     histogram: Vec<u32>,
+    min: Vec<f32>,
     total: u64,
 }
 
@@ -509,6 +510,7 @@ impl Features {
             max: Vec::with_capacity(d_sae),
             sum: Vec::with_capacity(d_sae),
             histogram: Vec::with_capacity(d_sae * HISTOGRAM_BINS),
+            min: Vec::with_capacity(d_sae),
             total: 0,
         }
     }
@@ -546,6 +548,8 @@ impl Features {
         self.max.push(max);
         self.sum.push(sum);
         self.histogram.extend_from_slice(&bins);
+        self.min
+            .push(content.last().map_or(0.0, |(value, _)| *value).max(0.0));
         Ok(())
     }
 
@@ -570,6 +574,7 @@ impl Features {
                 Arc::new(Float32Array::from(self.max)),
                 Arc::new(Float64Array::from(self.sum)),
                 Arc::new(histogram),
+                Arc::new(Float32Array::from(self.min)),
             ],
         )
     }
@@ -609,12 +614,83 @@ fn write_postings(
     Ok((writer.finish()?, features))
 }
 
-/// The histogram bin of `value` among [`HISTOGRAM_BINS`] equal bins over `(0, max]`.
+/// A positive value's f32 as `m · 2^e`, `m` an integer (the significand).
+fn significand_exponent(value: f32) -> (u64, i32) {
+    let bits = value.to_bits();
+    let biased = ((bits >> 23) & 0xff) as i32;
+    let fraction = u64::from(bits & 0x7f_ffff);
+    if biased == 0 {
+        (fraction, -149)
+    } else {
+        (fraction | 1 << 23, biased - 150)
+    }
+}
+
+/// The exponent of a histogram's upper edge: the smallest power of two at least `max`
+/// (0 for `max <= 0`: an empty histogram).
+pub(crate) fn histogram_exponent(max: f32) -> i32 {
+    if max.is_nan() || max <= 0.0 {
+        return 0;
+    }
+    let (m, e) = significand_exponent(max);
+    // ceil(log2 m) for m >= 1.
+    e + (u64::BITS - (m - 1).leading_zeros()) as i32
+}
+
+/// The upper edge of a histogram whose largest value is `max`: the smallest power of
+/// two at least `max` (`2^⌈log2 max⌉`; 1 for an empty histogram).
+pub(crate) fn histogram_top(max: f32) -> f64 {
+    2f64.powi(histogram_exponent(max))
+}
+
+/// The histogram bin of `value` among [`HISTOGRAM_BINS`] equal bins over
+/// `(0, 2^⌈log2 max⌉]`: bin `i` holds `(i·P/20, (i+1)·P/20]` for `P` that power of two,
+/// computed exactly (integers, no rounding). Edges at powers of two let histograms of
+/// parts of an index add up exactly: over a `P` that is `2^j` times a part's, the part's
+/// bin `i` lies whole in bin `i >> j` ([`rebin`]).
 pub(crate) fn histogram_bin(value: f32, max: f32) -> usize {
+    let top = histogram_exponent(max);
+    if value.is_nan() || value <= 0.0 || max <= 0.0 {
+        return 0;
+    }
+    let (m, e) = significand_exponent(value);
+    // ceil(20 · m · 2^(e - top)) - 1, clamped to the bins.
+    let shift = top - e;
+    let ceil = if shift <= 0 {
+        HISTOGRAM_BINS as u64
+    } else if shift >= 63 {
+        1
+    } else {
+        let scaled = HISTOGRAM_BINS as u64 * m;
+        (scaled + (1u64 << shift) - 1) >> shift
+    };
+    (ceil.clamp(1, HISTOGRAM_BINS as u64) - 1) as usize
+}
+
+/// Adds `bins` (over `(0, 2^from]`) to `into` (over `(0, 2^to]`, `to >= from`): bin `i`
+/// lies whole in bin `i >> (to - from)`, so the sum is exact.
+pub(crate) fn rebin(bins: &[u32], from: i32, into: &mut [u32], to: i32) {
+    let shift = u32::try_from(to - from).unwrap_or(0).min(31);
+    for (i, count) in bins.iter().enumerate() {
+        into[i >> shift] += count;
+    }
+}
+
+/// The histogram bin of `value` in query format version 2: equal bins over `(0, max]`
+/// (f32 arithmetic), to verify version-2 files.
+pub(crate) fn version_2_histogram_bin(value: f32, max: f32) -> usize {
     if max <= 0.0 {
         return 0;
     }
     (((value / max) * HISTOGRAM_BINS as f32).ceil() as usize).clamp(1, HISTOGRAM_BINS) - 1
+}
+
+/// The lowest bit any value of at least `min` can have (values keep 11 significant
+/// bits, so the low 13 of their f32 bits are zero): sums of such values below `2^53`
+/// times it are exact in f64, in any order.
+pub(crate) fn value_unit(min: f32) -> f64 {
+    let biased = ((min.to_bits() >> 23) & 0xff) as i32;
+    2f64.powi(biased.max(1) - 137)
 }
 
 /// Writes `batch` as the Arrow IPC file `file` in `dir`, fsynced, and describes it.
@@ -660,12 +736,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_bins_cover_zero_to_max() {
-        assert_eq!(histogram_bin(10.0, 10.0), HISTOGRAM_BINS - 1);
+    fn histogram_bins_cover_zero_to_a_power_of_two() {
+        // Over (0, 16]: bins of 0.8.
+        assert_eq!(histogram_top(10.0), 16.0);
+        assert_eq!(histogram_bin(10.0, 10.0), 12);
         assert_eq!(histogram_bin(0.01, 10.0), 0);
-        assert_eq!(histogram_bin(0.5, 10.0), 0);
-        assert_eq!(histogram_bin(0.51, 10.0), 1);
+        assert_eq!(histogram_bin(0.75, 10.0), 0);
+        assert_eq!(histogram_bin(0.8125, 10.0), 1);
+        assert_eq!(histogram_bin(16.0, 16.0), HISTOGRAM_BINS - 1);
+        assert_eq!(histogram_top(16.0), 16.0);
+        assert_eq!(histogram_top(0.75), 1.0);
         assert_eq!(histogram_bin(1.0, 0.0), 0);
+        assert_eq!(histogram_top(0.0), 1.0);
+        let tiny = f32::from_bits(1 << 13);
+        assert_eq!(histogram_bin(tiny, tiny), HISTOGRAM_BINS - 1);
+    }
+
+    #[test]
+    fn histograms_of_parts_add_up_to_the_whole() {
+        // Values of 11 significant bits over many binary orders of magnitude.
+        let values: Vec<f32> = (1..4000u32)
+            .map(|i| f32::from_bits((0x3000_0000 + i * 0x1_e000) & !0x1fff))
+            .collect();
+        for parts in [2, 3, 7] {
+            let max = values.iter().copied().fold(0.0, f32::max);
+            let mut whole = [0u32; HISTOGRAM_BINS];
+            for &v in &values {
+                whole[histogram_bin(v, max)] += 1;
+            }
+            let mut summed = [0u32; HISTOGRAM_BINS];
+            for part in 0..parts {
+                let mine: Vec<f32> = values.iter().copied().skip(part).step_by(parts).collect();
+                let part_max = mine.iter().copied().fold(0.0, f32::max);
+                let mut bins = [0u32; HISTOGRAM_BINS];
+                for &v in &mine {
+                    bins[histogram_bin(v, part_max)] += 1;
+                }
+                rebin(
+                    &bins,
+                    histogram_exponent(part_max),
+                    &mut summed,
+                    histogram_exponent(max),
+                );
+            }
+            assert_eq!(summed, whole, "{parts} parts");
+        }
     }
 
     #[test]

@@ -6,15 +6,21 @@
 //! lies inside its document's text, codes are valid and distinct per token, postings are
 //! in token order with their blocks' largest values and are the codes regrouped by
 //! feature (compared as multisets by summed 64-bit fingerprints), and every stored
-//! statistic (count, documents, max, sum, histogram) equals its recomputation from the
+//! statistic (count, documents, max, sum, histogram, min) equals its recomputation from the
 //! postings. Reading answers lazily checks only what each answer touches; this checks
 //! everything once, in time linear in the index.
 
 use std::path::Path;
 
+use saeidx_format::{
+    segments::SegmentSet,
+    verify::{VerifyReport, verify},
+};
+use serde::Serialize;
+
 use crate::{
     QueryError, QueryIndex,
-    build::histogram_bin,
+    build::{histogram_bin, version_2_histogram_bin},
     layout::{FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, QUERY_DIR, QUERY_MANIFEST, QueryFile},
 };
 
@@ -35,6 +41,41 @@ pub fn verify_query_files(index_dir: &Path) -> Result<Option<u64>, QueryError> {
         ));
     }
     QueryIndex::open(index_dir)?.verify_all().map(Some)
+}
+
+/// What `saeidx verify` of an index of segments covered ([`verify_segments`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SegmentsVerified {
+    /// The live segments' names, in document order.
+    pub segments: Vec<String>,
+    /// Their Parquet data, summed.
+    pub checked: VerifyReport,
+    /// Their query files' bytes, summed.
+    pub query_bytes: u64,
+}
+
+/// Verifies every live segment of the index of segments in `dir` (`set`, its
+/// `segments.json`) completely: its Parquet data and manifest
+/// ([`saeidx_format::verify::verify`]), the manifest against `set`, and its query files
+/// ([`verify_query_files`], which every segment must have). The first problem found is
+/// the error.
+pub fn verify_segments(dir: &Path, set: &SegmentSet) -> Result<SegmentsVerified, QueryError> {
+    let mut verified = SegmentsVerified::default();
+    for record in &set.segments {
+        let segment = SegmentSet::segment_dir(dir, &record.name);
+        let (manifest, report) = verify(&segment)?;
+        set.check_segment(dir, record, &manifest)?;
+        verified.query_bytes +=
+            verify_query_files(&segment)?.ok_or(QueryError::NotBuilt { dir: segment })?;
+        let total = &mut verified.checked;
+        total.files += report.files;
+        total.bytes += report.bytes;
+        total.documents += report.documents;
+        total.tokens += report.tokens;
+        total.nonzeros += report.nonzeros;
+        verified.segments.push(record.name.clone());
+    }
+    Ok(verified)
 }
 
 impl QueryIndex {
@@ -255,11 +296,17 @@ impl QueryIndex {
                 .filter(|(token, _)| flags.get(*token as usize) == Some(&0))
                 .collect();
             let max = content.iter().map(|(_, v)| *v).fold(0.0f32, f32::max);
+            let min = content.iter().map(|(_, v)| *v).reduce(f32::min);
+            let bin = if f.min.is_some() {
+                histogram_bin
+            } else {
+                version_2_histogram_bin
+            };
             let mut histogram = [0u32; HISTOGRAM_BINS];
             let (mut sum, mut documents) = (0.0f64, 0u32);
             for &(token, value) in &content {
                 sum += f64::from(value);
-                histogram[histogram_bin(value, max)] += 1;
+                histogram[bin(value, max)] += 1;
                 let doc = self.token_doc(token)?.0 as usize;
                 if seen_by[doc] != feature as u32 {
                     seen_by[doc] = feature as u32;
@@ -271,7 +318,10 @@ impl QueryIndex {
                 && f.documents[feature] == documents
                 && f.max[feature].to_bits() == max.to_bits()
                 && f.sum[feature].to_bits() == sum.to_bits()
-                && stored == histogram;
+                && stored == histogram
+                && f.min.as_ref().is_none_or(|stored| {
+                    stored[feature].to_bits() == min.unwrap_or(0.0).max(0.0).to_bits()
+                });
             if !same {
                 return Err(self.corrupt(
                     QueryFile::Features,

@@ -21,12 +21,13 @@ use serde::{Deserialize, Serialize};
 use crate::{
     answers::FeatureRequest,
     blocks::{CodesFile, PostingsFile, TokenEntry, TokensFile},
-    build::histogram_bin,
+    build::{histogram_bin, histogram_top},
     by_token::OnToken,
     error::QueryError,
     layout::{
-        FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, QUERY_DIR, QUERY_FORMAT, QUERY_FORMAT_VERSION,
-        QUERY_MANIFEST, QueryCounts, QueryFile, QueryManifest, index_data_sha256,
+        FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, OLDEST_QUERY_FORMAT_VERSION, QUERY_DIR,
+        QUERY_FORMAT, QUERY_FORMAT_VERSION, QUERY_MANIFEST, QueryCounts, QueryFile, QueryManifest,
+        index_data_sha256,
     },
     limits::Limit,
     mapped::MappedFile,
@@ -155,8 +156,12 @@ pub struct FeatureStats {
     pub max_activation: f32,
     /// Mean activation where active.
     pub mean_activation: f32,
-    /// Histogram of activations: equal bins over `(0, max]`.
+    /// Histogram of activations: equal bins over `(0, histogram_max]`.
     pub histogram: Vec<u32>,
+    /// The histogram's upper edge: the smallest power of two at least `max_activation`
+    /// (1 when the feature is not active), so that histograms of parts of an index (its
+    /// segments) add up exactly.
+    pub histogram_max: f64,
     /// Active on excluded tokens too (all postings).
     pub postings: u64,
     /// The exclusions the statistics were computed with.
@@ -290,6 +295,9 @@ pub(crate) struct Features {
     pub(crate) max: ScalarBuffer<f32>,
     pub(crate) sum: ScalarBuffer<f64>,
     pub(crate) histogram: ScalarBuffer<u32>,
+    /// Smallest counted value (query format 3; `None` in version 2, whose histograms
+    /// are binned over `(0, max]` and not used).
+    pub(crate) min: Option<ScalarBuffer<f32>>,
 }
 
 fn u32s(batch: &RecordBatch, i: usize) -> ScalarBuffer<u32> {
@@ -348,6 +356,7 @@ impl Features {
                 .values()
                 .clone(),
             histogram,
+            min: (batch.num_columns() > 7).then(|| f32s(batch, 7)),
             file,
         })
     }
@@ -370,7 +379,8 @@ fn read_query_manifest(dir: &Path, manifest: &Manifest) -> Result<QueryManifest,
     let version: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| corrupt(format!("not a query manifest: {e}")))?;
     if let Some(found) = version["format_version"].as_u64()
-        && found != u64::from(QUERY_FORMAT_VERSION)
+        && !(u64::from(OLDEST_QUERY_FORMAT_VERSION)..=u64::from(QUERY_FORMAT_VERSION))
+            .contains(&found)
         && version["format"] == QUERY_FORMAT
     {
         return Err(QueryError::Version {
@@ -457,14 +467,20 @@ impl QueryIndex {
         let query_dir = dir.join(QUERY_DIR);
         let counts = query.counts;
         let record = |file: QueryFile| &query.files[file as usize];
+        let version = query.format_version;
         let (file, batch) = MappedFile::open(
             &query_dir,
             QueryFile::Documents,
             record(QueryFile::Documents),
+            version,
         )?;
         let documents = Documents::of(file, &batch);
-        let (file, batch) =
-            MappedFile::open(&query_dir, QueryFile::Features, record(QueryFile::Features))?;
+        let (file, batch) = MappedFile::open(
+            &query_dir,
+            QueryFile::Features,
+            record(QueryFile::Features),
+            version,
+        )?;
         let features = Features::of(file, &batch).ok_or_else(|| {
             QueryError::corrupt(
                 query_dir.join(QueryFile::Features.name()),
@@ -1226,50 +1242,50 @@ impl QueryIndex {
             None => u64::from(self.at(file, which, &self.features.postings, f)?),
             Some(set) => self.kept_postings(f, Exclusions::none(), Some(set))?.len() as u64,
         };
-        let Computed {
-            count,
-            documents,
-            max,
-            sum,
-            histogram,
-        } = if exclusions == Exclusions::default() && within.is_none() {
-            let histogram = self.range(
-                file,
-                which,
-                &self.features.histogram,
-                (f * HISTOGRAM_BINS) as u64,
-                ((f + 1) * HISTOGRAM_BINS) as u64,
-            )?;
-            Computed {
-                count: u64::from(self.at(file, which, &self.features.count, f)?),
-                documents: u64::from(self.at(file, which, &self.features.documents, f)?),
-                max: self.at(file, which, &self.features.max, f)?,
-                sum: self.at(file, which, &self.features.sum, f)?,
-                histogram: histogram.to_vec(),
-            }
-        } else {
-            self.computed_stats(f, exclusions, within)?
+        let computed = match self.stored_stats(f)? {
+            Some(stored) if exclusions == Exclusions::default() && within.is_none() => stored,
+            _ => self.computed_stats(f, exclusions, within)?,
         };
         let counted = self.counted_tokens(exclusions, within)?;
-        Ok(FeatureStats {
-            feature,
-            count,
-            density: if counted == 0 {
-                0.0
-            } else {
-                count as f64 / counted as f64
-            },
-            documents,
-            max_activation: max,
-            mean_activation: if count == 0 {
-                0.0
-            } else {
-                (sum / count as f64) as f32
-            },
-            histogram,
-            postings,
-            exclusions,
-        })
+        Ok(computed.stats(feature, counted, postings, exclusions))
+    }
+
+    /// Feature `f`'s stored statistics (default exclusions), `None` for query files of
+    /// format version 2 (their histograms are binned otherwise).
+    pub(crate) fn stored_stats(&self, f: usize) -> Result<Option<Computed>, QueryError> {
+        if self.features.min.is_none() {
+            return Ok(None);
+        }
+        let file = &self.features.file;
+        let which = QueryFile::Features;
+        let histogram = self.range(
+            file,
+            which,
+            &self.features.histogram,
+            (f * HISTOGRAM_BINS) as u64,
+            ((f + 1) * HISTOGRAM_BINS) as u64,
+        )?;
+        Ok(Some(Computed {
+            count: u64::from(self.at(file, which, &self.features.count, f)?),
+            documents: u64::from(self.at(file, which, &self.features.documents, f)?),
+            max: self.at(file, which, &self.features.max, f)?,
+            sum: self.at(file, which, &self.features.sum, f)?,
+            histogram: histogram.to_vec(),
+        }))
+    }
+
+    /// Feature `f`'s stored smallest counted value and postings (`None` for query files
+    /// of format version 2).
+    pub(crate) fn stored_min_postings(&self, f: usize) -> Result<Option<(f32, u64)>, QueryError> {
+        let Some(min) = &self.features.min else {
+            return Ok(None);
+        };
+        let file = &self.features.file;
+        let which = QueryFile::Features;
+        Ok(Some((
+            self.at(file, which, min, f)?,
+            u64::from(self.at(file, which, &self.features.postings, f)?),
+        )))
     }
 
     /// Tokens that `exclusions` leave in.
@@ -1546,12 +1562,45 @@ impl<'a> Scope<'a> {
 }
 
 /// A feature's statistics before they become [`FeatureStats`].
-struct Computed {
-    count: u64,
-    documents: u64,
-    max: f32,
-    sum: f64,
-    histogram: Vec<u32>,
+pub(crate) struct Computed {
+    pub(crate) count: u64,
+    pub(crate) documents: u64,
+    pub(crate) max: f32,
+    pub(crate) sum: f64,
+    pub(crate) histogram: Vec<u32>,
+}
+
+impl Computed {
+    /// The answer, with `counted` tokens the density's denominator.
+    pub(crate) fn stats(
+        self,
+        feature: u32,
+        counted: u64,
+        postings: u64,
+        exclusions: Exclusions,
+    ) -> FeatureStats {
+        let count = self.count;
+        FeatureStats {
+            feature,
+            count,
+            density: if counted == 0 {
+                0.0
+            } else {
+                count as f64 / counted as f64
+            },
+            documents: self.documents,
+            max_activation: self.max,
+            mean_activation: if count == 0 {
+                0.0
+            } else {
+                (self.sum / count as f64) as f32
+            },
+            histogram: self.histogram,
+            histogram_max: histogram_top(self.max),
+            postings,
+            exclusions,
+        }
+    }
 }
 
 fn floor_char_boundary(text: &str, mut i: usize) -> usize {

@@ -8,7 +8,7 @@
 //! | `tokens.bin` | token (global number, corpus order) | bit-packed records: token id, byte start, byte length, flags |
 //! | `codes.bin` | nonzero activation, token-major | groups of 8 tokens: per token its count, Rice-coded feature gaps, bit-packed values |
 //! | `postings.bin` | nonzero activation, feature-major | blocks of 128 postings in token order: Rice-coded token gaps, bit-packed values, each block's largest value |
-//! | `features.arrow` | SAE feature | `first_posting` u64, `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` [u32; 20] |
+//! | `features.arrow` | SAE feature | `first_posting` u64, `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` [u32; 20], `min` f32 |
 //! | `occurrences.bin` (optional) | token, grouped by token id | per id: its distinct texts, then its tokens ascending, each with its flags and where its codes start in `codes.bin` |
 //!
 //! A token's document is the one whose `first_token..first_token + tokens` holds it,
@@ -19,7 +19,8 @@
 //! a special token, bit 1 an attention sink (the first position of a document or model
 //! window). The statistics (`count`, `documents`, `max`, `sum`, `histogram`) leave out
 //! special and sink tokens; the histogram has [`HISTOGRAM_BINS`] equal bins over
-//! `(0, max]`, and `sum` adds the values strongest first.
+//! `(0, 2^⌈log2 max⌉]` (see [`histogram_bin`](crate::build::histogram_bin)), and `sum`
+//! adds the values strongest first.
 //!
 //! Text is stored as binary so that opening the file does not validate the whole
 //! corpus's UTF-8; each document is checked when it is read.
@@ -35,8 +36,12 @@ pub const QUERY_DIR: &str = "query";
 pub const QUERY_MANIFEST: &str = "manifest.json";
 /// The `format` of a query manifest.
 pub const QUERY_FORMAT: &str = "saeidx-query";
-/// The query format version this saeidx writes and reads.
-pub const QUERY_FORMAT_VERSION: u32 = 2;
+/// The query format version this saeidx writes.
+pub const QUERY_FORMAT_VERSION: u32 = 3;
+/// The oldest query format version this saeidx reads: version 2 has no `min` column
+/// and bins its histograms over `(0, max]`, so its histograms are recomputed from the
+/// postings when asked (rebuild with `saeidx query build` to store them again).
+pub const OLDEST_QUERY_FORMAT_VERSION: u32 = 2;
 /// Bytes per checksummed chunk of a query file.
 pub const CHUNK_BYTES: u64 = 1 << 20;
 /// Bins of each feature's activation histogram.
@@ -103,6 +108,11 @@ impl QueryFile {
 
     /// The file's Arrow schema (empty for a block file).
     pub fn schema(self) -> SchemaRef {
+        self.schema_of(QUERY_FORMAT_VERSION)
+    }
+
+    /// The file's Arrow schema in query format `version` (empty for a block file).
+    pub fn schema_of(self, version: u32) -> SchemaRef {
         let u32_field = |name: &str| Field::new(name, DataType::UInt32, false);
         let fields = match self {
             QueryFile::Documents => vec![
@@ -130,7 +140,10 @@ impl QueryFile {
                     ),
                     false,
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain((version >= 3).then(|| Field::new("min", DataType::Float32, false)))
+            .collect(),
         };
         Arc::new(Schema::new(fields))
     }

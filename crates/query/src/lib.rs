@@ -63,7 +63,7 @@ pub use build::{
     build_with,
 };
 pub use by_token::{TokenFeature, TokenFeatureProfile, TokenFeaturesRequest, TokenPattern};
-pub use consistency::verify_query_files;
+pub use consistency::{SegmentsVerified, verify_query_files, verify_segments};
 pub use contrast::{Contrast, ContrastFeature, ContrastRequest};
 pub use documents::{DocumentEntry, DocumentList, DocumentsRequest, list_documents};
 pub use error::QueryError;

@@ -27,7 +27,7 @@ use std::{
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::{convert::try_fb_to_schema, reader::FileDecoder, root_as_footer};
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{DataType, Schema, SchemaRef};
 use twox_hash::XxHash3_64;
 
 use crate::{
@@ -55,14 +55,16 @@ pub(crate) struct MappedFile {
 
 impl MappedFile {
     /// Maps `dir/record.name`, checks it against `record` and decodes its one record
-    /// batch, which must have `file`'s schema and `record.rows` rows.
+    /// batch, which must have `file`'s schema in query format `version` and
+    /// `record.rows` rows.
     pub(crate) fn open(
         dir: &Path,
         file: QueryFile,
         record: &QueryFileRecord,
+        version: u32,
     ) -> Result<(Arc<MappedFile>, RecordBatch), QueryError> {
         let mapped = Self::open_raw(dir, file, record)?;
-        let batch = mapped.decode(file, record.rows)?;
+        let batch = mapped.decode(file.schema_of(version), record.rows)?;
         Ok((mapped, batch))
     }
 
@@ -177,7 +179,7 @@ impl MappedFile {
     }
 
     /// Parses the (verified) framing and decodes the single record batch.
-    fn decode(&self, file: QueryFile, rows: u64) -> Result<RecordBatch, QueryError> {
+    fn decode(&self, expected_schema: SchemaRef, rows: u64) -> Result<RecordBatch, QueryError> {
         let len = self.bytes.len();
         if len < 8 + 10 {
             return Err(self.corrupt("too short to be an Arrow IPC file"));
@@ -204,12 +206,11 @@ impl MappedFile {
             .and_then(|schema| {
                 try_fb_to_schema(schema).map_err(|e| self.corrupt(format!("bad schema: {e}")))
             })?;
-        let expected_schema = file.schema();
         if schema.fields() != expected_schema.fields() {
             return Err(self.corrupt(format!(
                 "schema {:?} is not the {} schema",
                 schema.fields(),
-                file.name()
+                self.path.file_name().unwrap_or_default().to_string_lossy()
             )));
         }
         if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
@@ -238,7 +239,7 @@ impl MappedFile {
         check_batch_message(
             &self.bytes[offset..offset + meta],
             body,
-            &file.schema(),
+            &expected_schema,
             rows,
         )
         .map_err(|reason| self.corrupt(format!("bad record batch message: {reason}")))?;

@@ -10,12 +10,14 @@
 //!   tokens of the segments before it plus `t`, so ties (broken by token or document
 //!   order) are broken exactly as in one index;
 //! - top texts: each segment's own top `k` (deleted documents skipped), merged by
-//!   value, then global token; per-document sums are summed per segment and sorted
-//!   globally;
-//! - statistics: count, documents, max and sum over the live postings of every
-//!   segment, the sum added strongest first (the single build's order), the histogram's
-//!   bins over `(0, max]` of the whole index's max (computed from the postings: a
-//!   segment's stored histogram is binned over its own max);
+//!   value, then global token; the segments are asked strongest largest value first,
+//!   each stopping at the first posting that ranks after the k-th best found so far (a
+//!   segment whose largest value is below it is not read); per-document sums are summed
+//!   per segment and sorted globally;
+//! - statistics: with the default exclusions, the segments' stored statistics summed,
+//!   less their deleted rows' (histograms binned over powers of two add up exactly; see
+//!   [`stats`]); otherwise count, documents, max and sum over the live postings of
+//!   every segment, the sum added strongest first (the single build's order);
 //! - neighbours, bands and samples: over the live postings and counts of every segment;
 //! - restrictions (`--where`, `--docs`): a filter is evaluated over each segment's
 //!   documents table with global document numbers, listed documents are resolved
@@ -27,10 +29,13 @@
 //! one segment holding every document, and answers exactly as [`QueryIndex`] does.
 //! Labels live in the index folder's `labels.json`, shared by all segments.
 
+mod stats;
+
 use std::{
     collections::{HashMap, HashSet},
     ops::Range,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use saeidx_format::{
@@ -50,8 +55,8 @@ use crate::{
     filter::{Filter, filter_columns},
     index::Scope,
     index::{
-        Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, Rank, RegistryStamp,
-        TextHit, WindowToken, ranked_neighbours, sample_among,
+        Computed, Exclusions, FeatureReport, FeatureStats, Neighbour, QuantileBand, Rank,
+        RegistryStamp, TextHit, WindowToken, ranked_neighbours, sample_among,
     },
     layout::{HISTOGRAM_BINS, QueryCounts},
     limits::Limit,
@@ -72,6 +77,8 @@ struct Segment {
     /// Its deleted documents, as local document and local token ranges, sorted.
     deleted_docs: Vec<Range<u32>>,
     deleted_tokens: Vec<Range<u64>>,
+    /// What its deleted documents hold, per feature (read on first use).
+    deleted_rows: OnceLock<stats::DeletedRows>,
 }
 
 impl Segment {
@@ -98,6 +105,7 @@ impl Segment {
             first_token,
             deleted_docs,
             deleted_tokens,
+            deleted_rows: OnceLock::new(),
         })
     }
 
@@ -576,23 +584,42 @@ impl SegmentedIndex {
         if rank == Rank::DocumentSum {
             chosen = self.document_sums(f, k, exclusions, scopes)?;
         } else {
-            for (s, segment) in self.segments.iter().enumerate() {
+            for s in self.by_strongest(f)? {
+                let segment = &self.segments[s];
+                // The k-th best so far: what a segment must beat to count.
+                let bar = chosen.get(k.wrapping_sub(1)).map(|(p, _)| (p.0, p.1));
                 let scope = Scope {
                     within: scopes.within(s),
                     tokens: scopes.tokens.map(|ids| &ids[s]),
                 };
-                for (token, value) in segment_top(segment, f, k, rank, exclusions, scope)? {
+                let top = segment_top(segment, f, k, rank, exclusions, scope, bar)?;
+                for (token, value) in top {
                     chosen.push(((value, segment.first_token + token, s, token), value));
                 }
+                chosen.sort_by(|a, b| by_strength(&a.0, &b.0));
+                chosen.truncate(k);
             }
-            chosen.sort_by(|a, b| by_strength(&a.0, &b.0));
-            chosen.truncate(k);
         }
         let hits = chosen
             .into_iter()
             .map(|((value, _, s, token), score)| self.segments[s].hit(token, value, score, context))
             .collect();
         self.intact(hits)
+    }
+
+    /// The segments holding postings of `f`, strongest largest value first (then in
+    /// order): asked in this order, the first segments set a high bar for the others
+    /// ([`segment_top`]), and a segment whose largest value is below the bar is not
+    /// asked at all.
+    fn by_strongest(&self, f: usize) -> Result<Vec<usize>, QueryError> {
+        let mut tops = Vec::with_capacity(self.segments.len());
+        for (s, segment) in self.segments.iter().enumerate() {
+            if let Some(top) = segment.index.postings.strongest_value(f)? {
+                tops.push((top, s));
+            }
+        }
+        tops.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok(tops.into_iter().map(|(_, s)| s).collect())
     }
 
     /// The `k` live documents with the largest sums of `f`, each with its strongest
@@ -706,6 +733,12 @@ impl SegmentedIndex {
         within: Option<&[DocSet]>,
     ) -> Result<FeatureStats, QueryError> {
         let f = self.check_feature(feature)?;
+        if exclusions == Exclusions::default()
+            && within.is_none()
+            && let Some(stats) = self.summed_stats(feature, f)?
+        {
+            return self.intact(Ok(stats));
+        }
         let kept = self.kept(f, exclusions, within)?;
         let stats = self.stats_of(feature, &kept, exclusions, within);
         self.intact(stats)
@@ -736,26 +769,14 @@ impl SegmentedIndex {
             counted += segment.counted_tokens(exclusions, scopes.within(s))?;
             postings += segment.count(f, Exclusions::none(), scopes.within(s))?;
         }
-        let count = kept.len() as u64;
-        Ok(FeatureStats {
-            feature,
-            count,
-            density: if counted == 0 {
-                0.0
-            } else {
-                count as f64 / counted as f64
-            },
+        Ok(Computed {
+            count: kept.len() as u64,
             documents: docs.len() as u64,
-            max_activation: max,
-            mean_activation: if count == 0 {
-                0.0
-            } else {
-                (sum / count as f64) as f32
-            },
+            max,
+            sum,
             histogram,
-            postings,
-            exclusions,
-        })
+        }
+        .stats(feature, counted, postings, exclusions))
     }
 
     /// The `n` features whose token sets overlap `feature`'s most
@@ -1086,7 +1107,9 @@ impl SegmentedIndex {
 }
 
 /// One segment's top `k` live postings of `f` in `scope` (per token, or per document by
-/// max): (local token, value), strongest first, ties in token order.
+/// max): (local token, value), strongest first, ties in token order. With `bar` (the
+/// k-th best (value, global token) of the segments asked before), it stops at the first
+/// posting that ranks after it: it and every later one would not make the top `k`.
 fn segment_top(
     segment: &Segment,
     f: usize,
@@ -1094,7 +1117,17 @@ fn segment_top(
     rank: Rank,
     exclusions: Exclusions,
     scope: Scope<'_>,
+    bar: Option<(f32, u64)>,
 ) -> Result<Vec<(u64, f32)>, QueryError> {
+    if let Some((value, _)) = bar
+        && segment
+            .index
+            .postings
+            .strongest_value(f)?
+            .is_none_or(|top| top < value)
+    {
+        return Ok(Vec::new());
+    }
     let index = &segment.index;
     let mask = exclusions.mask();
     let counts = |token: u64| -> Result<bool, QueryError> {
@@ -1112,7 +1145,11 @@ fn segment_top(
     index
         .postings
         .strongest_within(f, scope.within, |token, value| {
-            if chosen.len() == k {
+            if chosen.len() == k
+                || bar.is_some_and(|(v, t)| {
+                    value < v || (value == v && segment.first_token + token > t)
+                })
+            {
                 return Ok(false);
             }
             if counts(token)? && (rank == Rank::Token || seen.insert(index.token_doc(token)?.0)) {

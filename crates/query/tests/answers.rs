@@ -367,9 +367,17 @@ fn check(spec: &SyntheticSpec) {
             let stats = index.feature_stats(feature, exclusions).unwrap();
             let max = postings.iter().map(|p| p.2).fold(0.0f32, f32::max);
             let sum: f64 = postings.iter().map(|p| f64::from(p.2)).sum();
+            // 20 equal bins over (0, P], P the smallest power of two at least max (f64
+            // holds 20 · value / P exactly).
+            let top = if max > 0.0 {
+                2f64.powi(f64::from(max).log2().ceil() as i32)
+            } else {
+                1.0
+            };
+            assert_eq!(stats.histogram_max, top);
             let mut histogram = vec![0u32; HISTOGRAM_BINS];
             for p in &postings {
-                let bin = ((p.2 / max) * HISTOGRAM_BINS as f32).ceil() as usize;
+                let bin = (f64::from(p.2) / top * HISTOGRAM_BINS as f64).ceil() as usize;
                 histogram[bin.clamp(1, HISTOGRAM_BINS) - 1] += 1;
             }
             let documents: HashSet<u32> = postings.iter().map(|p| p.0).collect();

@@ -418,6 +418,79 @@ fn any_index_opens_either_shape() {
     assert_eq!(reopened.label(5).unwrap(), one.label(5).unwrap());
 }
 
+/// Statistics, histograms and top texts (every rank, ties included) over segments with
+/// random deletions equal one index built over the live rows, for several corpora whose
+/// segments' maxima (so their histograms' ranges) differ.
+#[test]
+fn statistics_histograms_and_top_texts_over_segments_equal_one_index() {
+    for (seed, value_step) in [(1u64, 0.25f32), (2, 0.375), (3, 1.5), (4, 0.0625)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = SyntheticSpec {
+            seed,
+            value_step,
+            ..spec()
+        };
+        // Every fifth document or so, by a seeded choice (segment edges included).
+        let removed: BTreeSet<u32> = (0..spec.documents as u32)
+            .filter(|d| (d * 7 + seed as u32 * 3).is_multiple_of(5) || *d == 35)
+            .collect();
+        let full = tmp.path().join("full");
+        write_synthetic_index(&full, &spec).unwrap();
+        let dest = tmp.path().join("seg");
+        let mut set = split_into_segments(&full, &dest, &[0..1, 1..2, 2..3]).unwrap();
+        for segment in &mut set.segments {
+            build(&SegmentSet::segment_dir(&dest, &segment.name)).unwrap();
+            for &doc in &removed {
+                segment.delete(doc);
+            }
+        }
+        set.publish(&dest).unwrap();
+        let seg = SegmentedIndex::open(&dest).unwrap();
+        let dir = tmp.path().join("one");
+        write_synthetic_index_without(&dir, &spec, &removed).unwrap();
+        build(&dir).unwrap();
+        let one = QueryIndex::open(&dir).unwrap();
+        let mut histogram_ranges = BTreeSet::new();
+        for feature in 0..D_SAE as u32 {
+            for exclusions in EXCLUSIONS {
+                let stats = one.feature_stats(feature, exclusions).unwrap();
+                assert_eq!(
+                    seg.feature_stats(feature, exclusions).unwrap(),
+                    stats,
+                    "seed {seed}: statistics of {feature} {exclusions:?}"
+                );
+                assert_eq!(
+                    stats.histogram.iter().map(|&n| u64::from(n)).sum::<u64>(),
+                    stats.count
+                );
+                histogram_ranges.insert(stats.histogram_max.to_bits());
+                for rank in [Rank::Token, Rank::DocumentMax, Rank::DocumentSum] {
+                    for k in [1, 2, 5, 17, 1000] {
+                        let request = TopTextsRequest {
+                            feature,
+                            k,
+                            rank,
+                            exclusions,
+                            ..TopTextsRequest::default()
+                        };
+                        let mut got = seg.top_texts(&request).unwrap();
+                        renumber_hits(&mut got.texts, &removed);
+                        assert_eq!(
+                            got,
+                            one.top_texts(&request).unwrap(),
+                            "seed {seed}: {request:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            histogram_ranges.len() > 1,
+            "seed {seed}: {histogram_ranges:?}"
+        );
+    }
+}
+
 #[test]
 fn a_segment_of_another_job_is_refused() {
     let tmp = tempfile::tempdir().unwrap();

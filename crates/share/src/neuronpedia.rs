@@ -388,9 +388,9 @@ impl<'a> Target<'a> {
     /// A feature's `Neuron` row: density, max and the activation histogram (bin centres
     /// and counts over the feature's nonzero values).
     fn feature_record(&self, stats: &FeatureStats) -> Value {
-        let width = stats.max_activation / HISTOGRAM_BINS as f32;
+        let width = stats.histogram_max / HISTOGRAM_BINS as f64;
         let centres: Vec<f64> = (0..stats.histogram.len())
-            .map(|i| short((i as f32 + 0.5) * width))
+            .map(|i| short(((i as f64 + 0.5) * width) as f32))
             .collect();
         json!({
             "modelId": self.model_id,

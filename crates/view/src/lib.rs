@@ -200,7 +200,7 @@ pub fn render_feature_page(
         stats.documents,
         stats.max_activation,
         stats.mean_activation,
-        plots::activation_histogram(&stats.histogram, stats.max_activation)
+        plots::activation_histogram(&stats.histogram, stats.histogram_max)
     );
     body.push_str(&logits::logits_section(report.logits.as_ref()));
     body.push_str("<h2>Top examples</h2>\n");

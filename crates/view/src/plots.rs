@@ -140,9 +140,8 @@ fn count_label(value: f64) -> String {
 }
 
 /// A feature's activation histogram: `bins` equal bins over `(0, max]`.
-pub fn activation_histogram(histogram: &[u32], max: f32) -> String {
+pub fn activation_histogram(histogram: &[u32], max: f64) -> String {
     let n = histogram.len().max(1) as f64;
-    let max = f64::from(max);
     let bars: Vec<Bar> = histogram
         .iter()
         .enumerate()

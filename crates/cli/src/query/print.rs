@@ -174,7 +174,7 @@ pub(super) fn report(report: &FeatureReport) {
             }
         }
     }
-    histogram(&s.histogram, s.max_activation);
+    histogram(&s.histogram, s.histogram_max);
     println!("  top examples:");
     hits(&report.top_texts);
     for band in &report.bands {
@@ -209,14 +209,14 @@ pub(super) fn report(report: &FeatureReport) {
     }
 }
 
-fn histogram(bins: &[u32], max: f32) {
+fn histogram(bins: &[u32], max: f64) {
     let peak = bins.iter().copied().max().unwrap_or(0).max(1);
-    println!("  histogram over (0, {max:.3}]:");
-    let width = max / bins.len().max(1) as f32;
+    println!("  histogram over (0, {max}]:");
+    let width = max / bins.len().max(1) as f64;
     for (bin, count) in bins.iter().enumerate() {
         println!(
             "    {:>8.3} {:>8} {}",
-            width * (bin + 1) as f32,
+            width * (bin + 1) as f64,
             count,
             "#".repeat((*count as usize * 40).div_ceil(peak as usize))
         );
