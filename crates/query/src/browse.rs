@@ -491,20 +491,29 @@ impl QueryIndex {
             (list.columns, metadata)
         };
         let summaries = (from..end)
-            .map(|doc| {
-                let (id, source, text) = self.document(doc)?;
-                let (_, tokens) = self.doc_tokens(doc)?;
-                Ok(DocumentSummary {
-                    doc,
-                    id: id.to_string(),
-                    source: source.to_string(),
-                    tokens,
-                    preview: text.chars().take(80).collect(),
-                    metadata: metadata.remove(&doc).unwrap_or_default(),
-                })
-            })
+            .map(|doc| self.document_summary(doc, doc, metadata.remove(&doc)))
             .collect::<Result<_, QueryError>>()?;
         Ok((columns, summaries))
+    }
+
+    /// The overview's line for this index's document `local`, numbered `doc` (its
+    /// number in an index of segments), with its `metadata` (none: empty).
+    pub(crate) fn document_summary(
+        &self,
+        local: u32,
+        doc: u32,
+        metadata: Option<Map<String, Value>>,
+    ) -> Result<DocumentSummary, QueryError> {
+        let (id, source, text) = self.document(local)?;
+        let (_, tokens) = self.doc_tokens(local)?;
+        Ok(DocumentSummary {
+            doc,
+            id: id.to_string(),
+            source: source.to_string(),
+            tokens,
+            preview: text.chars().take(80).collect(),
+            metadata: metadata.unwrap_or_default(),
+        })
     }
 }
 

@@ -494,16 +494,9 @@ impl SegmentedIndex {
             .into_iter()
             .map(|(segment, local)| {
                 let doc = segment.first_doc + local;
-                let (id, source, text) = segment.index.document(local)?;
-                let (_, tokens) = segment.index.doc_tokens(local)?;
-                Ok(DocumentSummary {
-                    doc,
-                    id: id.to_string(),
-                    source: source.to_string(),
-                    tokens,
-                    preview: text.chars().take(80).collect(),
-                    metadata: metadata.remove(&doc).unwrap_or_default(),
-                })
+                segment
+                    .index
+                    .document_summary(local, doc, metadata.remove(&doc))
             })
             .collect::<Result<_, QueryError>>()?;
         Ok((columns, summaries))
