@@ -31,6 +31,8 @@ use crate::{
 pub(crate) const POSTINGS_BLOCK: usize = 128;
 /// Tokens per group of `codes.bin`.
 pub(crate) const CODES_GROUP: usize = 8;
+/// Bits of a `codes.bin` group's header (where its first token's codes start).
+pub(crate) const CODES_HEADER_BITS: u64 = VALUE_CODE_BITS as u64 + 6 + 5 + 6;
 /// Bytes of a block file's trailer.
 const TRAILER_BYTES: u64 = 64;
 /// Bits of the token id, byte offset and length fields' widths in `tokens.bin`.
@@ -41,7 +43,7 @@ fn magic(file: QueryFile) -> &'static [u8; 8] {
     match file {
         QueryFile::Tokens => b"SXQTOK02",
         QueryFile::Codes => b"SXQCOD02",
-        QueryFile::Occurrences => b"SXQOCC02",
+        QueryFile::Occurrences => b"SXQOCC03",
         _ => b"SXQPST02",
     }
 }

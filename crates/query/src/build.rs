@@ -152,7 +152,7 @@ pub fn build_unlocked_with(
     };
     let (postings, features) =
         write_postings(staged.path(), sorter, d_sae, &documents.first_token)?;
-    let occurrences = occurrences.write(staged.path(), counts.tokens)?;
+    let occurrences = occurrences.write(staged.path())?;
     if sort_dir.exists() {
         std::fs::remove_dir_all(&sort_dir).map_err(QueryError::io(&sort_dir))?;
     }

@@ -25,9 +25,9 @@ use crate::{
     by_token::OnToken,
     error::QueryError,
     layout::{
-        FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, OLDEST_QUERY_FORMAT_VERSION, QUERY_DIR,
-        QUERY_FORMAT, QUERY_FORMAT_VERSION, QUERY_MANIFEST, QueryCounts, QueryFile, QueryManifest,
-        index_data_sha256,
+        FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, OCCURRENCES_FORMAT_VERSION,
+        OLDEST_QUERY_FORMAT_VERSION, QUERY_DIR, QUERY_FORMAT, QUERY_FORMAT_VERSION, QUERY_MANIFEST,
+        QueryCounts, QueryFile, QueryManifest, index_data_sha256,
     },
     limits::Limit,
     mapped::MappedFile,
@@ -498,12 +498,14 @@ impl QueryIndex {
         features.file.ensure(features.postings.as_ref())?;
         let per_feature = features.postings.iter().map(|n| u64::from(*n)).collect();
         let postings = PostingsFile::open(raw(QueryFile::Postings)?, per_feature, counts.tokens)?;
+        // Version 3's `occurrences.bin` had fixed-width records: such a folder is read
+        // as one built before the file (occurrences from `tokens.bin` when first asked).
         let occurrences = match query.files.get(QueryFile::Occurrences as usize) {
-            Some(record) => Some(OccurrencesFile::open(
+            Some(record) if version >= OCCURRENCES_FORMAT_VERSION => Some(OccurrencesFile::open(
                 MappedFile::open_raw(&query_dir, QueryFile::Occurrences, record)?,
                 counts.tokens,
             )?),
-            None => None,
+            _ => None,
         };
         // Stamped before it is read: a change in between shows as a change later.
         let registry_stamp = RegistryStamp::of(dir);

@@ -9,7 +9,7 @@
 //! | `codes.bin` | nonzero activation, token-major | groups of 8 tokens: per token its count, Rice-coded feature gaps, bit-packed values |
 //! | `postings.bin` | nonzero activation, feature-major | blocks of 128 postings in token order: Rice-coded token gaps, bit-packed values, each block's largest value |
 //! | `features.arrow` | SAE feature | `first_posting` u64, `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` [u32; 20], `min` f32 |
-//! | `occurrences.bin` (optional) | token, grouped by token id | per id: its distinct texts, then its tokens ascending, each with its flags and where its codes start in `codes.bin` |
+//! | `occurrences.bin` (optional) | token, grouped by token id | which ids occur; per id that occurs: its distinct texts, then its tokens ascending (Rice-coded gaps), each with where its codes start in `codes.bin` and its flags (once per id where all the same) |
 //!
 //! A token's document is the one whose `first_token..first_token + tokens` holds it,
 //! its position the distance from `first_token`. Values are stored exactly: the
@@ -37,11 +37,15 @@ pub const QUERY_MANIFEST: &str = "manifest.json";
 /// The `format` of a query manifest.
 pub const QUERY_FORMAT: &str = "saeidx-query";
 /// The query format version this saeidx writes.
-pub const QUERY_FORMAT_VERSION: u32 = 3;
+pub const QUERY_FORMAT_VERSION: u32 = 4;
 /// The oldest query format version this saeidx reads: version 2 has no `min` column
 /// and bins its histograms over `(0, max]`, so its histograms are recomputed from the
 /// postings when asked (rebuild with `saeidx query build` to store them again).
 pub const OLDEST_QUERY_FORMAT_VERSION: u32 = 2;
+/// The first query format version whose `occurrences.bin` this saeidx reads: version
+/// 3's (fixed-width records) is left unread, its folder read as one built before the
+/// file (rebuild with `saeidx query build` to read it again).
+pub const OCCURRENCES_FORMAT_VERSION: u32 = 4;
 /// Bytes per checksummed chunk of a query file.
 pub const CHUNK_BYTES: u64 = 1 << 20;
 /// Bins of each feature's activation histogram.

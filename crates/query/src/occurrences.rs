@@ -4,19 +4,18 @@
 //! conditioned questions read a token's occurrences and their codes from it directly,
 //! and the vocabulary from its texts, instead of scanning `tokens.bin`.
 //!
-//! One block per token id (`0..=` the largest that occurs): its texts, its number of
-//! occurrences, then one fixed-width bit record per occurrence. The writer streams an
-//! id's records as they come out of the build's external sort, so its memory does not
-//! grow with the corpus.
+//! Block 0 says which ids occur (a bitmap, with the number of ids before each word of
+//! it); then one block per id that occurs, in id order: its texts, its count, its flags
+//! when they are all the same, then per occurrence a Rice-coded token gap, the codes
+//! offset (left out for the first token of a group, whose codes start after the group's
+//! header) and, where its flags differ, the flags. The writer streams an id's records as
+//! they come out of the build's external sort, so its memory does not grow with the
+//! corpus.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    path::Path,
-    sync::Arc,
-};
+use std::{collections::HashMap, collections::VecDeque, path::Path, sync::Arc};
 
 use crate::{
-    blocks::{BlockFile, BlockFileWriter},
+    blocks::{BlockFile, BlockFileWriter, CODES_GROUP, CODES_HEADER_BITS},
     codec::{BitReader, BitWriter, bits_for},
     error::QueryError,
     layout::{MAX_OCCURRENCE_IDS, QueryFile, QueryFileRecord},
@@ -28,35 +27,100 @@ use crate::{
 const FLAG_BITS: u32 = 2;
 /// Record bits buffered before they are appended to the file.
 const BUFFER_BITS: u64 = 1 << 19;
+/// The flags byte's bit that says each occurrence carries its own flags.
+const MIXED_FLAGS: u8 = 4;
+/// The largest Rice parameter of token gaps.
+const MAX_RICE: u32 = 30;
 
-/// Streams `occurrences.bin`: ids in order, each with its texts and count, then its
-/// occurrences in token order.
+/// What the build knows of one token id before its occurrences are written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdSummary {
+    /// Occurrences.
+    count: u64,
+    /// Distinct texts, first seen first.
+    texts: Vec<String>,
+    /// The first occurrence's flags.
+    flags: u8,
+    /// Whether the occurrences' flags differ.
+    mixed: bool,
+    /// The first and last occurrences.
+    first: u64,
+    last: u64,
+}
+
+impl IdSummary {
+    fn add(&mut self, token: u64, flags: u8, text: &str) {
+        if self.count == 0 {
+            (self.first, self.flags) = (token, flags);
+        }
+        self.mixed |= flags != self.flags;
+        self.last = token;
+        self.count += 1;
+        if !self.texts.iter().any(|known| known == text) {
+            self.texts.push(text.to_string());
+        }
+    }
+
+    /// The Rice parameter of the token gaps: the one near the logarithm of their mean.
+    fn rice(&self) -> u32 {
+        let mean = (self.last - self.first) / self.count.max(1);
+        bits_for(mean).saturating_sub(1).min(MAX_RICE)
+    }
+}
+
+/// Appends `value` as LEB128 (7 bits a byte, low first).
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Streams `occurrences.bin`: which ids occur, then each id that occurs with its texts
+/// and count, then its occurrences in token order.
 pub(crate) struct OccurrencesWriter {
     writer: BlockFileWriter,
-    token_width: u32,
     offset_width: u32,
     bits: BitWriter,
-    /// Records the current id still owes.
+    /// The current id's Rice parameter, whether its records carry flags, its flags.
+    k: u32,
+    mixed: bool,
+    flags: u8,
+    /// Records the current id still owes, and its last token.
     owed: u64,
+    previous: Option<u64>,
     ids: u64,
+    present: u64,
+    /// Ids started so far.
+    started: u64,
     tokens: u64,
 }
 
 impl OccurrencesWriter {
-    /// A writer of records with `token_width`-bit tokens and `offset_width`-bit codes
-    /// offsets.
+    /// A writer of `ids` ids, those in `present` (ascending) occurring, with
+    /// `offset_width`-bit codes offsets; writes block 0.
     pub(crate) fn create(
         dir: &Path,
-        token_width: u32,
+        ids: u64,
+        present: &[u32],
         offset_width: u32,
     ) -> Result<Self, QueryError> {
+        let mut writer = BlockFileWriter::create(dir, QueryFile::Occurrences)?;
+        writer.start_block()?;
+        writer.append(&presence_block(ids, present))?;
         Ok(Self {
-            writer: BlockFileWriter::create(dir, QueryFile::Occurrences)?,
-            token_width,
+            writer,
             offset_width,
             bits: BitWriter::default(),
+            k: 0,
+            mixed: false,
+            flags: 0,
             owed: 0,
-            ids: 0,
+            previous: None,
+            ids,
+            present: present.len() as u64,
+            started: 0,
             tokens: 0,
         })
     }
@@ -68,38 +132,51 @@ impl OccurrencesWriter {
         )
     }
 
-    /// Starts the next id's block: its distinct texts and how many occurrences follow.
-    pub(crate) fn start_id(&mut self, texts: &[String], count: u64) -> Result<(), QueryError> {
+    /// Starts the next id's block: its distinct texts, how many occurrences follow,
+    /// their flags (when all the same) and the Rice parameter of their gaps.
+    pub(crate) fn start_id(&mut self, id: &IdSummary) -> Result<(), QueryError> {
         self.end_id()?;
         self.writer.start_block()?;
         let mut head = Vec::new();
-        head.extend_from_slice(&(texts.len() as u32).to_le_bytes());
-        for text in texts {
-            let len = u32::try_from(text.len()).map_err(|_| QueryError::TooLarge {
-                what: "one token's text",
-                limit: u64::from(u32::MAX),
-            })?;
-            head.extend_from_slice(&len.to_le_bytes());
+        put_varint(&mut head, id.texts.len() as u64);
+        for text in &id.texts {
+            put_varint(&mut head, text.len() as u64);
             head.extend_from_slice(text.as_bytes());
         }
-        head.extend_from_slice(&count.to_le_bytes());
+        put_varint(&mut head, id.count);
+        (self.k, self.mixed, self.flags) = (id.rice(), id.mixed, id.flags);
+        head.push(if id.mixed { MIXED_FLAGS } else { id.flags });
+        head.push(self.k as u8);
         self.writer.append(&head)?;
-        self.owed = count;
-        self.ids += 1;
+        self.owed = id.count;
+        self.previous = None;
+        self.started += 1;
         Ok(())
     }
 
     /// Adds the current id's next occurrence: its global token, the bit offset of its
     /// codes in their group, its flags.
     pub(crate) fn push(&mut self, token: u64, offset: u64, flags: u8) -> Result<(), QueryError> {
-        if self.owed == 0 {
+        let gap = match self.previous {
+            None => Some(token),
+            Some(previous) => token.checked_sub(previous + 1),
+        };
+        let first_in_group = token.is_multiple_of(CODES_GROUP as u64);
+        let consistent =
+            (self.mixed || flags == self.flags) && (!first_in_group || offset == CODES_HEADER_BITS);
+        let (Some(gap), true, true) = (gap, self.owed > 0, consistent) else {
             return Err(self.owed_error());
-        }
+        };
         self.owed -= 1;
         self.tokens += 1;
-        self.bits.put(token, self.token_width);
-        self.bits.put(offset, self.offset_width);
-        self.bits.put(u64::from(flags), FLAG_BITS);
+        self.previous = Some(token);
+        self.bits.put_rice(gap, self.k);
+        if !first_in_group {
+            self.bits.put(offset, self.offset_width);
+        }
+        if self.mixed {
+            self.bits.put(u64::from(flags), FLAG_BITS);
+        }
         if self.bits.position() >= BUFFER_BITS {
             let bytes = self.bits.take_bytes();
             self.writer.append(&bytes)?;
@@ -119,10 +196,13 @@ impl OccurrencesWriter {
     /// Writes the directory and trailer; `rows` is every occurrence.
     pub(crate) fn finish(mut self) -> Result<QueryFileRecord, QueryError> {
         self.end_id()?;
+        if self.started != self.present {
+            return Err(self.owed_error());
+        }
         let fields = [
             self.tokens,
             self.ids,
-            u64::from(self.token_width),
+            self.present,
             u64::from(self.offset_width),
             0,
             0,
@@ -132,12 +212,32 @@ impl OccurrencesWriter {
     }
 }
 
+/// Block 0: per word of 64 ids, the bitmap of those that occur (u64 LE), then per
+/// word the number of ids that occur before it (u32 LE).
+fn presence_block(ids: u64, present: &[u32]) -> Vec<u8> {
+    let words = ids.div_ceil(64) as usize;
+    let mut bitmap = vec![0u64; words];
+    for id in present {
+        bitmap[*id as usize / 64] |= 1 << (id % 64);
+    }
+    let mut bytes = Vec::with_capacity(words * 12);
+    for word in &bitmap {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    let mut before = 0u32;
+    for word in &bitmap {
+        bytes.extend_from_slice(&before.to_le_bytes());
+        before += word.count_ones();
+    }
+    bytes
+}
+
 /// `occurrences.bin`, opened.
 pub(crate) struct OccurrencesFile {
     blocks: BlockFile,
     tokens: u64,
     ids: u64,
-    token_width: u32,
+    present: u64,
     offset_width: u32,
 }
 
@@ -145,15 +245,45 @@ pub(crate) struct OccurrencesFile {
 struct IdBlock<'a> {
     texts: Vec<&'a [u8]>,
     count: u64,
+    /// The occurrences' flags, `None` where each carries its own.
+    flags: Option<u8>,
+    k: u32,
     records: &'a [u8],
+}
+
+/// Reads bytes and LEB128 numbers off the front of a block's header.
+struct Header<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Header<'a> {
+    fn take(&mut self, n: u64) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(usize::try_from(n).ok()?)?;
+        let piece = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(piece)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.take(1)?.first()?;
+            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
 }
 
 impl OccurrencesFile {
     /// Checks the file's framing against an index of `tokens` tokens.
     pub(crate) fn open(file: Arc<MappedFile>, tokens: u64) -> Result<Self, QueryError> {
         let blocks = BlockFile::open(file, QueryFile::Occurrences, |f| {
-            (f[1] <= MAX_OCCURRENCE_IDS && f[2] <= 64 && f[3] <= 32 && f[4..] == [0, 0, 0])
-                .then_some(f[1])
+            (f[1] <= MAX_OCCURRENCE_IDS && f[2] <= f[1] && f[3] <= 32 && f[4..] == [0, 0, 0])
+                .then_some(f[2] + 1)
         })?;
         if blocks.field(0) != tokens {
             return Err(blocks.file.corrupt(format!(
@@ -161,10 +291,14 @@ impl OccurrencesFile {
                 blocks.field(0)
             )));
         }
+        let words = blocks.field(1).div_ceil(64) as usize;
+        if blocks.span(0)?.len() != words * 12 {
+            return Err(blocks.bad_block(0, "its size does not fit the ids"));
+        }
         Ok(Self {
             tokens,
             ids: blocks.field(1),
-            token_width: blocks.field(2) as u32,
+            present: blocks.field(2),
             offset_width: blocks.field(3) as u32,
             blocks,
         })
@@ -180,46 +314,68 @@ impl OccurrencesFile {
         self.ids
     }
 
-    /// Id `id`'s block, read and checked; `None` past the last id.
-    fn id_block(&self, id: u32) -> Result<Option<IdBlock<'_>>, QueryError> {
+    /// The block of id `id`, `None` when it does not occur.
+    fn block_of(&self, id: u32) -> Result<Option<u64>, QueryError> {
         let id = u64::from(id);
         if id >= self.ids {
             return Ok(None);
         }
-        let bytes = self.blocks.block(id)?;
-        let bad = |why: &str| self.blocks.bad_block(id, why);
-        let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&[u8], QueryError> {
-            let piece = at
-                .checked_add(n)
-                .and_then(|end| bytes.get(at..end))
-                .ok_or_else(|| bad("its header past its end"))?;
-            at += n;
-            Ok(piece)
+        let presence = self.blocks.block(0)?;
+        let word = (id / 64) as usize;
+        let words = self.ids.div_ceil(64) as usize;
+        let read = |at: usize, n: usize| {
+            presence[at..at + n]
+                .iter()
+                .rev()
+                .fold(0u64, |w, b| w << 8 | u64::from(*b))
         };
-        let word = |piece: &[u8]| piece.iter().rev().fold(0u64, |w, b| w << 8 | u64::from(*b));
-        let n_texts = word(take(4)?);
+        let bitmap = read(word * 8, 8);
+        if bitmap >> (id % 64) & 1 == 0 {
+            return Ok(None);
+        }
+        let rank = read(words * 8 + word * 4, 4)
+            + u64::from((bitmap & ((1 << (id % 64)) - 1)).count_ones());
+        if rank >= self.present {
+            return Err(self
+                .blocks
+                .bad_block(0, "more ids occur than the file holds"));
+        }
+        Ok(Some(rank + 1))
+    }
+
+    /// Id `id`'s block, read and checked; `None` when it does not occur.
+    fn id_block(&self, id: u32) -> Result<Option<IdBlock<'_>>, QueryError> {
+        let Some(block) = self.block_of(id)? else {
+            return Ok(None);
+        };
+        let bytes = self.blocks.block(block)?;
+        let bad = || self.blocks.bad_block(block, "its header is damaged");
+        let mut header = Header { bytes, at: 0 };
+        let n_texts = header.varint().ok_or_else(bad)?;
+        if n_texts == 0 || n_texts > bytes.len() as u64 {
+            return Err(bad());
+        }
         let mut texts = Vec::new();
         for _ in 0..n_texts {
-            let len = word(take(4)?) as usize;
-            texts.push(take(len)?);
+            let len = header.varint().ok_or_else(bad)?;
+            texts.push(header.take(len).ok_or_else(bad)?);
         }
-        let count = word(take(8)?);
-        let records = &bytes[at..];
-        let record = u64::from(self.token_width + self.offset_width + FLAG_BITS);
-        let needed = count.checked_mul(record).map(|bits| bits.div_ceil(8));
-        if needed != Some(records.len() as u64) {
-            return Err(bad("its size does not fit its occurrences"));
-        }
-        if (count == 0) != texts.is_empty() {
-            return Err(bad(
-                "texts without occurrences, or occurrences without a text",
-            ));
+        let count = header.varint().ok_or_else(bad)?;
+        let (flags, k) = match header.take(2).ok_or_else(bad)? {
+            [flags, k] if (*flags < 4 || *flags == MIXED_FLAGS) && u32::from(*k) <= MAX_RICE => {
+                (*flags, *k)
+            }
+            _ => return Err(bad()),
+        };
+        if count == 0 || count > self.tokens {
+            return Err(bad());
         }
         Ok(Some(IdBlock {
             texts,
             count,
-            records,
+            flags: (flags & MIXED_FLAGS == 0).then_some(flags),
+            k: u32::from(k),
+            records: &bytes[header.at..],
         }))
     }
 
@@ -237,9 +393,10 @@ impl OccurrencesFile {
             .texts
             .iter()
             .map(|text| {
-                std::str::from_utf8(text)
-                    .map(str::to_string)
-                    .map_err(|_| self.blocks.bad_block(u64::from(id), "a text is not UTF-8"))
+                std::str::from_utf8(text).map(str::to_string).map_err(|_| {
+                    self.file()
+                        .corrupt(format!("token id {id}: a text is not UTF-8"))
+                })
             })
             .collect()
     }
@@ -254,26 +411,37 @@ impl OccurrencesFile {
         let Some(block) = self.id_block(id)? else {
             return Ok(());
         };
-        let bad = |why: &str| self.blocks.bad_block(u64::from(id), why);
+        let bad = |why: &str| {
+            self.file()
+                .corrupt(format!("token id {id}'s occurrences: {why}"))
+        };
+        let overrun = |_| bad("an occurrence past its end");
         let mut bits = BitReader::new(block.records, 0);
         let mut previous: Option<u64> = None;
         for _ in 0..block.count {
-            let token = bits
-                .get(self.token_width)
-                .map_err(|_| bad("an occurrence past its end"))?;
-            let offset = bits
-                .get(self.offset_width)
-                .map_err(|_| bad("an occurrence past its end"))?;
-            let flags = bits
-                .get(FLAG_BITS)
-                .map_err(|_| bad("an occurrence past its end"))?;
-            if token >= self.tokens || previous.is_some_and(|p| p >= token) {
-                return Err(bad("occurrences out of order or past the last token"));
+            let gap = bits.rice(block.k).map_err(overrun)?;
+            let token = match previous {
+                None => Some(gap),
+                Some(p) => p.checked_add(gap).and_then(|t| t.checked_add(1)),
             }
+            .filter(|token| *token < self.tokens)
+            .ok_or_else(|| bad("an occurrence past the last token"))?;
             previous = Some(token);
-            if !each(token, offset, flags as u8)? {
-                break;
+            let offset = if token.is_multiple_of(CODES_GROUP as u64) {
+                CODES_HEADER_BITS
+            } else {
+                bits.get(self.offset_width).map_err(overrun)?
+            };
+            let flags = match block.flags {
+                Some(flags) => flags,
+                None => bits.get(FLAG_BITS).map_err(overrun)? as u8,
+            };
+            if !each(token, offset, flags)? {
+                return Ok(());
             }
+        }
+        if !bits.at_end() {
+            return Err(bad("bytes past its last occurrence"));
         }
         Ok(())
     }
@@ -281,12 +449,13 @@ impl OccurrencesFile {
 
 /// The build's side of `occurrences.bin`: every token as it is written, with its id,
 /// flags and text, then the bit offset of its codes once `codes.bin` has written its
-/// group; the occurrences go through an external sort by (id, token), the ids' counts
-/// and distinct texts are kept (memory in proportion to the vocabulary, not the corpus).
+/// group; the occurrences go through an external sort by (id, token), each id's
+/// summary (count, distinct texts, flags, first and last token) is kept (memory in
+/// proportion to the vocabulary, not the corpus).
 pub(crate) struct OccurrenceStream {
     sorter: Sorter,
-    /// Per id that occurs: its occurrences and distinct texts (first seen first).
-    ids: HashMap<u32, (u64, Vec<String>)>,
+    /// Per id that occurs: what the file says before its occurrences.
+    ids: HashMap<u32, IdSummary>,
     /// Tokens whose codes offsets are not known yet: (token, id, flags), in order.
     pending: VecDeque<(u64, u32, u8)>,
     largest_offset: u64,
@@ -320,11 +489,7 @@ impl OccurrenceStream {
             self.too_wide = true;
             return;
         }
-        let (count, texts) = self.ids.entry(id).or_default();
-        *count += 1;
-        if !texts.iter().any(|known| known == text) {
-            texts.push(text.to_string());
-        }
+        self.ids.entry(id).or_default().add(token, flags, text);
         self.pending.push_back((token, id, flags));
     }
 
@@ -356,32 +521,28 @@ impl OccurrenceStream {
         Ok(())
     }
 
-    /// Writes `occurrences.bin` into `dir` for an index of `tokens` tokens; `None`
-    /// (and nothing written) when an id is past [`MAX_OCCURRENCE_IDS`].
-    pub(crate) fn write(
-        self,
-        dir: &Path,
-        tokens: u64,
-    ) -> Result<Option<QueryFileRecord>, QueryError> {
+    /// Writes `occurrences.bin` into `dir`; `None` (and nothing written) when an id is
+    /// past [`MAX_OCCURRENCE_IDS`].
+    pub(crate) fn write(self, dir: &Path) -> Result<Option<QueryFileRecord>, QueryError> {
         if self.too_wide {
             return Ok(None);
         }
-        let ids = self.ids.keys().max().map_or(0, |id| u64::from(*id) + 1);
-        let token_width = bits_for(tokens.saturating_sub(1));
+        let mut present: Vec<u32> = self.ids.keys().copied().collect();
+        present.sort_unstable();
+        let ids = present.last().map_or(0, |id| u64::from(*id) + 1);
         let mut writer =
-            OccurrencesWriter::create(dir, token_width, bits_for(self.largest_offset))?;
-        let start = |writer: &mut OccurrencesWriter, id: u32| {
-            let (count, texts) = self
-                .ids
-                .get(&id)
-                .map_or((0, &[][..]), |(n, t)| (*n, &t[..]));
-            writer.start_id(texts, count)
-        };
-        let mut next = 0u64;
+            OccurrencesWriter::create(dir, ids, &present, bits_for(self.largest_offset))?;
+        let mut current: Option<u32> = None;
         self.sorter.drain(|posting| {
-            while next <= u64::from(posting.feature) {
-                start(&mut writer, next as u32)?;
-                next += 1;
+            if current != Some(posting.feature) {
+                let summary = self.ids.get(&posting.feature).ok_or_else(|| {
+                    QueryError::corrupt(
+                        QueryFile::Occurrences.name(),
+                        "the build sorted an occurrence of an id it did not count",
+                    )
+                })?;
+                writer.start_id(summary)?;
+                current = Some(posting.feature);
             }
             let offset = u64::from(posting.payload & ((1 << OFFSET_BITS) - 1));
             writer.push(
@@ -390,10 +551,6 @@ impl OccurrenceStream {
                 (posting.payload >> OFFSET_BITS) as u8,
             )
         })?;
-        while next < ids {
-            start(&mut writer, next as u32)?;
-            next += 1;
-        }
         writer.finish().map(Some)
     }
 }

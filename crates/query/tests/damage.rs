@@ -362,7 +362,8 @@ fn directory(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
     let blocks = match file {
         QueryFile::Tokens => field(0).div_ceil(4096),
         QueryFile::Codes => field(2),
-        QueryFile::Occurrences => field(1),
+        // The block of which ids occur, then one per id that occurs.
+        QueryFile::Occurrences => field(2) + 1,
         // The postings' blocks, then the blocks of block maxima and block order.
         _ => field(2) + 2,
     };
@@ -493,28 +494,37 @@ fn a_buffer_holding_part_of_a_value_is_an_error_not_a_panic() {
 
 #[test]
 fn occurrences_changed_behind_valid_checksums_fail_verification() {
-    // In token id 555's block: its number of texts, the first bit of its first
-    // occurrence, and the flags of its first occurrence.
+    // In the block of the 40th id that occurs: its number of texts, the first bit of its
+    // first occurrence, and its flags.
     for place in 0..3 {
         let dir = damaged(|query| {
             let path = query.join(QueryFile::Occurrences.name());
             let mut bytes = std::fs::read(&path).unwrap();
             let (start, _) = directory(QueryFile::Occurrences, &bytes);
-            let at = start + 555 * 8;
+            let at = start + 40 * 8;
             let block = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
-            let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
-            let mut records = block + 4;
-            for _ in 0..word(block) {
-                records += 4 + word(records);
+            let varint = |cursor: &mut usize| {
+                let mut value = 0usize;
+                for shift in (0..).step_by(7) {
+                    let byte = bytes[*cursor];
+                    *cursor += 1;
+                    value |= usize::from(byte & 0x7f) << shift;
+                    if byte < 0x80 {
+                        return value;
+                    }
+                }
+                unreachable!()
+            };
+            let mut cursor = block;
+            for _ in 0..varint(&mut cursor) {
+                cursor += varint(&mut cursor);
             }
-            records += 8;
-            let trailer = bytes.len() - 64;
-            let field = |i: usize| bytes[trailer + i * 8] as usize;
-            let flags_bit = field(2) + field(3);
+            varint(&mut cursor);
+            let flags = cursor;
             match place {
                 0 => bytes[block] ^= 1,
-                1 => bytes[records] ^= 1,
-                _ => bytes[records + flags_bit / 8] ^= 1 << (flags_bit % 8),
+                1 => bytes[flags + 2] ^= 1,
+                _ => bytes[flags] ^= 1,
             }
             std::fs::write(&path, bytes).unwrap();
             recompute_checksums(query);
