@@ -8,7 +8,8 @@
 //! each with its own query files. Both are cached in `target/bench-data/`.
 //!
 //! Printed, for both and their ratio: warm p50/p99 of `top-texts` (k = 10, per token,
-//! with snippets), `top-texts` restricted by a filter (`tokens > 900`), `top-features`
+//! with snippets), `top-texts` restricted by a filter (`tokens >` the mean document's
+//! tokens: about half the documents), `top-features`
 //! of a document and `feature` statistics, over `SAEIDX_BENCH_QUERIES` (default 1,000)
 //! random live features or documents, asked through [`AnyIndex`] as every front end
 //! asks: wall-clock time, and the asking thread's CPU time (which time spent waiting
@@ -106,7 +107,12 @@ fn latency(queries: usize, ask: impl Fn(bool, usize)) -> [Latency; 2] {
 }
 
 /// Each question's latency on both indexes, and the ratios.
-fn compare(one: &AnyIndex, segmented: &AnyIndex, queries: usize) -> anyhow::Result<()> {
+fn compare(
+    one: &AnyIndex,
+    segmented: &AnyIndex,
+    queries: usize,
+    mean_tokens: u64,
+) -> anyhow::Result<()> {
     let live = one.live_features()?;
     let mut rng = StdRng::seed_from_u64(7);
     let features: Vec<u32> = (0..queries)
@@ -115,7 +121,7 @@ fn compare(one: &AnyIndex, segmented: &AnyIndex, queries: usize) -> anyhow::Resu
     let docs: Vec<u32> = (0..queries)
         .map(|_| rng.random_range(0..one.documents()))
         .collect();
-    let restricted = Restriction::filter("tokens > 900");
+    let restricted = Restriction::filter(format!("tokens > {mean_tokens}"));
     type Question<'a> = Box<dyn Fn(&AnyIndex, usize) + 'a>;
     let questions: Vec<(&str, Question<'_>)> = vec![
         (
@@ -199,5 +205,5 @@ fn main() -> anyhow::Result<()> {
         "{} documents, {} tokens, {} nonzeros; {queries} questions of each kind",
         counts.documents, counts.tokens, counts.nonzeros
     );
-    compare(&one, &segmented, queries)
+    compare(&one, &segmented, queries, counts.tokens / counts.documents)
 }

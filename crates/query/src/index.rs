@@ -574,6 +574,15 @@ impl QueryIndex {
         Ok(())
     }
 
+    /// [`QueryIndex::check_intact`] for the files read under question ticket `ticket`
+    /// or a newer one only ([`crate::reads`]).
+    pub(crate) fn check_read_since(&self, ticket: u64) -> Result<(), QueryError> {
+        for file in self.files().filter(|file| file.read_since(ticket)) {
+            file.check_unchanged()?;
+        }
+        Ok(())
+    }
+
     /// `result`, unless the files changed while it was computed.
     pub(crate) fn answer<T>(&self, result: Result<T, QueryError>) -> Result<T, QueryError> {
         self.check_intact()?;
@@ -1274,20 +1283,6 @@ impl QueryIndex {
             sum: self.at(file, which, &self.features.sum, f)?,
             histogram: histogram.to_vec(),
         }))
-    }
-
-    /// Feature `f`'s stored smallest counted value and postings (`None` for query files
-    /// of format version 2).
-    pub(crate) fn stored_min_postings(&self, f: usize) -> Result<Option<(f32, u64)>, QueryError> {
-        let Some(min) = &self.features.min else {
-            return Ok(None);
-        };
-        let file = &self.features.file;
-        let which = QueryFile::Features;
-        Ok(Some((
-            self.at(file, which, min, f)?,
-            u64::from(self.at(file, which, &self.features.postings, f)?),
-        )))
     }
 
     /// Tokens that `exclusions` leave in.

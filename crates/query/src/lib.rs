@@ -39,6 +39,7 @@ mod mapped;
 mod occurrences;
 mod questions;
 pub mod rank;
+mod reads;
 pub mod registry;
 pub mod restrict;
 pub mod segments;

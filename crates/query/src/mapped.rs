@@ -13,6 +13,10 @@
 //! than a panic inside arrow-rs. The map is registered with [`crate::guard`], so a file
 //! truncated while mapped is reported ([`MappedFile::check_unchanged`]) rather than
 //! killing the process.
+//!
+//! Each file also remembers the newest question ticket ([`crate::reads`]) under which a
+//! thread read it, so that an index of segments checks after an answer only the files
+//! that answer read ([`MappedFile::read_since`]).
 
 use std::{
     fs::File,
@@ -51,6 +55,8 @@ pub(crate) struct MappedFile {
     opened: (u64, Option<SystemTime>),
     /// Whether a read past its end was answered with zeros.
     probe: FaultProbe,
+    /// The newest question ticket under which it was read ([`crate::reads`]).
+    last_read: AtomicU64,
 }
 
 impl MappedFile {
@@ -124,6 +130,7 @@ impl MappedFile {
             handle,
             opened: (len, modified),
             probe,
+            last_read: AtomicU64::new(0),
         });
         Ok(mapped)
     }
@@ -147,6 +154,12 @@ impl MappedFile {
         }
         self.ensure_bytes(start, end)?;
         Ok(&self.bytes[start..end])
+    }
+
+    /// Whether this thread or another read the file under question ticket `ticket` or
+    /// a newer one ([`crate::reads`]).
+    pub(crate) fn read_since(&self, ticket: u64) -> bool {
+        self.last_read.load(Ordering::Acquire) >= ticket
     }
 
     /// An error if the file was truncated or rewritten since it was mapped (answers
@@ -283,6 +296,10 @@ impl MappedFile {
     pub(crate) fn ensure_bytes(&self, start: usize, end: usize) -> Result<(), QueryError> {
         if start >= end {
             return Ok(());
+        }
+        let ticket = crate::reads::ticket();
+        if self.last_read.load(Ordering::Relaxed) < ticket {
+            self.last_read.fetch_max(ticket, Ordering::AcqRel);
         }
         let len = self.bytes.len();
         if end > len {

@@ -245,6 +245,8 @@ pub struct SegmentedIndex {
     d_sae: usize,
     /// The job every segment shares.
     job: JobSpec,
+    /// Every feature's statistics, summed (built on first use).
+    summed: OnceLock<Option<stats::SummedTable>>,
 }
 
 impl SegmentedIndex {
@@ -271,6 +273,7 @@ impl SegmentedIndex {
                 registry,
                 d_sae,
                 job,
+                summed: OnceLock::new(),
             });
         };
         let mut segments = Vec::with_capacity(set.segments.len());
@@ -292,6 +295,7 @@ impl SegmentedIndex {
             set: Some(set),
             segments,
             d_sae,
+            summed: OnceLock::new(),
         })
     }
 
@@ -398,9 +402,13 @@ impl SegmentedIndex {
         questions::text_per_token(text, request)
     }
 
-    /// An error if a segment's files changed under it since it was opened.
+    /// An error if a segment's files changed under it since it was opened (every file
+    /// of every segment is checked).
     pub fn check_intact(&self) -> Result<(), QueryError> {
-        self.intact(Ok(()))
+        for segment in &self.segments {
+            segment.index.check_intact()?;
+        }
+        Ok(())
     }
 
     /// One past the largest document number.
@@ -510,6 +518,12 @@ impl SegmentedIndex {
     /// segment's documents table with global document numbers (`doc`); listed documents
     /// must be live.
     pub fn doc_sets(&self, restriction: &Restriction) -> Result<Option<Vec<DocSet>>, QueryError> {
+        let sets = self.selected(restriction);
+        self.intact(sets)
+    }
+
+    /// [`SegmentedIndex::doc_sets`], unchecked: for a question that checks its answer.
+    fn selected(&self, restriction: &Restriction) -> Result<Option<Vec<DocSet>>, QueryError> {
         if restriction.is_all() {
             return Ok(None);
         }
@@ -528,14 +542,14 @@ impl SegmentedIndex {
             .iter()
             .map(|segment| segment.select(filter.as_ref(), listed.as_ref()))
             .collect();
-        self.intact(sets).map(Some)
+        sets.map(Some)
     }
 
     /// The texts where a feature fires most strongly ([`QueryIndex::top_texts`]).
     pub fn top_texts(&self, request: &TopTextsRequest) -> Result<TopTexts, QueryError> {
         Limit::K.check(request.k)?;
         Limit::Context.check(request.context)?;
-        let within = self.doc_sets(&request.restrict)?;
+        let within = self.selected(&request.restrict)?;
         let tokens = request
             .token
             .as_ref()
@@ -585,6 +599,9 @@ impl SegmentedIndex {
             chosen = self.document_sums(f, k, exclusions, scopes)?;
         } else {
             for s in self.by_strongest(f)? {
+                if scopes.within(s).is_some_and(DocSet::is_empty) {
+                    continue;
+                }
                 let segment = &self.segments[s];
                 // The k-th best so far: what a segment must beat to count.
                 let bar = chosen.get(k.wrapping_sub(1)).map(|(p, _)| (p.0, p.1));
@@ -733,14 +750,15 @@ impl SegmentedIndex {
         within: Option<&[DocSet]>,
     ) -> Result<FeatureStats, QueryError> {
         let f = self.check_feature(feature)?;
-        if exclusions == Exclusions::default()
-            && within.is_none()
-            && let Some(stats) = self.summed_stats(feature, f)?
-        {
-            return self.intact(Ok(stats));
+        if exclusions == Exclusions::default() && within.is_none() {
+            let table = self.summed();
+            if let Some(stats) = self.intact(table)?.and_then(|table| table.stats(feature)) {
+                return Ok(stats);
+            }
         }
-        let kept = self.kept(f, exclusions, within)?;
-        let stats = self.stats_of(feature, &kept, exclusions, within);
+        let stats = self
+            .kept(f, exclusions, within)
+            .and_then(|kept| self.stats_of(feature, &kept, exclusions, within));
         self.intact(stats)
     }
 
@@ -801,8 +819,9 @@ impl SegmentedIndex {
     ) -> Result<Vec<Neighbour>, QueryError> {
         Limit::Neighbours.check(n)?;
         let f = self.check_feature(feature)?;
-        let kept = self.kept(f, exclusions, within)?;
-        let neighbours = self.neighbours_of(feature, &kept, n, exclusions, within);
+        let neighbours = self
+            .kept(f, exclusions, within)
+            .and_then(|kept| self.neighbours_of(feature, &kept, n, exclusions, within));
         self.intact(neighbours)
     }
 
@@ -847,7 +866,7 @@ impl SegmentedIndex {
         Limit::Bands.check(request.bands)?;
         Limit::Neighbours.check(request.neighbours)?;
         Limit::Context.check(request.context)?;
-        let within = self.doc_sets(&request.restrict)?;
+        let within = self.selected(&request.restrict)?;
         let report = self.report(request, within.as_deref());
         self.intact(report)
     }
@@ -952,7 +971,8 @@ impl SegmentedIndex {
 
     /// Features active on some counted live token, in increasing id order.
     pub fn live_features(&self) -> Result<Vec<u32>, QueryError> {
-        let counts = self.live_counts()?;
+        let counts = self.live_counts();
+        let counts = self.intact(counts)?;
         Ok((0u32..)
             .zip(counts)
             .filter(|(_, count)| *count > 0)
@@ -1003,7 +1023,7 @@ impl SegmentedIndex {
     pub fn sample(&self, request: &SampleRequest) -> Result<Sample, QueryError> {
         Limit::Examples.check(request.examples)?;
         Limit::Context.check(request.context)?;
-        let within = self.doc_sets(&request.restrict)?;
+        let within = self.selected(&request.restrict)?;
         let within = within.as_deref();
         let picked = match within {
             None => self.sample_features(request.n, request.seed)?,
@@ -1026,11 +1046,11 @@ impl SegmentedIndex {
                 )?,
             });
         }
-        Ok(Sample {
+        self.intact(Ok(Sample {
             restrict: request.restrict.clone(),
             seed: request.seed,
             features,
-        })
+        }))
     }
 
     /// The live documents' totals.
@@ -1097,11 +1117,15 @@ impl SegmentedIndex {
         })
     }
 
-    /// `result`, unless a segment's files changed while it was computed.
+    /// `result`, unless a file it was computed from changed: the files of every segment
+    /// read since this thread's last check ([`crate::reads`]) are checked, one `fstat`
+    /// each (a segment the question did not read costs nothing).
     fn intact<T>(&self, result: Result<T, QueryError>) -> Result<T, QueryError> {
+        let ticket = crate::reads::ticket();
         for segment in &self.segments {
-            segment.index.check_intact()?;
+            segment.index.check_read_since(ticket)?;
         }
+        crate::reads::finish();
         result
     }
 }

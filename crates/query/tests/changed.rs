@@ -202,3 +202,42 @@ fn a_file_rewritten_in_place_under_an_open_index_is_an_error() {
         before
     );
 }
+
+#[test]
+fn a_file_rewritten_under_an_open_index_of_segments_fails_the_questions_that_read_it() {
+    use saeidx_format::segments::SegmentSet;
+    use saeidx_query::SegmentedIndex;
+    use saeidx_testkit::synthetic::split_into_segments;
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    index(&full);
+    let split = dir.path().join("segmented");
+    let set = split_into_segments(&full, &split, &[0..1, 1..2, 2..3]).unwrap();
+    for segment in &set.segments {
+        build(&SegmentSet::segment_dir(&split, &segment.name)).unwrap();
+    }
+    let index = SegmentedIndex::open(&split).unwrap();
+    let exclusions = Exclusions::default();
+    index.feature_stats(3, exclusions).unwrap();
+    let all_tokens = Exclusions::none();
+    let before = index.feature_stats(3, all_tokens).unwrap();
+    // Other bytes written in place into the second segment's postings.
+    let segment = SegmentSet::segment_dir(&split, &set.segments[1].name);
+    let postings = segment.join(QUERY_DIR).join(QueryFile::Postings.name());
+    let mut bytes = std::fs::read(&postings).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&postings, &bytes).unwrap();
+    // Statistics over every token read every segment's postings: refused.
+    let message = changed(index.feature_stats(3, all_tokens));
+    assert!(message.contains("rewritten in place"), "{message}");
+    assert!(message.contains(&set.segments[1].name), "{message}");
+    changed(index.check_intact());
+    // A refused answer leaves the files it read to be checked again by the next one.
+    changed(index.feature_stats(3, exclusions));
+    bytes[middle] ^= 0x40;
+    std::fs::write(&postings, &bytes).unwrap();
+    let reopened = SegmentedIndex::open(&split).unwrap();
+    assert_eq!(reopened.feature_stats(3, all_tokens).unwrap(), before);
+}

@@ -15,9 +15,13 @@
 //! - sum: every value keeps 11 significant bits, so a sum whose total stays below
 //!   `2^53` times the lowest bit of the smallest value ([`value_unit`]) is exact in f64
 //!   in any order, and then equals one index's (added strongest first). When that
-//!   cannot be shown (values spanning more than ~40 binary orders of magnitude),
-//!   [`SegmentedIndex::summed_stats`] answers `None` and the statistics are recomputed
-//!   from the postings, as they are for segments of query format version 2.
+//!   cannot be shown (values spanning more than ~40 binary orders of magnitude), the
+//!   feature's row of [`SummedTable`] is `None` and its statistics are recomputed from
+//!   the postings, as they are for segments of query format version 2.
+//!
+//! Every feature's sums are computed once per opened index, on the first question that
+//! needs them, into a [`SummedTable`]: answering from it reads no file, so a question
+//! costs the same over any number of segments.
 //!
 //! A segment's deleted rows are read once per opened index (their tokens' codes: few,
 //! as deletions are) and kept per feature ([`DeletedRows`]), rather than stored at
@@ -28,10 +32,10 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Segment, SegmentedIndex};
 use crate::{
-    QueryError,
+    QueryError, QueryIndex,
     build::{histogram_bin, histogram_exponent, rebin, value_unit},
     index::{Computed, Exclusions, FeatureStats},
-    layout::HISTOGRAM_BINS,
+    layout::{HISTOGRAM_BINS, QueryFile},
 };
 
 /// What a segment's deleted documents hold, for its stored statistics (default
@@ -92,11 +96,120 @@ impl DeletedRows {
     }
 }
 
-/// One segment's live statistics of a feature, its histogram binned over
+/// Every feature's live statistics with the default exclusions, summed once from the
+/// segments' stored ones (on the first question that needs them: an opened index's
+/// segments and deletions never change), so that a question reads no file: 128 bytes
+/// per feature (16 MiB for 131,072 features).
+pub(super) struct SummedTable {
+    /// Counted live tokens.
+    counted: u64,
+    /// Per feature; `None` where the sum cannot be shown exact (see the module docs).
+    rows: Vec<Option<Summed>>,
+}
+
+/// One feature's summed statistics.
+#[derive(Clone, Copy)]
+struct Summed {
+    count: u64,
+    documents: u64,
+    postings: u64,
+    max: f32,
+    sum: f64,
+    histogram: [u32; HISTOGRAM_BINS],
+}
+
+impl SummedTable {
+    /// `feature`'s statistics, `None` when they must be recomputed from the postings.
+    pub(super) fn stats(&self, feature: u32) -> Option<FeatureStats> {
+        let row = self.rows.get(feature as usize)?.as_ref()?;
+        let computed = Computed {
+            count: row.count,
+            documents: row.documents,
+            max: row.max,
+            sum: row.sum,
+            histogram: row.histogram.to_vec(),
+        };
+        Some(computed.stats(feature, self.counted, row.postings, Exclusions::default()))
+    }
+}
+
+/// One segment's statistics of a feature (stored, or live), its histogram binned over
 /// `(0, 2^binned_over]`.
+#[derive(Clone, Copy)]
 struct Part {
-    live: Computed,
+    count: u64,
+    documents: u64,
+    max: f32,
+    sum: f64,
+    histogram: [u32; HISTOGRAM_BINS],
     binned_over: i32,
+}
+
+/// A segment's stored statistics, every feature's (their chunks verified).
+struct Stored<'a> {
+    count: &'a [u32],
+    documents: &'a [u32],
+    max: &'a [f32],
+    sum: &'a [f64],
+    histogram: &'a [u32],
+    min: &'a [f32],
+    postings: &'a [u32],
+    /// What the segment's deleted documents hold.
+    deleted: &'a DeletedRows,
+}
+
+/// `values[..rows]` of the features file, its chunks verified.
+fn column<'a, T>(
+    index: &'a QueryIndex,
+    values: &'a [T],
+    rows: usize,
+) -> Result<&'a [T], QueryError> {
+    let file = &index.features.file;
+    index.range(file, QueryFile::Features, values, 0, rows as u64)
+}
+
+impl<'a> Stored<'a> {
+    /// `segment`'s stored statistics of `d_sae` features; `None` for query files of
+    /// format version 2 (their histograms are binned otherwise).
+    fn of(segment: &'a Segment, d_sae: usize) -> Result<Option<Self>, QueryError> {
+        let index = &segment.index;
+        let features = &index.features;
+        let Some(min) = &features.min else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            count: column(index, &features.count, d_sae)?,
+            documents: column(index, &features.documents, d_sae)?,
+            max: column(index, &features.max, d_sae)?,
+            sum: column(index, &features.sum, d_sae)?,
+            histogram: column(index, &features.histogram, d_sae * HISTOGRAM_BINS)?,
+            min: column(index, min, d_sae)?,
+            postings: column(index, &features.postings, d_sae)?,
+            deleted: segment.deleted_rows()?,
+        }))
+    }
+
+    /// Feature `f`'s stored statistics.
+    fn part(&self, f: usize) -> Part {
+        let mut histogram = [0; HISTOGRAM_BINS];
+        histogram.copy_from_slice(&self.histogram[f * HISTOGRAM_BINS..(f + 1) * HISTOGRAM_BINS]);
+        Part {
+            count: u64::from(self.count[f]),
+            documents: u64::from(self.documents[f]),
+            max: self.max[f],
+            sum: self.sum[f],
+            histogram,
+            binned_over: histogram_exponent(self.max[f]),
+        }
+    }
+
+    /// What the deleted documents hold of `feature`.
+    fn gone(&self, feature: u32) -> Option<&'a DeletedFeature> {
+        if self.deleted.features.is_empty() {
+            return None;
+        }
+        self.deleted.features.get(&feature)
+    }
 }
 
 impl Segment {
@@ -109,19 +222,15 @@ impl Segment {
         Ok(self.deleted_rows.get_or_init(|| rows))
     }
 
-    /// The stored statistics of `f` less `gone`, the deleted rows' part.
+    /// `stored`, the stored statistics of `f`, less `gone`, the deleted rows' part.
     fn live_part(
         &self,
         f: usize,
-        stored: Computed,
+        stored: Part,
         gone: Option<&DeletedFeature>,
     ) -> Result<Part, QueryError> {
-        let binned_over = histogram_exponent(stored.max);
         let Some(gone) = gone.filter(|gone| !gone.values.is_empty()) else {
-            return Ok(Part {
-                live: stored,
-                binned_over,
-            });
+            return Ok(stored);
         };
         let mut live = stored;
         let mut removed = 0.0f64;
@@ -135,19 +244,16 @@ impl Segment {
         if gone.values.iter().any(|value| *value >= live.max) {
             live.max = self.live_max(f)?;
             let over = histogram_exponent(live.max);
-            if over < binned_over {
+            if over < live.binned_over {
                 // The live max is a power of two lower: bin the live values again.
-                live.histogram = vec![0; HISTOGRAM_BINS];
+                live.histogram = [0; HISTOGRAM_BINS];
                 for (_, value) in self.kept(f, Exclusions::default(), None)? {
                     live.histogram[histogram_bin(value, live.max)] += 1;
                 }
-                return Ok(Part {
-                    live,
-                    binned_over: over,
-                });
+                live.binned_over = over;
             }
         }
-        Ok(Part { live, binned_over })
+        Ok(live)
     }
 
     /// `f`'s strongest value on a counted live token (0 when none).
@@ -168,75 +274,83 @@ impl Segment {
 }
 
 impl SegmentedIndex {
-    /// `feature`'s statistics over the live documents with the default exclusions,
-    /// summed from the segments' stored statistics (see the module docs); `None` when
-    /// they cannot be summed exactly.
-    pub(super) fn summed_stats(
-        &self,
-        feature: u32,
-        f: usize,
-    ) -> Result<Option<FeatureStats>, QueryError> {
+    /// Every feature's statistics over the live documents with the default exclusions,
+    /// summed from the segments' stored statistics (see the module docs; built on first
+    /// use); `None` for segments of query format version 2.
+    pub(super) fn summed(&self) -> Result<Option<&SummedTable>, QueryError> {
+        if let Some(table) = self.summed.get() {
+            return Ok(table.as_ref());
+        }
+        let table = self.sum_stats()?;
+        Ok(self.summed.get_or_init(|| table).as_ref())
+    }
+
+    fn sum_stats(&self) -> Result<Option<SummedTable>, QueryError> {
         let mut stored = Vec::with_capacity(self.segments.len());
-        let (mut counted, mut postings) = (0u64, 0u64);
-        let (mut unit, mut total) = (f64::INFINITY, 0.0f64);
+        let mut counted = 0u64;
         for segment in &self.segments {
-            let index = &segment.index;
-            let (Some(stats), Some((min, all))) =
-                (index.stored_stats(f)?, index.stored_min_postings(f)?)
-            else {
+            let Some(columns) = Stored::of(segment, self.d_sae)? else {
                 return Ok(None);
             };
-            let deleted = segment.deleted_rows()?;
-            let gone = deleted.features.get(&feature);
-            counted += index.counted_tokens(Exclusions::default(), None)? - deleted.counted;
-            postings += all - gone.map_or(0, |gone| gone.postings);
-            if stats.count > 0 {
-                unit = unit.min(value_unit(min));
-                total += stats.sum;
+            let all = segment.index.counted_tokens(Exclusions::default(), None)?;
+            counted += all.saturating_sub(columns.deleted.counted);
+            stored.push(columns);
+        }
+        let mut parts = Vec::with_capacity(stored.len());
+        let rows = (0..self.d_sae)
+            .map(|f| self.summed_row(f, &stored, &mut parts))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(SummedTable { counted, rows }))
+    }
+
+    /// Feature `f`'s row of the table, `None` when its sum cannot be shown exact.
+    fn summed_row(
+        &self,
+        f: usize,
+        stored: &[Stored<'_>],
+        parts: &mut Vec<Part>,
+    ) -> Result<Option<Summed>, QueryError> {
+        let feature = f as u32;
+        let (mut unit, mut total, mut postings) = (f64::INFINITY, 0.0f64, 0u64);
+        for columns in stored {
+            let gone = columns.gone(feature).map_or(0, |gone| gone.postings);
+            postings += u64::from(columns.postings[f]).saturating_sub(gone);
+            if columns.count[f] > 0 {
+                unit = unit.min(value_unit(columns.min[f]));
+                total += columns.sum[f];
             }
-            stored.push((stats, gone));
         }
         // Every sum below is exact (so in any order) while the total stays below
         // 2^53 units; 2^52 leaves room for the rounding of `total` itself.
         if total > 2f64.powi(52) * unit {
             return Ok(None);
         }
-        let mut parts = Vec::with_capacity(stored.len());
-        for (segment, (stats, gone)) in self.segments.iter().zip(stored) {
-            parts.push(segment.live_part(f, stats, gone)?);
+        parts.clear();
+        for (segment, columns) in self.segments.iter().zip(stored) {
+            parts.push(segment.live_part(f, columns.part(f), columns.gone(feature))?);
         }
-        let live = combine(parts);
-        Ok(Some(live.stats(
-            feature,
-            counted,
-            postings,
-            Exclusions::default(),
-        )))
+        Ok(Some(combine(parts, postings)))
     }
 }
 
-/// The segments' live statistics as one index's (each segment's histogram is binned
-/// over a range no wider than the index's).
-fn combine(parts: Vec<Part>) -> Computed {
-    let max = parts.iter().map(|p| p.live.max).fold(0.0f32, f32::max);
+/// The segments' live statistics of a feature as one index's (each segment's histogram
+/// is binned over a range no wider than the index's), with its `postings`.
+fn combine(parts: &[Part], postings: u64) -> Summed {
+    let max = parts.iter().map(|p| p.max).fold(0.0f32, f32::max);
     let over = histogram_exponent(max);
-    let mut all = Computed {
+    let mut all = Summed {
         count: 0,
         documents: 0,
+        postings,
         max,
         sum: 0.0,
-        histogram: vec![0; HISTOGRAM_BINS],
+        histogram: [0; HISTOGRAM_BINS],
     };
-    for part in parts.into_iter().filter(|p| p.live.count > 0) {
-        rebin(
-            &part.live.histogram,
-            part.binned_over,
-            &mut all.histogram,
-            over,
-        );
-        all.count += part.live.count;
-        all.documents += part.live.documents;
-        all.sum += part.live.sum;
+    for part in parts.iter().filter(|p| p.count > 0) {
+        rebin(&part.histogram, part.binned_over, &mut all.histogram, over);
+        all.count += part.count;
+        all.documents += part.documents;
+        all.sum += part.sum;
     }
     all
 }
@@ -277,7 +391,7 @@ mod tests {
         let index = SegmentedIndex::open(&dest).unwrap();
         for feature in 0..d_sae as u32 {
             let f = feature as usize;
-            let summed = index.summed_stats(feature, f).unwrap();
+            let summed = index.summed().unwrap().unwrap().stats(feature);
             let kept = index.kept(f, Exclusions::default(), None).unwrap();
             let recomputed = index
                 .stats_of(feature, &kept, Exclusions::default(), None)
