@@ -332,15 +332,15 @@ fn inconsistent_arrow_framing_with_valid_checksums_is_an_error_not_a_panic() {
 
 #[test]
 fn inconsistent_offsets_with_valid_checksums_are_errors_not_panics() {
-    // Feature 0's postings count (the first value of features.arrow's second column)
+    // Feature 0's postings count (the first value of features.arrow's first column)
     // set past every posting, checksums recomputed: its blocks no longer add up.
     let dir = damaged(|query| {
         let path = query.join(QueryFile::Features.name());
         let mut bytes = std::fs::read(&path).unwrap();
         let (at, _, body) = buffer_list(&bytes);
-        // Buffer 3 is the second column's values (validity, values per column).
-        let values = body
-            + u64::from_le_bytes(bytes[at + 3 * 16..at + 3 * 16 + 8].try_into().unwrap()) as usize;
+        // Buffer 1 is the first column's values (validity, values per column).
+        let values =
+            body + u64::from_le_bytes(bytes[at + 16..at + 16 + 8].try_into().unwrap()) as usize;
         bytes[values..values + 4].copy_from_slice(&(u32::MAX - 3).to_le_bytes());
         std::fs::write(&path, bytes).unwrap();
         recompute_checksums(query);
@@ -437,9 +437,9 @@ fn verification_checks_every_row_behind_the_checksums() {
         let path = query.join(QueryFile::Features.name());
         let mut bytes = std::fs::read(&path).unwrap();
         let (at, _, body) = buffer_list(&bytes);
-        // Buffer 9 holds the `max` column's values (validity, values per column).
+        // Buffer 7 holds the `max` column's values (validity, values per column).
         let max = body
-            + u64::from_le_bytes(bytes[at + 9 * 16..at + 9 * 16 + 8].try_into().unwrap()) as usize;
+            + u64::from_le_bytes(bytes[at + 7 * 16..at + 7 * 16 + 8].try_into().unwrap()) as usize;
         let feature_1 = max + 4;
         let value = f32::from_le_bytes(bytes[feature_1..feature_1 + 4].try_into().unwrap());
         bytes[feature_1..feature_1 + 4].copy_from_slice(&(value * 2.0).to_le_bytes());
