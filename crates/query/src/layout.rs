@@ -37,7 +37,7 @@ pub const QUERY_MANIFEST: &str = "manifest.json";
 /// The `format` of a query manifest.
 pub const QUERY_FORMAT: &str = "saeidx-query";
 /// The query format version this saeidx writes.
-pub const QUERY_FORMAT_VERSION: u32 = 5;
+pub const QUERY_FORMAT_VERSION: u32 = 6;
 /// The oldest query format version this saeidx reads: version 2 has no `min` column
 /// and bins its histograms over `(0, max]`, so its histograms are recomputed from the
 /// postings when asked (rebuild with `saeidx query build` to store them again).

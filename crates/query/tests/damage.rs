@@ -349,8 +349,32 @@ fn inconsistent_offsets_with_valid_checksums_are_errors_not_panics() {
     assert!(error.contains("postings.bin"), "{error}");
 }
 
-/// Where block file `file`'s `bytes` keep their directory, and its entries.
+/// Where block file `file`'s `bytes` keep their (packed) directory, and how many
+/// 8-byte pieces it spans: per 64 entries a u64 base, the entries in `width` bits, then
+/// `width` (u64).
 fn directory(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
+    let (entries, width) = directory_entries(file, bytes);
+    let size = entries.div_ceil(64) * 8 + (entries * width).div_ceil(8) + 8;
+    (bytes.len() - 64 - size, size / 8)
+}
+
+/// Where block `block` of block file `file` starts.
+fn block_start(file: QueryFile, bytes: &[u8], block: usize) -> usize {
+    let (entries, width) = directory_entries(file, bytes);
+    let (start, _) = directory(file, bytes);
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let base = word(start + block / 64 * 8);
+    let bit = block * width;
+    let packed = start + entries.div_ceil(64) * 8 + bit / 8;
+    let mut window = [0u8; 16];
+    let end = (packed + 16).min(bytes.len() - 72);
+    window[..end - packed].copy_from_slice(&bytes[packed..end]);
+    let relative = (u128::from_le_bytes(window) >> (bit % 8)) as u64 & ((1u64 << width) - 1);
+    (base + relative) as usize
+}
+
+/// Block file `file`'s directory entries and their width in bits.
+fn directory_entries(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
     let trailer = bytes.len() - 64;
     let field = |i: usize| {
         u64::from_le_bytes(
@@ -367,8 +391,8 @@ fn directory(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
         // The postings' blocks, then the blocks of block maxima and block order.
         _ => field(2) + 2,
     };
-    let entries = blocks as usize + 1;
-    (trailer - entries * 8, entries)
+    let width = u64::from_le_bytes(bytes[trailer - 8..trailer].try_into().unwrap());
+    (blocks as usize + 1, width as usize)
 }
 
 proptest! {
@@ -500,9 +524,7 @@ fn occurrences_changed_behind_valid_checksums_fail_verification() {
         let dir = damaged(|query| {
             let path = query.join(QueryFile::Occurrences.name());
             let mut bytes = std::fs::read(&path).unwrap();
-            let (start, _) = directory(QueryFile::Occurrences, &bytes);
-            let at = start + 40 * 8;
-            let block = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            let block = block_start(QueryFile::Occurrences, &bytes, 40);
             let varint = |cursor: &mut usize| {
                 let mut value = 0usize;
                 for shift in (0..).step_by(7) {
