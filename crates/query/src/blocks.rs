@@ -38,8 +38,18 @@ const TRAILER_BYTES: u64 = 64;
 /// Bits of the token id, byte offset and length fields' widths in `tokens.bin`.
 const FLAG_BITS: u32 = 2;
 
-/// The magic of a block file (at its start and end).
+/// The magic of a block file (at its start and end), whose directory is packed.
 fn magic(file: QueryFile) -> &'static [u8; 8] {
+    match file {
+        QueryFile::Tokens => b"SXQTOK03",
+        QueryFile::Codes => b"SXQCOD03",
+        QueryFile::Occurrences => b"SXQOCC04",
+        _ => b"SXQPST03",
+    }
+}
+
+/// The magic of a block file of query format 5 or before, whose directory is u64s.
+fn wide_magic(file: QueryFile) -> &'static [u8; 8] {
     match file {
         QueryFile::Tokens => b"SXQTOK02",
         QueryFile::Codes => b"SXQCOD02",
@@ -47,6 +57,11 @@ fn magic(file: QueryFile) -> &'static [u8; 8] {
         _ => b"SXQPST02",
     }
 }
+
+/// Directory entries per u64 base of a packed directory.
+const DIRECTORY_GROUP: u64 = 64;
+/// The widest entry of a packed directory, in bits.
+const MAX_DIRECTORY_WIDTH: u64 = 56;
 
 /// A writer that checksums what passes through it in [`CHUNK_BYTES`] chunks.
 pub(crate) struct ChunkHashing<W: Write> {
@@ -130,6 +145,65 @@ impl Spill {
             .map_err(QueryError::io(&self.path))
     }
 
+    /// Writes the u64s that were put (ascending offsets) into `to` as a packed
+    /// directory: per [`DIRECTORY_GROUP`] entries its first (u64 LE), then each entry
+    /// less its group's first in `w` bits, padded to a byte, then `w` (u64 LE). Reads
+    /// the scratch file three times instead of holding it; removes it.
+    fn pack_into(mut self, to: &mut impl Write) -> Result<(), QueryError> {
+        let path = self.path.clone();
+        let io = QueryError::io(&path);
+        self.out.flush().map_err(QueryError::io(&path))?;
+        let each = |f: &mut dyn FnMut(u64, u64) -> Result<(), QueryError>| {
+            let file = File::open(&path).map_err(QueryError::io(&path))?;
+            let mut reader = BufReader::with_capacity(1 << 16, file);
+            let mut word = [0u8; 8];
+            let mut i = 0u64;
+            let mut first = 0u64;
+            loop {
+                match std::io::Read::read_exact(&mut reader, &mut word) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(QueryError::io(&path)(e)),
+                }
+                let offset = u64::from_le_bytes(word);
+                if i.is_multiple_of(DIRECTORY_GROUP) {
+                    first = offset;
+                }
+                f(offset, offset - first)?;
+                i += 1;
+            }
+        };
+        let mut widest = 0u64;
+        each(&mut |_, rel| {
+            widest = widest.max(rel);
+            Ok(())
+        })?;
+        let width = bits_for(widest);
+        let mut i = 0u64;
+        each(&mut |offset, _| {
+            if i.is_multiple_of(DIRECTORY_GROUP) {
+                to.write_all(&offset.to_le_bytes())
+                    .map_err(QueryError::io(&path))?;
+            }
+            i += 1;
+            Ok(())
+        })?;
+        let mut bits = BitWriter::default();
+        each(&mut |_, rel| {
+            bits.put(rel, width);
+            if bits.position() >= 1 << 19 {
+                to.write_all(&bits.take_bytes())
+                    .map_err(QueryError::io(&path))?;
+            }
+            Ok(())
+        })?;
+        to.write_all(&bits.finish())
+            .map_err(QueryError::io(&path))?;
+        to.write_all(&u64::from(width).to_le_bytes()).map_err(io)?;
+        drop(self.out);
+        std::fs::remove_file(&path).map_err(QueryError::io(&path))
+    }
+
     /// Copies what was put into `to`, then removes the scratch file.
     fn copy_into(self, to: &mut impl Write) -> Result<(), QueryError> {
         let io = QueryError::io(&self.path);
@@ -197,7 +271,7 @@ impl BlockFileWriter {
         let path = self.path.clone();
         let io = |e: std::io::Error| QueryError::io(&path)(e);
         self.offsets.put(&self.out.position().to_le_bytes())?;
-        self.offsets.copy_into(&mut self.out)?;
+        self.offsets.pack_into(&mut self.out)?;
         let mut tail = Vec::with_capacity(TRAILER_BYTES as usize);
         for field in fields {
             tail.extend_from_slice(&field.to_le_bytes());
@@ -537,6 +611,23 @@ pub(crate) struct BlockFile {
     blocks: u64,
     /// Byte offset of the directory.
     directory: usize,
+    /// How its entries are stored.
+    layout: Directory,
+}
+
+/// A block file's directory.
+#[derive(Debug, Clone, Copy)]
+enum Directory {
+    /// One u64 LE per entry (query format 5 and before).
+    Wide,
+    /// Per [`DIRECTORY_GROUP`] entries a u64 base at `bases`, then each entry less its
+    /// base in `width` bits at `packed` (up to `end`).
+    Packed {
+        width: u32,
+        bases: usize,
+        packed: usize,
+        end: usize,
+    },
 }
 
 impl BlockFile {
@@ -554,7 +645,8 @@ impl BlockFile {
         }
         let head = file.bytes(0, 8)?;
         let trailer = file.bytes(len - TRAILER_BYTES as usize, len)?;
-        if head != magic(which) || &trailer[56..] != magic(which) {
+        let packed = head == magic(which) && &trailer[56..] == magic(which);
+        if !packed && (head != wide_magic(which) || &trailer[56..] != wide_magic(which)) {
             return Err(corrupt("no block file magic (not a version-2 query file)"));
         }
         let mut fields = [0u64; 7];
@@ -562,19 +654,46 @@ impl BlockFile {
             *field = read_u64(trailer, i * 8);
         }
         let blocks = blocks_of(&fields).ok_or_else(|| corrupt("impossible trailer fields"))?;
-        let directory = blocks
-            .checked_add(1)
-            .and_then(|n| n.checked_mul(8))
-            .and_then(|bytes| (len as u64 - TRAILER_BYTES).checked_sub(bytes))
-            .filter(|start| *start >= 8)
-            .ok_or_else(|| corrupt("the directory does not fit in the file"))?
-            as usize;
+        let end = len - TRAILER_BYTES as usize;
+        let (directory, layout) = if packed {
+            let width = read_u64(file.bytes(end - 8, end)?, 0);
+            let entries = blocks.checked_add(1);
+            let size = entries
+                .and_then(|n| n.checked_mul(width))
+                .map(|bits| bits.div_ceil(8))
+                .zip(entries.map(|n| n.div_ceil(DIRECTORY_GROUP) * 8))
+                .and_then(|(packed, bases)| packed.checked_add(bases)?.checked_add(8))
+                .filter(|_| width <= MAX_DIRECTORY_WIDTH);
+            let directory = size
+                .and_then(|size| (end as u64).checked_sub(size))
+                .filter(|start| *start >= 8)
+                .ok_or_else(|| corrupt("the directory does not fit in the file"))?
+                as usize;
+            let bases = (blocks + 1).div_ceil(DIRECTORY_GROUP) as usize * 8;
+            let layout = Directory::Packed {
+                width: width as u32,
+                bases: directory,
+                packed: directory + bases,
+                end: end - 8,
+            };
+            (directory, layout)
+        } else {
+            let directory = blocks
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(8))
+                .and_then(|bytes| (end as u64).checked_sub(bytes))
+                .filter(|start| *start >= 8)
+                .ok_or_else(|| corrupt("the directory does not fit in the file"))?
+                as usize;
+            (directory, Directory::Wide)
+        };
         let opened = Self {
             file,
             which,
             fields,
             blocks,
             directory,
+            layout,
         };
         let first = opened.offset(0)?;
         let last = opened.offset(blocks)?;
@@ -591,9 +710,28 @@ impl BlockFile {
         self.fields[i]
     }
 
+    /// Directory entry `block` (at most the number of blocks).
     fn offset(&self, block: u64) -> Result<u64, QueryError> {
-        let at = self.directory + block as usize * 8;
-        Ok(read_u64(self.file.bytes(at, at + 8)?, 0))
+        let Directory::Packed {
+            width,
+            bases,
+            packed,
+            end,
+        } = self.layout
+        else {
+            let at = self.directory + block as usize * 8;
+            return Ok(read_u64(self.file.bytes(at, at + 8)?, 0));
+        };
+        let at = bases + (block / DIRECTORY_GROUP) as usize * 8;
+        let base = read_u64(self.file.bytes(at, at + 8)?, 0);
+        let bit = block * u64::from(width);
+        let byte = packed + (bit / 8) as usize;
+        let bytes = self.file.bytes(byte, (byte + 8).min(end))?;
+        let relative = BitReader::new(bytes, bit % 8)
+            .get(width)
+            .map_err(|_| self.file.corrupt("a directory entry past the directory"))?;
+        base.checked_add(relative)
+            .ok_or_else(|| self.file.corrupt("a directory entry past 2^64"))
     }
 
     /// The bytes of block `block`, verified.

@@ -19,11 +19,10 @@ use std::{
 };
 
 use arrow_array::{
-    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, LargeBinaryArray,
+    ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, LargeBinaryArray,
     LargeStringArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Field};
 use saeidx_format::{
     atomic::StagedDir,
     manifest::Manifest,
@@ -34,7 +33,7 @@ use serde::Serialize;
 use crate::{
     blocks::{ChunkHashing, CodesWriter, PostingsWriter, TokenEntry, TokensWriter},
     by_token::piece,
-    codec::{VALUE_CODE_BITS, code_value, value_code},
+    codec::{VALUE_CODE_BITS, code_value, pack_histogram, value_code},
     error::QueryError,
     layout::{
         CHUNK_BYTES, FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, QUERY_DIR, QUERY_FORMAT,
@@ -489,29 +488,26 @@ impl FeatureTally {
 
 /// Per-feature offsets and statistics (`features.arrow`).
 struct Features {
-    first_posting: Vec<u64>,
     postings: Vec<u32>,
     count: Vec<u32>,
     documents: Vec<u32>,
     max: Vec<f32>,
     sum: Vec<f64>,
-    histogram: Vec<u32>,
+    /// Packed histograms ([`pack_histogram`]).
+    histogram: Vec<Vec<u8>>,
     min: Vec<f32>,
-    total: u64,
 }
 
 impl Features {
     fn new(d_sae: usize) -> Self {
         Self {
-            first_posting: Vec::with_capacity(d_sae),
             postings: Vec::with_capacity(d_sae),
             count: Vec::with_capacity(d_sae),
             documents: Vec::with_capacity(d_sae),
             max: Vec::with_capacity(d_sae),
             sum: Vec::with_capacity(d_sae),
-            histogram: Vec::with_capacity(d_sae * HISTOGRAM_BINS),
+            histogram: Vec::with_capacity(d_sae),
             min: Vec::with_capacity(d_sae),
-            total: 0,
         }
     }
 
@@ -521,9 +517,7 @@ impl Features {
             what: "one feature's postings",
             limit: u64::from(u32::MAX),
         })?;
-        self.first_posting.push(self.total);
         self.postings.push(count);
-        self.total += u64::from(count);
         // Strongest first, as readers recompute it (equal values are the same code, so
         // adding a value `n` times in a row sums exactly as the sorted postings would).
         let mut content: Vec<(f32, u32)> = tally
@@ -547,27 +541,17 @@ impl Features {
         self.documents.push(tally.documents);
         self.max.push(max);
         self.sum.push(sum);
-        self.histogram.extend_from_slice(&bins);
+        self.histogram.push(pack_histogram(&bins));
         self.min
             .push(content.last().map_or(0.0, |(value, _)| *value).max(0.0));
         Ok(())
     }
 
     fn batch(self) -> Result<RecordBatch, QueryError> {
-        let histogram = FixedSizeListArray::try_new(
-            Arc::new(Field::new("item", DataType::UInt32, false)),
-            HISTOGRAM_BINS as i32,
-            Arc::new(UInt32Array::from(self.histogram)),
-            None,
-        )
-        .map_err(|source| QueryError::Arrow {
-            path: PathBuf::from(QueryFile::Features.name()),
-            source,
-        })?;
+        let histogram = BinaryArray::from_iter_values(&self.histogram);
         arrow_batch(
             QueryFile::Features,
             vec![
-                Arc::new(UInt64Array::from(self.first_posting)),
                 Arc::new(UInt32Array::from(self.postings)),
                 Arc::new(UInt32Array::from(self.count)),
                 Arc::new(UInt32Array::from(self.documents)),

@@ -202,6 +202,64 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Appends `value` as LEB128 (7 bits a byte, low first, the high bit of every byte but
+/// the last set).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The LEB128 number at `bytes[*at..]`, `*at` moved past it; `None` past the end or
+/// for more than 64 bits.
+pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        let bits = u64::from(byte & 0x7f);
+        if bits.checked_shl(shift)? >> shift != bits {
+            return None;
+        }
+        value |= bits << shift;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A histogram as stored in `features.arrow` (query format 5): its bins up to the last
+/// that is not zero, each a LEB128 number (an empty histogram is no bytes).
+pub(crate) fn pack_histogram(bins: &[u32]) -> Vec<u8> {
+    let used = bins
+        .iter()
+        .rposition(|n| *n != 0)
+        .map_or(0, |last| last + 1);
+    let mut out = Vec::with_capacity(used);
+    for n in &bins[..used] {
+        put_varint(&mut out, u64::from(*n));
+    }
+    out
+}
+
+/// The `bins` bins of a histogram written by [`pack_histogram`]; `None` unless the bytes
+/// are exactly that (at most `bins` numbers of 32 bits, the last not zero).
+pub(crate) fn unpack_histogram(bytes: &[u8], bins: usize) -> Option<Vec<u32>> {
+    let mut out = Vec::with_capacity(bins);
+    let mut at = 0;
+    while at < bytes.len() {
+        out.push(u32::try_from(read_varint(bytes, &mut at)?).ok()?);
+    }
+    if out.len() > bins || out.last() == Some(&0) {
+        return None;
+    }
+    out.resize(bins, 0);
+    Some(out)
+}
+
 /// Bits needed to write `value` (0 for 0).
 pub(crate) fn bits_for(value: u64) -> u32 {
     64 - value.leading_zeros()
@@ -259,6 +317,22 @@ pub(crate) fn code_value(code: u32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_pack_to_their_used_bins_and_read_back() {
+        let bins = [3u32, 0, 200, 70_000, u32::MAX, 1, 0, 0];
+        let packed = pack_histogram(&bins);
+        assert_eq!(packed.len(), 1 + 1 + 2 + 3 + 5 + 1);
+        assert_eq!(unpack_histogram(&packed, 8), Some(bins.to_vec()));
+        assert_eq!(pack_histogram(&[0; 20]), Vec::<u8>::new());
+        assert_eq!(unpack_histogram(&[], 20), Some(vec![0; 20]));
+        // A trailing zero, too many bins, a number past 32 bits, a cut number.
+        assert_eq!(unpack_histogram(&[1, 0], 20), None);
+        assert_eq!(unpack_histogram(&[1; 21], 20), None);
+        assert_eq!(unpack_histogram(&[0xff, 0xff, 0xff, 0xff, 0x1f], 20), None);
+        assert_eq!(unpack_histogram(&[0x80], 20), None);
+        assert_eq!(read_varint(&[0xff; 11], &mut 0), None);
+    }
 
     #[test]
     fn fields_and_rice_codes_round_trip() {

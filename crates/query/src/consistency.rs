@@ -239,12 +239,16 @@ impl QueryIndex {
         let mut next = 0u64;
         let mut block_postings = Vec::new();
         for (feature, &(codes, print)) in tally.iter().enumerate() {
-            if f.first_posting[feature] != next || u64::from(f.postings[feature]) != codes {
+            let first = f
+                .first_posting
+                .as_ref()
+                .map_or(next, |first| first[feature]);
+            if first != next || u64::from(f.postings[feature]) != codes {
                 return Err(self.corrupt(
                     QueryFile::Features,
                     format!(
-                        "feature {feature}: postings {}+{} where its codes give {next}+{codes}",
-                        f.first_posting[feature], f.postings[feature]
+                        "feature {feature}: postings {first}+{} where its codes give {next}+{codes}",
+                        f.postings[feature]
                     ),
                 ));
             }
@@ -313,12 +317,12 @@ impl QueryIndex {
                     documents += 1;
                 }
             }
-            let stored = &f.histogram[feature * HISTOGRAM_BINS..(feature + 1) * HISTOGRAM_BINS];
+            let stored = self.stored_histogram(feature)?;
             let same = u64::from(f.count[feature]) == content.len() as u64
                 && f.documents[feature] == documents
                 && f.max[feature].to_bits() == max.to_bits()
                 && f.sum[feature].to_bits() == sum.to_bits()
-                && stored == histogram
+                && stored[..] == histogram[..]
                 && f.min.as_ref().is_none_or(|stored| {
                     stored[feature].to_bits() == min.unwrap_or(0.0).max(0.0).to_bits()
                 });

@@ -8,7 +8,7 @@ use std::{
 };
 
 use arrow_array::{
-    Array, FixedSizeListArray, LargeBinaryArray, RecordBatch, StringArray,
+    Array, BinaryArray, FixedSizeListArray, LargeBinaryArray, RecordBatch, StringArray,
     cast::AsArray,
     types::{Float32Type, Float64Type, UInt32Type, UInt64Type},
 };
@@ -23,6 +23,7 @@ use crate::{
     blocks::{CodesFile, PostingsFile, TokenEntry, TokensFile},
     build::{histogram_bin, histogram_top},
     by_token::OnToken,
+    codec::unpack_histogram,
     error::QueryError,
     layout::{
         FLAG_SINK, FLAG_SPECIAL, HISTOGRAM_BINS, OCCURRENCES_FORMAT_VERSION,
@@ -288,16 +289,26 @@ pub(crate) struct Documents {
 
 pub(crate) struct Features {
     pub(crate) file: Arc<MappedFile>,
-    pub(crate) first_posting: ScalarBuffer<u64>,
+    /// Where each feature's postings start (query formats before 5; later, the sum of
+    /// the postings before it).
+    pub(crate) first_posting: Option<ScalarBuffer<u64>>,
     pub(crate) postings: ScalarBuffer<u32>,
     pub(crate) count: ScalarBuffer<u32>,
     pub(crate) documents: ScalarBuffer<u32>,
     pub(crate) max: ScalarBuffer<f32>,
     pub(crate) sum: ScalarBuffer<f64>,
-    pub(crate) histogram: ScalarBuffer<u32>,
+    pub(crate) histogram: Histograms,
     /// Smallest counted value (query format 3; `None` in version 2, whose histograms
     /// are binned over `(0, max]` and not used).
     pub(crate) min: Option<ScalarBuffer<f32>>,
+}
+
+/// Every feature's histogram as `features.arrow` stores it.
+pub(crate) enum Histograms {
+    /// [`HISTOGRAM_BINS`] u32 per feature (query formats before 5).
+    Fixed(ScalarBuffer<u32>),
+    /// One packed histogram per feature ([`crate::codec::pack_histogram`]).
+    Packed(BinaryArray),
 }
 
 fn u32s(batch: &RecordBatch, i: usize) -> ScalarBuffer<u32> {
@@ -338,25 +349,36 @@ impl Documents {
 }
 
 impl Features {
+    /// The columns of a batch with a schema of [`QueryFile::Features`] (checked).
     fn of(file: Arc<MappedFile>, batch: &RecordBatch) -> Option<Self> {
-        let histogram = batch
-            .column(6)
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .map(|list| list.values().as_primitive::<UInt32Type>().values().clone())?;
+        let schema = batch.schema();
+        let at = |name: &str| schema.index_of(name).ok();
+        let column = batch.column(at("histogram")?);
+        let histogram = match column.as_binary_opt::<i32>() {
+            Some(packed) => Histograms::Packed(packed.clone()),
+            None => Histograms::Fixed(
+                column
+                    .as_any()
+                    .downcast_ref::<FixedSizeListArray>()?
+                    .values()
+                    .as_primitive::<UInt32Type>()
+                    .values()
+                    .clone(),
+            ),
+        };
         Some(Features {
-            first_posting: u64s(batch, 0),
-            postings: u32s(batch, 1),
-            count: u32s(batch, 2),
-            documents: u32s(batch, 3),
-            max: f32s(batch, 4),
+            first_posting: at("first_posting").map(|i| u64s(batch, i)),
+            postings: u32s(batch, at("postings")?),
+            count: u32s(batch, at("count")?),
+            documents: u32s(batch, at("documents")?),
+            max: f32s(batch, at("max")?),
             sum: batch
-                .column(5)
+                .column(at("sum")?)
                 .as_primitive::<Float64Type>()
                 .values()
                 .clone(),
             histogram,
-            min: (batch.num_columns() > 7).then(|| f32s(batch, 7)),
+            min: at("min").map(|i| f32s(batch, i)),
             file,
         })
     }
@@ -1269,20 +1291,49 @@ impl QueryIndex {
         }
         let file = &self.features.file;
         let which = QueryFile::Features;
-        let histogram = self.range(
-            file,
-            which,
-            &self.features.histogram,
-            (f * HISTOGRAM_BINS) as u64,
-            ((f + 1) * HISTOGRAM_BINS) as u64,
-        )?;
+        let histogram = self.stored_histogram(f)?;
         Ok(Some(Computed {
             count: u64::from(self.at(file, which, &self.features.count, f)?),
             documents: u64::from(self.at(file, which, &self.features.documents, f)?),
             max: self.at(file, which, &self.features.max, f)?,
             sum: self.at(file, which, &self.features.sum, f)?,
-            histogram: histogram.to_vec(),
+            histogram,
         }))
+    }
+
+    /// Feature `f`'s stored histogram, its bytes verified.
+    pub(crate) fn stored_histogram(&self, f: usize) -> Result<Vec<u32>, QueryError> {
+        Ok(match &self.features.histogram {
+            Histograms::Fixed(bins) => self
+                .range(
+                    &self.features.file,
+                    QueryFile::Features,
+                    bins,
+                    (f * HISTOGRAM_BINS) as u64,
+                    ((f + 1) * HISTOGRAM_BINS) as u64,
+                )?
+                .to_vec(),
+            Histograms::Packed(column) => self.packed_histogram(column, f)?,
+        })
+    }
+
+    /// Feature `f`'s packed histogram, its bytes verified and decoded.
+    fn packed_histogram(&self, column: &BinaryArray, f: usize) -> Result<Vec<u32>, QueryError> {
+        let file = &self.features.file;
+        let which = QueryFile::Features;
+        let bad = || self.corrupt(which, format!("feature {f}'s histogram does not decode"));
+        let pair = column
+            .value_offsets()
+            .get(f..f.saturating_add(2))
+            .ok_or_else(bad)?;
+        file.ensure(pair)?;
+        let bytes = usize::try_from(pair[0])
+            .ok()
+            .zip(usize::try_from(pair[1]).ok())
+            .and_then(|(start, end)| column.values().get(start..end))
+            .ok_or_else(bad)?;
+        file.ensure(bytes)?;
+        unpack_histogram(bytes, HISTOGRAM_BINS).ok_or_else(bad)
     }
 
     /// Tokens that `exclusions` leave in.

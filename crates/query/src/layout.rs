@@ -8,7 +8,7 @@
 //! | `tokens.bin` | token (global number, corpus order) | bit-packed records: token id, byte start, byte length, flags |
 //! | `codes.bin` | nonzero activation, token-major | groups of 8 tokens: per token its count, Rice-coded feature gaps, bit-packed values |
 //! | `postings.bin` | nonzero activation, feature-major | blocks of 128 postings in token order: Rice-coded token gaps, bit-packed values, each block's largest value |
-//! | `features.arrow` | SAE feature | `first_posting` u64, `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` [u32; 20], `min` f32 |
+//! | `features.arrow` | SAE feature | `postings` u32, `count` u32, `documents` u32, `max` f32, `sum` f64, `histogram` binary (LEB128 bins up to the last used), `min` f32 |
 //! | `occurrences.bin` (optional) | token, grouped by token id | which ids occur; per id that occurs: its distinct texts, then its tokens ascending (Rice-coded gaps), each with where its codes start in `codes.bin` and its flags (once per id where all the same) |
 //!
 //! A token's document is the one whose `first_token..first_token + tokens` holds it,
@@ -37,7 +37,7 @@ pub const QUERY_MANIFEST: &str = "manifest.json";
 /// The `format` of a query manifest.
 pub const QUERY_FORMAT: &str = "saeidx-query";
 /// The query format version this saeidx writes.
-pub const QUERY_FORMAT_VERSION: u32 = 4;
+pub const QUERY_FORMAT_VERSION: u32 = 6;
 /// The oldest query format version this saeidx reads: version 2 has no `min` column
 /// and bins its histograms over `(0, max]`, so its histograms are recomputed from the
 /// postings when asked (rebuild with `saeidx query build` to store them again).
@@ -46,6 +46,10 @@ pub const OLDEST_QUERY_FORMAT_VERSION: u32 = 2;
 /// 3's (fixed-width records) is left unread, its folder read as one built before the
 /// file (rebuild with `saeidx query build` to read it again).
 pub const OCCURRENCES_FORMAT_VERSION: u32 = 4;
+/// The first query format version whose `features.arrow` stores each histogram packed
+/// (LEB128 bins up to the last used, a binary column) and no `first_posting` column
+/// (the sum of the `postings` before it); versions before it are read as they were.
+pub const PACKED_FEATURES_VERSION: u32 = 5;
 /// Bytes per checksummed chunk of a query file.
 pub const CHUNK_BYTES: u64 = 1 << 20;
 /// Bins of each feature's activation histogram.
@@ -129,25 +133,30 @@ impl QueryFile {
             QueryFile::Tokens | QueryFile::Codes | QueryFile::Postings | QueryFile::Occurrences => {
                 Vec::new()
             }
-            QueryFile::Features => vec![
-                Field::new("first_posting", DataType::UInt64, false),
-                u32_field("postings"),
-                u32_field("count"),
-                u32_field("documents"),
-                Field::new("max", DataType::Float32, false),
-                Field::new("sum", DataType::Float64, false),
-                Field::new(
-                    "histogram",
+            QueryFile::Features => {
+                let packed = version >= PACKED_FEATURES_VERSION;
+                let histogram = if packed {
+                    DataType::Binary
+                } else {
                     DataType::FixedSizeList(
                         Arc::new(Field::new("item", DataType::UInt32, false)),
                         HISTOGRAM_BINS as i32,
-                    ),
-                    false,
-                ),
-            ]
-            .into_iter()
-            .chain((version >= 3).then(|| Field::new("min", DataType::Float32, false)))
-            .collect(),
+                    )
+                };
+                (!packed)
+                    .then(|| Field::new("first_posting", DataType::UInt64, false))
+                    .into_iter()
+                    .chain([
+                        u32_field("postings"),
+                        u32_field("count"),
+                        u32_field("documents"),
+                        Field::new("max", DataType::Float32, false),
+                        Field::new("sum", DataType::Float64, false),
+                        Field::new("histogram", histogram, false),
+                    ])
+                    .chain((version >= 3).then(|| Field::new("min", DataType::Float32, false)))
+                    .collect()
+            }
         };
         Arc::new(Schema::new(fields))
     }

@@ -441,7 +441,7 @@ fn expected_layout(
     nodes.push(rows);
     widths.push(1);
     match data_type {
-        DataType::Utf8 => widths.extend([4, 1]),
+        DataType::Utf8 | DataType::Binary => widths.extend([4, 1]),
         DataType::LargeBinary => widths.extend([8, 1]),
         DataType::FixedSizeList(child, size) => {
             let size = u64::try_from(*size).map_err(|_| "negative list size")?;

@@ -16,7 +16,7 @@ use std::{collections::HashMap, collections::VecDeque, path::Path, sync::Arc};
 
 use crate::{
     blocks::{BlockFile, BlockFileWriter, CODES_GROUP, CODES_HEADER_BITS},
-    codec::{BitReader, BitWriter, bits_for},
+    codec::{BitReader, BitWriter, bits_for, put_varint, read_varint},
     error::QueryError,
     layout::{MAX_OCCURRENCE_IDS, QueryFile, QueryFileRecord},
     mapped::MappedFile,
@@ -66,15 +66,6 @@ impl IdSummary {
         let mean = (self.last - self.first) / self.count.max(1);
         bits_for(mean).saturating_sub(1).min(MAX_RICE)
     }
-}
-
-/// Appends `value` as LEB128 (7 bits a byte, low first).
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 /// Streams `occurrences.bin`: which ids occur, then each id that occurs with its texts
@@ -266,15 +257,7 @@ impl<'a> Header<'a> {
     }
 
     fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.take(1)?.first()?;
-            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
-            if byte < 0x80 {
-                return Some(value);
-            }
-        }
-        None
+        read_varint(self.bytes, &mut self.at)
     }
 }
 

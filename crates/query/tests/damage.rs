@@ -332,15 +332,15 @@ fn inconsistent_arrow_framing_with_valid_checksums_is_an_error_not_a_panic() {
 
 #[test]
 fn inconsistent_offsets_with_valid_checksums_are_errors_not_panics() {
-    // Feature 0's postings count (the first value of features.arrow's second column)
+    // Feature 0's postings count (the first value of features.arrow's first column)
     // set past every posting, checksums recomputed: its blocks no longer add up.
     let dir = damaged(|query| {
         let path = query.join(QueryFile::Features.name());
         let mut bytes = std::fs::read(&path).unwrap();
         let (at, _, body) = buffer_list(&bytes);
-        // Buffer 3 is the second column's values (validity, values per column).
-        let values = body
-            + u64::from_le_bytes(bytes[at + 3 * 16..at + 3 * 16 + 8].try_into().unwrap()) as usize;
+        // Buffer 1 is the first column's values (validity, values per column).
+        let values =
+            body + u64::from_le_bytes(bytes[at + 16..at + 16 + 8].try_into().unwrap()) as usize;
         bytes[values..values + 4].copy_from_slice(&(u32::MAX - 3).to_le_bytes());
         std::fs::write(&path, bytes).unwrap();
         recompute_checksums(query);
@@ -349,8 +349,32 @@ fn inconsistent_offsets_with_valid_checksums_are_errors_not_panics() {
     assert!(error.contains("postings.bin"), "{error}");
 }
 
-/// Where block file `file`'s `bytes` keep their directory, and its entries.
+/// Where block file `file`'s `bytes` keep their (packed) directory, and how many
+/// 8-byte pieces it spans: per 64 entries a u64 base, the entries in `width` bits, then
+/// `width` (u64).
 fn directory(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
+    let (entries, width) = directory_entries(file, bytes);
+    let size = entries.div_ceil(64) * 8 + (entries * width).div_ceil(8) + 8;
+    (bytes.len() - 64 - size, size / 8)
+}
+
+/// Where block `block` of block file `file` starts.
+fn block_start(file: QueryFile, bytes: &[u8], block: usize) -> usize {
+    let (entries, width) = directory_entries(file, bytes);
+    let (start, _) = directory(file, bytes);
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let base = word(start + block / 64 * 8);
+    let bit = block * width;
+    let packed = start + entries.div_ceil(64) * 8 + bit / 8;
+    let mut window = [0u8; 16];
+    let end = (packed + 16).min(bytes.len() - 72);
+    window[..end - packed].copy_from_slice(&bytes[packed..end]);
+    let relative = (u128::from_le_bytes(window) >> (bit % 8)) as u64 & ((1u64 << width) - 1);
+    (base + relative) as usize
+}
+
+/// Block file `file`'s directory entries and their width in bits.
+fn directory_entries(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
     let trailer = bytes.len() - 64;
     let field = |i: usize| {
         u64::from_le_bytes(
@@ -367,8 +391,8 @@ fn directory(file: QueryFile, bytes: &[u8]) -> (usize, usize) {
         // The postings' blocks, then the blocks of block maxima and block order.
         _ => field(2) + 2,
     };
-    let entries = blocks as usize + 1;
-    (trailer - entries * 8, entries)
+    let width = u64::from_le_bytes(bytes[trailer - 8..trailer].try_into().unwrap());
+    (blocks as usize + 1, width as usize)
 }
 
 proptest! {
@@ -437,9 +461,9 @@ fn verification_checks_every_row_behind_the_checksums() {
         let path = query.join(QueryFile::Features.name());
         let mut bytes = std::fs::read(&path).unwrap();
         let (at, _, body) = buffer_list(&bytes);
-        // Buffer 9 holds the `max` column's values (validity, values per column).
+        // Buffer 7 holds the `max` column's values (validity, values per column).
         let max = body
-            + u64::from_le_bytes(bytes[at + 9 * 16..at + 9 * 16 + 8].try_into().unwrap()) as usize;
+            + u64::from_le_bytes(bytes[at + 7 * 16..at + 7 * 16 + 8].try_into().unwrap()) as usize;
         let feature_1 = max + 4;
         let value = f32::from_le_bytes(bytes[feature_1..feature_1 + 4].try_into().unwrap());
         bytes[feature_1..feature_1 + 4].copy_from_slice(&(value * 2.0).to_le_bytes());
@@ -500,9 +524,7 @@ fn occurrences_changed_behind_valid_checksums_fail_verification() {
         let dir = damaged(|query| {
             let path = query.join(QueryFile::Occurrences.name());
             let mut bytes = std::fs::read(&path).unwrap();
-            let (start, _) = directory(QueryFile::Occurrences, &bytes);
-            let at = start + 40 * 8;
-            let block = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            let block = block_start(QueryFile::Occurrences, &bytes, 40);
             let varint = |cursor: &mut usize| {
                 let mut value = 0usize;
                 for shift in (0..).step_by(7) {

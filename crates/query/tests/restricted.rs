@@ -404,12 +404,8 @@ fn check(spec: &SyntheticSpec, seed: u64) {
     index.verify_all().unwrap();
     // The same index as a folder built before `occurrences.bin`: token questions fall
     // back to the occurrences read from `tokens.bin`.
-    let older = older_copy(dir.path(), false);
+    let older = without_occurrences(dir.path());
     let older_index = QueryIndex::open(older.path()).unwrap();
-    // As a folder of query format 3, whose `occurrences.bin` (fixed-width records) is
-    // left unread: the same fallback.
-    let version_3 = older_copy(dir.path(), true);
-    let version_3_index = QueryIndex::open(version_3.path()).unwrap();
     let rows = read_rows(dir.path());
     let d_sae = spec.feature_weights.len() as u32;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -444,7 +440,7 @@ fn check(spec: &SyntheticSpec, seed: u64) {
             check_stats_and_neighbours(&index, &rows, feature, Exclusions::default(), &docs);
         }
         check_subset_features(&index, &rows, d_sae, &restrict, &docs);
-        for index in [&index, &older_index, &version_3_index] {
+        for index in [&index, &older_index] {
             check_tokens(index, &rows, d_sae, &mut rng, &restrict, &docs);
         }
         let sample = index
@@ -470,9 +466,8 @@ fn check(spec: &SyntheticSpec, seed: u64) {
 }
 
 /// A copy of the index in `dir` without `occurrences.bin` (nor its manifest record), as
-/// folders built before it are; with `version_3`, the file kept and the query manifest
-/// saying format version 3.
-fn older_copy(dir: &Path, version_3: bool) -> tempfile::TempDir {
+/// folders built before it are.
+fn without_occurrences(dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(from) = pending.pop() {
@@ -482,7 +477,7 @@ fn older_copy(dir: &Path, version_3: bool) -> tempfile::TempDir {
             if path.is_dir() {
                 std::fs::create_dir_all(&target).unwrap();
                 pending.push(path);
-            } else if version_3 || !path.ends_with("occurrences.bin") {
+            } else if !path.ends_with("occurrences.bin") {
                 std::fs::copy(&path, &target).unwrap();
             }
         }
@@ -492,11 +487,7 @@ fn older_copy(dir: &Path, version_3: bool) -> tempfile::TempDir {
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     let files = query["files"].as_array_mut().unwrap();
     assert_eq!(files.len(), 6, "the build writes occurrences.bin");
-    if version_3 {
-        query["format_version"] = 3.into();
-    } else {
-        files.retain(|file| file["name"] != "occurrences.bin");
-    }
+    files.retain(|file| file["name"] != "occurrences.bin");
     std::fs::write(&manifest, serde_json::to_vec_pretty(&query).unwrap()).unwrap();
     copy
 }

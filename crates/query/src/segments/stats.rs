@@ -151,7 +151,8 @@ struct Stored<'a> {
     documents: &'a [u32],
     max: &'a [f32],
     sum: &'a [f64],
-    histogram: &'a [u32],
+    /// The segment's index (histograms are read from it: stored packed or fixed).
+    index: &'a QueryIndex,
     min: &'a [f32],
     postings: &'a [u32],
     /// What the segment's deleted documents hold.
@@ -182,7 +183,7 @@ impl<'a> Stored<'a> {
             documents: column(index, &features.documents, d_sae)?,
             max: column(index, &features.max, d_sae)?,
             sum: column(index, &features.sum, d_sae)?,
-            histogram: column(index, &features.histogram, d_sae * HISTOGRAM_BINS)?,
+            index,
             min: column(index, min, d_sae)?,
             postings: column(index, &features.postings, d_sae)?,
             deleted: segment.deleted_rows()?,
@@ -190,17 +191,17 @@ impl<'a> Stored<'a> {
     }
 
     /// Feature `f`'s stored statistics.
-    fn part(&self, f: usize) -> Part {
+    fn part(&self, f: usize) -> Result<Part, QueryError> {
         let mut histogram = [0; HISTOGRAM_BINS];
-        histogram.copy_from_slice(&self.histogram[f * HISTOGRAM_BINS..(f + 1) * HISTOGRAM_BINS]);
-        Part {
+        histogram.copy_from_slice(&self.index.stored_histogram(f)?);
+        Ok(Part {
             count: u64::from(self.count[f]),
             documents: u64::from(self.documents[f]),
             max: self.max[f],
             sum: self.sum[f],
             histogram,
             binned_over: histogram_exponent(self.max[f]),
-        }
+        })
     }
 
     /// What the deleted documents hold of `feature`.
@@ -327,7 +328,7 @@ impl SegmentedIndex {
         }
         parts.clear();
         for (segment, columns) in self.segments.iter().zip(stored) {
-            parts.push(segment.live_part(f, columns.part(f), columns.gone(feature))?);
+            parts.push(segment.live_part(f, columns.part(f)?, columns.gone(feature))?);
         }
         Ok(Some(combine(parts, postings)))
     }
