@@ -1243,13 +1243,42 @@ impl PostingsFile {
         Ok(())
     }
 
-    /// `feature`'s largest value (its strongest block's largest), `None` when it has no
-    /// postings: a bound on every answer of [`Self::strongest_within`].
-    pub(crate) fn strongest_value(&self, feature: usize) -> Result<Option<f32>, QueryError> {
-        if self.blocks_of(feature).is_empty() {
-            return Ok(None);
-        }
-        self.block_max(self.ordered_block(feature, 0)?).map(Some)
+    /// Every feature's largest value (the maximum of its first block in the block
+    /// order), read in one pass over the order and the maxima (`None` for a feature
+    /// without postings): a bound on every answer of [`Self::strongest_within`].
+    pub(crate) fn strongest_values(&self) -> Result<Vec<Option<f32>>, QueryError> {
+        let blocks = self.first_block.last().copied().unwrap_or(0) as usize;
+        let order = self
+            .blocks
+            .file
+            .bytes(self.order_at, self.order_at + blocks * 4)?;
+        let maxima = self
+            .blocks
+            .file
+            .bytes(self.maxima_at, self.maxima_at + blocks * 4)?;
+        let word = |bytes: &[u8], i: usize| {
+            u32::from_le_bytes([
+                bytes[i * 4],
+                bytes[i * 4 + 1],
+                bytes[i * 4 + 2],
+                bytes[i * 4 + 3],
+            ])
+        };
+        (0..self.counts.len())
+            .map(|feature| {
+                let range = self.blocks_of(feature);
+                if range.is_empty() {
+                    return Ok(None);
+                }
+                let block = range.start + u64::from(word(order, range.start as usize));
+                if block >= range.end {
+                    return Err(self
+                        .blocks
+                        .bad_block(block, "the block order names a block of another feature"));
+                }
+                Ok(Some(code_value(word(maxima, block as usize))))
+            })
+            .collect()
     }
 
     /// Every posting of `feature`, strongest first, ties in token order.
@@ -1296,7 +1325,7 @@ impl PostingsFile {
         within: Option<&DocSet>,
         take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
     ) -> Result<(), QueryError> {
-        self.strongest_among(feature, within, None, take)
+        self.walk(feature, within, None, None, take)
     }
 
     /// [`Self::strongest_within`], handing out only postings whose tokens are also in
@@ -1306,6 +1335,32 @@ impl PostingsFile {
         feature: usize,
         within: Option<&DocSet>,
         members: Option<&[u64]>,
+        take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
+    ) -> Result<(), QueryError> {
+        self.walk(feature, within, members, None, take)
+    }
+
+    /// [`Self::strongest_within`], handing out only postings of at least `floor` when
+    /// given (what an answer merged from several walks must reach): the others never
+    /// enter the heap, and the walk ends at the first block whose largest value is
+    /// below it.
+    pub(crate) fn strongest_from(
+        &self,
+        feature: usize,
+        within: Option<&DocSet>,
+        floor: Option<f32>,
+        take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
+    ) -> Result<(), QueryError> {
+        self.walk(feature, within, None, floor, take)
+    }
+
+    /// The walk of [`Self::strongest_among`] and [`Self::strongest_from`].
+    fn walk(
+        &self,
+        feature: usize,
+        within: Option<&DocSet>,
+        members: Option<&[u64]>,
+        floor: Option<f32>,
         mut take: impl FnMut(u64, f32) -> Result<bool, QueryError>,
     ) -> Result<(), QueryError> {
         let blocks = self.blocks_of(feature);
@@ -1325,7 +1380,10 @@ impl PostingsFile {
                         .bad_block(block, "the block order is not by largest value"));
                 }
                 bound_before = max;
-                Some((block, max))
+                // Blocks come largest first: none from here on holds a value at the floor.
+                floor
+                    .is_none_or(|floor| max >= floor)
+                    .then_some((block, max))
             } else {
                 None
             };
@@ -1358,8 +1416,9 @@ impl PostingsFile {
             heap.extend(
                 decoded
                     .iter()
-                    .filter(|(token, _)| {
-                        within.is_none_or(|set| set.contains_token(*token))
+                    .filter(|(token, value)| {
+                        floor.is_none_or(|floor| *value >= floor)
+                            && within.is_none_or(|set| set.contains_token(*token))
                             && members.is_none_or(|m| m.binary_search(token).is_ok())
                     })
                     .map(|(token, value)| Strongest(*value, *token, block)),

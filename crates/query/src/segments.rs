@@ -79,6 +79,8 @@ struct Segment {
     deleted_tokens: Vec<Range<u64>>,
     /// What its deleted documents hold, per feature (read on first use).
     deleted_rows: OnceLock<stats::DeletedRows>,
+    /// Each feature's largest value (read on first use).
+    strongest: OnceLock<Vec<Option<f32>>>,
 }
 
 impl Segment {
@@ -106,7 +108,21 @@ impl Segment {
             deleted_docs,
             deleted_tokens,
             deleted_rows: OnceLock::new(),
+            strongest: OnceLock::new(),
         })
+    }
+
+    /// Feature `f`'s largest value in this segment (deleted documents' too), `None`
+    /// without postings; every feature's is read on first use (two words each).
+    fn strongest(&self, f: usize) -> Result<Option<f32>, QueryError> {
+        let all = match self.strongest.get() {
+            Some(all) => all,
+            None => {
+                let all = self.index.postings.strongest_values()?;
+                self.strongest.get_or_init(|| all)
+            }
+        };
+        Ok(all.get(f).copied().flatten())
     }
 
     fn doc_deleted(&self, local: u32) -> bool {
@@ -631,7 +647,7 @@ impl SegmentedIndex {
     fn by_strongest(&self, f: usize) -> Result<Vec<usize>, QueryError> {
         let mut tops = Vec::with_capacity(self.segments.len());
         for (s, segment) in self.segments.iter().enumerate() {
-            if let Some(top) = segment.index.postings.strongest_value(f)? {
+            if let Some(top) = segment.strongest(f)? {
                 tops.push((top, s));
             }
         }
@@ -1144,11 +1160,7 @@ fn segment_top(
     bar: Option<(f32, u64)>,
 ) -> Result<Vec<(u64, f32)>, QueryError> {
     if let Some((value, _)) = bar
-        && segment
-            .index
-            .postings
-            .strongest_value(f)?
-            .is_none_or(|top| top < value)
+        && segment.strongest(f)?.is_none_or(|top| top < value)
     {
         return Ok(Vec::new());
     }
@@ -1166,9 +1178,10 @@ fn segment_top(
     };
     let mut chosen = Vec::with_capacity(k.min(1024));
     let mut seen = HashSet::new();
+    let floor = bar.map(|(value, _)| value);
     index
         .postings
-        .strongest_within(f, scope.within, |token, value| {
+        .strongest_from(f, scope.within, floor, |token, value| {
             if chosen.len() == k
                 || bar.is_some_and(|(v, t)| {
                     value < v || (value == v && segment.first_token + token > t)
