@@ -92,9 +92,10 @@ impl DocSet {
             }
             member[doc as usize / 64] |= 1 << (doc % 64);
         }
+        let selected = member.iter().map(|word| word.count_ones() as usize).sum();
         let mut set = Self {
             member,
-            docs: Vec::new(),
+            docs: Vec::with_capacity(selected),
             ranges: Vec::new(),
             tokens: 0,
         };

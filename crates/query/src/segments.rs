@@ -198,19 +198,28 @@ impl Segment {
         filter: Option<&Filter>,
         listed: Option<&HashSet<u32>>,
     ) -> Result<DocSet, QueryError> {
-        let mut local: Vec<u32> = match filter {
-            // The segment's documents table numbers its documents globally.
-            Some(filter) => filter
-                .matching_documents(self.index.metadata_table()?)?
-                .into_iter()
-                .filter_map(|doc| doc.checked_sub(self.first_doc))
-                .collect(),
-            None => (0..self.documents()).collect(),
+        let Some(filter) = filter else {
+            let mut local: Vec<u32> = (0..self.documents()).collect();
+            local.retain(|&doc| self.live_and_listed(doc, listed));
+            return self.index.doc_set_of(local);
         };
-        local.retain(|&doc| {
-            !self.doc_deleted(doc) && listed.is_none_or(|l| l.contains(&(self.first_doc + doc)))
+        // The segment's documents table numbers its documents globally: made local in
+        // place.
+        let mut local = filter.matching_documents(self.index.metadata_table()?)?;
+        local.retain_mut(|doc| match doc.checked_sub(self.first_doc) {
+            Some(number) => {
+                *doc = number;
+                self.live_and_listed(number, listed)
+            }
+            None => false,
         });
         self.index.doc_set_of(local)
+    }
+
+    /// Whether local document `doc` is live and, when documents are `listed` (global
+    /// numbers), listed.
+    fn live_and_listed(&self, doc: u32, listed: Option<&HashSet<u32>>) -> bool {
+        !self.doc_deleted(doc) && listed.is_none_or(|l| l.contains(&(self.first_doc + doc)))
     }
 
     fn hit(&self, token: u64, value: f32, score: f32, context: u32) -> Result<TextHit, QueryError> {
@@ -610,7 +619,7 @@ impl SegmentedIndex {
     ) -> Result<Vec<TextHit>, QueryError> {
         let f = self.check_feature(feature)?;
         // (value, global token, segment, local token, score)
-        let mut chosen: Vec<(Posting, f32)> = Vec::new();
+        let mut chosen: Vec<(Posting, f32)> = Vec::with_capacity(k.saturating_mul(2).min(2048));
         if rank == Rank::DocumentSum {
             chosen = self.document_sums(f, k, exclusions, scopes)?;
         } else {
