@@ -862,8 +862,8 @@ fn comparison_agrees(setup: &Setup, index_a: &Path) -> (String, Value) {
         cwd,
     );
     let (a, b) = (
-        QueryIndex::open(index_a).unwrap(),
-        QueryIndex::open(&index_b).unwrap(),
+        saeidx_query::AnyIndex::open(index_a).unwrap(),
+        saeidx_query::AnyIndex::open(&index_b).unwrap(),
     );
     let request = CompareRequest {
         candidates: 3,

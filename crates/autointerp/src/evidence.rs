@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use saeidx_query::{Exclusions, FeatureRequest, QueryError, QueryIndex, SilentRequest, TextHit};
+use saeidx_query::{AnyIndex, Exclusions, FeatureRequest, QueryError, SilentRequest, TextHit};
 use serde::{Deserialize, Serialize};
 
 /// How much of a feature to show.
@@ -114,7 +114,7 @@ pub struct FeatureEvidence {
 
 /// Gathers `feature`'s evidence from the index.
 pub fn gather(
-    index: &QueryIndex,
+    index: &AnyIndex,
     feature: u32,
     options: &EvidenceOptions,
 ) -> Result<FeatureEvidence, QueryError> {
@@ -177,7 +177,7 @@ pub fn gather(
 /// Silent contexts: for the explainer (same tokens first), how many of those are on the
 /// same tokens, and those for scoring.
 fn silent_examples(
-    index: &QueryIndex,
+    index: &AnyIndex,
     feature: u32,
     explain: &[Example],
     options: &EvidenceOptions,
@@ -233,7 +233,7 @@ fn silent_examples(
 
 /// `hit`'s window with the feature's value on each counted token.
 fn example(
-    index: &QueryIndex,
+    index: &AnyIndex,
     feature: u32,
     hit: &TextHit,
     context: u32,

@@ -21,7 +21,7 @@ use std::{
 };
 
 use saeidx_query::{
-    FeatureLabel, QueryIndex, Registry,
+    AnyIndex, FeatureLabel, Registry,
     limits::Limit,
     registry::{LabelScores, Origin, Provenance, now_utc},
 };
@@ -209,7 +209,7 @@ impl Progress for Silent {}
 
 /// The features `selection` names in `index`, whose labels are `registry`.
 pub fn select(
-    index: &QueryIndex,
+    index: &AnyIndex,
     registry: &Registry,
     selection: &FeatureSelection,
 ) -> Result<Vec<u32>, AutointerpError> {
@@ -234,9 +234,9 @@ pub fn select(
 
 /// Runs `request` over `index`: the labels are read from the index's `labels.json`
 /// as it is now, and drafts and scores are saved into it; `index`'s own copy of the
-/// registry is not updated (see [`QueryIndex::reload_registry`]).
+/// registry is not updated (see [`AnyIndex::reload_registry`]).
 pub fn run(
-    index: &QueryIndex,
+    index: &AnyIndex,
     request: &LabelRequest,
     progress: &dyn Progress,
 ) -> Result<LabelReport, AutointerpError> {
@@ -319,7 +319,7 @@ struct Worked {
 
 /// What every worker reads.
 struct Shared<'a> {
-    index: &'a QueryIndex,
+    index: &'a AnyIndex,
     /// The labels when the run started.
     labels: &'a Registry,
     request: &'a LabelRequest,
@@ -400,7 +400,7 @@ fn work_through(
 
 /// Results as they come, the registry they go into, and when it was last saved.
 struct Ledger<'a> {
-    index: &'a QueryIndex,
+    index: &'a AnyIndex,
     request: &'a LabelRequest,
     outcomes: Vec<Option<FeatureOutcome>>,
     features: &'a [u32],
@@ -408,7 +408,7 @@ struct Ledger<'a> {
 }
 
 impl<'a> Ledger<'a> {
-    fn new(index: &'a QueryIndex, request: &'a LabelRequest, features: &'a [u32]) -> Self {
+    fn new(index: &'a AnyIndex, request: &'a LabelRequest, features: &'a [u32]) -> Self {
         Self {
             index,
             request,
@@ -554,7 +554,7 @@ struct Job<'a> {
 type Done = (Option<FeatureLabel>, Option<LabelScores>);
 
 impl Job<'_> {
-    fn run(&mut self, index: &QueryIndex, labels: &Registry) -> Result<Done, JobError> {
+    fn run(&mut self, index: &AnyIndex, labels: &Registry) -> Result<Done, JobError> {
         let feature = self.outcome.feature;
         let existing = labels.get(feature);
         let drafting = self.request.task == Task::Draft;

@@ -10,14 +10,14 @@ use std::{path::Path, time::Duration};
 use saeidx_autointerp::{
     EvidenceOptions, FeatureSelection, LabelRequest, LlmSettings, Silent, Status, Task, run,
 };
-use saeidx_query::{FeatureLabel, QueryIndex, Registry, build};
+use saeidx_query::{AnyIndex, FeatureLabel, Registry, build};
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index};
 use saeidx_testkit::{
     hub::closed_endpoint,
     llm::{FakeLlm, Reply, sensible},
 };
 
-fn index() -> (tempfile::TempDir, QueryIndex) {
+fn index() -> (tempfile::TempDir, AnyIndex) {
     let dir = tempfile::tempdir().unwrap();
     let spec = SyntheticSpec {
         documents: 8,
@@ -30,7 +30,7 @@ fn index() -> (tempfile::TempDir, QueryIndex) {
     };
     write_synthetic_index(dir.path(), &spec).unwrap();
     build(dir.path()).unwrap();
-    let index = QueryIndex::open(dir.path()).unwrap();
+    let index = AnyIndex::open(dir.path()).unwrap();
     (dir, index)
 }
 
@@ -285,7 +285,8 @@ fn a_persons_labels_are_kept_and_scored_like_drafts() {
             ..FeatureLabel::default()
         },
     );
-    index.save_registry(labels).unwrap();
+    labels.save(dir.path()).unwrap();
+    index.reload_registry().unwrap();
     let fake = FakeLlm::start(|_, seen| sensible(seen));
     let drafting = LabelRequest {
         concurrency: 2,

@@ -230,7 +230,7 @@ pub fn export(command: ExportCommand) -> anyhow::Result<()> {
     };
     request.check()?;
     let index = args.index.open()?;
-    let exported = neuronpedia::export(index.single("Neuronpedia exports")?, &request, &args.out)?;
+    let exported = neuronpedia::export(&index, &request, &args.out)?;
     if args.output_format.json {
         return print_json(&json!({
             "folder": exported.folder,

@@ -237,8 +237,8 @@ fn compare_prints_the_library_answer_and_writes_the_matching_as_parquet() {
     assert!(output.status.success(), "{}", stderr(&output));
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let want = saeidx_compare::compare_recorded(
-        &saeidx_query::QueryIndex::open(&a).unwrap(),
-        &saeidx_query::QueryIndex::open(&b).unwrap(),
+        &saeidx_query::AnyIndex::open(&a).unwrap(),
+        &saeidx_query::AnyIndex::open(&b).unwrap(),
         &saeidx_compare::CompareRequest::default(),
     )
     .unwrap();
@@ -305,4 +305,67 @@ fn without_saeidx_model_questions_are_answered_and_model_commands_say_what_to_in
         );
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// `compared_index(dir, name, rows)` again as an index of two segments (`dir/NAME-seg`)
+/// with document 2 deleted.
+fn segmented_index(dir: &std::path::Path, name: &str, rows: &[f32]) -> std::path::PathBuf {
+    use saeidx_format::segments::SegmentSet;
+    let whole = compared_index(dir, name, rows);
+    let seg = dir.join(format!("{name}-seg"));
+    let mut set =
+        saeidx_testkit::synthetic::split_into_segments(&whole, &seg, &[0..1, 1..2]).unwrap();
+    for segment in &set.segments {
+        saeidx_query::build(&SegmentSet::segment_dir(&seg, &segment.name)).unwrap();
+    }
+    for segment in &mut set.segments {
+        segment.delete(2);
+    }
+    set.publish(&seg).unwrap();
+    seg
+}
+
+#[test]
+fn compare_and_the_neuronpedia_export_take_an_index_of_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = saeidx_testkit::sae::random_decoder(12, 8, 3);
+    let moved: Vec<f32> = rows.iter().map(|v| v * 1.5 + 0.01).collect();
+    let a = segmented_index(dir.path(), "a", &rows);
+    let b = compared_index(dir.path(), "b", &moved);
+    let output = saeidx(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let want = saeidx_compare::compare_recorded(
+        &saeidx_query::AnyIndex::open(&a).unwrap(),
+        &saeidx_query::AnyIndex::open(&b).unwrap(),
+        &saeidx_compare::CompareRequest::default(),
+    )
+    .unwrap();
+    assert_eq!(printed, saeidx_query::answers::to_json(&want).unwrap());
+    assert_eq!(printed["a"]["documents"], 7);
+    let out = dir.path().join("export");
+    let output = saeidx(&[
+        "export",
+        "neuronpedia",
+        "--model-id",
+        "synthetic",
+        "--out",
+        out.to_str().unwrap(),
+        "--index",
+        a.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let exported: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let live = saeidx_query::AnyIndex::open(&a)
+        .unwrap()
+        .live_features()
+        .unwrap();
+    assert_eq!(exported["features"], live.len());
+    assert!(exported["activations"].as_u64().unwrap() > 0, "{exported}");
 }

@@ -1,8 +1,9 @@
 //! Co-activation of two indexes' features over the tokens they share, from their sparse
 //! codes: never a dense feature × feature matrix.
 //!
-//! Two indexes share tokens when they hold the same documents (ids and texts) cut into
-//! the same tokens by the same tokenizer, as two SAEs run over one corpus do. Then for
+//! Two indexes share tokens when they hold the same live documents (ids and texts, in
+//! order) cut into the same tokens by the same tokenizer, as two SAEs run over one corpus
+//! do; either may be an index of segments (its live documents, whatever their numbers). Then for
 //! features `a` of A and `b` of B, over the `n` counted tokens, with `x`, `y` their
 //! activations (0 where inactive):
 //!
@@ -17,7 +18,7 @@
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use saeidx_query::{Exclusions, QueryIndex, TokenCodes};
+use saeidx_query::{AnyIndex, Exclusions, TokenCodes};
 
 use crate::CompareError;
 
@@ -66,8 +67,10 @@ pub fn jaccard(a: &Totals, b: &Totals, pair: &Pair) -> f64 {
 
 /// Two indexes over the same tokens, read together document by document.
 pub struct SharedTokens<'a> {
-    a: &'a QueryIndex,
-    b: &'a QueryIndex,
+    a: &'a AnyIndex,
+    b: &'a AnyIndex,
+    /// The live documents of A and B, paired in order.
+    docs: Vec<(u32, u32)>,
     exclusions: Exclusions,
     /// Counted tokens.
     pub tokens: u64,
@@ -78,16 +81,18 @@ impl<'a> SharedTokens<'a> {
     /// tokens (then nothing is compared token by token); the reason is the error of
     /// [`Self::reason`].
     pub fn new(
-        a: &'a QueryIndex,
-        b: &'a QueryIndex,
+        a: &'a AnyIndex,
+        b: &'a AnyIndex,
         exclusions: Exclusions,
     ) -> Result<Result<Self, String>, CompareError> {
-        if let Some(reason) = Self::reason(a, b)? {
-            return Ok(Err(reason));
-        }
+        let docs = match Self::paired(a, b)? {
+            Ok(docs) => docs,
+            Err(reason) => return Ok(Err(reason)),
+        };
         let shared = Self {
             a,
             b,
+            docs,
             exclusions,
             tokens: 0,
         };
@@ -99,40 +104,41 @@ impl<'a> SharedTokens<'a> {
         Ok(Ok(Self { tokens, ..shared }))
     }
 
-    /// Why `a` and `b` do not share tokens, if they do not.
-    fn reason(a: &QueryIndex, b: &QueryIndex) -> Result<Option<String>, CompareError> {
-        let (ja, jb) = (&a.manifest().job, &b.manifest().job);
-        if ja.tokenizer.sha256 != jb.tokenizer.sha256 {
-            return Ok(Some("their tokenizers differ".into()));
+    /// The live documents of `a` and `b` paired in order, or why they do not share
+    /// tokens.
+    fn paired(a: &AnyIndex, b: &AnyIndex) -> Result<Result<Vec<(u32, u32)>, String>, CompareError> {
+        if a.job().tokenizer.sha256 != b.job().tokenizer.sha256 {
+            return Ok(Err("their tokenizers differ".into()));
         }
-        if a.documents() != b.documents() {
-            return Ok(Some(format!(
+        let (docs_a, docs_b) = (a.live_documents(), b.live_documents());
+        if docs_a.len() != docs_b.len() {
+            return Ok(Err(format!(
                 "they hold {} and {} documents",
-                a.documents(),
-                b.documents()
+                docs_a.len(),
+                docs_b.len()
             )));
         }
-        for doc in 0..a.documents() {
-            let (id_a, _, text_a) = a.document(doc)?;
-            let (id_b, _, text_b) = b.document(doc)?;
+        for (&doc_a, &doc_b) in docs_a.iter().zip(&docs_b) {
+            let (id_a, _, text_a) = a.document(doc_a)?;
+            let (id_b, _, text_b) = b.document(doc_b)?;
             if id_a != id_b || text_a != text_b {
-                return Ok(Some(format!(
-                    "document {doc} differs ({id_a:?} and {id_b:?})"
+                return Ok(Err(format!(
+                    "document {doc_a} differs ({id_a:?} and {id_b:?})"
                 )));
             }
         }
-        Ok(None)
+        Ok(Ok(docs_a.into_iter().zip(docs_b).collect()))
     }
 
-    /// Calls `visit(doc, tokens)` for every document with its counted tokens' codes in
-    /// both indexes, position by position.
+    /// Calls `visit(doc, tokens)` for every live document (A's number) with its counted
+    /// tokens' codes in both indexes, position by position.
     fn scan(
         &self,
         mut visit: impl FnMut(u32, &[(TokenCodes<'_>, TokenCodes<'_>)]) -> Result<(), CompareError>,
     ) -> Result<(), CompareError> {
-        for doc in 0..self.a.documents() {
-            let codes_a = self.a.document_codes(doc, None, self.exclusions)?;
-            let codes_b = self.b.document_codes(doc, None, self.exclusions)?;
+        for &(doc, doc_b) in &self.docs {
+            let codes_a = self.a.document_codes(doc, self.exclusions)?;
+            let codes_b = self.b.document_codes(doc_b, self.exclusions)?;
             if codes_a.len() != codes_b.len()
                 || codes_a
                     .iter()

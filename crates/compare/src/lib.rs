@@ -36,7 +36,7 @@ pub use nearest::nearest;
 pub use saeidx_query::DecoderNeighbour;
 
 use saeidx_hub::HubSettings;
-use saeidx_query::{AnyIndex, FeatureReport, FeatureRequest, QueryError, QueryIndex};
+use saeidx_query::{AnyIndex, FeatureReport, FeatureRequest, QueryError};
 
 /// The `feature` question, with the feature's nearest decoder directions (as many as
 /// `request.neighbours`) when the index's SAE file can be read (see
@@ -79,8 +79,8 @@ pub struct SaeFolders {
 /// [`compare`] with the SAE files where the indexes record them (and the Hub settings
 /// of the environment): what the web server answers with.
 pub fn compare_recorded(
-    a: &QueryIndex,
-    b: &QueryIndex,
+    a: &AnyIndex,
+    b: &AnyIndex,
     request: &CompareRequest,
 ) -> Result<Comparison, CompareError> {
     compare(
@@ -93,15 +93,16 @@ pub fn compare_recorded(
 }
 
 /// `compare`: two runs of one SAE (equal SHA-256) by what changed, two SAEs by
-/// matching their features (reading both decoders).
+/// matching their features (reading both decoders). Either index may be an index of
+/// segments: it answers as one index over its live documents.
 pub fn compare(
-    a: &QueryIndex,
-    b: &QueryIndex,
+    a: &AnyIndex,
+    b: &AnyIndex,
     folders: &SaeFolders,
     hub: &HubSettings,
     request: &CompareRequest,
 ) -> Result<Comparison, CompareError> {
-    let (sae_a, sae_b) = (&a.manifest().job.sae, &b.manifest().job.sae);
+    let (sae_a, sae_b) = (&a.job().sae, &b.job().sae);
     if !sae_a.sha256.is_empty() && sae_a.sha256 == sae_b.sha256 {
         return Ok(Comparison::Runs(runs::compare_runs(a, b, request)?));
     }

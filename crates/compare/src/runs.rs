@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 
 use rayon::prelude::*;
-use saeidx_query::{FeatureStats, QueryIndex, Rank, TextHit, TopTextsRequest};
+use saeidx_query::{AnyIndex, FeatureStats, Rank, TextHit, TopTextsRequest};
 
 use crate::{
     CompareError,
@@ -20,8 +20,8 @@ use crate::{
 
 /// Compares two runs of one SAE.
 pub fn compare_runs(
-    a: &QueryIndex,
-    b: &QueryIndex,
+    a: &AnyIndex,
+    b: &AnyIndex,
     request: &CompareRequest,
 ) -> Result<RunComparison, CompareError> {
     check(request)?;
@@ -90,8 +90,8 @@ pub fn compare_runs(
 
 /// B's top examples of `feature` that are not among A's, by document id and position.
 fn new_examples(
-    a: &QueryIndex,
-    b: &QueryIndex,
+    a: &AnyIndex,
+    b: &AnyIndex,
     feature: u32,
     request: &CompareRequest,
 ) -> Result<Vec<TextHit>, CompareError> {

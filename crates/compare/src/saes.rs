@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use saeidx_query::{QueryIndex, limits::Limit};
+use saeidx_query::{AnyIndex, limits::Limit};
 
 use crate::{
     CompareError, Decoder,
@@ -64,8 +64,9 @@ pub(crate) fn check(request: &CompareRequest) -> Result<(), CompareError> {
 }
 
 /// An index's side of a comparison.
-pub(crate) fn side(index: &QueryIndex) -> Result<Side, CompareError> {
-    let job = &index.manifest().job;
+pub(crate) fn side(index: &AnyIndex) -> Result<Side, CompareError> {
+    let job = index.job();
+    let counts = index.counts()?;
     Ok(Side {
         index: index.dir().display().to_string(),
         sae: job.sae.source.clone(),
@@ -73,15 +74,15 @@ pub(crate) fn side(index: &QueryIndex) -> Result<Side, CompareError> {
         d_sae: index.d_sae(),
         hook: job.hook.clone(),
         model: job.model.source.clone(),
-        documents: index.documents(),
-        tokens: index.counts()?.content_tokens,
+        documents: u32::try_from(counts.documents).unwrap_or(u32::MAX),
+        tokens: counts.content_tokens,
     })
 }
 
 /// Compares the features of `a` (SAE decoder `da`) with those of `b` (`db`).
 pub fn compare_saes(
-    a: &QueryIndex,
-    b: &QueryIndex,
+    a: &AnyIndex,
+    b: &AnyIndex,
     da: &Decoder,
     db: &Decoder,
     request: &CompareRequest,

@@ -13,7 +13,7 @@ use saeidx_compare::{
     table::write_parquet,
 };
 use saeidx_hub::HubSettings;
-use saeidx_query::{QueryIndex, build};
+use saeidx_query::{AnyIndex, build};
 use saeidx_testkit::{
     sae::{NpyLayout, random_decoder, record_sae, write_gemma_scope_npz, write_saelens_sae},
     synthetic::{Recode, SyntheticSpec, write_synthetic_index_recoded},
@@ -41,7 +41,7 @@ fn index(
     spec: &SyntheticSpec,
     recode: &Recode<'_>,
     rows: &[f32],
-) -> QueryIndex {
+) -> AnyIndex {
     let index = dir.join(name);
     let sae = dir.join(format!("{name}-sae"));
     write_synthetic_index_recoded(&index, spec, recode).unwrap();
@@ -51,7 +51,7 @@ fn index(
     let decoder = Decoder::read_folder(&sae).unwrap();
     record_sae(&index, &sae, decoder.sha256(), D_IN).unwrap();
     build(&index).unwrap();
-    QueryIndex::open(&index).unwrap()
+    AnyIndex::open(&index).unwrap()
 }
 
 /// `rows` with every value moved by `scale` × a deterministic pseudo-random amount.
@@ -467,7 +467,7 @@ fn changes_between_two_runs_equal_brute_force_over_both_parquets() {
         write_synthetic_index_recoded(&path, &spec(d_sae, documents, 7), recode).unwrap();
         record_sae(&path, &sae, &sha256, D_IN).unwrap();
         build(&path).unwrap();
-        QueryIndex::open(&path).unwrap()
+        AnyIndex::open(&path).unwrap()
     };
     // The corpus grew: B holds A's 40 documents and 20 more.
     let a = run("night-1", 40, &|d, p, c| codes(d, p, c, false));

@@ -65,7 +65,6 @@ pub(crate) fn query_error(error: QueryError) -> PyErr {
         | QueryError::TokenRange { .. }
         | QueryError::ReversedRange { .. }
         | QueryError::NotForTexts(_)
-        | QueryError::NotForSegments(_)
         | QueryError::NoDraft { .. }
         | QueryError::Filter(_)
         | QueryError::TokenPattern { .. }

@@ -106,8 +106,7 @@ impl Index {
         let request = args.request(py, task)?;
         let report = {
             let guard = self.read()?;
-            let index = guard.single("labelling runs").map_err(query_error)?;
-            labels::run(py, index, &request)?
+            labels::run(py, &guard, &request)?
         };
         self.reload_labels(py)?;
         if let Some(reason) = &report.stopped {
@@ -661,9 +660,7 @@ impl Index {
             b: sae_b.into_iter().collect(),
         };
         let (a, b) = (self.read()?, other.read()?);
-        let what = "comparisons of two indexes";
-        let a = a.single(what).map_err(query_error)?;
-        let b = b.single(what).map_err(query_error)?;
+        let (a, b) = (&*a, &*b);
         let answer = py
             .detach(|| {
                 let hub = saeidx_hub::HubSettings::from_env();

@@ -16,7 +16,7 @@ use saeidx_autointerp::{
     AutointerpError, EvidenceOptions, FeatureOutcome, FeatureSelection, LabelReport, LabelRequest,
     LlmSettings, Silent, Task,
 };
-use saeidx_query::{QueryIndex, registry::ScoreSummary};
+use saeidx_query::{AnyIndex, registry::ScoreSummary};
 
 use crate::errors::query_error;
 
@@ -118,7 +118,7 @@ fn evidence(py: Python<'_>, given: Option<&Bound<'_, PyDict>>) -> PyResult<Evide
 /// Runs `request` over `index` without the GIL.
 pub(crate) fn run(
     py: Python<'_>,
-    index: &QueryIndex,
+    index: &AnyIndex,
     request: &LabelRequest,
 ) -> PyResult<LabelReport> {
     py.detach(|| saeidx_autointerp::run(index, request, &Silent))

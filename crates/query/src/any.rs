@@ -6,9 +6,6 @@
 //! ([`SegmentedIndex`], a folder with `segments.json`). `segments.json` is read once per
 //! open, so one opened index answers from one consistent segment set; reopen it to see
 //! a newly published set.
-//!
-//! Questions not yet answered across segments return [`QueryError::NotForSegments`]
-//! for an index of segments (through [`AnyIndex::single`]), never a partial answer.
 
 use std::{ops::Range, path::Path};
 
@@ -18,7 +15,7 @@ use saeidx_format::{
 };
 
 use crate::{
-    QueryError, QueryIndex, SegmentedIndex,
+    DecodedCodes, QueryError, QueryIndex, SegmentedIndex,
     answers::{
         AnalyzedText, DocRef, Explain, ExplainRequest, FeatureRequest, Info, InfoRequest,
         LabelAnswer, PerToken, Sample, SampleRequest, TopFeatures, TopFeaturesRequest, TopTexts,
@@ -66,31 +63,6 @@ impl AnyIndex {
             SegmentedIndex::open(dir).map(Self::Segments)
         } else {
             QueryIndex::open(dir).map(Self::One)
-        }
-    }
-
-    /// The one index, for questions an index of segments does not answer yet (`what`
-    /// names them in the error).
-    pub fn single(&self, what: &'static str) -> Result<&QueryIndex, QueryError> {
-        match self {
-            Self::One(index) => Ok(index),
-            Self::Segments(_) => Err(QueryError::NotForSegments(what)),
-        }
-    }
-
-    /// The one index itself (see [`AnyIndex::single`]).
-    pub fn into_single(self, what: &'static str) -> Result<QueryIndex, QueryError> {
-        match self {
-            Self::One(index) => Ok(index),
-            Self::Segments(_) => Err(QueryError::NotForSegments(what)),
-        }
-    }
-
-    /// The one index, changeable (see [`AnyIndex::single`]).
-    pub fn single_mut(&mut self, what: &'static str) -> Result<&mut QueryIndex, QueryError> {
-        match self {
-            Self::One(index) => Ok(index),
-            Self::Segments(_) => Err(QueryError::NotForSegments(what)),
         }
     }
 
@@ -151,6 +123,44 @@ impl AnyIndex {
     /// The live documents' totals.
     pub fn counts(&self) -> Result<QueryCounts, QueryError> {
         either!(self, index => index.counts())
+    }
+
+    /// The live documents' numbers, in document order.
+    pub fn live_documents(&self) -> Vec<u32> {
+        match self {
+            Self::One(index) => (0..index.documents()).collect(),
+            Self::Segments(index) => index.live_documents(),
+        }
+    }
+
+    /// The per-token codes of live document `doc`, each token's features in increasing
+    /// id order; tokens that `exclusions` leave out are skipped.
+    pub fn document_codes(
+        &self,
+        doc: u32,
+        exclusions: Exclusions,
+    ) -> Result<DecodedCodes, QueryError> {
+        match self {
+            Self::One(index) => index.document_codes(doc, None, exclusions),
+            Self::Segments(index) => index.document_codes(doc, exclusions),
+        }
+    }
+
+    /// A SHA-256 naming the data the index answers from: one index's index data
+    /// SHA-256 ([`crate::layout::QueryManifest::index_data_sha256`]), or a digest of the
+    /// live segments' and their deleted documents ([`SegmentedIndex::data_sha256`]).
+    pub fn data_sha256(&self) -> String {
+        match self {
+            Self::One(index) => index.query_manifest().index_data_sha256.clone(),
+            Self::Segments(index) => index.data_sha256(),
+        }
+    }
+
+    /// The saeidx version that wrote the index (its first segment's, for an index of
+    /// segments; `None` for an index of no segments).
+    pub fn saeidx_version(&self) -> Option<&str> {
+        self.model_source()
+            .map(|(manifest, _)| manifest.saeidx_version.as_str())
     }
 
     /// The feature registry (the folder's `labels.json`).

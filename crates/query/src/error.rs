@@ -8,11 +8,6 @@ pub enum QueryError {
     /// The index's Parquet data or manifest failed verification.
     #[error(transparent)]
     Index(#[from] saeidx_format::verify::VerifyError),
-    /// A question an index of segments does not answer yet.
-    #[error(
-        "{0} are not answered over an index of segments yet; ask them of an index of one segment (rebuild it as one with `saeidx run JOB --replace`)"
-    )]
-    NotForSegments(&'static str),
     /// The index's `segments.json`, or a segment it names, is wrong.
     #[error(transparent)]
     Segments(#[from] saeidx_format::segments::SegmentsError),

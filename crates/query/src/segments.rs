@@ -66,6 +66,7 @@ use crate::{
 };
 
 mod browsing;
+mod codes;
 
 /// One opened segment.
 struct Segment {

@@ -41,10 +41,10 @@ use flate2::{Compression, write::GzEncoder};
 use saeidx_format::{
     atomic::{StagedDir, write_file, write_file_with},
     checksum::sha256_hex,
-    manifest::Manifest,
+    manifest::JobSpec,
 };
 use saeidx_query::{
-    Exclusions, FeatureLabel, FeatureReport, FeatureRequest, FeatureStats, QueryIndex, TextHit,
+    AnyIndex, Exclusions, FeatureLabel, FeatureReport, FeatureRequest, FeatureStats, TextHit,
     index::WindowToken,
     layout::HISTOGRAM_BINS,
     registry::{Origin, ScoreSummary},
@@ -214,7 +214,7 @@ fn hook_layer(hook: &str) -> Option<u32> {
 /// Writes the export of `index` under `out`, replacing an earlier export of the same
 /// source atomically.
 pub fn export(
-    index: &QueryIndex,
+    index: &AnyIndex,
     request: &ExportRequest,
     out: &Path,
 ) -> Result<Exported, ShareError> {
@@ -228,11 +228,8 @@ pub fn export(
     let staged = StagedDir::new(&folder)?;
     let root = staged.path();
     for (name, record) in [
-        (
-            "model.jsonl",
-            target.model_record(index.manifest(), request),
-        ),
-        ("sourceset.jsonl", target.sourceset_record(index.manifest())),
+        ("model.jsonl", target.model_record(index.job(), request)),
+        ("sourceset.jsonl", target.sourceset_record(index.job())),
         ("source.jsonl", target.source_record(index, request)?),
     ] {
         write_file(&root.join(name), line(&record).as_bytes())?;
@@ -272,19 +269,15 @@ struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn new(index: &'a QueryIndex, request: &'a ExportRequest) -> Result<Self, ShareError> {
-        let hook = index.manifest().job.hook.as_str();
+    fn new(index: &'a AnyIndex, request: &'a ExportRequest) -> Result<Self, ShareError> {
+        let hook = index.job().hook.as_str();
         let layer = hook_layer(hook).ok_or_else(|| {
             ShareError::Invalid(format!(
                 "cannot tell the layer of hook {hook:?} (expected blocks.N.…)"
             ))
         })?;
         let source_id = format!("{layer}-{}", request.set_name);
-        let id_seed = format!(
-            "{}\n{}\n{source_id}",
-            index.query_manifest().index_data_sha256,
-            request.model_id
-        );
+        let id_seed = format!("{}\n{}\n{source_id}", index.data_sha256(), request.model_id);
         Ok(Self {
             model_id: &request.model_id,
             explanation_model_names: request.explanation_model_names,
@@ -306,8 +299,8 @@ impl<'a> Target<'a> {
 
     /// The `Model` row. `neuronsPerLayer` is the model's MLP width, which an index does
     /// not record: 0, as Neuronpedia's own "new model" route writes.
-    fn model_record(&self, manifest: &Manifest, request: &ExportRequest) -> Value {
-        let model = &manifest.job.model;
+    fn model_record(&self, job: &JobSpec, request: &ExportRequest) -> Value {
+        let model = &job.model;
         // A Hub repo id has a resolved commit; a local folder has none.
         let repo = model.commit.is_some().then_some(model.source.as_str());
         let name = model_name(&model.source);
@@ -333,8 +326,8 @@ impl<'a> Target<'a> {
     }
 
     /// The `SourceSet` row.
-    fn sourceset_record(&self, manifest: &Manifest) -> Value {
-        let sae = &manifest.job.sae;
+    fn sourceset_record(&self, job: &JobSpec) -> Value {
+        let sae = &job.sae;
         json!({
             "modelId": self.model_id,
             "name": self.set_name,
@@ -354,12 +347,12 @@ impl<'a> Target<'a> {
     /// The `Source` row: the SAE at this layer, with where its examples come from.
     fn source_record(
         &self,
-        index: &QueryIndex,
+        index: &AnyIndex,
         request: &ExportRequest,
     ) -> Result<Value, ShareError> {
-        let manifest = index.manifest();
-        let job = &manifest.job;
-        let counts = index.query_manifest().counts;
+        let job = index.job();
+        let version = index.saeidx_version().unwrap_or(env!("CARGO_PKG_VERSION"));
+        let counts = index.counts()?;
         let documents = i32::try_from(counts.documents).map_err(|_| {
             ShareError::Invalid(format!(
                 "{} documents do not fit Neuronpedia's num_prompts (a 32-bit integer)",
@@ -374,12 +367,12 @@ impl<'a> Target<'a> {
             "hasDashboards": true,
             "inferenceEnabled": false,
             "visibility": "PUBLIC",
-            "dataset": pg_text(&request.dataset.clone().unwrap_or_else(|| corpus_files(manifest))),
+            "dataset": pg_text(&request.dataset.clone().unwrap_or_else(|| corpus_files(job))),
             "num_prompts": documents,
             "num_tokens_in_prompt": job.window.length,
             "notes": pg_text(&format!(
                 "saeidx {} index of {} tokens: model {} (weights SHA-256 {}), SAE {} (SHA-256 {}), hook {}",
-                manifest.saeidx_version, counts.tokens, shareable(&job.model.source),
+                version, counts.tokens, shareable(&job.model.source),
                 job.model.weights_sha256, shareable(&job.sae.source), job.sae.sha256, self.hook
             )),
         }))
@@ -573,7 +566,7 @@ impl Batch {
     /// Adds `feature`'s row, examples and explanation.
     fn add(
         &mut self,
-        index: &QueryIndex,
+        index: &AnyIndex,
         request: &ExportRequest,
         target: &Target,
         feature: u32,
@@ -661,8 +654,8 @@ fn looks_instruct(name: &str) -> bool {
 
 /// The corpus as Neuronpedia's `dataset` shows it: the files' names (not where they
 /// were on the indexing machine) with SHA-256 prefixes, the first three of them.
-fn corpus_files(manifest: &Manifest) -> String {
-    let files = &manifest.job.corpus.files;
+fn corpus_files(job: &JobSpec) -> String {
+    let files = &job.corpus.files;
     let mut names: Vec<String> = files
         .iter()
         .take(3)

@@ -309,6 +309,17 @@ pub fn write_synthetic_index_recoded(
     write_index(dir, spec, &[], recode, &BTreeSet::new(), false)
 }
 
+/// [`write_synthetic_index_recoded`] without the documents `removed` (see
+/// [`write_synthetic_index_without`]).
+pub fn write_synthetic_index_recoded_without(
+    dir: &Path,
+    spec: &SyntheticSpec,
+    recode: &Recode<'_>,
+    removed: &BTreeSet<u32>,
+) -> Result<Manifest, SyntheticError> {
+    write_index(dir, spec, &[], recode, removed, false)
+}
+
 fn write_index(
     dir: &Path,
     spec: &SyntheticSpec,

@@ -9,7 +9,7 @@ use std::{
 };
 
 use saeidx_compare::{CompareRequest, Decoder, compare_recorded};
-use saeidx_query::{QueryIndex, build};
+use saeidx_query::{AnyIndex, build};
 use saeidx_testkit::{
     sae::{random_decoder, record_sae, write_saelens_sae},
     synthetic::{SyntheticSpec, write_synthetic_index},
@@ -71,8 +71,8 @@ fn the_comparison_page_and_api_answer_as_the_library() {
         .into();
     std::thread::spawn(move || serve(listener, served, ServeOptions::default()));
 
-    let a = QueryIndex::open(&root.path().join("a")).unwrap();
-    let b = QueryIndex::open(&root.path().join("b")).unwrap();
+    let a = AnyIndex::open(&root.path().join("a")).unwrap();
+    let b = AnyIndex::open(&root.path().join("b")).unwrap();
     let want = compare_recorded(&a, &b, &CompareRequest::default()).unwrap();
     let (status, api) = http(port, "/api/compare?with=b");
     assert_eq!(status, 200, "{api}");

@@ -421,8 +421,7 @@ fn same_segment_pages(port: u16, one: &saeidx_query::AnyIndex) {
 
 /// An index of segments is served like one index: the API answers what the library
 /// answers for the index it was split from (restricted questions included), pages
-/// render, questions not answered over segments yet are a clear 501, and a newly
-/// published segment set is seen by the next request.
+/// render, and a newly published segment set is seen by the next request.
 #[test]
 fn serves_an_index_of_segments_and_picks_up_a_new_set() {
     use saeidx_format::segments::SegmentSet;

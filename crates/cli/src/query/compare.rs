@@ -78,11 +78,8 @@ enum ByArg {
 
 /// `saeidx compare`.
 pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
-    let open = |dir: &PathBuf| {
-        AnyIndex::open(dir)
-            .and_then(|index| index.into_single("comparisons of two indexes"))
-            .with_context(|| format!("opening {}", dir.display()))
-    };
+    let open =
+        |dir: &PathBuf| AnyIndex::open(dir).with_context(|| format!("opening {}", dir.display()));
     let (a, b) = (open(&args.index_a)?, open(&args.index_b)?);
     let request = CompareRequest {
         candidates: args.candidates,

@@ -193,7 +193,7 @@ pub fn score(args: RunArgs) -> anyhow::Result<()> {
 fn execute(args: &RunArgs, request: &LabelRequest) -> anyhow::Result<()> {
     let index = args.index.open()?;
     let bar = Bar::new();
-    let report = saeidx_autointerp::run(index.single("labelling runs")?, request, &bar)?;
+    let report = saeidx_autointerp::run(&index, request, &bar)?;
     bar.0.finish_and_clear();
     if args.output.json {
         print_json(&report)?;

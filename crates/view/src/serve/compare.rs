@@ -7,11 +7,11 @@
 use std::fmt::Write;
 
 use saeidx_compare::{CompareRequest, Comparison, MatchBy, RunComparison, SaeComparison};
-use saeidx_query::{AnyIndex, QueryIndex};
+use saeidx_query::AnyIndex;
 
 use super::{
     form::{Failure, Params},
-    routes::{Context, Reply, answer, busy, failed, html},
+    routes::{Context, Reply, answer, busy, html},
 };
 use crate::{escape, page};
 
@@ -64,7 +64,7 @@ impl Context<'_> {
         };
         self.with_index(|a| {
             let b = b_slot.opened.read().map_err(|_| busy())?;
-            let compared = compare(single(a)?, single(&b.index)?, &request)?;
+            let compared = compare(a, &b.index, &request)?;
             Ok((compared, b_base))
         })
     }
@@ -88,17 +88,8 @@ impl Context<'_> {
     }
 }
 
-/// The one index `index` is (comparisons of indexes of segments are not answered yet).
-fn single(index: &AnyIndex) -> Result<&QueryIndex, Failure> {
-    index.single("comparisons of two indexes").map_err(failed)
-}
-
 /// [`saeidx_compare::compare`] with the SAE files where the indexes record them.
-fn compare(
-    a: &QueryIndex,
-    b: &QueryIndex,
-    request: &CompareRequest,
-) -> Result<Comparison, Failure> {
+fn compare(a: &AnyIndex, b: &AnyIndex, request: &CompareRequest) -> Result<Comparison, Failure> {
     saeidx_compare::compare_recorded(a, b, request).map_err(|e| {
         let status = match e {
             saeidx_compare::CompareError::Request(_) => 400,

@@ -249,8 +249,6 @@ pub(super) fn failed(error: QueryError) -> Failure {
         | QueryError::NotForTexts(_) => 400,
         // A draft to accept that is not there (any more): the state, not the request.
         QueryError::NoDraft { .. } => 409,
-        // Asked of an index of segments, which does not answer it yet.
-        QueryError::NotForSegments(_) => 501,
         // The files changed under the open index: it is reopened before the next request.
         QueryError::Changed { .. } => 503,
         _ => 500,
