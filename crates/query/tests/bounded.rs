@@ -39,15 +39,20 @@ fn a_tiny_memory_budget_spills_and_writes_the_same_bytes() {
     let in_memory = build_with(dir.path(), &BuildOptions::default()).unwrap();
     assert_eq!(in_memory.spilled_runs, 0);
     let expected = query_files(dir.path());
+    // Top texts of features, alone and on a token id (these read `occurrences.bin`,
+    // whose sort spills too).
     let answers = |index: &QueryIndex| {
         (0..500)
             .step_by(37)
-            .map(|feature| {
-                let request = saeidx_query::TopTextsRequest {
-                    feature,
-                    ..Default::default()
-                };
-                serde_json::to_string(&index.top_texts(&request).unwrap()).unwrap()
+            .flat_map(|feature| {
+                [None, Some(100 + feature % 1000)].map(|token| {
+                    let request = saeidx_query::TopTextsRequest {
+                        feature,
+                        token: token.map(saeidx_query::TokenPattern::Id),
+                        ..Default::default()
+                    };
+                    serde_json::to_string(&index.top_texts(&request).unwrap()).unwrap()
+                })
             })
             .collect::<Vec<_>>()
     };
@@ -64,6 +69,11 @@ fn a_tiny_memory_budget_spills_and_writes_the_same_bytes() {
         found.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         expected.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "the same files, and no sort runs left behind"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(name, _)| name.ends_with("occurrences.bin"))
     );
     for ((name, bytes), (_, expected)) in found.iter().zip(&expected) {
         assert!(bytes == expected, "{name} differs");
