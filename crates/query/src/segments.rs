@@ -575,7 +575,7 @@ impl SegmentedIndex {
     pub fn top_texts(&self, request: &TopTextsRequest) -> Result<TopTexts, QueryError> {
         Limit::K.check(request.k)?;
         Limit::Context.check(request.context)?;
-        let within = self.selected(&request.restrict)?;
+        let within = self.unless_changed(self.selected(&request.restrict))?;
         let tokens = request
             .token
             .as_ref()
@@ -892,7 +892,7 @@ impl SegmentedIndex {
         Limit::Bands.check(request.bands)?;
         Limit::Neighbours.check(request.neighbours)?;
         Limit::Context.check(request.context)?;
-        let within = self.selected(&request.restrict)?;
+        let within = self.unless_changed(self.selected(&request.restrict))?;
         let report = self.report(request, within.as_deref());
         self.intact(report)
     }
@@ -1049,7 +1049,7 @@ impl SegmentedIndex {
     pub fn sample(&self, request: &SampleRequest) -> Result<Sample, QueryError> {
         Limit::Examples.check(request.examples)?;
         Limit::Context.check(request.context)?;
-        let within = self.selected(&request.restrict)?;
+        let within = self.unless_changed(self.selected(&request.restrict))?;
         let within = within.as_deref();
         let picked = match within {
             None => self.sample_features(request.n, request.seed)?,
@@ -1141,6 +1141,15 @@ impl SegmentedIndex {
             dead: request.list_dead.then_some(dead),
             labels: self.registry.len(),
         })
+    }
+
+    /// `result`, its error replaced by [`QueryError::Changed`] when a file read so far
+    /// changed (an answer that goes on is checked when it is done).
+    fn unless_changed<T>(&self, result: Result<T, QueryError>) -> Result<T, QueryError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => self.intact(Err(error)),
+        }
     }
 
     /// `result`, unless a file it was computed from changed: the files of every segment
