@@ -715,7 +715,7 @@ fn labelling_runs_agree(index_dir: &Path, features: &[u32], cwd: &Path) -> Vec<(
         } else {
             "score"
         };
-        let index = QueryIndex::open(&copies[0]).unwrap();
+        let index = saeidx_query::AnyIndex::open(&copies[0]).unwrap();
         let report =
             saeidx_autointerp::run(&index, &label_request(task, llm.url(), features), &Silent)
                 .unwrap();

@@ -334,3 +334,69 @@ fn a_killed_compaction_keeps_the_old_set_and_converges() {
     assert_eq!(merged["segments"], 1, "{night:#}");
     assert_eq!(merged["merges"][0]["from"].as_array().unwrap().len(), 2);
 }
+
+/// A nightly job with `[run] compact = "tiered"`: eight nights of small appends (one
+/// document changed, one removed on the way) leave eight tier-0 segments, which the
+/// merge policy merges into one at the end of the eighth night; a ninth adds a segment
+/// again. Afterwards every answer equals a from-scratch run's over the final corpus.
+#[test]
+fn tiered_compaction_over_eight_nights_answers_like_one_run() {
+    let setup = Setup::create();
+    let job = fs::read_to_string(setup.job()).unwrap();
+    assert!(job.contains("batch_tokens = 512"), "{job}");
+    // One window per batch (see `one_window_per_batch`), and the merge policy.
+    fs::write(
+        setup.job(),
+        job.replace(
+            "batch_tokens = 512",
+            "batch_tokens = 64\ncompact = \"tiered\"",
+        ),
+    )
+    .unwrap();
+    let all = lines(&setup);
+    let index = setup.path().join("out/index");
+    let mut corpus: Vec<Value> = all[..12].to_vec();
+    write_corpus(&setup, &corpus);
+    run(&setup, &[]);
+    let mut added = 12;
+    for night in 2..=8 {
+        corpus.extend_from_slice(&all[added..added + 3]);
+        added += 3;
+        if night == 4 {
+            corpus[3]["text"] = Value::from("The third document, changed on the fourth night.");
+        }
+        if night == 6 {
+            corpus.remove(5);
+        }
+        write_corpus(&setup, &corpus);
+        let summary = run(&setup, &[]);
+        assert_eq!(summary["segments"], night, "night {night}: {summary:#}");
+        let compaction = &summary["compaction"];
+        if night < 8 {
+            assert_eq!(compaction["merges"], serde_json::json!([]), "{summary:#}");
+            assert_eq!(compaction["segments"], night, "{summary:#}");
+        } else {
+            // Eight neighbouring segments on tier 0: merged into one.
+            assert_eq!(compaction["segments"], 1, "{summary:#}");
+            let merges = compaction["merges"].as_array().unwrap();
+            assert_eq!(merges.len(), 1, "{summary:#}");
+            assert_eq!(merges[0]["from"].as_array().unwrap().len(), 8);
+        }
+    }
+    assert_eq!(SegmentedIndex::open(&index).unwrap().segments().count(), 1);
+    // Night 9: the rest of the corpus, one more segment beside the merged one.
+    corpus.extend_from_slice(&all[added..]);
+    write_corpus(&setup, &corpus);
+    let last = run(&setup, &[]);
+    assert_eq!(last["compaction"]["segments"], 2, "{last:#}");
+    assert_eq!(last["compaction"]["merges"], serde_json::json!([]));
+
+    run(&setup, &["--output", "out/fresh"]);
+    let grown = SegmentedIndex::open(&index).unwrap();
+    let fresh = SegmentedIndex::open(&setup.path().join("out/fresh")).unwrap();
+    let ids = live_ids(&fresh);
+    assert_eq!(live_ids(&grown), ids);
+    assert!(!ids.contains("doc-5") && ids.contains("doc-35"));
+    same_answers(&grown, &fresh, &ids);
+    saeidx_ok(&["verify", index.to_str().unwrap(), "--json"], setup.path());
+}

@@ -67,6 +67,7 @@ use crate::{
 
 mod browsing;
 mod codes;
+mod rest;
 
 /// One opened segment.
 struct Segment {

@@ -162,9 +162,19 @@ impl SegmentedIndex {
 
     /// The profile of every live counted token (default exclusions) not in the set `of`
     /// was computed over: what one index's stored totals less `of`'s are
-    /// ([`crate::QueryIndex::rest_profile`]), its sums added strongest first as one
-    /// index's build adds them. `max` and `argmax` are left empty.
+    /// ([`crate::QueryIndex::rest_profile`]). From the segments' stored totals when they
+    /// sum exactly ([`SegmentedIndex::rest_from_stored`]); otherwise every live token is
+    /// decoded and its sums added strongest first as one index's build adds them. `max`
+    /// and `argmax` are left empty.
     fn rest_profile(&self, of: &Profile) -> Result<Profile, QueryError> {
+        match self.rest_from_stored(of)? {
+            Some(rest) => self.intact(Ok(rest)),
+            None => self.rest_decoded(of),
+        }
+    }
+
+    /// [`Self::rest_profile`] from every live token decoded.
+    pub(super) fn rest_decoded(&self, of: &Profile) -> Result<Profile, QueryError> {
         let everything = self.live_sets(&Restriction::all())?;
         // Per feature, how often each value occurs.
         let mut values: Vec<std::collections::HashMap<u32, u64>> =

@@ -43,18 +43,18 @@ use crate::{
 #[derive(Default)]
 pub(super) struct DeletedRows {
     /// Counted (neither special nor sink) tokens of deleted documents.
-    counted: u64,
+    pub(super) counted: u64,
     /// Per feature active on a deleted token.
-    features: HashMap<u32, DeletedFeature>,
+    pub(super) features: HashMap<u32, DeletedFeature>,
 }
 
 /// One feature's part of a segment's deleted rows.
 #[derive(Default)]
-struct DeletedFeature {
+pub(super) struct DeletedFeature {
     /// Its postings on deleted tokens (excluded tokens too).
     postings: u64,
     /// Its values on counted deleted tokens.
-    values: Vec<f32>,
+    pub(super) values: Vec<f32>,
     /// Deleted documents it is active in (on a counted token).
     documents: u64,
 }
@@ -215,7 +215,7 @@ impl<'a> Stored<'a> {
 
 impl Segment {
     /// The deleted rows (read on first use).
-    fn deleted_rows(&self) -> Result<&DeletedRows, QueryError> {
+    pub(super) fn deleted_rows(&self) -> Result<&DeletedRows, QueryError> {
         if let Some(rows) = self.deleted_rows.get() {
             return Ok(rows);
         }
