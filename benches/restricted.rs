@@ -27,6 +27,7 @@ use anyhow::{Context, bail};
 use saeidx_benches::{env_number, ms, percentiles, reference_python, repo_root};
 use saeidx_query::{
     ContrastRequest, QueryIndex, Restriction, TokenPattern, TopTextsRequest, build,
+    layout::QUERY_FORMAT_VERSION,
 };
 use saeidx_testkit::synthetic::{SyntheticSpec, write_synthetic_index_with_metadata};
 
@@ -37,8 +38,11 @@ fn synthetic_index(tokens: usize) -> anyhow::Result<PathBuf> {
     let documents = tokens / 1000;
     let dir = repo_root().join(format!("target/bench-data/restricted-{documents}docs"));
     if dir.join("query/manifest.json").is_file() {
-        if !dir.join("query/occurrences.bin").is_file() {
-            // Cached before query files had `occurrences.bin`: rebuild them.
+        let current = QueryIndex::open(&dir)
+            .is_ok_and(|index| index.query_manifest().format_version == QUERY_FORMAT_VERSION);
+        if !current {
+            // Cached with query files of an older format (an older `occurrences.bin`, or
+            // none): rebuild them, so the run measures this format.
             build(&dir)?;
         }
         return Ok(dir);
