@@ -1,5 +1,6 @@
 //! A corpus grown over three nightly runs (new documents each night, one changed, one
-//! removed) answers like one run over the final corpus; a killed append leaves the old
+//! removed) answers like one run over the final corpus (live texts too, with the SAE
+//! recorded relative to the index folder); a killed append leaves the old
 //! set queryable and resumes to the same index.
 
 use std::{
@@ -108,6 +109,7 @@ fn three_nights_answer_like_one_run() {
     )
     .unwrap();
     let fresh = SegmentedIndex::open(&fresh_dir).unwrap();
+    live_answers_alike(&setup, &index, &fresh_dir);
     let ids = live_ids(&fresh);
     assert_eq!(live_ids(&grown), ids);
     assert!(!ids.contains("doc-5"));
@@ -123,6 +125,31 @@ fn three_nights_answer_like_one_run() {
     assert_eq!(replaced["up_to_date"], false);
     assert!(!index.join("segments.json").exists());
     assert!(index.join("labels.json").exists());
+}
+
+/// A live text's features and a feature's decoder neighbours over the index of segments
+/// `grown` equal those over `fresh`: both find the SAE the job recorded relative to the
+/// index folder (for `grown`, its top folder, not a segment's).
+fn live_answers_alike(setup: &Setup, grown: &Path, fresh: &Path) {
+    let ask = |index: &Path, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--index", index.to_str().unwrap(), "--json"]);
+        saeidx_ok(&all, setup.path())
+    };
+    let text = "The union of the states, and a more perfect constitution.";
+    let question = ["top-features", "--text", text, "--k", "5"];
+    let live = ask(grown, &question);
+    assert_eq!(
+        live["features"].as_array().map(Vec::len),
+        Some(5),
+        "{live:#}"
+    );
+    assert_eq!(live, ask(fresh, &question));
+    let feature = live["features"][0]["feature"].as_u64().unwrap().to_string();
+    let page = ["feature", feature.as_str(), "--neighbours", "4"];
+    let neighbours = |index| ask(index, &page)["decoder_neighbours"].clone();
+    assert_eq!(neighbours(grown).as_array().map(Vec::len), Some(4));
+    assert_eq!(neighbours(grown), neighbours(fresh));
 }
 
 /// `saeidx compact` of the grown index: one segment answering exactly as before (the

@@ -16,7 +16,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use saeidx_format::manifest::{SaeLocation, SaeRecord};
+use saeidx_format::manifest::SaeRecord;
 use saeidx_hub::{HubError, HubSettings, RepoKind, RepoRef};
 use saeidx_tensors::FloatTensor;
 
@@ -285,10 +285,8 @@ fn recorded_folder(
     index_dir: &Path,
     hub: &HubSettings,
 ) -> Result<PathBuf, String> {
-    match record.location {
-        Some(SaeLocation::Relative) => return Ok(index_dir.join(&record.source)),
-        None if Path::new(&record.source).is_dir() => return Ok(PathBuf::from(&record.source)),
-        _ => {}
+    if let Some(folder) = record.local_folder(index_dir) {
+        return Ok(folder);
     }
     // `org/repo[/subfolder]@commit`, or `RELEASE/ID = org/repo/folder@commit`.
     let resolved = record

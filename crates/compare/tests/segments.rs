@@ -1,16 +1,20 @@
 //! `compare` with an index of segments on either side (or both) gives what it gives for
 //! one index over the same live documents: two SAEs matched by co-activation over the
-//! live tokens, and two runs of one SAE with their changes and new top examples.
+//! live tokens, and two runs of one SAE with their changes and new top examples. The
+//! `feature` answer's decoder neighbours come from the SAE that the index records
+//! relative to its top folder, not to a segment's.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
-use saeidx_compare::{CompareRequest, Comparison, Decoder, MatchBy, SaeFolders, compare};
+use saeidx_compare::{
+    CompareRequest, Comparison, Decoder, MatchBy, SaeFolders, compare, feature_report,
+};
 use saeidx_format::segments::SegmentSet;
 use saeidx_hub::HubSettings;
-use saeidx_query::{AnyIndex, build};
+use saeidx_query::{AnyIndex, FeatureRequest, build};
 use saeidx_testkit::{
     sae::{random_decoder, record_sae, write_saelens_sae},
     synthetic::{
@@ -231,5 +235,24 @@ fn two_runs_compare_over_segments_as_over_one_index() {
             }
         }
         assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn feature_report_over_segments_reads_the_sae_recorded_relative_to_the_top_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let sae = sae(dir.path(), "sae", &random_decoder(D_SAE, D_IN, 4));
+    let (seg, one) = both(dir.path(), "night", 30, &|_, _, codes| codes, &sae);
+    // The index records `../sae`: from a segment's folder that names no SAE.
+    for feature in [0, 7, D_SAE as u32 - 1] {
+        let request = FeatureRequest {
+            feature,
+            neighbours: 5,
+            ..FeatureRequest::default()
+        };
+        let want = feature_report(&one, &request).unwrap().decoder_neighbours;
+        assert_eq!(want.as_ref().map(Vec::len), Some(5), "feature {feature}");
+        let got = feature_report(&seg, &request).unwrap().decoder_neighbours;
+        assert_eq!(got, want, "feature {feature}");
     }
 }

@@ -10,7 +10,10 @@
 //! equal [`JobSpec`]s produce identical data files, which is what resuming, sharding
 //! and merging rely on.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +72,8 @@ pub struct TokenizerRecord {
 pub enum SaeLocation {
     /// `source` is `org/repo[/subfolder]@commit` on the Hugging Face Hub.
     Hub,
-    /// `source` is the SAE's folder relative to the index folder (`/`-separated).
+    /// `source` is the SAE's folder relative to the index folder (`/`-separated; for an
+    /// index of segments, its top folder, which every segment's manifest shares).
     Relative,
 }
 
@@ -104,6 +108,21 @@ pub struct SaeRecord {
     /// was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub norm_scaling_factor: Option<f32>,
+}
+
+impl SaeRecord {
+    /// The local folder the SAE was recorded in, for the index whose folder is
+    /// `index_dir` (for an index of segments, its top folder, the one with
+    /// `segments.json`, never a segment's): `source` joined to `index_dir` when it is
+    /// relative to the index, `source` itself when an index written before the location
+    /// was recorded names an existing folder; `None` for a Hub source.
+    pub fn local_folder(&self, index_dir: &Path) -> Option<PathBuf> {
+        match self.location {
+            Some(SaeLocation::Relative) => Some(index_dir.join(&self.source)),
+            None if Path::new(&self.source).is_dir() => Some(PathBuf::from(&self.source)),
+            _ => None,
+        }
+    }
 }
 
 /// How documents are cut into model windows.
@@ -290,7 +309,7 @@ pub enum ManifestError {
     #[error("cannot read {path}: {source} (is this an index folder?)")]
     Read {
         /// The manifest path.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// The failure.
         #[source]
         source: std::io::Error,
@@ -299,7 +318,7 @@ pub enum ManifestError {
     #[error("{path} is not a valid saeidx index manifest: {reason}")]
     Invalid {
         /// The manifest path.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// Why.
         reason: String,
     },
@@ -310,7 +329,7 @@ pub enum ManifestError {
     )]
     Version {
         /// The manifest path.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// The version found.
         found: u32,
         /// The saeidx version that wrote it.

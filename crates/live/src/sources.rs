@@ -45,12 +45,9 @@ fn recorded_sae(record: &SaeRecord, index_dir: &Path) -> SaeSource {
             None => SaeSource::parse(source, None),
         }
     };
-    match record.location {
-        Some(SaeLocation::Hub) => hub(&record.source),
-        Some(SaeLocation::Relative) => SaeSource::Local(index_dir.join(&record.source)),
-        None if Path::new(&record.source).is_dir() => SaeSource::parse(&record.source, None),
-        None => hub(&record.source),
-    }
+    record
+        .local_folder(index_dir)
+        .map_or_else(|| hub(&record.source), SaeSource::Local)
 }
 
 /// Loads the SAE of the index in `index_dir`: the first of `given`, then the recorded

@@ -87,13 +87,14 @@ impl AnyIndex {
         }
     }
 
-    /// The manifest and folder live analysis loads the model and SAE from: the index's,
-    /// or its first segment's (every segment shares the job); `None` for an index of no
-    /// segments.
+    /// The manifest that names the model and SAE (the index's, or its first segment's:
+    /// every segment shares the job) and the folder its SAE path is relative to (the
+    /// index folder, for an index of segments its top folder: [`Self::dir`]); `None`
+    /// for an index of no segments.
     pub fn model_source(&self) -> Option<(&Manifest, &Path)> {
         match self {
             Self::One(index) => Some((index.manifest(), index.dir())),
-            Self::Segments(index) => index.segments().next().map(|i| (i.manifest(), i.dir())),
+            Self::Segments(index) => index.segments().next().map(|i| (i.manifest(), index.dir())),
         }
     }
 

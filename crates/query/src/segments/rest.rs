@@ -2,78 +2,38 @@
 //! token not in a subset, from the totals each segment stores, never decoding the live
 //! index.
 //!
-//! Per feature, the live count and sum are the segments' stored ones less their deleted
-//! rows' ([`super::stats::DeletedRows`]); the counted tokens likewise. The sums are
-//! exact, so equal one index's stored sum (added strongest first), under the condition
-//! [`super::stats`] states for statistics: every value keeps 11 significant bits, so
-//! while a feature's total stays below `2^52` times the lowest bit of its smallest value
-//! ([`value_unit`]) every partial sum is exact in f64, whatever the order. When that
-//! cannot be shown for some feature, or a segment's query files (format version 2)
-//! store no smallest values, the caller decodes the live tokens instead.
+//! Per feature, the live count and sum and the counted tokens are those of the summed
+//! statistics table ([`super::stats::SummedTable`]): the segments' stored ones less
+//! their deleted rows', summed once per opened index. The sums are exact under the
+//! condition [`super::stats`] states, so equal one index's. When that cannot be shown
+//! for some feature, or a segment's query files (format version 2) store no smallest
+//! values, the caller decodes the live tokens instead.
 
 use super::SegmentedIndex;
-use crate::{QueryError, build::value_unit, index::Exclusions, subset::Profile};
+use crate::{QueryError, subset::Profile};
 
 impl SegmentedIndex {
     /// The profile of every live counted token (default exclusions) not in the set `of`
-    /// was computed over, from the segments' stored totals less their deleted rows' and
-    /// `of`'s; `None` when the stored sums cannot be shown exact (see the module docs).
-    /// `max` and `argmax` are left empty.
+    /// was computed over, from the summed statistics table less `of`; `None` when the
+    /// stored sums cannot be shown exact (see the module docs). `max` and `argmax` are
+    /// left empty.
     pub(super) fn rest_from_stored(&self, of: &Profile) -> Result<Option<Profile>, QueryError> {
-        let d_sae = self.d_sae;
-        let mut count = vec![0u64; d_sae];
-        let mut sum = vec![0.0f64; d_sae];
-        let mut total = vec![0.0f64; d_sae];
-        let mut unit = vec![f64::INFINITY; d_sae];
-        let mut tokens = 0u64;
-        for segment in &self.segments {
-            let index = &segment.index;
-            let features = &index.features;
-            let Some(min) = &features.min else {
+        let Some(table) = self.summed()? else {
+            return Ok(None);
+        };
+        let mut count = Vec::with_capacity(self.d_sae);
+        let mut sum = Vec::with_capacity(self.d_sae);
+        for (f, (part_count, part_sum)) in of.count.iter().zip(&of.sum).enumerate() {
+            let Some((all_count, all_sum)) = table.count_and_sum(f) else {
                 return Ok(None);
             };
-            let (file, which) = (&features.file, crate::layout::QueryFile::Features);
-            let d = d_sae as u64;
-            let counts = index.range(file, which, &features.count, 0, d)?;
-            let sums = index.range(file, which, &features.sum, 0, d)?;
-            let mins = index.range(file, which, min, 0, d)?;
-            for f in 0..d_sae {
-                if counts[f] > 0 {
-                    count[f] += u64::from(counts[f]);
-                    sum[f] += sums[f];
-                    total[f] += sums[f];
-                    unit[f] = unit[f].min(value_unit(mins[f]));
-                }
-            }
-            let deleted = segment.deleted_rows()?;
-            tokens += index
-                .counted_tokens(Exclusions::default(), None)?
-                .saturating_sub(deleted.counted);
-            for (&feature, gone) in &deleted.features {
-                let f = feature as usize;
-                if f < d_sae && !gone.values.is_empty() {
-                    let removed: f64 = gone.values.iter().map(|&v| f64::from(v)).sum();
-                    count[f] = count[f].saturating_sub(gone.values.len() as u64);
-                    sum[f] -= removed;
-                }
-            }
-        }
-        // 2^52 leaves room for the rounding of `total` itself (as for statistics).
-        if (0..d_sae).any(|f| total[f] > 2f64.powi(52) * unit[f]) {
-            return Ok(None);
+            count.push(all_count.saturating_sub(*part_count));
+            sum.push(all_sum - part_sum);
         }
         Ok(Some(Profile {
-            tokens: tokens.saturating_sub(of.tokens),
-            count: count
-                .iter()
-                .zip(&of.count)
-                .map(|(all, part)| all.saturating_sub(*part))
-                .collect(),
-            sum: sum
-                .iter()
-                .zip(&of.sum)
-                .map(|(all, part)| all - part)
-                .collect(),
+            tokens: table.counted().saturating_sub(of.tokens),
+            count,
+            sum,
             max: Vec::new(),
             argmax: Vec::new(),
         }))
@@ -86,7 +46,7 @@ mod tests {
     use saeidx_testkit::synthetic::{SyntheticSpec, split_into_segments, write_synthetic_index};
 
     use super::*;
-    use crate::Restriction;
+    use crate::{Restriction, index::Exclusions};
 
     /// The rest from the stored totals is taken (not decoded) and equals the decoded
     /// one, for subsets across segments and deleted documents holding values.

@@ -119,6 +119,17 @@ struct Summed {
 }
 
 impl SummedTable {
+    /// Counted live tokens (default exclusions).
+    pub(super) fn counted(&self) -> u64 {
+        self.counted
+    }
+
+    /// `feature`'s live count and sum, `None` when its sum cannot be shown exact.
+    pub(super) fn count_and_sum(&self, feature: usize) -> Option<(u64, f64)> {
+        let row = self.rows.get(feature)?.as_ref()?;
+        Some((row.count, row.sum))
+    }
+
     /// `feature`'s statistics, `None` when they must be recomputed from the postings.
     pub(super) fn stats(&self, feature: u32) -> Option<FeatureStats> {
         let row = self.rows.get(feature as usize)?.as_ref()?;
