@@ -88,7 +88,11 @@ fn labels(dir: &Path) -> Vec<(u32, String)> {
     registry
         .iter()
         .map(|(feature, label)| {
-            let scores = serde_json::to_string(&label.scores).unwrap();
+            let mut scores = label.scores.clone();
+            if let Some(scores) = &mut scores {
+                scores.scored_at.clear();
+            }
+            let scores = serde_json::to_string(&scores).unwrap();
             let text = format!("{:?} {:?} {scores}", label.name, label.explanation());
             (feature, text)
         })
