@@ -42,43 +42,22 @@ impl SegmentedIndex {
 
 #[cfg(test)]
 mod tests {
-    use saeidx_format::segments::SegmentSet;
-    use saeidx_testkit::synthetic::{SyntheticSpec, split_into_segments, write_synthetic_index};
-
-    use super::*;
-    use crate::{Restriction, index::Exclusions};
+    use crate::{
+        Restriction,
+        index::Exclusions,
+        segments::stats::{FIXTURE_DELETED, three_segments_with_deletions},
+    };
 
     /// The rest from the stored totals is taken (not decoded) and equals the decoded
     /// one, for subsets across segments and deleted documents holding values.
     #[test]
     fn the_rest_from_stored_totals_equals_the_decoded_rest() {
         let tmp = tempfile::tempdir().unwrap();
-        let d_sae = 12;
-        let spec = SyntheticSpec {
-            documents: 30,
-            tokens_per_document: (0, 12),
-            documents_per_part: 10,
-            feature_weights: (0..d_sae).map(|f| 1.0 + f as f64).collect(),
-            k: 3,
-            value_step: 0.125,
-            seed: 98,
-        };
-        let full = tmp.path().join("full");
-        write_synthetic_index(&full, &spec).unwrap();
-        let dest = tmp.path().join("seg");
-        let mut set = split_into_segments(&full, &dest, &[0..1, 1..2, 2..3]).unwrap();
-        for segment in &mut set.segments {
-            crate::build(&SegmentSet::segment_dir(&dest, &segment.name)).unwrap();
-            for doc in [0, 3, 4, 10, 11, 12, 13, 19, 27] {
-                segment.delete(doc);
-            }
-        }
-        set.publish(&dest).unwrap();
-        let index = SegmentedIndex::open(&dest).unwrap();
+        let index = three_segments_with_deletions(tmp.path(), 98);
         for listed in [vec![1u32], vec![2, 5, 14, 22], (20..30).collect()] {
             let listed: Vec<u32> = listed
                 .into_iter()
-                .filter(|d| ![0, 3, 4, 10, 11, 12, 13, 19, 27].contains(d))
+                .filter(|d| !FIXTURE_DELETED.contains(d))
                 .collect();
             let sets = index
                 .live_sets(&Restriction::documents(listed.clone()))

@@ -367,11 +367,46 @@ fn combine(parts: &[Part], postings: u64) -> Summed {
     all
 }
 
+/// The features of [`three_segments_with_deletions`]'s index.
 #[cfg(test)]
-mod tests {
+pub(super) const FIXTURE_D_SAE: usize = 12;
+
+/// The documents [`three_segments_with_deletions`] deletes (from every segment).
+#[cfg(test)]
+pub(super) const FIXTURE_DELETED: [u32; 9] = [0, 3, 4, 10, 11, 12, 13, 19, 27];
+
+/// A synthetic index of 30 documents in `dir`, split into three segments with query
+/// files, [`FIXTURE_DELETED`] deleted, opened.
+#[cfg(test)]
+pub(super) fn three_segments_with_deletions(dir: &std::path::Path, seed: u64) -> SegmentedIndex {
     use saeidx_format::segments::SegmentSet;
     use saeidx_testkit::synthetic::{SyntheticSpec, split_into_segments, write_synthetic_index};
 
+    let spec = SyntheticSpec {
+        documents: 30,
+        tokens_per_document: (0, 12),
+        documents_per_part: 10,
+        feature_weights: (0..FIXTURE_D_SAE).map(|f| 1.0 + f as f64).collect(),
+        k: 3,
+        value_step: 0.125,
+        seed,
+    };
+    let full = dir.join("full");
+    write_synthetic_index(&full, &spec).unwrap();
+    let dest = dir.join("seg");
+    let mut set = split_into_segments(&full, &dest, &[0..1, 1..2, 2..3]).unwrap();
+    for segment in &mut set.segments {
+        crate::build(&SegmentSet::segment_dir(&dest, &segment.name)).unwrap();
+        for doc in FIXTURE_DELETED {
+            segment.delete(doc);
+        }
+    }
+    set.publish(&dest).unwrap();
+    SegmentedIndex::open(&dest).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
     /// The summed statistics are taken (not recomputed) and equal the recomputed ones,
@@ -379,29 +414,8 @@ mod tests {
     #[test]
     fn summed_statistics_equal_the_recomputed_ones() {
         let tmp = tempfile::tempdir().unwrap();
-        let d_sae = 12;
-        let spec = SyntheticSpec {
-            documents: 30,
-            tokens_per_document: (0, 12),
-            documents_per_part: 10,
-            feature_weights: (0..d_sae).map(|f| 1.0 + f as f64).collect(),
-            k: 3,
-            value_step: 0.125,
-            seed: 99,
-        };
-        let full = tmp.path().join("full");
-        write_synthetic_index(&full, &spec).unwrap();
-        let dest = tmp.path().join("seg");
-        let mut set = split_into_segments(&full, &dest, &[0..1, 1..2, 2..3]).unwrap();
-        for segment in &mut set.segments {
-            crate::build(&SegmentSet::segment_dir(&dest, &segment.name)).unwrap();
-            for doc in [0, 3, 4, 10, 11, 12, 13, 19, 27] {
-                segment.delete(doc);
-            }
-        }
-        set.publish(&dest).unwrap();
-        let index = SegmentedIndex::open(&dest).unwrap();
-        for feature in 0..d_sae as u32 {
+        let index = three_segments_with_deletions(tmp.path(), 99);
+        for feature in 0..FIXTURE_D_SAE as u32 {
             let f = feature as usize;
             let summed = index.summed().unwrap().unwrap().stats(feature);
             let kept = index.kept(f, Exclusions::default(), None).unwrap();
